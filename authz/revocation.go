@@ -1,0 +1,465 @@
+package authz
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/agentprov/agentprov/internal/clock"
+	"github.com/agentprov/agentprov/internal/problem"
+	"github.com/agentprov/agentprov/internal/safehttp"
+)
+
+// TypeRevocation is the JOSE "typ" of revocation events (PROTOCOL §2.3).
+const TypeRevocation = "agentprov-revocation+jwt"
+
+// Revocation limits.
+const (
+	// maxRevocationBody bounds an event (a compact JWS) at the provider.
+	maxRevocationBody = 16 << 10
+	// maxRevocationHashes bounds the token hashes of one event.
+	maxRevocationHashes = 100
+	// maxAckBytes bounds the acknowledgement the orchestrator reads.
+	maxAckBytes = 16 << 10
+)
+
+// Revocation errors.
+var (
+	// ErrRevocationIncomplete: Revoke could not revoke every credential;
+	// the report says which failed and why.
+	ErrRevocationIncomplete = &Error{Code: "revocation_incomplete", Status: http.StatusBadGateway}
+	// ErrRevocationRejected: the provider refused a revocation event with
+	// a 4xx answer; retrying the same request cannot help.
+	ErrRevocationRejected = &Error{Code: "revocation_rejected", Status: http.StatusBadGateway}
+	// ErrInvalidRevocation: a revocation event is well signed but its
+	// claims are unusable (no account_id, bad token hash, too many hashes).
+	ErrInvalidRevocation = &Error{Code: "invalid_revocation", Status: http.StatusBadRequest}
+)
+
+// RevocationEvent is the claims set of a revocation event JWT (typ
+// agentprov-revocation+jwt) that an orchestrator sends to a provider when
+// its user removes a project or unlinks the provider.
+type RevocationEvent struct {
+	Issuer   string `json:"iss,omitempty"`
+	Audience string `json:"aud"`
+	ID       string `json:"jti,omitempty"`
+	IssuedAt int64  `json:"iat,omitempty"`
+	Expiry   int64  `json:"exp,omitempty"`
+	// Subject is the orchestrator user, when known; the provider then
+	// requires the account to be linked to (iss, sub).
+	Subject   string `json:"sub,omitempty"`
+	AccountID string `json:"account_id"`
+	Project   string `json:"project,omitempty"`
+	Service   string `json:"service,omitempty"`
+	// TokenHashes are base64url SHA-256 digests of the access tokens to
+	// revoke (never the tokens). Empty means every token of the account
+	// issued to this orchestrator.
+	TokenHashes []string `json:"token_hashes,omitempty"`
+}
+
+// RevocationAck is the provider's 200 answer to a revocation event.
+type RevocationAck struct {
+	ProtocolVersion string `json:"protocol_version"`
+	// Revoked counts tokens revoked by this event (0 on a repeat).
+	Revoked int `json:"revoked"`
+}
+
+// RevokeHandler serves the RFC 7009 token revocation endpoint: a holder of
+// a token revokes it by presenting it. The answer is 200 whether or not the
+// token was known (RFC 7009 §2.2).
+func (p *Provisioner) RevokeHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		form, err := readForm(w, r)
+		if err != nil {
+			p.writeOAuthError(w, err)
+			return
+		}
+		token := form.Get("token")
+		if token == "" {
+			p.writeOAuthError(w, errorf(ErrInvalidRequest, nil, "token is required"))
+			return
+		}
+		h := HashToken(token)
+		t, err := p.tokens.Lookup(r.Context(), h)
+		if err == nil {
+			_, err = p.tokens.Revoke(r.Context(), h, t.User.Issuer, p.now.Now().UTC())
+		}
+		if err != nil && !errors.Is(err, ErrTokenNotFound) {
+			p.writeOAuthError(w, errorf(ErrTemporarilyUnavailable, err, "token store unavailable"))
+			return
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusOK)
+	})
+}
+
+// RevocationEventHandler serves the revocation event endpoint: POST with
+// Content-Type application/jwt and a signed RevocationEvent as the body. It
+// verifies the event (typ, signature by a trusted orchestrator, aud, time,
+// single-use jti), revokes the named tokens of that orchestrator
+// idempotently and answers 200 with a RevocationAck. Errors are problem+json.
+func (p *Provisioner) RevocationEventHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", http.MethodPost)
+			problem.Write(w, http.StatusMethodNotAllowed, ErrInvalidRequest.Code, "use POST")
+			return
+		}
+		if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/jwt" {
+			problem.Write(w, http.StatusUnsupportedMediaType, ErrInvalidRequest.Code, "content type must be application/jwt")
+			return
+		}
+		body, err := safehttp.ReadAll(r.Body, maxRevocationBody)
+		if err != nil {
+			problem.Write(w, http.StatusRequestEntityTooLarge, ErrInvalidRequest.Code, "event too large")
+			return
+		}
+		n, err := p.HandleRevocation(r.Context(), strings.TrimSpace(string(body)))
+		if err != nil {
+			if e := AsError(err); e != nil && e.Status >= 500 {
+				p.log.Error("authz: revocation failed", "code", e.Code, "err", e.Err)
+			}
+			writeProblem(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, RevocationAck{ProtocolVersion: "0.1", Revoked: n}, "no-store")
+	})
+}
+
+// HandleRevocation verifies a revocation event and revokes its tokens,
+// returning how many live tokens it revoked. It is what
+// RevocationEventHandler runs for each request.
+func (p *Provisioner) HandleRevocation(ctx context.Context, event string) (int, error) {
+	var ev RevocationEvent
+	if err := p.verifier.VerifyTyped(ctx, event, TypeRevocation, &ev); err != nil {
+		if AsError(err) == nil {
+			return 0, errorf(ErrTemporarilyUnavailable, err, "event could not be checked")
+		}
+		return 0, err
+	}
+	if ev.AccountID == "" {
+		return 0, errorf(ErrInvalidRevocation, nil, "account_id is required")
+	}
+	if len(ev.TokenHashes) > maxRevocationHashes {
+		return 0, errorf(ErrInvalidRevocation, nil, "at most %d token hashes per event", maxRevocationHashes)
+	}
+	hashes := make([]TokenHash, 0, len(ev.TokenHashes))
+	for _, s := range ev.TokenHashes {
+		h, err := ParseTokenHash(s)
+		if err != nil {
+			return 0, errorf(ErrInvalidRevocation, nil, "token_hashes holds a malformed hash")
+		}
+		hashes = append(hashes, h)
+	}
+	if ev.Subject != "" {
+		acct, err := p.accounts.FindBySubject(ctx, UserRef{Issuer: ev.Issuer, Subject: ev.Subject})
+		switch {
+		case errors.Is(err, ErrAccountNotFound) || (err == nil && acct.ID != ev.AccountID):
+			return 0, errorf(ErrInvalidRevocation, nil, "account is not linked to this subject")
+		case err != nil:
+			return 0, errorf(ErrTemporarilyUnavailable, err, "account store unavailable")
+		}
+	}
+	now := p.now.Now().UTC()
+	if len(hashes) == 0 {
+		n, err := p.tokens.RevokeAccount(ctx, ev.AccountID, ev.Issuer, now)
+		if err != nil {
+			return 0, errorf(ErrTemporarilyUnavailable, err, "token store unavailable")
+		}
+		return n, nil
+	}
+	n := 0
+	for _, h := range hashes {
+		t, err := p.tokens.Lookup(ctx, h)
+		if errors.Is(err, ErrTokenNotFound) || (err == nil && t.AccountID != ev.AccountID) {
+			continue // unknown or someone else's: silently nothing to do
+		}
+		if err != nil {
+			return n, errorf(ErrTemporarilyUnavailable, err, "token store unavailable")
+		}
+		ok, err := p.tokens.Revoke(ctx, h, ev.Issuer, now)
+		if err != nil {
+			return n, errorf(ErrTemporarilyUnavailable, err, "token store unavailable")
+		}
+		if ok {
+			n++
+		}
+	}
+	p.log.Info("authz: tokens revoked by event", "account_id", ev.AccountID, "iss", ev.Issuer, "revoked", n)
+	return n, nil
+}
+
+// RevocationTarget is where and to whom a provider's revocation events go.
+type RevocationTarget struct {
+	// Audience is the provider's attestation audience (its verifier's).
+	Audience string
+	// Endpoint is the provider's revocation event endpoint (the
+	// agentprov_revocation_event_endpoint of its server metadata).
+	Endpoint string
+}
+
+// RevocationTargets resolves a provider id to its revocation target.
+type RevocationTargets interface {
+	RevocationTarget(ctx context.Context, provider string) (RevocationTarget, error)
+}
+
+// StaticTargets is a fixed provider id → target map.
+type StaticTargets map[string]RevocationTarget
+
+// RevocationTarget implements RevocationTargets.
+func (s StaticTargets) RevocationTarget(_ context.Context, provider string) (RevocationTarget, error) {
+	t, ok := s[provider]
+	if !ok {
+		return RevocationTarget{}, fmt.Errorf("authz: no revocation target for provider %q", provider)
+	}
+	return t, nil
+}
+
+// RevokerOptions tune a Revoker. The zero value is safe.
+type RevokerOptions struct {
+	// MaxAttempts per credential; default 5.
+	MaxAttempts int
+	// InitialBackoff before the second attempt, doubled after each retry
+	// up to MaxBackoff; defaults 200ms and 10s. Each wait is jittered
+	// between half and all of the nominal delay.
+	InitialBackoff time.Duration
+	MaxBackoff     time.Duration
+	// Sleep waits d or until ctx is done; default a timer. Tests inject an
+	// instant sleeper.
+	Sleep func(ctx context.Context, d time.Duration) error
+	// Clock reads the time; default time.Now.
+	Clock clock.Func
+	// Logger receives per-credential outcomes; default slog.Default().
+	Logger *slog.Logger
+}
+
+// RevokeRequest selects the vault credentials to revoke.
+type RevokeRequest struct {
+	// Project is required.
+	Project string
+	// Provider, when set, limits revocation to that provider.
+	Provider string
+}
+
+// RevocationResult is the outcome for one credential.
+type RevocationResult struct {
+	Provider  string
+	Service   string
+	AccountID string
+	// Revoked is true once the provider acknowledged and the credential
+	// was deleted from the vault.
+	Revoked bool
+	// Attempts counts the events sent.
+	Attempts int
+	// Err says why it failed; nil when Revoked.
+	Err error
+}
+
+// RevocationReport lists the outcome per credential, in vault order.
+type RevocationReport struct {
+	Project string
+	Results []RevocationResult
+}
+
+// Failed returns the results that did not revoke.
+func (r *RevocationReport) Failed() []RevocationResult {
+	var out []RevocationResult
+	for _, x := range r.Results {
+		if !x.Revoked {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// Revoker is the orchestrator side of revocation: it tells providers to
+// revoke the tokens held in the vault, then forgets them. It is safe for
+// concurrent use.
+type Revoker struct {
+	attester *Attester
+	vault    *Vault
+	targets  RevocationTargets
+	client   *http.Client
+	attempts int
+	backoff  time.Duration
+	maxWait  time.Duration
+	sleep    func(context.Context, time.Duration) error
+	now      clock.Func
+	log      *slog.Logger
+}
+
+// NewRevoker returns a Revoker signing events with attester, reading and
+// deleting credentials in vault and finding providers through targets.
+// client may be nil for http.DefaultClient; it is never modified.
+func NewRevoker(attester *Attester, vault *Vault, targets RevocationTargets, client *http.Client, opts *RevokerOptions) (*Revoker, error) {
+	switch {
+	case attester == nil:
+		return nil, errors.New("authz: revoker: attester is required")
+	case vault == nil:
+		return nil, errors.New("authz: revoker: vault is required")
+	case targets == nil:
+		return nil, errors.New("authz: revoker: revocation targets are required")
+	}
+	if opts == nil {
+		opts = &RevokerOptions{}
+	}
+	r := &Revoker{
+		attester: attester, vault: vault, targets: targets, client: safeClient(client),
+		attempts: opts.MaxAttempts, backoff: opts.InitialBackoff, maxWait: opts.MaxBackoff,
+		sleep: opts.Sleep, now: opts.Clock, log: opts.Logger,
+	}
+	if r.attempts <= 0 {
+		r.attempts = 5
+	}
+	if r.backoff <= 0 {
+		r.backoff = 200 * time.Millisecond
+	}
+	if r.maxWait <= 0 {
+		r.maxWait = 10 * time.Second
+	}
+	if r.sleep == nil {
+		r.sleep = sleepCtx
+	}
+	if r.log == nil {
+		r.log = slog.Default()
+	}
+	return r, nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// Revoke revokes every credential of req.Project (at req.Provider only, if
+// set): for each, it sends a signed revocation event to the provider,
+// retrying network failures, 429 and 5xx answers with backoff up to
+// MaxAttempts, and deletes the credential from the vault once the provider
+// acknowledged. A 4xx answer is final. The report covers every credential;
+// the error is ErrRevocationIncomplete when any failed, or the vault's error
+// when the credentials could not be listed.
+func (r *Revoker) Revoke(ctx context.Context, req RevokeRequest) (*RevocationReport, error) {
+	creds, err := r.vault.List(ctx, req.Project, req.Provider)
+	if err != nil {
+		return nil, err
+	}
+	rep := &RevocationReport{Project: req.Project}
+	failed := 0
+	for i := range creds {
+		c := &creds[i]
+		res := RevocationResult{Provider: c.Provider, Service: c.Service, AccountID: c.AccountID}
+		res.Attempts, res.Err = r.revokeOne(ctx, c)
+		if res.Err == nil {
+			if err := r.vault.Delete(ctx, c.Project, c.Ref()); err != nil && !errors.Is(err, ErrCredentialNotFound) {
+				res.Err = fmt.Errorf("authz: revoked at provider but vault delete failed: %w", err)
+			}
+		}
+		res.Revoked = res.Err == nil
+		if !res.Revoked {
+			failed++
+			r.log.Warn("authz: revocation failed", "project", c.Project, "ref", c.Ref(), "attempts", res.Attempts, "err", res.Err)
+		}
+		rep.Results = append(rep.Results, res)
+	}
+	if failed > 0 {
+		return rep, errorf(ErrRevocationIncomplete, nil, "%d of %d credentials not revoked", failed, len(creds))
+	}
+	return rep, nil
+}
+
+// revokeOne sends the event for c until acknowledged, returning attempts.
+func (r *Revoker) revokeOne(ctx context.Context, c *Credential) (int, error) {
+	target, err := r.targets.RevocationTarget(ctx, c.Provider)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := safehttp.CheckURL(target.Endpoint); err != nil {
+		return 0, err
+	}
+	ev := RevocationEvent{
+		Audience:  target.Audience,
+		AccountID: c.AccountID,
+		Project:   c.Project,
+		Service:   c.Ref(),
+	}
+	for _, s := range []Secret{c.AccessToken, c.RefreshToken} {
+		if s != "" {
+			ev.TokenHashes = append(ev.TokenHashes, HashToken(s.Reveal()).String())
+		}
+	}
+	wait := r.backoff
+	var last error
+	for attempt := 1; attempt <= r.attempts; attempt++ {
+		if attempt > 1 {
+			d := wait/2 + rand.N(wait/2+1)
+			if err := r.sleep(ctx, d); err != nil {
+				return attempt - 1, fmt.Errorf("authz: revocation interrupted: %w (last error: %v)", err, last)
+			}
+			wait = min(2*wait, r.maxWait)
+		}
+		// A fresh event (new jti) per attempt: the provider consumes jti
+		// even when our read of its answer failed.
+		jwt, err := r.attester.Sign(ctx, TypeRevocation, ev)
+		if err != nil {
+			return attempt, err
+		}
+		retry, err := r.send(ctx, target.Endpoint, jwt)
+		if err == nil {
+			return attempt, nil
+		}
+		if !retry {
+			return attempt, err
+		}
+		last = err
+	}
+	return r.attempts, fmt.Errorf("authz: provider did not acknowledge after %d attempts: %w", r.attempts, last)
+}
+
+// send posts one event; retry reports whether the failure is transient.
+func (r *Revoker) send(ctx context.Context, endpoint, jwt string) (retry bool, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(jwt))
+	if err != nil {
+		return false, err
+	}
+	req.Header.Set("Content-Type", "application/jwt")
+	req.Header.Set("Accept", "application/json")
+	resp, err := r.client.Do(req)
+	if err != nil {
+		return ctx.Err() == nil, err
+	}
+	defer resp.Body.Close()
+	body, rerr := safehttp.ReadAll(resp.Body, maxAckBytes)
+	switch {
+	case resp.StatusCode == http.StatusOK:
+		if rerr != nil {
+			return true, rerr
+		}
+		var ack RevocationAck
+		if err := json.Unmarshal(body, &ack); err != nil {
+			return true, fmt.Errorf("authz: malformed acknowledgement: %w", err)
+		}
+		return false, nil
+	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
+		return true, fmt.Errorf("authz: provider answered %d", resp.StatusCode)
+	default:
+		detail := fmt.Sprintf("provider answered %d", resp.StatusCode)
+		if pd := problem.Read(io.LimitReader(strings.NewReader(string(body)), maxAckBytes), maxAckBytes); pd != nil {
+			detail += " " + pd.Code
+		}
+		return false, errorf(ErrRevocationRejected, nil, "%s", detail)
+	}
+}

@@ -1,0 +1,186 @@
+package authz
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Token store contract errors, checked by authztest.RunTokenStore.
+var (
+	// ErrTokenNotFound reports that no token has the given hash.
+	ErrTokenNotFound = errors.New("authz: token not found")
+	// ErrTokenExists reports a Put whose hash is already stored.
+	ErrTokenExists = errors.New("authz: token already stored")
+	// ErrInvalidTokenRecord reports a record missing a required field.
+	ErrInvalidTokenRecord = errors.New("authz: invalid token record")
+)
+
+// TokenHash is the SHA-256 digest of an access token. Stores keep only
+// this: a leaked table does not yield usable credentials.
+type TokenHash [sha256.Size]byte
+
+// HashToken returns the digest under which token is stored.
+func HashToken(token string) TokenHash { return sha256.Sum256([]byte(token)) }
+
+// String renders the hash in unpadded base64url, the form used on the wire
+// in revocation events.
+func (h TokenHash) String() string { return base64.RawURLEncoding.EncodeToString(h[:]) }
+
+// ParseTokenHash decodes the unpadded base64url form produced by String.
+func ParseTokenHash(s string) (TokenHash, error) {
+	var h TokenHash
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || len(b) != len(h) {
+		return h, fmt.Errorf("authz: token hash %q is not 32 bytes of base64url", truncate(s, 64))
+	}
+	copy(h[:], b)
+	return h, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// tokenPrefix marks tokens issued by this package so secret scanners can
+// find leaked ones.
+const tokenPrefix = "apt_"
+
+// newAccessToken returns a fresh 256-bit random bearer token.
+func newAccessToken() string {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic("authz: crypto/rand failed: " + err.Error())
+	}
+	return tokenPrefix + base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// IssuedToken is a provider-issued bearer token as stored: never the token
+// itself, only its hash.
+type IssuedToken struct {
+	Hash      TokenHash `json:"hash"`
+	AccountID string    `json:"account_id"`
+	// User is the orchestrator user the token was issued to; only
+	// that orchestrator may revoke it.
+	User      UserRef   `json:"user"`
+	Scopes    []string  `json:"scopes"`
+	Service   string    `json:"service,omitempty"`
+	Project   string    `json:"project,omitempty"`
+	IssuedAt  time.Time `json:"issued_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+	// RevokedAt is zero while the token is live.
+	RevokedAt time.Time `json:"revoked_at,omitzero"`
+}
+
+// Revoked reports whether the token was revoked.
+func (t *IssuedToken) Revoked() bool { return !t.RevokedAt.IsZero() }
+
+// TokenStore persists issued bearer tokens by hash.
+//
+// Revocations are idempotent: revoking a revoked token keeps its first
+// RevokedAt. Implementations must be safe for concurrent use.
+type TokenStore interface {
+	// Put stores a new token; ErrTokenExists if the hash is present.
+	Put(ctx context.Context, tok IssuedToken) error
+	// Lookup returns the token with hash h (revoked or not), or
+	// ErrTokenNotFound.
+	Lookup(ctx context.Context, h TokenHash) (*IssuedToken, error)
+	// Revoke marks the token with hash h revoked at `at` if it was issued
+	// to issuer. It reports whether a live token was revoked by this call;
+	// unknown hashes and other issuers' tokens are not errors (revoked=false)
+	// so a revocation never reveals which tokens exist.
+	Revoke(ctx context.Context, h TokenHash, issuer string, at time.Time) (revoked bool, err error)
+	// RevokeAccount revokes every live token of accountID issued to
+	// issuer and returns how many it revoked.
+	RevokeAccount(ctx context.Context, accountID, issuer string, at time.Time) (int, error)
+}
+
+// MemoryTokenStore is an in-process TokenStore, safe for concurrent use.
+type MemoryTokenStore struct {
+	mu     sync.Mutex
+	tokens map[TokenHash]*IssuedToken
+}
+
+// NewMemoryTokenStore returns an empty in-memory TokenStore.
+func NewMemoryTokenStore() *MemoryTokenStore {
+	return &MemoryTokenStore{tokens: map[TokenHash]*IssuedToken{}}
+}
+
+func validTokenRecord(t *IssuedToken) bool {
+	return t.Hash != (TokenHash{}) && t.AccountID != "" && t.User.valid() && !t.ExpiresAt.IsZero()
+}
+
+// Put implements TokenStore.
+func (s *MemoryTokenStore) Put(ctx context.Context, tok IssuedToken) error {
+	if !validTokenRecord(&tok) {
+		return ErrInvalidTokenRecord
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.tokens[tok.Hash]; ok {
+		return ErrTokenExists
+	}
+	tok.Scopes = slices.Clone(tok.Scopes)
+	s.tokens[tok.Hash] = &tok
+	return nil
+}
+
+// Lookup implements TokenStore.
+func (s *MemoryTokenStore) Lookup(ctx context.Context, h TokenHash) (*IssuedToken, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.tokens[h]
+	if !ok {
+		return nil, ErrTokenNotFound
+	}
+	c := *t
+	c.Scopes = slices.Clone(t.Scopes)
+	return &c, nil
+}
+
+// Revoke implements TokenStore.
+func (s *MemoryTokenStore) Revoke(ctx context.Context, h TokenHash, issuer string, at time.Time) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.tokens[h]
+	if !ok || t.User.Issuer != issuer || t.Revoked() {
+		return false, nil
+	}
+	t.RevokedAt = at
+	return true, nil
+}
+
+// RevokeAccount implements TokenStore.
+func (s *MemoryTokenStore) RevokeAccount(ctx context.Context, accountID, issuer string, at time.Time) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, t := range s.tokens {
+		if t.AccountID == accountID && t.User.Issuer == issuer && !t.Revoked() {
+			t.RevokedAt = at
+			n++
+		}
+	}
+	return n, nil
+}

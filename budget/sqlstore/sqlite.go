@@ -1,0 +1,219 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+
+	"github.com/agentprov/agentprov/budget"
+)
+
+// SQLite: each contract step is one BEGIN IMMEDIATE transaction, which takes
+// the database's write lock before its first read, so the reads that decide
+// and the writes that follow are indivisible; with one connection, callers
+// queue in Go. Commits are on disk before they return (WAL,
+// synchronous=FULL).
+
+func (s *Store) reserveSQLite(ctx context.Context, r *reserveReq) (h budget.Hold, replayed bool, err error) {
+	t := s.t
+	// verdictErr is a contract answer; err a failure of the transaction.
+	var verdictErr error
+	err = s.inTx(ctx, func(tx *sql.Tx) error {
+		stored, found, err := s.holdByKey(ctx, tx, r.Key)
+		if err != nil {
+			return err
+		}
+		if found {
+			h, replayed, verdictErr = replay(stored, r.ReserveRequest)
+			return nil
+		}
+		us, err := s.readUsage(ctx, tx, r.Checks)
+		if err != nil {
+			return err
+		}
+		if firstOver(us, r.Amount.Amount) != nil {
+			// Expired holds still in the sums may be what refuses it.
+			if err := s.reclaimSQLite(ctx, tx, r.Scope.Project, r.now); err != nil {
+				return err
+			}
+			if us, err = s.readUsage(ctx, tx, r.Checks); err != nil {
+				return err
+			}
+			if ce := firstOver(us, r.Amount.Amount); ce != nil {
+				verdictErr = ce
+				return nil // commit the reclaim
+			}
+		}
+		upsert := s.dialect.Rebind(`INSERT INTO ` + t.counters + ` (project, provider, win, committed, held, arrears)
+VALUES ($1, $2, $3, 0, $4, 0)
+ON CONFLICT (project, provider, win) DO UPDATE SET held = held + excluded.held`)
+		link := s.dialect.Rebind(`INSERT INTO ` + t.holdCounters + ` (hold_id, provider, win) VALUES ($1, $2, $3)`)
+		for _, c := range r.sorted {
+			if _, err := tx.ExecContext(ctx, upsert, r.Scope.Project, c.Counter.Provider, string(c.Counter.Window), r.Amount.Amount); err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, link, r.HoldID, c.Counter.Provider, string(c.Counter.Window)); err != nil {
+				return err
+			}
+		}
+		ins := s.dialect.Rebind(`INSERT INTO ` + t.holds + ` (` + holdCols + `)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, 'active', $10, $11, NULL, '')
+RETURNING ` + holdCols)
+		got, err := scanHold(tx.QueryRowContext(ctx, ins, r.HoldID, r.Key, r.RequestHash, r.Scope.Project, r.Scope.Provider,
+			r.Service, r.Memo, r.Amount.Currency, r.Amount.Amount, r.now, r.expires))
+		if err != nil {
+			return err
+		}
+		h = got.Hold
+		return nil
+	})
+	if err != nil {
+		return budget.Hold{}, false, dbErr("reserve", err)
+	}
+	if verdictErr != nil {
+		return budget.Hold{}, false, verdictErr
+	}
+	return h, replayed, nil
+}
+
+// reclaimSQLite ends the active holds of project expired at now and takes
+// them out of their counters.
+func (s *Store) reclaimSQLite(ctx context.Context, tx *sql.Tx, project string, now int64) error {
+	t := s.t
+	expired := `SELECT 1 FROM ` + t.holds + ` h JOIN ` + t.holdCounters + ` hc ON hc.hold_id = h.id
+	WHERE h.project = $1 AND h.state = 'active' AND h.expires_at <= $2
+	AND hc.provider = ` + t.counters + `.provider AND hc.win = ` + t.counters + `.win`
+	dec := s.dialect.Rebind(`UPDATE ` + t.counters + `
+SET held = held - (SELECT COALESCE(SUM(h.amount), 0) FROM ` + t.holds + ` h JOIN ` + t.holdCounters + ` hc ON hc.hold_id = h.id
+	WHERE h.project = $1 AND h.state = 'active' AND h.expires_at <= $2
+	AND hc.provider = ` + t.counters + `.provider AND hc.win = ` + t.counters + `.win)
+WHERE project = $1 AND EXISTS (` + expired + `)`)
+	if _, err := tx.ExecContext(ctx, dec, project, now); err != nil {
+		return err
+	}
+	end := s.dialect.Rebind(`UPDATE ` + t.holds + ` SET state = 'expired', ended_at = expires_at
+WHERE project = $1 AND state = 'active' AND expires_at <= $2`)
+	_, err := tx.ExecContext(ctx, end, project, now)
+	return err
+}
+
+// moveSQLite changes hold id by set and its counters by the deltas.
+func (s *Store) moveSQLite(ctx context.Context, tx *sql.Tx, h storedHold, set string, setArgs []any, dCommitted, dHeld int64) (storedHold, error) {
+	t := s.t
+	args := append([]any{h.ID}, setArgs...)
+	got, err := scanHold(tx.QueryRowContext(ctx, s.dialect.Rebind(`UPDATE `+t.holds+` SET `+set+` WHERE id = $1 RETURNING `+holdCols), args...))
+	if err != nil {
+		return storedHold{}, err
+	}
+	upd := s.dialect.Rebind(`UPDATE ` + t.counters + ` SET committed = committed + $1, held = held + $2
+WHERE project = $3 AND (provider, win) IN (SELECT provider, win FROM ` + t.holdCounters + ` WHERE hold_id = $4)`)
+	if _, err := tx.ExecContext(ctx, upd, dCommitted, dHeld, h.Scope.Project, h.ID); err != nil {
+		return storedHold{}, err
+	}
+	return got, nil
+}
+
+func (s *Store) transitionSQLite(ctx context.Context, r *transitionReq) (h budget.Hold, err error) {
+	var verdictErr error
+	err = s.inTx(ctx, func(tx *sql.Tx) error {
+		stored, found, err := s.holdByID(ctx, tx, r.HoldID)
+		if err != nil {
+			return err
+		}
+		v, jerr := judge(stored, found, r)
+		switch v {
+		case vDone:
+			h, verdictErr = stored.Hold, jerr
+			return nil
+		case vExpire:
+			got, err := s.moveSQLite(ctx, tx, stored, `state = 'expired', ended_at = expires_at`, nil, 0, -stored.Amount.Amount)
+			if err != nil {
+				return err
+			}
+			h, verdictErr = got.Hold, expiredErr(got)
+			return nil
+		}
+		var got storedHold
+		switch r.To {
+		case budget.HoldCommitted:
+			got, err = s.moveSQLite(ctx, tx, stored, `state = 'committed', committed = $2, ended_at = $3`,
+				[]any{r.Actual.Amount, r.now}, r.Actual.Amount, -stored.Amount.Amount)
+		case budget.HoldReleased:
+			got, err = s.moveSQLite(ctx, tx, stored, `state = 'released', ended_at = $2`, []any{r.now}, 0, -stored.Amount.Amount)
+		case budget.HoldReversed:
+			got, err = s.moveSQLite(ctx, tx, stored, `state = 'reversed', reason = $2`, []any{r.Reason}, -stored.Committed.Amount, 0)
+		}
+		if err != nil {
+			return err
+		}
+		h = got.Hold
+		return nil
+	})
+	if err != nil {
+		return budget.Hold{}, dbErr("transition", err)
+	}
+	return h, verdictErr
+}
+
+func (s *Store) applyUsageSQLite(ctx context.Context, r *usageReq) (e budget.UsageEntry, replayed bool, err error) {
+	t := s.t
+	var verdictErr error
+	err = s.inTx(ctx, func(tx *sql.Tx) error {
+		stored, err := scanUsage(tx.QueryRowContext(ctx, s.q.usageByKey, r.Key))
+		switch {
+		case err == nil:
+			e, replayed, verdictErr = replayUsage(stored, r.UsageRequest)
+			return nil
+		case !errors.Is(err, sql.ErrNoRows):
+			return err
+		}
+		ins := s.dialect.Rebind(`INSERT INTO ` + t.usage + ` (` + usageCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING ` + usageCols)
+		got, err := scanUsage(tx.QueryRowContext(ctx, ins, r.Key, r.RequestHash, r.Scope.Project, r.Scope.Provider, r.Service,
+			r.Amount.Currency, r.Amount.Amount, r.at, r.now))
+		if err != nil {
+			return err
+		}
+		upsert := s.dialect.Rebind(`INSERT INTO ` + t.counters + ` (project, provider, win, committed, held, arrears)
+VALUES ($1, $2, $3, 0, 0, $4)
+ON CONFLICT (project, provider, win) DO UPDATE SET arrears = arrears + excluded.arrears`)
+		for _, c := range r.sorted {
+			if _, err := tx.ExecContext(ctx, upsert, r.Scope.Project, c.Provider, string(c.Window), r.Amount.Amount); err != nil {
+				return err
+			}
+		}
+		e = got.UsageEntry
+		return nil
+	})
+	if err != nil {
+		return budget.UsageEntry{}, false, dbErr("apply usage", err)
+	}
+	return e, replayed, verdictErr
+}
+
+func (s *Store) setCapSQLite(ctx context.Context, rec budget.CapRecord, at int64) (prev *budget.Money, err error) {
+	t := s.t
+	err = s.inTx(ctx, func(tx *sql.Tx) error {
+		up := s.dialect.Rebind(`INSERT INTO ` + t.caps + ` (project, provider, period, limit_amount, currency, previous_amount, previous_currency)
+VALUES ($1, $2, $3, $4, $5, NULL, NULL)
+ON CONFLICT (project, provider, period) DO UPDATE
+SET limit_amount = excluded.limit_amount, currency = excluded.currency,
+	previous_amount = limit_amount, previous_currency = currency
+RETURNING previous_amount, previous_currency`)
+		var (
+			amount   sql.NullInt64
+			currency sql.NullString
+		)
+		if err := tx.QueryRowContext(ctx, up, rec.Key.Project, rec.Key.Provider, string(rec.Key.Period), rec.Limit.Amount, rec.Limit.Currency).Scan(&amount, &currency); err != nil {
+			return err
+		}
+		hist := s.dialect.Rebind(`INSERT INTO ` + t.capHistory + ` (project, provider, period, limit_amount, currency, previous_amount, previous_currency, by_kind, by_id, reason, at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`)
+		if _, err := tx.ExecContext(ctx, hist, rec.Key.Project, rec.Key.Provider, string(rec.Key.Period), rec.Limit.Amount, rec.Limit.Currency,
+			amount, currency, string(rec.By.Kind), rec.By.ID, rec.Reason, at); err != nil {
+			return err
+		}
+		prev = nullMoney(amount, currency)
+		return nil
+	})
+	return prev, err
+}

@@ -1,0 +1,52 @@
+// Package discovery implements the Discovery component of the agent
+// provisioning protocol (PROTOCOL §3): how a provider publishes its metadata,
+// catalog and signing keys, and how an orchestrator aggregates many
+// providers' catalogs safely.
+//
+// # Roles
+//
+// Provider side: [NewHandler] returns an [http.Handler] serving the provider
+// metadata at /.well-known/agent-provisioning, the catalog at the path of the
+// metadata's catalog_uri (as JSON, or as a compact JWS with typ
+// "agentprov-catalog+jws" when a signing key is configured) and the public
+// JWKS. Responses carry strong ETags and Cache-Control; the catalog can be
+// replaced at runtime with [Handler.SetCatalog], which signs once per version.
+//
+// Orchestrator side: [NewAggregator] takes the list of providers the
+// orchestrator trusts. [Aggregator.Refresh] fetches them all concurrently,
+// each under its own deadline, over HTTPS (or http on loopback) only, with
+// bounded bodies, strict media types, schema validation (package
+// catalogschema) and JWS verification against pinned or trusted keys. It
+// revalidates with If-None-Match, keeps serving the last good copy (marked
+// stale) when a provider fails, and computes a [Drift] against the accepted
+// copy. A price rise above the [DriftPolicy] threshold, a signed → unsigned
+// downgrade, or a signature failure of a previously signed provider
+// quarantines the new catalog: the previous one stays in service until an
+// operator calls [Aggregator.Accept]. Queries: [Aggregator.Catalogs],
+// [Aggregator.Search] and [Aggregator.Lookup] (by service ref).
+//
+// Catalog text (description, llm_context) is untrusted provider data: this
+// package exposes it as-is and never interprets it.
+//
+// # Errors
+//
+// Every per-provider failure in a [RefreshReport] is a [*FetchError] naming
+// the provider and the operation. Its chain matches, with errors.Is, one of
+// this package's sentinels ([ErrContentType], [ErrStatus], [ErrSignature],
+// [ErrUnknownKey], [ErrProviderMismatch], [ErrQuarantined], [ErrRedirect]),
+// safehttp's too-large and insecure-URL errors, context.DeadlineExceeded, or
+// catalogschema's errors (errors.As to *catalogschema.ValidationError or
+// *catalogschema.LimitError). The Handler answers errors with RFC 9457
+// problem documents carrying a "code": not_found, method_not_allowed,
+// unsupported_version.
+//
+// # Concurrency
+//
+// Handler and Aggregator are safe for concurrent use, as are SignCatalog,
+// VerifyCatalog and Diff. Snapshots and the catalogs and services they point
+// to are shared and immutable: never modify them. Every other exported type
+// (reports, drifts, entries, options, filters) is a plain value: safe for
+// concurrent reads, and the package never modifies one after returning it.
+// Options and trust entries (including pinned key sets) are read by the
+// constructors and must not be modified afterwards.
+package discovery

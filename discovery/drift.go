@@ -1,0 +1,320 @@
+package discovery
+
+import (
+	"fmt"
+	"math"
+	"math/big"
+	"slices"
+
+	"github.com/agentprov/agentprov/catalogschema"
+)
+
+// DefaultMaxPriceIncreaseBP is the default quarantine threshold: a price
+// rising by more than 20.00 % (2000 basis points) holds the catalog back.
+const DefaultMaxPriceIncreaseBP = 2000
+
+// Snapshot is one provider's accepted documents at a point in time. It is
+// immutable once built: callers must not modify it or anything it points to,
+// and may share it across goroutines.
+type Snapshot struct {
+	ProviderID string
+	Metadata   *catalogschema.ProviderMetadata
+	Catalog    *catalogschema.Catalog
+	// Signature is nil for an unsigned catalog.
+	Signature *SignatureInfo
+	// ETag is the catalog's ETag as sent by the provider (may be empty).
+	ETag string
+}
+
+// Signed reports whether the catalog arrived as a verified JWS.
+func (s *Snapshot) Signed() bool { return s != nil && s.Signature != nil }
+
+// Drift is the difference between two snapshots of one provider. Slices are
+// sorted by service id so that reports are stable.
+type Drift struct {
+	Provider string
+	// Added and Removed list service ids.
+	Added, Removed []string
+	PriceChanges   []PriceChange
+	// Terms is non-nil when the terms-of-service URL or version changed.
+	Terms *TermsChange
+	// Signature is non-nil when signing changed: signed↔unsigned, kid or
+	// algorithm.
+	Signature *SignatureChange
+	// SignatureFailure is set by the Aggregator when a provider that was
+	// signed served a catalog that failed verification.
+	SignatureFailure error
+}
+
+// PriceChange is one machine-readable price that changed. Prices are matched
+// by (currency, basis, unit, per_units); a price present on one side only has
+// Old or New nil.
+type PriceChange struct {
+	Service  string
+	Currency string
+	Basis    catalogschema.PriceBasis
+	Unit     string
+	PerUnits int64
+	Old, New *int64 // minor units
+	// ChangeBP is (new-old)/old in basis points (1 % = 100), rounded towards
+	// zero and clamped to the int64 range. A price appearing on an existing
+	// service (Old nil or zero, New positive) counts as math.MaxInt64.
+	ChangeBP int64
+}
+
+// Percent returns ChangeBP as a percentage for display only; never use it for
+// money arithmetic.
+func (p PriceChange) Percent() float64 { return float64(p.ChangeBP) / 100 }
+
+// TermsChange records changed terms of service.
+type TermsChange struct {
+	OldVersion, NewVersion string
+	OldURL, NewURL         string
+}
+
+// SignatureChange records a change in how the catalog is signed.
+type SignatureChange struct {
+	OldSigned, NewSigned       bool
+	OldKeyID, NewKeyID         string
+	OldAlgorithm, NewAlgorithm string
+}
+
+// Downgrade reports a signed → unsigned change.
+func (c *SignatureChange) Downgrade() bool { return c != nil && c.OldSigned && !c.NewSigned }
+
+// Empty reports whether the drift records no change at all.
+func (d *Drift) Empty() bool {
+	return d == nil || (len(d.Added) == 0 && len(d.Removed) == 0 && len(d.PriceChanges) == 0 &&
+		d.Terms == nil && d.Signature == nil && d.SignatureFailure == nil)
+}
+
+// MaxIncreaseBP returns the largest price increase in basis points, or 0.
+func (d *Drift) MaxIncreaseBP() int64 {
+	var m int64
+	if d == nil {
+		return 0
+	}
+	for _, p := range d.PriceChanges {
+		m = max(m, p.ChangeBP)
+	}
+	return m
+}
+
+// DriftPolicy decides which drift quarantines a catalog.
+type DriftPolicy struct {
+	// MaxPriceIncreaseBP is the largest price increase accepted without an
+	// operator, in basis points. Zero means DefaultMaxPriceIncreaseBP;
+	// negative disables the price rule.
+	MaxPriceIncreaseBP int64
+	// AllowDowngrade accepts a signed → unsigned change without an operator.
+	// Leave it false unless you know why.
+	AllowDowngrade bool
+}
+
+// Reasons returns why d must be quarantined under p; empty means accept. A
+// nil policy is the default policy.
+func (p *DriftPolicy) Reasons(d *Drift) []string {
+	if d == nil {
+		return nil
+	}
+	th := int64(DefaultMaxPriceIncreaseBP)
+	allowDowngrade := false
+	if p != nil {
+		if p.MaxPriceIncreaseBP != 0 {
+			th = p.MaxPriceIncreaseBP
+		}
+		allowDowngrade = p.AllowDowngrade
+	}
+	var out []string
+	if th >= 0 {
+		for _, c := range d.PriceChanges {
+			if c.ChangeBP > th {
+				out = append(out, fmt.Sprintf("price of %q (%s %s) rose by more than %d bp", c.Service, c.Currency, c.Basis, th))
+			}
+		}
+	}
+	if d.Signature.Downgrade() && !allowDowngrade {
+		out = append(out, "catalog no longer signed")
+	}
+	if d.SignatureFailure != nil {
+		out = append(out, "signature verification failed for a previously signed catalog")
+	}
+	return out
+}
+
+// Diff compares two snapshots of the same provider. A nil old snapshot means
+// everything in new is added (and nothing is a price change); a nil new
+// snapshot means everything was removed.
+func Diff(old, new *Snapshot) *Drift {
+	d := &Drift{}
+	switch {
+	case new != nil:
+		d.Provider = new.ProviderID
+	case old != nil:
+		d.Provider = old.ProviderID
+	}
+	oldSvc, newSvc := services(old), services(new)
+	for id, ns := range newSvc {
+		os, ok := oldSvc[id]
+		if !ok {
+			d.Added = append(d.Added, id)
+			continue
+		}
+		d.PriceChanges = append(d.PriceChanges, diffPrices(id, os.Prices, ns.Prices)...)
+	}
+	for id := range oldSvc {
+		if _, ok := newSvc[id]; !ok {
+			d.Removed = append(d.Removed, id)
+		}
+	}
+	slices.Sort(d.Added)
+	slices.Sort(d.Removed)
+	slices.SortStableFunc(d.PriceChanges, func(a, b PriceChange) int {
+		if a.Service != b.Service {
+			if a.Service < b.Service {
+				return -1
+			}
+			return 1
+		}
+		return 0
+	})
+	if old != nil && new != nil {
+		ot, nt := terms(old), terms(new)
+		if ot != nt {
+			d.Terms = &TermsChange{OldVersion: ot.Version, NewVersion: nt.Version, OldURL: ot.URL, NewURL: nt.URL}
+		}
+		os, ns := old.Signature, new.Signature
+		var ok, nk, oa, na string
+		if os != nil {
+			ok, oa = os.KeyID, os.Algorithm
+		}
+		if ns != nil {
+			nk, na = ns.KeyID, ns.Algorithm
+		}
+		if (os != nil) != (ns != nil) || ok != nk || oa != na {
+			d.Signature = &SignatureChange{OldSigned: os != nil, NewSigned: ns != nil,
+				OldKeyID: ok, NewKeyID: nk, OldAlgorithm: oa, NewAlgorithm: na}
+		}
+	}
+	return d
+}
+
+func services(s *Snapshot) map[string]*catalogschema.Service {
+	m := map[string]*catalogschema.Service{}
+	if s == nil || s.Catalog == nil {
+		return m
+	}
+	for _, svc := range s.Catalog.Services {
+		if svc != nil {
+			m[svc.ServiceID] = svc
+		}
+	}
+	return m
+}
+
+func terms(s *Snapshot) catalogschema.Terms {
+	if s.Metadata == nil {
+		return catalogschema.Terms{}
+	}
+	return s.Metadata.TermsOfService
+}
+
+type priceKey struct {
+	currency string
+	basis    catalogschema.PriceBasis
+	unit     string
+	perUnits int64
+}
+
+func keyOf(p catalogschema.Price) priceKey {
+	per := p.PerUnits
+	if per == 0 {
+		per = 1
+	}
+	return priceKey{p.Currency, p.Basis, p.Unit, per}
+}
+
+// diffPrices matches prices by key; prices of one service with the same key
+// are summed, since the prices of a service add up.
+func diffPrices(service string, old, new []catalogschema.Price) []PriceChange {
+	sum := func(ps []catalogschema.Price) (map[priceKey]int64, []priceKey) {
+		m := map[priceKey]int64{}
+		var order []priceKey
+		for _, p := range ps {
+			k := keyOf(p)
+			if _, ok := m[k]; !ok {
+				order = append(order, k)
+			}
+			m[k] = satAdd(m[k], p.Amount)
+		}
+		return m, order
+	}
+	om, oorder := sum(old)
+	nm, norder := sum(new)
+	var out []PriceChange
+	mk := func(k priceKey) PriceChange {
+		return PriceChange{Service: service, Currency: k.currency, Basis: k.basis, Unit: k.unit, PerUnits: k.perUnits}
+	}
+	for _, k := range norder {
+		nv := nm[k]
+		ov, had := om[k]
+		if had && ov == nv {
+			continue
+		}
+		c := mk(k)
+		c.New = ptr(nv)
+		if had {
+			c.Old = ptr(ov)
+			c.ChangeBP = changeBP(ov, nv)
+		} else {
+			c.ChangeBP = changeBP(0, nv)
+		}
+		out = append(out, c)
+	}
+	for _, k := range oorder {
+		if _, ok := nm[k]; !ok {
+			c := mk(k)
+			c.Old = ptr(om[k])
+			c.ChangeBP = changeBP(om[k], 0)
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func ptr(v int64) *int64 { return &v }
+
+func satAdd(a, b int64) int64 {
+	s := a + b
+	if (a > 0 && b > 0 && s < 0) || (a < 0 && b < 0 && s >= 0) {
+		if a > 0 {
+			return math.MaxInt64
+		}
+		return math.MinInt64
+	}
+	return s
+}
+
+// changeBP computes (new-old)*10000/old with big integers, so no amount can
+// overflow, and clamps to int64. From zero, any rise is "infinite".
+func changeBP(from, to int64) int64 {
+	if from == to {
+		return 0
+	}
+	if from <= 0 {
+		if to > from {
+			return math.MaxInt64
+		}
+		return math.MinInt64
+	}
+	n := new(big.Int).Sub(big.NewInt(to), big.NewInt(from))
+	n.Mul(n, big.NewInt(10000))
+	n.Quo(n, big.NewInt(from))
+	if !n.IsInt64() {
+		if n.Sign() > 0 {
+			return math.MaxInt64
+		}
+		return math.MinInt64
+	}
+	return n.Int64()
+}

@@ -1,0 +1,51 @@
+package payment
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"strings"
+)
+
+// ChallengeID computes the HMAC-bound challenge id the draft recommends:
+// base64url(no pad) of HMAC-SHA256(secret, realm|method|intent|request|
+// expires|digest|opaque), the seven slots fixed and positional, each the
+// exact wire string (empty when absent). Binding every parameter means a
+// client cannot alter the price, the expiry or the server state it echoes.
+func ChallengeID(secret []byte, c *Challenge) (string, error) {
+	if len(secret) == 0 {
+		return "", errors.New("payment: challenge secret is empty")
+	}
+	req, err := c.requestParam()
+	if err != nil {
+		return "", err
+	}
+	opaque, err := c.OpaqueParam()
+	if err != nil {
+		return "", err
+	}
+	return challengeMAC(secret, c.Realm, c.Method, c.Intent, req, c.ExpiresParam(), c.Digest, opaque), nil
+}
+
+func challengeMAC(secret []byte, realm, method, intent, request, expires, digest, opaque string) string {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(strings.Join([]string{realm, method, intent, request, expires, digest, opaque}, "|")))
+	return hdrB64.EncodeToString(m.Sum(nil))
+}
+
+// verifyEchoID reports whether the echo's id is the HMAC of its slots
+// under one of the secrets. The first secret signs new challenges; the
+// others stay accepted so that rotation does not break challenges that
+// are still outstanding.
+func verifyEchoID(secrets [][]byte, e *ChallengeEcho) bool {
+	ok := false
+	for _, s := range secrets {
+		want := challengeMAC(s, e.Realm, e.Method, e.Intent, e.Request, e.Expires, e.Digest, e.Opaque)
+		// Constant time, and no early exit, so timing reveals nothing.
+		if subtle.ConstantTimeCompare([]byte(want), []byte(e.ID)) == 1 {
+			ok = true
+		}
+	}
+	return ok
+}

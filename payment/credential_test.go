@@ -1,0 +1,142 @@
+package payment
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+const fakeToken = "eyJhbGciOiJFZERTQSIsInR5cCI6ImFnZW50cHJvdi1wYXltZW50K2p3dCJ9.e30.c2ln"
+
+func TestCredentialRoundTrip(t *testing.T) {
+	c := sampleChallenge(t)
+	cred, err := NewTokenCredential(c, fakeToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cred.Source = "did:web:agent.example"
+	v, err := FormatCredential(cred)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(v, "Payment ") || strings.ContainsAny(v[len("Payment "):], "= ") {
+		t.Fatalf("value %q is not Payment <base64url no pad>", v)
+	}
+	got, err := ParseCredential(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(cred, got); d != "" {
+		t.Fatalf("round trip (-want +got):\n%s", d)
+	}
+	tok, err := got.Token()
+	if err != nil || tok != fakeToken {
+		t.Fatalf("Token() = %q, %v", tok, err)
+	}
+	// The echo verifies under the secret the challenge was made with.
+	if !verifyEchoID([][]byte{testChallengeSecret}, &got.Challenge) {
+		t.Fatal("echo does not verify")
+	}
+	// Merged with another scheme in one value, it is still found.
+	got2, err := ParseCredential(`Bearer abc.def, ` + v)
+	if err != nil || got2.Challenge.ID != c.ID {
+		t.Fatalf("merged value: %v, %v", got2, err)
+	}
+}
+
+func TestCredentialRedacted(t *testing.T) {
+	cred, err := NewTokenCredential(sampleChallenge(t), fakeToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q"} {
+		if s := fmt.Sprintf(verb, cred); strings.Contains(s, "c2ln") || strings.Contains(s, "eyJ") {
+			t.Errorf("%s leaks the token: %s", verb, s)
+		}
+	}
+}
+
+func TestParseCredentialErrors(t *testing.T) {
+	c := sampleChallenge(t)
+	e, _ := c.Echo()
+	enc := func(v any) string {
+		j, _ := json.Marshal(v)
+		return "Payment " + hdrB64.EncodeToString(j)
+	}
+	payload := map[string]any{"token": fakeToken}
+	cases := []struct {
+		name  string
+		value string
+		want  *Error
+	}{
+		{"no payment", "Bearer abc", ErrPaymentRequired},
+		{"empty", "", ErrPaymentRequired},
+		{"params instead of token68", `Payment a="b"`, ErrMalformedCredential},
+		{"not base64url", "Payment ***", ErrMalformedCredential},
+		{"not json", "Payment " + hdrB64.EncodeToString([]byte("nope")), ErrMalformedCredential},
+		{"array", enc([]int{1}), ErrMalformedCredential},
+		{"no challenge", enc(map[string]any{"payload": payload}), ErrMalformedCredential},
+		{"challenge not object", enc(map[string]any{"challenge": "x", "payload": payload}), ErrMalformedCredential},
+		{"no payload", enc(map[string]any{"challenge": e}), ErrMalformedCredential},
+		{"payload not object", enc(map[string]any{"challenge": e, "payload": "tok"}), ErrMalformedCredential},
+		{"missing id", enc(map[string]any{"challenge": map[string]any{"realm": "r", "method": "agentprov", "intent": "charge", "request": "e30"}, "payload": payload}), ErrMalformedCredential},
+		{"id not string", enc(map[string]any{"challenge": map[string]any{"id": 1, "realm": "r", "method": "agentprov", "intent": "charge", "request": "e30"}, "payload": payload}), ErrMalformedCredential},
+		{"opaque not base64", enc(map[string]any{"challenge": map[string]any{"id": "i", "realm": "r", "method": "agentprov", "intent": "charge", "request": "e30", "opaque": "!!"}, "payload": payload}), ErrMalformedCredential},
+		{"opaque number", enc(map[string]any{"challenge": map[string]any{"id": "i", "realm": "r", "method": "agentprov", "intent": "charge", "request": "e30", "opaque": 3}, "payload": payload}), ErrMalformedCredential},
+		{"two payment credentials", enc(map[string]any{"challenge": e, "payload": payload}) + ", " + enc(map[string]any{"challenge": e, "payload": payload}), ErrMalformedCredential},
+		{"too large", "Payment " + strings.Repeat("A", MaxHeaderBytes), ErrMalformedCredential},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ParseCredential(tc.value)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("ParseCredential = %v, %v; want %s", got, err, tc.want.Code)
+			}
+		})
+	}
+	// A parsed credential without a token is refused by Token().
+	v := enc(map[string]any{"challenge": e, "payload": map[string]any{"type": "hash"}})
+	cred, err := ParseCredential(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cred.Token(); !errors.Is(err, ErrMalformedCredential) {
+		t.Fatalf("Token() err = %v", err)
+	}
+}
+
+func FuzzParseCredential(f *testing.F) {
+	cred, _ := NewTokenCredential(sampleChallenge(f), fakeToken)
+	v, _ := FormatCredential(cred)
+	f.Add(v)
+	f.Add("Bearer x, " + v)
+	f.Add("Payment eyJjaGFsbGVuZ2UiOnt9LCJwYXlsb2FkIjp7fX0")
+	f.Add("Payment e30=")
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := ParseCredential(s)
+		if err != nil {
+			if !errors.Is(err, ErrMalformedCredential) && !errors.Is(err, ErrPaymentRequired) {
+				t.Fatalf("untyped error %v", err)
+			}
+			return
+		}
+		v, err := FormatCredential(c)
+		if err != nil {
+			if len(s) > MaxHeaderBytes-1024 {
+				return
+			}
+			t.Fatalf("parsed %v but cannot format: %v", c, err)
+		}
+		again, err := ParseCredential(v)
+		if err != nil {
+			t.Fatalf("re-parse: %v", err)
+		}
+		if d := cmp.Diff(c, again); d != "" {
+			t.Fatalf("round trip (-first +second):\n%s", d)
+		}
+	})
+}

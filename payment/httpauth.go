@@ -1,0 +1,428 @@
+package payment
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// SchemeName is the HTTP authentication scheme of draft-ryan-httpauth-payment.
+const SchemeName = "Payment"
+
+// MethodID is the payment method this package implements: the credential
+// carries an agentprov payment token (typ agentprov-payment+jwt) minted by
+// the payer's orchestrator. Method ids are 1*LOWERALPHA in the draft's
+// registry.
+const MethodID = "agentprov"
+
+// IntentCharge is the one-off "charge" intent (draft-payment-intent-charge).
+const IntentCharge = "charge"
+
+// MaxHeaderBytes bounds every Payment header value this package parses
+// (WWW-Authenticate, Authorization, Payment-Receipt). The draft asks
+// challenges to stay under 8 KB; tokens and receipts fit well below it.
+const MaxHeaderBytes = 8 << 10
+
+// authChallenge is one RFC 9110 §11 challenge or credential: a scheme and
+// either a token68 or a list of auth-params (names lower-cased).
+type authChallenge struct {
+	scheme  string
+	token68 string
+	params  map[string]string
+}
+
+func isTChar(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+}
+
+func isToken68Char(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	return strings.IndexByte("-._~+/", c) >= 0
+}
+
+type authLexer struct {
+	s string
+	i int
+}
+
+func (l *authLexer) skipOWS() {
+	for l.i < len(l.s) && (l.s[l.i] == ' ' || l.s[l.i] == '\t') {
+		l.i++
+	}
+}
+
+func (l *authLexer) token() string {
+	start := l.i
+	for l.i < len(l.s) && isTChar(l.s[l.i]) {
+		l.i++
+	}
+	return l.s[start:l.i]
+}
+
+func (l *authLexer) quoted() (string, error) {
+	// l.s[l.i] == '"'
+	l.i++
+	var b strings.Builder
+	for l.i < len(l.s) {
+		c := l.s[l.i]
+		switch {
+		case c == '"':
+			l.i++
+			return b.String(), nil
+		case c == '\\':
+			if l.i+1 >= len(l.s) {
+				return "", fmt.Errorf("unterminated quoted-pair")
+			}
+			n := l.s[l.i+1]
+			if n != '\t' && (n < 0x20 || n == 0x7f) {
+				return "", fmt.Errorf("control character in quoted-pair at offset %d", l.i+1)
+			}
+			b.WriteByte(n)
+			l.i += 2
+		case c != '\t' && (c < 0x20 || c == 0x7f):
+			return "", fmt.Errorf("control character in quoted-string at offset %d", l.i)
+		default:
+			b.WriteByte(c)
+			l.i++
+		}
+	}
+	return "", fmt.Errorf("unterminated quoted-string")
+}
+
+// parseAuthHeader parses one field value of WWW-Authenticate or
+// Authorization (RFC 9110 §11.2, §11.6.1): a comma-separated list of
+// challenges, each "scheme [ token68 / #auth-param ]". Empty list elements
+// are allowed, parameter names are case-insensitive and may occur only once
+// per challenge, unknown parameters are kept for the caller to ignore.
+func parseAuthHeader(s string) ([]authChallenge, error) {
+	l := &authLexer{s: s}
+	var out []authChallenge
+	for {
+		// Skip empty list elements.
+		for {
+			l.skipOWS()
+			if l.i < len(l.s) && l.s[l.i] == ',' {
+				l.i++
+				continue
+			}
+			break
+		}
+		if l.i >= len(l.s) {
+			return out, nil
+		}
+		scheme := l.token()
+		if scheme == "" {
+			return nil, fmt.Errorf("expected auth-scheme at offset %d", l.i)
+		}
+		ch := authChallenge{scheme: scheme}
+		if l.i < len(l.s) && l.s[l.i] != ' ' && l.s[l.i] != ',' {
+			return nil, fmt.Errorf("unexpected %q after auth-scheme at offset %d", l.s[l.i], l.i)
+		}
+		l.skipOWS()
+		if l.i >= len(l.s) || l.s[l.i] == ',' {
+			out = append(out, ch)
+			continue
+		}
+		// token68: token68 chars, then "="s, then end of element.
+		start := l.i
+		j := l.i
+		for j < len(l.s) && isToken68Char(l.s[j]) {
+			j++
+		}
+		k := j
+		for k < len(l.s) && l.s[k] == '=' {
+			k++
+		}
+		m := k
+		for m < len(l.s) && (l.s[m] == ' ' || l.s[m] == '\t') {
+			m++
+		}
+		if j > start && (m >= len(l.s) || l.s[m] == ',') {
+			ch.token68 = l.s[start:k]
+			l.i = m
+			out = append(out, ch)
+			continue
+		}
+		ch.params = map[string]string{}
+		for {
+			name := l.token()
+			if name == "" {
+				return nil, fmt.Errorf("expected auth-param name at offset %d", l.i)
+			}
+			l.skipOWS()
+			if l.i >= len(l.s) || l.s[l.i] != '=' {
+				return nil, fmt.Errorf("expected '=' after auth-param %q", name)
+			}
+			l.i++
+			l.skipOWS()
+			var val string
+			if l.i < len(l.s) && l.s[l.i] == '"' {
+				v, err := l.quoted()
+				if err != nil {
+					return nil, fmt.Errorf("auth-param %q: %w", name, err)
+				}
+				val = v
+			} else {
+				val = l.token()
+				if val == "" {
+					return nil, fmt.Errorf("auth-param %q: empty or invalid token value", name)
+				}
+			}
+			key := strings.ToLower(name)
+			if _, dup := ch.params[key]; dup {
+				return nil, fmt.Errorf("auth-param %q occurs twice", name)
+			}
+			ch.params[key] = val
+			l.skipOWS()
+			if l.i >= len(l.s) {
+				out = append(out, ch)
+				return out, nil
+			}
+			if l.s[l.i] != ',' {
+				return nil, fmt.Errorf("unexpected %q at offset %d", l.s[l.i], l.i)
+			}
+			// After a comma comes another auth-param of this challenge
+			// (token "=") or the next challenge (token SP / end / comma).
+			for l.i < len(l.s) && (l.s[l.i] == ',' || l.s[l.i] == ' ' || l.s[l.i] == '\t') {
+				l.i++
+			}
+			save := l.i
+			t := l.token()
+			l.skipOWS()
+			if t != "" && l.i < len(l.s) && l.s[l.i] == '=' {
+				l.i = save
+				continue
+			}
+			l.i = save
+			break
+		}
+		out = append(out, ch)
+	}
+}
+
+// quoteParam renders v as an RFC 9110 quoted-string. Control characters
+// other than HTAB cannot be carried and are refused.
+func quoteParam(name, v string) (string, error) {
+	var b strings.Builder
+	b.Grow(len(v) + 2)
+	b.WriteByte('"')
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		switch {
+		case c == '"' || c == '\\':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		case c != '\t' && (c < 0x20 || c == 0x7f):
+			return "", fmt.Errorf("parameter %s: control character 0x%02x cannot be sent in a header", name, c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	b.WriteByte('"')
+	return b.String(), nil
+}
+
+// hdrB64 is base64url without padding, the draft's encoding for every JSON
+// value it puts in a header.
+var hdrB64 = base64.RawURLEncoding
+
+// hdrDecodeB64 accepts base64url with or without trailing padding: the draft
+// sends none, but being lenient on padding costs nothing.
+func hdrDecodeB64(s string) ([]byte, error) {
+	return hdrB64.DecodeString(strings.TrimRight(s, "="))
+}
+
+// hdrDecodeObject decodes b (a JSON object) keeping numbers exact.
+func hdrDecodeObject(b []byte) (map[string]any, error) {
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
+	var m map[string]any
+	if err := d.Decode(&m); err != nil {
+		return nil, err
+	}
+	if m == nil {
+		return nil, fmt.Errorf("not a JSON object")
+	}
+	if d.More() {
+		return nil, fmt.Errorf("trailing data after JSON object")
+	}
+	if _, err := d.Token(); err == nil {
+		return nil, fmt.Errorf("trailing data after JSON object")
+	}
+	return m, nil
+}
+
+// jcsEncode renders v as RFC 8785 (JCS) canonical JSON: object members
+// sorted by UTF-16 code units, no insignificant whitespace, minimal string
+// escaping and ECMAScript number formatting. v is what encoding/json
+// decodes into (maps, slices, strings, bools, nil, float64, json.Number).
+func jcsEncode(v any) ([]byte, error) {
+	var b bytes.Buffer
+	if err := writeJCS(&b, v); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+func writeJCS(b *bytes.Buffer, v any) error {
+	switch x := v.(type) {
+	case nil:
+		b.WriteString("null")
+	case bool:
+		if x {
+			b.WriteString("true")
+		} else {
+			b.WriteString("false")
+		}
+	case string:
+		return writeJCSString(b, x)
+	case json.Number:
+		f, err := strconv.ParseFloat(string(x), 64)
+		if err != nil {
+			return fmt.Errorf("number %q: %w", string(x), err)
+		}
+		return writeJCSNumber(b, f)
+	case float64:
+		return writeJCSNumber(b, x)
+	case int:
+		return writeJCSNumber(b, float64(x))
+	case int64:
+		return writeJCSNumber(b, float64(x))
+	case []any:
+		b.WriteByte('[')
+		for i, e := range x {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			if err := writeJCS(b, e); err != nil {
+				return err
+			}
+		}
+		b.WriteByte(']')
+	case map[string]string:
+		m := make(map[string]any, len(x))
+		for k, e := range x {
+			m[k] = e
+		}
+		return writeJCS(b, m)
+	case map[string]any:
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		sort.Slice(keys, func(i, j int) bool { return jcsLessUTF16(keys[i], keys[j]) })
+		b.WriteByte('{')
+		for i, k := range keys {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			if err := writeJCSString(b, k); err != nil {
+				return err
+			}
+			b.WriteByte(':')
+			if err := writeJCS(b, x[k]); err != nil {
+				return err
+			}
+		}
+		b.WriteByte('}')
+	default:
+		return fmt.Errorf("type %T has no canonical JSON form", v)
+	}
+	return nil
+}
+
+func jcsLessUTF16(a, b string) bool {
+	ua, ub := utf16.Encode([]rune(a)), utf16.Encode([]rune(b))
+	for i := 0; i < len(ua) && i < len(ub); i++ {
+		if ua[i] != ub[i] {
+			return ua[i] < ub[i]
+		}
+	}
+	return len(ua) < len(ub)
+}
+
+func writeJCSString(b *bytes.Buffer, s string) error {
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("string is not valid UTF-8")
+	}
+	const hex = "0123456789abcdef"
+	b.WriteByte('"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch c {
+		case '"':
+			b.WriteString(`\"`)
+		case '\\':
+			b.WriteString(`\\`)
+		case '\b':
+			b.WriteString(`\b`)
+		case '\f':
+			b.WriteString(`\f`)
+		case '\n':
+			b.WriteString(`\n`)
+		case '\r':
+			b.WriteString(`\r`)
+		case '\t':
+			b.WriteString(`\t`)
+		default:
+			if c < 0x20 {
+				b.WriteString(`\u00`)
+				b.WriteByte(hex[c>>4])
+				b.WriteByte(hex[c&0xf])
+			} else {
+				b.WriteByte(c)
+			}
+		}
+	}
+	b.WriteByte('"')
+	return nil
+}
+
+// writeJCSNumber follows ECMAScript Number::toString, which JCS mandates.
+func writeJCSNumber(b *bytes.Buffer, f float64) error {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return fmt.Errorf("number %v has no JSON form", f)
+	}
+	if f == 0 {
+		b.WriteByte('0')
+		return nil
+	}
+	a := math.Abs(f)
+	if a >= 1e-6 && a < 1e21 {
+		b.WriteString(strconv.FormatFloat(f, 'f', -1, 64))
+		return nil
+	}
+	s := strconv.FormatFloat(f, 'e', -1, 64)
+	// Go writes e+07 / e-07; ECMAScript writes e+7 / e-7.
+	mant, exp, _ := strings.Cut(s, "e")
+	sign := exp[0]
+	exp = strings.TrimLeft(exp[1:], "0")
+	b.WriteString(mant)
+	b.WriteByte('e')
+	b.WriteByte(sign)
+	b.WriteString(exp)
+	return nil
+}
+
+// jcsB64 is base64url(no pad) of the JCS form of v.
+func jcsB64(v any) (string, error) {
+	c, err := jcsEncode(v)
+	if err != nil {
+		return "", err
+	}
+	return hdrB64.EncodeToString(c), nil
+}

@@ -1,0 +1,331 @@
+package payment
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/agentprov/agentprov/budget"
+	"github.com/agentprov/agentprov/internal/clock"
+)
+
+// IssuerOptions configure an Issuer. Rail is required; every other field
+// has a safe default.
+type IssuerOptions struct {
+	// Rail settles committed redemptions. Required.
+	Rail Rail
+	// Store keeps redemption records; default an in-memory store (state is
+	// lost on restart — use payment/sqlstore in production).
+	Store RedemptionStore
+	// Now is the clock; nil means time.Now.
+	Now clock.Func
+	// DefaultTTL is a token's lifetime when MintRequest.TTL is zero; default 5 minutes.
+	DefaultTTL time.Duration
+	// MaxTTL caps MintRequest.TTL; default 1 hour.
+	MaxTTL time.Duration
+	// RedeemGrace is how long the budget hold outlives the token, so that
+	// a redemption started just before exp can still commit; default 10 minutes.
+	RedeemGrace time.Duration
+	// Leeway is the clock skew allowed on exp; default DefaultLeeway, at most 60s.
+	Leeway time.Duration
+	// SettleTimeout bounds one Rail.Charge call; default 15 seconds.
+	SettleTimeout time.Duration
+	// MinBackoff and MaxBackoff bound the outbox's retry delay, which
+	// doubles per attempt; defaults 1 second and 5 minutes.
+	MinBackoff, MaxBackoff time.Duration
+	// OnFinal, if set, is called once a redemption record reaches a final
+	// state or is refused by the rail (a hook to notify the provider or the
+	// user). It may be called more than once for one record after a crash.
+	OnFinal func(ctx context.Context, r Redemption)
+	// Logger receives operational events; default slog.Default(). Tokens
+	// and keys are never logged.
+	Logger *slog.Logger
+
+	// Authenticate identifies the provider calling the redemption endpoint;
+	// RedemptionHandler refuses every request when it is nil.
+	Authenticate ProviderAuthenticator
+	// Idempotency stores the redemption endpoint's idempotency records;
+	// default an in-memory store.
+	Idempotency IdempotencyStore
+}
+
+// Issuer is the orchestrator's side of payment tokens: it mints tokens
+// against budget holds, redeems them exactly once (commit + settlement
+// through the outbox), signs receipts, and revokes or sweeps unredeemed
+// tokens. It is safe for concurrent use; all of its state lives in the
+// Holds, the RedemptionStore and the Rail, so several Issuers (processes)
+// may share them.
+type Issuer struct {
+	issuer   string
+	key      SigningKey
+	holds    Holds
+	rail     Rail
+	store    RedemptionStore
+	now      clock.Func
+	jwks     *jose.JSONWebKeySet
+	tokenSig jose.Signer
+	rcptSig  jose.Signer
+
+	defaultTTL, maxTTL, grace, leeway  time.Duration
+	settleTimeout, minBackoff, maxBack time.Duration
+	onFinal                            func(context.Context, Redemption)
+	log                                *slog.Logger
+	auth                               ProviderAuthenticator
+	idem                               IdempotencyStore
+}
+
+// NewIssuer returns an Issuer named issuer (the "iss" of its tokens, e.g.
+// the orchestrator's URL) that signs with key and reserves through holds.
+func NewIssuer(issuer string, key SigningKey, holds Holds, opts *IssuerOptions) (*Issuer, error) {
+	if issuer == "" {
+		return nil, errors.New("payment: issuer: issuer name is required")
+	}
+	if err := key.check(); err != nil {
+		return nil, err
+	}
+	if holds == nil {
+		return nil, errors.New("payment: issuer: holds are required")
+	}
+	if opts == nil || opts.Rail == nil {
+		return nil, errors.New("payment: issuer: IssuerOptions.Rail is required")
+	}
+	jwk, err := key.PublicJWK()
+	if err != nil {
+		return nil, err
+	}
+	i := &Issuer{
+		issuer: issuer, key: key, holds: holds, rail: opts.Rail, store: opts.Store, now: opts.Now,
+		jwks:       &jose.JSONWebKeySet{Keys: []jose.JSONWebKey{jwk}},
+		defaultTTL: orDefault(opts.DefaultTTL, 5*time.Minute), maxTTL: orDefault(opts.MaxTTL, time.Hour),
+		grace: orDefault(opts.RedeemGrace, 10*time.Minute), leeway: leeway(opts.Leeway),
+		settleTimeout: orDefault(opts.SettleTimeout, 15*time.Second),
+		minBackoff:    orDefault(opts.MinBackoff, time.Second), maxBack: orDefault(opts.MaxBackoff, 5*time.Minute),
+		onFinal: opts.OnFinal, log: opts.Logger, auth: opts.Authenticate, idem: opts.Idempotency,
+	}
+	if i.store == nil {
+		i.store = NewMemoryRedemptionStore()
+	}
+	if i.idem == nil {
+		i.idem = NewMemoryIdempotencyStore()
+	}
+	if i.log == nil {
+		i.log = slog.Default()
+	}
+	if i.defaultTTL > i.maxTTL {
+		return nil, errors.New("payment: issuer: DefaultTTL exceeds MaxTTL")
+	}
+	if i.tokenSig, err = key.signer(TokenType); err != nil {
+		return nil, err
+	}
+	if i.rcptSig, err = key.signer(ReceiptType); err != nil {
+		return nil, err
+	}
+	return i, nil
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+// Name returns the issuer name ("iss").
+func (i *Issuer) Name() string { return i.issuer }
+
+// JWKS returns the public keys that verify this Issuer's tokens and
+// receipts. The caller must not modify it.
+func (i *Issuer) JWKS() *jose.JSONWebKeySet { return i.jwks }
+
+// MintRequest asks for a payment token.
+type MintRequest struct {
+	Project  string
+	Provider string
+	// Service is the service id, or the full service ref provider/service_id.
+	Service   string
+	MaxAmount budget.Money
+	// IdempotencyKey makes Mint retry-safe: the same key returns the same
+	// hold and token. Empty means a fresh random key.
+	IdempotencyKey string
+	// TTL is the token lifetime; zero means IssuerOptions.DefaultTTL.
+	TTL time.Duration
+	// ChallengeID optionally binds the token to an HTTP 402 challenge.
+	ChallengeID string
+	// CallCeiling optionally refuses amounts above a per-call ceiling.
+	CallCeiling *budget.Money
+}
+
+// Minted is a freshly minted token and its claims.
+type Minted struct {
+	Token  string
+	Claims TokenClaims
+}
+
+// Mint reserves a budget hold for req.MaxAmount and, only once the budget
+// granted it, records and signs a token whose jti is the hold id. A refused
+// reservation mints nothing (ErrCapExceeded, ErrCallCeiling…). If the
+// process dies between the reservation and the record, the hold simply
+// expires; retrying with the same IdempotencyKey resumes.
+func (i *Issuer) Mint(ctx context.Context, req MintRequest) (*Minted, error) {
+	ref, err := i.checkMint(&req)
+	if err != nil {
+		return nil, err
+	}
+	_, serviceID, _ := splitRef(ref)
+	key := req.IdempotencyKey
+	if key == "" {
+		key = randomID()
+	}
+	ttl := req.TTL
+	if ttl == 0 {
+		ttl = i.defaultTTL
+	}
+	hold, err := i.holds.Reserve(ctx, budget.Scope{Project: req.Project, Provider: req.Provider}, req.MaxAmount,
+		"payment-token:"+key, &budget.ReserveOptions{TTL: ttl + i.leeway + i.grace, Service: serviceID, Memo: "payment token", CallCeiling: req.CallCeiling})
+	if err != nil {
+		return nil, fromBudget(err)
+	}
+	now := i.now.Now().UTC().Truncate(time.Second)
+	rec := Redemption{
+		HoldID: hold.ID, State: StateIssued, Version: 1,
+		Provider: req.Provider, Service: ref, Project: req.Project, MaxAmount: req.MaxAmount,
+		IssuedAt: now, ExpiresAt: now.Add(ttl), ChallengeID: req.ChallengeID, MintKey: key,
+		NextAttemptAt: now.Add(ttl + i.leeway), UpdatedAt: now,
+	}
+	stored, created, err := i.store.Create(ctx, rec)
+	if err != nil {
+		return nil, storeErr(err)
+	}
+	if !created && (stored.Provider != rec.Provider || stored.Service != rec.Service || stored.Project != rec.Project ||
+		stored.MaxAmount != rec.MaxAmount || stored.ChallengeID != rec.ChallengeID || stored.MintKey != key) {
+		return nil, ErrIdempotencyConflict.with(nil, "mint key reused for a different token")
+	}
+	c := i.claimsOf(stored)
+	tok, err := signJWT(i.tokenSig, c.wire())
+	if err != nil {
+		return nil, fmt.Errorf("payment: sign token: %w", err)
+	}
+	return &Minted{Token: tok, Claims: c}, nil
+}
+
+func (i *Issuer) claimsOf(r Redemption) TokenClaims {
+	return TokenClaims{
+		Issuer: i.issuer, Audience: r.Provider, Subject: r.Project, Project: r.Project,
+		Service: r.Service, MaxAmount: r.MaxAmount, HoldID: r.HoldID,
+		IssuedAt: r.IssuedAt, Expiry: r.ExpiresAt, ChallengeID: r.ChallengeID,
+	}
+}
+
+func (i *Issuer) checkMint(req *MintRequest) (string, error) {
+	if !validProject(req.Project) {
+		return "", ErrInvalidRequest.with(nil, "project %q is not a project id", req.Project)
+	}
+	if !validProvider(req.Provider) {
+		return "", ErrInvalidRequest.with(nil, "provider %q is not a provider id", req.Provider)
+	}
+	ref := req.Service
+	if !strings.Contains(ref, "/") {
+		ref = req.Provider + "/" + ref
+	}
+	p, _, err := splitRef(ref)
+	if err != nil {
+		return "", ErrInvalidRequest.with(nil, "%v", err)
+	}
+	if p != req.Provider {
+		return "", ErrInvalidRequest.with(nil, "service %q is not offered by provider %q", ref, req.Provider)
+	}
+	if err := checkMoney(req.MaxAmount); err != nil || req.MaxAmount.Amount == 0 {
+		return "", ErrInvalidAmount.with(err, "max amount must be positive with an ISO 4217 currency")
+	}
+	if req.TTL < 0 || req.TTL > i.maxTTL {
+		return "", ErrInvalidRequest.with(nil, "TTL must be between 0 and %s", i.maxTTL)
+	}
+	if len(req.IdempotencyKey) > 255 || len(req.ChallengeID) > 256 {
+		return "", ErrInvalidRequest.with(nil, "idempotency key or challenge id too long")
+	}
+	return ref, nil
+}
+
+// fromBudget maps a budget refusal to the package's errors, keeping the
+// budget error as the cause (so errors.As(err, **budget.CapError) works).
+func fromBudget(err error) error {
+	switch {
+	case errors.Is(err, budget.ErrCapExceeded):
+		return ErrCapExceeded.with(err, "budget refused the hold")
+	case errors.Is(err, budget.ErrCallCeiling):
+		return ErrCallCeiling.with(err, "budget refused the hold")
+	case errors.Is(err, budget.ErrCurrencyMismatch):
+		return ErrCurrencyMismatch.with(err, "budget currency differs")
+	case errors.Is(err, budget.ErrInvalidAmount):
+		return ErrInvalidAmount.with(err, "budget refused the amount")
+	case errors.Is(err, budget.ErrIdempotencyConflict):
+		return ErrIdempotencyConflict.with(err, "mint key reused for a different request")
+	case errors.Is(err, budget.ErrInvalidRequest):
+		return ErrInvalidRequest.with(err, "budget refused the request")
+	}
+	return ErrStore.with(err, "budget")
+}
+
+func storeErr(err error) error {
+	var e *Error
+	if errors.As(err, &e) {
+		return err
+	}
+	return ErrStore.with(err, "redemption store")
+}
+
+func randomID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Revoke cancels an unredeemed token: its hold is released and any later
+// redemption fails with ErrTokenRevoked. Revoking a revoked token is a
+// no-op; revoking a redeemed one fails with ErrAlreadyRedeemed.
+func (i *Issuer) Revoke(ctx context.Context, holdID, reason string) error {
+	if reason == "" {
+		reason = "revoked"
+	}
+	for {
+		rec, err := i.store.Get(ctx, holdID)
+		if err != nil {
+			return storeErr(err)
+		}
+		switch rec.State {
+		case StateIssued:
+			next := rec
+			next.State, next.Reason, next.NextAttemptAt = StateRevoking, reason, i.now.Now()
+			if err := i.update(ctx, &next); errors.Is(err, ErrConflict) {
+				continue
+			} else if err != nil {
+				return err
+			}
+			_, err := i.advance(ctx, next, true)
+			return err
+		case StateRevoking:
+			_, err := i.advance(ctx, rec, false)
+			return err
+		case StateRevoked:
+			return nil
+		default:
+			return ErrAlreadyRedeemed.with(nil, "hold %s is %s", holdID, rec.State)
+		}
+	}
+}
+
+// Redemption returns the record of holdID (ErrNotFound if none).
+func (i *Issuer) Redemption(ctx context.Context, holdID string) (Redemption, error) {
+	r, err := i.store.Get(ctx, holdID)
+	if err != nil {
+		return Redemption{}, storeErr(err)
+	}
+	return r, nil
+}

@@ -1,0 +1,629 @@
+package payment
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/agentprov/agentprov/budget"
+	"github.com/agentprov/agentprov/internal/clock"
+	"github.com/agentprov/agentprov/internal/problem"
+)
+
+// TokenChecker verifies a payment token locally (signature, typ, iss, aud,
+// exp). *TokenVerifier implements it.
+type TokenChecker interface {
+	Verify(ctx context.Context, token string) (*TokenClaims, error)
+}
+
+// TokenRedeemer settles a token at the orchestrator, idempotently under
+// idempotencyKey. *Redeemer implements it.
+type TokenRedeemer interface {
+	Redeem(ctx context.Context, token string, actual budget.Money, idempotencyKey string) (*Receipt, error)
+}
+
+// PriceFunc prices one request. It must give the same answer for the unpaid
+// request and its paid retry (the paywall compares the echoed challenge
+// with a fresh price); an *Error it returns is sent as is.
+type PriceFunc func(r *http.Request) (budget.Money, error)
+
+// PaywallOptions tune a Paywall. Nil means the defaults.
+type PaywallOptions struct {
+	// Store makes challenges single-use; default a MemoryChallengeStore
+	// (enough for one instance; several instances need a shared store).
+	Store ChallengeStore
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// ChallengeTTL is how long a challenge stays payable (default 5 minutes).
+	ChallengeTTL time.Duration
+	// Retain is how long after its expiry a claimed challenge is kept so
+	// that a retry with the same credential gets the same answer
+	// (default 24 hours).
+	Retain time.Duration
+	// MaxResponseBytes bounds the response a paid handler may write: it is
+	// held back until settlement (default 4 MiB). A larger response is
+	// answered 500 and not charged.
+	MaxResponseBytes int64
+	// MaxRequestBytes bounds request bodies, which are read before the
+	// handler runs to bind them with a digest (default 1 MiB).
+	MaxRequestBytes int64
+	// SettleTimeout bounds one redemption call; settlement is detached from
+	// the client's cancellation so that a disconnect cannot strand it
+	// (default 30 seconds).
+	SettleTimeout time.Duration
+	// OnUnsettled, if set, is called when a verified payment was not
+	// settled because the handler failed or settlement was refused, so that
+	// the orchestrator's hold can be released before it expires.
+	OnUnsettled func(ctx context.Context, claims *TokenClaims, reason error)
+	// Logger receives operational messages; never credentials (default: discard).
+	Logger *slog.Logger
+}
+
+// Paywall is the provider side of the HTTP Payment scheme with the
+// agentprov method: middleware that answers unpaid requests with 402 and a
+// challenge, verifies credentials, runs the handler only for verified
+// payments, settles only when the handler succeeded and attaches a
+// Payment-Receipt. It is safe for concurrent use.
+type Paywall struct {
+	realm    string
+	secrets  [][]byte
+	verifier TokenChecker
+	redeemer TokenRedeemer
+	store    ChallengeStore
+	now      clock.Func
+	ttl      time.Duration
+	retain   time.Duration
+	maxResp  int64
+	maxReq   int64
+	settleTO time.Duration
+	onUnsett func(context.Context, *TokenClaims, error)
+	log      *slog.Logger
+}
+
+// MinSecretBytes is the shortest challenge secret NewPaywall accepts.
+const MinSecretBytes = 32
+
+// NewPaywall returns a Paywall for realm (the protection space, typically
+// the API host). secrets key the challenge-id HMAC: the first signs new
+// challenges, all verify, so a rotated-out secret stays listed until its
+// challenges have expired. verifier checks tokens locally (usually a
+// *TokenVerifier), redeemer settles them at the orchestrator (usually a
+// *Redeemer).
+func NewPaywall(realm string, secrets [][]byte, verifier TokenChecker, redeemer TokenRedeemer, opts *PaywallOptions) (*Paywall, error) {
+	if realm == "" {
+		return nil, errors.New("payment: paywall: realm is required")
+	}
+	if _, err := quoteParam("realm", realm); err != nil {
+		return nil, fmt.Errorf("payment: paywall: %w", err)
+	}
+	if len(secrets) == 0 {
+		return nil, errors.New("payment: paywall: at least one secret is required")
+	}
+	for i, s := range secrets {
+		if len(s) < MinSecretBytes {
+			return nil, fmt.Errorf("payment: paywall: secret %d is %d bytes, need at least %d", i, len(s), MinSecretBytes)
+		}
+	}
+	if verifier == nil || redeemer == nil {
+		return nil, errors.New("payment: paywall: verifier and redeemer are required")
+	}
+	if opts == nil {
+		opts = &PaywallOptions{}
+	}
+	p := &Paywall{
+		realm: realm, verifier: verifier, redeemer: redeemer,
+		store: opts.Store, now: opts.Now, ttl: opts.ChallengeTTL, retain: opts.Retain,
+		maxResp: opts.MaxResponseBytes, maxReq: opts.MaxRequestBytes, settleTO: opts.SettleTimeout,
+		onUnsett: opts.OnUnsettled, log: opts.Logger,
+	}
+	for _, s := range secrets {
+		p.secrets = append(p.secrets, append([]byte(nil), s...))
+	}
+	if p.store == nil {
+		p.store = NewMemoryChallengeStore(&MemoryChallengeStoreOptions{Now: opts.Now})
+	}
+	if p.ttl <= 0 {
+		p.ttl = 5 * time.Minute
+	}
+	if p.retain <= 0 {
+		p.retain = 24 * time.Hour
+	}
+	if p.maxResp <= 0 {
+		p.maxResp = 4 << 20
+	}
+	if p.maxReq <= 0 {
+		p.maxReq = 1 << 20
+	}
+	if p.settleTO <= 0 {
+		p.settleTO = 30 * time.Second
+	}
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
+	return p, nil
+}
+
+// Require returns middleware charging price for every request to service
+// (a service ref "provider/service_id"; the provider part is the challenge
+// recipient and must be the token's audience).
+func (p *Paywall) Require(service string, price budget.Money) func(http.Handler) http.Handler {
+	return p.RequireFunc(service, func(*http.Request) (budget.Money, error) { return price, nil })
+}
+
+// RequireFunc is Require with a per-request price.
+func (p *Paywall) RequireFunc(service string, price PriceFunc) func(http.Handler) http.Handler {
+	provider, _, _ := strings.Cut(service, "/")
+	return func(next http.Handler) http.Handler {
+		return &paidHandler{p: p, service: service, provider: provider, price: price, next: next}
+	}
+}
+
+// Paid describes the verified payment of the request being served.
+type Paid struct {
+	ChallengeID string
+	Price       budget.Money
+	Claims      *TokenClaims
+}
+
+type paidKey struct{}
+
+// PaidFromContext returns the payment a Paywall verified for the request
+// whose context this is.
+func PaidFromContext(ctx context.Context) (*Paid, bool) {
+	v, ok := ctx.Value(paidKey{}).(*Paid)
+	return v, ok
+}
+
+type paidHandler struct {
+	p                 *Paywall
+	service, provider string
+	price             PriceFunc
+	next              http.Handler
+}
+
+// reqBinding is everything a challenge is bound to besides its id.
+type reqBinding struct {
+	price       budget.Money
+	route, idk  string
+	digest      string
+	requestB64  string
+	opaqueB64   string
+	description string
+}
+
+const maxIdempotencyKey = 255
+
+func (h *paidHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p := h.p
+	price, err := h.price(r)
+	if err != nil {
+		var pe *Error
+		if errors.As(err, &pe) {
+			writeError(w, pe)
+			return
+		}
+		p.log.ErrorContext(r.Context(), "payment: price function failed", "service", h.service, "err", err)
+		problem.Write(w, http.StatusInternalServerError, "price_unavailable", "the price of this request could not be computed")
+		return
+	}
+	if !hdrIsCurrency(price.Currency) || price.Amount <= 0 {
+		p.log.ErrorContext(r.Context(), "payment: invalid price", "service", h.service, "price", price)
+		problem.Write(w, http.StatusInternalServerError, "price_unavailable", "the price of this request is not valid")
+		return
+	}
+	idk := r.Header.Get("Idempotency-Key")
+	if len(idk) > maxIdempotencyKey {
+		writeError(w, ErrInvalidRequest.with(nil, "Idempotency-Key is longer than %d bytes", maxIdempotencyKey))
+		return
+	}
+	b := reqBinding{price: price, route: r.Method + " " + r.URL.RequestURI(), idk: idk}
+	// Bind the body: a credential paid for one body cannot buy another.
+	if r.Body != nil && r.Body != http.NoBody {
+		body, err := io.ReadAll(io.LimitReader(r.Body, p.maxReq+1))
+		_ = r.Body.Close()
+		if err != nil {
+			problem.Write(w, http.StatusBadRequest, "invalid_request", "request body could not be read")
+			return
+		}
+		if int64(len(body)) > p.maxReq {
+			problem.Write(w, http.StatusRequestEntityTooLarge, "request_too_large", fmt.Sprintf("request body is above %d bytes", p.maxReq))
+			return
+		}
+		if len(body) > 0 {
+			sum := sha256.Sum256(body)
+			b.digest = "sha-256=:" + base64.StdEncoding.EncodeToString(sum[:]) + ":"
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+	}
+	cr := ChallengeRequest{
+		Amount: strconv.FormatInt(price.Amount, 10), Currency: price.Currency,
+		Recipient: h.provider, MethodDetails: map[string]any{"service": h.service},
+	}
+	if b.requestB64, err = EncodeRequest(cr); err != nil {
+		problem.Write(w, http.StatusInternalServerError, "price_unavailable", "the price of this request could not be encoded")
+		return
+	}
+	opaque := map[string]string{"route": b.route}
+	if idk != "" {
+		opaque["idk"] = idk
+	}
+	if b.opaqueB64, err = jcsB64(opaque); err != nil {
+		writeError(w, ErrInvalidRequest.with(err, "request target cannot be bound"))
+		return
+	}
+
+	authz := ""
+	for _, v := range r.Header.Values("Authorization") {
+		if len(v) >= len(SchemeName) && strings.EqualFold(v[:len(SchemeName)], SchemeName) {
+			authz = v
+		}
+	}
+	if authz == "" {
+		h.challenge(w, r, &b, ErrPaymentRequired.with(nil, "this resource costs %d %s", price.Amount, price.Currency))
+		return
+	}
+	cred, err := ParseCredential(authz)
+	if err != nil {
+		h.challenge(w, r, &b, err)
+		return
+	}
+	e := &cred.Challenge
+	if e.Method != MethodID || e.Intent != IntentCharge {
+		h.challenge(w, r, &b, ErrMethodUnsupported.with(nil, "method %q intent %q", e.Method, e.Intent))
+		return
+	}
+	if e.Realm != p.realm || !verifyEchoID(p.secrets, e) {
+		h.challenge(w, r, &b, ErrInvalidChallenge.with(nil, "challenge was not issued by this server"))
+		return
+	}
+	if e.Request != b.requestB64 || e.Opaque != b.opaqueB64 || e.Digest != b.digest {
+		h.challenge(w, r, &b, ErrInvalidChallenge.with(nil, "challenge was issued for another request, price or body"))
+		return
+	}
+	sum := sha256.Sum256([]byte(authz))
+	fp := base64.RawURLEncoding.EncodeToString(sum[:])
+
+	// A challenge already claimed is answered from its record: the same
+	// credential gets the same outcome, any other credential is refused.
+	if rec, err := p.store.Get(r.Context(), e.ID); err == nil {
+		h.resume(w, r, &b, cred, fp, rec)
+		return
+	} else if !errors.Is(err, ErrChallengeNotFound) {
+		h.storeFailed(w, r, err)
+		return
+	}
+	expires, err := time.Parse(time.RFC3339Nano, e.Expires)
+	if err != nil {
+		h.challenge(w, r, &b, ErrInvalidChallenge.with(err, "challenge has no valid expiry"))
+		return
+	}
+	if !p.now.Now().Before(expires) {
+		h.challenge(w, r, &b, ErrPaymentExpired.with(nil, "challenge expired at %s", e.Expires))
+		return
+	}
+	token, err := cred.Token()
+	if err != nil {
+		h.challenge(w, r, &b, err)
+		return
+	}
+	claims, err := p.verifier.Verify(r.Context(), token)
+	if err != nil {
+		if errors.Is(err, ErrTokenExpired) {
+			h.challenge(w, r, &b, ErrPaymentExpired.with(err, "payment token has expired"))
+		} else {
+			h.challenge(w, r, &b, ErrVerificationFailed.with(err, "payment token is not valid"))
+		}
+		return
+	}
+	if err := h.checkClaims(claims, e.ID, price); err != nil {
+		h.challenge(w, r, &b, err)
+		return
+	}
+	rec := ChallengeRecord{ID: e.ID, Fingerprint: fp, State: ChallengePending, RetainUntil: expires.Add(p.retain)}
+	got, claimed, err := p.store.Claim(r.Context(), rec)
+	if err != nil {
+		h.storeFailed(w, r, err)
+		return
+	}
+	if !claimed {
+		h.resume(w, r, &b, cred, fp, got)
+		return
+	}
+	h.serve(w, r, rec, token, claims, price)
+}
+
+func (h *paidHandler) checkClaims(c *TokenClaims, challengeID string, price budget.Money) error {
+	if c.ChallengeID != "" && c.ChallengeID != challengeID {
+		return ErrVerificationFailed.with(nil, "token is bound to another challenge")
+	}
+	if c.Audience != h.provider {
+		return ErrVerificationFailed.with(nil, "token is for provider %q", c.Audience)
+	}
+	if c.Service != "" && c.Service != h.service {
+		return ErrVerificationFailed.with(nil, "token is for service %q", c.Service)
+	}
+	if c.MaxAmount.Currency != price.Currency {
+		return ErrPaymentInsufficient.with(nil, "token is in %s, the price in %s", c.MaxAmount.Currency, price.Currency)
+	}
+	if c.MaxAmount.Amount < price.Amount {
+		return ErrPaymentInsufficient.with(nil, "token covers %d, the price is %d", c.MaxAmount.Amount, price.Amount)
+	}
+	return nil
+}
+
+// serve runs the handler for a freshly claimed challenge, withholding its
+// response until settlement.
+func (h *paidHandler) serve(w http.ResponseWriter, r *http.Request, rec ChallengeRecord, token string, claims *TokenClaims, price budget.Money) {
+	p := h.p
+	buf := &bufferedWriter{header: http.Header{}, limit: p.maxResp}
+	ctx := context.WithValue(r.Context(), paidKey{}, &Paid{ChallengeID: rec.ID, Price: price, Claims: claims})
+	finished := false
+	defer func() {
+		if finished {
+			return
+		}
+		// The handler panicked: record a failure so that the challenge
+		// does not stay pending, then let net/http handle the panic.
+		rec2 := rec
+		rec2.State = ChallengeDone
+		rec2.Response = problemResponse(http.StatusInternalServerError, "internal_error", "the handler failed")
+		_ = p.store.Update(context.WithoutCancel(r.Context()), ChallengePending, rec2)
+		h.unsettled(r.Context(), claims, errors.New("handler panicked"))
+	}()
+	h.next.ServeHTTP(buf, r.WithContext(ctx))
+	finished = true
+	resp := buf.response()
+	if buf.overflow {
+		resp = problemResponse(http.StatusInternalServerError, "response_too_large", "the response is too large to be paid for")
+	}
+	if resp.Status < 200 || resp.Status > 299 {
+		rec.State = ChallengeDone
+		rec.Response = resp
+		if err := p.store.Update(context.WithoutCancel(r.Context()), ChallengePending, rec); err != nil {
+			p.log.ErrorContext(r.Context(), "payment: record handler failure", "challenge", rec.ID, "err", err)
+		}
+		h.unsettled(r.Context(), claims, fmt.Errorf("handler answered %d", resp.Status))
+		writeStored(w, resp)
+		return
+	}
+	rec.State = ChallengeServed
+	rec.Response = resp
+	if err := p.store.Update(context.WithoutCancel(r.Context()), ChallengePending, rec); err != nil {
+		// Without the served record a retry could not settle; refuse to
+		// deliver rather than deliver unpaid.
+		h.storeFailed(w, r, err)
+		return
+	}
+	h.settle(w, r, rec, token, claims, price)
+}
+
+// settle redeems the token for a served record and delivers the withheld
+// response with its receipt.
+func (h *paidHandler) settle(w http.ResponseWriter, r *http.Request, rec ChallengeRecord, token string, claims *TokenClaims, price budget.Money) {
+	p := h.p
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), p.settleTO)
+	defer cancel()
+	receipt, err := p.redeemer.Redeem(ctx, token, price, "402:"+rec.ID)
+	if err != nil && !(errors.Is(err, ErrSettlementPending) && receipt != nil) {
+		if settlementFinal(err) {
+			final := rec
+			final.State = ChallengeDone
+			pe := ErrVerificationFailed.with(err, "payment could not be settled")
+			final.Response = problemResponse(pe.Status, pe.Code, pe.Detail)
+			if uerr := p.store.Update(ctx, ChallengeServed, final); uerr != nil {
+				p.log.ErrorContext(ctx, "payment: record refused settlement", "challenge", rec.ID, "err", uerr)
+			}
+			p.log.WarnContext(ctx, "payment: settlement refused", "challenge", rec.ID, "code", errCode(err))
+			h.unsettled(ctx, claims, err)
+			writeStored(w, final.Response)
+			return
+		}
+		// Transient: the record stays "served"; the same credential
+		// retried later settles (idempotently) and gets the response.
+		p.log.WarnContext(ctx, "payment: settlement failed, retry possible", "challenge", rec.ID, "err", err)
+		w.Header().Set("Retry-After", "1")
+		problem.WriteDetails(w, &problem.Details{
+			Type: hdrProblemType("settlement_unavailable"), Title: http.StatusText(http.StatusServiceUnavailable),
+			Status: http.StatusServiceUnavailable, Code: "settlement_unavailable",
+			Detail: "settlement is temporarily unavailable; retry with the same credential",
+		})
+		return
+	}
+	rh := &ReceiptHeader{
+		Status: ReceiptStatusSuccess, Method: MethodID, Timestamp: receipt.RedeemedAt, Reference: receipt.HoldID,
+		ChallengeID: rec.ID, Amount: strconv.FormatInt(receipt.Amount.Amount, 10), Currency: receipt.Amount.Currency,
+		Signed: receipt.Signed,
+	}
+	if rh.Timestamp.IsZero() {
+		rh.Timestamp = p.now.Now()
+	}
+	if rh.Reference == "" {
+		rh.Reference = claims.HoldID
+	}
+	v, ferr := FormatReceiptHeader(rh)
+	if ferr != nil && rh.Signed != "" {
+		// A signed receipt too large for a header is left out; the
+		// orchestrator keeps it.
+		rh.Signed = ""
+		v, ferr = FormatReceiptHeader(rh)
+	}
+	final := rec
+	final.State = ChallengeDone
+	final.Response = rec.Response.clone()
+	if ferr == nil {
+		final.Response.Header.Set(ReceiptHeaderName, v)
+	}
+	final.Response.Header.Set("Cache-Control", "private")
+	if err := p.store.Update(ctx, ChallengeServed, final); err != nil && !errors.Is(err, ErrConflict) {
+		p.log.ErrorContext(ctx, "payment: record settlement", "challenge", rec.ID, "err", err)
+	}
+	writeStored(w, final.Response)
+}
+
+// resume answers a request whose challenge is already claimed.
+func (h *paidHandler) resume(w http.ResponseWriter, r *http.Request, b *reqBinding, cred *Credential, fp string, rec ChallengeRecord) {
+	if rec.Fingerprint != fp {
+		h.challenge(w, r, b, ErrInvalidChallenge.with(nil, "challenge was already used"))
+		return
+	}
+	switch rec.State {
+	case ChallengeDone:
+		writeStored(w, rec.Response)
+	case ChallengeServed:
+		token, err := cred.Token()
+		if err != nil {
+			h.challenge(w, r, b, err)
+			return
+		}
+		claims, err := h.p.verifier.Verify(r.Context(), token)
+		if err != nil {
+			// Expired since: redemption decides; keep the hold id for the receipt.
+			claims, _ = ParseTokenClaims(token)
+			if claims == nil {
+				h.challenge(w, r, b, ErrVerificationFailed.with(err, "payment token is not valid"))
+				return
+			}
+		}
+		h.settle(w, r, rec, token, claims, b.price)
+	default:
+		w.Header().Set("Retry-After", "1")
+		writeError(w, ErrChallengeInFlight.with(nil, "the request paid with this credential is still being served"))
+	}
+}
+
+func (h *paidHandler) unsettled(ctx context.Context, c *TokenClaims, reason error) {
+	if h.p.onUnsett != nil && c != nil {
+		h.p.onUnsett(context.WithoutCancel(ctx), c, reason)
+	}
+}
+
+func (h *paidHandler) storeFailed(w http.ResponseWriter, r *http.Request, err error) {
+	h.p.log.ErrorContext(r.Context(), "payment: challenge store failed", "err", err)
+	w.Header().Set("Retry-After", "1")
+	writeError(w, ErrStore.with(nil, "payment state is temporarily unavailable"))
+}
+
+// challenge answers 402 (400 for method-unsupported) with a fresh challenge
+// for this request and a problem document naming cause.
+func (h *paidHandler) challenge(w http.ResponseWriter, r *http.Request, b *reqBinding, cause error) {
+	p := h.p
+	c := &Challenge{
+		Realm: p.realm, Method: MethodID, Intent: IntentCharge, RequestB64: b.requestB64,
+		Expires: p.now.Now().Add(p.ttl).Truncate(time.Second), Digest: b.digest, opaqueB64: b.opaqueB64,
+	}
+	id, err := ChallengeID(p.secrets[0], c)
+	if err == nil {
+		c.ID = id
+		var v string
+		if v, err = FormatChallenge(c); err == nil {
+			w.Header().Add("WWW-Authenticate", v)
+		}
+	}
+	if err != nil {
+		p.log.ErrorContext(r.Context(), "payment: cannot issue challenge", "err", err)
+		problem.Write(w, http.StatusInternalServerError, "internal_error", "a payment challenge could not be issued")
+		return
+	}
+	var pe *Error
+	if !errors.As(cause, &pe) {
+		pe = ErrMalformedCredential.with(cause, "credential refused")
+	}
+	if pe.Code != ErrPaymentRequired.Code {
+		p.log.InfoContext(r.Context(), "payment: credential refused", "code", pe.Code, "err", cause)
+	}
+	writeError(w, pe)
+}
+
+// writeError writes e as a problem document; 402 and 400 from this file
+// carry the draft's problem types. The detail never includes e.Err.
+func writeError(w http.ResponseWriter, e *Error) {
+	w.Header().Set("Cache-Control", "no-store")
+	problem.WriteDetails(w, &problem.Details{
+		Type: hdrProblemType(e.Code), Title: http.StatusText(e.Status), Status: e.Status, Detail: e.Detail, Code: e.Code,
+	})
+}
+
+func problemResponse(status int, code, detail string) *StoredResponse {
+	rec := &bufferedWriter{header: http.Header{}, limit: 1 << 16}
+	problem.WriteDetails(rec, &problem.Details{
+		Type: hdrProblemType(code), Title: http.StatusText(status), Status: status, Detail: detail, Code: code,
+	})
+	return rec.response()
+}
+
+func writeStored(w http.ResponseWriter, r *StoredResponse) {
+	h := w.Header()
+	for k, v := range r.Header {
+		h[k] = append([]string(nil), v...)
+	}
+	w.WriteHeader(r.Status)
+	_, _ = w.Write(r.Body)
+}
+
+// settlementFinal reports whether a redemption error is a definitive
+// refusal (retrying cannot succeed) rather than a transient failure.
+func settlementFinal(err error) bool {
+	for _, s := range []*Error{
+		ErrTokenInvalid, ErrTokenExpired, ErrTokenRevoked, ErrAmountExceedsMax, ErrCurrencyMismatch,
+		ErrInvalidAmount, ErrAlreadyRedeemed, ErrSettlementRefused, ErrCapExceeded, ErrCallCeiling,
+		ErrForbidden, ErrNotFound, ErrIdempotencyConflict, ErrRailRefused, ErrInvalidRequest, ErrUnauthorized,
+	} {
+		if errors.Is(err, s) {
+			return true
+		}
+	}
+	return false
+}
+
+func errCode(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return ""
+}
+
+// bufferedWriter holds a handler's response back until it is paid for.
+type bufferedWriter struct {
+	header   http.Header
+	status   int
+	body     bytes.Buffer
+	limit    int64
+	overflow bool
+}
+
+func (b *bufferedWriter) Header() http.Header { return b.header }
+
+func (b *bufferedWriter) WriteHeader(code int) {
+	if b.status == 0 {
+		b.status = code
+	}
+}
+
+func (b *bufferedWriter) Write(p []byte) (int, error) {
+	if b.status == 0 {
+		b.status = http.StatusOK
+	}
+	if int64(b.body.Len()+len(p)) > b.limit {
+		b.overflow = true
+		return 0, ErrInvalidRequest.with(nil, "response exceeds %d bytes", b.limit)
+	}
+	return b.body.Write(p)
+}
+
+func (b *bufferedWriter) response() *StoredResponse {
+	s := b.status
+	if s == 0 {
+		s = http.StatusOK
+	}
+	return &StoredResponse{Status: s, Header: b.header.Clone(), Body: append([]byte(nil), b.body.Bytes()...)}
+}

@@ -1,0 +1,464 @@
+package payment
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/agentprov/agentprov/budget"
+	"github.com/agentprov/agentprov/internal/problem"
+	"github.com/agentprov/agentprov/internal/safehttp"
+)
+
+// MaxRedemptionRequestSize bounds a redemption request body (bytes).
+const MaxRedemptionRequestSize = 16 << 10
+
+// maxRedemptionResponseSize bounds what the Redeemer reads back.
+const maxRedemptionResponseSize = 64 << 10
+
+// Redeem is the redemption core, without HTTP: provider (already
+// authenticated) redeems token for actual. The first successful redemption
+// of a token records it, commits the budget hold for actual and settles it
+// on the Rail; every later call with the same amount returns the same
+// receipt (exactly once whatever the retries, concurrency or crashes),
+// while a different amount fails with ErrAlreadyRedeemed.
+//
+// The receipt's State is StateSettled when the rail confirmed the charge
+// and StateSettling while the outbox is still trying; ErrSettlementRefused
+// reports a definitive refusal (the spend was reversed).
+func (i *Issuer) Redeem(ctx context.Context, provider, token string, actual budget.Money) (*Receipt, error) {
+	claims, err := verifyToken(token, i.jwks, i.issuer, provider)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkMoney(actual); err != nil || actual.Amount == 0 {
+		return nil, ErrInvalidAmount.with(nil, "amount must be a positive integer with an ISO 4217 currency")
+	}
+	for {
+		rec, err := i.store.Get(ctx, claims.HoldID)
+		if errors.Is(err, ErrNotFound) {
+			return nil, ErrTokenInvalid.with(nil, "unknown token")
+		}
+		if err != nil {
+			return nil, storeErr(err)
+		}
+		if rec.Provider != claims.Audience || rec.Service != claims.Service || rec.MaxAmount != claims.MaxAmount {
+			return nil, ErrTokenInvalid.with(nil, "token does not match its record")
+		}
+		switch rec.State {
+		case StateIssued:
+			now := i.now.Now()
+			if !now.Before(rec.ExpiresAt.Add(i.leeway)) {
+				return nil, ErrTokenExpired.with(nil, "expired at %s", rec.ExpiresAt.Format(time.RFC3339))
+			}
+			if actual.Currency != rec.MaxAmount.Currency {
+				return nil, ErrCurrencyMismatch.with(nil, "token is in %s, amount in %s", rec.MaxAmount.Currency, actual.Currency)
+			}
+			if actual.Amount > rec.MaxAmount.Amount {
+				return nil, ErrAmountExceedsMax.with(nil, "%d > %d", actual.Amount, rec.MaxAmount.Amount)
+			}
+			next := rec
+			next.State, next.Amount = StatePending, actual
+			next.RedeemedAt = now.UTC().Truncate(time.Second)
+			next.NextAttemptAt = now.Add(i.lease())
+			if err := i.update(ctx, &next); errors.Is(err, ErrConflict) {
+				continue // a concurrent redemption or revocation won; look again
+			} else if err != nil {
+				return nil, err
+			}
+			rec, err = i.advance(ctx, next, true)
+			return i.result(rec, err)
+		case StateRevoking, StateRevoked:
+			if rec.Reason == "expired" {
+				return nil, ErrTokenExpired.with(nil, "expired at %s", rec.ExpiresAt.Format(time.RFC3339))
+			}
+			return nil, ErrTokenRevoked
+		case StateVoid:
+			return nil, ErrTokenExpired.with(nil, "the hold ended before the redemption committed")
+		default:
+			if rec.Amount != actual {
+				return nil, ErrAlreadyRedeemed.with(nil, "redeemed before for %s", rec.Amount)
+			}
+			rec, err = i.advance(ctx, rec, false)
+			return i.result(rec, err)
+		}
+	}
+}
+
+// result turns a record after advance into Redeem's answer. A transient
+// failure after the commit is not an error for the provider: the receipt
+// stands and the outbox finishes the settlement.
+func (i *Issuer) result(rec Redemption, err error) (*Receipt, error) {
+	switch rec.State {
+	case StateCommitted, StateSettling, StateSettled:
+		r := i.receiptOf(rec)
+		return &r, nil
+	case StateRefused, StateReversed:
+		return nil, ErrSettlementRefused
+	case StateVoid:
+		return nil, ErrTokenExpired.with(nil, "the hold ended before the redemption committed")
+	}
+	if err != nil && !errors.Is(err, ErrConflict) {
+		return nil, ErrRedemptionInFlight.with(err, "the redemption is recorded; its commit will be retried")
+	}
+	return nil, ErrRedemptionInFlight
+}
+
+func (i *Issuer) receiptOf(rec Redemption) Receipt {
+	return Receipt{
+		Issuer: i.issuer, HoldID: rec.HoldID, Amount: rec.Amount, Provider: rec.Provider,
+		Service: rec.Service, Project: rec.Project, RedeemedAt: rec.RedeemedAt.UTC(),
+		Signed: rec.Receipt, State: rec.State, Reference: rec.Reference,
+	}
+}
+
+// RedemptionRequest is the body of POST to the redemption endpoint (§5.2).
+type RedemptionRequest struct {
+	Token  string       `json:"token"`
+	Amount budget.Money `json:"amount"`
+}
+
+// ParseRedemptionRequest decodes and checks a redemption request body.
+// Errors match ErrInvalidRequest or ErrInvalidAmount.
+func ParseRedemptionRequest(body []byte) (RedemptionRequest, error) {
+	if len(body) > MaxRedemptionRequestSize {
+		return RedemptionRequest{}, ErrInvalidRequest.with(nil, "body longer than %d bytes", MaxRedemptionRequestSize)
+	}
+	var raw struct {
+		Token  *string `json:"token"`
+		Amount *struct {
+			Amount   *json.Number `json:"amount"`
+			Currency *string      `json:"currency"`
+		} `json:"amount"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if err := dec.Decode(&raw); err != nil {
+		return RedemptionRequest{}, ErrInvalidRequest.with(nil, "body is not a redemption request object")
+	}
+	if dec.More() {
+		return RedemptionRequest{}, ErrInvalidRequest.with(nil, "trailing data after the JSON object")
+	}
+	if raw.Token == nil || *raw.Token == "" || len(*raw.Token) > MaxTokenSize {
+		return RedemptionRequest{}, ErrInvalidRequest.with(nil, "token is missing or too long")
+	}
+	if raw.Amount == nil || raw.Amount.Amount == nil || raw.Amount.Currency == nil {
+		return RedemptionRequest{}, ErrInvalidAmount.with(nil, "amount.amount and amount.currency are required")
+	}
+	n, err := raw.Amount.Amount.Int64()
+	if err != nil || strings.ContainsAny(raw.Amount.Amount.String(), ".eE") {
+		return RedemptionRequest{}, ErrInvalidAmount.with(nil, "amount.amount must be an integer in minor units")
+	}
+	m := budget.Money{Amount: n, Currency: *raw.Amount.Currency}
+	if err := checkMoney(m); err != nil || n == 0 {
+		return RedemptionRequest{}, ErrInvalidAmount.with(nil, "amount must be a positive integer with an ISO 4217 currency")
+	}
+	return RedemptionRequest{Token: *raw.Token, Amount: m}, nil
+}
+
+// redemptionView is the JSON body of a redemption resource (§5.2).
+type redemptionView struct {
+	Version    string          `json:"protocol_version"`
+	HoldID     string          `json:"hold_id"`
+	State      RedemptionState `json:"state"`
+	Amount     *budget.Money   `json:"amount,omitempty"`
+	Provider   string          `json:"provider"`
+	Service    string          `json:"service"`
+	Project    string          `json:"project"`
+	RedeemedAt string          `json:"redeemed_at,omitempty"`
+	Receipt    string          `json:"receipt,omitempty"`
+	Reference  string          `json:"settlement_reference,omitempty"`
+}
+
+func viewOf(r Receipt) redemptionView {
+	v := redemptionView{
+		Version: ProtocolVersion, HoldID: r.HoldID, State: r.State, Provider: r.Provider,
+		Service: r.Service, Project: r.Project, Receipt: r.Signed, Reference: r.Reference,
+	}
+	if r.Amount != (budget.Money{}) {
+		v.Amount = &r.Amount
+	}
+	if !r.RedeemedAt.IsZero() {
+		v.RedeemedAt = r.RedeemedAt.UTC().Format(time.RFC3339)
+	}
+	return v
+}
+
+// ProviderAuthenticator identifies the provider calling the redemption
+// endpoint from its request (an API key, mTLS, a signed request…). It
+// returns the provider id or an error; it must be safe for concurrent use.
+type ProviderAuthenticator func(r *http.Request) (providerID string, err error)
+
+// BearerAuthenticator authenticates providers by "Authorization: Bearer
+// <api key>", with keys mapping provider id to the key the orchestrator
+// registered for it. Keys are compared in constant time through their
+// SHA-256 digests and never logged.
+func BearerAuthenticator(keys map[string]string) ProviderAuthenticator {
+	type entry struct {
+		provider string
+		digest   [32]byte
+	}
+	entries := make([]entry, 0, len(keys))
+	for p, k := range keys {
+		if k != "" {
+			entries = append(entries, entry{p, sha256.Sum256([]byte(k))})
+		}
+	}
+	return func(r *http.Request) (string, error) {
+		scheme, cred, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") || cred == "" {
+			return "", ErrUnauthorized
+		}
+		d := sha256.Sum256([]byte(cred))
+		found := ""
+		for _, e := range entries {
+			if subtle.ConstantTimeCompare(d[:], e.digest[:]) == 1 {
+				found = e.provider
+			}
+		}
+		if found == "" {
+			return "", ErrUnauthorized
+		}
+		return found, nil
+	}
+}
+
+type providerKey struct{}
+
+func providerFrom(ctx context.Context) string {
+	p, _ := ctx.Value(providerKey{}).(string)
+	return p
+}
+
+// RedemptionHandler returns the orchestrator's redemption endpoint (§5.2).
+// Mount it at the endpoint path P and at P + "/":
+//
+//	POST P              redeem a token (Idempotency-Key required)
+//	GET  P/{hold_id}    the redemption's current state and receipt
+//
+// Providers are authenticated with IssuerOptions.Authenticate; the POST is
+// wrapped in the Idempotent middleware keyed per provider. The handler is
+// safe for concurrent use.
+func (i *Issuer) RedemptionHandler() http.Handler {
+	post := Idempotent(i.idem, &IdempotencyOptions{Now: i.now, Logger: i.log,
+		Identity: func(r *http.Request) string { return providerFrom(r.Context()) }})(http.HandlerFunc(i.serveRedeem))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if i.auth == nil {
+			writeErr(w, ErrUnauthorized.with(nil, "no provider authentication configured"))
+			return
+		}
+		provider, err := i.auth(r)
+		if err != nil || !validProvider(provider) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="agentprov-redemption"`)
+			writeErr(w, ErrUnauthorized)
+			return
+		}
+		r = r.WithContext(context.WithValue(r.Context(), providerKey{}, provider))
+		switch r.Method {
+		case http.MethodPost:
+			post.ServeHTTP(w, r)
+		case http.MethodGet:
+			i.serveStatus(w, r, provider)
+		default:
+			w.Header().Set("Allow", "GET, POST")
+			problem.Write(w, http.StatusMethodNotAllowed, "method_not_allowed", "use POST to redeem, GET to read a redemption")
+		}
+	})
+}
+
+func (i *Issuer) serveRedeem(w http.ResponseWriter, r *http.Request) {
+	body, err := safehttp.ReadAll(r.Body, MaxRedemptionRequestSize)
+	if err != nil {
+		writeErr(w, ErrInvalidRequest.with(nil, "body unreadable or longer than %d bytes", MaxRedemptionRequestSize))
+		return
+	}
+	req, err := ParseRedemptionRequest(body)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	rc, err := i.Redeem(r.Context(), providerFrom(r.Context()), req.Token, req.Amount)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	status := http.StatusOK
+	if rc.State != StateSettled {
+		status = http.StatusAccepted
+	}
+	writeJSON(w, status, viewOf(*rc))
+}
+
+func (i *Issuer) serveStatus(w http.ResponseWriter, r *http.Request, provider string) {
+	id := path.Base(r.URL.Path)
+	rec, err := i.store.Get(r.Context(), id)
+	if errors.Is(err, ErrNotFound) || (err == nil && rec.Provider != provider) {
+		writeErr(w, ErrNotFound) // another provider's redemption is not disclosed
+		return
+	}
+	if err != nil {
+		writeErr(w, storeErr(err))
+		return
+	}
+	writeJSON(w, http.StatusOK, viewOf(i.receiptOf(rec)))
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// writeErr writes err as problem+json; errors that are not *Error become
+// a 500 with no internal detail.
+func writeErr(w http.ResponseWriter, err error) {
+	var e *Error
+	if !errors.As(err, &e) {
+		problem.Write(w, http.StatusInternalServerError, "internal_error", "")
+		return
+	}
+	if e.Code == ErrRedemptionInFlight.Code || e.Code == ErrIdempotencyInFlight.Code || e.Code == ErrStore.Code {
+		w.Header().Set("Retry-After", "1")
+	}
+	detail := e.Detail
+	if e.Code == ErrStore.Code {
+		detail = ErrStore.Detail // never leak store internals
+	}
+	problem.Write(w, e.Status, e.Code, detail)
+}
+
+// RedeemerOptions configure a Redeemer.
+type RedeemerOptions struct {
+	// HTTPClient sends the requests; default http.DefaultClient. It is not
+	// modified (redirects are refused on a copy).
+	HTTPClient *http.Client
+	// APIKey is sent as "Authorization: Bearer". It is never logged.
+	APIKey string
+	// Keys and Issuer, when both set, make Redeem verify the signed receipt
+	// against the orchestrator's JWKS before returning it.
+	Keys   *jose.JSONWebKeySet
+	Issuer string
+}
+
+// Redeemer is the provider's client of an orchestrator's redemption
+// endpoint. It is safe for concurrent use.
+type Redeemer struct {
+	endpoint string
+	client   *http.Client
+	apiKey   string
+	keys     *jose.JSONWebKeySet
+	issuer   string
+}
+
+// String redacts the API key.
+func (r *Redeemer) String() string { return fmt.Sprintf("payment.Redeemer{%s}", r.endpoint) }
+
+// NewRedeemer returns a client of the redemption endpoint URL, which must
+// be https (or http on loopback).
+func NewRedeemer(endpoint string, opts *RedeemerOptions) (*Redeemer, error) {
+	u, err := safehttp.CheckURL(endpoint)
+	if err != nil {
+		return nil, fmt.Errorf("payment: redeemer: %w", err)
+	}
+	if opts == nil {
+		opts = &RedeemerOptions{}
+	}
+	base := opts.HTTPClient
+	if base == nil {
+		base = http.DefaultClient
+	}
+	c := *base
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &Redeemer{endpoint: strings.TrimSuffix(u.String(), "/"), client: &c, apiKey: opts.APIKey, keys: opts.Keys, issuer: opts.Issuer}, nil
+}
+
+// Redeem redeems token for actual with idempotencyKey (required; reuse it
+// on every retry of this redemption). It returns the receipt (State tells
+// whether settlement is confirmed) or an *Error carrying the
+// orchestrator's code, comparable with the sentinels.
+func (r *Redeemer) Redeem(ctx context.Context, token string, actual budget.Money, idempotencyKey string) (*Receipt, error) {
+	if idempotencyKey == "" {
+		return nil, ErrIdempotencyKeyRequired
+	}
+	body, err := json.Marshal(RedemptionRequest{Token: token, Amount: actual})
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.endpoint, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", idempotencyKey)
+	return r.do(req)
+}
+
+// Status reads the current state of the redemption of holdID.
+func (r *Redeemer) Status(ctx context.Context, holdID string) (*Receipt, error) {
+	if holdID == "" || strings.ContainsAny(holdID, "/?#") {
+		return nil, ErrInvalidRequest.with(nil, "bad hold id")
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.endpoint+"/"+holdID, nil)
+	if err != nil {
+		return nil, err
+	}
+	return r.do(req)
+}
+
+func (r *Redeemer) do(req *http.Request) (*Receipt, error) {
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Agent-Provisioning-Version", ProtocolVersion)
+	if r.apiKey != "" {
+		req.Header.Set("Authorization", "Bearer "+r.apiKey)
+	}
+	resp, err := r.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	data, err := safehttp.ReadAll(resp.Body, maxRedemptionResponseSize)
+	if err != nil {
+		return nil, ErrBadGateway.with(err, "reading the response")
+	}
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusAccepted {
+		if d := problem.Read(bytes.NewReader(data), maxRedemptionResponseSize); d != nil && d.Code != "" {
+			return nil, &Error{Code: d.Code, Status: resp.StatusCode, Detail: d.Detail}
+		}
+		return nil, ErrBadGateway.with(nil, "status %d without a problem body", resp.StatusCode)
+	}
+	var v redemptionView
+	if err := json.Unmarshal(data, &v); err != nil || v.HoldID == "" || !v.State.Valid() {
+		return nil, ErrBadGateway.with(nil, "malformed redemption document")
+	}
+	rc := &Receipt{
+		Issuer: r.issuer, HoldID: v.HoldID, Provider: v.Provider, Service: v.Service, Project: v.Project,
+		Signed: v.Receipt, State: v.State, Reference: v.Reference,
+	}
+	if v.Amount != nil {
+		rc.Amount = *v.Amount
+	}
+	if v.RedeemedAt != "" {
+		rc.RedeemedAt, _ = time.Parse(time.RFC3339, v.RedeemedAt)
+	}
+	if r.keys != nil && r.issuer != "" && v.Receipt != "" {
+		vr, err := VerifyReceipt(v.Receipt, r.keys, r.issuer)
+		if err != nil {
+			return nil, ErrBadGateway.with(err, "receipt does not verify")
+		}
+		if vr.HoldID != rc.HoldID || vr.Amount != rc.Amount || vr.Provider != rc.Provider {
+			return nil, ErrBadGateway.with(nil, "receipt does not match the response")
+		}
+	}
+	return rc, nil
+}

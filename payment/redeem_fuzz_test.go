@@ -1,0 +1,37 @@
+package payment
+
+import (
+	"encoding/json"
+	"testing"
+)
+
+// FuzzParseRedemptionRequest: no panic; an accepted body has a token and a
+// positive integer amount with an upper-case currency, and round-trips.
+func FuzzParseRedemptionRequest(f *testing.F) {
+	f.Add([]byte(`{"token":"a.b.c","amount":{"amount":1299,"currency":"USD"}}`))
+	f.Add([]byte(`{"token":"a.b.c","amount":{"amount":1.5,"currency":"USD"}}`))
+	f.Add([]byte(`{"token":"a.b.c","amount":{"amount":-1,"currency":"usd"}}`))
+	f.Add([]byte(`{"token":"","amount":null}`))
+	f.Add([]byte(`{"token":"x","amount":{"amount":1e3,"currency":"EUR"}} {}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req, err := ParseRedemptionRequest(body)
+		if err != nil {
+			if _, ok := err.(*Error); !ok {
+				t.Fatalf("untyped error %T", err)
+			}
+			return
+		}
+		if req.Token == "" || req.Amount.Amount <= 0 || checkMoney(req.Amount) != nil {
+			t.Fatalf("accepted %+v", req)
+		}
+		again, err := json.Marshal(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := ParseRedemptionRequest(again)
+		if err != nil || back != req {
+			t.Fatalf("round trip: %+v %v", back, err)
+		}
+	})
+}

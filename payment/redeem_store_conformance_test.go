@@ -1,0 +1,21 @@
+package payment_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/agentprov/agentprov/payment"
+	"github.com/agentprov/agentprov/payment/paymenttest"
+)
+
+func TestMemoryRedemptionStoreConformance(t *testing.T) {
+	paymenttest.RunRedemptionStore(t, func(context.Context, *testing.T) (*paymenttest.RedemptionHarness, error) {
+		return &paymenttest.RedemptionHarness{Store: payment.NewMemoryRedemptionStore()}, nil
+	})
+}
+
+func TestMemoryIdempotencyStoreConformance(t *testing.T) {
+	paymenttest.RunIdempotencyStore(t, func(context.Context, *testing.T) (*paymenttest.IdempotencyHarness, error) {
+		return &paymenttest.IdempotencyHarness{Store: payment.NewMemoryIdempotencyStore()}, nil
+	})
+}

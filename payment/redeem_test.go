@@ -1,0 +1,200 @@
+package payment
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/agentprov/agentprov/budget"
+)
+
+func TestMintRedeemSettle(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	m := w.mint(2000)
+	if m.Claims.Audience != "cloudflare" || m.Claims.Service != "cloudflare/registrar:domain" || m.Claims.MaxAmount != budget.USD(2000) {
+		t.Fatalf("claims = %+v", m.Claims)
+	}
+	if h := w.hold(m.Claims.HoldID); h.State != budget.HoldActive || h.Amount != budget.USD(2000) {
+		t.Fatalf("hold after mint = %+v", h)
+	}
+	rc, err := w.iss.Redeem(ctx, "cloudflare", m.Token, budget.USD(1299))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rc.State != StateSettled || rc.Reference == "" || rc.Amount != budget.USD(1299) {
+		t.Fatalf("receipt = %+v", rc)
+	}
+	vr, err := VerifyReceipt(rc.Signed, w.iss.JWKS(), testIss)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vr.HoldID != m.Claims.HoldID || vr.Amount != budget.USD(1299) || vr.Provider != "cloudflare" || vr.Service != "cloudflare/registrar:domain" || vr.Project != "proj-1" {
+		t.Fatalf("verified receipt = %+v", vr)
+	}
+	// A retry with the same amount returns the same receipt; another amount is refused.
+	again, err := w.iss.Redeem(ctx, "cloudflare", m.Token, budget.USD(1299))
+	if err != nil || again.Signed != rc.Signed {
+		t.Fatalf("replay = %+v, %v", again, err)
+	}
+	_, err = w.iss.Redeem(ctx, "cloudflare", m.Token, budget.USD(1300))
+	wantCode(t, err, ErrAlreadyRedeemed)
+	w.consistent(m.Claims.HoldID)
+	if w.spent() != 1299 || w.rail.Calls() != 1 {
+		t.Fatalf("spent %d, rail calls %d", w.spent(), w.rail.Calls())
+	}
+}
+
+func TestMintRefusedByCap(t *testing.T) {
+	w := newWorld(t)
+	_, err := w.iss.Mint(context.Background(), MintRequest{Project: "proj-1", Provider: "cloudflare", Service: "registrar:domain", MaxAmount: budget.USD(10001)})
+	wantCode(t, err, ErrCapExceeded)
+	var ce *budget.CapError
+	if !errors.As(err, &ce) {
+		t.Fatalf("cap error not kept as cause: %v", err)
+	}
+	if due, _ := w.store.Due(context.Background(), testStart.Add(time.Hour), 0); len(due) != 0 {
+		t.Fatalf("a refused mint left %d records", len(due))
+	}
+}
+
+func TestMintIdempotent(t *testing.T) {
+	w := newWorld(t)
+	req := MintRequest{Project: "proj-1", Provider: "cloudflare", Service: "registrar:domain", MaxAmount: budget.USD(500), IdempotencyKey: "k1"}
+	a, err := w.iss.Mint(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.clk.Advance(3 * time.Second)
+	b, err := w.iss.Mint(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Token != b.Token {
+		t.Fatal("same idempotency key minted a different token")
+	}
+	req.MaxAmount = budget.USD(600)
+	_, err = w.iss.Mint(context.Background(), req)
+	wantCode(t, err, ErrIdempotencyConflict)
+}
+
+func TestTokenRejections(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	m := w.mint(1000)
+
+	t.Run("wrong typ", func(t *testing.T) {
+		// An attestation-typed JWS with the same key and claims.
+		s, err := testKey().signer("agentprov-attestation+jwt")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok, _ := signJWT(s, m.Claims.wire())
+		_, err = w.iss.Redeem(ctx, "cloudflare", tok, budget.USD(1))
+		wantCode(t, err, ErrTokenInvalid)
+	})
+	t.Run("wrong aud", func(t *testing.T) {
+		_, err := w.iss.Redeem(ctx, "neon", m.Token, budget.USD(1))
+		wantCode(t, err, ErrForbidden)
+	})
+	t.Run("foreign key", func(t *testing.T) {
+		other := SigningKey{KeyID: "orch-2026", Key: ed25519.NewKeyFromSeed(make([]byte, 32))}
+		s, _ := other.signer(TokenType)
+		tok, _ := signJWT(s, m.Claims.wire())
+		_, err := w.iss.Redeem(ctx, "cloudflare", tok, budget.USD(1))
+		wantCode(t, err, ErrTokenInvalid)
+	})
+	t.Run("amount over max", func(t *testing.T) {
+		_, err := w.iss.Redeem(ctx, "cloudflare", m.Token, budget.USD(1001))
+		wantCode(t, err, ErrAmountExceedsMax)
+	})
+	t.Run("currency mismatch", func(t *testing.T) {
+		_, err := w.iss.Redeem(ctx, "cloudflare", m.Token, budget.Money{Amount: 5, Currency: "EUR"})
+		wantCode(t, err, ErrCurrencyMismatch)
+	})
+	t.Run("revoked", func(t *testing.T) {
+		r := w.mint(100)
+		if err := w.iss.Revoke(ctx, r.Claims.HoldID, "user cancelled"); err != nil {
+			t.Fatal(err)
+		}
+		_, err := w.iss.Redeem(ctx, "cloudflare", r.Token, budget.USD(1))
+		wantCode(t, err, ErrTokenRevoked)
+		if h := w.hold(r.Claims.HoldID); h.State != budget.HoldReleased {
+			t.Fatalf("revoked token's hold is %s", h.State)
+		}
+		if err := w.iss.Revoke(ctx, r.Claims.HoldID, ""); err != nil {
+			t.Fatalf("second revoke: %v", err)
+		}
+	})
+	t.Run("expired", func(t *testing.T) {
+		w.clk.Advance(5*time.Minute + DefaultLeeway)
+		_, err := w.iss.Redeem(ctx, "cloudflare", m.Token, budget.USD(1))
+		wantCode(t, err, ErrTokenExpired)
+		v, _ := NewTokenVerifier(testIss, "cloudflare", w.iss.JWKS(), &TokenVerifierOptions{Now: w.clk.Now})
+		_, err = v.Verify(ctx, m.Token)
+		wantCode(t, err, ErrTokenExpired)
+	})
+	if err := w.iss.Revoke(ctx, m.Claims.HoldID, ""); err != nil {
+		t.Fatal(err)
+	}
+	if rc := w.record(m.Claims.HoldID); rc.State != StateRevoked {
+		t.Fatalf("state %s", rc.State)
+	}
+}
+
+func TestExpiredTokensAreSwept(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	a, b := w.mint(100), w.mint(200)
+	if _, err := w.iss.Redeem(ctx, "cloudflare", b.Token, budget.USD(150)); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := w.iss.SettlePending(ctx); err != nil || n != 0 {
+		t.Fatalf("early sweep touched %d records: %v", n, err)
+	}
+	w.clk.Advance(6 * time.Minute)
+	if n, err := w.iss.SettlePending(ctx); err != nil || n != 1 {
+		t.Fatalf("sweep: %d, %v", n, err)
+	}
+	r := w.record(a.Claims.HoldID)
+	if r.State != StateRevoked || r.Reason != "expired" {
+		t.Fatalf("expired token record = %s (%s)", r.State, r.Reason)
+	}
+	if h := w.hold(a.Claims.HoldID); h.State != budget.HoldReleased {
+		t.Fatalf("hold = %s", h.State)
+	}
+	_, err := w.iss.Redeem(ctx, "cloudflare", a.Token, budget.USD(1))
+	wantCode(t, err, ErrTokenExpired)
+	w.consistent(a.Claims.HoldID, b.Claims.HoldID)
+}
+
+func TestTokenVerifier(t *testing.T) {
+	w := newWorld(t)
+	m := w.mint(100)
+	v, err := NewTokenVerifier(testIss, "cloudflare", w.iss.JWKS(), &TokenVerifierOptions{Now: w.clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := v.Verify(context.Background(), m.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *c != m.Claims {
+		t.Fatalf("verified claims %+v != minted %+v", *c, m.Claims)
+	}
+	other, _ := NewTokenVerifier(testIss, "neon", w.iss.JWKS(), nil)
+	if _, err := other.Verify(context.Background(), m.Token); err == nil {
+		t.Fatal("another provider accepted the token")
+	}
+	wrongIss, _ := NewTokenVerifier("https://evil.example", "cloudflare", w.iss.JWKS(), &TokenVerifierOptions{Now: w.clk.Now})
+	_, err = wrongIss.Verify(context.Background(), m.Token)
+	wantCode(t, err, ErrTokenInvalid)
+	empty := &jose.JSONWebKeySet{}
+	if _, err := NewTokenVerifier(testIss, "cloudflare", empty, nil); err == nil {
+		t.Fatal("empty key set accepted")
+	}
+}

@@ -1,0 +1,400 @@
+package payment
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/agentprov/agentprov/budget"
+	"github.com/agentprov/agentprov/internal/clock"
+)
+
+// JOSE typ values of the documents this part of the package signs.
+const (
+	// TokenType is the JOSE typ of a payment token.
+	TokenType = "agentprov-payment+jwt"
+	// ReceiptType is the JOSE typ of a redemption receipt.
+	ReceiptType = "agentprov-receipt+jwt"
+	// ProtocolVersion is the protocol version written into tokens and receipts.
+	ProtocolVersion = "0.1"
+)
+
+// MaxTokenSize bounds a payment token or receipt on the wire (bytes).
+const MaxTokenSize = 8 << 10
+
+// DefaultLeeway is the clock leeway applied to exp checks (§2.8).
+const DefaultLeeway = 30 * time.Second
+
+// allowedAlgs is the JOSE algorithm allow-list: asymmetric only.
+var allowedAlgs = []jose.SignatureAlgorithm{jose.EdDSA, jose.ES256}
+
+// SigningKey is a private key that signs tokens and receipts: an
+// ed25519.PrivateKey (alg EdDSA) or an *ecdsa.PrivateKey on P-256 (alg
+// ES256). KeyID is published as "kid" in the JWKS and in every JWS header.
+// Its String and Format never print key material. A SigningKey is a value;
+// share it freely between goroutines.
+type SigningKey struct {
+	KeyID string
+	Key   crypto.Signer
+}
+
+// String redacts the key material.
+func (k SigningKey) String() string {
+	return fmt.Sprintf("SigningKey{KeyID: %q, Key: [redacted]}", k.KeyID)
+}
+
+// GoString redacts the key material for %#v.
+func (k SigningKey) GoString() string { return k.String() }
+
+// Format redacts the key material for every verb.
+func (k SigningKey) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(k.String())) }
+
+func (k SigningKey) algorithm() (jose.SignatureAlgorithm, error) {
+	switch key := k.Key.(type) {
+	case ed25519.PrivateKey:
+		if len(key) != ed25519.PrivateKeySize {
+			return "", errors.New("payment: signing key: bad Ed25519 key length")
+		}
+		return jose.EdDSA, nil
+	case *ecdsa.PrivateKey:
+		if key == nil || key.Curve != elliptic.P256() {
+			return "", errors.New("payment: signing key: ECDSA key must be on P-256")
+		}
+		return jose.ES256, nil
+	}
+	return "", fmt.Errorf("payment: signing key: unsupported key type %T (want ed25519.PrivateKey or *ecdsa.PrivateKey)", k.Key)
+}
+
+func (k SigningKey) check() error {
+	if k.KeyID == "" {
+		return errors.New("payment: signing key: KeyID is required")
+	}
+	_, err := k.algorithm()
+	return err
+}
+
+// PublicJWK returns the public half of k as a JWK with kid, alg and use=sig.
+func (k SigningKey) PublicJWK() (jose.JSONWebKey, error) {
+	alg, err := k.algorithm()
+	if err != nil {
+		return jose.JSONWebKey{}, err
+	}
+	return jose.JSONWebKey{Key: k.Key.Public(), KeyID: k.KeyID, Algorithm: string(alg), Use: "sig"}, nil
+}
+
+// signer builds a go-jose signer for typ. Signers are cheap; one is built
+// per Issuer and typ.
+func (k SigningKey) signer(typ string) (jose.Signer, error) {
+	alg, err := k.algorithm()
+	if err != nil {
+		return nil, err
+	}
+	opts := (&jose.SignerOptions{}).WithType(jose.ContentType(typ))
+	return jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: jose.JSONWebKey{Key: k.Key, KeyID: k.KeyID}}, opts)
+}
+
+// TokenClaims are the claims of a payment token (§5.1). Subject and Project
+// both carry the project id ("sub" on the wire); HoldID is the budget hold
+// and the token's single-use identifier ("jti").
+type TokenClaims struct {
+	Issuer      string       // "iss": the orchestrator
+	Audience    string       // "aud": the one provider id that may redeem
+	Subject     string       // "sub": the project id
+	Service     string       // "service": service ref provider/service_id
+	Project     string       // same as Subject
+	MaxAmount   budget.Money // "max_amount"
+	HoldID      string       // "jti"
+	IssuedAt    time.Time    // "iat"
+	Expiry      time.Time    // "exp"
+	ChallengeID string       // "challenge_id": optional binding to a 402 challenge
+}
+
+// tokenWire is the JSON claims set of a payment token.
+type tokenWire struct {
+	Iss         string       `json:"iss"`
+	Aud         string       `json:"aud"`
+	Sub         string       `json:"sub"`
+	Jti         string       `json:"jti"`
+	Iat         int64        `json:"iat"`
+	Exp         int64        `json:"exp"`
+	Service     string       `json:"service"`
+	MaxAmount   budget.Money `json:"max_amount"`
+	ChallengeID string       `json:"challenge_id,omitempty"`
+	Version     string       `json:"protocol_version"`
+}
+
+func (c *TokenClaims) wire() tokenWire {
+	return tokenWire{
+		Iss: c.Issuer, Aud: c.Audience, Sub: c.Subject, Jti: c.HoldID,
+		Iat: c.IssuedAt.Unix(), Exp: c.Expiry.Unix(),
+		Service: c.Service, MaxAmount: c.MaxAmount, ChallengeID: c.ChallengeID,
+		Version: ProtocolVersion,
+	}
+}
+
+func (w *tokenWire) claims() *TokenClaims {
+	return &TokenClaims{
+		Issuer: w.Iss, Audience: w.Aud, Subject: w.Sub, Project: w.Sub,
+		Service: w.Service, MaxAmount: w.MaxAmount, HoldID: w.Jti,
+		IssuedAt: time.Unix(w.Iat, 0).UTC(), Expiry: time.Unix(w.Exp, 0).UTC(),
+		ChallengeID: w.ChallengeID,
+	}
+}
+
+// validate checks the claims' shape (not signature, audience or time).
+func (w *tokenWire) validate() error {
+	switch {
+	case w.Iss == "":
+		return errors.New("iss is missing")
+	case !validProvider(w.Aud):
+		return fmt.Errorf("aud %q is not a provider id", w.Aud)
+	case !validProject(w.Sub):
+		return fmt.Errorf("sub %q is not a project id", w.Sub)
+	case w.Jti == "" || len(w.Jti) > 256:
+		return errors.New("jti is missing or too long")
+	case w.Iat <= 0 || w.Exp <= w.Iat:
+		return errors.New("iat/exp are missing or out of order")
+	case !majorOK(w.Version):
+		return fmt.Errorf("unsupported protocol_version %q", w.Version)
+	case len(w.ChallengeID) > 256:
+		return errors.New("challenge_id is too long")
+	}
+	p, _, err := splitRef(w.Service)
+	if err != nil {
+		return err
+	}
+	if p != w.Aud {
+		return fmt.Errorf("service %q is not offered by the audience %q", w.Service, w.Aud)
+	}
+	if err := checkMoney(w.MaxAmount); err != nil {
+		return fmt.Errorf("max_amount: %w", err)
+	}
+	if w.MaxAmount.Amount == 0 {
+		return errors.New("max_amount: must be positive")
+	}
+	return nil
+}
+
+var (
+	providerRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,63}$`)
+	serviceRE  = regexp.MustCompile(`^[a-z0-9][a-z0-9._:_-]{0,127}$`)
+	projectRE  = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
+	currencyRE = regexp.MustCompile(`^[A-Z]{3}$`)
+)
+
+func validProvider(s string) bool { return providerRE.MatchString(s) }
+func validProject(s string) bool  { return projectRE.MatchString(s) }
+
+// splitRef parses a service ref strictly (§2.5).
+func splitRef(ref string) (provider, service string, err error) {
+	p, s, ok := strings.Cut(ref, "/")
+	if !ok || strings.Contains(s, "/") || !providerRE.MatchString(p) || !serviceRE.MatchString(s) {
+		return "", "", fmt.Errorf("service ref %q is not provider/service_id", ref)
+	}
+	return p, s, nil
+}
+
+func majorOK(v string) bool {
+	major, _, ok := strings.Cut(v, ".")
+	return ok && major == "0"
+}
+
+func checkMoney(m budget.Money) error {
+	if !currencyRE.MatchString(m.Currency) {
+		return fmt.Errorf("currency %q is not an upper-case ISO 4217 code", m.Currency)
+	}
+	if m.Amount < 0 {
+		return fmt.Errorf("amount %d is negative", m.Amount)
+	}
+	return nil
+}
+
+// signJWT signs claims as a compact JWS with the given signer.
+func signJWT(s jose.Signer, claims any) (string, error) {
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		return "", err
+	}
+	obj, err := s.Sign(payload)
+	if err != nil {
+		return "", err
+	}
+	return obj.CompactSerialize()
+}
+
+// verifyJWS checks a compact JWS of the expected typ against keys and
+// returns its payload. The header is inspected before go-jose sees it so
+// that embedded or remote keys (jwk, jku, x5u, x5c) and crit are refused.
+func verifyJWS(token, typ string, keys *jose.JSONWebKeySet) ([]byte, error) {
+	if len(token) > MaxTokenSize {
+		return nil, fmt.Errorf("longer than %d bytes", MaxTokenSize)
+	}
+	if strings.Count(token, ".") != 2 {
+		return nil, errors.New("not a compact JWS")
+	}
+	rawHeader, err := base64.RawURLEncoding.DecodeString(token[:strings.IndexByte(token, '.')])
+	if err != nil {
+		return nil, errors.New("header is not base64url")
+	}
+	var hdr map[string]json.RawMessage
+	if err := json.Unmarshal(rawHeader, &hdr); err != nil {
+		return nil, errors.New("header is not a JSON object")
+	}
+	for _, banned := range []string{"jwk", "jku", "x5u", "x5c", "crit", "b64"} {
+		if _, ok := hdr[banned]; ok {
+			return nil, fmt.Errorf("header member %q is not accepted", banned)
+		}
+	}
+	var gotTyp, kid string
+	if err := json.Unmarshal(hdr["typ"], &gotTyp); err != nil || gotTyp != typ {
+		return nil, fmt.Errorf("typ is not %q", typ)
+	}
+	if err := json.Unmarshal(hdr["kid"], &kid); err != nil || kid == "" {
+		return nil, errors.New("kid is missing")
+	}
+	obj, err := jose.ParseSignedCompact(token, allowedAlgs)
+	if err != nil {
+		return nil, errors.New("malformed JWS or algorithm not allowed")
+	}
+	if keys == nil {
+		return nil, errors.New("no verification keys")
+	}
+	found := keys.Key(kid)
+	if len(found) == 0 {
+		return nil, fmt.Errorf("unknown kid %q", kid)
+	}
+	alg := obj.Signatures[0].Header.Algorithm
+	for _, k := range found {
+		if k.Algorithm != "" && k.Algorithm != alg {
+			continue
+		}
+		if payload, err := obj.Verify(k.Public().Key); err == nil {
+			return payload, nil
+		}
+	}
+	return nil, errors.New("signature does not verify")
+}
+
+// ParseTokenClaims decodes a token's claims WITHOUT verifying its signature,
+// for display and routing only. Use a TokenVerifier before trusting them.
+func ParseTokenClaims(token string) (*TokenClaims, error) {
+	if len(token) > MaxTokenSize {
+		return nil, ErrTokenInvalid.with(nil, "token longer than %d bytes", MaxTokenSize)
+	}
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return nil, ErrTokenInvalid.with(nil, "not a compact JWS")
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return nil, ErrTokenInvalid.with(nil, "payload is not base64url")
+	}
+	return decodeTokenClaims(payload)
+}
+
+func decodeTokenClaims(payload []byte) (*TokenClaims, error) {
+	var w tokenWire
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	if err := dec.Decode(&w); err != nil {
+		return nil, ErrTokenInvalid.with(nil, "claims are not a JSON object")
+	}
+	if dec.More() {
+		return nil, ErrTokenInvalid.with(nil, "trailing data after claims")
+	}
+	if err := w.validate(); err != nil {
+		return nil, ErrTokenInvalid.with(nil, "%v", err)
+	}
+	return w.claims(), nil
+}
+
+// TokenVerifierOptions tune a TokenVerifier. The zero value is usable.
+type TokenVerifierOptions struct {
+	// Now is the clock; nil means time.Now.
+	Now clock.Func
+	// Leeway is the allowed clock skew on exp; 0 means DefaultLeeway.
+	// It is capped at 60 seconds.
+	Leeway time.Duration
+}
+
+// TokenVerifier is the provider-side local check of a payment token:
+// signature against the orchestrator's JWKS, typ, iss, aud equal to this
+// provider, and exp. It does not tell whether the token was already
+// redeemed or revoked: only redemption at the orchestrator does. It is
+// safe for concurrent use.
+type TokenVerifier struct {
+	issuer, provider string
+	keys             *jose.JSONWebKeySet
+	now              clock.Func
+	leeway           time.Duration
+}
+
+// NewTokenVerifier returns a verifier for tokens issued by orchestratorIssuer
+// for providerID, checked against keys (the orchestrator's JWKS, which the
+// caller fetched safely and keeps current).
+func NewTokenVerifier(orchestratorIssuer, providerID string, keys *jose.JSONWebKeySet, opts *TokenVerifierOptions) (*TokenVerifier, error) {
+	if orchestratorIssuer == "" {
+		return nil, errors.New("payment: token verifier: issuer is required")
+	}
+	if !validProvider(providerID) {
+		return nil, fmt.Errorf("payment: token verifier: %q is not a provider id", providerID)
+	}
+	if keys == nil || len(keys.Keys) == 0 {
+		return nil, errors.New("payment: token verifier: keys are required")
+	}
+	if opts == nil {
+		opts = &TokenVerifierOptions{}
+	}
+	v := &TokenVerifier{issuer: orchestratorIssuer, provider: providerID, keys: keys, now: opts.Now, leeway: leeway(opts.Leeway)}
+	return v, nil
+}
+
+func leeway(d time.Duration) time.Duration {
+	if d <= 0 {
+		return DefaultLeeway
+	}
+	return min(d, time.Minute)
+}
+
+// Verify checks token and returns its claims. Errors are *Error with code
+// token_invalid or token_expired.
+func (v *TokenVerifier) Verify(ctx context.Context, token string) (*TokenClaims, error) {
+	c, err := verifyToken(token, v.keys, v.issuer, v.provider)
+	if err != nil {
+		return nil, err
+	}
+	if !v.now.Now().Before(c.Expiry.Add(v.leeway)) {
+		return nil, ErrTokenExpired.with(nil, "expired at %s", c.Expiry.Format(time.RFC3339))
+	}
+	return c, nil
+}
+
+// verifyToken checks everything but time.
+func verifyToken(token string, keys *jose.JSONWebKeySet, issuer, provider string) (*TokenClaims, error) {
+	payload, err := verifyJWS(token, TokenType, keys)
+	if err != nil {
+		return nil, ErrTokenInvalid.with(nil, "%v", err)
+	}
+	c, err := decodeTokenClaims(payload)
+	if err != nil {
+		return nil, err
+	}
+	if c.Issuer != issuer {
+		return nil, ErrTokenInvalid.with(nil, "iss %q is not %q", c.Issuer, issuer)
+	}
+	if c.Audience != provider {
+		return nil, ErrForbidden.with(nil, "token is for provider %q", c.Audience)
+	}
+	return c, nil
+}
