@@ -18,7 +18,7 @@ import (
 	"github.com/agentprov/agentprov/authz"
 )
 
-var updateGolden = flag.Bool("update", false, "rewrite the golden files under testdata/")
+var updateGolden = flag.Bool("update-identity", false, "rewrite the identity golden files (testdata/attestation*.json)")
 
 // goldenVector is the layout of testdata/attestation*.json: everything an
 // independent implementation needs to reproduce the exact token — the fixed
@@ -65,7 +65,7 @@ func checkGolden(t *testing.T, name string, got goldenVector) {
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
-		t.Fatalf("%v (run with -update to create)", err)
+		t.Fatalf("%v (run with -update-identity to create)", err)
 	}
 	var want goldenVector
 	if err := json.Unmarshal(b, &want); err != nil {

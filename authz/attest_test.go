@@ -3,7 +3,6 @@ package authz_test
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -365,6 +364,3 @@ func TestPropSingleByteMutationFails(t *testing.T) {
 		}
 	})
 }
-
-// Ed25519 keys are comparable by their seed in the golden file.
-var _ = ed25519.SeedSize

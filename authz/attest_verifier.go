@@ -76,14 +76,14 @@ func (ik *issuerKeys) lookup(ctx context.Context, kid string, alg jose.Signature
 		return k, nil
 	}
 	if ik.set == nil {
-		return nil, errorf(ErrUnknownKey, nil, "no pinned key %q", kid)
+		return nil, errorf(ErrUnknownKey, nil, "no pinned key %q", clip(kid))
 	}
 	k, err := ik.set.lookup(ctx, kid, alg)
 	if err != nil {
 		return nil, err
 	}
 	if !keyFitsAlg(k, alg) {
-		return nil, errorf(ErrUnknownKey, nil, "key %q does not fit %s", kid, alg)
+		return nil, errorf(ErrUnknownKey, nil, "key %q does not fit %s", clip(kid), alg)
 	}
 	return k, nil
 }
@@ -235,7 +235,7 @@ func (v *Verifier) verifySignature(ctx context.Context, token, typ string) ([]by
 		return nil, "", errorf(ErrMalformedToken, nil, "header has no \"alg\"")
 	}
 	if !slices.Contains(v.algs, jose.SignatureAlgorithm(alg)) {
-		return nil, "", errorf(ErrAlgorithmNotAllowed, nil, "algorithm %q is not allowed", alg)
+		return nil, "", errorf(ErrAlgorithmNotAllowed, nil, "algorithm %q is not allowed", clip(alg))
 	}
 	for _, name := range forbiddenHeaders {
 		if _, ok := hdr[name]; ok {
@@ -264,7 +264,7 @@ func (v *Verifier) verifySignature(ctx context.Context, token, typ string) ([]by
 	}
 	ik := v.issuers[peek.Issuer]
 	if ik == nil {
-		return nil, "", errorf(ErrUnknownIssuer, nil, "issuer %q is not trusted", peek.Issuer)
+		return nil, "", errorf(ErrUnknownIssuer, nil, "issuer %q is not trusted", clip(peek.Issuer))
 	}
 	key, err := ik.lookup(ctx, kid, jose.SignatureAlgorithm(alg))
 	if err != nil {
@@ -272,7 +272,7 @@ func (v *Verifier) verifySignature(ctx context.Context, token, typ string) ([]by
 	}
 	payload, err := jws.Verify(key)
 	if err != nil {
-		return nil, "", errorf(ErrInvalidSignature, nil, "signature does not verify under key %q", kid)
+		return nil, "", errorf(ErrInvalidSignature, nil, "signature does not verify under key %q", clip(kid))
 	}
 	return payload, peek.Issuer, nil
 }
@@ -290,6 +290,15 @@ func typeMatches(got, want string) bool {
 	got = strings.ToLower(got)
 	got = strings.TrimPrefix(got, "application/")
 	return got == strings.ToLower(want)
+}
+
+// clip shortens attacker-controlled text before it goes into an error
+// detail, which may be sent back on the wire.
+func clip(s string) string {
+	if len(s) <= 64 {
+		return s
+	}
+	return strings.ToValidUTF8(s[:64], "") + "…"
 }
 
 func orMissing(raw json.RawMessage) string {
@@ -381,7 +390,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Attestation, erro
 		return nil, errorf(ErrMalformedToken, nil, "issuer changed during verification")
 	}
 	if c.Audience != v.audience {
-		return nil, errorf(ErrWrongAudience, nil, "attestation is for %q", c.Audience)
+		return nil, errorf(ErrWrongAudience, nil, "attestation is for %q", clip(c.Audience))
 	}
 	if c.Subject == "" || c.ID == "" {
 		return nil, errorf(ErrMalformedToken, nil, "attestation lacks sub or jti")
@@ -390,10 +399,10 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Attestation, erro
 		return nil, err
 	}
 	if c.Service != "" && !validServiceRef(c.Service) {
-		return nil, errorf(ErrMalformedToken, nil, "service %q is not a valid service ref", c.Service)
+		return nil, errorf(ErrMalformedToken, nil, "service %q is not a valid service ref", clip(c.Service))
 	}
 	if c.Project != "" && !validProjectID(c.Project) {
-		return nil, errorf(ErrMalformedToken, nil, "project %q is not a valid project id", c.Project)
+		return nil, errorf(ErrMalformedToken, nil, "project %q is not a valid project id", clip(c.Project))
 	}
 	att := &Attestation{
 		Issuer:        c.Issuer,
@@ -465,7 +474,7 @@ func (v *Verifier) VerifyTyped(ctx context.Context, token, typ string, claims an
 		return errorf(ErrMalformedToken, nil, "issuer changed during verification")
 	}
 	if c.Audience != v.audience {
-		return errorf(ErrWrongAudience, nil, "token is for %q", c.Audience)
+		return errorf(ErrWrongAudience, nil, "token is for %q", clip(c.Audience))
 	}
 	if err := v.checkTimes(c.IssuedAt, c.NotBefore, c.Expiry); err != nil {
 		return err

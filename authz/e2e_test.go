@@ -2,6 +2,7 @@ package authz_test
 
 import (
 	"context"
+	"database/sql"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -21,7 +22,9 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/authz/sqlstore"
 	"github.com/agentprov/agentprov/internal/clock"
+	"github.com/agentprov/agentprov/internal/sqltest"
 )
 
 const (
@@ -699,5 +702,109 @@ func TestProvisionerRejectsAttacks(t *testing.T) {
 	// The honest request still works afterwards.
 	if _, err := p.prov.Exchange(ctx, jwtBearer(o.attest(t, "acme", good, false))); err != nil {
 		t.Fatalf("honest request: %v", err)
+	}
+}
+
+// TestE2ESQLStores runs provisioning, the middleware and revocation over
+// the SQL stores (SQLite always, PostgreSQL when configured).
+func TestE2ESQLStores(t *testing.T) {
+	for _, dialect := range []sqlstore.Dialect{sqlstore.SQLite, sqlstore.Postgres} {
+		t.Run(dialect.String(), func(t *testing.T) {
+			ctx := t.Context()
+			var db *sql.DB
+			if dialect == sqlstore.SQLite {
+				db = sqltest.SQLite(t, sqltest.SQLitePath(t))
+			} else {
+				db = sqltest.Postgres(t)
+			}
+			accounts, err := sqlstore.NewAccountStore(db, dialect, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tokens, err := sqlstore.NewTokenStore(db, dialect, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			replay, err := sqlstore.NewReplayStore(db, dialect, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range []interface{ Migrate(context.Context) error }{accounts, tokens, replay} {
+				if err := m.Migrate(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			o := newOrchestrator(t, orchIssuer)
+			v, err := authz.NewVerifier("acme", []authz.TrustedIssuer{{Issuer: orchIssuer, Keys: o.att.JWKS()}}, replay, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := authz.NewProvisioner(v, accounts, tokens, &authz.ProvisionerOptions{
+				Issuer: "https://acme.example", TermsVersion: termsVersion, DefaultScopes: []string{"zones:read"},
+				Logger: slog.New(slog.DiscardHandler),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			u := user{sub: "sql-user", email: "sql@example.com", verified: true}
+			const n = 8
+			assertions := make([]string, n)
+			for i := range assertions {
+				assertions[i] = o.attest(t, "acme", u, false)
+			}
+			results := make([]*authz.TokenResponse, n)
+			var wg sync.WaitGroup
+			for i := range n {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					tr, err := p.Exchange(ctx, jwtBearer(assertions[i]))
+					if err != nil {
+						t.Errorf("exchange %d: %v", i, err)
+						return
+					}
+					results[i] = tr
+				}()
+			}
+			wg.Wait()
+			created := 0
+			for _, r := range results {
+				if r == nil {
+					t.FailNow()
+				}
+				if r.LinkAction == authz.LinkCreated {
+					created++
+				}
+				if r.AccountID != results[0].AccountID {
+					t.Fatalf("two accounts: %s and %s", r.AccountID, results[0].AccountID)
+				}
+			}
+			if created != 1 {
+				t.Fatalf("%d created, want 1", created)
+			}
+			api := p.Middleware("zones:read")(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+			call := func(tok string) int {
+				req := httptest.NewRequest(http.MethodGet, "/v1/zones", nil)
+				req.Header.Set("Authorization", "Bearer "+tok)
+				rec := httptest.NewRecorder()
+				api.ServeHTTP(rec, req)
+				return rec.Code
+			}
+			if c := call(results[3].AccessToken); c != http.StatusOK {
+				t.Fatalf("token rejected: %d", c)
+			}
+			ev, err := o.att.Sign(ctx, authz.TypeRevocation, authz.RevocationEvent{Audience: "acme", AccountID: results[0].AccountID, Subject: u.sub})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n, err := p.HandleRevocation(ctx, ev); err != nil || n != 8 {
+				t.Fatalf("revocation = %d, %v; want all 8 tokens", n, err)
+			}
+			for _, r := range results {
+				if c := call(r.AccessToken); c != http.StatusUnauthorized {
+					t.Fatalf("revoked token answered %d", c)
+				}
+			}
+		})
 	}
 }

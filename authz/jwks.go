@@ -219,7 +219,7 @@ func (s *KeySet) lookup(ctx context.Context, kid string, alg jose.SignatureAlgor
 			if !loaded {
 				return nil, errorf(ErrKeySetUnavailable, nil, "JWKS at %s not available", s.url)
 			}
-			return nil, errorf(ErrUnknownKey, nil, "no key %q in the issuer's JWKS", kid)
+			return nil, errorf(ErrUnknownKey, nil, "no key %q in the issuer's JWKS", clip(kid))
 		}
 		call := s.inflight
 		if call == nil {

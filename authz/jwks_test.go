@@ -314,3 +314,31 @@ func TestParseJWKS(t *testing.T) {
 		t.Fatalf("kept %v, want only k1", set.Keys)
 	}
 }
+
+// FuzzParseJWKS: any bytes parse or fail cleanly; what parses holds only
+// public signature keys with a kid.
+func FuzzParseJWKS(f *testing.F) {
+	e := newIDEnv(f, jose.EdDSA)
+	k2, _ := authz.GenerateSigningKey("k2", jose.ES256)
+	_ = e.att.AddKey(k2)
+	good, _ := json.Marshal(e.att.JWKS())
+	f.Add(good)
+	f.Add([]byte(`{"keys":[]}`))
+	f.Add([]byte(`{"keys":[{"kty":"oct","k":"c2VjcmV0","kid":"h"}]}`))
+	f.Add([]byte(`{"keys":[{"kty":"EC","crv":"P-256","x":"AA","y":"AA","kid":"e"}]}`))
+	f.Add([]byte(`null`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		set, err := authz.ParseJWKS(b)
+		if err != nil {
+			if !errors.Is(err, authz.ErrKeySetUnavailable) {
+				t.Fatalf("untyped error %v", err)
+			}
+			return
+		}
+		for _, k := range set.Keys {
+			if k.KeyID == "" || !k.IsPublic() || (k.Use != "" && k.Use != "sig") {
+				t.Fatalf("kept unusable key %+v", k)
+			}
+		}
+	})
+}

@@ -15,7 +15,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 )
 
-// DefaultAlgorithms is the verifiers' default JWS algorithm allow-list.
+// defaultAlgorithms is the verifiers' default JWS algorithm allow-list.
 // Only asymmetric algorithms ever appear in an allow-list: MAC algorithms
 // would let anyone holding the public key forge tokens.
 var defaultAlgorithms = []jose.SignatureAlgorithm{jose.EdDSA, jose.ES256}

@@ -619,6 +619,15 @@ func (p *Provisioner) exchangeAttestation(ctx context.Context, form url.Values) 
 // emailMatch handles an unlinked identity whose email belongs to an
 // existing account: consent, unless the policy explicitly allows linking.
 func (p *Provisioner) emailMatch(ctx context.Context, existing *Account, user UserRef, att *Attestation, scopes []string) (*TokenResponse, error) {
+	// A concurrent first request of this same identity may have created
+	// the account between our lookup by subject and by email: then the
+	// email match is this identity's own account.
+	if slices.Contains(existing.Users, user) {
+		return p.issue(ctx, existing.ID, user, att, scopes, LinkExisting)
+	}
+	if acct, err := p.accounts.FindBySubject(ctx, user); err == nil {
+		return p.issue(ctx, acct.ID, user, att, scopes, LinkExisting)
+	}
 	if p.emailPolicy == nil || !p.emailPolicy(ctx, att, existing) {
 		return nil, errorf(ErrConsentRequired, nil, "an account with this email exists; the account holder must approve linking through OAuth")
 	}

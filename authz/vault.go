@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -171,6 +172,12 @@ type Vault struct {
 	opts  VaultOptions
 	now   clock.Func
 	log   *slog.Logger
+	// refreshing holds one mutex per credential being refreshed, so that
+	// callers in this process refresh once rather than racing the
+	// provider with the same refresh token (which rotation-with-reuse-
+	// detection providers would treat as theft). Across processes,
+	// compare-and-set still picks one winner.
+	refreshing sync.Map // VaultKey -> *sync.Mutex
 }
 
 // NewVault returns a Vault over store.
@@ -451,35 +458,57 @@ func (v *Vault) Token(ctx context.Context, project, ref string) (*oauth2.Token, 
 			}
 			return nil, errorf(ErrCredentialExpired, nil, "token for %s expired at %s", ref, c.Expiry.UTC().Format(time.RFC3339))
 		}
-		nc, err := v.opts.Refresh(ctx, *c.clone())
-		if err != nil {
-			if now.Before(c.Expiry) {
-				// Still valid: serve it and try again next time.
-				v.log.WarnContext(ctx, "authz: vault: refresh failed; using current token", "ref", ref, "project", project, "err", err)
-				return toOAuth2(c), nil
-			}
-			return nil, errorf(ErrCredentialExpired, err, "refreshing %s failed", ref)
-		}
-		nc.Project, nc.Provider, nc.Service = c.Project, c.Provider, c.Service
-		if err := checkCredential(&nc); err != nil {
-			return nil, err
-		}
-		data, err := encodeCredential(&nc)
-		if err != nil {
-			return nil, err
-		}
-		_, err = v.store.CompareAndSwap(ctx, c.Key(), ver, data)
-		if errors.Is(err, ErrVersionConflict) {
-			// Someone else refreshed (or rotated) concurrently: use theirs.
+		tok, retry, err := v.refresh(ctx, c, ver)
+		if retry {
 			continue
 		}
-		if err != nil {
-			return nil, err
-		}
-		v.log.InfoContext(ctx, "authz: vault: token refreshed", "ref", ref, "project", project)
-		return toOAuth2(&nc), nil
+		return tok, err
 	}
 	return nil, errorf(ErrVersionConflict, nil, "credential kept changing during refresh")
+}
+
+// refresh renews c (read at version ver) under the per-credential lock. It
+// reports retry when the stored credential changed meanwhile, so that the
+// caller re-reads it (another caller's fresh token is then used as is).
+func (v *Vault) refresh(ctx context.Context, c *Credential, ver int64) (*oauth2.Token, bool, error) {
+	ref, project := c.Ref(), c.Project
+	muAny, _ := v.refreshing.LoadOrStore(c.Key(), new(sync.Mutex))
+	mu := muAny.(*sync.Mutex)
+	mu.Lock()
+	defer mu.Unlock()
+	if rec, err := v.store.Get(ctx, c.Key()); err != nil {
+		return nil, false, err
+	} else if rec.Version != ver {
+		return nil, true, nil
+	}
+	now := v.now.Now()
+	nc, err := v.opts.Refresh(ctx, *c.clone())
+	if err != nil {
+		if now.Before(c.Expiry) {
+			// Still valid: serve it and try again next time.
+			v.log.WarnContext(ctx, "authz: vault: refresh failed; using current token", "ref", ref, "project", project, "err", err)
+			return toOAuth2(c), false, nil
+		}
+		return nil, false, errorf(ErrCredentialExpired, err, "refreshing %s failed", ref)
+	}
+	nc.Project, nc.Provider, nc.Service = c.Project, c.Provider, c.Service
+	if err := checkCredential(&nc); err != nil {
+		return nil, false, err
+	}
+	data, err := encodeCredential(&nc)
+	if err != nil {
+		return nil, false, err
+	}
+	_, err = v.store.CompareAndSwap(ctx, c.Key(), ver, data)
+	if errors.Is(err, ErrVersionConflict) {
+		// Another process refreshed (or rotated) concurrently: use theirs.
+		return nil, true, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	v.log.InfoContext(ctx, "authz: vault: token refreshed", "ref", ref, "project", project)
+	return toOAuth2(&nc), false, nil
 }
 
 func toOAuth2(c *Credential) *oauth2.Token {

@@ -275,8 +275,8 @@ func TestVaultRefreshStoresOneWinner(t *testing.T) {
 			t.Fatalf("callers saw %v, stored %s", got, stored.AccessToken.Reveal())
 		}
 	}
-	if rec.Version != 2 {
-		t.Fatalf("refresh wrote %d times, want once", rec.Version-1)
+	if rec.Version != 2 || calls.Load() != 1 {
+		t.Fatalf("refresh called %d times and wrote %d times, want once each", calls.Load(), rec.Version-1)
 	}
 	// Fresh now: no further refresh.
 	before := calls.Load()

@@ -75,7 +75,9 @@
 //
 // # Concurrency
 //
-// Ledger and MemoryStore are safe for concurrent use. Several Ledgers, in one
+// Ledger, MemoryStore and the functions of the package are safe for
+// concurrent use; the data types (Money, Scope, Hold, CapRecord…) are plain
+// values, safe to copy and to share read-only. Several Ledgers, in one
 // process or many, may share a durable Store; caps hold across all of them.
 // Clocks are injected (LedgerOptions.Now), so tests control expiry and
 // rollover exactly.

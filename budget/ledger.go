@@ -6,11 +6,11 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -27,7 +27,7 @@ const (
 	DefaultMaxTTL = 7 * 24 * time.Hour
 )
 
-// DefaultThresholds are the alert thresholds, in percent of a cap.
+// defaultThresholds are the alert thresholds, in percent of a cap.
 var defaultThresholds = []int{50, 80, 100}
 
 // LedgerOptions configures a Ledger. The zero value (or nil) gives the
@@ -206,7 +206,9 @@ func NewLedger(store Store, opts *LedgerOptions) (*Ledger, error) {
 	if _, err := rand.Read(b[:]); err != nil {
 		return nil, fmt.Errorf("budget: hold id prefix: %w", err)
 	}
-	l.idPrefix = "hold_" + hex.EncodeToString(b[:]) + "_"
+	// 96 random bits keep ids of Ledgers sharing a store apart; a counter
+	// makes them unique within one.
+	l.idPrefix = "hold_" + base64.RawURLEncoding.EncodeToString(b[:]) + "."
 	return l, nil
 }
 
@@ -284,11 +286,8 @@ func (l *Ledger) Reserve(ctx context.Context, scope Scope, amount Money, idempot
 	}
 	now := l.now()
 	ws := l.windows.at(now)
-	// One allocation for the request and its checks.
-	r := &struct {
-		req    ReserveRequest
-		checks [2 * len(periods)]CapCheck
-	}{}
+	r := reserveBufs.Get().(*reserveBuf)
+	defer func() { *r = reserveBuf{}; reserveBufs.Put(r) }()
 	l.fillChecks(r.checks[:], scope, ws)
 	r.req = ReserveRequest{
 		HoldID:      l.newID(),
@@ -316,6 +315,17 @@ func (l *Ledger) Reserve(ctx context.Context, scope Scope, amount Money, idempot
 	return h.At(now), nil
 }
 
+// reserveBuf holds a reservation request and its checks. Buffers are
+// pooled: Stores must not retain a request after returning.
+type reserveBuf struct {
+	req    ReserveRequest
+	checks [2 * len(periods)]CapCheck
+}
+
+var reserveBufs = sync.Pool{New: func() any { return new(reserveBuf) }}
+
+var transitionBufs = sync.Pool{New: func() any { return new(TransitionRequest) }}
+
 // fillChecks writes the counters a hold on scope counts in: the provider's
 // windows then the project's, each with its default limit.
 func (l *Ledger) fillChecks(dst []CapCheck, scope Scope, ws *windowSet) {
@@ -333,10 +343,7 @@ func (l *Ledger) fillChecks(dst []CapCheck, scope Scope, ws *windowSet) {
 }
 
 func (l *Ledger) checksAt(scope Scope, t time.Time) []CapCheck {
-	ws := l.windows.at(t)
-	if t.Before(ws.from) || !t.Before(ws.until) {
-		ws = l.windows.compute(t) // an old instant: do not evict the cache
-	}
+	ws := l.windows.lookup(t) // often an old instant: do not evict the cache
 	c := make([]CapCheck, 2*len(periods))
 	l.fillChecks(c, scope, ws)
 	return c
@@ -413,7 +420,11 @@ func (l *Ledger) transition(ctx context.Context, id string, from, to HoldState, 
 		return Hold{}, errorf(ErrHoldNotFound, "hold id: must be 1–255 bytes")
 	}
 	now := l.now()
-	h, err := l.store.Transition(ctx, &TransitionRequest{HoldID: id, From: from, To: to, Actual: actual, Reason: reason, Now: now})
+	req := transitionBufs.Get().(*TransitionRequest)
+	*req = TransitionRequest{HoldID: id, From: from, To: to, Actual: actual, Reason: reason, Now: now}
+	h, err := l.store.Transition(ctx, req)
+	*req = TransitionRequest{}
+	transitionBufs.Put(req)
 	if err != nil {
 		err = storeErr(err)
 		if errors.Is(err, ErrStore) {

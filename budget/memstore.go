@@ -19,10 +19,10 @@ import (
 // A MemoryStore is safe for concurrent use.
 type MemoryStore struct {
 	seed     maphash.Seed
-	projects []memShard // by project
-	holdIDs  []memIndex // hold id → hold
-	holdKeys []memIndex // idempotency key → hold
-	useKeys  []memIndex // usage key → entry
+	projects []memShard            // by project
+	holdIDs  []memIndex[*memHold]  // hold id → hold
+	holdKeys []memIndex[*memHold]  // idempotency key → hold
+	useKeys  []memIndex[*memUsage] // usage key → entry
 	alertsMu sync.Mutex
 	alerts   map[string]time.Time
 }
@@ -40,22 +40,26 @@ type memShard struct {
 	_        [40]byte // keep shards on separate cache lines
 }
 
-type memIndex struct {
+type memIndex[V any] struct {
 	mu sync.Mutex
-	m  map[string]any
+	m  map[string]V
 	_  [48]byte
 }
 
 type memProject struct {
-	scopes  map[string]*memScope // by provider; "" is project-wide
-	active  holdHeap             // active holds by expiry
-	caps    map[CapKey]Money
-	history []CapRecord
+	scopes map[string]*memScope // by provider; "" is project-wide
+	// lastScope caches the scope of lastProvider: checks come grouped by
+	// provider, so most lookups skip the map.
+	lastScope    *memScope
+	lastProvider string
+	active       holdHeap // active holds by expiry
+	caps         map[CapKey]Money
+	history      []CapRecord
 }
 
 type memScope struct {
 	windows map[Window]*memCounter
-	last    *memCounter // the most recently used counter: the hot path
+	cur     [3]*memCounter // the latest counter per period: the hot path
 }
 
 type memCounter struct {
@@ -89,16 +93,16 @@ func NewMemoryStore(opts *MemoryStoreOptions) *MemoryStore {
 	s := &MemoryStore{
 		seed:     maphash.MakeSeed(),
 		projects: make([]memShard, n),
-		holdIDs:  make([]memIndex, n),
-		holdKeys: make([]memIndex, n),
-		useKeys:  make([]memIndex, n),
+		holdIDs:  make([]memIndex[*memHold], n),
+		holdKeys: make([]memIndex[*memHold], n),
+		useKeys:  make([]memIndex[*memUsage], n),
 		alerts:   map[string]time.Time{},
 	}
 	for i := 0; i < n; i++ {
 		s.projects[i].projects = map[string]*memProject{}
-		s.holdIDs[i].m = map[string]any{}
-		s.holdKeys[i].m = map[string]any{}
-		s.useKeys[i].m = map[string]any{}
+		s.holdIDs[i].m = map[string]*memHold{}
+		s.holdKeys[i].m = map[string]*memHold{}
+		s.useKeys[i].m = map[string]*memUsage{}
 	}
 	return s
 }
@@ -109,17 +113,17 @@ func (s *MemoryStore) slot(k string) int {
 
 func (s *MemoryStore) shard(project string) *memShard { return &s.projects[s.slot(project)] }
 
-func (s *MemoryStore) index(ix []memIndex, k string) *memIndex { return &ix[s.slot(k)] }
+func index[V any](s *MemoryStore, ix []memIndex[V], k string) *memIndex[V] { return &ix[s.slot(k)] }
 
-func (x *memIndex) get(k string) any {
+func (x *memIndex[V]) get(k string) (V, bool) {
 	x.mu.Lock()
-	v := x.m[k]
+	v, ok := x.m[k]
 	x.mu.Unlock()
-	return v
+	return v, ok
 }
 
 // putIfAbsent stores v under k unless present, returning what is stored.
-func (x *memIndex) putIfAbsent(k string, v any) (stored any, inserted bool) {
+func (x *memIndex[V]) putIfAbsent(k string, v V) (stored V, inserted bool) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if old, ok := x.m[k]; ok {
@@ -140,16 +144,21 @@ func (sh *memShard) project(name string, create bool) *memProject {
 }
 
 func (p *memProject) counter(provider string, w Window, create bool) *memCounter {
-	sc := p.scopes[provider]
-	if sc == nil {
-		if !create {
-			return nil
+	sc := p.lastScope
+	if sc == nil || p.lastProvider != provider {
+		sc = p.scopes[provider]
+		if sc == nil {
+			if !create {
+				return nil
+			}
+			sc = &memScope{windows: map[Window]*memCounter{}}
+			p.scopes[provider] = sc
 		}
-		sc = &memScope{windows: map[Window]*memCounter{}}
-		p.scopes[provider] = sc
+		p.lastScope, p.lastProvider = sc, provider
 	}
-	if sc.last != nil && sc.last.window == w {
-		return sc.last
+	slot := windowSlot(w)
+	if c := sc.cur[slot]; c != nil && c.window == w {
+		return c
 	}
 	c := sc.windows[w]
 	if c == nil {
@@ -159,8 +168,22 @@ func (p *memProject) counter(provider string, w Window, create bool) *memCounter
 		c = &memCounter{window: w}
 		sc.windows[w] = c
 	}
-	sc.last = c
+	sc.cur[slot] = c
 	return c
+}
+
+// windowSlot spreads the periods over memScope.cur.
+func windowSlot(w Window) int {
+	if w == "" {
+		return 0
+	}
+	switch w[0] {
+	case 'm':
+		return 1
+	case 'y':
+		return 2
+	}
+	return 0
 }
 
 // expire ends every active hold of p whose expiry is not after now.
@@ -218,14 +241,14 @@ func (s *MemoryStore) Reserve(ctx context.Context, req *ReserveRequest) (Hold, b
 	}
 	sh := s.shard(req.Scope.Project)
 	mh.shard = sh
-	keys := s.index(s.holdKeys, req.Key)
+	keys := index(s, s.holdKeys, req.Key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	// Claim the key first, in one step: a reservation with the same key in
 	// this project is excluded by the shard lock; one in another project
 	// sees the claim and conflicts. A refused reservation gives it back.
 	if v, ok := keys.putIfAbsent(req.Key, mh); !ok {
-		return replayHold(v.(*memHold), req)
+		return replayHold(v, req)
 	}
 	unclaim := func() {
 		keys.mu.Lock()
@@ -248,7 +271,7 @@ func (s *MemoryStore) Reserve(ctx context.Context, req *ReserveRequest) (Hold, b
 			return Hold{}, false, &CapError{Counter: c.Counter, Limit: lim, Used: used, Requested: req.Amount.Amount}
 		}
 	}
-	if _, ok := s.index(s.holdIDs, req.HoldID).putIfAbsent(req.HoldID, mh); !ok {
+	if _, ok := index(s, s.holdIDs, req.HoldID).putIfAbsent(req.HoldID, mh); !ok {
 		unclaim()
 		return Hold{}, false, errorf(ErrInvalidRequest, "hold id %q already exists", req.HoldID)
 	}
@@ -276,11 +299,10 @@ func (s *MemoryStore) Transition(ctx context.Context, req *TransitionRequest) (H
 	if err := ctx.Err(); err != nil {
 		return Hold{}, err
 	}
-	v := s.index(s.holdIDs, req.HoldID).get(req.HoldID)
-	if v == nil {
+	mh, ok := index(s, s.holdIDs, req.HoldID).get(req.HoldID)
+	if !ok {
 		return Hold{}, errorf(ErrHoldNotFound, "no hold %q", req.HoldID)
 	}
-	mh := v.(*memHold)
 	mh.shard.mu.Lock()
 	defer mh.shard.mu.Unlock()
 	p := mh.shard.project(mh.h.Scope.Project, false)
@@ -330,11 +352,10 @@ func (s *MemoryStore) Hold(ctx context.Context, id string) (Hold, error) {
 	if err := ctx.Err(); err != nil {
 		return Hold{}, err
 	}
-	v := s.index(s.holdIDs, id).get(id)
-	if v == nil {
+	mh, ok := index(s, s.holdIDs, id).get(id)
+	if !ok {
 		return Hold{}, errorf(ErrHoldNotFound, "no hold %q", id)
 	}
-	mh := v.(*memHold)
 	mh.shard.mu.Lock()
 	defer mh.shard.mu.Unlock()
 	return mh.h, nil
@@ -358,8 +379,7 @@ func (s *MemoryStore) ApplyUsage(ctx context.Context, req *UsageRequest) (UsageE
 			At: req.At, RecordedAt: req.Now},
 		hash: req.RequestHash,
 	}
-	if v, ok := s.index(s.useKeys, req.Key).putIfAbsent(req.Key, mu); !ok {
-		old := v.(*memUsage)
+	if old, ok := index(s, s.useKeys, req.Key).putIfAbsent(req.Key, mu); !ok {
 		if old.hash != req.RequestHash || old.e.Scope != req.Scope {
 			return UsageEntry{}, false, errorf(ErrIdempotencyConflict, "usage key %q was used for a different report", req.Key)
 		}
@@ -419,9 +439,22 @@ func (s *MemoryStore) Usage(ctx context.Context, checks []CapCheck, now time.Tim
 		return nil, err
 	}
 	out := make([]CounterUsage, len(checks))
+	// Counters of one project share a shard: read them under one lock so
+	// that they form one snapshot.
+	var sh *memShard
+	defer func() {
+		if sh != nil {
+			sh.mu.Unlock()
+		}
+	}()
 	for i, c := range checks {
-		sh := s.shard(c.Counter.Project)
-		sh.mu.Lock()
+		if next := s.shard(c.Counter.Project); next != sh {
+			if sh != nil {
+				sh.mu.Unlock()
+			}
+			sh = next
+			sh.mu.Lock()
+		}
 		out[i] = CounterUsage{Counter: c.Counter, Limit: c.Default}
 		if p := sh.project(c.Counter.Project, false); p != nil {
 			p.expire(now)
@@ -432,7 +465,6 @@ func (s *MemoryStore) Usage(ctx context.Context, checks []CapCheck, now time.Tim
 				out[i].Committed, out[i].Held, out[i].Arrears = ctr.committed, ctr.held, ctr.arrears
 			}
 		}
-		sh.mu.Unlock()
 		if out[i].Limit != nil {
 			m := *out[i].Limit
 			out[i].Limit = &m

@@ -18,6 +18,9 @@ import (
 // Errors: the sentinels named below (possibly wrapped) for contract outcomes;
 // any other error is a failure, and the Ledger fails closed on it.
 //
+// A Store must not retain a request (or its slices) after the call returns:
+// the Ledger reuses them.
+//
 // Implementations must be safe for concurrent use, including by several
 // Ledgers in several processes sharing the same data.
 type Store interface {

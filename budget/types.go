@@ -108,7 +108,7 @@ const (
 	Year  Period = "year"
 )
 
-// Periods lists every period in a fixed order.
+// periods lists every period in the order counters are checked.
 var periods = [...]Period{Week, Month, Year}
 
 // Valid reports whether p is a supported period.

@@ -117,6 +117,15 @@ func (c *windowCache) at(t time.Time) *windowSet {
 	return s
 }
 
+// lookup is at without replacing the cached set: for instants in the past
+// (a hold's creation, a usage report's time).
+func (c *windowCache) lookup(t time.Time) *windowSet {
+	if s := c.cur.Load(); s != nil && !t.Before(s.from) && t.Before(s.until) {
+		return s
+	}
+	return c.compute(t)
+}
+
 func (c *windowCache) compute(t time.Time) *windowSet {
 	s := &windowSet{}
 	for i, p := range periods {

@@ -11,10 +11,6 @@ import (
 // name that can never be fetched, and LoadURL refuses them anyway.
 const configSchemaURL = "https://service-config.invalid/schema.json"
 
-// ErrBadConfigSchema reports a configuration_schema that does not compile.
-// A remote reference also matches ErrRemoteRef.
-var ErrBadConfigSchema = fmt.Errorf("catalogschema: configuration_schema does not compile")
-
 // ValidateConfig checks config (the configuration an orchestrator would
 // send when provisioning s) against s.ConfigurationSchema, a JSON Schema
 // (draft 2020-12 unless the schema's $schema names another draft). An

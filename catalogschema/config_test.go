@@ -36,7 +36,8 @@ func TestValidateConfig(t *testing.T) {
 		{"valid", `{"domain_query":"example.com","years":2}`, nil},
 		{"missing", `{}`, []string{"/domain_query"}},
 		{"empty config means {}", ``, []string{"/domain_query"}},
-		{"wrong types", `{"domain_query":"","years":"two","extra":true}`, []string{"", "/domain_query", "/years"}},
+		{"wrong types", `{"domain_query":"","years":"two","extra":true}`, []string{"/domain_query", "/extra", "/years"}},
+		{"odd names", `{"domain_query":"x","a'b":1,"c, \"d\"":2}`, []string{"/a'b", "/c, \"d\""}},
 		{"not an object", `[1]`, []string{""}},
 	}
 	for _, tc := range cases {

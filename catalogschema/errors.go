@@ -10,15 +10,14 @@ import (
 // Protocol error codes (§3.4). Servers put them in the problem document's
 // "code" member; clients branch on them.
 const (
-	CodeInvalidDocument    = "invalid_document"
-	CodeMalformedDocument  = "malformed_document"
-	CodeDocumentTooLarge   = "document_too_large"
-	CodeDocumentTooDeep    = "document_too_deep"
-	CodeTooManyServices    = "too_many_services"
-	CodeStringTooLong      = "string_too_long"
-	CodeInvalidRef         = "invalid_ref"
-	CodeInvalidConfig      = "invalid_configuration"
-	CodeUnsupportedVersion = "unsupported_version"
+	CodeInvalidDocument   = "invalid_document"
+	CodeMalformedDocument = "malformed_document"
+	CodeDocumentTooLarge  = "document_too_large"
+	CodeDocumentTooDeep   = "document_too_deep"
+	CodeTooManyServices   = "too_many_services"
+	CodeStringTooLong     = "string_too_long"
+	CodeInvalidRef        = "invalid_ref"
+	CodeInvalidConfig     = "invalid_configuration"
 )
 
 // Sentinels; every error returned by this package matches at most one of
@@ -39,6 +38,9 @@ var (
 	// ErrInvalidConfig matches the *ValidationError of ValidateConfig and a
 	// configuration schema that does not compile.
 	ErrInvalidConfig = errors.New("catalogschema: invalid service configuration")
+	// ErrBadConfigSchema reports a configuration_schema that does not
+	// compile. A remote reference also matches ErrRemoteRef.
+	ErrBadConfigSchema = errors.New("catalogschema: configuration_schema does not compile")
 	// ErrRemoteRef reports a schema $ref to a location outside the document;
 	// the library never fetches one.
 	ErrRemoteRef = errors.New("catalogschema: remote $ref refused")

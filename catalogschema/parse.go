@@ -2,6 +2,7 @@ package catalogschema
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"reflect"
@@ -9,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/agentprov/agentprov/internal/safehttp"
 )
@@ -23,6 +25,9 @@ import (
 // violation.
 func ParseMetadata(data []byte, lim *Limits) (*ProviderMetadata, error) {
 	l := lim.resolved()
+	if lim == nil || lim.MaxBytes <= 0 {
+		l.MaxBytes = DefaultMaxMetadataBytes
+	}
 	v, err := decodeChecked(data, l, docMetadata)
 	if err != nil {
 		return nil, err
@@ -34,7 +39,7 @@ func ParseMetadata(data []byte, lim *Limits) (*ProviderMetadata, error) {
 	m := new(ProviderMetadata)
 	if err := json.Unmarshal(data, m); err != nil {
 		if len(vs) == 0 {
-			vs = append(vs, Violation{Pointer: "", Message: err.Error()})
+			vs = append(vs, decodeViolation(err))
 		}
 		return nil, &ValidationError{Document: docMetadata, Violations: sortViolations(vs)}
 	}
@@ -51,24 +56,14 @@ func ParseMetadata(data []byte, lim *Limits) (*ProviderMetadata, error) {
 // currencies, one currency per service, max_amount ≥ amount, metered prices
 // name their unit, configuration schemas hold no remote $ref.
 func ParseCatalog(data []byte, lim *Limits) (*Catalog, error) {
-	l := lim.resolved()
-	v, err := decodeChecked(data, l, docCatalog)
+	v, vs, err := checkCatalog(data, lim.resolved())
 	if err != nil {
 		return nil, err
-	}
-	if m, ok := v.(map[string]any); ok {
-		if s, ok := m["services"].([]any); ok && len(s) > l.MaxServices {
-			return nil, &LimitError{Limit: LimitServices, Max: int64(l.MaxServices), Got: int64(len(s))}
-		}
-	}
-	var vs []Violation
-	if err := mustSchemas().catalog.Validate(v); err != nil {
-		vs = schemaViolations(err)
 	}
 	c := new(Catalog)
 	if err := json.Unmarshal(data, c); err != nil {
 		if len(vs) == 0 {
-			vs = append(vs, Violation{Pointer: "", Message: err.Error()})
+			vs = append(vs, decodeViolation(err))
 		}
 		return nil, &ValidationError{Document: docCatalog, Violations: sortViolations(vs)}
 	}
@@ -77,6 +72,36 @@ func ParseCatalog(data []byte, lim *Limits) (*Catalog, error) {
 		return nil, &ValidationError{Document: docCatalog, Violations: sortViolations(vs)}
 	}
 	return c, nil
+}
+
+// checkCatalog runs the checks of ParseCatalog that need no Go value:
+// limits, syntax, service count, schema and integer ranges. It returns the
+// generic document and its violations, or a limit or syntax error.
+func checkCatalog(data []byte, l Limits) (any, []Violation, error) {
+	v, err := decodeChecked(data, l, docCatalog)
+	if err != nil {
+		return nil, nil, err
+	}
+	if m, ok := v.(map[string]any); ok {
+		if s, ok := m["services"].([]any); ok && len(s) > l.MaxServices {
+			return nil, nil, &LimitError{Limit: LimitServices, Max: int64(l.MaxServices), Got: int64(len(s))}
+		}
+	}
+	var vs []Violation
+	if err := mustSchemas().catalog.Validate(v); err != nil {
+		vs = schemaViolations(err)
+	}
+	return v, append(vs, integerViolations(v)...), nil
+}
+
+// decodeViolation turns a typed-decode failure that neither the schema nor
+// integerViolations caught into a violation.
+func decodeViolation(err error) Violation {
+	var pe *time.ParseError
+	if errors.As(err, &pe) {
+		return Violation{Pointer: "/updated_at", Message: "must be an RFC 3339 date-time"}
+	}
+	return Violation{Pointer: "", Message: err.Error()}
 }
 
 func decodeChecked(data []byte, l Limits, doc string) (any, error) {
@@ -106,8 +131,17 @@ func (c *Catalog) Validate() error {
 	if err != nil {
 		return &ValidationError{Document: docCatalog, Violations: []Violation{{Message: err.Error()}}}
 	}
-	_, err = ParseCatalog(data, nil)
-	return err
+	// The encoding of c stands in for the document; c itself replaces the
+	// decoded value, which saves a decode.
+	v, vs, err := checkCatalog(data, DefaultLimits())
+	if err != nil {
+		return err
+	}
+	vs = append(vs, c.semantic(v)...)
+	if len(vs) > 0 {
+		return &ValidationError{Document: docCatalog, Violations: sortViolations(vs)}
+	}
+	return nil
 }
 
 // Service returns the service with the given id, or nil.
@@ -240,6 +274,46 @@ func (c *Catalog) semantic(generic any) []Violation {
 						remoteRefs(ptr("/services", strconv.Itoa(i), k), sch, &vs)
 					}
 				}
+			}
+		}
+	}
+	return vs
+}
+
+// integerViolations reports integer members the schema accepts (it sees
+// 1e2 as an integer and has no int64 bound) but Go cannot hold: written
+// with a fraction or exponent, or outside int64.
+func integerViolations(generic any) []Violation {
+	var vs []Violation
+	check := func(p string, v any) {
+		n, ok := v.(json.Number)
+		if !ok {
+			return // absent, or a type error the schema reports
+		}
+		if _, err := strconv.ParseInt(string(n), 10, 64); err != nil {
+			vs = append(vs, Violation{Pointer: p, Message: fmt.Sprintf("%s is not an integer literal within int64", n)})
+		}
+	}
+	m, _ := generic.(map[string]any)
+	svcs, _ := m["services"].([]any)
+	for i, sv := range svcs {
+		sm, _ := sv.(map[string]any)
+		base := "/services/" + strconv.Itoa(i)
+		prices, _ := sm["prices"].([]any)
+		for j, pv := range prices {
+			pm, _ := pv.(map[string]any)
+			for _, k := range []string{"amount", "per_units", "max_amount"} {
+				if x, ok := pm[k]; ok {
+					check(base+"/prices/"+strconv.Itoa(j)+"/"+k, x)
+				}
+			}
+		}
+		cons, _ := sm["constraints"].([]any)
+		for j, cv := range cons {
+			cm, _ := cv.(map[string]any)
+			cnt, _ := cm["count"].(map[string]any)
+			if x, ok := cnt["at_most"]; ok {
+				check(base+"/constraints/"+strconv.Itoa(j)+"/count/at_most", x)
 			}
 		}
 	}

@@ -375,3 +375,33 @@ func TestUnknownMembersPreserved(t *testing.T) {
 		t.Error("invalid extra JSON encoded")
 	}
 }
+
+func TestMetadataDefaultSizeLimit(t *testing.T) {
+	data := readTestdata(t, "metadata.json")
+	big := bytes.Replace(data, []byte(`"name": "Acme Cloud"`), []byte(`"name": "Acme Cloud", "x_pad": "`+strings.Repeat("a", 60<<10)+`", "x_pad2": "`+strings.Repeat("a", 5<<10)+`"`), 1)
+	_, err := catalogschema.ParseMetadata(big, nil)
+	var le *catalogschema.LimitError
+	if !errors.As(err, &le) || le.Max != catalogschema.DefaultMaxMetadataBytes {
+		t.Fatalf("metadata over 64 KiB: %v", err)
+	}
+	if _, err := catalogschema.ParseMetadata(big, &catalogschema.Limits{MaxBytes: 1 << 20}); err != nil {
+		t.Fatalf("explicit limit not honoured: %v", err)
+	}
+}
+
+func TestSchemas(t *testing.T) {
+	s := catalogschema.Schemas()
+	for _, id := range []string{catalogschema.MetadataSchemaID, catalogschema.CatalogSchemaID} {
+		var doc struct {
+			ID     string `json:"$id"`
+			Schema string `json:"$schema"`
+		}
+		if err := json.Unmarshal(s[id], &doc); err != nil || doc.ID != id || doc.Schema != "https://json-schema.org/draft/2020-12/schema" {
+			t.Errorf("schema %s: %+v %v", id, doc, err)
+		}
+	}
+	s[catalogschema.CatalogSchemaID][0] = 'X' // a copy: must not corrupt the package
+	if _, err := catalogschema.ParseCatalog(readTestdata(t, "catalog.json"), nil); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -12,7 +12,7 @@ import (
 func i64(v int64) *int64 { return &v }
 
 func TestMaxChargeWithin(t *testing.T) {
-	paid := goldenService(t, "workers:paid")      // $5/month + metered capped at $100
+	paid := goldenService(t, "workers:paid")       // $5/month + metered capped at $100
 	domain := goldenService(t, "registrar:domain") // one-time up to $120
 	free := goldenService(t, "workers:free")
 	cases := []struct {

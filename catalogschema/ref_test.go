@@ -12,12 +12,12 @@ import (
 
 func TestParseRef(t *testing.T) {
 	good := map[string]catalogschema.Ref{
-		"cloudflare/registrar:domain":  {"cloudflare", "registrar:domain"},
-		"neon/postgres":                {"neon", "postgres"},
-		"0x/a":                         {"0x", "a"},
-		"exa/pay_as_you_go":            {"exa", "pay_as_you_go"},
-		"a-b/v1.2-x_y:z":               {"a-b", "v1.2-x_y:z"},
-		strings.Repeat("p", 64) + "/s": {strings.Repeat("p", 64), "s"},
+		"cloudflare/registrar:domain":   {"cloudflare", "registrar:domain"},
+		"neon/postgres":                 {"neon", "postgres"},
+		"0x/a":                          {"0x", "a"},
+		"exa/pay_as_you_go":             {"exa", "pay_as_you_go"},
+		"a-b/v1.2-x_y:z":                {"a-b", "v1.2-x_y:z"},
+		strings.Repeat("p", 64) + "/s":  {strings.Repeat("p", 64), "s"},
 		"p/" + strings.Repeat("s", 128): {"p", strings.Repeat("s", 128)},
 	}
 	for in, want := range good {
@@ -27,21 +27,21 @@ func TestParseRef(t *testing.T) {
 		}
 	}
 	bad := map[string]string{
-		"":                             "empty",
-		"cloudflare":                   "no '/'",
-		"/domain":                      "empty provider id",
-		"cloudflare/":                  "empty service id",
-		"a/b/c":                        "more than one '/'",
-		" cloudflare/domain":           "provider id must start",
-		"cloudflare/domain ":           "invalid character",
-		"Cloudflare/domain":            "provider id must start",
-		"cloudflare/Domain":            "service id must start",
-		"cloud_flare/domain":           "provider id has invalid character \"_\"",
-		"-cf/domain":                   "provider id must start",
-		"cf/:domain":                   "service id must start",
-		"cf/dom ain":                   "service id has invalid character",
-		"cf/domäin":                    "invalid character",
-		strings.Repeat("p", 65) + "/s": "more than 64",
+		"":                              "empty",
+		"cloudflare":                    "no '/'",
+		"/domain":                       "empty provider id",
+		"cloudflare/":                   "empty service id",
+		"a/b/c":                         "more than one '/'",
+		" cloudflare/domain":            "provider id must start",
+		"cloudflare/domain ":            "invalid character",
+		"Cloudflare/domain":             "provider id must start",
+		"cloudflare/Domain":             "service id must start",
+		"cloud_flare/domain":            "provider id has invalid character \"_\"",
+		"-cf/domain":                    "provider id must start",
+		"cf/:domain":                    "service id must start",
+		"cf/dom ain":                    "service id has invalid character",
+		"cf/domäin":                     "invalid character",
+		strings.Repeat("p", 65) + "/s":  "more than 64",
 		"p/" + strings.Repeat("s", 129): "more than 128",
 	}
 	for in, reason := range bad {

@@ -61,13 +61,28 @@ func precheck(data []byte, l Limits, doc string) error {
 	if int64(len(data)) > l.MaxBytes {
 		return &LimitError{Limit: LimitBytes, Max: l.MaxBytes, Got: int64(len(data))}
 	}
+	_, dups, err := scan(data, l, true)
+	if err != nil {
+		return err
+	}
+	if len(dups) > 0 {
+		return &ValidationError{Document: doc, Violations: dups}
+	}
+	return nil
+}
+
+// scan walks data tracking open containers and their current members. It
+// stops with a *LimitError at the first depth or string-length excess and,
+// if dupCheck, collects duplicate member names. It returns the containers
+// still open at the end of data.
+func scan(data []byte, l Limits, dupCheck bool) ([]scanFrame, []Violation, error) {
 	stack := make([]scanFrame, 0, 16)
 	var dups []Violation
 	for i := 0; i < len(data); i++ {
 		switch c := data[i]; c {
 		case '{', '[':
 			if len(stack) >= l.MaxDepth {
-				return &LimitError{Limit: LimitDepth, Max: int64(l.MaxDepth), Got: int64(len(stack) + 1)}
+				return nil, nil, &LimitError{Limit: LimitDepth, Max: int64(l.MaxDepth), Got: int64(len(stack) + 1)}
 			}
 			stack = append(stack, scanFrame{object: c == '{', expectKey: c == '{'})
 		case '}', ']':
@@ -97,7 +112,7 @@ func precheck(data []byte, l Limits, doc string) error {
 				}
 			}
 			if n := i - start - 1; n > l.MaxStringLen {
-				return &LimitError{Limit: LimitStringLen, Max: int64(l.MaxStringLen), Got: int64(n)}
+				return nil, nil, &LimitError{Limit: LimitStringLen, Max: int64(l.MaxStringLen), Got: int64(n)}
 			}
 			if n := len(stack); n > 0 && stack[n-1].object && stack[n-1].expectKey && i < len(data) {
 				f := &stack[n-1]
@@ -111,6 +126,9 @@ func precheck(data []byte, l Limits, doc string) error {
 					key = s
 				}
 				f.key = escapePointer(key)
+				if !dupCheck {
+					continue
+				}
 				if f.keys == nil {
 					f.keys = make(map[string]struct{}, 16)
 				}
@@ -121,10 +139,7 @@ func precheck(data []byte, l Limits, doc string) error {
 			}
 		}
 	}
-	if len(dups) > 0 {
-		return &ValidationError{Document: doc, Violations: dups}
-	}
-	return nil
+	return stack, dups, nil
 }
 
 // decodeGeneric decodes data into the generic form the schema validator

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -113,12 +114,23 @@ func schemaViolations(err error) []Violation {
 			}
 			return
 		}
-		if names, ok := strings.CutPrefix(e.Message, "missing properties: "); ok {
-			for _, n := range strings.Split(names, ", ") {
-				n = strings.Trim(n, "'")
-				out = append(out, Violation{Pointer: ptr(e.InstanceLocation, n), Message: "required member is missing"})
+		// Member-level failures are reported by the validator at the
+		// enclosing object; locate them at the member itself.
+		if rest, ok := strings.CutPrefix(e.Message, "missing properties: "); ok {
+			if names, ok := parseQuotedNames(rest); ok {
+				for _, n := range names {
+					out = append(out, Violation{Pointer: ptr(e.InstanceLocation, n), Message: "required member is missing"})
+				}
+				return
 			}
-			return
+		}
+		if rest, ok := strings.CutPrefix(e.Message, "additionalProperties "); ok {
+			if names, ok := parseQuotedNames(strings.TrimSuffix(rest, " not allowed")); ok && strings.HasSuffix(rest, " not allowed") {
+				for _, n := range names {
+					out = append(out, Violation{Pointer: ptr(e.InstanceLocation, n), Message: "member not allowed"})
+				}
+				return
+			}
 		}
 		out = append(out, Violation{Pointer: e.InstanceLocation, Message: e.Message})
 	}
@@ -169,4 +181,43 @@ func atoiOK(s string) (int, bool) {
 		n = n*10 + int(s[i]-'0')
 	}
 	return n, true
+}
+
+// parseQuotedNames reverses the validator's list of quoted names:
+// 'a', 'b\'c' with Go escapes inside the quotes.
+func parseQuotedNames(s string) ([]string, bool) {
+	var names []string
+	for {
+		if !strings.HasPrefix(s, "'") {
+			return nil, false
+		}
+		end := -1
+		for i := 1; i < len(s); i++ {
+			if s[i] == '\\' {
+				i++
+				continue
+			}
+			if s[i] == '\'' {
+				end = i
+				break
+			}
+		}
+		if end < 0 {
+			return nil, false
+		}
+		body := strings.ReplaceAll(s[1:end], `\'`, `'`)
+		body = strings.ReplaceAll(body, `"`, `\"`)
+		n, err := strconv.Unquote(`"` + body + `"`)
+		if err != nil {
+			return nil, false
+		}
+		names = append(names, n)
+		s = s[end+1:]
+		if s == "" {
+			return names, true
+		}
+		if s, _ = strings.CutPrefix(s, ", "); s == "" {
+			return nil, false
+		}
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/agentprov/agentprov/catalogschema"
 	"github.com/google/go-cmp/cmp"
@@ -120,5 +121,33 @@ func TestSlug(t *testing.T) {
 		if got := catalogschema.Slug(in); got != want {
 			t.Errorf("Slug(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+func TestImportStripeProjectsSlugCollision(t *testing.T) {
+	svc := func(prv, name, id string) string {
+		return `{"id":"prvsvc_` + id + `","provider_id":"` + prv + `","provider_name":"` + name + `","service_id":"` + id +
+			`","description":"","kind":"plan","scope":"project","pricing":{"type":"free","component":null,"paid":null},"x_later":[1]}`
+	}
+	in := `{"ok":true,"data":{"last_updated":"2026-06-13T05:14:18.070+02:00","services":[` +
+		svc("prvdr_a", "Fly.io", "a") + "," + svc("prvdr_b", "Fly_io", "b") + "," + svc("prvdr_a", "Fly.io", "c") + `]}}`
+	cs, err := catalogschema.ImportStripeProjects([]byte(in), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cs) != 2 || cs[0].ProviderID != "fly-io" || cs[1].ProviderID != "fly-io-2" || len(cs[0].Services) != 2 {
+		t.Fatalf("catalogs: %+v", cs)
+	}
+	if got := cs[0].UpdatedAt.Format(time.RFC3339Nano); got != "2026-06-13T03:14:18.07Z" {
+		t.Errorf("updated_at = %s", got)
+	}
+	if cs[0].Source.LastUpdated != "2026-06-13T05:14:18.070+02:00" {
+		t.Errorf("source timestamp not verbatim: %s", cs[0].Source.LastUpdated)
+	}
+	if string(cs[1].Services[0].Extra["x_later"]) != "[1]" {
+		t.Errorf("unknown member lost: %v", cs[1].Services[0].Extra)
+	}
+	if _, err := catalogschema.ImportStripeProjects([]byte(in), &catalogschema.Limits{MaxServices: 2}); !errors.Is(err, catalogschema.ErrTooManyServices) {
+		t.Errorf("service limit: %v", err)
 	}
 }

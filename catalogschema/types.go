@@ -287,7 +287,8 @@ type Price struct {
 // Limits bound the work done on untrusted input. A zero field takes its
 // default; a nil *Limits means all defaults.
 type Limits struct {
-	// MaxBytes bounds the document size (default 4 MiB).
+	// MaxBytes bounds the document size (default 4 MiB; 64 KiB for
+	// provider metadata).
 	MaxBytes int64
 	// MaxDepth bounds object/array nesting (default 32).
 	MaxDepth int
@@ -300,10 +301,12 @@ type Limits struct {
 
 // Default limits.
 const (
-	DefaultMaxBytes     = 4 << 20
-	DefaultMaxDepth     = 32
-	DefaultMaxServices  = 2000
-	DefaultMaxStringLen = 64 << 10
+	DefaultMaxBytes = 4 << 20
+	// DefaultMaxMetadataBytes is the MaxBytes default of ParseMetadata.
+	DefaultMaxMetadataBytes = 64 << 10
+	DefaultMaxDepth         = 32
+	DefaultMaxServices      = 2000
+	DefaultMaxStringLen     = 64 << 10
 )
 
 // Ref names a service of a provider: "provider_id/service_id" (§2.5).

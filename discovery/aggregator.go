@@ -365,10 +365,13 @@ func (a *Aggregator) commit(ctx context.Context, p *provider, cand *Snapshot, no
 	res := ProviderResult{ID: id, Err: err}
 	if err != nil {
 		p.lastErr = err
-		if (errors.Is(err, ErrSignature) || errors.Is(err, ErrUnknownKey)) && p.accepted.Signed() {
-			p.quarantined, p.pending = true, nil
-			p.drift = &Drift{Provider: id, SignatureFailure: err}
-			res.Status, res.Drift = StatusQuarantined, p.drift
+		var fe *FetchError
+		if (errors.Is(err, ErrSignature) || errors.Is(err, ErrUnknownKey)) && p.accepted.Signed() && errors.As(err, &fe) {
+			// Keep the cause (ErrSignature / ErrUnknownKey) and add ErrQuarantined.
+			qe := &FetchError{Provider: id, Op: fe.Op, Err: fmt.Errorf("%w: %w", ErrQuarantined, fe.Err)}
+			p.quarantined, p.pending, p.lastErr = true, nil, qe
+			p.drift = &Drift{Provider: id, SignatureFailure: fe.Err}
+			res.Status, res.Drift, res.Err = StatusQuarantined, p.drift, qe
 			a.log.WarnContext(ctx, "discovery: catalog quarantined", "provider", id, "reason", "signature failure", "err", err)
 			return res
 		}

@@ -205,6 +205,16 @@ func TestRefreshBadInputs(t *testing.T) {
 				}))
 				return TrustedProvider{ID: "bad", BaseURL: f.base("bad")}
 			}},
+		{name: "JWKS with wrong content type", op: OpJWKS, target: ErrContentType,
+			setup: func(f *farm) TrustedProvider {
+				tp := signedBad(func(j []byte) []byte { return j })(f)
+				tp.Keys = nil // keys come from the metadata's jwks_uri
+				f.mu.Lock()
+				next := f.hs["bad"]
+				f.mu.Unlock()
+				f.set("bad", override(next, "/jwks.json", "text/plain", []byte(`{"keys":[]}`)))
+				return tp
+			}},
 		{name: "unsigned catalog where signature required", op: OpCatalog, target: ErrSignature,
 			setup: func(f *farm) TrustedProvider {
 				tp := plainBad(nil)(f)
@@ -527,6 +537,7 @@ func TestSignatureFailureAfterSignedQuarantines(t *testing.T) {
 		t.Fatalf("forged: %+v", r)
 	}
 	wantFetchError(t, rep, "p", OpCatalog, ErrSignature)
+	wantFetchError(t, rep, "p", OpCatalog, ErrQuarantined)
 	if q := rep.Result("q"); q.Status != StatusUnchanged || q.Err != nil {
 		t.Errorf("q affected: %+v", q)
 	}

@@ -265,6 +265,9 @@ func (h *Handler) SetCatalog(cat *catalogschema.Catalog) error {
 	if cat == nil {
 		return errors.New("discovery: handler: catalog is nil")
 	}
+	// Serialized so that concurrent calls publish in the order they sign.
+	h.setMu.Lock()
+	defer h.setMu.Unlock()
 	if cat.ProviderID != h.providerID {
 		return fmt.Errorf("discovery: handler: catalog provider_id %q differs from metadata %q: %w",
 			cat.ProviderID, h.providerID, ErrProviderMismatch)
@@ -288,9 +291,7 @@ func (h *Handler) SetCatalog(cat *catalogschema.Catalog) error {
 		}
 		doc = newServedDoc([]byte(compact), MediaTypeJOSE)
 	}
-	h.setMu.Lock()
 	h.cat.Store(doc)
-	h.setMu.Unlock()
 	h.log.Info("discovery: catalog published", "provider", h.providerID, "etag", doc.etag, "services", len(cat.Services))
 	return nil
 }
@@ -358,3 +359,20 @@ func etagMatches(headers []string, etag string) bool {
 	}
 	return false
 }
+
+// String describes the options without key material, so that logging them
+// cannot leak a private key.
+func (o HandlerOptions) String() string {
+	signing := "none"
+	switch {
+	case o.SigningKey != nil:
+		signing = fmt.Sprintf("%s key %q [redacted]", o.SigningKey.Algorithm, o.KeyID)
+	case o.Signer != nil:
+		signing = fmt.Sprintf("crypto.Signer %q", o.KeyID)
+	}
+	return fmt.Sprintf("discovery.HandlerOptions{signing: %s, extra keys: %d, max-age: %s, base path: %q}",
+		signing, len(o.ExtraKeys), o.MaxAge, o.BasePath)
+}
+
+// GoString is String, so that %#v redacts too.
+func (o HandlerOptions) GoString() string { return o.String() }

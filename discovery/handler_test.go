@@ -10,12 +10,14 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/google/go-cmp/cmp"
@@ -248,5 +250,37 @@ func TestCryptoSigner(t *testing.T) {
 				t.Fatalf("snapshot: %+v", pc.Snapshot)
 			}
 		})
+	}
+}
+
+func TestHandlerOptionsRedacted(t *testing.T) {
+	key := testKey("secret")
+	o := &HandlerOptions{SigningKey: &jose.SigningKey{Algorithm: jose.EdDSA, Key: key}, KeyID: "k1"}
+	secret := base64.RawURLEncoding.EncodeToString(key.Seed())
+	for _, s := range []string{fmt.Sprint(o), fmt.Sprintf("%v %+v %#v %s", o, *o, o, o)} {
+		if strings.Contains(s, secret) || strings.Contains(s, fmt.Sprint([]byte(key))) || !strings.Contains(s, "redacted") {
+			t.Errorf("options print key material: %s", s)
+		}
+	}
+}
+
+func TestHandlerMaxAge(t *testing.T) {
+	for _, tc := range []struct {
+		d    time.Duration
+		want string
+	}{{0, "max-age=300"}, {time.Hour, "max-age=3600"}, {-1, "no-cache"}} {
+		h, err := NewHandler(testMeta("p", "https://p.example", false), testCatalog("p", domainService(1)), &HandlerOptions{MaxAge: tc.d})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, path := range []string{MetadataPath, "/catalog", DefaultJWKSPath} {
+			w := do(h, "GET", path)
+			if got := w.Header().Get("Cache-Control"); w.Code != 200 || got != tc.want {
+				t.Errorf("MaxAge %v %s: %d %q, want %q", tc.d, path, w.Code, got, tc.want)
+			}
+		}
+		if w := do(h, "GET", DefaultJWKSPath); strings.TrimSpace(w.Body.String()) != `{"keys":[]}` {
+			t.Errorf("unsigned JWKS = %s", w.Body)
+		}
 	}
 }

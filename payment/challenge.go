@@ -52,7 +52,7 @@ type Challenge struct {
 // (draft-payment-intent-charge). Amount is a decimal string of base
 // (minor) units, never a float. For the agentprov method Currency is an
 // upper-case ISO 4217 code, Recipient the provider id and
-// MethodDetails["service"] the service ref being paid for.
+// MethodDetails["service"] the service ref being paid for. A plain value.
 type ChallengeRequest struct {
 	Amount        string         `json:"amount"`
 	Currency      string         `json:"currency"`
@@ -132,7 +132,9 @@ func EncodeRequest(r ChallengeRequest) (string, error) {
 	return s, nil
 }
 
-// decodeChallengeRequest decodes a "request" parameter of the charge intent.
+// decodeChallengeRequest decodes a "request" parameter of the charge
+// intent. Members must have the right types; missing ones are left empty
+// (other implementations omit currency in places), and Money reports them.
 func decodeChallengeRequest(requestB64 string) (ChallengeRequest, error) {
 	raw, err := hdrDecodeB64(requestB64)
 	if err != nil {
@@ -146,9 +148,6 @@ func decodeChallengeRequest(requestB64 string) (ChallengeRequest, error) {
 	d.UseNumber()
 	if err := d.Decode(&cr); err != nil {
 		return ChallengeRequest{}, fmt.Errorf("charge request: %w", err)
-	}
-	if cr.Amount == "" || cr.Currency == "" {
-		return ChallengeRequest{}, fmt.Errorf("charge request lacks amount or currency")
 	}
 	return cr, nil
 }

@@ -9,7 +9,7 @@ import (
 
 // ChallengeEcho is the challenge as a client echoes it inside a Credential:
 // every member is the exact wire string of the challenge parameter, so
-// that the server can recompute the challenge id over them.
+// that the server can recompute the challenge id over them. A plain value.
 type ChallengeEcho struct {
 	ID          string `json:"id"`
 	Realm       string `json:"realm"`
@@ -89,17 +89,14 @@ func (c *Credential) Token() (string, error) {
 }
 
 // String describes c without its payload.
-func (c *Credential) String() string {
-	if c == nil {
-		return "<nil>"
-	}
+func (c Credential) String() string {
 	return fmt.Sprintf("payment.Credential{challenge:%q method:%q intent:%q source:%q payload:[REDACTED]}",
 		c.Challenge.ID, c.Challenge.Method, c.Challenge.Intent, c.Source)
 }
 
 // Format makes every fmt verb print String, so %v, %+v and %#v never leak
 // the payload into logs.
-func (c *Credential) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(c.String())) }
+func (c Credential) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(c.String())) }
 
 // FormatCredential renders c as an Authorization field value:
 // "Payment " + base64url(no pad) of its JSON.

@@ -80,7 +80,9 @@ var (
 	// the spend was reversed.
 	ErrSettlementRefused = sentinel("settlement_refused", http.StatusPaymentRequired, "settlement was refused by the payment rail")
 	// ErrSettlementPending: the commit is recorded but the charge is not yet
-	// confirmed; the outbox keeps retrying.
+	// confirmed; the outbox keeps retrying. Redeem and the Redeemer report
+	// this state as a receipt with State StateSettling and a nil error (HTTP
+	// 202); Receipt.Err turns it into this error for callers that want one.
 	ErrSettlementPending = sentinel("settlement_pending", http.StatusAccepted, "settlement is not yet confirmed")
 	// ErrCapExceeded: the budget refused the hold (spending cap).
 	ErrCapExceeded = sentinel("cap_exceeded", http.StatusPaymentRequired, "spending cap would be exceeded")
@@ -104,7 +106,7 @@ var (
 	// wrap it (errors.Is) to mark a refusal as final; any other error is transient.
 	ErrRailRefused = sentinel("rail_refused", http.StatusPaymentRequired, "payment rail refused the charge")
 	// ErrStore: a store failed; the operation failed closed.
-	ErrStore = sentinel("store_error", http.StatusServiceUnavailable, "storage failure")
+	ErrStore = sentinel("store_unavailable", http.StatusServiceUnavailable, "storage failure")
 	// ErrBadGateway: the orchestrator answered with something unexpected (client side).
 	ErrBadGateway = sentinel("bad_gateway", http.StatusBadGateway, "unexpected response from the orchestrator")
 	// ErrConflict: a store compare-and-set lost (state changed underneath).

@@ -55,7 +55,8 @@ func (s IdempotencyState) String() string {
 	return "IdempotencyState(" + strconv.Itoa(int(s)) + ")"
 }
 
-// IdempotentResponse is a completed response kept for replay.
+// IdempotentResponse is a completed response kept for replay. Stores keep
+// and return copies.
 type IdempotentResponse struct {
 	Status int
 	Header http.Header // the replayed subset: Content-Type, Location, Cache-Control
@@ -84,7 +85,7 @@ type IdempotencyStore interface {
 }
 
 // IdempotencyOptions configure the Idempotent middleware. The zero value
-// is usable.
+// is usable; Idempotent copies it.
 type IdempotencyOptions struct {
 	// Identity names the authenticated caller; keys are scoped to
 	// (identity, method, path). Default: every caller shares one scope.

@@ -17,7 +17,8 @@ import (
 )
 
 // IssuerOptions configure an Issuer. Rail is required; every other field
-// has a safe default.
+// has a safe default. Options are read once by NewIssuer; the functions
+// and stores they carry must be safe for concurrent use.
 type IssuerOptions struct {
 	// Rail settles committed redemptions. Required.
 	Rail Rail
@@ -47,6 +48,11 @@ type IssuerOptions struct {
 	// Logger receives operational events; default slog.Default(). Tokens
 	// and keys are never logged.
 	Logger *slog.Logger
+
+	// RetiredKeys are public keys of earlier signing keys (with kid and
+	// alg). They stay in JWKS and keep verifying tokens and receipts signed
+	// before a rotation; drop one once every token it signed has expired.
+	RetiredKeys []jose.JSONWebKey
 
 	// Authenticate identifies the provider calling the redemption endpoint;
 	// RedemptionHandler refuses every request when it is nil.
@@ -100,9 +106,16 @@ func NewIssuer(issuer string, key SigningKey, holds Holds, opts *IssuerOptions) 
 	if err != nil {
 		return nil, err
 	}
+	keys := []jose.JSONWebKey{jwk}
+	for _, k := range opts.RetiredKeys {
+		if k.KeyID == "" || k.KeyID == key.KeyID || !k.Valid() {
+			return nil, fmt.Errorf("payment: issuer: retired key %q: needs a distinct kid and a valid key", k.KeyID)
+		}
+		keys = append(keys, k.Public())
+	}
 	i := &Issuer{
 		issuer: issuer, key: key, holds: holds, rail: opts.Rail, store: opts.Store, now: opts.Now,
-		jwks:       &jose.JSONWebKeySet{Keys: []jose.JSONWebKey{jwk}},
+		jwks:       &jose.JSONWebKeySet{Keys: keys},
 		defaultTTL: orDefault(opts.DefaultTTL, 5*time.Minute), maxTTL: orDefault(opts.MaxTTL, time.Hour),
 		grace: orDefault(opts.RedeemGrace, 10*time.Minute), leeway: leeway(opts.Leeway),
 		settleTimeout: orDefault(opts.SettleTimeout, 15*time.Second),
@@ -144,7 +157,7 @@ func (i *Issuer) Name() string { return i.issuer }
 // receipts. The caller must not modify it.
 func (i *Issuer) JWKS() *jose.JSONWebKeySet { return i.jwks }
 
-// MintRequest asks for a payment token.
+// MintRequest asks for a payment token. A plain value.
 type MintRequest struct {
 	Project  string
 	Provider string
@@ -162,7 +175,7 @@ type MintRequest struct {
 	CallCeiling *budget.Money
 }
 
-// Minted is a freshly minted token and its claims.
+// Minted is a freshly minted token and its claims. A plain value.
 type Minted struct {
 	Token  string
 	Claims TokenClaims

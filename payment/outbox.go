@@ -228,7 +228,7 @@ func (i *Issuer) SettlePending(ctx context.Context) (int, error) {
 	}
 }
 
-// SettlerOptions configure a Settler.
+// SettlerOptions configure a Settler; read once by NewSettler.
 type SettlerOptions struct {
 	// Interval between outbox passes; default 5 seconds.
 	Interval time.Duration

@@ -20,13 +20,15 @@ import (
 )
 
 // TokenChecker verifies a payment token locally (signature, typ, iss, aud,
-// exp). *TokenVerifier implements it.
+// exp). *TokenVerifier implements it. Implementations must be safe for
+// concurrent use.
 type TokenChecker interface {
 	Verify(ctx context.Context, token string) (*TokenClaims, error)
 }
 
 // TokenRedeemer settles a token at the orchestrator, idempotently under
-// idempotencyKey. *Redeemer implements it.
+// idempotencyKey. *Redeemer implements it. Implementations must be safe
+// for concurrent use.
 type TokenRedeemer interface {
 	Redeem(ctx context.Context, token string, actual budget.Money, idempotencyKey string) (*Receipt, error)
 }
@@ -87,6 +89,11 @@ type Paywall struct {
 	settleTO time.Duration
 	onUnsett func(context.Context, *TokenClaims, error)
 	log      *slog.Logger
+}
+
+// Format prints the Paywall without its secrets, for every fmt verb.
+func (p *Paywall) Format(f fmt.State, _ rune) {
+	_, _ = fmt.Fprintf(f, "payment.Paywall{realm:%q secrets:%d [REDACTED]}", p.realm, len(p.secrets))
 }
 
 // MinSecretBytes is the shortest challenge secret NewPaywall accepts.
@@ -160,14 +167,23 @@ func (p *Paywall) Require(service string, price budget.Money) func(http.Handler)
 }
 
 // RequireFunc is Require with a per-request price.
+// An invalid service ref makes every request fail with 500 (and an error
+// log) rather than charge for something that cannot be named.
 func (p *Paywall) RequireFunc(service string, price PriceFunc) func(http.Handler) http.Handler {
-	provider, _, _ := strings.Cut(service, "/")
+	provider, _, err := splitRef(service)
 	return func(next http.Handler) http.Handler {
+		if err != nil || price == nil {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				p.log.ErrorContext(r.Context(), "payment: paywall misconfigured", "service", service, "err", err)
+				problem.Write(w, http.StatusInternalServerError, "price_unavailable", "this resource is misconfigured")
+			})
+		}
 		return &paidHandler{p: p, service: service, provider: provider, price: price, next: next}
 	}
 }
 
-// Paid describes the verified payment of the request being served.
+// Paid describes the verified payment of the request being served; the
+// handler behind a Paywall reads it with PaidFromContext. A plain value.
 type Paid struct {
 	ChallengeID string
 	Price       budget.Money
@@ -192,12 +208,11 @@ type paidHandler struct {
 
 // reqBinding is everything a challenge is bound to besides its id.
 type reqBinding struct {
-	price       budget.Money
-	route, idk  string
-	digest      string
-	requestB64  string
-	opaqueB64   string
-	description string
+	price      budget.Money
+	route, idk string
+	digest     string
+	requestB64 string
+	opaqueB64  string
 }
 
 const maxIdempotencyKey = 255
@@ -379,7 +394,17 @@ func (h *paidHandler) serve(w http.ResponseWriter, r *http.Request, rec Challeng
 		_ = p.store.Update(context.WithoutCancel(r.Context()), ChallengePending, rec2)
 		h.unsettled(r.Context(), claims, errors.New("handler panicked"))
 	}()
-	h.next.ServeHTTP(buf, r.WithContext(ctx))
+	// The handler does not need the credential; keeping it out of its
+	// request keeps it out of whatever the handler logs or forwards.
+	inner := r.WithContext(ctx)
+	inner.Header = r.Header.Clone()
+	inner.Header.Del("Authorization")
+	for _, v := range r.Header.Values("Authorization") {
+		if len(v) < len(SchemeName) || !strings.EqualFold(v[:len(SchemeName)], SchemeName) {
+			inner.Header.Add("Authorization", v)
+		}
+	}
+	h.next.ServeHTTP(buf, inner)
 	finished = true
 	resp := buf.response()
 	if buf.overflow {

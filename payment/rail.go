@@ -22,7 +22,8 @@ type ChargeRequest struct {
 	HoldID         string
 }
 
-// ChargeResult is a confirmed charge.
+// ChargeResult is a confirmed charge. ChargeRequest and ChargeResult are
+// plain values.
 type ChargeResult struct {
 	// Reference is the rail's identifier of the charge (a payment intent id…).
 	Reference string
@@ -42,7 +43,7 @@ type Rail interface {
 	Charge(ctx context.Context, req ChargeRequest) (ChargeResult, error)
 }
 
-// MemoryCharge is one charge recorded by a MemoryRail.
+// MemoryCharge is one charge recorded by a MemoryRail (a copy; plain value).
 type MemoryCharge struct {
 	ChargeRequest
 	Reference string

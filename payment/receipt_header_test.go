@@ -74,8 +74,8 @@ func FuzzParseReceipt(f *testing.F) {
 		}
 		v, err := FormatReceiptHeader(r)
 		if err != nil {
-			if len(s) > MaxHeaderBytes-1024 {
-				return
+			if strings.Contains(err.Error(), "-byte limit") {
+				return // re-encoding may grow a large value over the limit
 			}
 			t.Fatalf("parsed %+v but cannot format: %v", r, err)
 		}

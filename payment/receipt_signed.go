@@ -15,7 +15,7 @@ import (
 // RedeemedAt are signed into Signed (a compact JWS of typ
 // agentprov-receipt+jwt), which the provider and the user keep as evidence;
 // State and Reference report settlement progress at the time of the answer
-// and are not signed.
+// and are not signed. A plain value.
 type Receipt struct {
 	Issuer     string
 	HoldID     string // the token's jti
@@ -28,6 +28,17 @@ type Receipt struct {
 
 	State     RedemptionState
 	Reference string
+}
+
+// Err returns nil when the charge is confirmed (State settled, or a
+// receipt read from its signature alone) and ErrSettlementPending while the
+// orchestrator's outbox is still settling it.
+func (r *Receipt) Err() error {
+	switch r.State {
+	case StateCommitted, StateSettling, StatePending:
+		return ErrSettlementPending
+	}
+	return nil
 }
 
 // receiptWire is the JWT claims set of a receipt (§5.5).

@@ -123,6 +123,7 @@ func (i *Issuer) receiptOf(rec Redemption) Receipt {
 }
 
 // RedemptionRequest is the body of POST to the redemption endpoint (§5.2).
+// A plain value.
 type RedemptionRequest struct {
 	Token  string       `json:"token"`
 	Amount budget.Money `json:"amount"`
@@ -202,7 +203,8 @@ type ProviderAuthenticator func(r *http.Request) (providerID string, err error)
 // BearerAuthenticator authenticates providers by "Authorization: Bearer
 // <api key>", with keys mapping provider id to the key the orchestrator
 // registered for it. Keys are compared in constant time through their
-// SHA-256 digests and never logged.
+// SHA-256 digests and never logged. The returned function is safe for
+// concurrent use; keys is copied.
 func BearerAuthenticator(keys map[string]string) ProviderAuthenticator {
 	type entry struct {
 		provider string
@@ -338,7 +340,7 @@ func writeErr(w http.ResponseWriter, err error) {
 	problem.Write(w, e.Status, e.Code, detail)
 }
 
-// RedeemerOptions configure a Redeemer.
+// RedeemerOptions configure a Redeemer; they are read once by NewRedeemer.
 type RedeemerOptions struct {
 	// HTTPClient sends the requests; default http.DefaultClient. It is not
 	// modified (redirects are refused on a copy).
@@ -363,6 +365,9 @@ type Redeemer struct {
 
 // String redacts the API key.
 func (r *Redeemer) String() string { return fmt.Sprintf("payment.Redeemer{%s}", r.endpoint) }
+
+// GoString redacts the API key for %#v.
+func (r *Redeemer) GoString() string { return r.String() }
 
 // NewRedeemer returns a client of the redemption endpoint URL, which must
 // be https (or http on loopback).

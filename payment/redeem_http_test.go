@@ -283,3 +283,41 @@ func TestIdempotentInFlight(t *testing.T) {
 		t.Fatalf("in flight: %d %v", rr.Code, rr.Header())
 	}
 }
+
+// TestProviderToldOfOutcome: a 202 while the rail is down, then GET shows
+// settled once the outbox ran; a refusal is a 402 and GET shows reversed.
+func TestProviderToldOfOutcome(t *testing.T) {
+	w := newWorld(t)
+	srv := w.server(t)
+	url := srv.URL + "/payment/redemptions"
+	red, err := NewRedeemer(url, &RedeemerOptions{APIKey: "cf-key", Keys: w.iss.JWKS(), Issuer: testIss})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+
+	slow := w.mint(500)
+	w.rail.FailNext(1)
+	rc, err := red.Redeem(ctx, slow.Token, budget.USD(500), "a")
+	if err != nil || rc.State != StateSettling || !errors.Is(rc.Err(), ErrSettlementPending) {
+		t.Fatalf("during outage: %+v %v", rc, err)
+	}
+	if _, err := VerifyReceipt(rc.Signed, w.iss.JWKS(), testIss); err != nil {
+		t.Fatalf("a pending redemption still has a valid receipt: %v", err)
+	}
+	w.settleAll()
+	st, err := red.Status(ctx, slow.Claims.HoldID)
+	if err != nil || st.State != StateSettled || st.Reference == "" || st.Err() != nil {
+		t.Fatalf("after outbox: %+v %v", st, err)
+	}
+
+	bad := w.mint(300)
+	w.rail.Refuse(bad.Claims.HoldID)
+	_, err = red.Redeem(ctx, bad.Token, budget.USD(300), "b")
+	wantCode(t, err, ErrSettlementRefused)
+	st, err = red.Status(ctx, bad.Claims.HoldID)
+	if err != nil || st.State != StateReversed {
+		t.Fatalf("refused: %+v %v", st, err)
+	}
+	w.consistent(slow.Claims.HoldID, bad.Claims.HoldID)
+}

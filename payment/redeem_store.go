@@ -52,27 +52,31 @@ func (s RedemptionState) Valid() bool {
 
 // Redemption is the orchestrator's record of one payment token, keyed by
 // its hold id, from minting to a final state. Stores keep it verbatim.
+// A plain value: stores hand out copies.
 type Redemption struct {
-	HoldID  string
-	State   RedemptionState
-	Version int64 // 1 on creation, +1 on every Update (compare-and-set)
+	HoldID  string          `json:"hold_id"`
+	State   RedemptionState `json:"state"`
+	Version int64           `json:"version"` // 1 on creation, +1 on every Update (compare-and-set)
 
-	Provider, Service, Project string
-	MaxAmount                  budget.Money
-	IssuedAt, ExpiresAt        time.Time
-	ChallengeID                string
-	MintKey                    string // idempotency key of the mint
+	Provider    string       `json:"provider"`
+	Service     string       `json:"service"` // service ref
+	Project     string       `json:"project"`
+	MaxAmount   budget.Money `json:"max_amount"`
+	IssuedAt    time.Time    `json:"issued_at"`
+	ExpiresAt   time.Time    `json:"expires_at"`
+	ChallengeID string       `json:"challenge_id,omitempty"`
+	MintKey     string       `json:"mint_key"` // idempotency key of the mint
 
-	Amount     budget.Money // redeemed amount, set from pending on
-	RedeemedAt time.Time
-	Receipt    string // signed receipt, set from committed on
-	Reference  string // rail reference, set when settled
+	Amount     budget.Money `json:"amount"`               // redeemed amount, set from pending on
+	RedeemedAt time.Time    `json:"redeemed_at,omitzero"` // set from pending on
+	Receipt    string       `json:"receipt,omitempty"`    // signed receipt, set from committed on
+	Reference  string       `json:"reference,omitempty"`  // rail reference, set when settled
 
-	Attempts      int       // settlement attempts made
-	NextAttemptAt time.Time // when the outbox next looks at a non-final record
-	LastError     string    // last transient failure, for operators
-	Reason        string    // revocation or refusal reason
-	UpdatedAt     time.Time
+	Attempts      int       `json:"attempts"`                 // settlement attempts made
+	NextAttemptAt time.Time `json:"next_attempt_at,omitzero"` // when the outbox next looks at a non-final record
+	LastError     string    `json:"last_error,omitempty"`     // last transient failure, for operators
+	Reason        string    `json:"reason,omitempty"`         // revocation or refusal reason
+	UpdatedAt     time.Time `json:"updated_at"`
 }
 
 // RedemptionStore keeps Redemption records. Implementations offer only

@@ -107,7 +107,8 @@ func (k SigningKey) signer(typ string) (jose.Signer, error) {
 
 // TokenClaims are the claims of a payment token (§5.1). Subject and Project
 // both carry the project id ("sub" on the wire); HoldID is the budget hold
-// and the token's single-use identifier ("jti").
+// and the token's single-use identifier ("jti"). A plain value: safe to
+// share once built.
 type TokenClaims struct {
 	Issuer      string       // "iss": the orchestrator
 	Audience    string       // "aud": the one provider id that may redeem
@@ -320,6 +321,7 @@ func decodeTokenClaims(payload []byte) (*TokenClaims, error) {
 }
 
 // TokenVerifierOptions tune a TokenVerifier. The zero value is usable.
+// Options are read once by NewTokenVerifier.
 type TokenVerifierOptions struct {
 	// Now is the clock; nil means time.Now.
 	Now clock.Func
@@ -374,8 +376,12 @@ func (v *TokenVerifier) Verify(ctx context.Context, token string) (*TokenClaims,
 	if err != nil {
 		return nil, err
 	}
-	if !v.now.Now().Before(c.Expiry.Add(v.leeway)) {
+	now := v.now.Now()
+	if !now.Before(c.Expiry.Add(v.leeway)) {
 		return nil, ErrTokenExpired.with(nil, "expired at %s", c.Expiry.Format(time.RFC3339))
+	}
+	if c.IssuedAt.After(now.Add(v.leeway)) {
+		return nil, ErrTokenInvalid.with(nil, "issued in the future (%s)", c.IssuedAt.Format(time.RFC3339))
 	}
 	return c, nil
 }

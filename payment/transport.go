@@ -56,7 +56,10 @@ type TransportOptions struct {
 // Transport is the client side of the HTTP Payment scheme: an
 // http.RoundTripper that answers a 402 carrying an agentprov challenge by
 // obtaining a token from its Payer and retrying the request once with the
-// credential. It never mutates the caller's request, checks that the
+// credential. A 402 without such a challenge (another method, another
+// 402 protocol) is returned to the caller untouched; refusals to pay are
+// returned as errors (*Error: ErrCallCeiling, ErrCapExceeded,
+// ErrOriginNotAllowed, ErrBodyNotReplayable, ErrPaymentRejected…). It never mutates the caller's request, checks that the
 // challenge comes from an origin it pays and names that origin's provider,
 // refuses amounts above its per-call ceiling before any payment, sends a
 // stable Idempotency-Key, and never pays twice for one logical request:
@@ -76,6 +79,12 @@ type Transport struct {
 	remember int
 	mu       sync.Mutex
 	creds    map[string]rememberedCred
+}
+
+// Format prints the Transport without the credentials it remembers, for
+// every fmt verb.
+func (t *Transport) Format(f fmt.State, _ rune) {
+	_, _ = fmt.Fprintf(f, "payment.Transport{origins:%d ceiling:%s}", len(t.origins), t.ceiling)
 }
 
 type rememberedCred struct {
@@ -244,13 +253,20 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return resp, err
 	}
 	challenges, perr := ParseChallenges(resp.Header.Values("WWW-Authenticate"))
+	if errors.Is(perr, ErrNoChallenge) {
+		// Not the Payment scheme (another 402 protocol): not ours to
+		// answer, the caller gets the response untouched.
+		return resp, nil
+	}
+	var ch *Challenge
+	if perr == nil {
+		if ch = t.pick(challenges); ch == nil {
+			return resp, nil // no agentprov challenge: likewise
+		}
+	}
 	discard(resp)
 	if perr != nil {
 		return nil, perr
-	}
-	ch, err := t.pick(challenges)
-	if err != nil {
-		return nil, err
 	}
 	provider, ok := t.origins[origin]
 	if !ok {
@@ -295,13 +311,13 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return t.paidAttempts(ctx, req, body, idk, authz, memKey, false)
 }
 
-func (t *Transport) pick(cs []Challenge) (*Challenge, error) {
+func (t *Transport) pick(cs []Challenge) *Challenge {
 	for i := range cs {
 		if cs[i].Method == MethodID && cs[i].Intent == IntentCharge {
-			return &cs[i], nil
+			return &cs[i]
 		}
 	}
-	return nil, ErrNoChallenge.with(nil, "no %s/%s challenge among %d", MethodID, IntentCharge, len(cs))
+	return nil
 }
 
 // paidAttempts sends the request with the credential, re-sending the same
@@ -346,6 +362,9 @@ func (t *Transport) paidAttempts(ctx context.Context, req *http.Request, body *r
 			return nil, e
 		case (resp.StatusCode == http.StatusConflict || resp.StatusCode == http.StatusServiceUnavailable) &&
 			resp.Header.Get("Retry-After") != "" && attempt < t.maxReplays:
+			if !paywallRetryable(resp) {
+				return resp, nil
+			}
 			wait := t.retryAfter(resp.Header.Get("Retry-After"))
 			discard(resp)
 			if err := sleepCtx(ctx, wait); err != nil {
@@ -355,6 +374,27 @@ func (t *Transport) paidAttempts(ctx context.Context, req *http.Request, body *r
 		}
 		return resp, nil
 	}
+}
+
+// paywallRetryable reports whether resp is the paywall asking for the
+// same credential again (in flight, settlement or store unavailable), as
+// opposed to the handler's own 409 or 503, which is returned as is. The
+// peeked body is put back.
+func paywallRetryable(resp *http.Response) bool {
+	head, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	resp.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(head), resp.Body), resp.Body}
+	pd := problem.Read(bytes.NewReader(head), int64(len(head)))
+	if pd == nil {
+		return false
+	}
+	switch pd.Code {
+	case ErrChallengeInFlight.Code, "settlement_unavailable", ErrStore.Code:
+		return true
+	}
+	return false
 }
 
 func (t *Transport) retryAfter(v string) time.Duration {

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"pgregory.net/rapid"
+
 	"github.com/agentprov/agentprov/authz"
 )
 
@@ -291,6 +293,12 @@ func RunAccountStore(t *testing.T, mk AccountHarnessMaker) {
 		}
 	})
 
+	t.Run("Model", func(t *testing.T) {
+		t.Parallel()
+		ctx, h := mkAccounts(t, mk)
+		runAccountModel(ctx, t, h)
+	})
+
 	t.Run("Durable", func(t *testing.T) {
 		t.Parallel()
 		ctx, h := mkAccounts(t, mk)
@@ -494,6 +502,99 @@ func RunTokenStore(t *testing.T, mk TokenHarnessMaker) {
 		got, err := s2.Lookup(ctx, authz.HashToken("d"))
 		if err != nil || !got.Revoked() {
 			t.Fatalf("after reopen = %+v, %v; want revoked token", got, err)
+		}
+	})
+}
+
+// runAccountModel drives the store with random operation sequences and
+// compares every answer with a plain map model. Each sequence uses names no
+// other sequence uses, so one store serves all of them.
+func runAccountModel(ctx context.Context, t *testing.T, h *AccountHarness) {
+	var run atomic.Int64
+	rapid.Check(t, func(rt *rapid.T) {
+		ns := fmt.Sprintf("m%d-", run.Add(1))
+		users := make([]authz.UserRef, 4)
+		for i := range users {
+			users[i] = authz.UserRef{Issuer: fmt.Sprintf("https://%so%d.example", ns, i%2), Subject: fmt.Sprintf("s%d", i/2)}
+		}
+		emails := []string{ns + "a@example.com", ns + "b@example.com", ns + "c@example.com"}
+		byUser := map[authz.UserRef]string{}
+		byEmail := map[string]string{}
+		var ids []string
+		steps := rapid.IntRange(1, 12).Draw(rt, "steps")
+		for step := range steps {
+			u := users[rapid.IntRange(0, len(users)-1).Draw(rt, "user")]
+			email := emails[rapid.IntRange(0, len(emails)-1).Draw(rt, "email")]
+			switch op := rapid.IntRange(0, 2).Draw(rt, "op"); op {
+			case 0: // create
+				id := fmt.Sprintf("acct_%s%d", ns, step)
+				got, created, err := h.Store.CreateIfAbsent(ctx, acct(id, email), u)
+				switch want, linked := byUser[u]; {
+				case linked:
+					if err != nil || created || got.ID != want {
+						rt.Fatalf("create for linked %v = %v, %v, %v; want %s", u, got, created, err, want)
+					}
+				case byEmail[email] != "":
+					if !errors.Is(err, authz.ErrEmailTaken) {
+						rt.Fatalf("create with taken email = %v, %v", created, err)
+					}
+				default:
+					if err != nil || !created || got.ID != id {
+						rt.Fatalf("create = %v, %v, %v", got, created, err)
+					}
+					byUser[u], byEmail[email] = id, id
+					ids = append(ids, id)
+				}
+			case 1: // seed
+				id := fmt.Sprintf("acct_%s%d", ns, step)
+				err := h.Seed(ctx, acct(id, email))
+				if byEmail[email] != "" {
+					if !errors.Is(err, authz.ErrEmailTaken) {
+						rt.Fatalf("seed on taken email: %v", err)
+					}
+					continue
+				}
+				if err != nil {
+					rt.Fatalf("seed: %v", err)
+				}
+				byEmail[email] = id
+				ids = append(ids, id)
+			case 2: // link
+				if len(ids) == 0 {
+					continue
+				}
+				target := ids[rapid.IntRange(0, len(ids)-1).Draw(rt, "target")]
+				linked, err := h.Store.LinkSubject(ctx, target, u)
+				switch cur, ok := byUser[u]; {
+				case !ok:
+					if err != nil || !linked {
+						rt.Fatalf("link = %v, %v", linked, err)
+					}
+					byUser[u] = target
+				case cur == target:
+					if err != nil || linked {
+						rt.Fatalf("relink = %v, %v", linked, err)
+					}
+				default:
+					if !errors.Is(err, authz.ErrAlreadyLinked) {
+						rt.Fatalf("link elsewhere = %v, %v", linked, err)
+					}
+				}
+			}
+			for _, u := range users {
+				got, err := h.Store.FindBySubject(ctx, u)
+				want, ok := byUser[u]
+				if ok != (err == nil) || (ok && got.ID != want) {
+					rt.Fatalf("FindBySubject(%v) = %v, %v; model %q", u, got, err, want)
+				}
+			}
+			for _, e := range emails {
+				got, err := h.Store.FindByEmail(ctx, e)
+				want := byEmail[e]
+				if (want != "") != (err == nil) || (want != "" && got.ID != want) {
+					rt.Fatalf("FindByEmail(%s) = %v, %v; model %q", e, got, err, want)
+				}
+			}
 		}
 	})
 }

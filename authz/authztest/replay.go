@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"pgregory.net/rapid"
+
 	"github.com/agentprov/agentprov/authz"
 )
 
@@ -86,11 +88,12 @@ func RunReplayStore(t *testing.T, mk ReplayHarnessMaker) {
 	t.Run("LongAndOddIDs", func(t *testing.T) {
 		t.Parallel()
 		ctx, h := replayHarness(t, mk)
-		long := make([]byte, 600)
+		long := make([]byte, 4000)
 		for i := range long {
 			long[i] = 'a' + byte(i%26)
 		}
-		for _, id := range []string{string(long), "agentprov-attestation+jwt 19:https://orch.example vQ", "ünïcødé/✓", "'; DROP TABLE x; --"} {
+		longer := string(long) + "x"
+		for _, id := range []string{string(long), longer, "agentprov-attestation+jwt 19:https://orch.example vQ", "ünïcødé/✓", "'; DROP TABLE x; --"} {
 			mustPut(ctx, t, h.Store, id, future(), true)
 			mustPut(ctx, t, h.Store, id, future(), false)
 		}
@@ -173,6 +176,36 @@ func RunReplayStore(t *testing.T, mk ReplayHarnessMaker) {
 		if wins.Load() != n {
 			t.Fatalf("%d of %d distinct ids recorded", wins.Load(), n)
 		}
+	})
+
+	t.Run("Model", func(t *testing.T) {
+		t.Parallel()
+		ctx, h := replayHarness(t, mk)
+		run := 0
+		rapid.Check(t, func(rt *rapid.T) {
+			run++
+			live := map[string]bool{} // id -> recorded with a future expiry
+			for range rapid.IntRange(1, 10).Draw(rt, "steps") {
+				func(rt *rapid.T) {
+					id := fmt.Sprintf("m%d-%s", run, rapid.SampledFrom([]string{"a", "b", "c"}).Draw(rt, "id"))
+					expired := rapid.Bool().Draw(rt, "expired")
+					exp := future()
+					if expired {
+						exp = past()
+					}
+					ok, err := h.Store.PutIfAbsent(ctx, id, exp)
+					if err != nil {
+						rt.Fatalf("PutIfAbsent: %v", err)
+					}
+					if ok == live[id] {
+						rt.Fatalf("PutIfAbsent(%s) = %v, model says live=%v", id, ok, live[id])
+					}
+					if ok {
+						live[id] = !expired
+					}
+				}(rt)
+			}
+		})
 	})
 
 	t.Run("Durable", func(t *testing.T) {

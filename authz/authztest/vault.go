@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"pgregory.net/rapid"
+
 	"github.com/agentprov/agentprov/authz"
 )
 
@@ -277,6 +279,12 @@ func RunVaultStore(t *testing.T, mk VaultHarnessMaker) {
 		}
 	})
 
+	t.Run("Model", func(t *testing.T) {
+		t.Parallel()
+		ctx, h := vaultHarness(t, mk)
+		runVaultModel(ctx, t, h.Store)
+	})
+
 	t.Run("Durable", func(t *testing.T) {
 		t.Parallel()
 		ctx, h := vaultHarness(t, mk)
@@ -296,5 +304,94 @@ func RunVaultStore(t *testing.T, mk VaultHarnessMaker) {
 		mustGet(ctx, t, s2, k, []byte("b"), 2)
 		_, err = s2.CompareAndSwap(ctx, k, 1, []byte("stale"))
 		wantCode(t, "stale CAS after reopen", err, authz.ErrVersionConflict)
+	})
+}
+
+// runVaultModel drives the store with random operation sequences and
+// compares every result with a map-based model. Each sequence works in its
+// own project, so one store serves all of them.
+func runVaultModel(ctx context.Context, t *testing.T, s authz.VaultStore) {
+	type entry struct {
+		data    string
+		version int64
+	}
+	run := 0
+	rapid.Check(t, func(rt *rapid.T) {
+		run++
+		project := fmt.Sprintf("model-%d", run)
+		model := map[authz.VaultKey]entry{}
+		keyGen := rapid.Custom(func(rt *rapid.T) authz.VaultKey {
+			return vkey(project, rapid.SampledFrom([]string{"neon", "fly"}).Draw(rt, "provider"),
+				rapid.SampledFrom([]string{"db", "app"}).Draw(rt, "service"))
+		})
+		// Short sequences keep the suite quick on durable (fsyncing) stores.
+		ops := map[string]func(*rapid.T){
+			"Put": func(rt *rapid.T) {
+				k := keyGen.Draw(rt, "key")
+				d := rapid.StringN(0, 8, 8).Draw(rt, "data")
+				v, err := s.Put(ctx, k, []byte(d))
+				if err != nil {
+					rt.Fatalf("Put: %v", err)
+				}
+				want := model[k].version + 1
+				if v != want {
+					rt.Fatalf("Put version %d, model %d", v, want)
+				}
+				model[k] = entry{d, want}
+			},
+			"CompareAndSwap": func(rt *rapid.T) {
+				k := keyGen.Draw(rt, "key")
+				cur, ok := model[k]
+				ver := rapid.Int64Range(0, cur.version+1).Draw(rt, "version")
+				d := rapid.StringN(0, 8, 8).Draw(rt, "data")
+				v, err := s.CompareAndSwap(ctx, k, ver, []byte(d))
+				switch {
+				case ok && ver == cur.version || !ok && ver == 0:
+					if err != nil || v != ver+1 {
+						rt.Fatalf("CAS(%d) = %d, %v; model wants success", ver, v, err)
+					}
+					model[k] = entry{d, ver + 1}
+				case !ok:
+					if !errors.Is(err, authz.ErrCredentialNotFound) {
+						rt.Fatalf("CAS(%d) on a missing key = %v", ver, err)
+					}
+				default:
+					if !errors.Is(err, authz.ErrVersionConflict) {
+						rt.Fatalf("CAS(%d) at version %d = %v", ver, cur.version, err)
+					}
+				}
+			},
+			"Delete": func(rt *rapid.T) {
+				k := keyGen.Draw(rt, "key")
+				err := s.Delete(ctx, k)
+				if _, ok := model[k]; ok {
+					if err != nil {
+						rt.Fatalf("Delete: %v", err)
+					}
+					delete(model, k)
+				} else if !errors.Is(err, authz.ErrCredentialNotFound) {
+					rt.Fatalf("Delete of a missing key = %v", err)
+				}
+			},
+			"List": func(rt *rapid.T) {
+				recs, err := s.List(ctx, project, "")
+				if err != nil {
+					rt.Fatalf("List: %v", err)
+				}
+				if len(recs) != len(model) {
+					rt.Fatalf("List has %d records, model %d", len(recs), len(model))
+				}
+				for _, r := range recs {
+					m, ok := model[r.Key]
+					if !ok || m.data != string(r.Data) || m.version != r.Version {
+						rt.Fatalf("record %s = %q v%d, model %+v", r.Key, r.Data, r.Version, m)
+					}
+				}
+			},
+		}
+		for range rapid.IntRange(1, 10).Draw(rt, "steps") {
+			ops[rapid.SampledFrom([]string{"Put", "CompareAndSwap", "Delete", "List"}).Draw(rt, "op")](rt)
+		}
+		ops["List"](rt)
 	})
 }

@@ -2,7 +2,9 @@ package sqlstore
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"time"
 
 	"github.com/agentprov/agentprov/authz"
@@ -41,6 +43,19 @@ func (s *ReplayStore) Migrate(ctx context.Context) error {
 	)
 }
 
+// maxStoredID is the longest id stored as is; longer ids are stored as a
+// SHA-256 digest, keeping index entries small (PostgreSQL b-tree entries
+// are limited to about 2.7 KB).
+const maxStoredID = 255
+
+func storedID(id string) string {
+	if len(id) <= maxStoredID {
+		return id
+	}
+	sum := sha256.Sum256([]byte(id))
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
 // PutIfAbsent implements authz.ReplayStore. Times are stored as Unix
 // nanoseconds.
 func (s *ReplayStore) PutIfAbsent(ctx context.Context, id string, expiresAt time.Time) (bool, error) {
@@ -48,7 +63,7 @@ func (s *ReplayStore) PutIfAbsent(ctx context.Context, id string, expiresAt time
 		`INSERT INTO {replay} (id, expires_at) VALUES ($1, $2)
 		 ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at
 		 WHERE {replay}.expires_at <= $3`),
-		id, expiresAt.UnixNano(), s.c.now.Now().UnixNano())
+		storedID(id), expiresAt.UnixNano(), s.c.now.Now().UnixNano())
 	if err != nil {
 		return false, err
 	}

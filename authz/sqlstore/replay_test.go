@@ -3,6 +3,10 @@ package sqlstore_test
 import (
 	"context"
 	"database/sql"
+	"fmt"
+	"log"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -96,4 +100,32 @@ func TestNewStoresValidate(t *testing.T) {
 	if _, err := sqlstore.NewVaultStore(db, sqlstore.SQLite, &sqlstore.Options{TablePrefix: "x; DROP TABLE y"}); err == nil {
 		t.Error("unsafe table prefix accepted")
 	}
+}
+
+func ExampleReplayStore() {
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "replay")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	// Any database/sql driver; here modernc.org/sqlite, registered as "sqlite".
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "provider.db"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer db.Close()
+
+	replay, err := sqlstore.NewReplayStore(db, sqlstore.SQLite, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := replay.Migrate(ctx); err != nil {
+		log.Fatal(err)
+	}
+	exp := time.Now().Add(5 * time.Minute)
+	first, _ := replay.PutIfAbsent(ctx, "jti-1", exp)
+	again, _ := replay.PutIfAbsent(ctx, "jti-1", exp)
+	fmt.Println(first, again)
+	// Output: true false
 }

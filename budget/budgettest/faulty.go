@@ -59,6 +59,7 @@ func (f *Faulty) next(method string) Fault {
 
 var _ budget.Store = (*Faulty)(nil)
 
+// Reserve implements budget.Store, failing as injected.
 func (f *Faulty) Reserve(ctx context.Context, req *budget.ReserveRequest) (budget.Hold, bool, error) {
 	switch f.next("Reserve") {
 	case FailBefore:
@@ -70,6 +71,7 @@ func (f *Faulty) Reserve(ctx context.Context, req *budget.ReserveRequest) (budge
 	return f.Store.Reserve(ctx, req)
 }
 
+// Transition implements budget.Store, failing as injected.
 func (f *Faulty) Transition(ctx context.Context, req *budget.TransitionRequest) (budget.Hold, error) {
 	switch f.next("Transition") {
 	case FailBefore:
@@ -81,6 +83,7 @@ func (f *Faulty) Transition(ctx context.Context, req *budget.TransitionRequest) 
 	return f.Store.Transition(ctx, req)
 }
 
+// Hold implements budget.Store, failing as injected.
 func (f *Faulty) Hold(ctx context.Context, id string) (budget.Hold, error) {
 	if f.next("Hold") != 0 {
 		return budget.Hold{}, ErrInjected
@@ -88,6 +91,7 @@ func (f *Faulty) Hold(ctx context.Context, id string) (budget.Hold, error) {
 	return f.Store.Hold(ctx, id)
 }
 
+// ApplyUsage implements budget.Store, failing as injected.
 func (f *Faulty) ApplyUsage(ctx context.Context, req *budget.UsageRequest) (budget.UsageEntry, bool, error) {
 	switch f.next("ApplyUsage") {
 	case FailBefore:
@@ -99,6 +103,7 @@ func (f *Faulty) ApplyUsage(ctx context.Context, req *budget.UsageRequest) (budg
 	return f.Store.ApplyUsage(ctx, req)
 }
 
+// SetCap implements budget.Store, failing as injected.
 func (f *Faulty) SetCap(ctx context.Context, rec budget.CapRecord) (budget.CapRecord, error) {
 	switch f.next("SetCap") {
 	case FailBefore:
@@ -110,6 +115,7 @@ func (f *Faulty) SetCap(ctx context.Context, rec budget.CapRecord) (budget.CapRe
 	return f.Store.SetCap(ctx, rec)
 }
 
+// CapHistory implements budget.Store, failing as injected.
 func (f *Faulty) CapHistory(ctx context.Context, project string) ([]budget.CapRecord, error) {
 	if f.next("CapHistory") != 0 {
 		return nil, ErrInjected
@@ -117,6 +123,7 @@ func (f *Faulty) CapHistory(ctx context.Context, project string) ([]budget.CapRe
 	return f.Store.CapHistory(ctx, project)
 }
 
+// Usage implements budget.Store, failing as injected.
 func (f *Faulty) Usage(ctx context.Context, checks []budget.CapCheck, now time.Time) ([]budget.CounterUsage, error) {
 	if f.next("Usage") != 0 {
 		return nil, ErrInjected
@@ -124,6 +131,7 @@ func (f *Faulty) Usage(ctx context.Context, checks []budget.CapCheck, now time.T
 	return f.Store.Usage(ctx, checks, now)
 }
 
+// Windows implements budget.Store, failing as injected.
 func (f *Faulty) Windows(ctx context.Context, project, provider string, period budget.Period, now time.Time) ([]budget.CounterUsage, error) {
 	if f.next("Windows") != 0 {
 		return nil, ErrInjected
@@ -131,6 +139,7 @@ func (f *Faulty) Windows(ctx context.Context, project, provider string, period b
 	return f.Store.Windows(ctx, project, provider, period, now)
 }
 
+// MarkAlert implements budget.Store, failing as injected.
 func (f *Faulty) MarkAlert(ctx context.Context, key string, at time.Time) (bool, error) {
 	switch f.next("MarkAlert") {
 	case FailBefore:

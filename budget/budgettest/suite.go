@@ -41,6 +41,10 @@ func Run(t *testing.T, mk HarnessMaker) {
 		{"FailClosed", testFailClosed},
 		{"CrashBetweenReserveAndCommit", testCrash},
 		{"Reopen", testReopen},
+		{"StoreContract", testStoreContract},
+		{"ConcurrentMarks", testConcurrentMarks},
+		{"ConcurrentUsage", testConcurrentUsage},
+		{"ConcurrentTransitions", testConcurrentTransitions},
 		{"Model", RunModel},
 	}
 	for _, tc := range tests {

@@ -1,0 +1,104 @@
+package authz_test
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/agentprov/agentprov/authz"
+)
+
+// The orchestrator attests its user to a provider; the provider verifies
+// the attestation against the orchestrator's published keys.
+func ExampleAttester() {
+	ctx := context.Background()
+
+	// Orchestrator side.
+	key, err := authz.GenerateSigningKey("2026-05", jose.EdDSA)
+	if err != nil {
+		log.Fatal(err)
+	}
+	attester, err := authz.NewAttester("https://orchestrator.example", key, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	pairwise := []byte("an orchestrator-wide secret of at least 32 bytes!!")
+	token, err := attester.Attest(ctx, authz.AttestRequest{
+		Audience:      "neon",
+		Subject:       authz.PairwiseSubject(pairwise, "user-123", "neon"),
+		Email:         "ada@example.com",
+		EmailVerified: true,
+		Actor:         &authz.Actor{Sub: "agent-7", ClientID: "claude-code"},
+		Project:       "proj_1",
+		Service:       "neon/postgres",
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	// Provider side. In production the keys come from the orchestrator's
+	// JWKS URL (TrustedIssuer.JWKSURL); here they are pinned.
+	verifier, err := authz.NewVerifier("neon",
+		[]authz.TrustedIssuer{{Issuer: "https://orchestrator.example", Keys: attester.JWKS()}},
+		authz.NewMemoryReplayStore(nil), nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	a, err := verifier.Verify(ctx, token)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(a.Email, a.EmailVerified, a.Actor.ClientID, a.Service, a.Expiry.Sub(a.IssuedAt))
+
+	// An attestation is single use.
+	_, err = verifier.Verify(ctx, token)
+	fmt.Println(authz.AsError(err).Code)
+	// Output:
+	// ada@example.com true claude-code neon/postgres 5m0s
+	// token_replayed
+}
+
+// The vault keeps provider credentials encrypted at rest and never prints
+// their secrets.
+func ExampleVault() {
+	ctx := context.Background()
+	// A 32-byte AES-256 key from the platform's key management, by id.
+	store, err := authz.NewEncryptedVaultStore(authz.NewMemoryVaultStore(),
+		map[string][]byte{"vault-2026": []byte("0123456789abcdef0123456789abcdef")}, "vault-2026")
+	if err != nil {
+		log.Fatal(err)
+	}
+	vault, err := authz.NewVault(store, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	err = vault.Put(ctx, authz.Credential{
+		Project:     "proj_1",
+		Provider:    "neon",
+		Service:     "postgres",
+		AccessToken: "neon_at_s3cr3t",
+		Expiry:      time.Now().Add(time.Hour),
+		Env:         map[string]authz.Secret{"DATABASE_URL": "postgres://app:pw@db.neon.example/app"},
+		LinkAction:  "created",
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	c, err := vault.Get(ctx, "proj_1", "neon/postgres")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("%v %+v\n", c.AccessToken, c.Env)
+
+	env, err := vault.Env(ctx, "proj_1", "neon/postgres")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(env["NEON_API_TOKEN"])
+	// Output:
+	// [REDACTED] map[DATABASE_URL:[REDACTED]]
+	// neon_at_s3cr3t
+}

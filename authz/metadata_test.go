@@ -1,0 +1,197 @@
+package authz_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/agentprov/agentprov/authz"
+)
+
+// goldenProvisioner is a provisioner at a fixed issuer so that its wire
+// documents are stable.
+func goldenProvisioner(t *testing.T) (*authz.Provisioner, *orchestrator, *authz.MemoryAccountStore) {
+	t.Helper()
+	o := newOrchestrator(t, orchIssuer)
+	v, err := authz.NewVerifier("acme", []authz.TrustedIssuer{{Issuer: orchIssuer, Keys: o.att.JWKS()}}, authz.NewMemoryReplayStore(nil), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	accounts := authz.NewMemoryAccountStore()
+	p, err := authz.NewProvisioner(v, accounts, authz.NewMemoryTokenStore(), &authz.ProvisionerOptions{
+		Issuer:        "https://acme.example",
+		ResourceName:  "Acme API",
+		TermsVersion:  "2026-04",
+		TermsURL:      "https://acme.example/terms",
+		ServiceScopes: map[string][]string{"acme/dns": {"dns:write", "zones:read"}},
+		DefaultScopes: []string{"zones:read"},
+		Authorizer: authz.AuthorizerFunc(func(http.ResponseWriter, *http.Request, *authz.AuthorizationRequest) (string, error) {
+			return "", authz.ErrAccessDenied
+		}),
+		RedirectURIs: map[string][]string{orchIssuer: {callbackURL}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, o, accounts
+}
+
+// checkWireGolden compares got (raw JSON) with testdata/provisioning/name,
+// as JSON values, and that the file decodes into typ and re-encodes to the
+// same value. go test -update rewrites the files.
+func checkWireGolden(t *testing.T, name string, got []byte, typ any) {
+	t.Helper()
+	path := filepath.Join("testdata", "provisioning", name)
+	if *updateGolden {
+		var v any
+		if err := json.Unmarshal(got, &v); err != nil {
+			t.Fatal(err)
+		}
+		out, _ := json.MarshalIndent(v, "", "  ")
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, append(out, '\n'), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create)", err)
+	}
+	var g, w any
+	if err := json.Unmarshal(got, &g); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(want, &w); err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(w, g); d != "" {
+		t.Errorf("%s mismatch (-golden +got):\n%s", name, d)
+	}
+	if typ != nil {
+		if err := json.Unmarshal(want, typ); err != nil {
+			t.Fatalf("%s does not decode into %T: %v", name, typ, err)
+		}
+		again, _ := json.Marshal(typ)
+		var a any
+		_ = json.Unmarshal(again, &a)
+		if d := cmp.Diff(w, a); d != "" {
+			t.Errorf("%s does not round-trip through %T (-golden +re-encoded):\n%s", name, typ, d)
+		}
+	}
+}
+
+func serve(h http.Handler, method, target, ctype, body string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(method, target, strings.NewReader(body))
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
+}
+
+func TestGoldenProvisioningDocuments(t *testing.T) {
+	p, o, accounts := goldenProvisioner(t)
+	h := p.Handler()
+
+	rec := serve(h, http.MethodGet, "https://acme.example"+authz.PathResourceMetadata, "", "")
+	if rec.Code != 200 || rec.Header().Get("Content-Type") != "application/json" {
+		t.Fatalf("resource metadata: %d %s", rec.Code, rec.Header().Get("Content-Type"))
+	}
+	checkWireGolden(t, "resource_metadata.json", rec.Body.Bytes(), &authz.ProtectedResourceMetadata{})
+
+	rec = serve(h, http.MethodGet, "https://acme.example"+authz.PathServerMetadata, "", "")
+	checkWireGolden(t, "server_metadata.json", rec.Body.Bytes(), &authz.AuthorizationServerMetadata{})
+
+	// consent_required: an account holds the attested email.
+	if err := accounts.Seed(authz.Account{ID: "acct_1", Email: "old@example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	form := jwtBearer(o.attest(t, "acme", user{sub: "u1", email: "old@example.com", verified: true}, false)).Encode()
+	rec = serve(h, http.MethodPost, "https://acme.example"+authz.PathToken, "application/x-www-form-urlencoded", form)
+	if rec.Code != http.StatusUnauthorized {
+		t.Fatalf("consent_required status %d", rec.Code)
+	}
+	wantChallenge := `Bearer error="consent_required", resource_metadata="https://acme.example/.well-known/oauth-protected-resource"`
+	if got := rec.Header().Get("WWW-Authenticate"); got != wantChallenge {
+		t.Errorf("WWW-Authenticate = %q, want %q", got, wantChallenge)
+	}
+	checkWireGolden(t, "error_consent_required.json", rec.Body.Bytes(), nil)
+
+	// The success body, with the random parts fixed.
+	tr := authz.TokenResponse{
+		AccessToken: "apt_3q2-7wAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", TokenType: "Bearer", ExpiresIn: 2592000,
+		Scope: "dns:write zones:read", AccountID: "acct_bq2xk5m3yv7l4c2jz6w4q3r5ta", LinkAction: authz.LinkCreated,
+	}
+	b, _ := json.Marshal(tr)
+	checkWireGolden(t, "token_response.json", b, &authz.TokenResponse{})
+
+	da := authz.DeviceAuthorizationResponse{
+		DeviceCode: "GmRhmhcxhwAzkoEqiMEg_DnyEysNkuNhszIySk9eS", UserCode: "WDJB-MJHT",
+		VerificationURI: "https://acme.example/device", VerificationURIComplete: "https://acme.example/device?user_code=WDJB-MJHT",
+		ExpiresIn: 600, Interval: 5,
+	}
+	b, _ = json.Marshal(da)
+	checkWireGolden(t, "device_authorization_response.json", b, &authz.DeviceAuthorizationResponse{})
+
+	ev := authz.RevocationEvent{
+		Issuer: orchIssuer, Audience: "acme", ID: "Jx3kQ1tq5mAbCdEfGhIjKl", IssuedAt: 1777636800, Expiry: 1777637100,
+		Subject: "u1", AccountID: "acct_bq2xk5m3yv7l4c2jz6w4q3r5ta", Project: "proj_1", Service: "acme/dns",
+		TokenHashes: []string{authz.HashToken("apt_example").String()},
+	}
+	b, _ = json.Marshal(ev)
+	checkWireGolden(t, "revocation_event_claims.json", b, &authz.RevocationEvent{})
+
+	b, _ = json.Marshal(authz.RevocationAck{ProtocolVersion: "0.1", Revoked: 1})
+	checkWireGolden(t, "revocation_ack.json", b, &authz.RevocationAck{})
+}
+
+func TestFetchServerMetadataChecks(t *testing.T) {
+	var doc map[string]any
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(doc)
+	}))
+	defer srv.Close()
+	ctx := context.Background()
+	base := func() map[string]any {
+		return map[string]any{
+			"issuer": srv.URL, "token_endpoint": srv.URL + "/token", "authorization_endpoint": srv.URL + "/authorize",
+			"code_challenge_methods_supported": []string{"S256"}, "grant_types_supported": []string{}, "response_types_supported": []string{"code"},
+			"token_endpoint_auth_methods_supported": []string{"none"},
+		}
+	}
+	doc = base()
+	if _, err := authz.FetchServerMetadata(ctx, srv.Client(), srv.URL); err != nil {
+		t.Fatalf("good metadata: %v", err)
+	}
+	for name, mutate := range map[string]func(m map[string]any){
+		"issuer mismatch":   func(m map[string]any) { m["issuer"] = "https://evil.example" },
+		"insecure endpoint": func(m map[string]any) { m["token_endpoint"] = "http://evil.example/token" },
+		"plain PKCE only":   func(m map[string]any) { m["code_challenge_methods_supported"] = []string{"plain"} },
+		"no token endpoint": func(m map[string]any) { delete(m, "token_endpoint") },
+	} {
+		doc = base()
+		mutate(doc)
+		if _, err := authz.FetchServerMetadata(ctx, srv.Client(), srv.URL); !errors.Is(err, authz.ErrInvalidMetadata) {
+			t.Errorf("%s: err = %v, want ErrInvalidMetadata", name, err)
+		}
+	}
+	if _, err := authz.FetchResourceMetadata(ctx, nil, "http://evil.example/prm", ""); !errors.Is(err, authz.ErrInvalidMetadata) {
+		t.Errorf("insecure resource metadata URL: %v", err)
+	}
+	doc = map[string]any{"resource": "https://other.example"}
+	if _, err := authz.FetchResourceMetadata(ctx, srv.Client(), srv.URL+"/prm", "https://acme.example"); !errors.Is(err, authz.ErrInvalidMetadata) {
+		t.Errorf("resource mismatch: %v", err)
+	}
+}

@@ -1,0 +1,879 @@
+package payment
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/agentprov/agentprov/budget"
+)
+
+// The end-to-end tests run the three roles in one process over loopback
+// HTTP: an orchestrator (budget.Ledger, Issuer, redemption endpoint), a
+// provider (Paywall over real handlers, a TokenVerifier and a Redeemer)
+// and an agent (http.Client over Transport paying with IssuerPayer).
+
+const (
+	e2eProject  = "proj-1"
+	e2eProvider = "cloudflare"
+	e2eService  = "cloudflare/registrar:domain"
+	e2eIssuer   = "https://orchestrator.example"
+	e2eRealm    = "api.cloudflare.example"
+	e2ePrice    = 250
+)
+
+var e2eSecret = []byte("provider-402-secret-0123456789abcdef")
+
+type e2eConfig struct {
+	cap        int64 // monthly provider cap in cents; 0 = default ($100)
+	ceiling    int64 // per-call ceiling in cents; 0 = 1000
+	paywall    *PaywallOptions
+	transport  *TransportOptions
+	wrapRedeem func(TokenRedeemer) TokenRedeemer
+	origins    func(providerURL string) map[string]string
+}
+
+type e2e struct {
+	t        testing.TB
+	ledger   *budget.Ledger
+	rail     *MemoryRail
+	iss      *Issuer
+	paywall  *Paywall
+	redeemer TokenRedeemer
+	provider *httptest.Server
+	client   *http.Client
+	tr       *Transport
+
+	served    atomic.Int64 // handler bodies that ran
+	pays      atomic.Int64 // Payer.Pay calls
+	release   chan struct{}
+	unsettled atomic.Int64
+}
+
+func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+func newE2E(t testing.TB, cfg e2eConfig) *e2e {
+	t.Helper()
+	w := &e2e{t: t, release: make(chan struct{})}
+	lopts := &budget.LedgerOptions{}
+	if cfg.cap > 0 {
+		lopts.DefaultProviderCap = budget.USD(cfg.cap)
+	}
+	l, err := budget.NewLedger(budget.NewMemoryStore(nil), lopts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.ledger = l
+	w.rail = NewMemoryRail(nil)
+	key := SigningKey{KeyID: "orch-402", Key: ed25519.NewKeyFromSeed([]byte("agentprov-402-e2e-test-key-seed!"))}
+	w.iss, err = NewIssuer(e2eIssuer, key, l, &IssuerOptions{
+		Rail: w.rail, Logger: quiet(),
+		Authenticate: BearerAuthenticator(map[string]string{e2eProvider: "cf-api-key"}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/redeem", w.iss.RedemptionHandler())
+	mux.Handle("/redeem/", w.iss.RedemptionHandler())
+	orch := httptest.NewServer(mux)
+	t.Cleanup(orch.Close)
+
+	verifier, err := NewTokenVerifier(e2eIssuer, e2eProvider, w.iss.JWKS(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	red, err := NewRedeemer(orch.URL+"/redeem", &RedeemerOptions{APIKey: "cf-api-key", Keys: w.iss.JWKS(), Issuer: e2eIssuer, HTTPClient: orch.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.redeemer = red
+	if cfg.wrapRedeem != nil {
+		w.redeemer = cfg.wrapRedeem(red)
+	}
+	popts := PaywallOptions{Logger: quiet()}
+	if cfg.paywall != nil {
+		popts = *cfg.paywall
+	}
+	popts.OnUnsettled = func(ctx context.Context, c *TokenClaims, _ error) {
+		w.unsettled.Add(1)
+		_ = w.iss.Revoke(ctx, c.HoldID, "unused") // give the hold back at once
+	}
+	w.paywall, err = NewPaywall(e2eRealm, [][]byte{e2eSecret}, verifier, w.redeemer, &popts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	paid := w.paywall.Require(e2eService, budget.USD(e2ePrice))
+	pmux := http.NewServeMux()
+	pmux.Handle("GET /v1/check", paid(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		w.served.Add(1)
+		if strings.Contains(strings.Join(r.Header.Values("Authorization"), ","), SchemeName) {
+			t.Error("handler sees the payment credential")
+		}
+		if p, ok := PaidFromContext(r.Context()); !ok || p.Price != budget.USD(e2ePrice) || p.Claims.Audience != e2eProvider {
+			t.Errorf("PaidFromContext = %+v, %v", p, ok)
+		}
+		rw.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(rw, `{"domain":"`+r.URL.Query().Get("name")+`","available":true}`)
+	})))
+	pmux.Handle("POST /v1/register", paid(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		w.served.Add(1)
+		b, _ := io.ReadAll(r.Body)
+		rw.WriteHeader(http.StatusCreated)
+		_, _ = rw.Write(append([]byte("registered "), b...))
+	})))
+	pmux.Handle("GET /v1/fail", paid(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		w.served.Add(1)
+		http.Error(rw, "registry down", http.StatusBadGateway)
+	})))
+	pmux.Handle("GET /v1/slow", paid(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		w.served.Add(1)
+		<-w.release
+		_, _ = io.WriteString(rw, "slow result")
+	})))
+	pmux.Handle("GET /free", http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(rw, `{"domain":"`+r.URL.Query().Get("name")+`","available":true}`)
+	}))
+	w.provider = httptest.NewServer(pmux)
+	t.Cleanup(w.provider.Close)
+	t.Cleanup(func() {
+		select {
+		case <-w.release:
+		default:
+			close(w.release)
+		}
+	})
+
+	payer := IssuerPayer(w.iss, e2eProject)
+	counting := PayerFunc(func(ctx context.Context, r *PayRequest) (string, error) {
+		w.pays.Add(1)
+		return payer.Pay(ctx, r)
+	})
+	origins := map[string]string{w.provider.URL: e2eProvider}
+	if cfg.origins != nil {
+		origins = cfg.origins(w.provider.URL)
+	}
+	topts := TransportOptions{}
+	if cfg.transport != nil {
+		topts = *cfg.transport
+	}
+	topts.Base = w.provider.Client().Transport
+	ceiling := cfg.ceiling
+	if ceiling == 0 {
+		ceiling = 1000
+	}
+	w.tr, err = NewTransport(counting, origins, budget.USD(ceiling), &topts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.client = &http.Client{Transport: w.tr}
+	return w
+}
+
+// usage returns what the month counter of the test scope holds and has committed.
+func (w *e2e) usage() (held, committed int64) {
+	w.t.Helper()
+	u, err := w.ledger.Usage(context.Background(), budget.Scope{Project: e2eProject, Provider: e2eProvider})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	for _, c := range u.Counters {
+		if c.Counter.Window.Period() == budget.Month && c.Counter.Provider == e2eProvider {
+			return c.Held, c.Committed
+		}
+	}
+	w.t.Fatal("no month counter")
+	return 0, 0
+}
+
+func (w *e2e) wantMoney(held, committed, railed int64) {
+	w.t.Helper()
+	h, c := w.usage()
+	if h != held || c != committed {
+		w.t.Errorf("budget holds %d and has committed %d, want %d and %d", h, c, held, committed)
+	}
+	if got := w.rail.Total("USD"); got != railed {
+		w.t.Errorf("rail charged %d, want %d", got, railed)
+	}
+}
+
+func (w *e2e) get(path string) (*http.Response, string, error) {
+	w.t.Helper()
+	resp, err := w.client.Get(w.provider.URL + path)
+	if err != nil {
+		return nil, "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b), nil
+}
+
+func TestE2E402PaidUnderCap(t *testing.T) {
+	w := newE2E(t, e2eConfig{})
+	req, _ := http.NewRequest(http.MethodGet, w.provider.URL+"/v1/check?name=example.dev", nil)
+	req.Header.Set("Accept", "application/json")
+	before := req.Header.Clone()
+	resp, err := w.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || string(body) != `{"domain":"example.dev","available":true}` {
+		t.Fatalf("got %d %s", resp.StatusCode, body)
+	}
+	if len(req.Header) != len(before) || req.Header.Get("Authorization") != "" || req.Header.Get("Idempotency-Key") != "" {
+		t.Fatalf("caller's request was mutated: %v", req.Header)
+	}
+	if cc := resp.Header.Get("Cache-Control"); cc != "private" {
+		t.Errorf("Cache-Control %q, want private", cc)
+	}
+	rh, err := ReceiptFromResponse(resp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rh.Method != MethodID || rh.Amount != "250" || rh.Currency != "USD" || rh.Reference == "" || rh.ChallengeID == "" {
+		t.Fatalf("receipt %+v", rh)
+	}
+	signed, err := VerifyReceipt(rh.Signed, w.iss.JWKS(), e2eIssuer)
+	if err != nil {
+		t.Fatalf("signed receipt: %v", err)
+	}
+	if signed.HoldID != rh.Reference || signed.Amount != budget.USD(e2ePrice) || signed.Provider != e2eProvider {
+		t.Fatalf("signed receipt %+v does not match header %+v", signed, rh)
+	}
+	if w.served.Load() != 1 || w.pays.Load() != 1 {
+		t.Fatalf("handler ran %d times, payer called %d times", w.served.Load(), w.pays.Load())
+	}
+	w.wantMoney(0, e2ePrice, e2ePrice)
+}
+
+func TestE2E402CeilingTooLow(t *testing.T) {
+	w := newE2E(t, e2eConfig{ceiling: 100})
+	_, _, err := w.get("/v1/check?name=example.dev")
+	if !errors.Is(err, ErrCallCeiling) {
+		t.Fatalf("err = %v, want call_ceiling_exceeded", err)
+	}
+	if w.pays.Load() != 0 || w.served.Load() != 0 {
+		t.Fatalf("payer called %d times, handler ran %d times; want none", w.pays.Load(), w.served.Load())
+	}
+	w.wantMoney(0, 0, 0)
+}
+
+func TestE2E402MonthlyCapExhausted(t *testing.T) {
+	w := newE2E(t, e2eConfig{cap: 400})
+	if resp, _, err := w.get("/v1/check?name=a.dev"); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("first call: %v %v", resp, err)
+	}
+	_, _, err := w.get("/v1/check?name=b.dev")
+	if !errors.Is(err, ErrCapExceeded) {
+		t.Fatalf("err = %v, want cap_exceeded", err)
+	}
+	var ce *budget.CapError
+	if !errors.As(err, &ce) {
+		t.Errorf("err %v does not carry the budget's *CapError", err)
+	}
+	if w.served.Load() != 1 {
+		t.Fatalf("handler ran %d times, want 1", w.served.Load())
+	}
+	w.wantMoney(0, e2ePrice, e2ePrice)
+}
+
+func TestE2E402PostBodyReplayed(t *testing.T) {
+	w := newE2E(t, e2eConfig{})
+	// A body without GetBody is buffered for the paid retry.
+	req, _ := http.NewRequest(http.MethodPost, w.provider.URL+"/v1/register", io.NopCloser(strings.NewReader("example.dev")))
+	req.Header.Set("Idempotency-Key", "order-1")
+	resp, err := w.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated || string(b) != "registered example.dev" {
+		t.Fatalf("got %d %q", resp.StatusCode, b)
+	}
+	// The caller repeats the logical request (same Idempotency-Key): the
+	// transport re-sends the credential it paid with, the provider replays.
+	req2, _ := http.NewRequest(http.MethodPost, w.provider.URL+"/v1/register", strings.NewReader("example.dev"))
+	req2.Header.Set("Idempotency-Key", "order-1")
+	resp2, err := w.client.Do(req2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b2, _ := io.ReadAll(resp2.Body)
+	resp2.Body.Close()
+	if resp2.StatusCode != http.StatusCreated || string(b2) != string(b) || resp2.Header.Get(ReceiptHeaderName) != resp.Header.Get(ReceiptHeaderName) {
+		t.Fatalf("repeat got %d %q", resp2.StatusCode, b2)
+	}
+	if w.served.Load() != 1 || w.pays.Load() != 1 {
+		t.Fatalf("handler ran %d times, payer called %d times; want 1 and 1", w.served.Load(), w.pays.Load())
+	}
+	w.wantMoney(0, e2ePrice, e2ePrice)
+}
+
+func TestE2E402BodyNotReplayable(t *testing.T) {
+	w := newE2E(t, e2eConfig{transport: &TransportOptions{MaxBufferedBody: 4}})
+	req, _ := http.NewRequest(http.MethodPost, w.provider.URL+"/v1/register", io.NopCloser(strings.NewReader("example.dev")))
+	_, err := w.client.Do(req)
+	if !errors.Is(err, ErrBodyNotReplayable) {
+		t.Fatalf("err = %v, want body_not_replayable", err)
+	}
+	if w.pays.Load() != 0 {
+		t.Fatal("paid for a body it cannot replay")
+	}
+	w.wantMoney(0, 0, 0)
+}
+
+func TestE2E402OriginChecks(t *testing.T) {
+	t.Run("unlisted origin", func(t *testing.T) {
+		w := newE2E(t, e2eConfig{origins: func(string) map[string]string { return map[string]string{"https://other.example": e2eProvider} }})
+		if _, _, err := w.get("/v1/check"); !errors.Is(err, ErrOriginNotAllowed) {
+			t.Fatalf("err = %v", err)
+		}
+		if w.pays.Load() != 0 {
+			t.Fatal("paid an unlisted origin")
+		}
+	})
+	t.Run("origin of another provider", func(t *testing.T) {
+		w := newE2E(t, e2eConfig{origins: func(u string) map[string]string { return map[string]string{u: "neon"} }})
+		if _, _, err := w.get("/v1/check"); !errors.Is(err, ErrOriginNotAllowed) {
+			t.Fatalf("err = %v", err)
+		}
+		if w.pays.Load() != 0 {
+			t.Fatal("paid a challenge naming another recipient")
+		}
+	})
+}
+
+func TestTransportPassesForeign402Through(t *testing.T) {
+	for name, hdr := range map[string]string{
+		"no Payment challenge": `Bearer realm="x"`,
+		"other method":         `Payment id="i", realm="r", method="tempo", intent="charge", request="e30"`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("WWW-Authenticate", hdr)
+				w.WriteHeader(http.StatusPaymentRequired)
+				_, _ = io.WriteString(w, "pay elsewhere")
+			}))
+			defer srv.Close()
+			var paid atomic.Int64
+			tr, err := NewTransport(PayerFunc(func(context.Context, *PayRequest) (string, error) { paid.Add(1); return "", nil }),
+				map[string]string{srv.URL: e2eProvider}, budget.USD(1000), &TransportOptions{Base: srv.Client().Transport})
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := (&http.Client{Transport: tr}).Get(srv.URL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusPaymentRequired || string(b) != "pay elsewhere" || paid.Load() != 0 {
+				t.Fatalf("got %d %q, paid %d", resp.StatusCode, b, paid.Load())
+			}
+		})
+	}
+}
+
+// A fake provider: 402 first, then the handler's own 409 with Retry-After
+// (not the paywall's), which must reach the caller as is, once.
+func TestTransportHandlerConflictPassesThrough(t *testing.T) {
+	var calls atomic.Int64
+	var bodies []string
+	var mu sync.Mutex
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		bodies = append(bodies, string(b))
+		mu.Unlock()
+		if calls.Add(1) == 1 {
+			c := &Challenge{Realm: "fake", Method: MethodID, Intent: IntentCharge,
+				Request: ChallengeRequest{Amount: "10", Currency: "USD", Recipient: e2eProvider, MethodDetails: map[string]any{"service": e2eService}},
+				Expires: time.Now().Add(time.Minute)}
+			c.ID, _ = ChallengeID(testChallengeSecret, c)
+			v, _ := FormatChallenge(c)
+			w.Header().Set("WWW-Authenticate", v)
+			w.WriteHeader(http.StatusPaymentRequired)
+			return
+		}
+		if _, err := ParseCredential(r.Header.Get("Authorization")); err != nil || r.Header.Get("Idempotency-Key") == "" {
+			t.Errorf("paid attempt: %v, key %q", err, r.Header.Get("Idempotency-Key"))
+		}
+		w.Header().Set("Retry-After", "1")
+		w.WriteHeader(http.StatusConflict)
+		_, _ = io.WriteString(w, "name already taken")
+	}))
+	defer srv.Close()
+	tr, err := NewTransport(PayerFunc(func(context.Context, *PayRequest) (string, error) { return "tok", nil }),
+		map[string]string{srv.URL: e2eProvider}, budget.USD(1000), &TransportOptions{Base: srv.Client().Transport})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := (&http.Client{Transport: tr}).Post(srv.URL+"/register", "text/plain", strings.NewReader("example.dev"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusConflict || string(b) != "name already taken" || calls.Load() != 2 {
+		t.Fatalf("got %d %q after %d calls", resp.StatusCode, b, calls.Load())
+	}
+	if len(bodies) != 2 || bodies[0] != "example.dev" || bodies[1] != "example.dev" {
+		t.Fatalf("bodies sent: %q", bodies)
+	}
+}
+
+func TestE2E402HandlerFailureNotSettled(t *testing.T) {
+	w := newE2E(t, e2eConfig{})
+	resp, body, err := w.get("/v1/fail")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, "registry down") {
+		t.Fatalf("got %d %q, want the handler's own failure", resp.StatusCode, body)
+	}
+	if resp.Header.Get(ReceiptHeaderName) != "" {
+		t.Fatal("receipt on a failed response")
+	}
+	if w.unsettled.Load() != 1 {
+		t.Fatalf("OnUnsettled called %d times", w.unsettled.Load())
+	}
+	w.wantMoney(0, 0, 0)
+}
+
+// A paid attempt times out while the handler still runs; the transport
+// re-sends the same credential, gets "in flight", waits, and finally the
+// replayed result: one payment, one handler run.
+func TestE2E402TimeoutThenRetryChargedOnce(t *testing.T) {
+	w := newE2E(t, e2eConfig{transport: &TransportOptions{AttemptTimeout: 150 * time.Millisecond, MaxReplays: 20, MaxRetryAfter: 50 * time.Millisecond}})
+	go func() {
+		for w.served.Load() == 0 {
+			time.Sleep(5 * time.Millisecond)
+		}
+		time.Sleep(400 * time.Millisecond) // past several attempt timeouts
+		close(w.release)
+	}()
+	resp, body, err := w.get("/v1/slow")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 || body != "slow result" || resp.Header.Get(ReceiptHeaderName) == "" {
+		t.Fatalf("got %d %q", resp.StatusCode, body)
+	}
+	if w.served.Load() != 1 || w.pays.Load() != 1 {
+		t.Fatalf("handler ran %d times, payer called %d times; want 1 and 1", w.served.Load(), w.pays.Load())
+	}
+	w.wantMoney(0, e2ePrice, e2ePrice)
+}
+
+// The caller's own deadline expires; it repeats the request with the same
+// Idempotency-Key and gets the result it paid for, without paying again.
+func TestE2E402CallerTimeoutRepeatChargedOnce(t *testing.T) {
+	w := newE2E(t, e2eConfig{transport: &TransportOptions{MaxRetryAfter: 20 * time.Millisecond, MaxReplays: 50}})
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, w.provider.URL+"/v1/slow", nil)
+	req.Header.Set("Idempotency-Key", "lookup-7")
+	_, err := w.client.Do(req)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want the caller's deadline", err)
+	}
+	close(w.release)
+	req2, _ := http.NewRequest(http.MethodGet, w.provider.URL+"/v1/slow", nil)
+	req2.Header.Set("Idempotency-Key", "lookup-7")
+	resp, err := w.client.Do(req2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(b) != "slow result" {
+		t.Fatalf("got %d %q", resp.StatusCode, b)
+	}
+	if w.served.Load() != 1 || w.pays.Load() != 1 {
+		t.Fatalf("handler ran %d times, payer called %d times; want 1 and 1", w.served.Load(), w.pays.Load())
+	}
+	w.wantMoney(0, e2ePrice, e2ePrice)
+}
+
+// flakyRedeemer fails the first n redemptions with a transient error.
+type flakyRedeemer struct {
+	TokenRedeemer
+	fail  atomic.Int64
+	calls atomic.Int64
+}
+
+func (f *flakyRedeemer) Redeem(ctx context.Context, token string, actual budget.Money, key string) (*Receipt, error) {
+	f.calls.Add(1)
+	if f.fail.Add(-1) >= 0 {
+		return nil, &url.Error{Op: "Post", URL: "https://orchestrator.example/redeem", Err: errors.New("connection reset")}
+	}
+	return f.TokenRedeemer.Redeem(ctx, token, actual, key)
+}
+
+func TestE2E402TransientSettlementRetried(t *testing.T) {
+	var flaky *flakyRedeemer
+	w := newE2E(t, e2eConfig{
+		transport: &TransportOptions{MaxRetryAfter: 10 * time.Millisecond},
+		wrapRedeem: func(r TokenRedeemer) TokenRedeemer {
+			flaky = &flakyRedeemer{TokenRedeemer: r}
+			flaky.fail.Store(1)
+			return flaky
+		},
+	})
+	resp, body, err := w.get("/v1/check?name=x.dev")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 || !strings.Contains(body, "x.dev") || resp.Header.Get(ReceiptHeaderName) == "" {
+		t.Fatalf("got %d %q", resp.StatusCode, body)
+	}
+	if w.served.Load() != 1 || w.pays.Load() != 1 || flaky.calls.Load() != 2 {
+		t.Fatalf("handler %d, payer %d, redeem calls %d; want 1, 1, 2", w.served.Load(), w.pays.Load(), flaky.calls.Load())
+	}
+	w.wantMoney(0, e2ePrice, e2ePrice)
+}
+
+// revokingRedeemer revokes the token before redeeming it: the definitive
+// refusal a revoked token gets at the orchestrator.
+type revokingRedeemer struct {
+	TokenRedeemer
+	w *e2e
+}
+
+func (r *revokingRedeemer) Redeem(ctx context.Context, token string, actual budget.Money, key string) (*Receipt, error) {
+	c, err := ParseTokenClaims(token)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.w.iss.Revoke(ctx, c.HoldID, "test"); err != nil {
+		return nil, err
+	}
+	return r.TokenRedeemer.Redeem(ctx, token, actual, key)
+}
+
+func TestE2E402SettlementRefusedDeliversNothing(t *testing.T) {
+	var w *e2e
+	rr := &revokingRedeemer{}
+	w = newE2E(t, e2eConfig{wrapRedeem: func(r TokenRedeemer) TokenRedeemer { rr.TokenRedeemer = r; return rr }})
+	rr.w = w
+	_, _, err := w.get("/v1/check?name=x.dev")
+	if !errors.Is(err, ErrPaymentRejected) {
+		t.Fatalf("err = %v, want payment_rejected", err)
+	}
+	if w.pays.Load() != 1 {
+		t.Fatalf("payer called %d times, want 1 (no second payment)", w.pays.Load())
+	}
+	w.wantMoney(0, 0, 0)
+}
+
+// pay runs the protocol by hand and returns the Authorization value.
+func (w *e2e) pay(path string, hdr http.Header) string {
+	w.t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, w.provider.URL+path, nil)
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	resp, err := w.provider.Client().Do(req)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	discard(resp)
+	if resp.StatusCode != http.StatusPaymentRequired {
+		w.t.Fatalf("unpaid request got %d", resp.StatusCode)
+	}
+	cs, err := ParseChallenges(resp.Header.Values("WWW-Authenticate"))
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	m, err := w.iss.Mint(context.Background(), MintRequest{Project: e2eProject, Provider: e2eProvider, Service: e2eService,
+		MaxAmount: budget.USD(e2ePrice), ChallengeID: cs[0].ID})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	cred, err := NewTokenCredential(&cs[0], m.Token)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	v, err := FormatCredential(cred)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return v
+}
+
+func TestPaywallConcurrentSameCredential(t *testing.T) {
+	w := newE2E(t, e2eConfig{})
+	authz := w.pay("/v1/slow", nil)
+	const n = 16
+	type result struct {
+		status  int
+		body    string
+		receipt string
+	}
+	results := make(chan result, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest(http.MethodGet, w.provider.URL+"/v1/slow", nil)
+			req.Header.Set("Authorization", authz)
+			resp, err := w.provider.Client().Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			results <- result{resp.StatusCode, string(b), resp.Header.Get(ReceiptHeaderName)}
+		}()
+	}
+	time.Sleep(100 * time.Millisecond)
+	close(w.release)
+	wg.Wait()
+	close(results)
+	var ok, inFlight int
+	var first result
+	for r := range results {
+		switch r.status {
+		case http.StatusOK:
+			if ok == 0 {
+				first = r
+			} else if r != first {
+				t.Errorf("two different deliveries: %+v vs %+v", first, r)
+			}
+			ok++
+		case http.StatusConflict:
+			inFlight++
+		default:
+			t.Errorf("unexpected %d %s", r.status, r.body)
+		}
+	}
+	if ok == 0 || ok+inFlight != n {
+		t.Fatalf("%d ok, %d in flight of %d", ok, inFlight, n)
+	}
+	if w.served.Load() != 1 {
+		t.Fatalf("handler ran %d times for one credential", w.served.Load())
+	}
+	w.wantMoney(0, e2ePrice, e2ePrice)
+}
+
+// problemOf asserts a paywall refusal: status, code, problem type, a
+// fresh challenge (for 402) and no-store.
+func problemOf(t *testing.T, resp *http.Response, status int, want *Error) {
+	t.Helper()
+	defer resp.Body.Close()
+	var pd struct{ Type, Code string }
+	_ = json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&pd)
+	if resp.StatusCode != status || pd.Code != want.Code {
+		t.Fatalf("got %d %q, want %d %q", resp.StatusCode, pd.Code, status, want.Code)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "application/problem+json" {
+		t.Errorf("Content-Type %q", ct)
+	}
+	if resp.Header.Get("Cache-Control") != "no-store" {
+		t.Errorf("Cache-Control %q, want no-store", resp.Header.Get("Cache-Control"))
+	}
+	if status == http.StatusPaymentRequired {
+		if _, err := ParseChallenges(resp.Header.Values("WWW-Authenticate")); err != nil {
+			t.Errorf("402 without a fresh challenge: %v", err)
+		}
+		if !strings.HasPrefix(pd.Type, ProblemTypeBase) {
+			t.Errorf("problem type %q is not the draft's", pd.Type)
+		}
+	}
+}
+
+func TestPaywallRefusals(t *testing.T) {
+	w := newE2E(t, e2eConfig{})
+	do := func(path, authz string, hdr ...string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, w.provider.URL+path, nil)
+		if authz != "" {
+			req.Header.Set("Authorization", authz)
+		}
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		resp, err := w.provider.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	t.Run("no credential", func(t *testing.T) {
+		resp := do("/v1/check", "")
+		cs, err := ParseChallenges(resp.Header.Values("WWW-Authenticate"))
+		if err != nil || cs[0].Method != MethodID || cs[0].Intent != IntentCharge || cs[0].Realm != e2eRealm || cs[0].Expires.IsZero() {
+			t.Fatalf("challenge %+v, %v", cs, err)
+		}
+		if m, _ := cs[0].Request.Money(); m != budget.USD(e2ePrice) || cs[0].Request.Recipient != e2eProvider || cs[0].Request.Service() != e2eService {
+			t.Fatalf("request %+v", cs[0].Request)
+		}
+		problemOf(t, resp, 402, ErrPaymentRequired)
+	})
+	t.Run("malformed", func(t *testing.T) {
+		problemOf(t, do("/v1/check", "Payment !!!"), 402, ErrMalformedCredential)
+	})
+	t.Run("altered price", func(t *testing.T) {
+		cred, _ := ParseCredential(w.pay("/v1/check", nil))
+		r, _ := EncodeRequest(ChallengeRequest{Amount: "1", Currency: "USD", Recipient: e2eProvider, MethodDetails: map[string]any{"service": e2eService}})
+		cred.Challenge.Request = r
+		v, _ := FormatCredential(cred)
+		problemOf(t, do("/v1/check", v), 402, ErrInvalidChallenge)
+	})
+	t.Run("other route", func(t *testing.T) {
+		problemOf(t, do("/v1/fail", w.pay("/v1/check", nil)), 402, ErrInvalidChallenge)
+	})
+	t.Run("other idempotency key", func(t *testing.T) {
+		v := w.pay("/v1/check", http.Header{"Idempotency-Key": {"a"}})
+		problemOf(t, do("/v1/check", v, "Idempotency-Key", "b"), 402, ErrInvalidChallenge)
+	})
+	t.Run("unknown method", func(t *testing.T) {
+		cred, _ := ParseCredential(w.pay("/v1/check", nil))
+		cred.Challenge.Method = "tempo"
+		v, _ := FormatCredential(cred)
+		problemOf(t, do("/v1/check", v), 400, ErrMethodUnsupported)
+	})
+	t.Run("insufficient token", func(t *testing.T) {
+		cred, _ := ParseCredential(w.pay("/v1/check", nil))
+		m, err := w.iss.Mint(context.Background(), MintRequest{Project: e2eProject, Provider: e2eProvider, Service: e2eService, MaxAmount: budget.USD(100)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cred.Payload, _ = json.Marshal(map[string]string{"token": m.Token})
+		v, _ := FormatCredential(cred)
+		problemOf(t, do("/v1/check", v), 402, ErrPaymentInsufficient)
+	})
+	t.Run("garbage token", func(t *testing.T) {
+		cred, _ := ParseCredential(w.pay("/v1/check", nil))
+		cred.Payload = json.RawMessage(`{"token":"a.b.c"}`)
+		v, _ := FormatCredential(cred)
+		problemOf(t, do("/v1/check", v), 402, ErrVerificationFailed)
+	})
+	t.Run("challenge used by another credential", func(t *testing.T) {
+		v := w.pay("/v1/check", nil)
+		if resp := do("/v1/check", v); resp.StatusCode != 200 {
+			t.Fatalf("first use: %d", resp.StatusCode)
+		}
+		cred, _ := ParseCredential(v)
+		cred.Source = "did:example:someone-else"
+		v2, _ := FormatCredential(cred)
+		problemOf(t, do("/v1/check", v2), 402, ErrInvalidChallenge)
+	})
+	if w.served.Load() != 1 {
+		t.Fatalf("handler ran %d times, want 1 (only the valid credential)", w.served.Load())
+	}
+}
+
+func TestPaywallExpiryAndRotation(t *testing.T) {
+	now := time.Now()
+	var mu sync.Mutex
+	clk := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	w := newE2E(t, e2eConfig{paywall: &PaywallOptions{Now: clk, ChallengeTTL: time.Minute, Logger: quiet()}})
+	v := w.pay("/v1/check", nil)
+	mu.Lock()
+	now = now.Add(2 * time.Minute)
+	mu.Unlock()
+	req, _ := http.NewRequest(http.MethodGet, w.provider.URL+"/v1/check", nil)
+	req.Header.Set("Authorization", v)
+	resp, err := w.provider.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	problemOf(t, resp, 402, ErrPaymentExpired)
+
+	// A challenge issued under a secret that has since been rotated out of
+	// first place still verifies; one under an unknown secret does not.
+	cred, _ := ParseCredential(v)
+	e := &cred.Challenge
+	if !verifyEchoID([][]byte{[]byte("new-secret-new-secret-new-secret"), e2eSecret}, e) {
+		t.Fatal("old secret no longer verifies")
+	}
+	if verifyEchoID([][]byte{[]byte("new-secret-new-secret-new-secret")}, e) {
+		t.Fatal("challenge verifies without its secret")
+	}
+}
+
+func TestNewPaywallValidates(t *testing.T) {
+	w := newE2E(t, e2eConfig{})
+	v, _ := NewTokenVerifier(e2eIssuer, e2eProvider, w.iss.JWKS(), nil)
+	for name, f := range map[string]func() (*Paywall, error){
+		"no realm":     func() (*Paywall, error) { return NewPaywall("", [][]byte{e2eSecret}, v, w.redeemer, nil) },
+		"no secret":    func() (*Paywall, error) { return NewPaywall("r", nil, v, w.redeemer, nil) },
+		"short secret": func() (*Paywall, error) { return NewPaywall("r", [][]byte{[]byte("short")}, v, w.redeemer, nil) },
+		"no verifier":  func() (*Paywall, error) { return NewPaywall("r", [][]byte{e2eSecret}, nil, w.redeemer, nil) },
+		"bad realm":    func() (*Paywall, error) { return NewPaywall("a\nb", [][]byte{e2eSecret}, v, w.redeemer, nil) },
+	} {
+		if _, err := f(); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	for name, f := range map[string]func() (*Transport, error){
+		"no payer": func() (*Transport, error) {
+			return NewTransport(nil, map[string]string{"https://a": "a"}, budget.USD(1), nil)
+		},
+		"no origins": func() (*Transport, error) { return NewTransport(IssuerPayer(w.iss, "p"), nil, budget.USD(1), nil) },
+		"path origin": func() (*Transport, error) {
+			return NewTransport(IssuerPayer(w.iss, "p"), map[string]string{"https://a/x": "a"}, budget.USD(1), nil)
+		},
+		"zero ceiling": func() (*Transport, error) {
+			return NewTransport(IssuerPayer(w.iss, "p"), map[string]string{"https://a": "a"}, budget.Money{}, nil)
+		},
+	} {
+		if _, err := f(); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+// BenchmarkRoundTrip402 measures a paid request over loopback (client
+// Transport → 402 → token minted under the cap → paid retry → settlement
+// → 200 with receipt) against the same request to an unpaid handler, both
+// in this run, and reports their ratio.
+func BenchmarkRoundTrip402(b *testing.B) {
+	w := newE2E(b, e2eConfig{cap: 1 << 50})
+	plain := w.provider.Client()
+	run := func(c *http.Client, path string) {
+		resp, err := c.Get(w.provider.URL + path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			b.Fatalf("status %d", resp.StatusCode)
+		}
+	}
+	run(plain, "/free?name=x")
+	run(w.client, "/v1/check?name=x")
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		run(plain, "/free?name=x")
+	}
+	unpaid := time.Since(start)
+	start = time.Now()
+	for i := 0; i < b.N; i++ {
+		run(w.client, "/v1/check?name=x")
+	}
+	paid := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(unpaid.Nanoseconds())/float64(b.N), "unpaid-ns/op")
+	b.ReportMetric(float64(paid.Nanoseconds())/float64(b.N), "paid-ns/op")
+	b.ReportMetric(float64(paid)/float64(unpaid), "paid/unpaid")
+}

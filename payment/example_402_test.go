@@ -1,0 +1,104 @@
+package payment_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+
+	"github.com/agentprov/agentprov/budget"
+	"github.com/agentprov/agentprov/payment"
+)
+
+// A provider charges 2.50 USD per call with a Paywall; an agent's
+// http.Client pays through a Transport whose Payer is the orchestrator's
+// Issuer (in process here). The agent sees a plain 200 with a receipt.
+func Example_http402() {
+	// Orchestrator: budget ledger ($100/month per provider by default),
+	// issuer and redemption endpoint.
+	ledger, _ := budget.NewLedger(budget.NewMemoryStore(nil), nil)
+	key := payment.SigningKey{KeyID: "k1", Key: ed25519.NewKeyFromSeed(make([]byte, 32))}
+	issuer, err := payment.NewIssuer("https://orchestrator.example", key, ledger, &payment.IssuerOptions{
+		Rail:         payment.NewMemoryRail(nil),
+		Authenticate: payment.BearerAuthenticator(map[string]string{"cloudflare": "provider-api-key"}),
+		Logger:       slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	orchestrator := httptest.NewServer(issuer.RedemptionHandler())
+	defer orchestrator.Close()
+
+	// Provider: verify tokens locally, redeem them at the orchestrator.
+	verifier, _ := payment.NewTokenVerifier("https://orchestrator.example", "cloudflare", issuer.JWKS(), nil)
+	redeemer, _ := payment.NewRedeemer(orchestrator.URL, &payment.RedeemerOptions{APIKey: "provider-api-key"})
+	paywall, err := payment.NewPaywall("api.cloudflare.example",
+		[][]byte{[]byte("a 32-byte (or longer) HMAC secret")}, verifier, redeemer, nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	check := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "example.dev is available")
+	})
+	provider := httptest.NewServer(paywall.Require("cloudflare/registrar:domain", budget.USD(250))(check))
+	defer provider.Close()
+
+	// Agent: pays this provider's origin only, at most 5 USD per call.
+	tr, err := payment.NewTransport(payment.IssuerPayer(issuer, "my-project"),
+		map[string]string{provider.URL: "cloudflare"}, budget.USD(500), nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	client := &http.Client{Transport: tr}
+
+	resp, err := client.Get(provider.URL + "/check?domain=example.dev")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	receipt, _ := payment.ReceiptFromResponse(resp)
+	fmt.Println(resp.StatusCode, string(body))
+	fmt.Println("paid", receipt.Amount, receipt.Currency, "with", receipt.Method)
+
+	// A stricter ceiling refuses before anything is paid.
+	strict, _ := payment.NewTransport(payment.IssuerPayer(issuer, "my-project"),
+		map[string]string{provider.URL: "cloudflare"}, budget.USD(100), nil)
+	_, err = (&http.Client{Transport: strict}).Get(provider.URL + "/check?domain=example.dev")
+	fmt.Println("ceiling refused:", errors.Is(err, payment.ErrCallCeiling))
+
+	u, _ := ledger.Usage(context.Background(), budget.Scope{Project: "my-project", Provider: "cloudflare"})
+	for _, c := range u.Counters {
+		if c.Counter.Window.Period() == budget.Month {
+			fmt.Println("spent this month:", c.Committed)
+			break
+		}
+	}
+	// Output:
+	// 200 example.dev is available
+	// paid 250 USD with agentprov
+	// ceiling refused: true
+	// spent this month: 250
+}
+
+// FormatChallenge and ParseChallenges are the wire layer on their own.
+func ExampleParseChallenges() {
+	h := `Bearer realm="api", Payment id="abc", realm="api.example.com", method="agentprov", intent="charge", ` +
+		`request="eyJhbW91bnQiOiIyNTAiLCJjdXJyZW5jeSI6IlVTRCJ9", expires="2026-11-22T10:05:00Z"`
+	cs, err := payment.ParseChallenges([]string{h})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	m, _ := cs[0].Request.Money()
+	fmt.Println(cs[0].Method, cs[0].Intent, m.Amount, m.Currency, cs[0].Expires.Format("15:04"))
+	// Output: agentprov charge 250 USD 10:05
+}
