@@ -7,7 +7,7 @@ import (
 	"strings"
 )
 
-// Protocol error codes (§3.4). Servers put them in the problem document's
+// Protocol error codes (§3.3.5). Servers put them in the problem document's
 // "code" member; clients branch on them.
 const (
 	CodeInvalidDocument   = "invalid_document"
@@ -65,7 +65,8 @@ func (v Violation) String() string {
 }
 
 // ValidationError lists every violation found in a document, sorted by
-// pointer. It matches ErrInvalid, or ErrInvalidConfig when Config is set.
+// pointer. It matches ErrInvalid, or ErrInvalidConfig when Document is
+// "configuration" (from ValidateConfig).
 type ValidationError struct {
 	// Document names what was validated: "metadata", "catalog",
 	// "configuration".

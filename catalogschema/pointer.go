@@ -1,17 +1,6 @@
 package catalogschema
 
-import (
-	"bytes"
-	"io"
-	"strings"
-)
-
-var (
-	errEOF           = io.EOF
-	errUnexpectedEOF = io.ErrUnexpectedEOF
-)
-
-func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
+import "strings"
 
 // escapePointer escapes one RFC 6901 reference token.
 func escapePointer(s string) string {

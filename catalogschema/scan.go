@@ -1,8 +1,10 @@
 package catalogschema
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
 	"strconv"
 )
 
@@ -145,7 +147,7 @@ func scan(data []byte, l Limits, dupCheck bool) ([]scanFrame, []Violation, error
 // decodeGeneric decodes data into the generic form the schema validator
 // needs, with numbers kept exact, and rejects trailing data.
 func decodeGeneric(data []byte) (any, error) {
-	d := json.NewDecoder(bytesReader(data))
+	d := json.NewDecoder(bytes.NewReader(data))
 	d.UseNumber()
 	var v any
 	if err := d.Decode(&v); err != nil {
@@ -153,7 +155,7 @@ func decodeGeneric(data []byte) (any, error) {
 	}
 	if _, err := d.Token(); err == nil {
 		return nil, &SyntaxError{Offset: d.InputOffset(), Err: errors.New("data after the top-level value")}
-	} else if !errors.Is(err, errEOF) {
+	} else if !errors.Is(err, io.EOF) {
 		return nil, syntaxError(err, d.InputOffset())
 	}
 	return v, nil
@@ -164,8 +166,8 @@ func syntaxError(err error, off int64) error {
 	if errors.As(err, &se) {
 		return &SyntaxError{Offset: se.Offset, Err: err}
 	}
-	if errors.Is(err, errEOF) || errors.Is(err, errUnexpectedEOF) {
-		return &SyntaxError{Offset: off, Err: errUnexpectedEOF}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return &SyntaxError{Offset: off, Err: io.ErrUnexpectedEOF}
 	}
 	return &SyntaxError{Offset: off, Err: err}
 }

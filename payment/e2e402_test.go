@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -142,10 +143,16 @@ func newE2E(t testing.TB, cfg e2eConfig) *e2e {
 		<-w.release
 		_, _ = io.WriteString(rw, "slow result")
 	})))
+	pmux.Handle("GET /v1/panic", paid(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		w.served.Add(1)
+		panic("handler bug")
+	})))
 	pmux.Handle("GET /free", http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(rw, `{"domain":"`+r.URL.Query().Get("name")+`","available":true}`)
 	}))
-	w.provider = httptest.NewServer(pmux)
+	w.provider = httptest.NewUnstartedServer(pmux)
+	w.provider.Config.ErrorLog = log.New(io.Discard, "", 0) // the panic test is noisy
+	w.provider.Start()
 	t.Cleanup(w.provider.Close)
 	t.Cleanup(func() {
 		select {
@@ -434,6 +441,36 @@ func TestTransportHandlerConflictPassesThrough(t *testing.T) {
 	if len(bodies) != 2 || bodies[0] != "example.dev" || bodies[1] != "example.dev" {
 		t.Fatalf("bodies sent: %q", bodies)
 	}
+}
+
+func TestPaywallHandlerPanicNotSettled(t *testing.T) {
+	w := newE2E(t, e2eConfig{})
+	authz := w.pay("/v1/panic", nil)
+	send := func() (*http.Response, error) {
+		req, _ := http.NewRequest(http.MethodGet, w.provider.URL+"/v1/panic", nil)
+		req.Header.Set("Authorization", authz)
+		return w.provider.Client().Do(req)
+	}
+	// net/http turns the panic into a dropped connection or a bare 500.
+	if resp, err := send(); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode < 500 || resp.Header.Get(ReceiptHeaderName) != "" {
+			t.Fatalf("a panicking handler answered %d", resp.StatusCode)
+		}
+	}
+	// The same credential again: the recorded failure, not a second run.
+	resp, err := send()
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusInternalServerError || resp.Header.Get(ReceiptHeaderName) != "" {
+		t.Fatalf("retry got %d", resp.StatusCode)
+	}
+	if w.served.Load() != 1 || w.unsettled.Load() != 1 {
+		t.Fatalf("handler ran %d times, unsettled %d", w.served.Load(), w.unsettled.Load())
+	}
+	w.wantMoney(0, 0, 0)
 }
 
 func TestE2E402HandlerFailureNotSettled(t *testing.T) {

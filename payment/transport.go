@@ -167,7 +167,7 @@ type replayBody struct {
 	get       func() (io.ReadCloser, error)
 	buffered  []byte
 	streamed  io.ReadCloser // first attempt only, when the body was too large
-	replayble bool
+	replayable bool
 }
 
 func (b *replayBody) open(first bool) (io.ReadCloser, error) {
@@ -193,7 +193,7 @@ func (t *Transport) prepareBody(req *http.Request) (*replayBody, error) {
 	if req.GetBody != nil {
 		// The first attempt consumes req.Body as the caller handed it.
 		first := true
-		return &replayBody{replayble: true, get: func() (io.ReadCloser, error) {
+		return &replayBody{replayable: true, get: func() (io.ReadCloser, error) {
 			if first {
 				first = false
 				return req.Body, nil
@@ -208,7 +208,7 @@ func (t *Transport) prepareBody(req *http.Request) (*replayBody, error) {
 	}
 	if int64(len(head)) <= t.maxBody {
 		_ = req.Body.Close()
-		return &replayBody{buffered: head, replayble: true}, nil
+		return &replayBody{buffered: head, replayable: true}, nil
 	}
 	return &replayBody{streamed: struct {
 		io.Reader
@@ -286,7 +286,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !ch.Expires.IsZero() && !t.now.Now().Before(ch.Expires) {
 		return nil, ErrPaymentExpired.with(nil, "challenge expired at %s", ch.ExpiresParam())
 	}
-	if body != nil && !body.replayble {
+	if body != nil && !body.replayable {
 		return nil, ErrBodyNotReplayable.with(nil, "request body is above %d bytes and has no GetBody", t.maxBody)
 	}
 	sum := sha256.Sum256([]byte(idk + "|" + ch.ID))
