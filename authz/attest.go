@@ -394,6 +394,9 @@ func checkAttestRequest(req *AttestRequest) error {
 	if req.Service != "" && !validServiceRef(req.Service) {
 		return errorf(ErrInvalidRequest, nil, "service %q is not a valid service ref", req.Service)
 	}
+	if p, _, _ := strings.Cut(req.Service, "/"); req.Service != "" && p != req.Audience {
+		return errorf(ErrInvalidRequest, nil, "service %q belongs to another provider than audience %q", req.Service, req.Audience)
+	}
 	if len(req.Consent) > DefaultMaxTokenBytes/2 {
 		return errorf(ErrInvalidRequest, nil, "consent receipt longer than %d bytes", DefaultMaxTokenBytes/2)
 	}

@@ -176,20 +176,21 @@ func TestAttestTokenIDsAreUnique(t *testing.T) {
 func TestAttestRejectsBadRequests(t *testing.T) {
 	e := newIDEnv(t, jose.EdDSA)
 	for name, mod := range map[string]func(*authz.AttestRequest){
-		"no audience":              func(r *authz.AttestRequest) { r.Audience = "" },
-		"no subject":               func(r *authz.AttestRequest) { r.Subject = "" },
-		"verified without email":   func(r *authz.AttestRequest) { r.Email = "" },
-		"email without @":          func(r *authz.AttestRequest) { r.Email = "ada.example.com" },
-		"control char in name":     func(r *authz.AttestRequest) { r.Name = "Ada\nLovelace" },
-		"invalid UTF-8 subject":    func(r *authz.AttestRequest) { r.Subject = "\xff\xfe" },
-		"empty actor":              func(r *authz.AttestRequest) { r.Actor = &authz.Actor{} },
-		"bad project":              func(r *authz.AttestRequest) { r.Project = "proj 1" },
-		"service without slash":    func(r *authz.AttestRequest) { r.Service = "neon" },
-		"service with upper case":  func(r *authz.AttestRequest) { r.Service = "Neon/postgres" },
-		"service with two slashes": func(r *authz.AttestRequest) { r.Service = "neon/pg/x" },
-		"lifetime too long":        func(r *authz.AttestRequest) { r.Lifetime = time.Hour },
-		"negative lifetime":        func(r *authz.AttestRequest) { r.Lifetime = -time.Second },
-		"huge subject":             func(r *authz.AttestRequest) { r.Subject = strings.Repeat("s", 300) },
+		"no audience":                 func(r *authz.AttestRequest) { r.Audience = "" },
+		"no subject":                  func(r *authz.AttestRequest) { r.Subject = "" },
+		"verified without email":      func(r *authz.AttestRequest) { r.Email = "" },
+		"email without @":             func(r *authz.AttestRequest) { r.Email = "ada.example.com" },
+		"control char in name":        func(r *authz.AttestRequest) { r.Name = "Ada\nLovelace" },
+		"invalid UTF-8 subject":       func(r *authz.AttestRequest) { r.Subject = "\xff\xfe" },
+		"empty actor":                 func(r *authz.AttestRequest) { r.Actor = &authz.Actor{} },
+		"bad project":                 func(r *authz.AttestRequest) { r.Project = "proj 1" },
+		"service without slash":       func(r *authz.AttestRequest) { r.Service = "neon" },
+		"service with upper case":     func(r *authz.AttestRequest) { r.Service = "Neon/postgres" },
+		"service with two slashes":    func(r *authz.AttestRequest) { r.Service = "neon/pg/x" },
+		"service of another provider": func(r *authz.AttestRequest) { r.Service = "cloudflare/dns" },
+		"lifetime too long":           func(r *authz.AttestRequest) { r.Lifetime = time.Hour },
+		"negative lifetime":           func(r *authz.AttestRequest) { r.Lifetime = -time.Second },
+		"huge subject":                func(r *authz.AttestRequest) { r.Subject = strings.Repeat("s", 300) },
 	} {
 		t.Run(name, func(t *testing.T) {
 			req := idRequest()
@@ -318,7 +319,7 @@ func TestPropAttestVerifyRoundTrip(t *testing.T) {
 			Subject:  text.Draw(rt, "sub"),
 			Name:     rapid.OneOf(rapid.Just(""), text).Draw(rt, "name"),
 			Project:  rapid.OneOf(rapid.Just(""), rapid.StringMatching(`[A-Za-z0-9._-]{1,20}`)).Draw(rt, "project"),
-			Service:  rapid.OneOf(rapid.Just(""), rapid.StringMatching(`[a-z0-9][a-z0-9-]{0,10}/[a-z0-9][a-z0-9._:-]{0,10}`)).Draw(rt, "service"),
+			Service:  rapid.OneOf(rapid.Just(""), rapid.StringMatching(`neon/[a-z0-9][a-z0-9._:-]{0,10}`)).Draw(rt, "service"),
 		}
 		if rapid.Bool().Draw(rt, "email") {
 			req.Email = rapid.StringMatching(`[a-z0-9.]{1,10}@[a-z0-9.]{1,10}`).Draw(rt, "addr")

@@ -401,6 +401,9 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Attestation, erro
 	if c.Service != "" && !validServiceRef(c.Service) {
 		return nil, errorf(ErrMalformedToken, nil, "service %q is not a valid service ref", clip(c.Service))
 	}
+	if p, _, _ := strings.Cut(c.Service, "/"); c.Service != "" && p != c.Audience {
+		return nil, errorf(ErrMalformedToken, nil, "service %q is not offered by the audience", clip(c.Service))
+	}
 	if c.Project != "" && !validProjectID(c.Project) {
 		return nil, errorf(ErrMalformedToken, nil, "project %q is not a valid project id", clip(c.Project))
 	}

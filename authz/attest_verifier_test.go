@@ -129,6 +129,7 @@ func TestVerifyRejects(t *testing.T) {
 		{"no jti", craft(t, key, h, with(c, "jti", nil)), authz.ErrMalformedToken},
 		{"email_verified not a bool", craft(t, key, h, with(c, "email_verified", "yes")), authz.ErrMalformedToken},
 		{"bad service ref", craft(t, key, h, with(c, "service", "neon")), authz.ErrMalformedToken},
+		{"service of another provider", craft(t, key, h, with(c, "service", "cloudflare/dns")), authz.ErrMalformedToken},
 		{"jti too long", craft(t, key, h, with(c, "jti", strings.Repeat("j", 300))), authz.ErrMalformedToken},
 	}
 	for _, tc := range cases {

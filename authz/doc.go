@@ -59,8 +59,10 @@
 //
 // # Concurrency
 //
-// Every exported type is safe for concurrent use unless its documentation
-// says otherwise. Attesters rotate keys while signing; KeySets coalesce
+// Every exported type with methods that act (Attester, Verifier, KeySet,
+// Vault and the stores) is safe for concurrent use. Plain data types
+// (Attestation, ConsentReceipt, Credential, VaultRecord, the option
+// structs) are values: share them read-only or copy them. Attesters rotate keys while signing; KeySets coalesce
 // concurrent fetches; the Vault builds updates and token refreshes on
 // compare-and-set so concurrent writers never lose an update.
 package authz

@@ -532,6 +532,7 @@ func TestE2ERevocation(t *testing.T) {
 		"beta": {Audience: "beta", Endpoint: beta.srv.URL + authz.PathRevocationEvent},
 	}, acme.srv.Client(), &authz.RevokerOptions{
 		MaxAttempts: 4,
+		Subject:     func(*authz.Credential) string { return u.sub },
 		Sleep: func(_ context.Context, d time.Duration) error {
 			mu.Lock()
 			sleeps = append(sleeps, d)

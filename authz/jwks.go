@@ -111,6 +111,7 @@ type KeySet struct {
 
 	mu          sync.Mutex
 	keys        map[string][]jose.JSONWebKey // nil until the first good fetch
+	etag        string                       // of the cached copy, for revalidation
 	freshUntil  time.Time
 	lastAttempt time.Time
 	inflight    *fetchCall
@@ -303,11 +304,25 @@ func (s *KeySet) fetch(ctx context.Context) error {
 		return err
 	}
 	req.Header.Set("Accept", JWKSMediaType+", application/json")
+	s.mu.Lock()
+	if s.keys != nil && s.etag != "" {
+		// Revalidate: an unchanged set costs a 304 and no parsing.
+		req.Header.Set("If-None-Match", s.etag)
+	}
+	s.mu.Unlock()
 	resp, err := s.client.Do(req)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
+	age := cacheAge(resp.Header.Get("Cache-Control"), s.defAge)
+	age = min(max(age, s.minRefetch), s.maxAge)
+	if resp.StatusCode == http.StatusNotModified && req.Header.Get("If-None-Match") != "" {
+		s.mu.Lock()
+		s.freshUntil = s.now.Now().Add(age)
+		s.mu.Unlock()
+		return nil
+	}
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("JWKS fetch: status %d", resp.StatusCode)
 	}
@@ -323,11 +338,9 @@ func (s *KeySet) fetch(ctx context.Context) error {
 	for _, k := range keys.Keys {
 		byKid[k.KeyID] = append(byKid[k.KeyID], k)
 	}
-	age := cacheAge(resp.Header.Get("Cache-Control"), s.defAge)
-	age = max(age, s.minRefetch)
-	age = min(age, s.maxAge)
 	s.mu.Lock()
 	s.keys = byKid
+	s.etag = resp.Header.Get("ETag")
 	s.freshUntil = s.now.Now().Add(age)
 	s.mu.Unlock()
 	return nil

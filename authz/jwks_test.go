@@ -144,8 +144,8 @@ func TestKeySetRotation(t *testing.T) {
 	verify := func(tok string) error { _, err := v.Verify(ctx, tok); return err }
 	fetches := func(want int32) {
 		t.Helper()
-		if got := jwks.n.Load(); got != want {
-			t.Fatalf("%d JWKS fetches, want %d", got, want)
+		if got := jwks.n.Load(); got != want || v.KeySet(idIssuer).Fetches() != int(want) {
+			t.Fatalf("%d JWKS requests (%d fetches started), want %d", got, v.KeySet(idIssuer).Fetches(), want)
 		}
 	}
 
@@ -236,6 +236,42 @@ func TestKeySetCoalescesConcurrentMisses(t *testing.T) {
 	}
 	if ok.Load() != 20 {
 		t.Fatalf("%d of 20 callers got the key", ok.Load())
+	}
+}
+
+func TestKeySetRevalidatesWithETag(t *testing.T) {
+	e := newIDEnv(t, jose.EdDSA)
+	var notModified atomic.Int32
+	h := e.att.JWKSHandler()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		if rec.Code == http.StatusNotModified {
+			notModified.Add(1)
+		}
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(rec.Code)
+		_, _ = w.Write(rec.Body.Bytes())
+	}))
+	defer srv.Close()
+	ks, _ := authz.NewKeySet(srv.URL, &authz.KeySetOptions{HTTPClient: srv.Client(), Clock: e.clock.Now})
+	ctx := context.Background()
+	for range 3 {
+		if _, err := ks.Key(ctx, "k1"); err != nil {
+			t.Fatal(err)
+		}
+		e.clock.Advance(6 * time.Minute) // past max-age: revalidate
+	}
+	if ks.Fetches() != 3 || notModified.Load() != 2 {
+		t.Fatalf("%d fetches, %d answered 304; want 3 and 2", ks.Fetches(), notModified.Load())
+	}
+	// A changed set is fetched in full.
+	k2, _ := authz.GenerateSigningKey("k2", jose.ES256)
+	_ = e.att.AddKey(k2)
+	if _, err := ks.Key(ctx, "k2"); err != nil {
+		t.Fatalf("new key after revalidation: %v", err)
 	}
 }
 

@@ -195,3 +195,19 @@ func TestFetchServerMetadataChecks(t *testing.T) {
 		t.Errorf("resource mismatch: %v", err)
 	}
 }
+
+func TestFetchRefusesInsecureRedirect(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "http://evil.example/prm", http.StatusFound)
+	}))
+	defer srv.Close()
+	client := srv.Client()
+	before := client.CheckRedirect
+	_, err := authz.FetchResourceMetadata(context.Background(), client, srv.URL+"/prm", "")
+	if !errors.Is(err, authz.ErrInvalidMetadata) || !strings.Contains(err.Error(), "evil.example") {
+		t.Fatalf("err = %v, want a refused redirect", err)
+	}
+	if client.CheckRedirect == nil && before != nil || client.CheckRedirect != nil && before == nil {
+		t.Fatal("the caller's client was modified")
+	}
+}

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -541,13 +540,14 @@ func (p *Provisioner) verifyAssertion(ctx context.Context, assertion string) (*A
 	}
 	att, err := p.verifier.Verify(ctx, assertion)
 	if err != nil {
-		if e := AsError(err); e != nil && e.Status >= 500 {
-			return nil, errorf(ErrServerError, err, "attestation could not be checked")
+		// The verifier reports every defect of the token as an *Error; a
+		// bare error, or one with a 5xx status, is an outage (replay store,
+		// JWKS fetch) the client may retry, not a bad grant.
+		e := AsError(err)
+		if e == nil || e.Status >= 500 {
+			return nil, errorf(ErrTemporarilyUnavailable, err, "attestation could not be checked now; retry later")
 		}
-		code := "unverifiable"
-		if e := AsError(err); e != nil {
-			code = e.Code
-		}
+		code := e.Code
 		// An embedded consent receipt not accepted by the human is a terms
 		// problem, not a broken attestation: say so.
 		if errors.Is(err, ErrHumanAcceptanceRequired) {
@@ -741,5 +741,3 @@ func writeProblem(w http.ResponseWriter, err error) {
 	}
 	problem.Write(w, status, e.Code, e.Detail)
 }
-
-func itoa(n int64) string { return strconv.FormatInt(n, 10) }

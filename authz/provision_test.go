@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -323,4 +325,51 @@ func FuzzParseTokenForm(f *testing.F) {
 
 func jsonDecode(r io.Reader, v any) error {
 	return json.NewDecoder(io.LimitReader(r, 1<<20)).Decode(v)
+}
+
+func TestPendingGrantsBounded(t *testing.T) {
+	ctx := context.Background()
+	fake := clock.NewFake(time.Now())
+	o := newOrchestrator(t, orchIssuer)
+	v, err := authz.NewVerifier("acme", []authz.TrustedIssuer{{Issuer: orchIssuer, Keys: o.att.JWKS()}}, authz.NewMemoryReplayStore(nil), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := authz.NewProvisioner(v, authz.NewMemoryAccountStore(), authz.NewMemoryTokenStore(), &authz.ProvisionerOptions{
+		Issuer: "https://acme.example", TermsVersion: "1", MaxPendingGrants: 2, Clock: fake.Now,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := func() error {
+		_, err := p.StartDevice(ctx, url.Values{"client_id": {orchIssuer}, "assertion": {o.attest(t, "acme", user{sub: "b", email: "b@example.com", verified: true}, true)}})
+		return err
+	}
+	for i := range 2 {
+		if err := start(); err != nil {
+			t.Fatalf("start %d: %v", i, err)
+		}
+	}
+	if err := start(); !errors.Is(err, authz.ErrTemporarilyUnavailable) {
+		t.Fatalf("third pending grant: %v, want temporarily_unavailable", err)
+	}
+	fake.Advance(11 * time.Minute) // the first two expire and are evicted
+	if err := start(); err != nil {
+		t.Fatalf("after expiry: %v", err)
+	}
+}
+
+func TestTokenResponseRedacts(t *testing.T) {
+	tr := authz.TokenResponse{AccessToken: "apt_SECRETSECRET", TokenType: "Bearer", AccountID: "acct_1", LinkAction: authz.LinkCreated}
+	var logged strings.Builder
+	slog.New(slog.NewTextHandler(&logged, nil)).Info("issued", "resp", tr)
+	for _, s := range []string{fmt.Sprint(tr), fmt.Sprintf("%+v", tr), fmt.Sprintf("%#v", tr), fmt.Sprintf("%v", &tr), logged.String()} {
+		if strings.Contains(s, "SECRET") {
+			t.Errorf("token leaked: %s", s)
+		}
+	}
+	b, _ := json.Marshal(tr)
+	if !strings.Contains(string(b), "apt_SECRETSECRET") {
+		t.Error("the wire form must carry the token")
+	}
 }

@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/agentprov/agentprov/internal/clock"
 	"github.com/agentprov/agentprov/internal/problem"
 	"github.com/agentprov/agentprov/internal/safehttp"
 )
@@ -235,10 +234,13 @@ type RevokerOptions struct {
 	// Sleep waits d or until ctx is done; default a timer. Tests inject an
 	// instant sleeper.
 	Sleep func(ctx context.Context, d time.Duration) error
-	// Clock reads the time; default time.Now.
-	Clock clock.Func
 	// Logger receives per-credential outcomes; default slog.Default().
 	Logger *slog.Logger
+	// Subject, when set, names the user of a credential at its provider
+	// (typically PairwiseSubject of the project owner); it is sent as
+	// "sub" so the provider also checks the account link. The vault does
+	// not record subjects.
+	Subject func(c *Credential) string
 }
 
 // RevokeRequest selects the vault credentials to revoke.
@@ -292,8 +294,8 @@ type Revoker struct {
 	backoff  time.Duration
 	maxWait  time.Duration
 	sleep    func(context.Context, time.Duration) error
-	now      clock.Func
 	log      *slog.Logger
+	subject  func(*Credential) string
 }
 
 // NewRevoker returns a Revoker signing events with attester, reading and
@@ -314,7 +316,7 @@ func NewRevoker(attester *Attester, vault *Vault, targets RevocationTargets, cli
 	r := &Revoker{
 		attester: attester, vault: vault, targets: targets, client: safeClient(client),
 		attempts: opts.MaxAttempts, backoff: opts.InitialBackoff, maxWait: opts.MaxBackoff,
-		sleep: opts.Sleep, now: opts.Clock, log: opts.Logger,
+		sleep: opts.Sleep, log: opts.Logger, subject: opts.Subject,
 	}
 	if r.attempts <= 0 {
 		r.attempts = 5
@@ -395,6 +397,9 @@ func (r *Revoker) revokeOne(ctx context.Context, c *Credential) (int, error) {
 		AccountID: c.AccountID,
 		Project:   c.Project,
 		Service:   c.Ref(),
+	}
+	if r.subject != nil {
+		ev.Subject = r.subject(c)
 	}
 	for _, s := range []Secret{c.AccessToken, c.RefreshToken} {
 		if s != "" {

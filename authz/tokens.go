@@ -89,7 +89,9 @@ func (t *IssuedToken) Revoked() bool { return !t.RevokedAt.IsZero() }
 // Revocations are idempotent: revoking a revoked token keeps its first
 // RevokedAt. Implementations must be safe for concurrent use.
 type TokenStore interface {
-	// Put stores a new token; ErrTokenExists if the hash is present.
+	// Put stores a new token; ErrTokenExists if the hash is present,
+	// ErrInvalidTokenRecord if a required field is missing or a scope is
+	// not an RFC 6749 scope token.
 	Put(ctx context.Context, tok IssuedToken) error
 	// Lookup returns the token with hash h (revoked or not), or
 	// ErrTokenNotFound.
@@ -116,6 +118,11 @@ func NewMemoryTokenStore() *MemoryTokenStore {
 }
 
 func validTokenRecord(t *IssuedToken) bool {
+	for _, s := range t.Scopes {
+		if !validScopeToken(s) {
+			return false
+		}
+	}
 	return t.Hash != (TokenHash{}) && t.AccountID != "" && t.User.valid() && !t.ExpiresAt.IsZero()
 }
 

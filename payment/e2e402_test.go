@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/agentprov/agentprov/budget"
+	"pgregory.net/rapid"
 )
 
 // The end-to-end tests run the three roles in one process over loopback
@@ -913,4 +914,58 @@ func BenchmarkRoundTrip402(b *testing.B) {
 	b.ReportMetric(float64(unpaid.Nanoseconds())/float64(b.N), "unpaid-ns/op")
 	b.ReportMetric(float64(paid.Nanoseconds())/float64(b.N), "paid-ns/op")
 	b.ReportMetric(float64(paid)/float64(unpaid), "paid/unpaid")
+}
+
+// TestRapidNeverChargedWithoutDelivery drives random sequences of paid
+// calls (successes, handler failures, repeated Idempotency-Keys, transient
+// settlement failures) and checks the money invariant: every charge is
+// one handler run that was delivered with a receipt, the rail, the budget
+// and the receipts agree, and no hold is left behind.
+func TestRapidNeverChargedWithoutDelivery(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		var flaky *flakyRedeemer
+		w := newE2E(t, e2eConfig{
+			cap:        5000,
+			transport:  &TransportOptions{MaxRetryAfter: time.Millisecond},
+			wrapRedeem: func(r TokenRedeemer) TokenRedeemer { flaky = &flakyRedeemer{TokenRedeemer: r}; return flaky },
+		})
+		refs := map[string]bool{}
+		for i, n := 0, rapid.IntRange(1, 6).Draw(rt, "n"); i < n; i++ {
+			path := rapid.SampledFrom([]string{"/v1/check?name=a.dev", "/v1/check?name=b.dev", "/v1/fail"}).Draw(rt, "path")
+			key := rapid.SampledFrom([]string{"", "k1", "k2"}).Draw(rt, "key")
+			flaky.fail.Store(int64(rapid.IntRange(0, 2).Draw(rt, "fail")))
+			req, _ := http.NewRequest(http.MethodGet, w.provider.URL+path, nil)
+			if key != "" {
+				req.Header.Set("Idempotency-Key", key)
+			}
+			resp, err := w.client.Do(req)
+			if err != nil {
+				rt.Fatalf("request %d: %v", i, err)
+			}
+			discard(resp)
+			rh, rerr := ReceiptFromResponse(resp)
+			switch {
+			case resp.StatusCode == http.StatusOK:
+				if rerr != nil {
+					rt.Fatalf("200 without a receipt: %v", rerr)
+				}
+				refs[rh.Reference] = true
+			case rerr == nil:
+				rt.Fatalf("receipt on a %d", resp.StatusCode)
+			}
+		}
+		charged := int64(len(refs)) * e2ePrice
+		if got := w.rail.Total("USD"); got != charged {
+			rt.Fatalf("rail charged %d, receipts account for %d", got, charged)
+		}
+		held, committed := w.usage()
+		if committed != charged || held != 0 {
+			rt.Fatalf("budget: committed %d held %d, receipts account for %d", committed, held, charged)
+		}
+		// Handler runs on the paid route equal charges (failures run too,
+		// uncharged, on /v1/fail).
+		if w.served.Load() < int64(len(refs)) {
+			rt.Fatalf("%d charges but %d handler runs", len(refs), w.served.Load())
+		}
+	})
 }

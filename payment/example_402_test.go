@@ -12,6 +12,7 @@ import (
 
 	"github.com/agentprov/agentprov/budget"
 	"github.com/agentprov/agentprov/payment"
+	"github.com/go-jose/go-jose/v4"
 )
 
 // A provider charges 2.50 USD per call with a Paywall; an agent's
@@ -102,3 +103,35 @@ func ExampleParseChallenges() {
 	fmt.Println(cs[0].Method, cs[0].Intent, m.Amount, m.Currency, cs[0].Expires.Format("15:04"))
 	// Output: agentprov charge 250 USD 10:05
 }
+
+// readme402 is the snippet of README.d/payment-402.md, kept here so that it
+// keeps compiling.
+func readme402(mux *http.ServeMux, issuer *payment.Issuer, orchestratorIssuer string, orchestratorJWKS *jose.JSONWebKeySet,
+	redemptionURL, apiKey string, secret []byte, checkHandler http.Handler) error {
+	// Provider.
+	verifier, _ := payment.NewTokenVerifier(orchestratorIssuer, "cloudflare", orchestratorJWKS, nil)
+	redeemer, _ := payment.NewRedeemer(redemptionURL, &payment.RedeemerOptions{APIKey: apiKey})
+	paywall, err := payment.NewPaywall("api.cloudflare.example", [][]byte{secret}, verifier, redeemer, nil)
+	if err != nil {
+		return err
+	}
+	mux.Handle("GET /v1/domains/check", paywall.Require("cloudflare/registrar:domain", budget.USD(250))(checkHandler))
+
+	// Agent.
+	tr, err := payment.NewTransport(payment.IssuerPayer(issuer, "my-project"),
+		map[string]string{"https://api.cloudflare.example": "cloudflare"}, budget.USD(500), nil)
+	if err != nil {
+		return err
+	}
+	client := &http.Client{Transport: tr}
+	resp, err := client.Get("https://api.cloudflare.example/v1/domains/check?name=example.dev")
+	if errors.Is(err, payment.ErrCallCeiling) || errors.Is(err, payment.ErrCapExceeded) {
+		// refused before anything was charged
+	}
+	if err != nil {
+		return err
+	}
+	return resp.Body.Close()
+}
+
+var _ = readme402

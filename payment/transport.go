@@ -164,9 +164,9 @@ func originOf(u *url.URL) string {
 
 // replayBody yields the request body afresh for every attempt.
 type replayBody struct {
-	get       func() (io.ReadCloser, error)
-	buffered  []byte
-	streamed  io.ReadCloser // first attempt only, when the body was too large
+	get        func() (io.ReadCloser, error)
+	buffered   []byte
+	streamed   io.ReadCloser // first attempt only, when the body was too large
 	replayable bool
 }
 

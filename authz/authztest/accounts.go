@@ -385,7 +385,9 @@ func RunTokenStore(t *testing.T, mk TokenHarnessMaker) {
 		noHash.Hash = authz.TokenHash{}
 		noExp := tok("d", "acct", iss)
 		noExp.ExpiresAt = time.Time{}
-		bad = append(bad, noHash, noExp)
+		badScope := tok("e", "acct", iss)
+		badScope.Scopes = []string{"two words"}
+		bad = append(bad, noHash, noExp, badScope)
 		for i, b := range bad {
 			if err := h.Store.Put(ctx, b); !errors.Is(err, authz.ErrInvalidTokenRecord) {
 				t.Errorf("case %d: err = %v, want ErrInvalidTokenRecord", i, err)

@@ -1,6 +1,10 @@
 // Package authztest holds the conformance suites every implementation of
-// the authz store interfaces must pass. An implementation's test calls the
-// suite with a harness maker:
+// the authz store interfaces must pass: RunReplayStore, RunVaultStore,
+// RunAccountStore and RunTokenStore. Each suite takes a harness maker that
+// builds a fresh store (and optionally a way to reopen it, to check
+// durability); every subtest runs in parallel with its own harness, and
+// includes concurrency races and a rapid model check where the interface has
+// state worth modelling. An implementation's test is a few lines:
 //
 //	func TestReplayStore(t *testing.T) {
 //		authztest.RunReplayStore(t, func(ctx context.Context, t *testing.T) (*authztest.ReplayHarness, error) {

@@ -56,7 +56,8 @@ func (s *TokenStore) Put(ctx context.Context, t authz.IssuedToken) error {
 		return authz.ErrInvalidTokenRecord
 	}
 	for _, sc := range t.Scopes {
-		if sc == "" || strings.ContainsAny(sc, " \t\r\n") {
+		// Scopes are stored space-joined: RFC 6749 scope tokens only.
+		if sc == "" || strings.ContainsFunc(sc, func(r rune) bool { return r <= 0x20 || r >= 0x7f || r == '"' || r == '\\' }) {
 			return authz.ErrInvalidTokenRecord
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/agentprov/agentprov/budget"
 )
@@ -166,6 +167,9 @@ func prepareReserve(req *budget.ReserveRequest) (*reserveReq, error) {
 	if req.Amount.Amount < 0 {
 		return nil, fail(budget.ErrInvalidAmount, "amount %d: must not be negative", req.Amount.Amount)
 	}
+	if err := storableText(req.HoldID, req.Key, req.RequestHash, req.Scope.Project, req.Scope.Provider, req.Service, req.Memo, req.Amount.Currency); err != nil {
+		return nil, err
+	}
 	r := &reserveReq{ReserveRequest: req}
 	var err error
 	if r.now, err = nanos("now", req.Now); err != nil {
@@ -197,6 +201,18 @@ func checkCounters[T any](scope budget.Scope, list []T, counter func(T) budget.C
 	for i := 1; i < len(list); i++ {
 		if a, b := counter(list[i-1]), counter(list[i]); a.Provider == b.Provider && a.Window == b.Window {
 			return fail(budget.ErrInvalidRequest, "counter %s/%s %s is listed twice", a.Project, a.Provider, a.Window)
+		}
+	}
+	return nil
+}
+
+// storableText refuses text every dialect cannot store exactly: PostgreSQL
+// TEXT holds neither NUL nor invalid UTF-8, and a store must not turn bad
+// input into a database failure.
+func storableText(ss ...string) error {
+	for _, s := range ss {
+		if !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0 {
+			return fail(budget.ErrInvalidRequest, "text %q: must be UTF-8 without NUL", s)
 		}
 	}
 	return nil
@@ -260,6 +276,9 @@ func prepareTransition(req *budget.TransitionRequest) (*transitionReq, error) {
 	}
 	if req.HoldID == "" {
 		return nil, fail(budget.ErrHoldNotFound, "hold id: must not be empty")
+	}
+	if err := storableText(req.HoldID, req.Reason); err != nil {
+		return nil, err
 	}
 	now, err := nanos("now", req.Now)
 	if err != nil {
@@ -376,6 +395,9 @@ func prepareUsage(req *budget.UsageRequest) (*usageReq, error) {
 	if req.Amount.Amount < 0 {
 		return nil, fail(budget.ErrInvalidAmount, "usage of %d: must not be negative", req.Amount.Amount)
 	}
+	if err := storableText(req.Key, req.RequestHash, req.Scope.Project, req.Scope.Provider, req.Service, req.Amount.Currency); err != nil {
+		return nil, err
+	}
 	r := &usageReq{UsageRequest: req, sorted: slices.Clone(req.Counters)}
 	var err error
 	if r.at, err = nanos("usage time", req.At); err != nil {
@@ -406,6 +428,9 @@ func (s *Store) ApplyUsage(ctx context.Context, req *budget.UsageRequest) (budge
 func (s *Store) SetCap(ctx context.Context, rec budget.CapRecord) (budget.CapRecord, error) {
 	if rec.Limit.Amount < 0 {
 		return budget.CapRecord{}, fail(budget.ErrInvalidAmount, "cap of %d: must not be negative", rec.Limit.Amount)
+	}
+	if err := storableText(rec.Key.Project, rec.Key.Provider, string(rec.Key.Period), rec.Limit.Currency, string(rec.By.Kind), rec.By.ID, rec.Reason); err != nil {
+		return budget.CapRecord{}, err
 	}
 	at, err := nanos("cap time", rec.At)
 	if err != nil {

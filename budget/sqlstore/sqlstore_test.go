@@ -3,6 +3,8 @@ package sqlstore_test
 import (
 	"context"
 	"database/sql"
+	"os"
+	"strconv"
 	"sync"
 	"testing"
 
@@ -15,19 +17,17 @@ import (
 // harness runs the conformance suite on one database; reopen opens a new
 // handle on the same data, as a restarted process would.
 type harness struct {
-	t      testing.TB
-	open   func() (*sql.DB, error)
-	d      sqlstore.Dialect
-	opts   *sqlstore.Options
-	rounds int
+	open func() (*sql.DB, error)
+	d    sqlstore.Dialect
+	opts *sqlstore.Options
 
 	mu    sync.Mutex
 	db    *sql.DB
 	store *sqlstore.Store
 }
 
-func newHarness(ctx context.Context, t testing.TB, d sqlstore.Dialect, open func() (*sql.DB, error), opts *sqlstore.Options) (*harness, error) {
-	h := &harness{t: t, open: open, d: d, opts: opts}
+func newHarness(ctx context.Context, d sqlstore.Dialect, open func() (*sql.DB, error), opts *sqlstore.Options) (*harness, error) {
+	h := &harness{open: open, d: d, opts: opts}
 	if _, err := h.Reopen(ctx); err != nil {
 		return nil, err
 	}
@@ -68,13 +68,17 @@ func (h *harness) Close() {
 	}
 }
 
-// ModelRounds keeps the rapid model test to a duration CI can afford: every
-// operation is a durable commit.
+// ModelRounds keeps the rapid model test (100 random sequences a round) to
+// a duration CI can afford, since every operation is a durable commit.
+// AGENTPROV_MODEL_ROUNDS raises it: 10 rounds are 1,000 sequences.
 func (h *harness) ModelRounds(short bool) int {
+	if n, err := strconv.Atoi(os.Getenv("AGENTPROV_MODEL_ROUNDS")); err == nil && n > 0 {
+		return n
+	}
 	if short {
 		return 1
 	}
-	return h.rounds
+	return 2
 }
 
 func openSQLite(path string) func() (*sql.DB, error) {
@@ -103,20 +107,20 @@ func openPostgres(dsn string) func() (*sql.DB, error) {
 }
 
 func sqliteMaker(ctx context.Context, t *testing.T) (budgettest.Harness, error) {
-	h, err := newHarness(ctx, t, sqlstore.SQLite, openSQLite(sqltest.SQLitePath(t)), nil)
-	if h != nil {
-		h.rounds = 10
+	h, err := newHarness(ctx, sqlstore.SQLite, openSQLite(sqltest.SQLitePath(t)), nil)
+	if err != nil {
+		return nil, err
 	}
-	return h, err
+	return h, nil
 }
 
 func postgresMaker(ctx context.Context, t *testing.T) (budgettest.Harness, error) {
 	dsn := sqltest.PostgresSchema(t)
-	h, err := newHarness(ctx, t, sqlstore.Postgres, openPostgres(dsn), &sqlstore.Options{TablePrefix: "ap_"})
-	if h != nil {
-		h.rounds = 10
+	h, err := newHarness(ctx, sqlstore.Postgres, openPostgres(dsn), &sqlstore.Options{TablePrefix: "ap_"})
+	if err != nil {
+		return nil, err
 	}
-	return h, err
+	return h, nil
 }
 
 func TestSQLiteConformance(t *testing.T) {

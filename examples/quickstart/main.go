@@ -1,12 +1,15 @@
-// Command quickstart runs the agent provisioning protocol end to end in one
-// process: it starts two providers on loopback, aggregates their catalogs as
-// an orchestrator would, and shows what an agent sees.
+// Command quickstart runs the whole agent provisioning journey in one
+// process, with no setup: an orchestrator with a signed-in user, a
+// registrar selling a domain at a one-time price and a compute platform
+// with a monthly plan and a metered API, all on loopback. An agent reads
+// the catalog, adds the domain (the account is created for the user),
+// adds the compute plan for a user who already has an account there (the
+// human approves the link in the device flow), deploys, makes metered
+// HTTP 402 calls until the $100/month cap stops it, shows the spend and
+// revokes everything.
 //
 //	go run ./examples/quickstart          # readable output
 //	go run ./examples/quickstart -json    # machine output
-//
-// Each stage is a step function over shared state, so later stages
-// (authorization, payment) are added by appending to steps.
 package main
 
 import (
@@ -21,18 +24,22 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
 
-	"github.com/agentprov/agentprov/catalogschema"
+	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/budget"
 	"github.com/agentprov/agentprov/discovery"
+	"github.com/agentprov/agentprov/examples/internal/demo"
+	"github.com/agentprov/agentprov/payment"
 )
 
 func main() {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if err := run(ctx, os.Stdout, os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "quickstart:", err)
@@ -40,58 +47,79 @@ func main() {
 	}
 }
 
-// state is what the steps share.
-type state struct {
-	out      io.Writer
-	json     bool
-	agg      *discovery.Aggregator
-	trust    []discovery.TrustedProvider
-	report   output
-	shutdown []func()
+const (
+	project = "proj_quickstart"
+	agent   = "quickstart-agent"
+)
+
+// report is the -json document; each step fills its part.
+type report struct {
+	User      demo.User         `json:"user"`
+	Project   string            `json:"project"`
+	Catalog   []catalogEntry    `json:"catalog"`
+	Added     []added           `json:"added"`
+	Deploy    map[string]string `json:"deploy,omitempty"`
+	Metered   *meteredOut       `json:"metered,omitempty"`
+	Spend     []demo.Spend      `json:"spend"`
+	Charges   int64             `json:"rail_total"`
+	Revoked   []revokedOut      `json:"revoked"`
+	OldTokens []int             `json:"old_token_status"`
+	VaultLeft int               `json:"vault_left"`
 }
 
-// output is the -json document; each step fills its part.
-type output struct {
-	Providers []providerOut `json:"providers"`
-	Search    *searchOut    `json:"search,omitempty"`
-	Lookup    *serviceOut   `json:"lookup,omitempty"`
+type catalogEntry struct {
+	Ref    string `json:"ref"`
+	Kind   string `json:"kind"`
+	Price  string `json:"price"`
+	Signed bool   `json:"signed"`
 }
 
-type providerOut struct {
-	ID       string       `json:"id"`
-	Name     string       `json:"name"`
-	Signed   bool         `json:"signed"`
-	KeyID    string       `json:"kid,omitempty"`
-	Stale    bool         `json:"stale"`
-	Services []serviceOut `json:"services"`
+type added struct {
+	Connection *demo.Connection `json:"connection"`
+	Resource   *demo.Resource   `json:"resource"`
 }
 
-type serviceOut struct {
-	Ref    string                `json:"ref"`
-	Kind   catalogschema.Kind    `json:"kind"`
-	Prices []catalogschema.Price `json:"prices"`
-	// Price is the human rendering; the amounts above are authoritative.
-	Price string `json:"price"`
+type meteredOut struct {
+	Calls     int          `json:"calls"`
+	Paid      budget.Money `json:"paid"`
+	StoppedBy string       `json:"stopped_by"`
+	Detail    string       `json:"detail"`
 }
 
-type searchOut struct {
-	Category string           `json:"category"`
-	MaxPrice *discovery.Money `json:"max_price"`
-	Matches  []string         `json:"matches"`
+type revokedOut struct {
+	Ref      string `json:"ref"`
+	Account  string `json:"account_id"`
+	Revoked  bool   `json:"revoked"`
+	Attempts int    `json:"attempts"`
+}
+
+// journey is what the steps share.
+type journey struct {
+	out       io.Writer
+	json      bool
+	orch      *demo.Orchestrator
+	rail      *payment.MemoryRail
+	registrar *demo.Provider
+	cloud     *demo.Provider
+	rep       report
+	tokens    map[string]string // ref → access token, to show revocation
+	shutdown  []func()
 }
 
 type step struct {
-	name string
-	fn   func(ctx context.Context, s *state) error
+	title string
+	fn    func(ctx context.Context, j *journey) error
 }
 
-// steps run in order. Later versions of this quickstart append
-// authorization and payment here.
 var steps = []step{
-	{"start providers", startProviders},
-	{"aggregate catalogs", aggregate},
-	{"search", search},
-	{"lookup", lookup},
+	{"Start an orchestrator and two providers", start},
+	{"The agent reads the catalog", catalog},
+	{"Add registrar/registrar:domain (no account yet: one is created)", addDomain},
+	{"Add cloud/compute:small (the user has an account: the human approves a link)", addCompute},
+	{"Deploy with the credential from the vault", deploy},
+	{"Add cloud/api:inference and call it, paying per call with HTTP 402", meteredCalls},
+	{"Spend this month", spend},
+	{"Revoke everything", revoke},
 }
 
 func run(ctx context.Context, w io.Writer, args []string) error {
@@ -101,233 +129,365 @@ func run(ctx context.Context, w io.Writer, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	s := &state{out: w, json: *asJSON}
+	j := &journey{out: w, json: *asJSON, tokens: map[string]string{}}
 	defer func() {
-		for _, f := range s.shutdown {
-			f()
+		for i := len(j.shutdown) - 1; i >= 0; i-- {
+			j.shutdown[i]()
 		}
 	}()
-	for _, st := range steps {
-		if err := st.fn(ctx, s); err != nil {
-			return fmt.Errorf("%s: %w", st.name, err)
+	for i, st := range steps {
+		j.printf("\n%d. %s\n", i+1, st.title)
+		if err := st.fn(ctx, j); err != nil {
+			return fmt.Errorf("%s: %w", st.title, err)
 		}
 	}
-	if s.json {
+	if j.json {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		return enc.Encode(s.report)
+		return enc.Encode(j.rep)
 	}
 	return nil
 }
 
-func (s *state) printf(format string, a ...any) {
-	if !s.json {
-		fmt.Fprintf(s.out, format, a...)
+func (j *journey) printf(format string, a ...any) {
+	if !j.json {
+		fmt.Fprintf(j.out, format, a...)
 	}
 }
 
-// --- providers --------------------------------------------------------------
-
-// serve starts h on a loopback port and returns its base URL.
-func (s *state) serve(h func(base string) (http.Handler, error)) (string, error) {
+// listen reserves a loopback port; the server is started once the
+// handler exists, since the orchestrator and the providers name each other.
+func (j *journey) listen() (net.Listener, string, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return "", err
+		return nil, "", err
 	}
-	base := "http://" + ln.Addr().String()
-	handler, err := h(base)
-	if err != nil {
-		ln.Close()
-		return "", err
-	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
+	return ln, "http://" + ln.Addr().String(), nil
+}
+
+func (j *journey) serve(ln net.Listener, h http.Handler) {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
-	s.shutdown = append(s.shutdown, func() { _ = srv.Close() })
-	return base, nil
+	j.shutdown = append(j.shutdown, func() { _ = srv.Close() })
 }
 
-func metadata(id, name, base string, signing catalogschema.CatalogSigning) *catalogschema.ProviderMetadata {
-	return &catalogschema.ProviderMetadata{
-		ProtocolVersion:             catalogschema.ProtocolVersion,
-		ProviderID:                  id,
-		Name:                        name,
-		TermsOfService:              catalogschema.Terms{URL: base + "/terms", Version: "2026-01-01"},
-		JWKSURI:                     base + "/.well-known/jwks.json",
-		CatalogURI:                  base + "/catalog",
-		CatalogSigning:              signing,
-		AccountProvisioningEndpoint: base + "/accounts",
-		PaymentEndpoint:             base + "/payments",
-		AuthModes:                   []catalogschema.AuthMode{catalogschema.AuthAttestation},
-		PaymentMethods:              []string{catalogschema.PaymentMethodAgentprovToken},
-	}
-}
-
-var started = time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
-
-// startProviders runs a registrar (signed catalog) and a compute provider
-// (plain catalog).
-func startProviders(_ context.Context, s *state) error {
-	_, key, err := ed25519.GenerateKey(rand.Reader)
+func start(ctx context.Context, j *journey) error {
+	orchLn, orchURL, err := j.listen()
 	if err != nil {
 		return err
 	}
-	regBase, err := s.serve(func(base string) (http.Handler, error) {
-		cat := &catalogschema.Catalog{
-			ProtocolVersion: catalogschema.ProtocolVersion, ProviderID: "registrar", ProviderName: "Registrar",
-			UpdatedAt: started,
-			Services: []*catalogschema.Service{{
-				ServiceID: "registrar:domain", Description: "Register a domain name for one year.",
-				Kind: catalogschema.KindDeployable, Scope: catalogschema.ScopeProject, Categories: []string{"domains"},
-				Pricing: catalogschema.Pricing{Type: catalogschema.PricingPaid},
-				Prices:  []catalogschema.Price{{Amount: 1299, Currency: "USD", Basis: catalogschema.BasisOneTime}},
-			}},
-		}
-		return discovery.NewHandler(metadata("registrar", "Registrar", base, catalogschema.SigningJWS), cat,
-			&discovery.HandlerOptions{SigningKey: &jose.SigningKey{Algorithm: jose.EdDSA, Key: key}, KeyID: "registrar-1"})
+	regLn, regURL, err := j.listen()
+	if err != nil {
+		return err
+	}
+	cloudLn, cloudURL, err := j.listen()
+	if err != nil {
+		return err
+	}
+	_, orchKey, _ := ed25519.GenerateKey(rand.Reader)
+	_, catKey, _ := ed25519.GenerateKey(rand.Reader)
+	secret := make([]byte, 64)
+	_, _ = rand.Read(secret)
+	redemptionKeys := map[string]string{"registrar": randomKey(), "cloud": randomKey()}
+
+	// The orchestrator: one signed-in user, her project, two trusted providers.
+	j.rail = payment.NewMemoryRail(nil)
+	j.orch, err = demo.NewOrchestrator(demo.OrchestratorConfig{
+		Issuer: orchURL, Key: orchKey, KeyID: "orch-1",
+		User:           demo.User{ID: "user_ada", Email: "ada@example.com", Name: "Ada"},
+		PairwiseSecret: secret[:32], VaultKey: secret[32:], VaultKeyID: "vault-1",
+		Trust: []discovery.TrustedProvider{
+			{ID: "registrar", BaseURL: regURL, RequireSignature: true, Keys: &jose.JSONWebKeySet{Keys: []jose.JSONWebKey{
+				{Key: catKey.Public(), KeyID: "registrar-1", Algorithm: string(jose.EdDSA), Use: "sig"}}}},
+			{ID: "cloud", BaseURL: cloudURL},
+		},
+		Rail:           j.rail,
+		RedemptionKeys: redemptionKeys,
 	})
 	if err != nil {
-		return fmt.Errorf("registrar: %w", err)
+		return err
 	}
-	cloudBase, err := s.serve(func(base string) (http.Handler, error) {
-		cat := &catalogschema.Catalog{
-			ProtocolVersion: catalogschema.ProtocolVersion, ProviderID: "cloud", ProviderName: "Cloud",
-			UpdatedAt: started,
-			Services: []*catalogschema.Service{
-				{
-					ServiceID: "compute:small", Description: "A small always-on virtual machine.",
-					Kind: catalogschema.KindPlan, Scope: catalogschema.ScopeAccount, Categories: []string{"compute"},
-					Pricing: catalogschema.Pricing{Type: catalogschema.PricingPaid},
-					Prices:  []catalogschema.Price{{Amount: 700, Currency: "USD", Basis: catalogschema.BasisMonthly}},
-				},
-				{
-					ServiceID: "api:inference", Description: "Metered inference API.",
-					Kind: catalogschema.KindDeployable, Scope: catalogschema.ScopeProject, Categories: []string{"ai", "compute"},
-					Pricing: catalogschema.Pricing{Type: catalogschema.PricingPaid},
-					Prices: []catalogschema.Price{{Amount: 50, Currency: "USD", Basis: catalogschema.BasisMetered,
-						Unit: "request", PerUnits: 1000}},
-				},
-			},
-		}
-		return discovery.NewHandler(metadata("cloud", "Cloud", base, catalogschema.SigningNone), cat, nil)
+	j.serve(orchLn, j.orch.Handler())
+	j.rep.User, j.rep.Project = j.orch.User(), project
+
+	// The providers: each an ordinary Go service mounting the protocol.
+	j.registrar, err = demo.NewProvider(demo.ProviderConfig{
+		Profile: demo.Registrar(), BaseURL: regURL, OrchestratorIssuer: orchURL,
+		RedemptionKey: redemptionKeys["registrar"], CatalogKey: catKey, CatalogKeyID: "registrar-1",
 	})
 	if err != nil {
-		return fmt.Errorf("cloud: %w", err)
+		return err
 	}
-	s.trust = []discovery.TrustedProvider{
-		{ID: "registrar", BaseURL: regBase, RequireSignature: true, Keys: &jose.JSONWebKeySet{Keys: []jose.JSONWebKey{
-			{Key: key.Public(), KeyID: "registrar-1", Algorithm: string(jose.EdDSA), Use: "sig"}}}},
-		{ID: "cloud", BaseURL: cloudBase},
+	j.serve(regLn, j.registrar.Handler())
+	j.cloud, err = demo.NewProvider(demo.ProviderConfig{
+		Profile: demo.Cloud(), BaseURL: cloudURL, OrchestratorIssuer: orchURL,
+		RedemptionKey: redemptionKeys["cloud"], DeviceInterval: time.Second,
+	})
+	if err != nil {
+		return err
 	}
+	j.serve(cloudLn, j.cloud.Handler())
+	// Ada signed up at Cloud long ago, outside the protocol.
+	if _, err := j.cloud.SeedAccount(ctx, "ada@example.com"); err != nil {
+		return err
+	}
+	j.printf("   orchestrator %s (user %s, project %s)\n", orchURL, j.rep.User.Email, project)
+	j.printf("   registrar    %s (signed catalog)\n", regURL)
+	j.printf("   cloud        %s (ada@example.com already has an account)\n", cloudURL)
 	return nil
 }
 
-// --- orchestrator -------------------------------------------------------------
+func randomKey() string {
+	b := make([]byte, 24)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("rk_%x", b)
+}
 
-func aggregate(ctx context.Context, s *state) error {
-	agg, err := discovery.NewAggregator(s.trust, &discovery.AggregatorOptions{Timeout: 5 * time.Second})
-	if err != nil {
+func catalog(ctx context.Context, j *journey) error {
+	if _, err := j.orch.Refresh(ctx); err != nil {
 		return err
 	}
-	s.agg = agg
-	rep := agg.Refresh(ctx)
-	for _, r := range rep.Results {
-		if r.Err != nil {
-			return r.Err
-		}
+	tw := tabwriter.NewWriter(j.out, 2, 8, 2, ' ', 0)
+	if !j.json {
+		fmt.Fprintln(tw, "   REF\tKIND\tPRICE\tSIGNED")
 	}
-	s.printf("Aggregated catalog\n")
-	tw := tabwriter.NewWriter(s.out, 2, 8, 2, ' ', 0)
-	if !s.json {
-		fmt.Fprintln(tw, "PROVIDER\tSIGNED\tREF\tKIND\tPRICE")
-	}
-	for _, pc := range agg.Catalogs() {
-		snap := pc.Snapshot
-		po := providerOut{ID: pc.ID, Name: snap.Metadata.Name, Signed: snap.Signed(), Stale: pc.Stale}
-		if snap.Signed() {
-			po.KeyID = snap.Signature.KeyID
-		}
-		for _, svc := range snap.Catalog.Services {
-			so := describe(snap.Catalog.Ref(svc), svc)
-			po.Services = append(po.Services, so)
-			if !s.json {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", pc.ID, yesNo(po.Signed), so.Ref, so.Kind, so.Price)
+	for _, pc := range j.orch.Aggregator.Catalogs() {
+		for _, svc := range pc.Snapshot.Catalog.Services {
+			e := catalogEntry{Ref: pc.Snapshot.Catalog.Ref(svc).String(), Kind: string(svc.Kind),
+				Price: demo.DescribePrice(svc), Signed: pc.Snapshot.Signed()}
+			j.rep.Catalog = append(j.rep.Catalog, e)
+			if !j.json {
+				fmt.Fprintf(tw, "   %s\t%s\t%s\t%s\n", e.Ref, e.Kind, e.Price, yesNo(e.Signed))
 			}
 		}
-		s.report.Providers = append(s.report.Providers, po)
 	}
-	if !s.json {
-		return tw.Flush()
+	if j.json {
+		return nil
 	}
-	return nil
+	return tw.Flush()
 }
 
-func search(_ context.Context, s *state) error {
-	f := discovery.Filter{Category: "compute", MaxPrice: &discovery.Money{Amount: 1000, Currency: "USD"}}
-	out := &searchOut{Category: f.Category, MaxPrice: f.MaxPrice}
-	for _, e := range s.agg.Search(f) {
-		out.Matches = append(out.Matches, e.Ref.String())
-	}
-	s.report.Search = out
-	s.printf("\nSearch category=compute, some price <= %s: %s\n", money(1000, "USD"), strings.Join(out.Matches, ", "))
-	return nil
-}
-
-func lookup(_ context.Context, s *state) error {
-	const ref = "registrar/registrar:domain"
-	e, err := s.agg.Lookup(ref)
+// add connects (account + token in the vault), then provisions and pays.
+func (j *journey) add(ctx context.Context, req demo.ConnectRequest, name string, config string) error {
+	req.Project, req.Agent = project, agent
+	c, err := j.orch.Connect(ctx, req)
 	if err != nil {
 		return err
 	}
-	so := describe(e.Ref, e.Service)
-	s.report.Lookup = &so
-	// The description is untrusted provider text: printed with %q, as data.
-	s.printf("Lookup %s: %s, %s, description %q\n", ref, so.Kind, so.Price, e.Service.Description)
-	if _, err := s.agg.Lookup("registrar/registrar:tld"); !errors.Is(err, discovery.ErrUnknownService) {
-		return fmt.Errorf("unexpected lookup result: %v", err)
+	j.printf("   account %s at %s: %s, scopes %s\n", c.AccountID, c.Provider, c.LinkAction, strings.Join(c.Scopes, " "))
+	cred, err := j.orch.Vault.Get(ctx, project, req.Ref)
+	if err != nil {
+		return err
 	}
+	j.tokens[req.Ref] = cred.AccessToken.Reveal()
+	j.printf("   token stored in the vault: %v (the agent never sees it printed)\n", cred.AccessToken)
+	var cfg json.RawMessage
+	if config != "" {
+		cfg = json.RawMessage(config)
+	}
+	res, err := j.orch.Add(ctx, demo.AddRequest{Project: project, Ref: req.Ref, Name: name, Config: cfg})
+	if err != nil {
+		return err
+	}
+	charged := "free"
+	if res.Charged != nil {
+		charged = "paid " + demo.Money(res.Charged.Amount, res.Charged.Currency) + " with a payment token"
+	}
+	j.printf("   resource %s %q: %s, %s\n", res.ID, res.Name, res.Status, charged)
+	j.rep.Added = append(j.rep.Added, added{Connection: c, Resource: res})
 	return nil
 }
 
-// --- rendering ----------------------------------------------------------------
-
-func describe(ref catalogschema.Ref, svc *catalogschema.Service) serviceOut {
-	var parts []string
-	for _, p := range svc.Prices {
-		parts = append(parts, price(p))
-	}
-	if len(parts) == 0 {
-		parts = append(parts, string(svc.Pricing.Type))
-	}
-	return serviceOut{Ref: ref.String(), Kind: svc.Kind, Prices: svc.Prices, Price: strings.Join(parts, " + ")}
+func addDomain(ctx context.Context, j *journey) error {
+	j.printf("   the human accepts Registrar's terms; the orchestrator signs a consent receipt\n")
+	return j.add(ctx, demo.ConnectRequest{Ref: "registrar/" + demo.ServiceDomain, AcceptTerms: true},
+		"site-domain", `{"domain":"ada-builds.dev"}`)
 }
 
-func price(p catalogschema.Price) string {
-	m := money(p.Amount, p.Currency)
-	switch p.Basis {
-	case catalogschema.BasisOneTime:
-		return m + " one-time"
-	case catalogschema.BasisMonthly:
-		return m + "/month"
-	case catalogschema.BasisYearly:
-		return m + "/year"
-	case catalogschema.BasisMetered:
-		per := max(p.PerUnits, 1)
-		return fmt.Sprintf("%s per %d %s (metered)", m, per, p.Unit)
+func addCompute(ctx context.Context, j *journey) error {
+	onDevice := func(ctx context.Context, l demo.DeviceLink) error {
+		j.printf("   Cloud says an account exists: open %s and enter %s\n", l.VerificationURI, l.UserCode)
+		// The simulated human signs in at Cloud and clicks "Allow".
+		pending, err := j.cloud.ApproveDevice(ctx, l.UserCode, "ada@example.com")
+		if err != nil {
+			return err
+		}
+		j.printf("   the human, signed in at Cloud, approves the link asked by %s for %s\n", pending.ClientID, pending.Email)
+		return nil
 	}
-	return m + " " + string(p.Basis)
+	// No terms: linking an existing account needs the holder's approval, not a new acceptance.
+	return j.add(ctx, demo.ConnectRequest{Ref: "cloud/" + demo.ServiceCompute, OnDevice: onDevice}, "vm", "")
 }
 
-// money renders minor units with integer arithmetic only.
-func money(amount int64, currency string) string {
-	digits := 2
-	switch currency {
-	case "JPY", "KRW", "VND", "CLP", "ISK":
-		digits = 0
+func deploy(ctx context.Context, j *journey) error {
+	ref := "cloud/" + demo.ServiceCompute
+	env, err := j.orch.Vault.Env(ctx, project, ref)
+	if err != nil {
+		return err
 	}
-	if digits == 0 {
-		return fmt.Sprintf("%d %s", amount, currency)
+	client, err := j.orch.AgentClient(project, ref, budget.USD(1))
+	if err != nil {
+		return err
 	}
-	return fmt.Sprintf("%d.%02d %s", amount/100, amount%100, currency)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, env["CLOUD_API_URL"]+"/deployments",
+		strings.NewReader(`{"app":"hello-world"}`))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		return fmt.Errorf("deploy: HTTP %d", resp.StatusCode)
+	}
+	var out map[string]string
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&out); err != nil {
+		return err
+	}
+	j.rep.Deploy = out
+	j.printf("   %s is %s at %s\n", out["app"], out["status"], out["url"])
+	return nil
+}
+
+func meteredCalls(ctx context.Context, j *journey) error {
+	ref := "cloud/" + demo.ServiceInference
+	if err := j.add(ctx, demo.ConnectRequest{Ref: ref}, "inference", ""); err != nil {
+		return err
+	}
+	env, err := j.orch.Vault.Env(ctx, project, ref)
+	if err != nil {
+		return err
+	}
+	// At most 5 USD per call, whatever a challenge asks.
+	client, err := j.orch.AgentClient(project, ref, budget.USD(500))
+	if err != nil {
+		return err
+	}
+	m := &meteredOut{Paid: budget.USD(0)}
+	for i := 0; i < 1000; i++ {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, env["CLOUD_INFERENCE_URL"], strings.NewReader(`{"prompt":"6*7"}`))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := client.Do(req)
+		if err != nil {
+			if !errors.Is(err, payment.ErrCapExceeded) {
+				return err
+			}
+			m.StoppedBy = "cap_exceeded"
+			m.Detail = err.Error()
+			var ce *budget.CapError
+			if errors.As(err, &ce) {
+				m.Detail = fmt.Sprintf("cap %s, used %s, asked %s",
+					demo.Money(ce.Limit.Amount, ce.Limit.Currency), demo.Money(ce.Used, ce.Limit.Currency), demo.Money(ce.Requested, ce.Limit.Currency))
+			}
+			break
+		}
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("inference call %d: HTTP %d", i+1, resp.StatusCode)
+		}
+		rh, err := payment.ReceiptFromResponse(resp)
+		if err != nil {
+			return err
+		}
+		amount, err := strconv.ParseInt(rh.Amount, 10, 64)
+		if err != nil {
+			return fmt.Errorf("receipt amount %q: %w", rh.Amount, err)
+		}
+		m.Calls++
+		m.Paid.Amount += amount
+		m.Paid.Currency = rh.Currency
+		if m.Calls <= 2 {
+			j.printf("   call %d: 402 → paid %s → 200, receipt %s\n", m.Calls, demo.Money(amount, rh.Currency), rh.Reference)
+		}
+	}
+	if m.StoppedBy == "" {
+		return errors.New("the cap never stopped the calls")
+	}
+	j.printf("   … %d calls paid, %s in all\n", m.Calls, demo.Money(m.Paid.Amount, m.Paid.Currency))
+	j.printf("   call %d refused before anything was paid: %s (%s)\n", m.Calls+1, m.StoppedBy, m.Detail)
+	j.rep.Metered = m
+	return nil
+}
+
+func spend(ctx context.Context, j *journey) error {
+	s, err := j.orch.Spend(ctx, project)
+	if err != nil {
+		return err
+	}
+	j.rep.Spend = s
+	j.rep.Charges = j.rail.Total("USD")
+	tw := tabwriter.NewWriter(j.out, 2, 8, 2, ' ', 0)
+	if !j.json {
+		fmt.Fprintln(tw, "   PROVIDER\tSPENT\tCAP\tREMAINING")
+	}
+	for _, p := range s {
+		limit, remaining := "none", "unlimited"
+		if p.Limit != nil {
+			limit = demo.Money(p.Limit.Amount, p.Limit.Currency)
+		}
+		if p.Remaining != nil {
+			remaining = demo.Money(p.Remaining.Amount, p.Remaining.Currency)
+		}
+		if !j.json {
+			fmt.Fprintf(tw, "   %s\t%s\t%s\t%s\n", p.Provider, demo.Money(p.Committed, p.Currency), limit, remaining)
+		}
+	}
+	if !j.json {
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	j.printf("   settled on the payment rail: %s (the agent never saw card data)\n", demo.Money(j.rep.Charges, "USD"))
+	return nil
+}
+
+func revoke(ctx context.Context, j *journey) error {
+	rep, err := j.orch.RevokeAll(ctx, project, "")
+	if err != nil {
+		return err
+	}
+	for _, r := range rep.Results {
+		ref := r.Provider + "/" + r.Service
+		j.rep.Revoked = append(j.rep.Revoked, revokedOut{Ref: ref, Account: r.AccountID, Revoked: r.Revoked, Attempts: r.Attempts})
+		status := "revoked"
+		if !r.Revoked {
+			status = "FAILED: " + r.Err.Error()
+		}
+		j.printf("   %s (account %s): %s\n", ref, r.AccountID, status)
+	}
+	if len(rep.Failed()) > 0 {
+		return fmt.Errorf("%d credentials not revoked", len(rep.Failed()))
+	}
+	// The old tokens no longer open anything.
+	for _, ref := range []string{"registrar/" + demo.ServiceDomain, "cloud/" + demo.ServiceCompute} {
+		p := j.registrar
+		if strings.HasPrefix(ref, "cloud/") {
+			p = j.cloud
+		}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, p.BaseURL()+"/v1/resources", nil)
+		req.Header.Set("Authorization", "Bearer "+j.tokens[ref])
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		j.rep.OldTokens = append(j.rep.OldTokens, resp.StatusCode)
+		j.printf("   the old %s token now gets HTTP %d\n", ref, resp.StatusCode)
+	}
+	left, err := j.orch.Vault.List(ctx, project, "")
+	if err != nil && !errors.Is(err, authz.ErrCredentialNotFound) {
+		return err
+	}
+	j.rep.VaultLeft = len(left)
+	j.printf("   credentials left in the vault: %d\n", len(left))
+	return nil
 }
 
 func yesNo(b bool) string {

@@ -1,0 +1,45 @@
+package authz_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/agentprov/agentprov/authz"
+)
+
+// A cancelled context stops the retries at once and leaves the credential.
+func TestRevokerStopsOnCancel(t *testing.T) {
+	o := newOrchestrator(t, orchIssuer)
+	acme := newProvider(t, "acme", providerConfig{trust: []*orchestrator{o}, issuers: []string{orchIssuer}})
+	_, body := postToken(t, acme, jwtBearer(o.attest(t, "acme", user{sub: "c", email: "c@example.com", verified: true}, false)))
+	storeCredential(t, o, "proj_1", "acme", tokenFromBody(body))
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusBadGateway)
+	}))
+	defer down.Close()
+	rv, err := authz.NewRevoker(o.att, o.vault, authz.StaticTargets{"acme": {Audience: "acme", Endpoint: down.URL}}, down.Client(),
+		&authz.RevokerOptions{MaxAttempts: 10, InitialBackoff: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	rep, err := rv.Revoke(ctx, authz.RevokeRequest{Project: "proj_1"})
+	if !errors.Is(err, authz.ErrRevocationIncomplete) {
+		t.Fatalf("err = %v", err)
+	}
+	f := rep.Failed()
+	if len(f) != 1 || f[0].Attempts != 1 || !errors.Is(f[0].Err, context.DeadlineExceeded) {
+		t.Fatalf("failed = %+v", f)
+	}
+	if left, _ := o.vault.List(context.Background(), "proj_1", ""); len(left) != 1 {
+		t.Fatal("credential deleted after a failed revocation")
+	}
+	if _, err := authz.NewRevoker(nil, o.vault, authz.StaticTargets{}, nil, nil); err == nil {
+		t.Fatal("nil attester accepted")
+	}
+}

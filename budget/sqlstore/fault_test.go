@@ -1,0 +1,235 @@
+package sqlstore_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/agentprov/agentprov/budget"
+	"github.com/agentprov/agentprov/budget/sqlstore"
+	"github.com/agentprov/agentprov/internal/sqltest"
+)
+
+var faultStart = time.Date(2026, 11, 10, 12, 0, 0, 0, time.UTC)
+
+func fixedLedger(t *testing.T, s budget.Store, now time.Time) *budget.Ledger {
+	t.Helper()
+	l, err := budget.NewLedger(s, &budget.LedgerOptions{Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func monthCounter(t *testing.T, l *budget.Ledger, scope budget.Scope) budget.CounterUsage {
+	t.Helper()
+	u, err := l.Usage(t.Context(), scope)
+	if err != nil {
+		t.Fatalf("Usage: %v", err)
+	}
+	for _, c := range u.Counters {
+		if c.Counter.Provider != "" && c.Counter.Window.Period() == budget.Month {
+			return c
+		}
+	}
+	t.Fatalf("no month counter in %+v", u)
+	return budget.CounterUsage{}
+}
+
+// A database that is gone fails every call closed: ErrStore, nothing
+// granted; once it is back, nothing had been counted.
+func testDatabaseGone(t *testing.T, d sqlstore.Dialect, open func() (*sql.DB, error)) {
+	ctx := t.Context()
+	db, err := open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := sqlstore.New(ctx, db, d, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := fixedLedger(t, s, faultStart)
+	scope := budget.Scope{Project: "p", Provider: "acme"}
+	h, err := l.Reserve(ctx, scope, budget.USD(500), "before", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if _, err := l.Reserve(ctx, scope, budget.USD(100), "while-down", nil); !errors.Is(err, budget.ErrStore) {
+		t.Fatalf("Reserve on a closed database: %v; want ErrStore", err)
+	}
+	if _, err := l.Commit(ctx, h.ID, budget.USD(500)); !errors.Is(err, budget.ErrStore) {
+		t.Fatalf("Commit on a closed database: %v; want ErrStore", err)
+	}
+	if _, err := l.Hold(ctx, h.ID); !errors.Is(err, budget.ErrStore) {
+		t.Fatalf("Hold on a closed database: %v; want ErrStore", err)
+	}
+	if _, err := l.Usage(ctx, scope); !errors.Is(err, budget.ErrStore) {
+		t.Fatalf("Usage on a closed database: %v; want ErrStore (never a zero)", err)
+	}
+
+	db2, err := open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db2.Close()
+	s2, err := sqlstore.New(ctx, db2, d, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l2 := fixedLedger(t, s2, faultStart)
+	if c := monthCounter(t, l2, scope); c.Held != 500 || c.Committed != 0 {
+		t.Fatalf("after the outage: %+v; want only the first hold", c)
+	}
+	if got, err := l2.Hold(ctx, h.ID); err != nil || got.State != budget.HoldActive {
+		t.Fatalf("hold after the outage = %+v, %v", got, err)
+	}
+}
+
+func TestSQLiteDatabaseGone(t *testing.T) {
+	testDatabaseGone(t, sqlstore.SQLite, openSQLite(sqltest.SQLitePath(t)))
+}
+
+func TestPostgresDatabaseGone(t *testing.T) {
+	testDatabaseGone(t, sqlstore.Postgres, openPostgres(sqltest.PostgresSchema(t)))
+}
+
+// Calls cut off at random points (the context ends while the statement is
+// on the wire, in the server, or committing) either happened entirely or
+// not at all: retried with the same keys, every reservation and commit
+// lands exactly once and the counters equal the sum of the holds.
+func testCutOff(t *testing.T, d sqlstore.Dialect, open func() (*sql.DB, error)) {
+	ctx := t.Context()
+	db, err := open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	s, err := sqlstore.New(ctx, db, d, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := fixedLedger(t, s, faultStart)
+	scope := budget.Scope{Project: "p", Provider: "acme"}
+	const workers, per = 8, 12
+	var (
+		mu        sync.Mutex
+		committed int64
+		cut       int
+	)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(7, uint64(w)))
+			for i := 0; i < per; i++ {
+				key := fmt.Sprintf("w%d-%d", w, i)
+				amount := 1 + rng.Int64N(100)
+				// First attempt under a deadline that may fire anywhere.
+				cctx, cancel := context.WithTimeout(ctx, time.Duration(rng.IntN(20000))*time.Microsecond)
+				h, err := l.Reserve(cctx, scope, budget.USD(amount), key, nil)
+				cancel()
+				if err != nil {
+					if !errors.Is(err, budget.ErrStore) {
+						t.Errorf("cut-off reserve: %v; want ErrStore", err)
+						return
+					}
+					mu.Lock()
+					cut++
+					mu.Unlock()
+					// The retry finds the hold the lost attempt placed, or
+					// places it now: never two.
+					if h, err = l.Reserve(ctx, scope, budget.USD(amount), key, nil); err != nil {
+						t.Errorf("retried reserve: %v", err)
+						return
+					}
+				}
+				actual := rng.Int64N(amount + 1)
+				cctx, cancel = context.WithTimeout(ctx, time.Duration(rng.IntN(20000))*time.Microsecond)
+				_, err = l.Commit(cctx, h.ID, budget.USD(actual))
+				cancel()
+				if err != nil {
+					if !errors.Is(err, budget.ErrStore) {
+						t.Errorf("cut-off commit: %v; want ErrStore", err)
+						return
+					}
+					if _, err := l.Commit(ctx, h.ID, budget.USD(actual)); err != nil {
+						t.Errorf("retried commit: %v", err)
+						return
+					}
+				}
+				mu.Lock()
+				committed += actual
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	t.Logf("%d of %d reservations cut off on the first attempt", cut, workers*per)
+	c := monthCounter(t, l, scope)
+	if c.Committed != committed || c.Held != 0 {
+		t.Fatalf("counter committed %d held %d; want %d and 0", c.Committed, c.Held, committed)
+	}
+	var holds int
+	if err := db.QueryRow(`SELECT count(*) FROM agentprov_budget_holds`).Scan(&holds); err != nil {
+		t.Fatal(err)
+	}
+	if holds != workers*per {
+		t.Fatalf("%d holds stored for %d keys", holds, workers*per)
+	}
+}
+
+func TestSQLiteCutOff(t *testing.T) {
+	testCutOff(t, sqlstore.SQLite, openSQLite(sqltest.SQLitePath(t)))
+}
+
+func TestPostgresCutOff(t *testing.T) {
+	testCutOff(t, sqlstore.Postgres, openPostgres(sqltest.PostgresSchema(t)))
+}
+
+func TestNewRejectsBadInput(t *testing.T) {
+	ctx := t.Context()
+	db := sqltest.SQLite(t, sqltest.SQLitePath(t))
+	if _, err := sqlstore.New(ctx, nil, sqlstore.SQLite, nil); err == nil {
+		t.Error("New(nil db) succeeded")
+	}
+	if _, err := sqlstore.New(ctx, db, sqlstore.Dialect(0), nil); err == nil {
+		t.Error("New with an unknown dialect succeeded")
+	}
+	for _, p := range []string{"Bad", "1x", "x-y", "x y", "x;DROP TABLE t;--", "abcdefghijklmnopqrstuvwxyz0123456789"} {
+		if _, err := sqlstore.New(ctx, db, sqlstore.SQLite, &sqlstore.Options{TablePrefix: p}); err == nil {
+			t.Errorf("New with table prefix %q succeeded", p)
+		}
+	}
+	// Two prefixes are two independent stores in one database.
+	a, err := sqlstore.New(ctx, db, sqlstore.SQLite, &sqlstore.Options{TablePrefix: "a_"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := sqlstore.New(ctx, db, sqlstore.SQLite, &sqlstore.Options{TablePrefix: "b_"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	la, lb := fixedLedger(t, a, faultStart), fixedLedger(t, b, faultStart)
+	scope := budget.Scope{Project: "p", Provider: "acme"}
+	if _, err := la.Reserve(ctx, scope, budget.USD(10000), "k", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lb.Reserve(ctx, scope, budget.USD(10000), "k", nil); err != nil {
+		t.Fatalf("second prefix shares state with the first: %v", err)
+	}
+	// New is idempotent: a restart on existing tables keeps the data.
+	a2, err := sqlstore.New(ctx, db, sqlstore.SQLite, &sqlstore.Options{TablePrefix: "a_"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := monthCounter(t, fixedLedger(t, a2, faultStart), scope); c.Held != 10000 {
+		t.Fatalf("after New again: %+v", c)
+	}
+}

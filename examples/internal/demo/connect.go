@@ -1,0 +1,549 @@
+package demo
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/budget"
+	"github.com/agentprov/agentprov/internal/problem"
+	"github.com/agentprov/agentprov/internal/safehttp"
+	"github.com/agentprov/agentprov/payment"
+)
+
+// Errors the programs map to exit codes.
+var (
+	// ErrNeedsHuman: the step needs a decision only the human may make
+	// (accepting terms, approving a link).
+	ErrNeedsHuman = errors.New("demo: needs the human")
+	// ErrNotFound: unknown provider, service or resource.
+	ErrNotFound = errors.New("demo: not found")
+	// ErrExists: the resource name is taken in this project.
+	ErrExists = errors.New("demo: already exists")
+)
+
+// ProviderError is a provider that could not be reached or refused.
+type ProviderError struct {
+	Provider string
+	Op       string
+	Status   int
+	Code     string // protocol or OAuth error code, when the provider sent one
+	Err      error
+}
+
+func (e *ProviderError) Error() string {
+	msg := "provider"
+	if e.Provider != "" {
+		msg += " " + e.Provider
+	}
+	if e.Op != "" {
+		msg += ": " + e.Op
+	}
+	if e.Status != 0 {
+		msg += fmt.Sprintf(": HTTP %d", e.Status)
+	}
+	if e.Code != "" {
+		msg += " " + e.Code
+	}
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+
+func (e *ProviderError) Unwrap() error { return e.Err }
+
+// TermsError says which terms the human must accept. It matches ErrNeedsHuman.
+type TermsError struct {
+	Provider, URL, Version string
+}
+
+func (e *TermsError) Error() string {
+	return fmt.Sprintf("creating an account at %s needs the human to accept its terms (%s, version %s)", e.Provider, e.URL, e.Version)
+}
+
+func (e *TermsError) Is(target error) bool { return target == ErrNeedsHuman }
+
+// DeviceLink is what the human must do at the provider to link an
+// existing account: open VerificationURI and enter UserCode.
+type DeviceLink struct {
+	Provider                string `json:"provider"`
+	UserCode                string `json:"user_code"`
+	VerificationURI         string `json:"verification_uri"`
+	VerificationURIComplete string `json:"verification_uri_complete,omitempty"`
+	ExpiresIn               int64  `json:"expires_in"`
+}
+
+// ConnectRequest asks for a credential for one service of one project.
+type ConnectRequest struct {
+	Project string
+	Ref     string
+	// AcceptTerms records that the human (never the agent) accepted the
+	// provider's current terms; without it no account is created.
+	AcceptTerms bool
+	// Agent names the agent acting for the user (the attestation's act).
+	Agent string
+	// OnDevice shows a device-flow link request to the human. Nil means
+	// no human is reachable: linking an existing account fails with
+	// ErrNeedsHuman.
+	OnDevice func(ctx context.Context, l DeviceLink) error
+	// Force gets a new token even when the vault holds one.
+	Force bool
+}
+
+// Connection describes a credential in the vault, without its secrets.
+type Connection struct {
+	Provider   string    `json:"provider"`
+	Service    string    `json:"service"`
+	AccountID  string    `json:"account_id"`
+	LinkAction string    `json:"link_action"`
+	Scopes     []string  `json:"scopes,omitempty"`
+	Expiry     time.Time `json:"expiry,omitzero"`
+	// Device is set when the account was linked through the device flow.
+	Device *DeviceLink `json:"device,omitempty"`
+}
+
+func connectionOf(c *authz.Credential) *Connection {
+	return &Connection{Provider: c.Provider, Service: c.Ref(), AccountID: c.AccountID, LinkAction: c.LinkAction,
+		Scopes: c.Scopes, Expiry: c.Expiry}
+}
+
+// Connect obtains a credential for req.Ref at its provider and stores it in
+// the vault: the JWT-bearer grant with an identity attestation (creating
+// the account when the human accepted the terms), or, when the provider
+// says an account with the user's email exists, the device flow approved
+// by the account holder at the provider.
+func (o *Orchestrator) Connect(ctx context.Context, req ConnectRequest) (*Connection, error) {
+	entry, err := o.Aggregator.Lookup(req.Ref)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrNotFound, req.Ref, err)
+	}
+	ref := entry.Ref.String()
+	provider := entry.Provider
+	if !req.Force {
+		if c, err := o.Vault.Get(ctx, req.Project, ref); err == nil {
+			return connectionOf(c), nil
+		}
+	}
+	pc, err := o.Aggregator.Provider(provider)
+	if err != nil || pc.Snapshot == nil {
+		return nil, fmt.Errorf("%w: provider %s", ErrNotFound, provider)
+	}
+	meta := pc.Snapshot.Metadata
+	asm, err := o.serverMetadata(ctx, provider)
+	if err != nil {
+		return nil, err
+	}
+	sub := o.subject(provider)
+	attest := func(consent string) (string, error) {
+		return o.Attester.Attest(ctx, authz.AttestRequest{
+			Audience: provider, Subject: sub, Email: o.cfg.User.Email, EmailVerified: true, Name: o.cfg.User.Name,
+			Actor: &authz.Actor{ClientID: agentName(req.Agent)}, Project: req.Project, Service: ref, Consent: consent,
+		})
+	}
+	var consent string
+	if req.AcceptTerms {
+		// The receipt records the human's acceptance; the attester refuses
+		// to sign one that does not say Human.
+		consent, err = o.Attester.SignConsent(ctx, authz.ConsentReceipt{
+			Subject: sub, Email: o.cfg.User.Email, Provider: provider,
+			TermsURL: meta.TermsOfService.URL, TermsVersion: asm.TermsVersion,
+			AcceptedAt: o.now(), Agent: agentName(req.Agent), Human: true,
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	assertion, err := attest(consent)
+	if err != nil {
+		return nil, err
+	}
+	tr, err := o.tokenRequest(ctx, provider, asm.TokenEndpoint, url.Values{
+		"grant_type": {authz.GrantTypeJWTBearer}, "assertion": {assertion}})
+	var device *DeviceLink
+	var pe *ProviderError
+	switch {
+	case err == nil:
+	case errors.As(err, &pe) && pe.Code == "terms_not_accepted":
+		return nil, &TermsError{Provider: provider, URL: meta.TermsOfService.URL, Version: asm.TermsVersion}
+	case errors.As(err, &pe) && pe.Code == "consent_required":
+		if req.OnDevice == nil {
+			return nil, fmt.Errorf("%w: an account with %s exists at %s; its holder must approve the link", ErrNeedsHuman, o.cfg.User.Email, provider)
+		}
+		if tr, device, err = o.deviceFlow(ctx, provider, asm, attest, req.OnDevice); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, err
+	}
+	cred := authz.Credential{
+		Project: req.Project, Provider: provider, Service: entry.Ref.Service,
+		AccessToken: authz.Secret(tr.AccessToken), TokenType: tr.TokenType,
+		Expiry: o.now().Add(time.Duration(tr.ExpiresIn) * time.Second), Scopes: strings.Fields(tr.Scope),
+		AccountID: tr.AccountID, LinkAction: tr.LinkAction,
+	}
+	if old, err := o.Vault.Get(ctx, req.Project, ref); err == nil {
+		cred.Env = old.Env // keep what the provider returned for the resources
+	}
+	if err := o.Vault.Put(ctx, cred); err != nil {
+		return nil, err
+	}
+	c := connectionOf(&cred)
+	c.Device = device
+	return c, nil
+}
+
+func agentName(s string) string {
+	if s == "" {
+		return "agent"
+	}
+	return s
+}
+
+// deviceFlow runs RFC 8628: start, show the code to the human, poll.
+func (o *Orchestrator) deviceFlow(ctx context.Context, provider string, asm *authz.AuthorizationServerMetadata,
+	attest func(string) (string, error), show func(context.Context, DeviceLink) error) (*authz.TokenResponse, *DeviceLink, error) {
+	assertion, err := attest("")
+	if err != nil {
+		return nil, nil, err
+	}
+	var da authz.DeviceAuthorizationResponse
+	if err := o.postForm(ctx, provider, "device authorization", asm.DeviceAuthorizationEndpoint,
+		url.Values{"client_id": {o.Attester.Issuer()}, "assertion": {assertion}}, &da); err != nil {
+		return nil, nil, err
+	}
+	link := &DeviceLink{Provider: provider, UserCode: da.UserCode, VerificationURI: da.VerificationURI,
+		VerificationURIComplete: da.VerificationURIComplete, ExpiresIn: da.ExpiresIn}
+	if err := show(ctx, *link); err != nil {
+		return nil, nil, err
+	}
+	interval := time.Duration(max(da.Interval, 1)) * time.Second
+	deadline := o.now().Add(time.Duration(da.ExpiresIn) * time.Second)
+	for first := true; ; first = false {
+		if !first {
+			t := time.NewTimer(interval)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil, nil, ctx.Err()
+			case <-t.C:
+			}
+		}
+		tr, err := o.tokenRequest(ctx, provider, asm.TokenEndpoint, url.Values{
+			"grant_type": {authz.GrantTypeDeviceCode}, "device_code": {da.DeviceCode}, "client_id": {o.Attester.Issuer()}})
+		var pe *ProviderError
+		switch {
+		case err == nil:
+			return tr, link, nil
+		case errors.As(err, &pe) && pe.Code == "authorization_pending":
+		case errors.As(err, &pe) && pe.Code == "slow_down":
+			interval += 5 * time.Second
+		default:
+			return nil, nil, err
+		}
+		if o.now().After(deadline) {
+			return nil, nil, &ProviderError{Provider: provider, Op: "device flow", Code: "expired_token"}
+		}
+	}
+}
+
+func (o *Orchestrator) tokenRequest(ctx context.Context, provider, endpoint string, form url.Values) (*authz.TokenResponse, error) {
+	var tr authz.TokenResponse
+	if err := o.postForm(ctx, provider, "token", endpoint, form, &tr); err != nil {
+		return nil, err
+	}
+	if tr.AccessToken == "" || !strings.EqualFold(tr.TokenType, "Bearer") {
+		return nil, &ProviderError{Provider: provider, Op: "token", Err: errors.New("malformed token response")}
+	}
+	return &tr, nil
+}
+
+// postForm posts an OAuth form and decodes a 200 JSON answer into v; an
+// RFC 6749 §5.2 error becomes a *ProviderError with its code.
+func (o *Orchestrator) postForm(ctx context.Context, provider, op, endpoint string, form url.Values, v any) error {
+	if _, err := safehttp.CheckURL(endpoint); err != nil {
+		return &ProviderError{Provider: provider, Op: op, Err: err}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	resp, err := o.client.Do(req)
+	if err != nil {
+		return &ProviderError{Provider: provider, Op: op, Err: err}
+	}
+	defer resp.Body.Close()
+	body, err := safehttp.ReadAll(resp.Body, 64<<10)
+	if err != nil {
+		return &ProviderError{Provider: provider, Op: op, Status: resp.StatusCode, Err: err}
+	}
+	if resp.StatusCode != http.StatusOK {
+		var oe struct {
+			Error       string `json:"error"`
+			Description string `json:"error_description"`
+		}
+		_ = json.Unmarshal(body, &oe)
+		pe := &ProviderError{Provider: provider, Op: op, Status: resp.StatusCode, Code: oe.Error}
+		if oe.Description != "" {
+			pe.Err = errors.New(oe.Description)
+		}
+		return pe
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return &ProviderError{Provider: provider, Op: op, Err: err}
+	}
+	return nil
+}
+
+// AddRequest asks the provider to provision a service for a project.
+type AddRequest struct {
+	Project string
+	Ref     string
+	Name    string
+	Config  json.RawMessage
+}
+
+// Add provisions req.Ref at its provider with the vault's credential (see
+// Connect) and pays its up-front price through HTTP 402: the per-call
+// ceiling is exactly the catalog's price, so a provider can never charge
+// more than it advertised. The resource is recorded in the orchestrator's
+// ResourceStore and what the provider returned for the environment in the
+// vault.
+func (o *Orchestrator) Add(ctx context.Context, req AddRequest) (*Resource, error) {
+	entry, err := o.Aggregator.Lookup(req.Ref)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrNotFound, req.Ref, err)
+	}
+	ref := entry.Ref.String()
+	if req.Name == "" {
+		req.Name = strings.ReplaceAll(entry.Ref.Service, ":", "-")
+	}
+	if err := entry.Service.ValidateConfig(orEmpty(req.Config)); err != nil {
+		return nil, err
+	}
+	if _, err := o.Resources.Get(ctx, req.Project, req.Name); err == nil {
+		return nil, fmt.Errorf("%w: a resource named %q", ErrExists, req.Name)
+	}
+	amount, currency := upfront(entry.Service)
+	ceiling := budget.Money{Amount: max(amount, 1), Currency: currency}
+	if currency == "" {
+		ceiling.Currency = o.Ledger.Currency()
+	}
+	client, err := o.AgentClient(req.Project, ref, ceiling)
+	if err != nil {
+		return nil, err
+	}
+	base, _ := o.baseURL(entry.Provider)
+	body, _ := json.Marshal(createRequest{Name: req.Name, Config: req.Config})
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/services/"+entry.Ref.Service, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	hreq.Header.Set("Content-Type", "application/json")
+	// One key per logical request: a retry never pays twice.
+	hreq.Header.Set("Idempotency-Key", newID("add_"))
+	var res Resource
+	if err := o.do(client, entry.Provider, "provision "+ref, hreq, &res); err != nil {
+		return nil, err
+	}
+	res.Project = req.Project
+	if err := o.Resources.Put(ctx, res); err != nil {
+		return nil, err
+	}
+	if len(res.Env) > 0 {
+		_, err = o.Vault.Update(ctx, req.Project, ref, func(c *authz.Credential) error {
+			if c.Env == nil {
+				c.Env = map[string]authz.Secret{}
+			}
+			for k, v := range res.Env {
+				c.Env[k] = authz.Secret(v)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return &res, nil
+}
+
+// Remove deletes a resource at its provider and forgets it. The
+// credential stays in the vault (use RevokeAll to unlink).
+func (o *Orchestrator) Remove(ctx context.Context, project, name string) (*Resource, error) {
+	res, err := o.Resources.Get(ctx, project, name)
+	if err != nil {
+		return nil, err
+	}
+	client, err := o.AgentClient(project, res.Service, budget.USD(1))
+	if err != nil {
+		return nil, err
+	}
+	provider, _, _ := strings.Cut(res.Service, "/")
+	base, _ := o.baseURL(provider)
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodDelete, base+"/v1/resources/"+url.PathEscape(res.ID), nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := o.do(client, provider, "remove "+res.Name, hreq, nil); err != nil {
+		var pe *ProviderError
+		if !errors.As(err, &pe) || pe.Status != http.StatusNotFound {
+			return nil, err
+		}
+	}
+	res.Status = "removed"
+	return res, o.Resources.Delete(ctx, project, name)
+}
+
+// Rotate replaces the credential of ref with a fresh token and revokes the
+// old one at the provider.
+func (o *Orchestrator) Rotate(ctx context.Context, project, ref string) (*Connection, error) {
+	old, err := o.Vault.Get(ctx, project, ref)
+	if err != nil {
+		return nil, fmt.Errorf("%w: no credential for %s", ErrNotFound, ref)
+	}
+	c, err := o.Connect(ctx, ConnectRequest{Project: project, Ref: ref, Force: true})
+	if err != nil {
+		return nil, err
+	}
+	target, err := targets{o}.RevocationTarget(ctx, old.Provider)
+	if err != nil {
+		return c, err
+	}
+	jwt, err := o.Attester.Sign(ctx, authz.TypeRevocation, authz.RevocationEvent{
+		Audience: old.Provider, Subject: o.subject(old.Provider), AccountID: old.AccountID, Project: project,
+		Service: ref, TokenHashes: []string{authz.HashToken(old.AccessToken.Reveal()).String()},
+	})
+	if err != nil {
+		return c, err
+	}
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, target.Endpoint, strings.NewReader(jwt))
+	if err != nil {
+		return c, err
+	}
+	hreq.Header.Set("Content-Type", "application/jwt")
+	return c, o.do(o.client, old.Provider, "revoke old token", hreq, nil)
+}
+
+// do sends req and decodes a 2xx JSON answer into v; other answers become
+// a *ProviderError carrying the problem's code. Payment refusals of the
+// Transport (cap, ceiling) are returned as they are.
+func (o *Orchestrator) do(client *http.Client, provider, op string, req *http.Request, v any) error {
+	resp, err := client.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) && ue.Err != nil {
+			err = ue.Err
+		}
+		if errors.Is(err, ErrNotFound) || errors.Is(err, authz.ErrCredentialNotFound) {
+			return fmt.Errorf("%w: %v", ErrNotFound, err)
+		}
+		var payErr *payment.Error
+		var azErr *authz.Error
+		if errors.As(err, &payErr) || errors.As(err, &azErr) {
+			return err // a typed refusal: cap, ceiling, vault
+		}
+		return &ProviderError{Provider: provider, Op: op, Err: err}
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		pd := problem.Read(resp.Body, 64<<10)
+		pe := &ProviderError{Provider: provider, Op: op, Status: resp.StatusCode}
+		if pd != nil {
+			pe.Code = pd.Code
+			if pd.Detail != "" {
+				pe.Err = errors.New(pd.Detail)
+			}
+		}
+		return pe
+	}
+	if v == nil {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		return nil
+	}
+	body, err := safehttp.ReadAll(resp.Body, 1<<20)
+	if err != nil {
+		return &ProviderError{Provider: provider, Op: op, Err: err}
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return &ProviderError{Provider: provider, Op: op, Err: err}
+	}
+	return nil
+}
+
+func orEmpty(c json.RawMessage) json.RawMessage {
+	if len(c) == 0 {
+		return json.RawMessage(`{}`)
+	}
+	return c
+}
+
+// ResourceStore keeps the orchestrator's record of provisioned resources,
+// by project and name. Implementations are safe for concurrent use.
+type ResourceStore interface {
+	// Put stores res under (res.Project, res.Name), replacing any record.
+	Put(ctx context.Context, res Resource) error
+	// Get returns the record or an error matching ErrNotFound.
+	Get(ctx context.Context, project, name string) (*Resource, error)
+	// List returns the project's records, oldest first.
+	List(ctx context.Context, project string) ([]Resource, error)
+	// Delete removes the record; deleting a missing record is not an error.
+	Delete(ctx context.Context, project, name string) error
+}
+
+// MemoryResources is an in-memory ResourceStore.
+type MemoryResources struct {
+	mu sync.Mutex
+	m  map[[2]string]Resource
+}
+
+// NewMemoryResources returns an empty MemoryResources.
+func NewMemoryResources() *MemoryResources { return &MemoryResources{m: map[[2]string]Resource{}} }
+
+func (s *MemoryResources) Put(_ context.Context, res Resource) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.m[[2]string{res.Project, res.Name}] = res
+	return nil
+}
+
+func (s *MemoryResources) Get(_ context.Context, project, name string) (*Resource, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.m[[2]string{project, name}]
+	if !ok {
+		return nil, fmt.Errorf("%w: resource %q", ErrNotFound, name)
+	}
+	return &r, nil
+}
+
+func (s *MemoryResources) List(_ context.Context, project string) ([]Resource, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Resource
+	for k, r := range s.m {
+		if k[0] == project {
+			out = append(out, r)
+		}
+	}
+	slices.SortFunc(out, func(a, b Resource) int { return a.CreatedAt.Compare(b.CreatedAt) })
+	return out, nil
+}
+
+func (s *MemoryResources) Delete(_ context.Context, project, name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, [2]string{project, name})
+	return nil
+}

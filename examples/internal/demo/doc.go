@@ -1,0 +1,36 @@
+// Package demo assembles both roles of the agent provisioning protocol from
+// the agentprov packages, once, for the example programs: the quickstart
+// (everything in one process), the orchestrator CLI and the provider server.
+//
+// It is example code, kept under examples/internal so that no user imports
+// it, but it is written the way a real embedding would be: read it as the
+// wiring guide.
+//
+// # Roles
+//
+// A [Provider] is a provider's existing Go service with the protocol mounted
+// on its own *http.ServeMux: discovery documents and a signed catalog
+// (discovery.Handler), account provisioning and linking (authz.Provisioner),
+// a bearer-guarded API, and paid endpoints behind a payment.Paywall whose
+// tokens are redeemed at the orchestrator.
+//
+// An [Orchestrator] is the platform with a signed-in user: it attests the
+// user (authz.Attester, JWKS), aggregates the trusted catalogs
+// (discovery.Aggregator), enforces caps (budget.Ledger), mints and redeems
+// payment tokens (payment.Issuer), keeps credentials in an encrypted
+// authz.Vault and revokes them (authz.Revoker). Its Connect method is the
+// client side of provisioning (JWT-bearer grant, then the device flow when
+// the user already has an account), and AgentClient is the http.Client an
+// agent calls a provider with: the vault's bearer token plus a
+// payment.Transport that pays 402 challenges under the caps.
+//
+// # Stores
+//
+// Both assemblies take their stores as fields: in-memory for the
+// quickstart, SQLite for the CLI and the provider server (see OpenSQL).
+// Drivers are imported by the programs, never here.
+//
+// # Concurrency
+//
+// Providers and Orchestrators are safe for concurrent use once built.
+package demo

@@ -1,0 +1,941 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/budget"
+	"github.com/agentprov/agentprov/catalogschema"
+	"github.com/agentprov/agentprov/discovery"
+	"github.com/agentprov/agentprov/examples/internal/demo"
+	"github.com/agentprov/agentprov/internal/safehttp"
+	"github.com/agentprov/agentprov/internal/sqldb"
+	"github.com/agentprov/agentprov/payment"
+)
+
+const usage = `orchestrator — an agent provisioning orchestrator (example CLI on agentprov)
+
+Usage: orchestrator <command> [arguments] [flags]
+
+Commands:
+  init                      create the project: --email (required), --name, --project,
+                            --issuer URL (where "serve" is reachable; default http://127.0.0.1:7780),
+                            --provider URL or id=URL (repeatable), --redemption-key id=KEY (repeatable;
+                            generated and shown once when absent)
+  catalog [filter]          list the trusted providers' services (filter: text, provider or @category)
+  add provider/service      provision a service: --config JSON, --name NAME
+  status                    project, providers, resources and credentials (no secrets)
+  env                       environment variables of the credentials, redacted unless --reveal;
+                            --provider P limits them
+  billing show              spending caps and this month's use per provider
+  billing update            set a monthly cap: --limit USD [--provider P]; needs the human
+  spend                     this month's charges per provider
+  rotate <resource>         replace a resource's credential and revoke the old token
+  remove <resource>         delete a resource at its provider
+  revoke                    revoke every credential at the providers (--provider P for one)
+  serve                     the orchestrator's public endpoints (JWKS, payment redemption): --addr
+  help                      this text
+
+Global flags:
+  --dir DIR            project directory (default .agentprov in the working directory)
+  --json               machine output: {"ok":…,"data":…,"error":{"code","message"}} on stdout
+  --non-interactive    never prompt (default when stdin is not a terminal)
+  --accept-terms       the human accepts the provider's terms of service (add)
+  --confirm-paid       the human confirms a paid service (add)
+  --human              the human, not an agent, runs this command (billing update)
+  --quiet              no progress lines on stderr
+
+In non-interactive mode nothing that needs the human happens without the
+flag a human set: terms, paid services and cap changes are refused with
+exit code 4.
+
+Exit codes:
+  0  success
+  1  any other error
+  2  bad command line (usage)
+  3  no project here: run init
+  4  needs the human: terms, a paid service or a cap change need a flag a human set
+  5  refused by a spending cap or the per-call ceiling
+  6  a provider could not be reached or refused
+  7  unknown provider, service or resource
+  8  the action needs the user, not the agent (the user declined)
+`
+
+// opts are the parsed flags of one invocation.
+type opts struct {
+	dir                   string
+	json, nonInteractive  bool
+	acceptTerms, confirm  bool
+	human, quiet, reveal  bool
+	config, name          string
+	email, userName, proj string
+	issuer, addr, limit   string
+	provider              string
+	providers, redeemKeys multiFlag
+	refresh               bool
+}
+
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+func (o *opts) flags(stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("orchestrator", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&o.dir, "dir", ".agentprov", "")
+	fs.BoolVar(&o.json, "json", false, "")
+	fs.BoolVar(&o.nonInteractive, "non-interactive", false, "")
+	fs.BoolVar(&o.acceptTerms, "accept-terms", false, "")
+	fs.BoolVar(&o.confirm, "confirm-paid", false, "")
+	fs.BoolVar(&o.human, "human", false, "")
+	fs.BoolVar(&o.quiet, "quiet", false, "")
+	fs.BoolVar(&o.reveal, "reveal", false, "")
+	fs.BoolVar(&o.refresh, "refresh", false, "")
+	fs.StringVar(&o.config, "config", "", "")
+	fs.StringVar(&o.name, "name", "", "")
+	fs.StringVar(&o.email, "email", "", "")
+	fs.StringVar(&o.userName, "user-name", "", "")
+	fs.StringVar(&o.proj, "project", "", "")
+	fs.StringVar(&o.issuer, "issuer", "http://127.0.0.1:7780", "")
+	fs.StringVar(&o.addr, "addr", "", "")
+	fs.StringVar(&o.limit, "limit", "", "")
+	fs.StringVar(&o.provider, "provider", "", "")
+	return fs
+}
+
+// parse accepts flags anywhere on the line; --provider is repeatable for
+// init and single elsewhere.
+func parse(args []string, stderr io.Writer) (*opts, []string, error) {
+	o := &opts{}
+	fs := o.flags(stderr)
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, nil, fail(exitUsage, "usage", "%v", err)
+		}
+		if o.provider != "" {
+			o.providers = append(o.providers, o.provider)
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+	if len(o.providers) > 0 {
+		o.provider = o.providers[len(o.providers)-1]
+	}
+	return o, pos, nil
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return runWith(ctx, args, os.Stdin, stdout, stderr)
+}
+
+func runWith(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	// --redemption-key is repeatable and only for init; pull it out first.
+	var keys multiFlag
+	var rest []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--redemption-key" || a == "-redemption-key":
+			if i+1 >= len(args) {
+				return (&output{json: slices.Contains(args, "--json"), stdout: stdout, stderr: stderr}).failure(fail(exitUsage, "usage", "--redemption-key needs a value"))
+			}
+			keys = append(keys, args[i+1])
+			i++
+		case strings.HasPrefix(a, "--redemption-key="):
+			keys = append(keys, strings.TrimPrefix(a, "--redemption-key="))
+		default:
+			rest = append(rest, a)
+		}
+	}
+	o, pos, err := parse(rest, stderr)
+	out := &output{stdout: stdout, stderr: stderr}
+	if err != nil {
+		out.json = slices.Contains(args, "--json")
+		return out.failure(err)
+	}
+	o.redeemKeys = keys
+	out.json, out.quiet = o.json, o.quiet
+	if len(pos) == 0 || pos[0] == "help" {
+		if len(pos) == 0 {
+			fmt.Fprint(stderr, usage)
+			return out.failure(fail(exitUsage, "usage", "no command"))
+		}
+		out.result(map[string]string{"usage": usage}, func(w io.Writer) { fmt.Fprint(w, usage) })
+		return exitOK
+	}
+	c := &cli{o: o, out: out, stdin: bufio.NewReader(stdin), interactive: !o.nonInteractive && !o.json && isInteractive()}
+	if err := c.dispatch(ctx, pos[0], pos[1:]); err != nil {
+		return out.failure(classify(err))
+	}
+	return exitOK
+}
+
+// cli is one invocation.
+type cli struct {
+	o           *opts
+	out         *output
+	stdin       *bufio.Reader
+	interactive bool
+
+	state *projectState
+	db    *sql.DB
+	orch  *demo.Orchestrator
+}
+
+func (c *cli) dispatch(ctx context.Context, cmd string, args []string) error {
+	if cmd == "init" {
+		return c.init(ctx, args)
+	}
+	if err := c.open(ctx); err != nil {
+		return err
+	}
+	defer c.db.Close()
+	switch cmd {
+	case "catalog":
+		return c.catalog(ctx, args)
+	case "add":
+		return c.add(ctx, args)
+	case "status":
+		return c.status(ctx)
+	case "env":
+		return c.env(ctx)
+	case "billing":
+		if len(args) == 0 {
+			return fail(exitUsage, "usage", "billing needs show or update")
+		}
+		switch args[0] {
+		case "show":
+			return c.billingShow(ctx)
+		case "update":
+			return c.billingUpdate(ctx)
+		}
+		return fail(exitUsage, "usage", "unknown billing command %q", args[0])
+	case "spend":
+		return c.spend(ctx)
+	case "rotate":
+		return c.rotate(ctx, args)
+	case "remove":
+		return c.remove(ctx, args)
+	case "revoke":
+		return c.revoke(ctx)
+	case "serve":
+		return c.serve(ctx)
+	}
+	return fail(exitUsage, "usage", "unknown command %q (see orchestrator help)", cmd)
+}
+
+// classify maps errors to the envelope's codes and exit codes.
+func classify(err error) error {
+	var ce *cliError
+	if errors.As(err, &ce) {
+		return ce
+	}
+	var te *demo.TermsError
+	var capErr *budget.CapError
+	var pe *demo.ProviderError
+	var ve *catalogschema.ValidationError
+	switch {
+	case errors.As(err, &te):
+		return wrap(exitNeedsHuman, "terms_acceptance_required", err, "the human must accept the terms: rerun with --accept-terms")
+	case errors.Is(err, demo.ErrNeedsHuman):
+		return wrap(exitNeedsHuman, "human_required", err, "needs the human")
+	case errors.Is(err, payment.ErrCallCeiling):
+		return wrap(exitPayment, "call_ceiling", err, "refused by the per-call ceiling")
+	case errors.As(err, &capErr), errors.Is(err, payment.ErrCapExceeded), errors.Is(err, budget.ErrCapExceeded):
+		return wrap(exitPayment, "cap_exceeded", err, "refused by a spending cap")
+	case errors.Is(err, demo.ErrNotFound), errors.Is(err, authz.ErrCredentialNotFound), errors.Is(err, discovery.ErrUnknownService), errors.Is(err, discovery.ErrUnknownProvider):
+		return wrap(exitNotFound, "not_found", err, "not found")
+	case errors.As(err, &ve):
+		return wrap(exitUsage, "invalid_config", err, "invalid configuration")
+	case errors.Is(err, demo.ErrExists):
+		return wrap(exitError, "already_exists", err, "already exists")
+	case errors.As(err, &pe):
+		return wrap(exitProvider, "provider_error", err, "provider")
+	}
+	return wrap(exitError, "error", err, "failed")
+}
+
+// confirm asks the human, or refuses when nobody can answer.
+func (c *cli) confirm(flagSet bool, code, question, flagName string) error {
+	if flagSet {
+		return nil
+	}
+	if !c.interactive {
+		return fail(exitNeedsHuman, code, "%s: a human must confirm; rerun with %s", question, flagName)
+	}
+	fmt.Fprintf(c.out.stderr, "%s [y/N] ", question)
+	line, _ := c.stdin.ReadString('\n')
+	if a := strings.ToLower(strings.TrimSpace(line)); a == "y" || a == "yes" {
+		return nil
+	}
+	return fail(exitUnauthorized, "declined", "%s: declined", question)
+}
+
+// --- project state -------------------------------------------------------
+
+type projectState struct {
+	Project        string            `json:"project"`
+	User           demo.User         `json:"user"`
+	Issuer         string            `json:"issuer"`
+	KeyID          string            `json:"key_id"`
+	Providers      []providerEntry   `json:"providers"`
+	RedemptionKeys map[string]string `json:"redemption_keys"`
+	CreatedAt      time.Time         `json:"created_at"`
+}
+
+type providerEntry struct {
+	ID      string `json:"id"`
+	BaseURL string `json:"base_url"`
+}
+
+func (c *cli) path(name string) string { return filepath.Join(c.o.dir, name) }
+
+func (c *cli) init(ctx context.Context, args []string) error {
+	if len(args) > 0 {
+		return fail(exitUsage, "usage", "init takes no arguments")
+	}
+	if c.o.email == "" || !strings.Contains(c.o.email, "@") {
+		return fail(exitUsage, "usage", "init needs --email of the signed-in user")
+	}
+	if _, err := safehttp.CheckURL(c.o.issuer); err != nil {
+		return fail(exitUsage, "usage", "--issuer: %v", err)
+	}
+	if _, err := os.Stat(c.path("project.json")); err == nil {
+		return fail(exitError, "already_initialized", "%s already holds a project", c.o.dir)
+	}
+	st := &projectState{Project: c.o.proj, Issuer: strings.TrimSuffix(c.o.issuer, "/"), KeyID: "orch-1",
+		RedemptionKeys: map[string]string{}, CreatedAt: time.Now().UTC().Truncate(time.Second)}
+	if st.Project == "" {
+		st.Project = "proj_" + randomHex(8)
+	}
+	st.User = demo.User{ID: "user_" + randomHex(8), Email: c.o.email, Name: c.o.userName}
+	for _, p := range c.o.providers {
+		e, err := c.resolveProvider(ctx, p)
+		if err != nil {
+			return err
+		}
+		st.Providers = append(st.Providers, e)
+	}
+	generated := map[string]string{}
+	for _, kv := range c.o.redeemKeys {
+		id, key, ok := strings.Cut(kv, "=")
+		if !ok || id == "" || len(key) < 16 {
+			return fail(exitUsage, "usage", "--redemption-key wants id=KEY with a key of at least 16 characters")
+		}
+		st.RedemptionKeys[id] = key
+	}
+	for _, p := range st.Providers {
+		if st.RedemptionKeys[p.ID] == "" {
+			st.RedemptionKeys[p.ID] = "rk_" + randomHex(24)
+			generated[p.ID] = st.RedemptionKeys[p.ID]
+		}
+	}
+	if err := os.MkdirAll(c.o.dir, 0o700); err != nil {
+		return err
+	}
+	for name, size := range map[string]int{"orchestrator.key": ed25519.SeedSize, "vault.key": 32, "pairwise.key": 32} {
+		b := make([]byte, size)
+		if _, err := rand.Read(b); err != nil {
+			return err
+		}
+		if err := os.WriteFile(c.path(name), b, 0o600); err != nil {
+			return err
+		}
+	}
+	doc, _ := json.MarshalIndent(st, "", "  ")
+	if err := os.WriteFile(c.path("project.json"), doc, 0o600); err != nil {
+		return err
+	}
+	c.state = st
+	if err := c.openDB(ctx); err != nil {
+		return err
+	}
+	c.db.Close()
+	data := map[string]any{"project": st.Project, "user": st.User, "issuer": st.Issuer, "dir": c.o.dir,
+		"providers": st.Providers, "generated_redemption_keys": generated}
+	c.out.result(data, func(w io.Writer) {
+		fmt.Fprintf(w, "Initialized project %s for %s in %s\n", st.Project, st.User.Email, c.o.dir)
+		fmt.Fprintf(w, "Orchestrator issuer %s (run \"orchestrator serve\" so providers can reach it)\n", st.Issuer)
+		for _, p := range st.Providers {
+			fmt.Fprintf(w, "Trusted provider %s at %s\n", p.ID, p.BaseURL)
+		}
+		for id, k := range generated {
+			fmt.Fprintf(w, "Redemption key for %s (give it to the provider; shown once): %s\n", id, k)
+		}
+	})
+	return nil
+}
+
+// resolveProvider takes id=URL, or a URL whose metadata names the id.
+func (c *cli) resolveProvider(ctx context.Context, v string) (providerEntry, error) {
+	if id, u, ok := strings.Cut(v, "="); ok && !strings.Contains(id, "/") {
+		if _, err := safehttp.CheckURL(u); err != nil {
+			return providerEntry{}, fail(exitUsage, "usage", "--provider %s: %v", v, err)
+		}
+		return providerEntry{ID: id, BaseURL: strings.TrimSuffix(u, "/")}, nil
+	}
+	if _, err := safehttp.CheckURL(v); err != nil {
+		return providerEntry{}, fail(exitUsage, "usage", "--provider %s: %v", v, err)
+	}
+	base := strings.TrimSuffix(v, "/")
+	c.out.progress("fetching %s%s", base, catalogschema.MetadataPath)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+catalogschema.MetadataPath, nil)
+	if err != nil {
+		return providerEntry{}, err
+	}
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		return providerEntry{}, &demo.ProviderError{Op: "metadata", Err: err}
+	}
+	defer resp.Body.Close()
+	body, err := safehttp.ReadAll(resp.Body, 64<<10)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return providerEntry{}, &demo.ProviderError{Op: "metadata", Status: resp.StatusCode, Err: err}
+	}
+	meta, err := catalogschema.ParseMetadata(body, nil)
+	if err != nil {
+		return providerEntry{}, &demo.ProviderError{Op: "metadata", Err: err}
+	}
+	return providerEntry{ID: meta.ProviderID, BaseURL: base}, nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func (c *cli) openDB(ctx context.Context) error {
+	db, err := sqldb.OpenSQLite(c.path("state.db"))
+	if err != nil {
+		return err
+	}
+	c.db = db
+	return nil
+}
+
+// open loads the project and assembles the orchestrator over its SQLite state.
+func (c *cli) open(ctx context.Context) error {
+	doc, err := os.ReadFile(c.path("project.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return fail(exitNotInit, "project_not_initialized", "no project in %s: run orchestrator init", c.o.dir)
+	}
+	if err != nil {
+		return err
+	}
+	var st projectState
+	if err := json.Unmarshal(doc, &st); err != nil {
+		return fmt.Errorf("%s: %w", c.path("project.json"), err)
+	}
+	c.state = &st
+	read := func(name string, size int) ([]byte, error) {
+		b, err := os.ReadFile(c.path(name))
+		if err == nil && len(b) != size {
+			err = fmt.Errorf("%s: wrong size", name)
+		}
+		return b, err
+	}
+	seed, err := read("orchestrator.key", ed25519.SeedSize)
+	if err != nil {
+		return err
+	}
+	vaultKey, err := read("vault.key", 32)
+	if err != nil {
+		return err
+	}
+	pairwise, err := read("pairwise.key", 32)
+	if err != nil {
+		return err
+	}
+	if err := c.openDB(ctx); err != nil {
+		return err
+	}
+	cfg := demo.OrchestratorConfig{
+		Issuer: st.Issuer, Key: ed25519.NewKeyFromSeed(seed), KeyID: st.KeyID, User: st.User,
+		PairwiseSecret: pairwise, VaultKey: vaultKey, VaultKeyID: "vault-1",
+		RedemptionKeys: st.RedemptionKeys, Logger: slog.New(slog.DiscardHandler),
+	}
+	for _, p := range st.Providers {
+		cfg.Trust = append(cfg.Trust, discovery.TrustedProvider{ID: p.ID, BaseURL: p.BaseURL})
+	}
+	if err := demo.OrchestratorSQL(ctx, c.db, &cfg); err != nil {
+		c.db.Close()
+		return err
+	}
+	if c.orch, err = demo.NewOrchestrator(cfg); err != nil {
+		c.db.Close()
+		return err
+	}
+	return nil
+}
+
+func (c *cli) refresh(ctx context.Context) error {
+	c.out.progress("fetching catalogs of %d providers", len(c.state.Providers))
+	rep, err := c.orch.Refresh(ctx)
+	if err != nil {
+		return err
+	}
+	for _, r := range rep.Results {
+		if r.Err != nil {
+			c.out.progress("provider %s: %v", r.ID, r.Err)
+		}
+	}
+	return nil
+}
+
+// --- commands ------------------------------------------------------------
+
+type catalogRow struct {
+	Ref         string                `json:"ref"`
+	Provider    string                `json:"provider"`
+	Kind        string                `json:"kind"`
+	Description string                `json:"description"`
+	Price       string                `json:"price"`
+	Prices      []catalogschema.Price `json:"prices"`
+	Categories  []string              `json:"categories,omitempty"`
+	Stale       bool                  `json:"stale,omitempty"`
+}
+
+func (c *cli) catalog(ctx context.Context, args []string) error {
+	if len(args) > 1 {
+		return fail(exitUsage, "usage", "catalog takes at most one filter")
+	}
+	if err := c.refresh(ctx); err != nil {
+		return err
+	}
+	var f discovery.Filter
+	if len(args) == 1 {
+		switch a := args[0]; {
+		case strings.HasPrefix(a, "@"):
+			f.Category = a[1:]
+		case slices.ContainsFunc(c.state.Providers, func(p providerEntry) bool { return p.ID == a }):
+			f.Provider = a
+		default:
+			f.Text = a
+		}
+	}
+	rows := []catalogRow{}
+	for _, e := range c.orch.Aggregator.Search(f) {
+		rows = append(rows, catalogRow{Ref: e.Ref.String(), Provider: e.Provider, Kind: string(e.Service.Kind),
+			Description: e.Service.Description, Price: demo.DescribePrice(e.Service), Prices: e.Service.Prices,
+			Categories: e.Service.Categories, Stale: e.Stale})
+	}
+	c.out.result(map[string]any{"services": rows}, func(w io.Writer) {
+		t := [][]string{{"REF", "KIND", "PRICE", "DESCRIPTION"}}
+		for _, r := range rows {
+			// Descriptions are provider text: quoted, as data.
+			t = append(t, []string{r.Ref, r.Kind, r.Price, strconv.Quote(r.Description)})
+		}
+		table(w, t)
+	})
+	return nil
+}
+
+func (c *cli) add(ctx context.Context, args []string) error {
+	if len(args) != 1 {
+		return fail(exitUsage, "usage", "add needs one provider/service")
+	}
+	ref, err := catalogschema.ParseRef(args[0])
+	if err != nil {
+		return fail(exitUsage, "usage", "%v", err)
+	}
+	var config json.RawMessage
+	if c.o.config != "" {
+		if !json.Valid([]byte(c.o.config)) {
+			return fail(exitUsage, "usage", "--config is not valid JSON")
+		}
+		config = json.RawMessage(c.o.config)
+	}
+	if err := c.refresh(ctx); err != nil {
+		return err
+	}
+	entry, err := c.orch.Aggregator.Lookup(ref.String())
+	if err != nil {
+		return fmt.Errorf("%w: %s: %v", demo.ErrNotFound, ref, err)
+	}
+	if err := entry.Service.ValidateConfig(orEmpty(config)); err != nil {
+		return err
+	}
+	if len(entry.Service.Prices) > 0 || entry.Service.Pricing.Type == catalogschema.PricingPaid {
+		if err := c.confirm(c.o.confirm, "paid_service_confirmation_required",
+			fmt.Sprintf("%s is a paid service (%s)", ref, demo.DescribePrice(entry.Service)), "--confirm-paid"); err != nil {
+			return err
+		}
+	}
+	req := demo.ConnectRequest{Project: c.state.Project, Ref: ref.String(), AcceptTerms: c.o.acceptTerms, Agent: "orchestrator-cli",
+		OnDevice: func(ctx context.Context, l demo.DeviceLink) error {
+			// The human approves at the provider; we only show where.
+			fmt.Fprintf(c.out.stderr, "An account for %s exists at %s. To link it, open %s and enter the code %s (expires in %ds)\n",
+				c.state.User.Email, l.Provider, l.VerificationURI, l.UserCode, l.ExpiresIn)
+			c.out.progress("waiting for the approval at %s", l.Provider)
+			return nil
+		}}
+	c.out.progress("requesting an account at %s for %s", entry.Provider, c.state.User.Email)
+	conn, err := c.orch.Connect(ctx, req)
+	var te *demo.TermsError
+	if errors.As(err, &te) && c.interactive {
+		if cerr := c.confirm(false, "terms_acceptance_required",
+			fmt.Sprintf("Do you accept %s's terms of service (%s, version %s)?", te.Provider, te.URL, te.Version), "--accept-terms"); cerr != nil {
+			return cerr
+		}
+		req.AcceptTerms = true
+		conn, err = c.orch.Connect(ctx, req)
+	}
+	if err != nil {
+		return err
+	}
+	c.out.progress("account %s (%s); credential stored in the vault", conn.AccountID, conn.LinkAction)
+	if amount, currency := demo.Upfront(entry.Service); amount > 0 {
+		c.out.progress("provisioning and paying %s", demo.Money(amount, currency))
+	} else {
+		c.out.progress("provisioning")
+	}
+	res, err := c.orch.Add(ctx, demo.AddRequest{Project: c.state.Project, Ref: ref.String(), Name: c.o.name, Config: config})
+	if err != nil {
+		return err
+	}
+	c.out.result(map[string]any{"resource": res, "connection": conn}, func(w io.Writer) {
+		charged := "free"
+		if res.Charged != nil {
+			charged = "charged " + demo.Money(res.Charged.Amount, res.Charged.Currency)
+		}
+		fmt.Fprintf(w, "Added %s as %q (%s, %s); account %s (%s)\n", res.Service, res.Name, res.ID, charged, conn.AccountID, conn.LinkAction)
+		fmt.Fprintln(w, "Run \"orchestrator env\" to see its environment.")
+	})
+	return nil
+}
+
+func orEmpty(c json.RawMessage) json.RawMessage {
+	if len(c) == 0 {
+		return json.RawMessage(`{}`)
+	}
+	return c
+}
+
+func (c *cli) status(ctx context.Context) error {
+	resources, err := c.orch.Resources.List(ctx, c.state.Project)
+	if err != nil {
+		return err
+	}
+	creds, err := c.orch.Vault.List(ctx, c.state.Project, "")
+	if err != nil {
+		return err
+	}
+	type credOut struct {
+		Service    string    `json:"service"`
+		AccountID  string    `json:"account_id"`
+		LinkAction string    `json:"link_action"`
+		Scopes     []string  `json:"scopes"`
+		Expiry     time.Time `json:"expiry"`
+	}
+	cs := []credOut{}
+	for _, cr := range creds {
+		cs = append(cs, credOut{cr.Ref(), cr.AccountID, cr.LinkAction, cr.Scopes, cr.Expiry})
+	}
+	if resources == nil {
+		resources = []demo.Resource{}
+	}
+	data := map[string]any{"project": c.state.Project, "user": c.state.User, "issuer": c.state.Issuer,
+		"providers": c.state.Providers, "resources": resources, "credentials": cs}
+	c.out.result(data, func(w io.Writer) {
+		fmt.Fprintf(w, "Project %s of %s (orchestrator %s)\n\n", c.state.Project, c.state.User.Email, c.state.Issuer)
+		t := [][]string{{"RESOURCE", "SERVICE", "ID", "STATUS"}}
+		for _, r := range resources {
+			t = append(t, []string{r.Name, r.Service, r.ID, r.Status})
+		}
+		table(w, t)
+		fmt.Fprintln(w)
+		t = [][]string{{"CREDENTIAL", "ACCOUNT", "LINK", "EXPIRES"}}
+		for _, cr := range cs {
+			t = append(t, []string{cr.Service, cr.AccountID, cr.LinkAction, cr.Expiry.Format(time.DateOnly)})
+		}
+		table(w, t)
+	})
+	return nil
+}
+
+func (c *cli) env(ctx context.Context) error {
+	creds, err := c.orch.Vault.List(ctx, c.state.Project, c.o.provider)
+	if err != nil {
+		return err
+	}
+	vars := map[string]string{}
+	for _, cr := range creds {
+		env, err := c.orch.Vault.Env(ctx, c.state.Project, cr.Ref())
+		if err != nil {
+			return err
+		}
+		for k, v := range env {
+			if !c.o.reveal {
+				v = authz.Secret(v).String()
+			}
+			vars[k] = v
+		}
+	}
+	names := make([]string, 0, len(vars))
+	for k := range vars {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	c.out.result(map[string]any{"vars": vars, "redacted": !c.o.reveal}, func(w io.Writer) {
+		for _, k := range names {
+			fmt.Fprintf(w, "%s=%s\n", k, vars[k])
+		}
+	})
+	return nil
+}
+
+func (c *cli) billingShow(ctx context.Context) error {
+	spend, err := c.orch.Spend(ctx, c.state.Project)
+	if err != nil {
+		return err
+	}
+	history, err := c.orch.Ledger.CapHistory(ctx, c.state.Project)
+	if err != nil {
+		return err
+	}
+	if history == nil {
+		history = []budget.CapRecord{}
+	}
+	c.out.result(map[string]any{"caps": spend, "history": history}, func(w io.Writer) {
+		t := [][]string{{"PROVIDER", "MONTHLY CAP", "USED", "REMAINING"}}
+		for _, s := range spend {
+			t = append(t, []string{s.Provider, moneyOrNone(s.Limit), demo.Money(s.Committed+s.Held+s.Arrears, s.Currency), moneyOrNone(s.Remaining)})
+		}
+		table(w, t)
+	})
+	return nil
+}
+
+func moneyOrNone(m *budget.Money) string {
+	if m == nil {
+		return "none"
+	}
+	return demo.Money(m.Amount, m.Currency)
+}
+
+// parseUSD reads "50", "50.5" or "50.25" as cents, without floats.
+func parseUSD(s string) (int64, error) {
+	whole, frac, _ := strings.Cut(strings.TrimPrefix(s, "$"), ".")
+	if whole == "" || len(frac) > 2 {
+		return 0, fmt.Errorf("%q is not an amount in USD", s)
+	}
+	w, err := strconv.ParseInt(whole, 10, 64)
+	if err != nil || w < 0 || w > 1_000_000_000 {
+		return 0, fmt.Errorf("%q is not an amount in USD", s)
+	}
+	var f int64
+	if frac != "" {
+		for len(frac) < 2 {
+			frac += "0"
+		}
+		if f, err = strconv.ParseInt(frac, 10, 64); err != nil || f < 0 {
+			return 0, fmt.Errorf("%q is not an amount in USD", s)
+		}
+	}
+	return w*100 + f, nil
+}
+
+func (c *cli) billingUpdate(ctx context.Context) error {
+	if c.o.limit == "" {
+		return fail(exitUsage, "usage", "billing update needs --limit USD")
+	}
+	cents, err := parseUSD(c.o.limit)
+	if err != nil {
+		return fail(exitUsage, "usage", "--limit: %v", err)
+	}
+	scope := "the whole project"
+	if c.o.provider != "" {
+		if !slices.ContainsFunc(c.state.Providers, func(p providerEntry) bool { return p.ID == c.o.provider }) {
+			return fmt.Errorf("%w: provider %q", demo.ErrNotFound, c.o.provider)
+		}
+		scope = c.o.provider
+	}
+	// Caps belong to the user: an agent may not raise them.
+	if err := c.confirm(c.o.human, "human_required",
+		fmt.Sprintf("Set the monthly cap of %s to %s", scope, demo.Money(cents, "USD")), "--human"); err != nil {
+		return err
+	}
+	rec, err := c.orch.Ledger.SetCap(ctx, budget.CapChange{Project: c.state.Project, Provider: c.o.provider,
+		Limit: budget.USD(cents), By: budget.Principal{Kind: budget.PrincipalUser, ID: c.state.User.ID}, Reason: "orchestrator billing update"})
+	if err != nil {
+		return err
+	}
+	c.out.result(rec, func(w io.Writer) {
+		fmt.Fprintf(w, "Monthly cap of %s set to %s\n", scope, demo.Money(rec.Limit.Amount, rec.Limit.Currency))
+	})
+	return nil
+}
+
+func (c *cli) spend(ctx context.Context) error {
+	spend, err := c.orch.Spend(ctx, c.state.Project)
+	if err != nil {
+		return err
+	}
+	var total int64
+	for _, s := range spend {
+		total += s.Committed + s.Arrears
+	}
+	c.out.result(map[string]any{"providers": spend, "total": budget.USD(total)}, func(w io.Writer) {
+		t := [][]string{{"PROVIDER", "MONTH", "CHARGED", "HELD", "CAP"}}
+		for _, s := range spend {
+			t = append(t, []string{s.Provider, s.Window, demo.Money(s.Committed+s.Arrears, s.Currency), demo.Money(s.Held, s.Currency), moneyOrNone(s.Limit)})
+		}
+		table(w, t)
+		fmt.Fprintf(w, "\nTotal this month: %s\n", demo.Money(total, "USD"))
+	})
+	return nil
+}
+
+// resourceRef resolves a resource name (or a service ref) to a service ref.
+func (c *cli) resourceRef(ctx context.Context, name string) (string, error) {
+	if res, err := c.orch.Resources.Get(ctx, c.state.Project, name); err == nil {
+		return res.Service, nil
+	}
+	if _, err := catalogschema.ParseRef(name); err == nil {
+		return name, nil
+	}
+	return "", fmt.Errorf("%w: resource %q", demo.ErrNotFound, name)
+}
+
+func (c *cli) rotate(ctx context.Context, args []string) error {
+	if len(args) != 1 {
+		return fail(exitUsage, "usage", "rotate needs a resource name")
+	}
+	ref, err := c.resourceRef(ctx, args[0])
+	if err != nil {
+		return err
+	}
+	if err := c.refresh(ctx); err != nil {
+		return err
+	}
+	c.out.progress("requesting a new token for %s", ref)
+	conn, err := c.orch.Rotate(ctx, c.state.Project, ref)
+	if err != nil {
+		return err
+	}
+	c.out.result(map[string]any{"connection": conn}, func(w io.Writer) {
+		fmt.Fprintf(w, "Rotated the credential of %s; the old token is revoked\n", ref)
+	})
+	return nil
+}
+
+func (c *cli) remove(ctx context.Context, args []string) error {
+	if len(args) != 1 {
+		return fail(exitUsage, "usage", "remove needs a resource name")
+	}
+	if err := c.refresh(ctx); err != nil {
+		return err
+	}
+	c.out.progress("removing %s at its provider", args[0])
+	res, err := c.orch.Remove(ctx, c.state.Project, args[0])
+	if err != nil {
+		return err
+	}
+	c.out.result(map[string]any{"resource": res}, func(w io.Writer) {
+		fmt.Fprintf(w, "Removed %s (%s)\n", res.Name, res.Service)
+	})
+	return nil
+}
+
+func (c *cli) revoke(ctx context.Context) error {
+	if err := c.refresh(ctx); err != nil {
+		return err
+	}
+	c.out.progress("sending revocation events")
+	rep, err := c.orch.RevokeAll(ctx, c.state.Project, c.o.provider)
+	if err != nil {
+		return err
+	}
+	type result struct {
+		Service   string `json:"service"`
+		AccountID string `json:"account_id"`
+		Revoked   bool   `json:"revoked"`
+		Attempts  int    `json:"attempts"`
+		Error     string `json:"error,omitempty"`
+	}
+	out := []result{}
+	for _, r := range rep.Results {
+		x := result{Service: r.Provider + "/" + r.Service, AccountID: r.AccountID, Revoked: r.Revoked, Attempts: r.Attempts}
+		if r.Err != nil {
+			x.Error = r.Err.Error()
+		}
+		out = append(out, x)
+	}
+	if n := len(rep.Failed()); n > 0 {
+		return &cliError{Code: "revocation_incomplete", Exit: exitProvider,
+			Msg: fmt.Sprintf("%d of %d credentials were not revoked and stay in the vault", n, len(out))}
+	}
+	c.out.result(map[string]any{"results": out}, func(w io.Writer) {
+		for _, r := range out {
+			fmt.Fprintf(w, "Revoked %s (account %s)\n", r.Service, r.AccountID)
+		}
+		if len(out) == 0 {
+			fmt.Fprintln(w, "Nothing to revoke")
+		}
+	})
+	return nil
+}
+
+func (c *cli) serve(ctx context.Context) error {
+	addr := c.o.addr
+	if addr == "" {
+		u, err := safehttp.CheckURL(c.state.Issuer)
+		if err != nil {
+			return err
+		}
+		addr = u.Host
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	c.orch.Mount(mux)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	settler, err := payment.NewSettler(c.orch.Issuer, nil)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go settler.Run(sctx) // the outbox: retries unconfirmed charges
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	c.out.progress("serving %s%s and %s%s on %s", c.state.Issuer, demo.JWKSPath, c.state.Issuer, demo.RedemptionPath, ln.Addr())
+	fmt.Fprintf(c.out.stderr, "orchestrator listening on http://%s\n", ln.Addr())
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return srv.Shutdown(shutdown)
+}
