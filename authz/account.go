@@ -237,10 +237,13 @@ func (s *MemoryAccountStore) AttachConsent(ctx context.Context, accountID string
 // Seed adds an account that existed before the protocol (no linked
 // identity), as a provider's own sign-up would. It returns ErrEmailTaken
 // when the email is in use.
-func (s *MemoryAccountStore) Seed(acct Account) error {
+func (s *MemoryAccountStore) Seed(ctx context.Context, acct Account) error {
 	email := NormalizeEmail(acct.Email)
 	if acct.ID == "" || email == "" {
 		return ErrInvalidAccount
+	}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

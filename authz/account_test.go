@@ -13,7 +13,7 @@ func TestMemoryAccountStore(t *testing.T) {
 		s := authz.NewMemoryAccountStore()
 		return &authztest.AccountHarness{
 			Store: s,
-			Seed:  func(_ context.Context, a authz.Account) error { return s.Seed(a) },
+			Seed:  s.Seed,
 		}, nil
 	})
 }

@@ -346,7 +346,7 @@ func TestE2EExistingAccountDeviceFlow(t *testing.T) {
 	p := newProvider(t, "acme", providerConfig{
 		trust: []*orchestrator{o, other}, issuers: []string{orchIssuer, "https://other-orchestrator.example"},
 	})
-	if err := p.accounts.Seed(authz.Account{ID: "acct_existing", Email: "old@example.com", CreatedAt: time.Now()}); err != nil {
+	if err := p.accounts.Seed(context.Background(), authz.Account{ID: "acct_existing", Email: "old@example.com", CreatedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	u := user{sub: "user-old", email: "old@example.com", verified: true}
@@ -419,7 +419,7 @@ func TestE2EExistingAccountCodeFlowPKCE(t *testing.T) {
 		}
 	})
 	p := newProvider(t, "acme", providerConfig{trust: []*orchestrator{o}, issuers: []string{orchIssuer}, authorize: authorize})
-	if err := p.accounts.Seed(authz.Account{ID: "acct_code", Email: "code@example.com", CreatedAt: time.Now()}); err != nil {
+	if err := p.accounts.Seed(context.Background(), authz.Account{ID: "acct_code", Email: "code@example.com", CreatedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	u := user{sub: "user-code", email: "code@example.com", verified: true}

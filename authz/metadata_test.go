@@ -114,7 +114,7 @@ func TestGoldenProvisioningDocuments(t *testing.T) {
 	checkWireGolden(t, "server_metadata.json", rec.Body.Bytes(), &authz.AuthorizationServerMetadata{})
 
 	// consent_required: an account holds the attested email.
-	if err := accounts.Seed(authz.Account{ID: "acct_1", Email: "old@example.com"}); err != nil {
+	if err := accounts.Seed(context.Background(), authz.Account{ID: "acct_1", Email: "old@example.com"}); err != nil {
 		t.Fatal(err)
 	}
 	form := jwtBearer(o.attest(t, "acme", user{sub: "u1", email: "old@example.com", verified: true}, false)).Encode()

@@ -118,7 +118,7 @@ func TestDevicePolling(t *testing.T) {
 	fake := clock.NewFake(time.Now())
 	o := newOrchestrator(t, orchIssuer)
 	p := newProvider(t, "acme", providerConfig{trust: []*orchestrator{o}, issuers: []string{orchIssuer}, clock: fake})
-	if err := p.accounts.Seed(authz.Account{ID: "acct_dev", Email: "dev@example.com"}); err != nil {
+	if err := p.accounts.Seed(context.Background(), authz.Account{ID: "acct_dev", Email: "dev@example.com"}); err != nil {
 		t.Fatal(err)
 	}
 	u := user{sub: "dev", email: "dev@example.com", verified: true}
@@ -192,7 +192,7 @@ func TestEmailLinkPolicy(t *testing.T) {
 			return att.Issuer == orchIssuer && existing.ID == "acct_trusted"
 		},
 	})
-	if err := p.accounts.Seed(authz.Account{ID: "acct_trusted", Email: "t@example.com"}); err != nil {
+	if err := p.accounts.Seed(context.Background(), authz.Account{ID: "acct_trusted", Email: "t@example.com"}); err != nil {
 		t.Fatal(err)
 	}
 	tr, err := p.prov.Exchange(ctx, jwtBearer(o.attest(t, "acme", user{sub: "t", email: "t@example.com", verified: true}, true)))
