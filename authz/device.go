@@ -5,11 +5,11 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -48,73 +48,22 @@ type PendingLink struct {
 	ExpiresAt time.Time
 }
 
-type grantState int
-
-const (
-	grantPending grantState = iota
-	grantApproved
-	grantDenied
-)
-
-type deviceGrant struct {
-	deviceKey string
-	userCode  string
-	clientID  string
-	user      UserRef
-	att       Attestation
-	scope     string
-	expires   time.Time
-	interval  time.Duration
-	lastPoll  time.Time
-	state     grantState
-	accountID string
-}
-
-type codeGrant struct {
-	clientID    string
-	redirectURI string
-	challenge   string
-	scope       string
-	accountID   string
-	expires     time.Time
-}
-
-// grantTable holds in-flight device and authorization codes, keyed by the
-// SHA-256 of the code so a memory dump does not reveal live codes.
-type grantTable struct {
-	mu      sync.Mutex
-	max     int
-	devices map[string]*deviceGrant
-	byUser  map[string]*deviceGrant
-	codes   map[string]*codeGrant
-}
-
-func newGrantTable(max int) *grantTable {
-	return &grantTable{max: max, devices: map[string]*deviceGrant{}, byUser: map[string]*deviceGrant{}, codes: map[string]*codeGrant{}}
-}
-
+// codeKey is the store key of a device or authorization code: its hex
+// SHA-256, so a leaked store does not reveal live codes.
 func codeKey(code string) string {
-	s := sha256.Sum256([]byte(code))
-	return string(s[:])
+	sum := sha256.Sum256([]byte(code))
+	return hex.EncodeToString(sum[:])
 }
 
-// roomLocked evicts expired grants and reports whether one more fits.
-func (g *grantTable) roomLocked(now time.Time) bool {
-	if len(g.devices)+len(g.codes) < g.max {
-		return true
+// maxGrantRetries bounds compare-and-set retries on one grant.
+const maxGrantRetries = 8
+
+// grantStoreError maps a grant store failure to the wire.
+func grantStoreError(err error) *Error {
+	if errors.Is(err, ErrGrantStoreFull) {
+		return errorf(ErrTemporarilyUnavailable, err, "too many pending authorizations")
 	}
-	for k, d := range g.devices {
-		if !now.Before(d.expires) {
-			delete(g.devices, k)
-			delete(g.byUser, d.userCode)
-		}
-	}
-	for k, c := range g.codes {
-		if !now.Before(c.expires) {
-			delete(g.codes, k)
-		}
-	}
-	return len(g.devices)+len(g.codes) < g.max
+	return errorf(ErrTemporarilyUnavailable, err, "grant store unavailable")
 }
 
 // userCodeAlphabet avoids vowels (no words) and look-alike characters, as
@@ -122,18 +71,23 @@ func (g *grantTable) roomLocked(now time.Time) bool {
 const userCodeAlphabet = "BCDFGHJKLMNPQRSTVWXZ"
 
 func newUserCode() string {
-	var b [8]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic("authz: crypto/rand failed: " + err.Error())
-	}
 	out := make([]byte, 0, 9)
-	for i, c := range b {
-		if i == 4 {
-			out = append(out, '-')
+	var b [16]byte
+	for len(out) < 9 {
+		if _, err := rand.Read(b[:]); err != nil {
+			panic("authz: crypto/rand failed: " + err.Error())
 		}
-		// 256 is not a multiple of 20; the bias (<8%) is irrelevant for a
-		// short-lived code guarded by a lifetime.
-		out = append(out, userCodeAlphabet[int(c)%len(userCodeAlphabet)])
+		for _, c := range b {
+			// Rejection sampling: 240 is the largest multiple of 20 below
+			// 256, so every letter is equally likely.
+			if c >= 240 || len(out) == 9 {
+				continue
+			}
+			if len(out) == 4 {
+				out = append(out, '-')
+			}
+			out = append(out, userCodeAlphabet[int(c)%len(userCodeAlphabet)])
+		}
 	}
 	return string(out)
 }
@@ -196,46 +150,51 @@ func (p *Provisioner) StartDevice(ctx context.Context, form url.Values) (*Device
 		return nil, err
 	}
 	now := p.now.Now()
-	dg := &deviceGrant{
-		clientID: clientID,
-		user:     UserRef{Issuer: att.Issuer, Subject: att.Subject},
-		att:      *att,
-		scope:    scope,
-		expires:  now.Add(p.deviceTTL),
-		interval: p.interval,
-	}
-	dg.att.Consent, dg.att.ConsentReceipt = "", nil
 	device := newOpaqueCode()
-	p.grants.mu.Lock()
-	if !p.grants.roomLocked(now) {
-		p.grants.mu.Unlock()
-		return nil, errorf(ErrTemporarilyUnavailable, nil, "too many pending authorizations")
+	g := Grant{
+		Key:       codeKey(device),
+		Kind:      GrantDevice,
+		ClientID:  clientID,
+		User:      UserRef{Issuer: att.Issuer, Subject: att.Subject},
+		Email:     att.Email,
+		Name:      att.Name,
+		Service:   att.Service,
+		Project:   att.Project,
+		Scope:     scope,
+		ExpiresAt: now.Add(p.deviceTTL),
+		Interval:  p.interval,
+		State:     GrantPending,
 	}
 	// Retry on the rare user-code collision rather than overwrite.
-	for {
-		dg.userCode = newUserCode()
-		if _, taken := p.grants.byUser[dg.userCode]; !taken {
+	for attempt := 0; ; attempt++ {
+		g.UserCode = newUserCode()
+		err = p.grants.Put(ctx, g)
+		if err == nil {
 			break
 		}
+		if !errors.Is(err, ErrGrantExists) || attempt == maxGrantRetries {
+			return nil, grantStoreError(err)
+		}
 	}
-	dg.deviceKey = codeKey(device)
-	p.grants.devices[dg.deviceKey] = dg
-	p.grants.byUser[dg.userCode] = dg
-	p.grants.mu.Unlock()
 	return &DeviceAuthorizationResponse{
 		DeviceCode:              device,
-		UserCode:                dg.userCode,
+		UserCode:                g.UserCode,
 		VerificationURI:         p.verifyURI,
-		VerificationURIComplete: p.verifyURI + "?user_code=" + url.QueryEscape(dg.userCode),
+		VerificationURIComplete: p.verifyURI + "?user_code=" + url.QueryEscape(g.UserCode),
 		ExpiresIn:               int64(p.deviceTTL / time.Second),
 		Interval:                int64((p.interval + time.Second - 1) / time.Second),
 	}, nil
 }
 
-// pendingLocked returns the live, undecided grant of userCode.
-func (p *Provisioner) pendingLocked(userCode string, now time.Time) (*deviceGrant, error) {
-	g, ok := p.grants.byUser[normalizeUserCode(userCode)]
-	if !ok || !now.Before(g.expires) || g.state != grantPending {
+// pending returns the live, undecided device grant of userCode.
+func (p *Provisioner) pending(ctx context.Context, userCode string) (*Grant, error) {
+	g, err := p.grants.GetByUserCode(ctx, normalizeUserCode(userCode))
+	switch {
+	case errors.Is(err, ErrGrantNotFound):
+		return nil, errorf(ErrUnknownUserCode, nil, "no pending request for this code")
+	case err != nil:
+		return nil, grantStoreError(err)
+	case g.Kind != GrantDevice || !p.now.Now().Before(g.ExpiresAt) || g.State != GrantPending:
 		return nil, errorf(ErrUnknownUserCode, nil, "no pending request for this code")
 	}
 	return g, nil
@@ -243,19 +202,14 @@ func (p *Provisioner) pendingLocked(userCode string, now time.Time) (*deviceGran
 
 // PendingDevice returns what the human is asked to approve for userCode.
 func (p *Provisioner) PendingDevice(ctx context.Context, userCode string) (*PendingLink, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	p.grants.mu.Lock()
-	defer p.grants.mu.Unlock()
-	g, err := p.pendingLocked(userCode, p.now.Now())
+	g, err := p.pending(ctx, userCode)
 	if err != nil {
 		return nil, err
 	}
 	return &PendingLink{
-		UserCode: g.userCode, ClientID: g.clientID, User: g.user,
-		Email: g.att.Email, Name: g.att.Name, Service: g.att.Service, Project: g.att.Project,
-		ExpiresAt: g.expires,
+		UserCode: g.UserCode, ClientID: g.ClientID, User: g.User,
+		Email: g.Email, Name: g.Name, Service: g.Service, Project: g.Project,
+		ExpiresAt: g.ExpiresAt,
 	}, nil
 }
 
@@ -267,26 +221,30 @@ func (p *Provisioner) ApproveDevice(ctx context.Context, userCode, accountID str
 	if accountID == "" {
 		return errorf(ErrInvalidRequest, nil, "account id is required")
 	}
-	return p.decideDevice(ctx, userCode, grantApproved, accountID)
+	return p.decideDevice(ctx, userCode, GrantApproved, accountID)
 }
 
 // DenyDevice records that the human refused the request of userCode.
 func (p *Provisioner) DenyDevice(ctx context.Context, userCode string) error {
-	return p.decideDevice(ctx, userCode, grantDenied, "")
+	return p.decideDevice(ctx, userCode, GrantDenied, "")
 }
 
-func (p *Provisioner) decideDevice(ctx context.Context, userCode string, st grantState, accountID string) error {
-	if err := ctx.Err(); err != nil {
-		return err
+func (p *Provisioner) decideDevice(ctx context.Context, userCode string, st GrantState, accountID string) error {
+	for range maxGrantRetries {
+		g, err := p.pending(ctx, userCode)
+		if err != nil {
+			return err
+		}
+		g.State, g.AccountID = st, accountID
+		err = p.grants.Update(ctx, *g)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, ErrGrantConflict) {
+			return grantStoreError(err)
+		}
 	}
-	p.grants.mu.Lock()
-	defer p.grants.mu.Unlock()
-	g, err := p.pendingLocked(userCode, p.now.Now())
-	if err != nil {
-		return err
-	}
-	g.state, g.accountID = st, accountID
-	return nil
+	return grantStoreError(ErrGrantConflict)
 }
 
 // exchangeDeviceCode answers one poll of the RFC 8628 §3.4 token request.
@@ -295,50 +253,62 @@ func (p *Provisioner) exchangeDeviceCode(ctx context.Context, form url.Values) (
 	if clientID == "" || device == "" {
 		return nil, errorf(ErrInvalidRequest, nil, "client_id and device_code are required")
 	}
-	now := p.now.Now()
-	p.grants.mu.Lock()
-	g, ok := p.grants.devices[codeKey(device)]
-	if !ok || g.clientID != clientID {
-		p.grants.mu.Unlock()
-		return nil, errorf(ErrInvalidGrant, nil, "unknown device code")
+	key := codeKey(device)
+	for range maxGrantRetries {
+		g, err := p.grants.Get(ctx, key)
+		switch {
+		case errors.Is(err, ErrGrantNotFound):
+			return nil, errorf(ErrInvalidGrant, nil, "unknown device code")
+		case err != nil:
+			return nil, grantStoreError(err)
+		case g.Kind != GrantDevice || g.ClientID != clientID:
+			return nil, errorf(ErrInvalidGrant, nil, "unknown device code")
+		}
+		now := p.now.Now()
+		if !now.Before(g.ExpiresAt) {
+			_, _ = p.grants.Delete(ctx, key)
+			return nil, errorf(ErrDeviceCodeExpired, nil, "device code expired")
+		}
+		var answer *Error
+		switch {
+		// A poll sooner than three quarters of the interval is too fast;
+		// the slack absorbs network jitter of well-behaved clients.
+		case !g.LastPoll.IsZero() && now.Sub(g.LastPoll) < g.Interval*3/4:
+			g.Interval += 5 * time.Second
+			answer = errorf(ErrSlowDown, nil, "polling too fast; wait %d seconds", int64(g.Interval/time.Second))
+		case g.State == GrantPending:
+			answer = errorf(ErrAuthorizationPending, nil, "waiting for the user")
+		case g.State == GrantDenied:
+			if _, err := p.grants.Delete(ctx, key); err != nil {
+				return nil, grantStoreError(err)
+			}
+			return nil, errorf(ErrAccessDenied, nil, "the user denied the request")
+		default:
+			// Approved: only the caller whose Delete removes the grant
+			// gets a token, so concurrent polls never both succeed.
+			deleted, err := p.grants.Delete(ctx, key)
+			if err != nil {
+				return nil, grantStoreError(err)
+			}
+			if !deleted {
+				return nil, errorf(ErrInvalidGrant, nil, "device code already used")
+			}
+			scopes, err := p.grantScopes(g.Service, g.Scope)
+			if err != nil {
+				return nil, err
+			}
+			return p.link(ctx, g.AccountID, g.User, &Attestation{Service: g.Service, Project: g.Project}, scopes)
+		}
+		g.LastPoll = now
+		err = p.grants.Update(ctx, *g)
+		if err == nil {
+			return nil, answer
+		}
+		if !errors.Is(err, ErrGrantConflict) {
+			return nil, grantStoreError(err)
+		}
 	}
-	if !now.Before(g.expires) {
-		p.dropDeviceLocked(g)
-		p.grants.mu.Unlock()
-		return nil, errorf(ErrDeviceCodeExpired, nil, "device code expired")
-	}
-	// A poll sooner than three quarters of the interval is too fast; the
-	// slack absorbs network jitter of well-behaved clients.
-	if !g.lastPoll.IsZero() && now.Sub(g.lastPoll) < g.interval*3/4 {
-		g.interval += 5 * time.Second
-		g.lastPoll = now
-		p.grants.mu.Unlock()
-		return nil, errorf(ErrSlowDown, nil, "polling too fast; wait %d seconds", int64(g.interval/time.Second))
-	}
-	g.lastPoll = now
-	switch g.state {
-	case grantPending:
-		p.grants.mu.Unlock()
-		return nil, errorf(ErrAuthorizationPending, nil, "waiting for the user")
-	case grantDenied:
-		p.dropDeviceLocked(g)
-		p.grants.mu.Unlock()
-		return nil, errorf(ErrAccessDenied, nil, "the user denied the request")
-	}
-	// Approved: the code is consumed here, under the lock, so two
-	// concurrent polls can never both receive a token.
-	p.dropDeviceLocked(g)
-	p.grants.mu.Unlock()
-	scopes, err := p.grantScopes(g.att.Service, g.scope)
-	if err != nil {
-		return nil, err
-	}
-	return p.link(ctx, g.accountID, g.user, &g.att, scopes)
-}
-
-func (p *Provisioner) dropDeviceLocked(g *deviceGrant) {
-	delete(p.grants.devices, g.deviceKey)
-	delete(p.grants.byUser, g.userCode)
+	return nil, grantStoreError(ErrGrantConflict)
 }
 
 // link links user to accountID (compare-and-set) and issues a token.

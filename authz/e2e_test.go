@@ -730,7 +730,11 @@ func TestE2ESQLStores(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, m := range []interface{ Migrate(context.Context) error }{accounts, tokens, replay} {
+			grants, err := sqlstore.NewGrantStore(db, dialect, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range []interface{ Migrate(context.Context) error }{accounts, tokens, replay, grants} {
 				if err := m.Migrate(ctx); err != nil {
 					t.Fatal(err)
 				}
@@ -740,13 +744,18 @@ func TestE2ESQLStores(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			p, err := authz.NewProvisioner(v, accounts, tokens, &authz.ProvisionerOptions{
-				Issuer: "https://acme.example", TermsVersion: termsVersion, DefaultScopes: []string{"zones:read"},
-				Logger: slog.New(slog.DiscardHandler),
-			})
-			if err != nil {
-				t.Fatal(err)
+			// Two instances of the provider share every store.
+			var instances [2]*authz.Provisioner
+			for i := range instances {
+				instances[i], err = authz.NewProvisioner(v, accounts, tokens, &authz.ProvisionerOptions{
+					Issuer: "https://acme.example", TermsVersion: termsVersion, DefaultScopes: []string{"zones:read"},
+					Grants: grants, Logger: slog.New(slog.DiscardHandler),
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
 			}
+			p := instances[0]
 			u := user{sub: "sql-user", email: "sql@example.com", verified: true}
 			const n = 8
 			assertions := make([]string, n)
@@ -805,6 +814,30 @@ func TestE2ESQLStores(t *testing.T) {
 				if c := call(r.AccessToken); c != http.StatusUnauthorized {
 					t.Fatalf("revoked token answered %d", c)
 				}
+			}
+
+			// A device flow started on one instance, approved through the
+			// other and redeemed on the first.
+			if err := accounts.Seed(ctx, authz.Account{ID: "acct_sql_old", Email: "old-sql@example.com", CreatedAt: time.Now()}); err != nil {
+				t.Fatal(err)
+			}
+			old := user{sub: "sql-old", email: "old-sql@example.com", verified: true}
+			if _, err := p.Exchange(ctx, jwtBearer(o.attest(t, "acme", old, false))); !errors.Is(err, authz.ErrConsentRequired) {
+				t.Fatalf("want consent_required, got %v", err)
+			}
+			da, err := instances[0].StartDevice(ctx, url.Values{"client_id": {orchIssuer}, "assertion": {o.attest(t, "acme", old, true)}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := instances[1].ApproveDevice(ctx, da.UserCode, "acct_sql_old"); err != nil {
+				t.Fatal(err)
+			}
+			tr, err := instances[0].Exchange(ctx, url.Values{"grant_type": {authz.GrantTypeDeviceCode}, "client_id": {orchIssuer}, "device_code": {da.DeviceCode}})
+			if err != nil || tr.LinkAction != authz.LinkExisting || tr.AccountID != "acct_sql_old" {
+				t.Fatalf("device token = %v, %v", tr, err)
+			}
+			if _, err := instances[1].Exchange(ctx, url.Values{"grant_type": {authz.GrantTypeDeviceCode}, "client_id": {orchIssuer}, "device_code": {da.DeviceCode}}); !errors.Is(err, authz.ErrInvalidGrant) {
+				t.Fatalf("device code reused on the other instance: %v", err)
 			}
 		})
 	}

@@ -211,3 +211,30 @@ func TestFetchRefusesInsecureRedirect(t *testing.T) {
 		t.Fatal("the caller's client was modified")
 	}
 }
+
+// An issuer with a path gets RFC 8414 §3.1 / RFC 9728 §3.1 path insertion.
+func TestIssuerWithPath(t *testing.T) {
+	o := newOrchestrator(t, orchIssuer)
+	v, err := authz.NewVerifier("acme", []authz.TrustedIssuer{{Issuer: orchIssuer, Keys: o.att.JWKS()}}, authz.NewMemoryReplayStore(nil), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := authz.NewProvisioner(v, authz.NewMemoryAccountStore(), authz.NewMemoryTokenStore(),
+		&authz.ProvisionerOptions{Issuer: "https://acme.example/auth", TermsVersion: "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.ResourceMetadataURL(); got != "https://acme.example/.well-known/oauth-protected-resource/auth" {
+		t.Fatalf("resource metadata URL = %s", got)
+	}
+	h := p.Handler()
+	rec := serve(h, http.MethodGet, "https://acme.example/.well-known/oauth-authorization-server/auth", "", "")
+	var m authz.AuthorizationServerMetadata
+	if err := json.Unmarshal(rec.Body.Bytes(), &m); err != nil || m.Issuer != "https://acme.example/auth" || m.TokenEndpoint != "https://acme.example/auth/oauth/token" {
+		t.Fatalf("metadata = %d %+v %v", rec.Code, m, err)
+	}
+	rec = serve(h, http.MethodPost, "https://acme.example/auth/oauth/token", "application/x-www-form-urlencoded", "grant_type=x")
+	if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "unsupported_grant_type") {
+		t.Fatalf("token endpoint under issuer path: %d %s", rec.Code, rec.Body.String())
+	}
+}

@@ -115,18 +115,15 @@ func (p *Provisioner) AuthorizeHandler() http.Handler {
 			return
 		}
 		code := newOpaqueCode()
-		now := p.now.Now()
-		p.grants.mu.Lock()
-		if !p.grants.roomLocked(now) {
-			p.grants.mu.Unlock()
-			fail(errorf(ErrTemporarilyUnavailable, nil, "too many pending authorizations"))
+		err = p.grants.Put(r.Context(), Grant{
+			Key: codeKey(code), Kind: GrantCode, ClientID: clientID, RedirectURI: redirectURI,
+			Challenge: challenge, Scope: strings.Join(scope, " "), AccountID: accountID,
+			ExpiresAt: p.now.Now().Add(authCodeLifetime), State: GrantApproved,
+		})
+		if err != nil {
+			fail(grantStoreError(err))
 			return
 		}
-		p.grants.codes[codeKey(code)] = &codeGrant{
-			clientID: clientID, redirectURI: redirectURI, challenge: challenge,
-			scope: strings.Join(scope, " "), accountID: accountID, expires: now.Add(authCodeLifetime),
-		}
-		p.grants.mu.Unlock()
 		p.redirect(w, r, redirectURI, url.Values{"code": {code}, "state": {state}, "iss": {p.issuer}})
 	})
 }
@@ -193,21 +190,28 @@ func (p *Provisioner) exchangeAuthCode(ctx context.Context, form url.Values) (*T
 	if code == "" || clientID == "" {
 		return nil, errorf(ErrInvalidRequest, nil, "code and client_id are required")
 	}
-	now := p.now.Now()
 	key := codeKey(code)
-	p.grants.mu.Lock()
-	g, ok := p.grants.codes[key]
-	// Single use: the code is gone whatever happens next.
-	delete(p.grants.codes, key)
-	p.grants.mu.Unlock()
-	switch {
-	case !ok || !now.Before(g.expires):
+	g, err := p.grants.Get(ctx, key)
+	if errors.Is(err, ErrGrantNotFound) {
 		return nil, errorf(ErrInvalidGrant, nil, "unknown or expired authorization code")
-	case g.clientID != clientID:
+	}
+	if err != nil {
+		return nil, grantStoreError(err)
+	}
+	// Single use: only the caller whose Delete removes the code goes on,
+	// and the code is gone whatever happens next.
+	deleted, err := p.grants.Delete(ctx, key)
+	if err != nil {
+		return nil, grantStoreError(err)
+	}
+	switch {
+	case !deleted || g.Kind != GrantCode || !p.now.Now().Before(g.ExpiresAt):
+		return nil, errorf(ErrInvalidGrant, nil, "unknown or expired authorization code")
+	case g.ClientID != clientID:
 		return nil, errorf(ErrInvalidGrant, nil, "code was issued to another client")
-	case g.redirectURI != form.Get("redirect_uri"):
+	case g.RedirectURI != form.Get("redirect_uri"):
 		return nil, errorf(ErrInvalidGrant, nil, "redirect_uri does not match the authorization request")
-	case !verifyPKCE(form.Get("code_verifier"), g.challenge):
+	case !verifyPKCE(form.Get("code_verifier"), g.Challenge):
 		return nil, errorf(ErrInvalidGrant, nil, "code_verifier does not match code_challenge")
 	}
 	att, err := p.verifyAssertion(ctx, form.Get("assertion"))
@@ -217,9 +221,9 @@ func (p *Provisioner) exchangeAuthCode(ctx context.Context, form url.Values) (*T
 	if att.Issuer != clientID {
 		return nil, errorf(ErrInvalidGrant, nil, "assertion issuer is not the client")
 	}
-	scopes, err := p.grantScopes(att.Service, g.scope)
+	scopes, err := p.grantScopes(att.Service, g.Scope)
 	if err != nil {
 		return nil, err
 	}
-	return p.link(ctx, g.accountID, UserRef{Issuer: att.Issuer, Subject: att.Subject}, att, scopes)
+	return p.link(ctx, g.AccountID, UserRef{Issuer: att.Issuer, Subject: att.Subject}, att, scopes)
 }

@@ -143,8 +143,13 @@ type ProvisionerOptions struct {
 	DeviceCodeLifetime time.Duration
 	// DeviceInterval is the minimum polling interval; default 5 seconds.
 	DeviceInterval time.Duration
-	// MaxPendingGrants bounds in-flight device and authorization codes
-	// held in memory; default 10000.
+	// Grants holds in-flight device and authorization codes. Default: a
+	// MemoryGrantStore bounded by MaxPendingGrants, which ties each flow to
+	// the instance that started it; share a store such as
+	// sqlstore.GrantStore between instances instead.
+	Grants GrantStore
+	// MaxPendingGrants bounds the default in-memory grant store; default
+	// 10000.
 	MaxPendingGrants int
 	// Clock reads the time; default time.Now.
 	Clock clock.Func
@@ -158,10 +163,9 @@ type ProvisionerOptions struct {
 // linking through the code (with PKCE) and device flows, discovery metadata,
 // revocation endpoints and the bearer middleware for the provider's API.
 //
-// Device and authorization codes are held in memory, so linking flows must
-// reach the instance that started them (sticky routing); accounts and tokens
-// live in the stores and are shared by every instance. A Provisioner is safe
-// for concurrent use.
+// All state lives in the stores (accounts, tokens, replay ids, and the
+// in-flight grants of the linking flows), so several instances sharing
+// SQL stores serve one provider. A Provisioner is safe for concurrent use.
 type Provisioner struct {
 	verifier      *Verifier
 	accounts      AccountStore
@@ -183,7 +187,7 @@ type Provisioner struct {
 	now           clock.Func
 	log           *slog.Logger
 	mw            *Middleware
-	grants        *grantTable
+	grants        GrantStore
 }
 
 // NewProvisioner returns a Provisioner verifying attestations with verifier
@@ -202,6 +206,12 @@ func NewProvisioner(verifier *Verifier, accounts AccountStore, tokens TokenStore
 	iu, err := safehttp.CheckURL(opts.Issuer)
 	if err != nil || iu.RawQuery != "" || iu.Fragment != "" {
 		return nil, fmt.Errorf("authz: provisioner: Issuer %q must be an https URL without query or fragment", opts.Issuer)
+	}
+	for _, c := range iu.Path {
+		// The path becomes part of ServeMux patterns: keep it plain.
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("/._~-", c)) {
+			return nil, fmt.Errorf("authz: provisioner: Issuer path %q may hold only letters, digits and /._~-", iu.Path)
+		}
 	}
 	if opts.TermsVersion == "" {
 		return nil, errors.New("authz: provisioner: TermsVersion is required")
@@ -266,11 +276,10 @@ func NewProvisioner(verifier *Verifier, accounts AccountStore, tokens TokenStore
 	if p.log == nil {
 		p.log = slog.Default()
 	}
-	maxGrants := opts.MaxPendingGrants
-	if maxGrants <= 0 {
-		maxGrants = 10000
+	p.grants = opts.Grants
+	if p.grants == nil {
+		p.grants = NewMemoryGrantStore(&MemoryGrantStoreOptions{MaxGrants: opts.MaxPendingGrants, Clock: p.now})
 	}
-	p.grants = newGrantTable(maxGrants)
 	prm, err := wellKnownURL(p.resource, PathResourceMetadata)
 	if err != nil {
 		return nil, fmt.Errorf("authz: provisioner: bad Resource %q: %w", p.resource, err)
@@ -294,9 +303,9 @@ func (p *Provisioner) ResourceMetadataURL() string {
 // Handler serves every provisioner endpoint at its fixed path: the two
 // well-known discovery documents, PathToken, PathAuthorize (when an
 // Authorizer is configured), PathDeviceAuthorization, PathRevoke and
-// PathRevocationEvent. Mount it at the root of the issuer's host, e.g.
-// mux.Handle("/oauth/", h) plus the well-known and revocation paths, or
-// route everything unknown to it.
+// PathRevocationEvent, under the issuer's path. Mount it at the root of the
+// issuer's host: route everything unknown to it (mux.Handle("/", h)), or
+// those paths one by one.
 func (p *Provisioner) Handler() http.Handler {
 	mux := http.NewServeMux()
 	prm, _ := url.Parse(p.ResourceMetadataURL())

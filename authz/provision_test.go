@@ -35,6 +35,11 @@ func TestNewProvisionerValidates(t *testing.T) {
 			o.Issuer = "http://acme.example"
 			return authz.NewProvisioner(v, a, tk, &o)
 		},
+		"pattern in issuer path": func() (*authz.Provisioner, error) {
+			o := good
+			o.Issuer = "https://acme.example/{x}"
+			return authz.NewProvisioner(v, a, tk, &o)
+		},
 		"no terms": func() (*authz.Provisioner, error) {
 			o := good
 			o.TermsVersion = ""

@@ -191,3 +191,22 @@ func (s *MemoryTokenStore) RevokeAccount(ctx context.Context, accountID, issuer 
 	}
 	return n, nil
 }
+
+// DeleteExpired forgets tokens that expired before `before` and reports how
+// many; expired tokens are useless, but their records are evidence, so keep
+// them as long as your audit needs (e.g. before = now - 90 days).
+func (s *MemoryTokenStore) DeleteExpired(ctx context.Context, before time.Time) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var n int64
+	for h, t := range s.tokens {
+		if t.ExpiresAt.Before(before) {
+			delete(s.tokens, h)
+			n++
+		}
+	}
+	return n, nil
+}

@@ -115,6 +115,7 @@ type Ledger struct {
 	log         *slog.Logger
 	idPrefix    string
 	idSeq       atomic.Uint64
+	storeIDs    bool // the store assigns hold ids
 }
 
 // NewLedger returns a Ledger over store; a nil store means a new
@@ -144,6 +145,7 @@ func NewLedger(store Store, opts *LedgerOptions) (*Ledger, error) {
 		l.loc = time.UTC
 	}
 	l.windows.loc = l.loc
+	_, l.storeIDs = store.(interface{ assignsHoldIDs() })
 	if l.providerCap == (Money{}) {
 		l.providerCap = USD(DefaultProviderCapAmount)
 	}
@@ -350,6 +352,9 @@ func (l *Ledger) checksAt(scope Scope, t time.Time) []CapCheck {
 }
 
 func (l *Ledger) newID() string {
+	if l.storeIDs {
+		return ""
+	}
 	return l.idPrefix + strconv.FormatUint(l.idSeq.Add(1), 36)
 }
 

@@ -3,8 +3,11 @@ package budget
 import (
 	"container/heap"
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"hash/maphash"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -14,11 +17,14 @@ import (
 // projects are spread over shards by hash, each shard under its own mutex,
 // so reservations on different projects rarely contend. Holds, usage and cap
 // history are kept for the life of the process (they are what makes
-// idempotency and history work); nothing survives a restart.
+// idempotency and history work); nothing survives a restart. Under a Ledger
+// it assigns hold ids itself, naming each hold's shard and position, so that
+// a commit finds its hold without a global index.
 //
 // A MemoryStore is safe for concurrent use.
 type MemoryStore struct {
 	seed     maphash.Seed
+	idPrefix string
 	projects []memShard            // by project
 	holdIDs  []memIndex[*memHold]  // hold id → hold
 	holdKeys []memIndex[*memHold]  // idempotency key → hold
@@ -36,8 +42,12 @@ type MemoryStoreOptions struct {
 
 type memShard struct {
 	mu       sync.Mutex
+	idx      int
 	projects map[string]*memProject
-	_        [40]byte // keep shards on separate cache lines
+	// holds are the holds whose ids this store assigned, by position: such
+	// an id names its shard and position, so finding it needs no index.
+	holds []*memHold
+	_     [8]byte // keep shards on separate cache lines
 }
 
 type memIndex[V any] struct {
@@ -90,8 +100,11 @@ func NewMemoryStore(opts *MemoryStoreOptions) *MemoryStore {
 			n <<= 1
 		}
 	}
+	var b [9]byte
+	_, _ = rand.Read(b[:]) // never fails (crypto/rand)
 	s := &MemoryStore{
 		seed:     maphash.MakeSeed(),
+		idPrefix: "hold_" + base64.RawURLEncoding.EncodeToString(b[:]) + ".",
 		projects: make([]memShard, n),
 		holdIDs:  make([]memIndex[*memHold], n),
 		holdKeys: make([]memIndex[*memHold], n),
@@ -100,6 +113,7 @@ func NewMemoryStore(opts *MemoryStoreOptions) *MemoryStore {
 	}
 	for i := 0; i < n; i++ {
 		s.projects[i].projects = map[string]*memProject{}
+		s.projects[i].idx = i
 		s.holdIDs[i].m = map[string]*memHold{}
 		s.holdKeys[i].m = map[string]*memHold{}
 		s.useKeys[i].m = map[string]*memUsage{}
@@ -244,6 +258,10 @@ func (s *MemoryStore) Reserve(ctx context.Context, req *ReserveRequest) (Hold, b
 	keys := index(s, s.holdKeys, req.Key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
+	assign := req.HoldID == ""
+	if assign {
+		mh.h.ID = s.slotID(sh.idx, len(sh.holds))
+	}
 	// Claim the key first, in one step: a reservation with the same key in
 	// this project is excluded by the shard lock; one in another project
 	// sees the claim and conflicts. A refused reservation gives it back.
@@ -257,13 +275,18 @@ func (s *MemoryStore) Reserve(ctx context.Context, req *ReserveRequest) (Hold, b
 	}
 	p := sh.project(req.Scope.Project, true)
 	p.expire(req.Now)
-	for _, c := range req.Checks {
+	var found [6]*memCounter // counters looked up by the checks, reused below
+	for i, c := range req.Checks {
+		ctr := p.counter(c.Counter.Provider, c.Counter.Window, false)
+		if i < len(found) {
+			found[i] = ctr
+		}
 		lim, ok := p.limit(c)
 		if !ok {
 			continue
 		}
 		var used int64
-		if ctr := p.counter(c.Counter.Provider, c.Counter.Window, false); ctr != nil {
+		if ctr != nil {
 			used = ctr.committed + ctr.held + ctr.arrears
 		}
 		if used+req.Amount.Amount > lim.Amount {
@@ -271,17 +294,65 @@ func (s *MemoryStore) Reserve(ctx context.Context, req *ReserveRequest) (Hold, b
 			return Hold{}, false, &CapError{Counter: c.Counter, Limit: lim, Used: used, Requested: req.Amount.Amount}
 		}
 	}
-	if _, ok := index(s, s.holdIDs, req.HoldID).putIfAbsent(req.HoldID, mh); !ok {
+	if assign {
+		sh.holds = append(sh.holds, mh)
+	} else if _, ok := index(s, s.holdIDs, req.HoldID).putIfAbsent(req.HoldID, mh); !ok {
 		unclaim()
 		return Hold{}, false, errorf(ErrInvalidRequest, "hold id %q already exists", req.HoldID)
 	}
-	for _, c := range req.Checks {
-		ctr := p.counter(c.Counter.Provider, c.Counter.Window, true)
+	for i, c := range req.Checks {
+		var ctr *memCounter
+		if i < len(found) {
+			ctr = found[i]
+		}
+		if ctr == nil {
+			ctr = p.counter(c.Counter.Provider, c.Counter.Window, true)
+		}
 		ctr.held += req.Amount.Amount
 		mh.counters = append(mh.counters, ctr)
 	}
 	heap.Push(&p.active, mh)
 	return mh.h, false, nil
+}
+
+// assignsHoldIDs tells a Ledger to leave ReserveRequest.HoldID empty: the
+// store's own ids find a hold without an index.
+func (s *MemoryStore) assignsHoldIDs() {}
+
+// slotID names the hold at position pos of shard idx.
+func (s *MemoryStore) slotID(idx, pos int) string {
+	var b [64]byte
+	out := append(b[:0], s.idPrefix...)
+	out = strconv.AppendUint(out, uint64(idx), 36)
+	out = append(out, '.')
+	out = strconv.AppendUint(out, uint64(pos), 36)
+	return string(out)
+}
+
+// find returns the hold with id with its shard locked, or nil.
+func (s *MemoryStore) find(id string) *memHold {
+	if rest, ok := strings.CutPrefix(id, s.idPrefix); ok {
+		a, b, ok := strings.Cut(rest, ".")
+		idx, err1 := strconv.ParseUint(a, 36, 32)
+		pos, err2 := strconv.ParseUint(b, 36, 62)
+		if !ok || err1 != nil || err2 != nil || idx >= uint64(len(s.projects)) {
+			return nil
+		}
+		sh := &s.projects[idx]
+		sh.mu.Lock()
+		// The id must be exactly the one assigned (no leading zeros…).
+		if pos < uint64(len(sh.holds)) && sh.holds[pos].h.ID == id {
+			return sh.holds[pos]
+		}
+		sh.mu.Unlock()
+		return nil
+	}
+	mh, ok := index(s, s.holdIDs, id).get(id)
+	if !ok {
+		return nil
+	}
+	mh.shard.mu.Lock()
+	return mh
 }
 
 // replayHold answers a reservation whose key exists. The stored hold may
@@ -299,11 +370,10 @@ func (s *MemoryStore) Transition(ctx context.Context, req *TransitionRequest) (H
 	if err := ctx.Err(); err != nil {
 		return Hold{}, err
 	}
-	mh, ok := index(s, s.holdIDs, req.HoldID).get(req.HoldID)
-	if !ok {
+	mh := s.find(req.HoldID)
+	if mh == nil {
 		return Hold{}, errorf(ErrHoldNotFound, "no hold %q", req.HoldID)
 	}
-	mh.shard.mu.Lock()
 	defer mh.shard.mu.Unlock()
 	p := mh.shard.project(mh.h.Scope.Project, false)
 	if mh.h.State == HoldActive && !req.Now.Before(mh.h.ExpiresAt) {
@@ -352,11 +422,10 @@ func (s *MemoryStore) Hold(ctx context.Context, id string) (Hold, error) {
 	if err := ctx.Err(); err != nil {
 		return Hold{}, err
 	}
-	mh, ok := index(s, s.holdIDs, id).get(id)
-	if !ok {
+	mh := s.find(id)
+	if mh == nil {
 		return Hold{}, errorf(ErrHoldNotFound, "no hold %q", id)
 	}
-	mh.shard.mu.Lock()
 	defer mh.shard.mu.Unlock()
 	return mh.h, nil
 }

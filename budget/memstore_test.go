@@ -16,6 +16,15 @@ func (h memHarness) Reopen(context.Context) (budget.Store, error) {
 }
 func (h memHarness) Close() {}
 
+// ModelRounds: the in-memory store is fast enough for 3000 random sequences
+// per run (300 with -short).
+func (h memHarness) ModelRounds(short bool) int {
+	if short {
+		return 3
+	}
+	return 30
+}
+
 func TestMemoryStoreConformance(t *testing.T) {
 	budgettest.Run(t, func(ctx context.Context, t *testing.T) (budgettest.Harness, error) {
 		return memHarness{budget.NewMemoryStore(nil)}, nil

@@ -100,6 +100,8 @@ type CapCheck struct {
 
 // ReserveRequest is what Store.Reserve inserts.
 type ReserveRequest struct {
+	// HoldID is the id of the new hold, unique in the store. (The Ledger
+	// leaves it empty only for the MemoryStore, which assigns its own.)
 	HoldID  string
 	Key     string
 	Scope   Scope

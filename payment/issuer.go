@@ -38,6 +38,9 @@ type IssuerOptions struct {
 	Leeway time.Duration
 	// SettleTimeout bounds one Rail.Charge call; default 15 seconds.
 	SettleTimeout time.Duration
+	// OutboxWorkers is how many records SettlePending drives at once;
+	// default 8.
+	OutboxWorkers int
 	// MinBackoff and MaxBackoff bound the outbox's retry delay, which
 	// doubles per attempt; defaults 1 second and 5 minutes.
 	MinBackoff, MaxBackoff time.Duration
@@ -81,6 +84,7 @@ type Issuer struct {
 
 	defaultTTL, maxTTL, grace, leeway  time.Duration
 	settleTimeout, minBackoff, maxBack time.Duration
+	outboxWorkers                      int
 	onFinal                            func(context.Context, Redemption)
 	log                                *slog.Logger
 	auth                               ProviderAuthenticator
@@ -124,6 +128,10 @@ func NewIssuer(issuer string, key SigningKey, holds Holds, opts *IssuerOptions) 
 	}
 	if i.store == nil {
 		i.store = NewMemoryRedemptionStore()
+	}
+	i.outboxWorkers = opts.OutboxWorkers
+	if i.outboxWorkers <= 0 {
+		i.outboxWorkers = 8
 	}
 	if i.idem == nil {
 		i.idem = NewMemoryIdempotencyStore()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/agentprov/agentprov/budget"
@@ -197,15 +198,23 @@ func truncate(s string, n int) string {
 // refusals not yet reversed, and unredeemed tokens past their expiry
 // (their holds are released). It returns how many records it looked at and
 // the first error met; a failing record does not stop the others.
-// Run it periodically (see Settler) and at start-up.
+// Up to IssuerOptions.OutboxWorkers records are driven at once, so a slow
+// rail does not hold up the rest. Run it periodically (see Settler) and at
+// start-up.
 func (i *Issuer) SettlePending(ctx context.Context) (int, error) {
 	const batch = 100
-	var first error
+	var (
+		mu    sync.Mutex
+		first error
+		wg    sync.WaitGroup
+	)
+	sem := make(chan struct{}, i.outboxWorkers)
 	n := 0
 	seen := map[string]bool{}
 	for {
 		due, err := i.store.Due(ctx, i.now.Now(), batch)
 		if err != nil {
+			wg.Wait()
 			return n, storeErr(err)
 		}
 		progressed := false
@@ -215,13 +224,26 @@ func (i *Issuer) SettlePending(ctx context.Context) (int, error) {
 			}
 			seen[rec.HoldID], progressed = true, true
 			n++
-			if _, err := i.advance(ctx, rec, false); err != nil && first == nil {
-				first = err
-			}
-			if ctx.Err() != nil {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				wg.Wait()
 				return n, ctx.Err()
 			}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				if _, err := i.advance(ctx, rec, false); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+				}
+			})
 		}
+		// Finish this page before reading the next: the records just driven
+		// are final or scheduled later, and seen guards against repeats.
+		wg.Wait()
 		if !progressed || len(due) < batch {
 			return n, first
 		}

@@ -2,6 +2,7 @@ package payment
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -198,5 +199,55 @@ func TestSettlerRunStops(t *testing.T) {
 	cancel()
 	if err := <-done; err != context.Canceled {
 		t.Fatalf("Run = %v", err)
+	}
+}
+
+// rendezvousRail answers a charge only once two charges are in progress at
+// the same time, or when the caller gives up.
+type rendezvousRail struct {
+	mu      sync.Mutex
+	waiting int
+	met     chan struct{}
+}
+
+func (r *rendezvousRail) Charge(ctx context.Context, req ChargeRequest) (ChargeResult, error) {
+	r.mu.Lock()
+	r.waiting++
+	if r.waiting == 2 {
+		close(r.met)
+	}
+	r.mu.Unlock()
+	select {
+	case <-r.met:
+		return ChargeResult{Reference: "r-" + req.HoldID}, nil
+	case <-ctx.Done():
+		return ChargeResult{}, ctx.Err()
+	}
+}
+
+// TestOutboxDrivesRecordsInParallel: one slow charge does not hold up the
+// others; both charges meet, which only happens if they run at once.
+func TestOutboxDrivesRecordsInParallel(t *testing.T) {
+	w := newWorld(t)
+	rail := &rendezvousRail{met: make(chan struct{})}
+	f := &faultHolds{Holds: w.ledger, commitBefore: 2} // leave both redemptions pending
+	iss, err := NewIssuer(testIss, testKey(), f, &IssuerOptions{Rail: rail, Store: w.store, Now: w.clk.Now, Logger: quietLogger(), SettleTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.iss = iss
+	a, b := w.mint(100), w.mint(100)
+	for _, m := range []*Minted{a, b} {
+		_, err := iss.Redeem(context.Background(), "cloudflare", m.Token, budget.USD(100))
+		wantCode(t, err, ErrRedemptionInFlight)
+	}
+	w.clk.Advance(2 * time.Minute) // past the retry backoff, well within the holds' lives
+	if _, err := iss.SettlePending(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []*Minted{a, b} {
+		if r := w.record(m.Claims.HoldID); r.State != StateSettled {
+			t.Fatalf("%s: %s", m.Claims.HoldID, r.State)
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"path"
 	"strings"
 	"time"
@@ -265,6 +266,10 @@ func (i *Issuer) RedemptionHandler() http.Handler {
 			writeErr(w, ErrUnauthorized)
 			return
 		}
+		if v := r.Header.Get("Agent-Provisioning-Version"); v != "" && !majorOK(v) {
+			problem.Write(w, http.StatusBadRequest, "unsupported_version", "this endpoint implements protocol version 0.x")
+			return
+		}
 		r = r.WithContext(context.WithValue(r.Context(), providerKey{}, provider))
 		switch r.Method {
 		case http.MethodPost:
@@ -414,7 +419,7 @@ func (r *Redeemer) Status(ctx context.Context, holdID string) (*Receipt, error) 
 	if holdID == "" || strings.ContainsAny(holdID, "/?#") {
 		return nil, ErrInvalidRequest.with(nil, "bad hold id")
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.endpoint+"/"+holdID, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.endpoint+"/"+url.PathEscape(holdID), nil)
 	if err != nil {
 		return nil, err
 	}

@@ -37,6 +37,12 @@ type TokenHarness struct {
 	Reopen func(ctx context.Context) (authz.TokenStore, error)
 }
 
+// ExpiredTokenDeleter is the optional clean-up capability of a token
+// store; RunTokenStore checks it when the store has it.
+type ExpiredTokenDeleter interface {
+	DeleteExpired(ctx context.Context, before time.Time) (int64, error)
+}
+
 // TokenHarnessMaker builds a fresh harness for one subtest.
 type TokenHarnessMaker func(ctx context.Context, t *testing.T) (*TokenHarness, error)
 
@@ -454,6 +460,33 @@ func RunTokenStore(t *testing.T, mk TokenHarnessMaker) {
 		}
 		if n, err := h.Store.RevokeAccount(ctx, "acct_a", iss, t0.Add(2*time.Second)); err != nil || n != 0 {
 			t.Fatalf("repeat RevokeAccount = %d, %v; want 0", n, err)
+		}
+	})
+
+	t.Run("DeleteExpired", func(t *testing.T) {
+		t.Parallel()
+		ctx, h := mkTokens(t, mk)
+		del, ok := h.Store.(ExpiredTokenDeleter)
+		if !ok {
+			t.Skip("store has no DeleteExpired")
+		}
+		old := tok("old", "acct_e", iss) // expires t0+1h
+		young := tok("young", "acct_e", iss)
+		young.ExpiresAt = t0.Add(48 * time.Hour)
+		for _, tk := range []authz.IssuedToken{old, young} {
+			if err := h.Store.Put(ctx, tk); err != nil {
+				t.Fatal(err)
+			}
+		}
+		n, err := del.DeleteExpired(ctx, t0.Add(24*time.Hour))
+		if err != nil || n != 1 {
+			t.Fatalf("DeleteExpired = %d, %v; want 1", n, err)
+		}
+		if _, err := h.Store.Lookup(ctx, authz.HashToken("old")); !errors.Is(err, authz.ErrTokenNotFound) {
+			t.Fatalf("expired token still there: %v", err)
+		}
+		if _, err := h.Store.Lookup(ctx, authz.HashToken("young")); err != nil {
+			t.Fatalf("live token deleted: %v", err)
 		}
 	})
 

@@ -107,6 +107,7 @@ type model struct {
 	byKey   map[string]*mHold
 	usage   map[string]mUsage
 	caps    map[budget.CapKey]int64
+	lowered map[budget.CapKey]bool // a cap was set below one in force before
 	alerts  map[string]bool
 }
 
@@ -117,6 +118,7 @@ func newModel(ctx context.Context, t *rapid.T, h Harness, store budget.Store, lo
 		byKey:   map[string]*mHold{},
 		usage:   map[string]mUsage{},
 		caps:    map[budget.CapKey]int64{},
+		lowered: map[budget.CapKey]bool{},
 		alerts:  map[string]bool{},
 	}
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, loc)
@@ -424,6 +426,9 @@ func (m *model) setCap(t *rapid.T) {
 	}
 	m.wantErr("SetCap", err, nil)
 	key := budget.CapKey{Project: m.project, Provider: provider, Period: period}
+	if before, capped := m.limit(budget.Counter{Project: m.project, Provider: provider, Window: budget.WindowOf(period, m.clk.Now(), m.loc)}); !capped || limit < before {
+		m.lowered[key] = true
+	}
 	old, had := m.caps[key]
 	if had != (rec.Previous != nil) || had && rec.Previous.Amount != old {
 		t.Fatalf("SetCap previous = %v; model has %d (set: %v)", rec.Previous, old, had)
@@ -468,6 +473,11 @@ func (m *model) check(t *rapid.T) {
 			lim, ok := m.limit(c.Counter)
 			if ok != (c.Limit != nil) || ok && c.Limit.Amount != lim {
 				t.Fatalf("counter %v: limit %v; model %d (%v)", c.Counter, c.Limit, lim, ok)
+			}
+			// The cap holds unless it was lowered or usage in arrears
+			// (never refused) went over it.
+			if ok && !m.lowered[c.Counter.Cap()] && c.Arrears == 0 && c.Used() > lim {
+				t.Fatalf("counter %v: used %d exceeds the cap %d", c.Counter, c.Used(), lim)
 			}
 		}
 	}

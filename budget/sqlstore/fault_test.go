@@ -233,3 +233,77 @@ func TestNewRejectsBadInput(t *testing.T) {
 		t.Fatalf("after New again: %+v", c)
 	}
 }
+
+// Bad requests reaching the store directly are refused with a contract
+// error naming the problem, and change nothing.
+func testBadRequests(t *testing.T, d sqlstore.Dialect, open func() (*sql.DB, error)) {
+	ctx := t.Context()
+	db, err := open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	s, err := sqlstore.New(ctx, db, d, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scope := budget.Scope{Project: "p", Provider: "acme"}
+	month := budget.Counter{Project: "p", Provider: "acme", Window: "month:2026-11"}
+	good := func() *budget.ReserveRequest {
+		return &budget.ReserveRequest{HoldID: "h1", Key: "k1", Scope: scope, Amount: budget.USD(100),
+			Checks: []budget.CapCheck{{Counter: month}, {Counter: budget.Counter{Project: "p", Window: "month:2026-11"}}},
+			Now:    faultStart, ExpiresAt: faultStart.Add(time.Hour), RequestHash: "x"}
+	}
+	if _, _, err := s.Reserve(ctx, good()); err != nil {
+		t.Fatal(err)
+	}
+	for name, tc := range map[string]struct {
+		mutate func(*budget.ReserveRequest)
+		want   error
+	}{
+		"hold id taken":     {func(r *budget.ReserveRequest) { r.Key = "k2" }, budget.ErrInvalidRequest},
+		"counter elsewhere": {func(r *budget.ReserveRequest) { r.Key, r.HoldID = "k3", "h3"; r.Checks[0].Counter.Provider = "bolt" }, budget.ErrInvalidRequest},
+		"other project":     {func(r *budget.ReserveRequest) { r.Key, r.HoldID = "k4", "h4"; r.Checks[1].Counter.Project = "q" }, budget.ErrInvalidRequest},
+		"counter twice":     {func(r *budget.ReserveRequest) { r.Key, r.HoldID = "k5", "h5"; r.Checks[1] = r.Checks[0] }, budget.ErrInvalidRequest},
+		"NUL in memo":       {func(r *budget.ReserveRequest) { r.Key, r.HoldID, r.Memo = "k6", "h6", "a\x00b" }, budget.ErrInvalidRequest},
+		"bad UTF-8":         {func(r *budget.ReserveRequest) { r.Key, r.HoldID, r.Service = "k7", "h7", "\xff" }, budget.ErrInvalidRequest},
+		"year 3000": {func(r *budget.ReserveRequest) {
+			r.Key, r.HoldID = "k8", "h8"
+			r.ExpiresAt = time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC)
+		}, budget.ErrInvalidRequest},
+		"negative": {func(r *budget.ReserveRequest) { r.Key, r.HoldID = "k9", "h9"; r.Amount = budget.USD(-1) }, budget.ErrInvalidAmount},
+	} {
+		r := good()
+		tc.mutate(r)
+		if _, _, err := s.Reserve(ctx, r); !errors.Is(err, tc.want) {
+			t.Errorf("%s: Reserve = %v; want %v", name, err, tc.want)
+		}
+	}
+	for name, req := range map[string]*budget.TransitionRequest{
+		"released → committed": {HoldID: "h1", From: budget.HoldReleased, To: budget.HoldCommitted, Now: faultStart},
+		"active → reversed":    {HoldID: "h1", From: budget.HoldActive, To: budget.HoldReversed, Now: faultStart},
+	} {
+		if _, err := s.Transition(ctx, req); !errors.Is(err, budget.ErrInvalidRequest) {
+			t.Errorf("%s: Transition = %v; want ErrInvalidRequest", name, err)
+		}
+	}
+	if _, err := s.Transition(ctx, &budget.TransitionRequest{HoldID: "h1", From: budget.HoldActive, To: budget.HoldCommitted,
+		Actual: budget.USD(-1), Now: faultStart}); !errors.Is(err, budget.ErrInvalidAmount) {
+		t.Errorf("negative commit: %v; want ErrInvalidAmount", err)
+	}
+	us, err := s.Usage(ctx, []budget.CapCheck{{Counter: month}}, faultStart)
+	if err != nil || us[0].Held != 100 || us[0].Committed != 0 {
+		t.Fatalf("after bad requests: %+v, %v; want only the first hold", us, err)
+	}
+	if h, err := s.Hold(ctx, "h1"); err != nil || h.State != budget.HoldActive || h.Key != "k1" {
+		t.Fatalf("hold h1 = %+v, %v", h, err)
+	}
+}
+
+func TestSQLiteBadRequests(t *testing.T) {
+	testBadRequests(t, sqlstore.SQLite, openSQLite(sqltest.SQLitePath(t)))
+}
+
+func TestPostgresBadRequests(t *testing.T) {
+	testBadRequests(t, sqlstore.Postgres, openPostgres(sqltest.PostgresSchema(t)))
+}

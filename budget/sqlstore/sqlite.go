@@ -27,6 +27,12 @@ func (s *Store) reserveSQLite(ctx context.Context, r *reserveReq) (h budget.Hold
 			h, replayed, verdictErr = replay(stored, r.ReserveRequest)
 			return nil
 		}
+		if _, taken, err := s.holdByID(ctx, tx, r.HoldID); err != nil || taken {
+			if taken {
+				verdictErr = fail(budget.ErrInvalidRequest, "hold id %q already exists", r.HoldID)
+			}
+			return err
+		}
 		us, err := s.readUsage(ctx, tx, r.Checks)
 		if err != nil {
 			return err

@@ -101,7 +101,7 @@ func openPostgres(dsn string) func() (*sql.DB, error) {
 		// Enough connections for the 64-goroutine subtests to contend on
 		// the database rather than on the pool, few enough for a shared
 		// server.
-		db.SetMaxOpenConns(16)
+		db.SetMaxOpenConns(8)
 		return db, nil
 	}
 }

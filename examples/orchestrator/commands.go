@@ -119,7 +119,7 @@ func (o *opts) flags(stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.issuer, "issuer", "http://127.0.0.1:7780", "")
 	fs.StringVar(&o.addr, "addr", "", "")
 	fs.StringVar(&o.limit, "limit", "", "")
-	fs.StringVar(&o.provider, "provider", "", "")
+	fs.Var(&o.providers, "provider", "")
 	return fs
 }
 
@@ -133,9 +133,6 @@ func parse(args []string, stderr io.Writer) (*opts, []string, error) {
 		if err := fs.Parse(args); err != nil {
 			return nil, nil, fail(exitUsage, "usage", "%v", err)
 		}
-		if o.provider != "" {
-			o.providers = append(o.providers, o.provider)
-		}
 		rest := fs.Args()
 		if len(rest) == 0 {
 			break
@@ -143,8 +140,11 @@ func parse(args []string, stderr io.Writer) (*opts, []string, error) {
 		pos = append(pos, rest[0])
 		args = rest[1:]
 	}
-	if len(o.providers) > 0 {
-		o.provider = o.providers[len(o.providers)-1]
+	switch {
+	case len(o.providers) == 1:
+		o.provider = o.providers[0]
+	case len(o.providers) > 1 && (len(pos) == 0 || pos[0] != "init"):
+		return nil, nil, fail(exitUsage, "usage", "--provider is repeatable only for init")
 	}
 	return o, pos, nil
 }
@@ -210,6 +210,9 @@ type cli struct {
 func (c *cli) dispatch(ctx context.Context, cmd string, args []string) error {
 	if cmd == "init" {
 		return c.init(ctx, args)
+	}
+	if !slices.Contains([]string{"catalog", "add", "status", "env", "billing", "spend", "rotate", "remove", "revoke", "serve"}, cmd) {
+		return fail(exitUsage, "usage", "unknown command %q (see orchestrator help)", cmd)
 	}
 	if err := c.open(ctx); err != nil {
 		return err

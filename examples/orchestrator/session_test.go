@@ -9,10 +9,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -36,20 +38,24 @@ func TestSession(t *testing.T) {
 	}
 	orchAddr := freeAddr(t)
 	issuer := "http://" + orchAddr
-	const key = "rk_session_test_key_0123456789"
+	const regKey, cloudKey = "rk_session_registrar_0123456789", "rk_session_cloud_0123456789"
 
-	// The provider: its own process, its own SQLite state.
-	prov := exec.CommandContext(ctx, filepath.Join(bin, "provider"), "-addr", "127.0.0.1:0", "-data", t.TempDir(),
-		"-profile", "cloud", "-orchestrator", issuer, "-redemption-key", key)
-	provURL := startAndRead(t, prov, "listening on ")
+	// Two providers, each its own process with its own SQLite state. Ada
+	// has had a Cloud account for years; the registrar has never seen her.
+	registrar := exec.CommandContext(ctx, filepath.Join(bin, "provider"), "-addr", "127.0.0.1:0", "-data", t.TempDir(),
+		"-profile", "registrar", "-orchestrator", issuer, "-redemption-key", regKey)
+	regURL := startAndRead(t, registrar, "listening on ")
+	cloud := exec.CommandContext(ctx, filepath.Join(bin, "provider"), "-addr", "127.0.0.1:0", "-data", t.TempDir(),
+		"-profile", "cloud", "-orchestrator", issuer, "-redemption-key", cloudKey,
+		"-seed-account", "ada@example.com", "-demo-login", "-device-interval", "1s")
+	provURL := startAndRead(t, cloud, "listening on ")
 
 	dir := filepath.Join(t.TempDir(), ".agentprov")
-	cli := func(wantExit int, args ...string) map[string]any {
+	command := func(args ...string) *exec.Cmd {
+		return exec.CommandContext(ctx, filepath.Join(bin, "orchestrator"), append(args, "--dir", dir, "--json")...)
+	}
+	check := func(args []string, wantExit int, err error, stdout, stderr *bytes.Buffer) map[string]any {
 		t.Helper()
-		cmd := exec.CommandContext(ctx, filepath.Join(bin, "orchestrator"), append(args, "--dir", dir, "--json")...)
-		var stdout, stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		err := cmd.Run()
 		code := 0
 		if ee, ok := err.(*exec.ExitError); ok {
 			code = ee.ExitCode()
@@ -68,15 +74,31 @@ func TestSession(t *testing.T) {
 		}
 		return env
 	}
+	cli := func(wantExit int, args ...string) map[string]any {
+		t.Helper()
+		cmd := command(args...)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		return check(args, wantExit, cmd.Run(), &stdout, &stderr)
+	}
 	data := func(env map[string]any) map[string]any { return env["data"].(map[string]any) }
 	errCode := func(env map[string]any) string { return env["error"].(map[string]any)["code"].(string) }
+	charged := func(add map[string]any) float64 {
+		c, _ := add["resource"].(map[string]any)["charged"].(map[string]any)
+		if c == nil {
+			return 0
+		}
+		return c["amount"].(float64)
+	}
+	linkAction := func(add map[string]any) any { return add["connection"].(map[string]any)["link_action"] }
 
 	// Before init there is no project.
 	if c := errCode(cli(exitNotInit, "status")); c != "project_not_initialized" {
 		t.Fatalf("code %q", c)
 	}
 	init := data(cli(exitOK, "init", "--email", "ada@example.com", "--issuer", issuer,
-		"--provider", provURL, "--redemption-key", "cloud="+key))
+		"--provider", regURL, "--provider", provURL,
+		"--redemption-key", "registrar="+regKey, "--redemption-key", "cloud="+cloudKey))
 	project := init["project"].(string)
 	if fi, err := os.Stat(filepath.Join(dir, "orchestrator.key")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("key file: %v %v", fi, err)
@@ -86,60 +108,109 @@ func TestSession(t *testing.T) {
 	serve := exec.CommandContext(ctx, filepath.Join(bin, "orchestrator"), "serve", "--dir", dir)
 	startAndRead(t, serve, "orchestrator listening on ")
 
-	cat := data(cli(exitOK, "catalog", "compute"))
-	if s := cat["services"].([]any); len(s) != 2 {
+	if s := data(cli(exitOK, "catalog"))["services"].([]any); len(s) != 3 {
 		t.Fatalf("catalog: %v", s)
 	}
-	// Non-interactive: no paid service and no terms without the human's flags.
-	if c := errCode(cli(exitNeedsHuman, "add", "cloud/compute:small")); c != "paid_service_confirmation_required" {
+	if s := data(cli(exitOK, "catalog", "@compute"))["services"].([]any); len(s) != 2 {
+		t.Fatalf("catalog @compute: %v", s)
+	}
+
+	// A new account at the registrar. Non-interactive: no paid service and
+	// no terms without the human's flags.
+	domain := []string{"add", "registrar/registrar:domain", "--config", `{"domain":"ada-builds.dev"}`, "--name", "site"}
+	if c := errCode(cli(exitNeedsHuman, domain...)); c != "paid_service_confirmation_required" {
 		t.Fatalf("code %q", c)
 	}
-	if c := errCode(cli(exitNeedsHuman, "add", "cloud/compute:small", "--confirm-paid")); c != "terms_acceptance_required" {
+	if c := errCode(cli(exitNeedsHuman, append(domain, "--confirm-paid")...)); c != "terms_acceptance_required" {
 		t.Fatalf("code %q", c)
 	}
-	add := data(cli(exitOK, "add", "cloud/compute:small", "--confirm-paid", "--accept-terms", "--name", "vm"))
-	res := add["resource"].(map[string]any)
-	if res["name"] != "vm" || res["status"] != "active" || res["charged"].(map[string]any)["amount"].(float64) != 700 {
-		t.Fatalf("add: %v", add)
+	if c := errCode(cli(exitUsage, "add", "registrar/registrar:domain", "--config", `{"domain":"no spaces.dev"}`, "--confirm-paid", "--accept-terms")); c != "invalid_config" {
+		t.Fatalf("code %q", c)
 	}
-	if add["connection"].(map[string]any)["link_action"] != "created" {
-		t.Fatalf("connection: %v", add["connection"])
+	add := data(cli(exitOK, append(domain, "--confirm-paid", "--accept-terms")...))
+	if linkAction(add) != "created" || charged(add) != 1299 {
+		t.Fatalf("add domain: %v", add)
 	}
-	// A metered service: its activation is free, but still a paid service.
-	cli(exitOK, "add", "cloud/api:inference", "--confirm-paid")
+
+	// Ada's existing Cloud account: the provider asks for the holder's
+	// approval, which she gives on Cloud's own page while the CLI waits.
+	args := []string{"add", "cloud/compute:small", "--confirm-paid", "--name", "vm"}
+	cmd := command(args...)
+	var stdout bytes.Buffer
+	stderr := &lockedBuffer{}
+	cmd.Stdout = &stdout
+	codeSeen := make(chan string, 1)
+	cmd.Stderr = &markerWriter{w: stderr, marker: "enter the code ", found: codeSeen}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var userCode string
+	select {
+	case userCode = <-codeSeen:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("no device code shown; stderr:\n%s", stderr.String())
+	}
+	resp, err := http.PostForm(provURL+"/device", url.Values{"user_code": {userCode}, "email": {"ada@example.com"}, "action": {"allow"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("approval page: HTTP %d", resp.StatusCode)
+	}
+	add = data(check(args, exitOK, cmd.Wait(), &stdout, &stderr.buf))
+	if linkAction(add) != "linked_existing" || charged(add) != 700 {
+		t.Fatalf("add compute: %v", add)
+	}
+	// The link is made once: the next Cloud service needs no approval. A
+	// metered service is still a paid service to confirm.
+	if c := errCode(cli(exitNeedsHuman, "add", "cloud/api:inference")); c != "paid_service_confirmation_required" {
+		t.Fatalf("code %q", c)
+	}
+	add = data(cli(exitOK, "add", "cloud/api:inference", "--confirm-paid"))
+	if linkAction(add) != "linked_existing" || charged(add) != 0 {
+		t.Fatalf("add inference: %v", add)
+	}
 
 	env := data(cli(exitOK, "env"))
 	vars := env["vars"].(map[string]any)
-	if vars["CLOUD_API_TOKEN"] != "[REDACTED]" || vars["CLOUD_API_URL"] != "[REDACTED]" {
+	if len(vars) != 5 || vars["CLOUD_API_TOKEN"] != "[REDACTED]" || vars["REGISTRAR_DOMAIN"] != "[REDACTED]" {
 		t.Fatalf("env: %v", vars)
 	}
-	revealed := data(cli(exitOK, "env", "--reveal"))["vars"].(map[string]any)
+	revealed := data(cli(exitOK, "env", "--reveal", "--provider", "cloud"))["vars"].(map[string]any)
 	token, _ := revealed["CLOUD_API_TOKEN"].(string)
-	if !strings.HasPrefix(token, "apt_") || revealed["CLOUD_API_URL"] != provURL+"/v1" {
+	if !strings.HasPrefix(token, "apt_") || revealed["CLOUD_API_URL"] != provURL+"/v1" || revealed["REGISTRAR_DOMAIN"] != nil {
 		t.Fatalf("revealed env: %v", revealed)
 	}
 
 	spend := data(cli(exitOK, "spend"))
-	if total := spend["total"].(map[string]any)["amount"].(float64); total != 700 {
+	if total := spend["total"].(map[string]any)["amount"].(float64); total != 1299+700 {
 		t.Fatalf("spend: %v", spend)
 	}
-	// Only the human changes caps.
+	// Only the human changes caps; then the lower cap holds.
 	if c := errCode(cli(exitNeedsHuman, "billing", "update", "--limit", "50", "--provider", "cloud")); c != "human_required" {
 		t.Fatalf("code %q", c)
 	}
-	cli(exitOK, "billing", "update", "--limit", "5", "--provider", "cloud", "--human")
+	cli(exitOK, "billing", "update", "--limit", "10", "--provider", "cloud", "--human")
 	if c := errCode(cli(exitPayment, "add", "cloud/compute:small", "--confirm-paid", "--name", "vm2")); c != "cap_exceeded" {
 		t.Fatalf("code %q", c)
 	}
+	caps := data(cli(exitOK, "billing", "show"))["caps"].([]any)
+	for _, c := range caps {
+		c := c.(map[string]any)
+		if c["provider"] == "cloud" && c["limit"].(map[string]any)["amount"].(float64) != 1000 {
+			t.Fatalf("billing show: %v", caps)
+		}
+	}
 
 	status := data(cli(exitOK, "status"))
-	if status["project"] != project || len(status["resources"].([]any)) != 2 || len(status["credentials"].([]any)) != 2 {
+	if status["project"] != project || len(status["resources"].([]any)) != 3 || len(status["credentials"].([]any)) != 3 {
 		t.Fatalf("status: %v", status)
 	}
 
 	rev := data(cli(exitOK, "revoke"))
 	results := rev["results"].([]any)
-	if len(results) != 2 {
+	if len(results) != 3 {
 		t.Fatalf("revoke: %v", rev)
 	}
 	for _, r := range results {
@@ -150,7 +221,7 @@ func TestSession(t *testing.T) {
 	// The provider no longer honours the token; the vault is empty.
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, provURL+"/v1/resources", nil)
 	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err = http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,6 +232,45 @@ func TestSession(t *testing.T) {
 	if vars := data(cli(exitOK, "env"))["vars"].(map[string]any); len(vars) != 0 {
 		t.Fatalf("env after revoke: %v", vars)
 	}
+}
+
+// lockedBuffer is a bytes.Buffer written by a process's copier goroutine.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// markerWriter copies to w and reports the word following marker once.
+type markerWriter struct {
+	w      *lockedBuffer
+	marker string
+	found  chan string
+	sent   bool
+}
+
+func (m *markerWriter) Write(p []byte) (int, error) {
+	n, err := m.w.Write(p)
+	if !m.sent {
+		if _, after, ok := strings.Cut(m.w.String(), m.marker); ok {
+			if f := strings.Fields(after); len(f) > 0 {
+				m.found <- f[0]
+				m.sent = true
+			}
+		}
+	}
+	return n, err
 }
 
 func freeAddr(t *testing.T) string {

@@ -33,6 +33,7 @@ import (
 
 	_ "modernc.org/sqlite" // the driver lives in the program, never in the library
 
+	"github.com/agentprov/agentprov/authz"
 	"github.com/agentprov/agentprov/examples/internal/demo"
 	"github.com/agentprov/agentprov/internal/sqldb"
 )
@@ -56,7 +57,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	key := fs.String("redemption-key", os.Getenv("AGENTPROV_REDEMPTION_KEY"), "API key for redeeming payment tokens (default $AGENTPROV_REDEMPTION_KEY)")
 	public := fs.String("base-url", "", "public base URL (default http://<addr>)")
 	seed := fs.String("seed-account", "", "create an account for this email at start, as if the user had signed up before")
-	verbose := fs.Bool("v", false, "log requests and protocol events to stderr")
+	demoLogin := fs.Bool("demo-login", false, "serve /device, where an account holder approves a link by typing the account's email (demo only: no real login)")
+	interval := fs.Duration("device-interval", 5*time.Second, "device-flow polling interval")
+	verbose := fs.Bool("v", false, "log protocol events to stderr")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -94,7 +97,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	cfg := demo.ProviderConfig{
 		Profile: p, BaseURL: base, OrchestratorIssuer: *orch, RedemptionKey: *key,
-		CatalogKey: catKey, CatalogKeyID: p.ID + "-catalog-1", Logger: log,
+		CatalogKey: catKey, CatalogKeyID: p.ID + "-catalog-1", Logger: log, DeviceInterval: *interval,
 	}
 	if err := demo.ProviderSQL(ctx, db, &cfg); err != nil {
 		ln.Close()
@@ -106,7 +109,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if *seed != "" {
-		if _, err := prov.SeedAccount(ctx, *seed); err != nil && !strings.Contains(err.Error(), "taken") {
+		if _, err := prov.SeedAccount(ctx, *seed); err != nil && !errors.Is(err, authz.ErrEmailTaken) {
 			ln.Close()
 			return fmt.Errorf("seed account: %w", err)
 		}
@@ -117,6 +120,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	prov.Mount(mux)
+	if *demoLogin {
+		mux.Handle("/device", prov.DemoLoginHandler())
+	}
 
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	errc := make(chan error, 1)

@@ -63,6 +63,8 @@ func Cloud() Profile {
 			{
 				ServiceID: ServiceCompute, Description: "A small always-on virtual machine.",
 				Kind: catalogschema.KindPlan, Scope: catalogschema.ScopeAccount, Categories: []string{"compute"},
+				ConfigurationSchema: json.RawMessage(`{"type":"object","properties":{"region":{"enum":["eu","us"]}},` +
+					`"additionalProperties":false}`),
 				Pricing: catalogschema.Pricing{Type: catalogschema.PricingPaid},
 				Prices:  []catalogschema.Price{{Amount: 700, Currency: "USD", Basis: catalogschema.BasisMonthly}},
 			},

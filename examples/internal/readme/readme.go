@@ -53,10 +53,13 @@ func mountProvider(mux *http.ServeMux, s ProviderSetup, deploy, infer http.Handl
 	}
 	prov, err := authz.NewProvisioner(verifier, authz.NewMemoryAccountStore(), authz.NewMemoryTokenStore(),
 		&authz.ProvisionerOptions{
-			Issuer:        s.Metadata.AuthorizationServer,
-			TermsVersion:  s.Metadata.TermsOfService.Version,
-			TermsURL:      s.Metadata.TermsOfService.URL,
-			ServiceScopes: map[string][]string{s.Metadata.ProviderID + "/compute:small": {"deploy"}},
+			Issuer:       s.Metadata.AuthorizationServer,
+			TermsVersion: s.Metadata.TermsOfService.Version,
+			TermsURL:     s.Metadata.TermsOfService.URL,
+			ServiceScopes: map[string][]string{
+				s.Metadata.ProviderID + "/compute:small": {"deploy"},
+				s.Metadata.ProviderID + "/api:inference": {"inference"},
+			},
 		})
 	if err != nil {
 		return err
@@ -94,7 +97,7 @@ func mountProvider(mux *http.ServeMux, s ProviderSetup, deploy, infer http.Handl
 type OrchestratorSetup struct {
 	Issuer         string
 	Key            ed25519.PrivateKey
-	VaultKey       []byte            // 32 bytes, from your key management
+	VaultKey       []byte // 32 bytes, from your key management
 	Trust          []discovery.TrustedProvider
 	RedemptionKeys map[string]string // provider id → API key
 	Rail           payment.Rail      // your payment network

@@ -1,0 +1,151 @@
+package demo
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/budget"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+func golden(t *testing.T, name string, v any) {
+	t.Helper()
+	got, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = append(got, '\n')
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s changed:\n got %s\nwant %s", name, got, want)
+	}
+}
+
+// The documents the provider's API and the CLI's --json output carry.
+func TestWireGolden(t *testing.T) {
+	at := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	charged := budget.USD(1299)
+	res := Resource{ID: "res_abc", Service: "registrar/registrar:domain", Name: "site", Project: "proj_1",
+		AccountID: "acct_1", Config: json.RawMessage(`{"domain":"ada-builds.dev"}`), Status: "active",
+		Charged: &charged, Env: map[string]string{"REGISTRAR_DOMAIN": "ada-builds.dev"}, CreatedAt: at}
+	golden(t, "resource.json", res)
+	conn := Connection{Provider: "cloud", Service: "cloud/compute:small", AccountID: "acct_2", LinkAction: "linked_existing",
+		Scopes: []string{"deploy"}, Expiry: at.Add(30 * 24 * time.Hour),
+		Device: &DeviceLink{Provider: "cloud", UserCode: "WDJB-MJHT", VerificationURI: "https://cloud.example/device", ExpiresIn: 600}}
+	golden(t, "connection.json", conn)
+
+	// And they read back unchanged.
+	for name, v := range map[string]any{"resource.json": &Resource{}, "connection.json": &Connection{}} {
+		b, _ := os.ReadFile(filepath.Join("testdata", name))
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(v); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+// createHandlerFor returns the registrar's provisioning handler behind a
+// fixed identity, as the bearer middleware would leave it.
+func createHandlerFor(t testing.TB) (*Provider, http.Handler) {
+	p, err := NewProvider(ProviderConfig{Profile: Registrar(), BaseURL: "http://127.0.0.1:1",
+		OrchestratorIssuer: "http://127.0.0.1:2", RedemptionKey: "k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := p.createHandler(p.profile.Service(ServiceDomain))
+	id := &authz.Identity{AccountID: "acct_1", Service: "registrar/" + ServiceDomain, Project: "p"}
+	return p, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(w, r.WithContext(authz.ContextWithIdentity(r.Context(), id)))
+	})
+}
+
+// FuzzCreateBody sends arbitrary bodies to the provisioning handler: it
+// never fails with a 5xx, and it records a resource only when it answers 201.
+func FuzzCreateBody(f *testing.F) {
+	for _, s := range []string{`{"name":"site","config":{"domain":"a.dev"}}`, `{}`, ``, `{"config":[1]}`,
+		`{"config":{"domain":"x.dev","extra":1}}`, `{"name":` + strings.Repeat("[", 100)} {
+		f.Add([]byte(s))
+	}
+	p, h := createHandlerFor(f)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		p.mu.Lock()
+		before := len(p.resources)
+		p.mu.Unlock()
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/v1/services/"+ServiceDomain, bytes.NewReader(body)))
+		if rec.Code >= 500 {
+			t.Fatalf("HTTP %d for %q", rec.Code, body)
+		}
+		p.mu.Lock()
+		after := len(p.resources)
+		p.mu.Unlock()
+		if grew := after > before; grew != (rec.Code == http.StatusCreated) {
+			t.Fatalf("HTTP %d but resource recorded = %v", rec.Code, grew)
+		}
+	})
+}
+
+// FuzzOAuthAnswer feeds arbitrary token-endpoint answers to the client:
+// it returns a token or a *ProviderError, never anything else.
+func FuzzOAuthAnswer(f *testing.F) {
+	f.Add(200, []byte(`{"access_token":"apt_x","token_type":"Bearer","expires_in":60,"account_id":"a","link_action":"created"}`))
+	f.Add(401, []byte(`{"error":"consent_required","error_description":"x"}`))
+	f.Add(400, []byte(`not json`))
+	f.Add(200, []byte(`{"access_token":"","token_type":"Bearer"}`))
+	f.Add(500, []byte(``))
+	var mu sync.Mutex // the race detector does not see ordering through sockets
+	var status int
+	var body []byte
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		st, b := status, body
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(st)
+		w.Write(b)
+	}))
+	defer srv.Close()
+	o := &Orchestrator{client: srv.Client()}
+	f.Fuzz(func(t *testing.T, st int, b []byte) {
+		if st < 200 || st > 599 {
+			return
+		}
+		mu.Lock()
+		status, body = st, b
+		mu.Unlock()
+		tr, err := o.tokenRequest(context.Background(), "cloud", srv.URL, url.Values{"a": {"b"}})
+		var pe *ProviderError
+		switch {
+		case err == nil:
+			if st != 200 || tr.AccessToken == "" {
+				t.Fatalf("accepted %d %q", st, b)
+			}
+		case !errors.As(err, &pe):
+			t.Fatalf("untyped error %v", err)
+		}
+	})
+}
