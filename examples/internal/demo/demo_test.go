@@ -19,7 +19,7 @@ type pair struct {
 	cloud *Provider
 }
 
-func newPair(t *testing.T) pair {
+func newPair(t testing.TB) pair {
 	t.Helper()
 	var orchH, provH http.Handler
 	orchSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { orchH.ServeHTTP(w, r) }))

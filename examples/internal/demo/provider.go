@@ -65,6 +65,8 @@ type ProviderConfig struct {
 	Accounts authz.AccountStore
 	Tokens   authz.TokenStore
 	Replay   authz.ReplayStore
+	// Resources records what the provider provisioned.
+	Resources ProviderResources
 	// DeviceInterval is the device-flow polling interval; default 5 s.
 	DeviceInterval time.Duration
 	// HTTPClient fetches the orchestrator's keys and redeems tokens.
@@ -83,10 +85,46 @@ type Provider struct {
 	discovery   *discovery.Handler
 	log         *slog.Logger
 
-	mu        sync.Mutex
-	resources map[string]*Resource
-	deploys   int
-	calls     int
+	resources ProviderResources
+
+	mu      sync.Mutex
+	deploys int
+	calls   int
+}
+
+// ProviderResources is the provider's own record of what it provisioned,
+// by account. Implementations are safe for concurrent use.
+type ProviderResources interface {
+	// Put stores res by res.ID, replacing any record.
+	Put(ctx context.Context, res Resource) error
+	// ByAccount lists an account's resources, oldest first.
+	ByAccount(ctx context.Context, accountID string) ([]Resource, error)
+}
+
+// memoryProviderResources is the in-memory ProviderResources.
+type memoryProviderResources struct {
+	mu sync.Mutex
+	m  map[string]Resource
+}
+
+func (s *memoryProviderResources) Put(_ context.Context, res Resource) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.m[res.ID] = res
+	return nil
+}
+
+func (s *memoryProviderResources) ByAccount(_ context.Context, accountID string) ([]Resource, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := []Resource{}
+	for _, r := range s.m {
+		if r.AccountID == accountID {
+			out = append(out, r)
+		}
+	}
+	slices.SortFunc(out, func(a, b Resource) int { return a.CreatedAt.Compare(b.CreatedAt) })
+	return out, nil
 }
 
 // Resource is one thing a provider provisioned for an account. The
@@ -118,7 +156,10 @@ func NewProvider(cfg ProviderConfig) (*Provider, error) {
 	if client == nil {
 		client = &http.Client{Timeout: 15 * time.Second}
 	}
-	p := &Provider{profile: cfg.Profile, base: base, log: log, resources: map[string]*Resource{}}
+	p := &Provider{profile: cfg.Profile, base: base, log: log, resources: cfg.Resources}
+	if p.resources == nil {
+		p.resources = &memoryProviderResources{m: map[string]Resource{}}
+	}
 
 	// Discovery: metadata and catalog, signed when a key is given.
 	meta := &catalogschema.ProviderMetadata{
@@ -350,9 +391,11 @@ func (p *Provider) createHandler(s *catalogschema.Service) http.Handler {
 			m := paid.Price
 			res.Charged = &m
 		}
-		p.mu.Lock()
-		p.resources[res.ID] = res
-		p.mu.Unlock()
+		if err := p.resources.Put(r.Context(), *res); err != nil {
+			p.log.Error("demo: resource store", "err", err)
+			problem.Write(w, http.StatusServiceUnavailable, "temporarily_unavailable", "try again")
+			return
+		}
 		p.log.Info("demo: provisioned", "provider", p.profile.ID, "resource", res.ID, "account_id", id.AccountID)
 		writeJSON(w, http.StatusCreated, res)
 	})
@@ -379,28 +422,32 @@ func (p *Provider) envFor(service string, config json.RawMessage) map[string]str
 
 func (p *Provider) listResources(w http.ResponseWriter, r *http.Request) {
 	id, _ := authz.IdentityFromContext(r.Context())
-	p.mu.Lock()
-	out := []*Resource{}
-	for _, res := range p.resources {
-		if res.AccountID == id.AccountID {
-			out = append(out, res)
-		}
+	out, err := p.resources.ByAccount(r.Context(), id.AccountID)
+	if err != nil {
+		problem.Write(w, http.StatusServiceUnavailable, "temporarily_unavailable", "try again")
+		return
 	}
-	p.mu.Unlock()
-	slices.SortFunc(out, func(a, b *Resource) int { return a.CreatedAt.Compare(b.CreatedAt) })
 	writeJSON(w, http.StatusOK, out)
 }
 
 func (p *Provider) deleteResource(w http.ResponseWriter, r *http.Request) {
 	id, _ := authz.IdentityFromContext(r.Context())
-	p.mu.Lock()
-	res, ok := p.resources[r.PathValue("id")]
-	if ok && res.AccountID == id.AccountID {
-		res.Status = "removed"
+	list, err := p.resources.ByAccount(r.Context(), id.AccountID)
+	if err != nil {
+		problem.Write(w, http.StatusServiceUnavailable, "temporarily_unavailable", "try again")
+		return
 	}
-	p.mu.Unlock()
-	if !ok || res.AccountID != id.AccountID {
+	// Only the account's own resources are found: another account's id is
+	// as unknown as a made-up one.
+	i := slices.IndexFunc(list, func(res Resource) bool { return res.ID == r.PathValue("id") })
+	if i < 0 {
 		problem.Write(w, http.StatusNotFound, "not_found", "no such resource")
+		return
+	}
+	res := list[i]
+	res.Status = "removed"
+	if err := p.resources.Put(r.Context(), res); err != nil {
+		problem.Write(w, http.StatusServiceUnavailable, "temporarily_unavailable", "try again")
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -418,18 +465,14 @@ func (p *Provider) deploy(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, http.StatusBadRequest, "invalid_request", "a JSON body with \"app\" is required")
 		return
 	}
-	p.mu.Lock()
-	active := false
-	for _, res := range p.resources {
-		if res.AccountID == id.AccountID && res.Service == p.profile.ID+"/"+ServiceCompute && res.Status == "active" {
-			active = true
-		}
+	list, err := p.resources.ByAccount(r.Context(), id.AccountID)
+	if err != nil {
+		problem.Write(w, http.StatusServiceUnavailable, "temporarily_unavailable", "try again")
+		return
 	}
-	if active {
-		p.deploys++
-	}
-	p.mu.Unlock()
-	if !active {
+	if !slices.ContainsFunc(list, func(res Resource) bool {
+		return res.Service == p.profile.ID+"/"+ServiceCompute && res.Status == "active"
+	}) {
 		problem.Write(w, http.StatusPaymentRequired, "plan_required", "this account has no active "+ServiceCompute+" plan")
 		return
 	}

@@ -61,8 +61,58 @@ func ProviderSQL(ctx context.Context, db *sql.DB, cfg *ProviderConfig) error {
 			return err
 		}
 	}
-	cfg.Accounts, cfg.Tokens, cfg.Replay = accounts, tokens, replay
+	res, err := NewSQLProviderResources(ctx, db)
+	if err != nil {
+		return err
+	}
+	cfg.Accounts, cfg.Tokens, cfg.Replay, cfg.Resources = accounts, tokens, replay, res
 	return nil
+}
+
+// SQLProviderResources is a ProviderResources in one table. Safe for
+// concurrent use, also across processes.
+type SQLProviderResources struct{ db *sql.DB }
+
+// NewSQLProviderResources creates the table if absent.
+func NewSQLProviderResources(ctx context.Context, db *sql.DB) (*SQLProviderResources, error) {
+	_, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS demo_provider_resources (
+		id TEXT PRIMARY KEY, account_id TEXT NOT NULL, created_at TEXT NOT NULL, doc TEXT NOT NULL)`)
+	if err != nil {
+		return nil, fmt.Errorf("demo: provider resources: %w", err)
+	}
+	return &SQLProviderResources{db: db}, nil
+}
+
+func (s *SQLProviderResources) Put(ctx context.Context, res Resource) error {
+	doc, err := json.Marshal(res)
+	if err != nil {
+		return err
+	}
+	_, err = s.db.ExecContext(ctx, `INSERT INTO demo_provider_resources (id, account_id, created_at, doc) VALUES (?1, ?2, ?3, ?4)
+		ON CONFLICT (id) DO UPDATE SET doc = excluded.doc`,
+		res.ID, res.AccountID, res.CreatedAt.UTC().Format("2006-01-02T15:04:05.000000000Z"), string(doc))
+	return err
+}
+
+func (s *SQLProviderResources) ByAccount(ctx context.Context, accountID string) ([]Resource, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT doc FROM demo_provider_resources WHERE account_id = ?1 ORDER BY created_at, id`, accountID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []Resource{}
+	for rows.Next() {
+		var doc string
+		if err := rows.Scan(&doc); err != nil {
+			return nil, err
+		}
+		var r Resource
+		if err := json.Unmarshal([]byte(doc), &r); err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
 }
 
 // SQLResources is a ResourceStore in one table; every operation is one

@@ -92,17 +92,15 @@ func FuzzCreateBody(f *testing.F) {
 	}
 	p, h := createHandlerFor(f)
 	f.Fuzz(func(t *testing.T, body []byte) {
-		p.mu.Lock()
-		before := len(p.resources)
-		p.mu.Unlock()
+		list, _ := p.resources.ByAccount(context.Background(), "acct_1")
+		before := len(list)
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/v1/services/"+ServiceDomain, bytes.NewReader(body)))
 		if rec.Code >= 500 {
 			t.Fatalf("HTTP %d for %q", rec.Code, body)
 		}
-		p.mu.Lock()
-		after := len(p.resources)
-		p.mu.Unlock()
+		list, _ = p.resources.ByAccount(context.Background(), "acct_1")
+		after := len(list)
 		if grew := after > before; grew != (rec.Code == http.StatusCreated) {
 			t.Fatalf("HTTP %d but resource recorded = %v", rec.Code, grew)
 		}
