@@ -33,20 +33,38 @@
 //     unknown kid at a bounded rate so that key rotation is picked up
 //     without letting made-up kids cause a fetch storm.
 //
-// Provisioning, OAuth and revocation (provider side, with their client
-// counterparts): the provisioning endpoint that turns a verified
-// attestation into a new or linked account and credentials, OAuth 2.1
-// consent for existing accounts (authorization code with PKCE and the
-// device flow), the bearer-token middleware with its WWW-Authenticate
-// challenge, and revocation events signed with [Attester.Sign] and checked
-// with [Verifier.VerifyTyped].
+// Provisioning, provider side: [Provisioner] is the OAuth token endpoint at
+// which an orchestrator trades a verified attestation for an API token, using
+// the RFC 7523 JWT-bearer grant. An identity the provider has never seen, with
+// a verified email and a human's consent receipt for the current terms,
+// gets an account created atomically ([AccountStore.CreateIfAbsent]) and
+// link_action "created". An email that already belongs to an account is never
+// linked on the match alone: the answer is 401 consent_required with an
+// RFC 9728 resource_metadata challenge, and the account holder approves the
+// link through the device flow (RFC 8628, [Provisioner.ApproveDevice]) or the
+// authorization code flow with S256 PKCE (an [Authorizer]). Linking is a
+// compare-and-set ([AccountStore.LinkSubject]) and answers link_action
+// "linked_existing". The Provisioner also serves the RFC 9728 and RFC 8414
+// metadata, RFC 7009 token revocation and signed revocation events. Its
+// [Provisioner.Middleware] guards the provider's own API with bearer tokens
+// stored only as hashes in a [TokenStore]; handlers read the caller with
+// [IdentityFromContext]. Codes of linking flows in progress live in a
+// [GrantStore], so several provider instances can share one flow.
+//
+// Revocation, orchestrator side: [Revoker] sends a signed revocation event
+// (typ agentprov-revocation+jwt) for each of a project's vault credentials to
+// its provider, retries with backoff, deletes a credential only once the
+// provider acknowledged, and reports what was revoked where. Clients discover
+// linking endpoints with [ParseWWWAuthenticate], [FetchResourceMetadata] and
+// [FetchServerMetadata].
 //
 // # Stores
 //
 // State lives behind small interfaces whose methods are single atomic
-// steps: [ReplayStore] (put-if-absent with expiry) and [VaultStore] (get,
-// put, compare-and-set, delete, list), with in-memory implementations here
-// ([MemoryReplayStore], [MemoryVaultStore]) and SQL ones for SQLite and
+// steps: [ReplayStore] (put-if-absent with expiry), [VaultStore] (get,
+// put, compare-and-set, delete, list), [AccountStore] (create-if-absent,
+// link by compare-and-set), [TokenStore] and [GrantStore], with in-memory
+// implementations here and SQL ones for SQLite and
 // PostgreSQL in package authz/sqlstore. Package authz/authztest holds the
 // conformance suites every implementation passes.
 //

@@ -198,15 +198,11 @@ func (c *Challenge) requestParam() (string, error) {
 // request, expires, digest, description, opaque. It fails when a required
 // parameter is empty or a value cannot be carried in a header.
 func FormatChallenge(c *Challenge) (string, error) {
-	req, err := c.requestParam()
+	e, err := c.Echo()
 	if err != nil {
 		return "", err
 	}
-	opaque, err := c.OpaqueParam()
-	if err != nil {
-		return "", err
-	}
-	for _, p := range []struct{ n, v string }{{"id", c.ID}, {"realm", c.Realm}, {"method", c.Method}, {"intent", c.Intent}, {"request", req}} {
+	for _, p := range []struct{ n, v string }{{"id", e.ID}, {"realm", e.Realm}, {"method", e.Method}, {"intent", e.Intent}, {"request", e.Request}} {
 		if p.v == "" {
 			return "", ErrMalformedChallenge.with(nil, "parameter %s is required", p.n)
 		}
@@ -218,8 +214,8 @@ func FormatChallenge(c *Challenge) (string, error) {
 	b.WriteString(SchemeName)
 	sep := " "
 	for _, p := range []struct{ n, v string }{
-		{"id", c.ID}, {"realm", c.Realm}, {"method", c.Method}, {"intent", c.Intent}, {"request", req},
-		{"expires", c.ExpiresParam()}, {"digest", c.Digest}, {"description", c.Description}, {"opaque", opaque},
+		{"id", e.ID}, {"realm", e.Realm}, {"method", e.Method}, {"intent", e.Intent}, {"request", e.Request},
+		{"expires", e.Expires}, {"digest", e.Digest}, {"description", e.Description}, {"opaque", e.Opaque},
 	} {
 		if p.v == "" {
 			continue

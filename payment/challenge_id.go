@@ -17,20 +17,18 @@ func ChallengeID(secret []byte, c *Challenge) (string, error) {
 	if len(secret) == 0 {
 		return "", errors.New("payment: challenge secret is empty")
 	}
-	req, err := c.requestParam()
+	e, err := c.Echo()
 	if err != nil {
 		return "", err
 	}
-	opaque, err := c.OpaqueParam()
-	if err != nil {
-		return "", err
-	}
-	return challengeMAC(secret, c.Realm, c.Method, c.Intent, req, c.ExpiresParam(), c.Digest, opaque), nil
+	return challengeMAC(secret, &e), nil
 }
 
-func challengeMAC(secret []byte, realm, method, intent, request, expires, digest, opaque string) string {
+// challengeMAC is the id of the challenge whose wire parameters e carries
+// (e.ID itself is not an input).
+func challengeMAC(secret []byte, e *ChallengeEcho) string {
 	m := hmac.New(sha256.New, secret)
-	m.Write([]byte(strings.Join([]string{realm, method, intent, request, expires, digest, opaque}, "|")))
+	m.Write([]byte(strings.Join([]string{e.Realm, e.Method, e.Intent, e.Request, e.Expires, e.Digest, e.Opaque}, "|")))
 	return hdrB64.EncodeToString(m.Sum(nil))
 }
 
@@ -41,7 +39,7 @@ func challengeMAC(secret []byte, realm, method, intent, request, expires, digest
 func verifyEchoID(secrets [][]byte, e *ChallengeEcho) bool {
 	ok := false
 	for _, s := range secrets {
-		want := challengeMAC(s, e.Realm, e.Method, e.Intent, e.Request, e.Expires, e.Digest, e.Opaque)
+		want := challengeMAC(s, e)
 		// Constant time, and no early exit, so timing reveals nothing.
 		if subtle.ConstantTimeCompare([]byte(want), []byte(e.ID)) == 1 {
 			ok = true

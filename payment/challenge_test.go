@@ -232,6 +232,10 @@ func TestCanonicalJSON(t *testing.T) {
 		if string(got) != tc.want {
 			t.Errorf("jcs(%s)\n got %s\nwant %s", tc.in, got, tc.want)
 		}
+		// The exported entry point is the same canonicalizer.
+		if got, err := CanonicalJSON([]byte(tc.in)); err != nil || string(got) != tc.want {
+			t.Errorf("CanonicalJSON(%s)\n got %s (%v)\nwant %s", tc.in, got, err, tc.want)
+		}
 	}
 }
 

@@ -5,20 +5,14 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net/http"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
-	"unicode/utf16"
-	"unicode/utf8"
 
 	"github.com/agentprov/agentprov/internal/clock"
 	"github.com/agentprov/agentprov/internal/problem"
@@ -189,7 +183,7 @@ func Idempotent(store IdempotencyStore, opts *IdempotencyOptions) func(http.Hand
 			// Store the outcome even if the client went away: a retry must
 			// find it.
 			sctx := context.WithoutCancel(r.Context())
-			rec := &recorder{header: http.Header{}}
+			rec := &bufferedWriter{header: http.Header{}} // no limit: MaxBody-sized requests, handler-sized answers
 			finished := false
 			defer func() {
 				if !finished {
@@ -256,32 +250,8 @@ func keptHeaders(h http.Header) http.Header {
 }
 
 func replay(w http.ResponseWriter, s *IdempotentResponse) {
-	h := w.Header()
-	for k, v := range s.Header {
-		h[k] = slices.Clone(v)
-	}
-	h.Set("Idempotent-Replayed", "true")
-	w.WriteHeader(s.Status)
-	_, _ = w.Write(s.Body)
-}
-
-type recorder struct {
-	header http.Header
-	status int
-	body   bytes.Buffer
-}
-
-func (r *recorder) Header() http.Header { return r.header }
-func (r *recorder) WriteHeader(code int) {
-	if r.status == 0 {
-		r.status = code
-	}
-}
-func (r *recorder) Write(p []byte) (int, error) {
-	if r.status == 0 {
-		r.status = http.StatusOK
-	}
-	return r.body.Write(p)
+	w.Header().Set("Idempotent-Replayed", "true")
+	writeStored(w, &StoredResponse{Status: s.Status, Header: s.Header, Body: s.Body})
 }
 
 // Fingerprint is the SHA-256 of the canonical form of a JSON body (see
@@ -296,166 +266,6 @@ func Fingerprint(body []byte) []byte {
 	}
 	sum := sha256.Sum256(c)
 	return sum[:]
-}
-
-// maxJSONDepth bounds nesting in CanonicalJSON.
-const maxJSONDepth = 64
-
-// CanonicalJSON returns a canonical serialization of one JSON value in the
-// manner of RFC 8785 (JCS): no whitespace, object members sorted by their
-// UTF-16 code units, strings with the minimal escapes. Duplicate member
-// names are rejected. Limit: numbers are not converted to IEEE 754 doubles
-// as JCS does; an integer literal is kept as its exact decimal value and
-// any other number is written in Go's shortest 'g' form of its float64
-// value, so two spellings of one integer ("1", "1.0") are distinct.
-func CanonicalJSON(data []byte) ([]byte, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	var b bytes.Buffer
-	if err := canonValue(dec, &b, 0); err != nil {
-		return nil, err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("canonical json: trailing data")
-	}
-	return b.Bytes(), nil
-}
-
-func canonValue(dec *json.Decoder, b *bytes.Buffer, depth int) error {
-	if depth > maxJSONDepth {
-		return errors.New("canonical json: nested too deeply")
-	}
-	tok, err := dec.Token()
-	if err != nil {
-		return fmt.Errorf("canonical json: %w", err)
-	}
-	switch t := tok.(type) {
-	case json.Delim:
-		switch t {
-		case '{':
-			type member struct {
-				key string
-				val []byte
-			}
-			var members []member
-			for dec.More() {
-				kt, err := dec.Token()
-				if err != nil {
-					return fmt.Errorf("canonical json: %w", err)
-				}
-				k, ok := kt.(string)
-				if !ok {
-					return errors.New("canonical json: object key is not a string")
-				}
-				var vb bytes.Buffer
-				if err := canonValue(dec, &vb, depth+1); err != nil {
-					return err
-				}
-				members = append(members, member{k, vb.Bytes()})
-			}
-			if _, err := dec.Token(); err != nil {
-				return fmt.Errorf("canonical json: %w", err)
-			}
-			slices.SortFunc(members, func(x, y member) int { return compareUTF16(x.key, y.key) })
-			b.WriteByte('{')
-			for n, m := range members {
-				if n > 0 {
-					if members[n-1].key == m.key {
-						return fmt.Errorf("canonical json: duplicate member %q", m.key)
-					}
-					b.WriteByte(',')
-				}
-				writeCanonString(b, m.key)
-				b.WriteByte(':')
-				b.Write(m.val)
-			}
-			b.WriteByte('}')
-		case '[':
-			b.WriteByte('[')
-			for n := 0; dec.More(); n++ {
-				if n > 0 {
-					b.WriteByte(',')
-				}
-				if err := canonValue(dec, b, depth+1); err != nil {
-					return err
-				}
-			}
-			if _, err := dec.Token(); err != nil {
-				return fmt.Errorf("canonical json: %w", err)
-			}
-			b.WriteByte(']')
-		default:
-			return errors.New("canonical json: unexpected delimiter")
-		}
-	case string:
-		writeCanonString(b, t)
-	case json.Number:
-		s, err := canonNumber(t)
-		if err != nil {
-			return err
-		}
-		b.WriteString(s)
-	case bool:
-		b.WriteString(strconv.FormatBool(t))
-	case nil:
-		b.WriteString("null")
-	default:
-		return errors.New("canonical json: unexpected token")
-	}
-	return nil
-}
-
-func canonNumber(n json.Number) (string, error) {
-	s := n.String()
-	if !strings.ContainsAny(s, ".eE") {
-		i, ok := new(big.Int).SetString(s, 10)
-		if !ok {
-			return "", fmt.Errorf("canonical json: bad number %q", s)
-		}
-		return i.String(), nil // "-0" becomes "0"
-	}
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil {
-		return "", fmt.Errorf("canonical json: number %q out of range", s)
-	}
-	if f == 0 {
-		return "0", nil
-	}
-	return strconv.FormatFloat(f, 'g', -1, 64), nil
-}
-
-func compareUTF16(a, b string) int {
-	return slices.Compare(utf16.Encode([]rune(a)), utf16.Encode([]rune(b)))
-}
-
-func writeCanonString(b *bytes.Buffer, s string) {
-	b.WriteByte('"')
-	for _, r := range s {
-		switch r {
-		case '"':
-			b.WriteString(`\"`)
-		case '\\':
-			b.WriteString(`\\`)
-		case '\b':
-			b.WriteString(`\b`)
-		case '\f':
-			b.WriteString(`\f`)
-		case '\n':
-			b.WriteString(`\n`)
-		case '\r':
-			b.WriteString(`\r`)
-		case '\t':
-			b.WriteString(`\t`)
-		default:
-			if r < 0x20 {
-				fmt.Fprintf(b, `\u%04x`, r)
-			} else {
-				var buf [utf8.UTFMax]byte
-				b.Write(buf[:utf8.EncodeRune(buf[:], r)])
-			}
-		}
-	}
-	b.WriteByte('"')
 }
 
 // MemoryIdempotencyStore is an in-process IdempotencyStore. It is safe for

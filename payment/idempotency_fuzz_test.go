@@ -6,10 +6,10 @@ import (
 	"testing"
 )
 
-// FuzzCanonicalJSON: canonicalization is idempotent, yields valid JSON
-// that decodes to the same value, and never panics.
+// FuzzCanonicalJSON: canonicalization is idempotent, yields valid JSON,
+// agrees with the 402 challenge encoder on objects, and never panics.
 func FuzzCanonicalJSON(f *testing.F) {
-	for _, s := range []string{`{"b":1,"a":[true,null,"x"]}`, `{"a":1,"a":2}`, `1.50`, `-0`, `"\u2028\ud83d\ude00"`, `{"é":1,"z":{"y":[]}}`, `[1e400]`, ``} {
+	for _, s := range []string{`{"b":1,"a":[true,null,"x"]}`, `{"a":1,"a":2}`, `1.50`, `-0`, `"\u2028\ud83d\ude00"`, `{"é":1,"z":{"y":[]}}`, `[1e400]`, ``, `{"n":[1.0,1E0,-0,1e21,0.0000001]}`, `123456789012345678901234567890`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
@@ -23,6 +23,13 @@ func FuzzCanonicalJSON(f *testing.F) {
 		c2, err := CanonicalJSON(c)
 		if err != nil || !bytes.Equal(c, c2) {
 			t.Fatalf("not idempotent: %q -> %q (%v)", c, c2, err)
+		}
+		// One canonicalizer: the challenge path (decode, then jcsEncode)
+		// yields the same bytes for every object both accept.
+		if m, err := hdrDecodeObject(in); err == nil {
+			if j, err := jcsEncode(m); err == nil && !bytes.Equal(j, c) {
+				t.Fatalf("challenge encoder disagrees: %q vs %q", j, c)
+			}
 		}
 	})
 }

@@ -22,7 +22,13 @@ func TestIdempotencyCanonicalJSON(t *testing.T) {
 		{`-0`, `0`},
 		{`1.50`, `1.5`},
 		{`1E3`, `1000`},
-		{`123456789012345678901234567890`, `123456789012345678901234567890`},
+		// Numbers are IEEE 754 doubles written as ECMAScript does (RFC 8785 §3.2.2.3).
+		{`1.0`, `1`},
+		{`[1, 1.0, 1E0, 100e-2]`, `[1,1,1,1]`},
+		{`123456789012345678901234567890`, `1.2345678901234568e+29`},
+		{`9007199254740993`, `9007199254740992`},
+		{`0.0000001`, `1e-7`},
+		{`1e21`, `1e+21`},
 		{`"\u2028</script>"`, "\"\u2028</script>\""},
 	}
 	for _, c := range cases {
@@ -35,7 +41,7 @@ func TestIdempotencyCanonicalJSON(t *testing.T) {
 			t.Errorf("%s:\n got %s\nwant %s", c.in, got, c.want)
 		}
 	}
-	for _, bad := range []string{`{"a":1,"a":2}`, `{"a":1} x`, `{`, ``, `[1,]`, `1e999`} {
+	for _, bad := range []string{`{"a":1,"a":2}`, `{"a":{"b":1,"b":1}}`, `{"a":1} x`, `{`, ``, `[1,]`, `1e999`, `-1e400`} {
 		if _, err := CanonicalJSON([]byte(bad)); err == nil {
 			t.Errorf("%q accepted", bad)
 		}

@@ -103,7 +103,7 @@ func TestInteropMPPChallengeVectors(t *testing.T) {
 				}
 			}
 			// Our HMAC binding over the same slots gives their id.
-			got := challengeMAC([]byte(v.secret), v.realm, v.method, v.intent, req, v.expires, v.digest, opaque)
+			got := challengeMAC([]byte(v.secret), &ChallengeEcho{Realm: v.realm, Method: v.method, Intent: v.intent, Request: req, Expires: v.expires, Digest: v.digest, Opaque: opaque})
 			if got != v.id {
 				t.Fatalf("challenge id %s, mpp-go's vector says %s", got, v.id)
 			}

@@ -617,12 +617,13 @@ func errCode(err error) string {
 	return ""
 }
 
-// bufferedWriter holds a handler's response back until it is paid for.
+// bufferedWriter holds a handler's response back: until it is paid for
+// (Paywall), or until it is stored for replay (Idempotent).
 type bufferedWriter struct {
 	header   http.Header
 	status   int
 	body     bytes.Buffer
-	limit    int64
+	limit    int64 // <= 0: unbounded
 	overflow bool
 }
 
@@ -638,7 +639,7 @@ func (b *bufferedWriter) Write(p []byte) (int, error) {
 	if b.status == 0 {
 		b.status = http.StatusOK
 	}
-	if int64(b.body.Len()+len(p)) > b.limit {
+	if b.limit > 0 && int64(b.body.Len()+len(p)) > b.limit {
 		b.overflow = true
 		return 0, ErrInvalidRequest.with(nil, "response exceeds %d bytes", b.limit)
 	}

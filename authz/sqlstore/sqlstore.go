@@ -17,7 +17,10 @@
 // statement that also takes over expired ids; VaultStore implements
 // authz.VaultStore with versioned rows and conditional UPDATEs. Wrap the
 // VaultStore in authz.EncryptedVaultStore so that only ciphertext reaches
-// the database. Every store passes the authztest conformance suites.
+// the database. AccountStore (create-if-absent on a unique key, linking by
+// conditional UPDATE), TokenStore (hashes only) and GrantStore (codes of
+// linking flows in progress) serve the provider side. Every store passes the
+// authztest conformance suites.
 //
 // # Concurrency
 //

@@ -27,6 +27,10 @@ func TestGoldenSQL(t *testing.T) {
 		section("usage (2 counters)", s.usageQuery(2))
 		section("windows", s.q.windows)
 		section("mark alert", s.q.markAlert)
+		if d == SQLite {
+			section("add to held (2 counters)", s.sqliteCounterUpsert(2, "held"))
+			section("link hold to counters (2 counters)", s.sqliteLinks(2))
+		}
 		if d == Postgres {
 			section("reserve (6 counters)", s.reserveStatement(6))
 			for _, k := range []string{"commit", "release", "reverse", "expire"} {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
+	"strings"
 
 	"github.com/agentprov/agentprov/budget"
 )
@@ -50,15 +52,19 @@ func (s *Store) reserveSQLite(ctx context.Context, r *reserveReq) (h budget.Hold
 				return nil // commit the reclaim
 			}
 		}
-		upsert := s.dialect.Rebind(`INSERT INTO ` + t.counters + ` (project, provider, win, committed, held, arrears)
-VALUES ($1, $2, $3, 0, $4, 0)
-ON CONFLICT (project, provider, win) DO UPDATE SET held = held + excluded.held`)
-		link := s.dialect.Rebind(`INSERT INTO ` + t.holdCounters + ` (hold_id, provider, win) VALUES ($1, $2, $3)`)
-		for _, c := range r.sorted {
-			if _, err := tx.ExecContext(ctx, upsert, r.Scope.Project, c.Counter.Provider, string(c.Counter.Window), r.Amount.Amount); err != nil {
+		if n := len(r.sorted); n > 0 {
+			// One multi-row statement each for the counters (in lock order)
+			// and the hold's links to them.
+			args := make([]any, 0, 2+2*n)
+			args = append(args, r.Scope.Project, r.Amount.Amount)
+			for _, c := range r.sorted {
+				args = append(args, c.Counter.Provider, string(c.Counter.Window))
+			}
+			if _, err := tx.ExecContext(ctx, s.sqliteCounterUpsert(n, "held"), args...); err != nil {
 				return err
 			}
-			if _, err := tx.ExecContext(ctx, link, r.HoldID, c.Counter.Provider, string(c.Counter.Window)); err != nil {
+			args[0], args[1] = r.HoldID, nil
+			if _, err := tx.ExecContext(ctx, s.sqliteLinks(n), append(args[:1], args[2:]...)...); err != nil {
 				return err
 			}
 		}
@@ -179,11 +185,13 @@ func (s *Store) applyUsageSQLite(ctx context.Context, r *usageReq) (e budget.Usa
 		if err != nil {
 			return err
 		}
-		upsert := s.dialect.Rebind(`INSERT INTO ` + t.counters + ` (project, provider, win, committed, held, arrears)
-VALUES ($1, $2, $3, 0, 0, $4)
-ON CONFLICT (project, provider, win) DO UPDATE SET arrears = arrears + excluded.arrears`)
-		for _, c := range r.sorted {
-			if _, err := tx.ExecContext(ctx, upsert, r.Scope.Project, c.Provider, string(c.Window), r.Amount.Amount); err != nil {
+		if n := len(r.sorted); n > 0 {
+			args := make([]any, 0, 2+2*n)
+			args = append(args, r.Scope.Project, r.Amount.Amount)
+			for _, c := range r.sorted {
+				args = append(args, c.Provider, string(c.Window))
+			}
+			if _, err := tx.ExecContext(ctx, s.sqliteCounterUpsert(n, "arrears"), args...); err != nil {
 				return err
 			}
 		}
@@ -222,4 +230,43 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`)
 		return nil
 	})
 	return prev, err
+}
+
+// sqliteCounterUpsert adds $2 to column col of n counters of project $1,
+// given as (provider, window) pairs from $3 on, creating them as needed.
+func (s *Store) sqliteCounterUpsert(n int, col string) string {
+	return s.q.generated("sqlite-add-"+col, n, func(n int) string {
+		var b strings.Builder
+		b.WriteString(`INSERT INTO ` + s.t.counters + ` (project, provider, win, committed, held, arrears) VALUES `)
+		for i := 0; i < n; i++ {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			held, arrears := "0", "0"
+			if col == "held" {
+				held = "$2"
+			} else {
+				arrears = "$2"
+			}
+			fmt.Fprintf(&b, "($1, $%d, $%d, 0, %s, %s)", 3+2*i, 4+2*i, held, arrears)
+		}
+		b.WriteString(` ON CONFLICT (project, provider, win) DO UPDATE SET ` + col + ` = ` + col + ` + excluded.` + col)
+		return s.dialect.Rebind(b.String())
+	})
+}
+
+// sqliteLinks records that hold $1 counts in n counters, given as
+// (provider, window) pairs from $2 on.
+func (s *Store) sqliteLinks(n int) string {
+	return s.q.generated("sqlite-links", n, func(n int) string {
+		var b strings.Builder
+		b.WriteString(`INSERT INTO ` + s.t.holdCounters + ` (hold_id, provider, win) VALUES `)
+		for i := 0; i < n; i++ {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "($1, $%d, $%d)", 2+2*i, 3+2*i)
+		}
+		return s.dialect.Rebind(b.String())
+	})
 }

@@ -111,3 +111,9 @@ ORDER BY k.win;
 INSERT INTO agentprov_budget_alerts (alert_key, at) VALUES (?1, ?2)
 ON CONFLICT (alert_key) DO NOTHING RETURNING alert_key;
 
+-- add to held (2 counters)
+INSERT INTO agentprov_budget_counters (project, provider, win, committed, held, arrears) VALUES (?1, ?3, ?4, 0, ?2, 0), (?1, ?5, ?6, 0, ?2, 0) ON CONFLICT (project, provider, win) DO UPDATE SET held = held + excluded.held;
+
+-- link hold to counters (2 counters)
+INSERT INTO agentprov_budget_hold_counters (hold_id, provider, win) VALUES (?1, ?2, ?3), (?1, ?4, ?5);
+

@@ -87,9 +87,8 @@ type Provider struct {
 
 	resources ProviderResources
 
-	mu      sync.Mutex
-	deploys int
-	calls   int
+	mu    sync.Mutex
+	calls int
 }
 
 // ProviderResources is the provider's own record of what it provisioned,
