@@ -315,6 +315,42 @@ func (i *Issuer) Revoke(ctx context.Context, holdID, reason string) error {
 	if reason == "" {
 		reason = "revoked"
 	}
+	return i.revoke(ctx, holdID, reason)
+}
+
+// ReleaseReason is the Redemption.Reason of a token its provider released.
+const ReleaseReason = "released by provider"
+
+// Release is the provider-initiated early end of an unredeemed token
+// (§5.2.3), without HTTP: provider (already authenticated) declares that
+// it will not redeem token — typically because the paid work failed — so
+// its budget hold is released now rather than when the token expires.
+// The token must verify (signature, iss) and name provider as its
+// audience (ErrForbidden otherwise). Releasing is idempotent: a token
+// already released, revoked or swept after expiry gives nil. A token
+// whose redemption has begun cannot be released: ErrAlreadyRedeemed, and
+// nothing changes.
+func (i *Issuer) Release(ctx context.Context, provider, token string) error {
+	claims, err := verifyToken(token, i.jwks, i.issuer, provider)
+	if err != nil {
+		return err
+	}
+	rec, err := i.store.Get(ctx, claims.HoldID)
+	if errors.Is(err, ErrNotFound) {
+		return ErrTokenInvalid.with(nil, "unknown token")
+	}
+	if err != nil {
+		return storeErr(err)
+	}
+	if rec.Provider != claims.Audience || rec.Service != claims.Service || rec.MaxAmount != claims.MaxAmount {
+		return ErrTokenInvalid.with(nil, "token does not match its record")
+	}
+	return i.revoke(ctx, claims.HoldID, ReleaseReason)
+}
+
+// revoke moves an issued record to revoked (releasing its hold) by
+// compare-and-set, finishing a revocation another caller left half done.
+func (i *Issuer) revoke(ctx context.Context, holdID, reason string) error {
 	for {
 		rec, err := i.store.Get(ctx, holdID)
 		if err != nil {

@@ -33,6 +33,13 @@ type TokenRedeemer interface {
 	Redeem(ctx context.Context, token string, actual budget.Money, idempotencyKey string) (*Receipt, error)
 }
 
+// TokenReleaser gives an unredeemed token's budget hold back at the
+// orchestrator (§5.2.3). *Redeemer implements it. Implementations must be
+// safe for concurrent use and idempotent.
+type TokenReleaser interface {
+	Release(ctx context.Context, token string) error
+}
+
 // PriceFunc prices one request. It must give the same answer for the unpaid
 // request and its paid retry (the paywall compares the echoed challenge
 // with a fresh price); an *Error it returns is sent as is.
@@ -62,9 +69,17 @@ type PaywallOptions struct {
 	// the client's cancellation so that a disconnect cannot strand it
 	// (default 30 seconds).
 	SettleTimeout time.Duration
+	// Releaser gives the hold of a token back when the paid handler failed
+	// (answered outside 2xx, wrote too much, or panicked): the payer's
+	// budget is freed at once instead of at the token's expiry. Default:
+	// the redeemer, when it implements TokenReleaser (*Redeemer does).
+	Releaser TokenReleaser
+	// KeepHoldOnFailure turns that release off; the hold then ends when the
+	// token expires (or when OnUnsettled does something about it).
+	KeepHoldOnFailure bool
 	// OnUnsettled, if set, is called when a verified payment was not
-	// settled because the handler failed or settlement was refused, so that
-	// the orchestrator's hold can be released before it expires.
+	// settled because the handler failed or settlement was refused (after
+	// the release above, when there is one), e.g. to log or to alert.
 	OnUnsettled func(ctx context.Context, claims *TokenClaims, reason error)
 	// Logger receives operational messages; never credentials (default: discard).
 	Logger *slog.Logger
@@ -88,6 +103,7 @@ type Paywall struct {
 	maxReq   int64
 	settleTO time.Duration
 	onUnsett func(context.Context, *TokenClaims, error)
+	releaser TokenReleaser // nil: keep holds of failed calls
 	log      *slog.Logger
 }
 
@@ -155,6 +171,12 @@ func NewPaywall(realm string, secrets [][]byte, verifier TokenChecker, redeemer 
 	}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
+	}
+	if !opts.KeepHoldOnFailure {
+		p.releaser = opts.Releaser
+		if p.releaser == nil {
+			p.releaser, _ = redeemer.(TokenReleaser)
+		}
 	}
 	return p, nil
 }
@@ -392,6 +414,7 @@ func (h *paidHandler) serve(w http.ResponseWriter, r *http.Request, rec Challeng
 		rec2.State = ChallengeDone
 		rec2.Response = problemResponse(http.StatusInternalServerError, "internal_error", "the handler failed")
 		_ = p.store.Update(context.WithoutCancel(r.Context()), ChallengePending, rec2)
+		h.release(r.Context(), rec.ID, token)
 		h.unsettled(r.Context(), claims, errors.New("handler panicked"))
 	}()
 	// The handler does not need the credential; keeping it out of its
@@ -416,6 +439,9 @@ func (h *paidHandler) serve(w http.ResponseWriter, r *http.Request, rec Challeng
 		if err := p.store.Update(context.WithoutCancel(r.Context()), ChallengePending, rec); err != nil {
 			p.log.ErrorContext(r.Context(), "payment: record handler failure", "challenge", rec.ID, "err", err)
 		}
+		// The failure is recorded first: a retry with this credential gets
+		// it back and can never reach settlement, so releasing is safe.
+		h.release(r.Context(), rec.ID, token)
 		h.unsettled(r.Context(), claims, fmt.Errorf("handler answered %d", resp.Status))
 		writeStored(w, resp)
 		return
@@ -522,6 +548,22 @@ func (h *paidHandler) resume(w http.ResponseWriter, r *http.Request, b *reqBindi
 	default:
 		w.Header().Set("Retry-After", "1")
 		writeError(w, ErrChallengeInFlight.with(nil, "the request paid with this credential is still being served"))
+	}
+}
+
+// release gives the token's hold back after the handler failed, detached
+// from the client's cancellation and bounded like a settlement. A failed
+// release only costs the payer budget until the token expires, so it is
+// logged, not surfaced.
+func (h *paidHandler) release(ctx context.Context, challengeID, token string) {
+	p := h.p
+	if p.releaser == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.settleTO)
+	defer cancel()
+	if err := p.releaser.Release(ctx, token); err != nil {
+		p.log.WarnContext(ctx, "payment: hold release failed; it ends when the token expires", "challenge", challengeID, "code", errCode(err), "err", err)
 	}
 }
 

@@ -246,15 +246,18 @@ func providerFrom(ctx context.Context) string {
 // RedemptionHandler returns the orchestrator's redemption endpoint (§5.2).
 // Mount it at the endpoint path P and at P + "/":
 //
-//	POST P              redeem a token (Idempotency-Key required)
-//	GET  P/{hold_id}    the redemption's current state and receipt
+//	POST P                      redeem a token (Idempotency-Key required)
+//	GET  P/{hold_id}            the redemption's current state and receipt
+//	POST P/{hold_id}/release    give an unredeemed token's hold back (Idempotency-Key required)
 //
-// Providers are authenticated with IssuerOptions.Authenticate; the POST is
-// wrapped in the Idempotent middleware keyed per provider. The handler is
-// safe for concurrent use.
+// Providers are authenticated with IssuerOptions.Authenticate; the POSTs
+// are wrapped in the Idempotent middleware keyed per provider. The handler
+// is safe for concurrent use.
 func (i *Issuer) RedemptionHandler() http.Handler {
-	post := Idempotent(i.idem, &IdempotencyOptions{Now: i.now, Logger: i.log,
-		Identity: func(r *http.Request) string { return providerFrom(r.Context()) }})(http.HandlerFunc(i.serveRedeem))
+	idem := Idempotent(i.idem, &IdempotencyOptions{Now: i.now, Logger: i.log,
+		Identity: func(r *http.Request) string { return providerFrom(r.Context()) }})
+	post := idem(http.HandlerFunc(i.serveRedeem))
+	release := idem(http.HandlerFunc(i.serveRelease))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if i.auth == nil {
 			writeErr(w, ErrUnauthorized.with(nil, "no provider authentication configured"))
@@ -273,12 +276,16 @@ func (i *Issuer) RedemptionHandler() http.Handler {
 		r = r.WithContext(context.WithValue(r.Context(), providerKey{}, provider))
 		switch r.Method {
 		case http.MethodPost:
+			if strings.HasSuffix(r.URL.Path, releaseSuffix) {
+				release.ServeHTTP(w, r)
+				return
+			}
 			post.ServeHTTP(w, r)
 		case http.MethodGet:
 			i.serveStatus(w, r, provider)
 		default:
 			w.Header().Set("Allow", "GET, POST")
-			problem.Write(w, http.StatusMethodNotAllowed, "method_not_allowed", "use POST to redeem, GET to read a redemption")
+			problem.Write(w, http.StatusMethodNotAllowed, "method_not_allowed", "use POST to redeem or release, GET to read a redemption")
 		}
 	})
 }
@@ -304,6 +311,49 @@ func (i *Issuer) serveRedeem(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusAccepted
 	}
 	writeJSON(w, status, viewOf(*rc))
+}
+
+// releaseSuffix ends the path of the release operation (§5.2.3).
+const releaseSuffix = "/release"
+
+// ReleaseRequest is the body of POST {endpoint}/{hold_id}/release
+// (§5.2.3): the token itself, so that only a holder of the token can
+// release its hold. A plain value.
+type ReleaseRequest struct {
+	Token string `json:"token"`
+}
+
+func (i *Issuer) serveRelease(w http.ResponseWriter, r *http.Request) {
+	id := path.Base(strings.TrimSuffix(r.URL.Path, releaseSuffix))
+	body, err := safehttp.ReadAll(r.Body, MaxRedemptionRequestSize)
+	if err != nil {
+		writeErr(w, ErrInvalidRequest.with(nil, "body unreadable or longer than %d bytes", MaxRedemptionRequestSize))
+		return
+	}
+	var req struct {
+		Token *string `json:"token"`
+	}
+	if err := json.Unmarshal(body, &req); err != nil || req.Token == nil || *req.Token == "" {
+		writeErr(w, ErrInvalidRequest.with(nil, "body must be a JSON object with the token"))
+		return
+	}
+	// The path names the hold; it must be the token's, so that a request
+	// cannot release one hold while showing the token of another.
+	if c, err := ParseTokenClaims(*req.Token); err != nil || c.HoldID != id {
+		writeErr(w, ErrInvalidRequest.with(nil, "token does not belong to hold %q", id))
+		return
+	}
+	provider := providerFrom(r.Context())
+	if err := i.Release(r.Context(), provider, *req.Token); err != nil {
+		writeErr(w, err)
+		return
+	}
+	rec, err := i.store.Get(r.Context(), id)
+	if err != nil {
+		writeErr(w, storeErr(err))
+		return
+	}
+	writeJSON(w, http.StatusOK, viewOf(i.receiptOf(rec)))
 }
 
 func (i *Issuer) serveStatus(w http.ResponseWriter, r *http.Request, provider string) {
@@ -412,6 +462,36 @@ func (r *Redeemer) Redeem(ctx context.Context, token string, actual budget.Money
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Idempotency-Key", idempotencyKey)
 	return r.do(req)
+}
+
+// Release tells the orchestrator that this provider will not redeem token
+// (the paid work failed), so that its budget hold is released at once
+// rather than at the token's expiry (§5.2.3). It is idempotent: releasing
+// a token that is already released, revoked or expired gives nil. A token
+// whose redemption has begun gives an error matching ErrAlreadyRedeemed,
+// one addressed to another provider ErrForbidden. Release implements
+// TokenReleaser.
+func (r *Redeemer) Release(ctx context.Context, token string) error {
+	c, err := ParseTokenClaims(token)
+	if err != nil {
+		return err
+	}
+	if c.HoldID == "" || strings.ContainsAny(c.HoldID, "/?#") {
+		return ErrTokenInvalid.with(nil, "token has no usable hold id")
+	}
+	body, err := json.Marshal(ReleaseRequest{Token: token})
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.endpoint+"/"+url.PathEscape(c.HoldID)+releaseSuffix, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	// One key per hold: every retry of this release is the same request.
+	req.Header.Set("Idempotency-Key", "release:"+c.HoldID)
+	_, err = r.do(req)
+	return err
 }
 
 // Status reads the current state of the redemption of holdID.

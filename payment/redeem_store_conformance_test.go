@@ -19,3 +19,9 @@ func TestMemoryIdempotencyStoreConformance(t *testing.T) {
 		return &paymenttest.IdempotencyHarness{Store: payment.NewMemoryIdempotencyStore()}, nil
 	})
 }
+
+func TestMemoryChallengeStoreConformance(t *testing.T) {
+	paymenttest.RunChallengeStore(t, func(context.Context, *testing.T) (*paymenttest.ChallengeHarness, error) {
+		return &paymenttest.ChallengeHarness{Store: payment.NewMemoryChallengeStore(nil)}, nil
+	})
+}

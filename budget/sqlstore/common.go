@@ -565,7 +565,7 @@ func (s *Store) withReclaim(ctx context.Context, projects []string, now int64, r
 		})
 	}
 	for _, p := range projects {
-		if err := s.reclaimPostgres(ctx, p, now); err != nil {
+		if _, err := s.reclaimPostgres(ctx, p, now); err != nil {
 			return err
 		}
 	}

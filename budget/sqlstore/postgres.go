@@ -130,12 +130,16 @@ func (s *Store) reservePostgres(ctx context.Context, r *reserveReq) (budget.Hold
 				return budget.Hold{}, false, fail(budget.ErrInvalidRequest, "hold id %q already exists", r.HoldID)
 			}
 			if !reclaimed {
-				// Expired holds still in the sums may be what refused it.
-				if err := s.reclaimPostgres(ctx, r.Scope.Project, r.now); err != nil {
+				// Expired holds still in the sums may be what refused it:
+				// if any were reclaimed, try again.
+				reclaimed = true
+				n, err := s.reclaimPostgres(ctx, r.Scope.Project, r.now)
+				if err != nil {
 					return budget.Hold{}, false, dbErr("reserve", err)
 				}
-				reclaimed = true
-				continue
+				if n > 0 {
+					continue
+				}
 			}
 			us, err := s.readUsage(ctx, s.db, r.Checks)
 			if err != nil {
@@ -285,9 +289,11 @@ SELECT count(*) FROM e`
 	})
 }
 
-func (s *Store) reclaimPostgres(ctx context.Context, project string, now int64) error {
+// reclaimPostgres reports how many holds it ended.
+func (s *Store) reclaimPostgres(ctx context.Context, project string, now int64) (int64, error) {
 	var n int64
-	return s.db.QueryRowContext(ctx, s.reclaimStatement(), project, now).Scan(&n)
+	err := s.db.QueryRowContext(ctx, s.reclaimStatement(), project, now).Scan(&n)
+	return n, err
 }
 
 // usageStatement applies a usage report to n counters. Arguments: $1 key,

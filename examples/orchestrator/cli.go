@@ -100,10 +100,17 @@ func (o *output) failure(err error) int {
 	return ce.Exit
 }
 
-// isInteractive reports whether a human could answer a prompt on stdin.
+// isInteractive reports whether a human could answer a prompt on stdin:
+// a terminal, not a pipe, a file or /dev/null (a character device too).
 func isInteractive() bool {
 	fi, err := os.Stdin.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+	if err != nil || fi.Mode()&os.ModeCharDevice == 0 {
+		return false
+	}
+	if null, err := os.Stat(os.DevNull); err == nil && os.SameFile(fi, null) {
+		return false
+	}
+	return true
 }
 
 func table(w io.Writer, rows [][]string) {

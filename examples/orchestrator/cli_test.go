@@ -70,6 +70,12 @@ func TestExitCodes(t *testing.T) {
 	if code, env, _ := cliRun(t, "", "billing", "update", "--limit", "20", "--human", "--dir", dir, "--json"); code != exitOK || !env.OK {
 		t.Errorf("billing update --human: %d %+v", code, env)
 	}
+	// A human at the prompt decides; silence is not consent.
+	for stdin, want := range map[string]int{"y\n": exitOK, "n\n": exitUnauthorized, "": exitNeedsHuman} {
+		if code, _, out := cliRun(t, stdin, "billing", "update", "--limit", "30", "--interactive", "--dir", dir); code != want {
+			t.Errorf("prompt answered %q: exit %d, want %d\n%s", stdin, code, want, out)
+		}
+	}
 	if code, env, _ := cliRun(t, "", "rotate", "nothing", "--dir", dir, "--json"); code != exitNotFound || env.Error.Code != "not_found" {
 		t.Errorf("rotate unknown: %d %+v", code, env)
 	}

@@ -59,6 +59,7 @@ Global flags:
   --dir DIR            project directory (default .agentprov in the working directory)
   --json               machine output: {"ok":…,"data":…,"error":{"code","message"}} on stdout
   --non-interactive    never prompt (default when stdin is not a terminal)
+  --interactive        prompt on stdin even when it is not a terminal
   --accept-terms       the human accepts the provider's terms of service (add)
   --confirm-paid       the human confirms a paid service (add)
   --human              the human, not an agent, runs this command (billing update)
@@ -84,6 +85,7 @@ Exit codes:
 type opts struct {
 	dir                   string
 	json, nonInteractive  bool
+	interactive           bool
 	acceptTerms, confirm  bool
 	human, quiet, reveal  bool
 	config, name          string
@@ -105,6 +107,7 @@ func (o *opts) flags(stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.dir, "dir", ".agentprov", "")
 	fs.BoolVar(&o.json, "json", false, "")
 	fs.BoolVar(&o.nonInteractive, "non-interactive", false, "")
+	fs.BoolVar(&o.interactive, "interactive", false, "")
 	fs.BoolVar(&o.acceptTerms, "accept-terms", false, "")
 	fs.BoolVar(&o.confirm, "confirm-paid", false, "")
 	fs.BoolVar(&o.human, "human", false, "")
@@ -188,7 +191,7 @@ func runWith(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		out.result(map[string]string{"usage": usage}, func(w io.Writer) { fmt.Fprint(w, usage) })
 		return exitOK
 	}
-	c := &cli{o: o, out: out, stdin: bufio.NewReader(stdin), interactive: !o.nonInteractive && !o.json && isInteractive()}
+	c := &cli{o: o, out: out, stdin: bufio.NewReader(stdin), interactive: !o.nonInteractive && !o.json && (o.interactive || isInteractive())}
 	if err := c.dispatch(ctx, pos[0], pos[1:]); err != nil {
 		return out.failure(classify(err))
 	}
@@ -277,6 +280,10 @@ func classify(err error) error {
 		return wrap(exitUsage, "invalid_config", err, "invalid configuration")
 	case errors.Is(err, demo.ErrExists):
 		return wrap(exitError, "already_exists", err, "already exists")
+	case errors.As(err, &pe) && (pe.Status >= 500 || pe.Status == http.StatusPaymentRequired):
+		// Providers fetch the orchestrator's keys and redeem payments at
+		// "orchestrator serve": the usual cause of these answers.
+		return wrap(exitProvider, "provider_error", err, "provider unavailable or cannot reach this orchestrator (is \"orchestrator serve\" running?)")
 	case errors.As(err, &pe):
 		return wrap(exitProvider, "provider_error", err, "provider")
 	}
@@ -292,7 +299,11 @@ func (c *cli) confirm(flagSet bool, code, question, flagName string) error {
 		return fail(exitNeedsHuman, code, "%s: a human must confirm; rerun with %s", question, flagName)
 	}
 	fmt.Fprintf(c.out.stderr, "%s [y/N] ", question)
-	line, _ := c.stdin.ReadString('\n')
+	line, err := c.stdin.ReadString('\n')
+	if err != nil && strings.TrimSpace(line) == "" {
+		// Nobody answered: that is not the human saying no.
+		return fail(exitNeedsHuman, code, "%s: no answer; rerun with %s", question, flagName)
+	}
 	if a := strings.ToLower(strings.TrimSpace(line)); a == "y" || a == "yes" {
 		return nil
 	}

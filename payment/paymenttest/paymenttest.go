@@ -1,8 +1,9 @@
 // Package paymenttest holds the conformance suites that every
-// implementation of payment.RedemptionStore and payment.IdempotencyStore
-// must pass. An implementation's test calls RunRedemptionStore and
-// RunIdempotencyStore with a harness maker that hands out fresh, empty
-// stores (and, when the store is durable, a way to reopen the same data):
+// implementation of payment.RedemptionStore, payment.IdempotencyStore and
+// payment.ChallengeStore must pass. An implementation's test calls
+// RunRedemptionStore, RunIdempotencyStore or RunChallengeStore with a
+// harness maker that hands out fresh, empty stores (and, when the store is
+// durable, a way to reopen the same data):
 //
 //	func TestConformance(t *testing.T) {
 //		paymenttest.RunRedemptionStore(t, func(ctx context.Context, t *testing.T) (*paymenttest.RedemptionHarness, error) {
@@ -10,10 +11,10 @@
 //		})
 //	}
 //
-// The suites check the atomic primitives the Issuer and the Idempotent
-// middleware rely on: put-if-absent under 100 concurrent callers, compare-
-// and-set, lease and retention expiry, ordering of due records, and
-// durability across a reopen.
+// The suites check the atomic primitives the Issuer, the Idempotent
+// middleware and the Paywall rely on: put-if-absent with exactly one winner
+// among concurrent callers, compare-and-set, lease and retention expiry,
+// ordering of due records, and durability across a reopen.
 //
 // # Concurrency
 //

@@ -1,6 +1,8 @@
 // Package sqlstore keeps payment redemption records and idempotency
-// records in SQLite or PostgreSQL through database/sql. A *Store is both a
-// payment.RedemptionStore and a payment.IdempotencyStore. Every operation
+// records (orchestrator side) and 402 challenge records (provider side) in
+// SQLite or PostgreSQL through database/sql. A *Store is both a
+// payment.RedemptionStore and a payment.IdempotencyStore; a
+// *ChallengeStore is a payment.ChallengeStore. Every operation
 // is a single atomic statement (INSERT … ON CONFLICT for put-if-absent,
 // UPDATE … WHERE version = … for compare-and-set), so any number of
 // processes may share one PostgreSQL database.
@@ -13,7 +15,9 @@
 // Redemption records are kept whole as JSON next to the columns the
 // queries need (state, version, next attempt time). Idempotency records
 // keep the response for replay. PurgeIdempotency deletes records whose
-// lease or retention is over.
+// lease or retention is over. Challenge records keep the claiming
+// credential's fingerprint, the state and the withheld or final response;
+// ChallengeStore.Purge deletes those past their retention.
 //
 // # Concurrency
 //
@@ -77,18 +81,9 @@ type queries struct {
 // New returns a Store on db, creating its tables if they do not exist. New
 // does not take ownership of db.
 func New(ctx context.Context, db *sql.DB, dialect Dialect, opts *Options) (*Store, error) {
-	if db == nil {
-		return nil, errors.New("payment/sqlstore: db must not be nil")
-	}
-	if !dialect.Valid() {
-		return nil, fmt.Errorf("payment/sqlstore: dialect %v is not supported", dialect)
-	}
-	prefix := "agentprov_"
-	if opts != nil && opts.TablePrefix != "" {
-		prefix = opts.TablePrefix
-	}
-	if !prefixRE.MatchString(prefix) {
-		return nil, fmt.Errorf("payment/sqlstore: table prefix %q must match %s", prefix, prefixRE)
+	prefix, err := checkArgs(db, dialect, opts)
+	if err != nil {
+		return nil, err
 	}
 	red, idem := prefix+"payment_redemptions", prefix+"payment_idempotency"
 	ddl := []string{
@@ -130,6 +125,25 @@ func New(ctx context.Context, db *sql.DB, dialect Dialect, opts *Options) (*Stor
 		purge:    r(`DELETE FROM ` + idem + ` WHERE deadline <= $1`),
 	}}
 	return s, nil
+}
+
+// checkArgs validates the constructor arguments shared by New and
+// NewChallengeStore and returns the table prefix.
+func checkArgs(db *sql.DB, dialect Dialect, opts *Options) (string, error) {
+	if db == nil {
+		return "", errors.New("payment/sqlstore: db must not be nil")
+	}
+	if !dialect.Valid() {
+		return "", fmt.Errorf("payment/sqlstore: dialect %v is not supported", dialect)
+	}
+	prefix := "agentprov_"
+	if opts != nil && opts.TablePrefix != "" {
+		prefix = opts.TablePrefix
+	}
+	if !prefixRE.MatchString(prefix) {
+		return "", fmt.Errorf("payment/sqlstore: table prefix %q must match %s", prefix, prefixRE)
+	}
+	return prefix, nil
 }
 
 func storeErr(op string, err error) error {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/agentprov/agentprov/catalogschema"
 	"github.com/agentprov/agentprov/discovery"
+	"github.com/agentprov/agentprov/payment"
 )
 
 type pair struct {
@@ -157,5 +158,65 @@ func TestMoney(t *testing.T) {
 	}
 	if got := Money(500, "JPY"); got != "500 JPY" {
 		t.Errorf("JPY: %q", got)
+	}
+}
+
+// A provider whose API asks more than its catalog advertised is refused
+// before anything is paid: Add's per-call ceiling is the catalog price.
+func TestProviderCannotChargeMoreThanCatalog(t *testing.T) {
+	ctx := context.Background()
+	var orchH, provH http.Handler
+	orchSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { orchH.ServeHTTP(w, r) }))
+	defer orchSrv.Close()
+	provSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { provH.ServeHTTP(w, r) }))
+	defer provSrv.Close()
+	orch, err := NewOrchestrator(OrchestratorConfig{
+		Issuer: orchSrv.URL, Key: ed25519.NewKeyFromSeed(make([]byte, 32)), KeyID: "k1",
+		User:           User{ID: "u1", Email: "ada@example.com"},
+		PairwiseSecret: make([]byte, 32), VaultKey: make([]byte, 32),
+		Trust:          []discovery.TrustedProvider{{ID: "cloud", BaseURL: provSrv.URL}},
+		RedemptionKeys: map[string]string{"cloud": "k"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	orchH = orch.Handler()
+	cfg := ProviderConfig{Profile: Cloud(), BaseURL: provSrv.URL, OrchestratorIssuer: orchSrv.URL, RedemptionKey: "k"}
+	real, err := NewProvider(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The catalog it publishes says 5.00; its API charges 7.00.
+	cheap := Cloud()
+	cheap.Services[0] = &catalogschema.Service{ServiceID: ServiceCompute, Description: "A small VM.", Kind: catalogschema.KindPlan,
+		Scope: catalogschema.ScopeAccount, Pricing: catalogschema.Pricing{Type: catalogschema.PricingPaid},
+		Prices: []catalogschema.Price{{Amount: 500, Currency: "USD", Basis: catalogschema.BasisMonthly}}}
+	cfg.Profile = cheap
+	advertised, err := NewProvider(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/", real.Handler())
+	mux.Handle("GET /.well-known/agent-provisioning", advertised.Handler())
+	mux.Handle("GET /catalog", advertised.Handler())
+	provH = mux
+
+	if _, err := orch.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := orch.Connect(ctx, ConnectRequest{Project: "p", Ref: "cloud/compute:small", AcceptTerms: true}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = orch.Add(ctx, AddRequest{Project: "p", Ref: "cloud/compute:small"})
+	if !errors.Is(err, payment.ErrCallCeiling) {
+		t.Fatalf("err = %v, want the call ceiling", err)
+	}
+	s, err := orch.Spend(ctx, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s[0].Committed != 0 || s[0].Held != 0 {
+		t.Fatalf("spent %+v", s[0])
 	}
 }

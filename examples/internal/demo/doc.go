@@ -27,8 +27,19 @@
 // # Stores
 //
 // Both assemblies take their stores as fields: in-memory for the
-// quickstart, SQLite for the CLI and the provider server (see OpenSQL).
+// quickstart, SQLite for the CLI and the provider server (OrchestratorSQL,
+// ProviderSQL).
 // Drivers are imported by the programs, never here.
+//
+// # Errors
+//
+// ErrNeedsHuman (a *TermsError for a provider's terms) marks a step only
+// the human may take; ErrNotFound an unknown provider, service or
+// resource; *ProviderError a provider that could not be reached or
+// refused, with its HTTP status and protocol code. Refusals to pay come
+// from the payment package unchanged (payment.ErrCapExceeded,
+// payment.ErrCallCeiling), so callers branch with errors.Is. The CLI maps
+// each to an exit code.
 //
 // # Concurrency
 //
