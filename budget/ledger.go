@@ -116,6 +116,7 @@ type Ledger struct {
 	idPrefix    string
 	idSeq       atomic.Uint64
 	storeIDs    bool // the store assigns hold ids
+	storeMatch  bool // the store compares replayed requests field by field
 }
 
 // NewLedger returns a Ledger over store; a nil store means a new
@@ -146,6 +147,7 @@ func NewLedger(store Store, opts *LedgerOptions) (*Ledger, error) {
 	}
 	l.windows.loc = l.loc
 	_, l.storeIDs = store.(interface{ assignsHoldIDs() })
+	_, l.storeMatch = store.(interface{ matchesRequests() })
 	if l.providerCap == (Money{}) {
 		l.providerCap = USD(DefaultProviderCapAmount)
 	}
@@ -292,16 +294,18 @@ func (l *Ledger) Reserve(ctx context.Context, scope Scope, amount Money, idempot
 	defer func() { *r = reserveBuf{}; reserveBufs.Put(r) }()
 	l.fillChecks(r.checks[:], scope, ws)
 	r.req = ReserveRequest{
-		HoldID:      l.newID(),
-		Key:         idempotencyKey,
-		Scope:       scope,
-		Service:     o.Service,
-		Memo:        o.Memo,
-		Amount:      amount,
-		Checks:      r.checks[:],
-		Now:         now,
-		ExpiresAt:   now.Add(ttl),
-		RequestHash: requestHash('R', scope, o.Service, amount, time.Time{}),
+		HoldID:    l.newID(),
+		Key:       idempotencyKey,
+		Scope:     scope,
+		Service:   o.Service,
+		Memo:      o.Memo,
+		Amount:    amount,
+		Checks:    r.checks[:],
+		Now:       now,
+		ExpiresAt: now.Add(ttl),
+	}
+	if !l.storeMatch {
+		r.req.RequestHash = requestHash('R', scope, o.Service, amount, time.Time{})
 	}
 	h, replayed, err := l.store.Reserve(ctx, &r.req)
 	if err != nil {

@@ -19,15 +19,16 @@ import (
 // history are kept for the life of the process (they are what makes
 // idempotency and history work); nothing survives a restart. Under a Ledger
 // it assigns hold ids itself, naming each hold's shard and position, so that
-// a commit finds its hold without a global index.
+// a commit finds its hold without a global index, and it compares a replayed
+// reservation with the stored hold field by field instead of by a hash.
 //
 // A MemoryStore is safe for concurrent use.
 type MemoryStore struct {
 	seed     maphash.Seed
 	idPrefix string
 	projects []memShard            // by project
-	holdIDs  []memIndex[*memHold]  // hold id → hold
-	holdKeys []memIndex[*memHold]  // idempotency key → hold
+	holdIDs  []memIndex[*memHold]  // hold id → hold, for ids the caller chose
+	holdKeys []memKeyIndex         // idempotency key → hold
 	useKeys  []memIndex[*memUsage] // usage key → entry
 	alertsMu sync.Mutex
 	alerts   map[string]time.Time
@@ -40,14 +41,31 @@ type MemoryStoreOptions struct {
 	Shards int
 }
 
+// holdChunk is how many holds a shard allocates at once. Holds are kept
+// for the life of the store, so allocating them in blocks loses nothing
+// and spares the allocator and the collector one object per hold.
+const holdChunk = 128
+
 type memShard struct {
 	mu       sync.Mutex
 	idx      int
 	projects map[string]*memProject
-	// holds are the holds whose ids this store assigned, by position: such
-	// an id names its shard and position, so finding it needs no index.
-	holds []*memHold
-	_     [8]byte // keep shards on separate cache lines
+	// holds are the shard's holds by position, in chunks that never move;
+	// the first n are in use. An id the store assigned names its shard and
+	// position, so finding it needs no index.
+	holds [][]memHold
+	n     int
+	_     [16]byte // keep shards on separate cache lines
+}
+
+// slot returns the hold at position pos, which may be n (the next free
+// slot, allocated here when needed).
+func (sh *memShard) slot(pos int) *memHold {
+	i := pos / holdChunk
+	if i == len(sh.holds) {
+		sh.holds = append(sh.holds, make([]memHold, holdChunk))
+	}
+	return &sh.holds[i][pos%holdChunk]
 }
 
 type memIndex[V any] struct {
@@ -56,20 +74,107 @@ type memIndex[V any] struct {
 	_  [48]byte
 }
 
+// memKeyIndex finds holds by idempotency key. It is keyed by the key's
+// 64-bit hash, which also picks the index shard: growing a map of integers
+// rehashes no strings (which would mean reading every key again), and keys
+// whose hashes collide are chained through memHold.nextKey.
+type memKeyIndex struct {
+	mu sync.Mutex
+	m  map[uint64]*memHold
+	_  [48]byte
+}
+
+// lookup returns the hold with key k (hash h), or nil.
+func (x *memKeyIndex) lookup(h uint64, k string) *memHold {
+	x.mu.Lock()
+	o := x.m[h]
+	for o != nil && o.key != k {
+		o = o.nextKey
+	}
+	x.mu.Unlock()
+	return o
+}
+
+// claim stores mh under its key (hash h) unless a hold with that key
+// exists, which it returns instead.
+func (x *memKeyIndex) claim(h uint64, mh *memHold) (stored *memHold, inserted bool) {
+	x.mu.Lock()
+	first := x.m[h]
+	for o := first; o != nil; o = o.nextKey {
+		if o.key == mh.key {
+			x.mu.Unlock()
+			return o, false
+		}
+	}
+	mh.nextKey = first
+	x.m[h] = mh
+	x.mu.Unlock()
+	return mh, true
+}
+
+// unclaim removes mh, stored by claim.
+func (x *memKeyIndex) unclaim(h uint64, mh *memHold) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.m[h] == mh {
+		if mh.nextKey == nil {
+			delete(x.m, h)
+		} else {
+			x.m[h] = mh.nextKey
+		}
+		return
+	}
+	for o := x.m[h]; o != nil; o = o.nextKey {
+		if o.nextKey == mh {
+			o.nextKey = mh.nextKey
+			return
+		}
+	}
+}
+
 type memProject struct {
+	name   string
+	shard  *memShard
 	scopes map[string]*memScope // by provider; "" is project-wide
 	// lastScope caches the scope of lastProvider: checks come grouped by
 	// provider, so most lookups skip the map.
 	lastScope    *memScope
 	lastProvider string
-	active       holdHeap // active holds by expiry
-	caps         map[CapKey]Money
-	history      []CapRecord
+	// whole is scopes[""] and first the first provider's scope, kept in
+	// the project so that a reservation finds its project, scopes and
+	// current counters in one place in memory rather than nine.
+	whole, first memScope
+	// lastSet is the counter set of the latest hold: holds placed in the
+	// same scope and windows share it.
+	lastSet *memCounterSet
+	active  holdHeap // active holds by expiry
+	caps    map[CapKey]Money
+	history []CapRecord
+	// reasons are the reasons given for reversals, which are rare.
+	reasons map[*memHold]string
 }
 
 type memScope struct {
-	windows map[Window]*memCounter
-	cur     [3]*memCounter // the latest counter per period: the hot path
+	windows map[Window]*memCounter // nil until the scope is created
+	cur     [3]*memCounter         // the latest counter per period: the hot path
+	// inline holds the scope's first counters, next to it in memory.
+	inline [3]memCounter
+	used   int
+}
+
+func (sc *memScope) init() { sc.windows = map[Window]*memCounter{} }
+
+func (sc *memScope) newCounter(w Window) *memCounter {
+	var c *memCounter
+	if sc.used < len(sc.inline) {
+		c = &sc.inline[sc.used]
+		sc.used++
+		c.window = w
+	} else {
+		c = &memCounter{window: w}
+	}
+	sc.windows[w] = c
+	return c
 }
 
 type memCounter struct {
@@ -77,13 +182,89 @@ type memCounter struct {
 	committed, held, arrears int64
 }
 
+// memCounterSet is the counters a hold counts in. It never changes once
+// built, so holds share it.
+type memCounterSet struct {
+	c      []*memCounter
+	inline [6]*memCounter // backs c in the common case: one allocation
+}
+
+// memHold is a hold as stored. It is kept compact, since every hold is
+// kept for replays: the project name is the project's, amounts share one
+// currency, the state is a byte, an assigned id is its position, rarely
+// set strings live in extra and the counters in a shared set.
+//
+// Once a hold is published in the key index, holds of other shards read
+// its key, provider, proj and extra: those never change.
 type memHold struct {
-	h        Hold
-	hash     string
-	counters []*memCounter
-	inline   [6]*memCounter // backs counters: one allocation per hold
-	heapIdx  int            // index in the project's heap, -1 when not in it
-	shard    *memShard
+	key, provider, currency       string
+	amount                        int64
+	committed                     int64 // the committed amount (committed and reversed holds)
+	createdAt, expiresAt, endedAt time.Time
+	extra                         *memHoldExtra // nil when all its fields are empty
+	set                           *memCounterSet
+	proj                          *memProject
+	nextKey                       *memHold // next hold whose key hash is the same (memKeyIndex)
+	pos                           uint32   // position in the shard
+	heapIdx                       int32    // index in proj.active, -1 when not in it
+	state                         memState
+}
+
+// memHoldExtra is what most holds leave empty.
+type memHoldExtra struct {
+	service, memo, hash string
+	// id is the id the caller chose; "" when the store assigned it.
+	id string
+}
+
+// memState is a HoldState in a byte.
+type memState uint8
+
+const (
+	memActive memState = iota
+	memCommitted
+	memReleased
+	memExpired
+	memReversed
+	memDead // a slot given up by a refused reservation; never found
+)
+
+var memStates = [...]HoldState{HoldActive, HoldCommitted, HoldReleased, HoldExpired, HoldReversed, ""}
+
+func memStateOf(s HoldState) (memState, bool) {
+	for i, n := range memStates[:memDead] {
+		if n == s {
+			return memState(i), true
+		}
+	}
+	return 0, false
+}
+
+func (mh *memHold) scope() Scope { return Scope{Project: mh.proj.name, Provider: mh.provider} }
+
+func (mh *memHold) hash() string {
+	if mh.extra == nil {
+		return ""
+	}
+	return mh.extra.hash
+}
+
+// hold returns mh as a Hold with id. The caller holds mh's shard lock.
+func (mh *memHold) hold(id string) Hold {
+	h := Hold{
+		ID: id, Key: mh.key, Scope: mh.scope(),
+		Amount:    Money{Amount: mh.amount, Currency: mh.currency},
+		Committed: Money{Amount: mh.committed, Currency: mh.currency},
+		State:     memStates[mh.state],
+		CreatedAt: mh.createdAt, ExpiresAt: mh.expiresAt, EndedAt: mh.endedAt,
+	}
+	if x := mh.extra; x != nil {
+		h.Service, h.Memo = x.service, x.memo
+	}
+	if mh.state == memReversed {
+		h.Reason = mh.proj.reasons[mh]
+	}
+	return h
 }
 
 type memUsage struct {
@@ -107,7 +288,7 @@ func NewMemoryStore(opts *MemoryStoreOptions) *MemoryStore {
 		idPrefix: "hold_" + base64.RawURLEncoding.EncodeToString(b[:]) + ".",
 		projects: make([]memShard, n),
 		holdIDs:  make([]memIndex[*memHold], n),
-		holdKeys: make([]memIndex[*memHold], n),
+		holdKeys: make([]memKeyIndex, n),
 		useKeys:  make([]memIndex[*memUsage], n),
 		alerts:   map[string]time.Time{},
 	}
@@ -115,7 +296,7 @@ func NewMemoryStore(opts *MemoryStoreOptions) *MemoryStore {
 		s.projects[i].projects = map[string]*memProject{}
 		s.projects[i].idx = i
 		s.holdIDs[i].m = map[string]*memHold{}
-		s.holdKeys[i].m = map[string]*memHold{}
+		s.holdKeys[i].m = map[uint64]*memHold{}
 		s.useKeys[i].m = map[string]*memUsage{}
 	}
 	return s
@@ -151,24 +332,47 @@ func (x *memIndex[V]) putIfAbsent(k string, v V) (stored V, inserted bool) {
 func (sh *memShard) project(name string, create bool) *memProject {
 	p := sh.projects[name]
 	if p == nil && create {
-		p = &memProject{scopes: map[string]*memScope{}, caps: map[CapKey]Money{}}
+		p = &memProject{name: name, shard: sh, scopes: map[string]*memScope{}, caps: map[CapKey]Money{}}
 		sh.projects[name] = p
 	}
 	return p
 }
 
-func (p *memProject) counter(provider string, w Window, create bool) *memCounter {
-	sc := p.lastScope
-	if sc == nil || p.lastProvider != provider {
-		sc = p.scopes[provider]
-		if sc == nil {
+func (p *memProject) scope(provider string, create bool) *memScope {
+	if provider == "" {
+		if p.whole.windows == nil {
 			if !create {
 				return nil
 			}
-			sc = &memScope{windows: map[Window]*memCounter{}}
-			p.scopes[provider] = sc
+			p.whole.init()
+			p.scopes[""] = &p.whole
 		}
-		p.lastScope, p.lastProvider = sc, provider
+		return &p.whole
+	}
+	if p.lastScope != nil && p.lastProvider == provider {
+		return p.lastScope
+	}
+	sc := p.scopes[provider]
+	if sc == nil {
+		if !create {
+			return nil
+		}
+		if p.first.windows == nil {
+			sc = &p.first
+		} else {
+			sc = &memScope{}
+		}
+		sc.init()
+		p.scopes[provider] = sc
+	}
+	p.lastScope, p.lastProvider = sc, provider
+	return sc
+}
+
+func (p *memProject) counter(provider string, w Window, create bool) *memCounter {
+	sc := p.scope(provider, create)
+	if sc == nil {
+		return nil
 	}
 	slot := windowSlot(w)
 	if c := sc.cur[slot]; c != nil && c.window == w {
@@ -179,11 +383,22 @@ func (p *memProject) counter(provider string, w Window, create bool) *memCounter
 		if !create {
 			return nil
 		}
-		c = &memCounter{window: w}
-		sc.windows[w] = c
+		c = sc.newCounter(w)
 	}
 	sc.cur[slot] = c
 	return c
+}
+
+// counterSet returns a set of the counters cs, sharing the latest one when
+// it is the same.
+func (p *memProject) counterSet(cs []*memCounter) *memCounterSet {
+	if last := p.lastSet; last != nil && slices.Equal(last.c, cs) {
+		return last
+	}
+	set := &memCounterSet{}
+	set.c = append(set.inline[:0], cs...)
+	p.lastSet = set
+	return set
 }
 
 // windowSlot spreads the periods over memScope.cur.
@@ -202,19 +417,19 @@ func windowSlot(w Window) int {
 
 // expire ends every active hold of p whose expiry is not after now.
 func (p *memProject) expire(now time.Time) {
-	for len(p.active) > 0 && !now.Before(p.active[0].h.ExpiresAt) {
+	for len(p.active) > 0 && !now.Before(p.active[0].expiresAt) {
 		mh := heap.Pop(&p.active).(*memHold)
-		mh.end(HoldExpired, mh.h.ExpiresAt)
+		mh.finish(memExpired, mh.expiresAt)
 	}
 }
 
-// end moves an active hold out of the held sums.
-func (mh *memHold) end(to HoldState, at time.Time) {
-	for _, c := range mh.counters {
-		c.held -= mh.h.Amount.Amount
+// finish moves an active hold out of the held sums.
+func (mh *memHold) finish(to memState, at time.Time) {
+	for _, c := range mh.set.c {
+		c.held -= mh.amount
 	}
-	mh.h.State = to
-	mh.h.EndedAt = at
+	mh.state = to
+	mh.endedAt = at
 }
 
 // limit returns the cap in force for c; the stored cap wins over the default.
@@ -240,47 +455,29 @@ func (s *MemoryStore) Reserve(ctx context.Context, req *ReserveRequest) (Hold, b
 			return Hold{}, false, errorf(ErrInvalidRequest, "check %v is outside scope %v", c.Counter, req.Scope)
 		}
 	}
-	mh := &memHold{
-		h: Hold{
-			ID: req.HoldID, Key: req.Key, Scope: req.Scope, Service: req.Service, Memo: req.Memo,
-			Amount: req.Amount, Committed: Money{Currency: req.Amount.Currency}, State: HoldActive,
-			CreatedAt: req.Now, ExpiresAt: req.ExpiresAt,
-		},
-		hash:    req.RequestHash,
-		heapIdx: -1,
+	var extra *memHoldExtra
+	if req.Service != "" || req.Memo != "" || req.RequestHash != "" || req.HoldID != "" {
+		extra = &memHoldExtra{service: req.Service, memo: req.Memo, hash: req.RequestHash, id: req.HoldID}
 	}
-	mh.counters = mh.inline[:0]
-	if len(req.Checks) > len(mh.inline) {
-		mh.counters = make([]*memCounter, 0, len(req.Checks))
-	}
+	kh := maphash.String(s.seed, req.Key)
+	keys := &s.holdKeys[kh&uint64(len(s.holdKeys)-1)]
 	sh := s.shard(req.Scope.Project)
-	mh.shard = sh
-	keys := index(s, s.holdKeys, req.Key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	assign := req.HoldID == ""
-	if assign {
-		mh.h.ID = s.slotID(sh.idx, len(sh.holds))
-	}
-	// Claim the key first, in one step: a reservation with the same key in
-	// this project is excluded by the shard lock; one in another project
-	// sees the claim and conflicts. A refused reservation gives it back.
-	if v, ok := keys.putIfAbsent(req.Key, mh); !ok {
-		return replayHold(v, req)
-	}
-	unclaim := func() {
-		keys.mu.Lock()
-		delete(keys.m, req.Key)
-		keys.mu.Unlock()
+	// A replay is answered before any check. A reservation with the same
+	// key in this project is excluded by the shard lock until the claim
+	// below; one in another project may claim the key meanwhile, and then
+	// the claim fails and answers it.
+	if v := keys.lookup(kh, req.Key); v != nil {
+		return s.replayHold(v, req)
 	}
 	p := sh.project(req.Scope.Project, true)
 	p.expire(req.Now)
-	var found [6]*memCounter // counters looked up by the checks, reused below
-	for i, c := range req.Checks {
+	var buf [2 * len(periods)]*memCounter
+	found := buf[:0] // counters the checks found, reused below
+	for _, c := range req.Checks {
 		ctr := p.counter(c.Counter.Provider, c.Counter.Window, false)
-		if i < len(found) {
-			found[i] = ctr
-		}
+		found = append(found, ctr)
 		lim, ok := p.limit(c)
 		if !ok {
 			continue
@@ -290,43 +487,70 @@ func (s *MemoryStore) Reserve(ctx context.Context, req *ReserveRequest) (Hold, b
 			used = ctr.committed + ctr.held + ctr.arrears
 		}
 		if used+req.Amount.Amount > lim.Amount {
-			unclaim()
 			return Hold{}, false, &CapError{Counter: c.Counter, Limit: lim, Used: used, Requested: req.Amount.Amount}
 		}
 	}
-	if assign {
-		sh.holds = append(sh.holds, mh)
-	} else if _, ok := index(s, s.holdIDs, req.HoldID).putIfAbsent(req.HoldID, mh); !ok {
-		unclaim()
-		return Hold{}, false, errorf(ErrInvalidRequest, "hold id %q already exists", req.HoldID)
+	// The next slot is unused until sh.n counts it, and nothing else sees
+	// it until the claim publishes it.
+	mh := sh.slot(sh.n)
+	*mh = memHold{
+		key: req.Key, provider: req.Scope.Provider, currency: req.Amount.Currency,
+		amount: req.Amount.Amount, createdAt: req.Now, expiresAt: req.ExpiresAt,
+		extra: extra, proj: p, pos: uint32(sh.n), heapIdx: -1, state: memActive,
 	}
-	for i, c := range req.Checks {
-		var ctr *memCounter
-		if i < len(found) {
-			ctr = found[i]
+	if v, ok := keys.claim(kh, mh); !ok {
+		*mh = memHold{}
+		return s.replayHold(v, req)
+	}
+	if req.HoldID != "" {
+		if _, ok := index(s, s.holdIDs, req.HoldID).putIfAbsent(req.HoldID, mh); !ok {
+			// Holds of other shards may have seen mh by its key: give the
+			// slot up rather than reuse it.
+			keys.unclaim(kh, mh)
+			mh.state = memDead
+			sh.n++
+			return Hold{}, false, errorf(ErrInvalidRequest, "hold id %q already exists", req.HoldID)
 		}
+	}
+	sh.n++
+	for i, c := range req.Checks {
+		ctr := found[i]
 		if ctr == nil {
 			ctr = p.counter(c.Counter.Provider, c.Counter.Window, true)
+			found[i] = ctr
 		}
 		ctr.held += req.Amount.Amount
-		mh.counters = append(mh.counters, ctr)
 	}
+	mh.set = p.counterSet(found)
 	heap.Push(&p.active, mh)
-	return mh.h, false, nil
+	return mh.hold(s.holdID(mh)), false, nil
 }
 
 // assignsHoldIDs tells a Ledger to leave ReserveRequest.HoldID empty: the
 // store's own ids find a hold without an index.
 func (s *MemoryStore) assignsHoldIDs() {}
 
-// slotID names the hold at position pos of shard idx.
-func (s *MemoryStore) slotID(idx, pos int) string {
+// matchesRequests tells a Ledger to leave ReserveRequest.RequestHash empty:
+// this store keeps every field the hash covers and compares them on a
+// replay, exactly and without hashing. A request with a hash is matched by
+// its hash, as the Store contract says.
+func (s *MemoryStore) matchesRequests() {}
+
+// holdID returns the id of mh: the caller's, or the one the store assigned.
+func (s *MemoryStore) holdID(mh *memHold) string {
+	if mh.extra != nil && mh.extra.id != "" {
+		return mh.extra.id
+	}
 	var b [64]byte
-	out := append(b[:0], s.idPrefix...)
-	out = strconv.AppendUint(out, uint64(idx), 36)
-	out = append(out, '.')
-	out = strconv.AppendUint(out, uint64(pos), 36)
-	return string(out)
+	return string(s.appendSlotID(b[:0], mh.proj.shard.idx, int(mh.pos)))
+}
+
+// appendSlotID appends the id of the hold at position pos of shard idx.
+func (s *MemoryStore) appendSlotID(b []byte, idx, pos int) []byte {
+	b = append(b, s.idPrefix...)
+	b = strconv.AppendUint(b, uint64(idx), 36)
+	b = append(b, '.')
+	return strconv.AppendUint(b, uint64(pos), 36)
 }
 
 // find returns the hold with id with its shard locked, or nil.
@@ -334,15 +558,20 @@ func (s *MemoryStore) find(id string) *memHold {
 	if rest, ok := strings.CutPrefix(id, s.idPrefix); ok {
 		a, b, ok := strings.Cut(rest, ".")
 		idx, err1 := strconv.ParseUint(a, 36, 32)
-		pos, err2 := strconv.ParseUint(b, 36, 62)
+		pos, err2 := strconv.ParseUint(b, 36, 32)
 		if !ok || err1 != nil || err2 != nil || idx >= uint64(len(s.projects)) {
 			return nil
 		}
 		sh := &s.projects[idx]
 		sh.mu.Lock()
-		// The id must be exactly the one assigned (no leading zeros…).
-		if pos < uint64(len(sh.holds)) && sh.holds[pos].h.ID == id {
-			return sh.holds[pos]
+		if pos < uint64(sh.n) {
+			mh := sh.slot(int(pos))
+			// The id must be exactly the one assigned (no leading
+			// zeros…), to a hold whose id the store assigned.
+			var buf [64]byte
+			if mh.state != memDead && (mh.extra == nil || mh.extra.id == "") && string(s.appendSlotID(buf[:0], int(idx), int(pos))) == id {
+				return mh
+			}
 		}
 		sh.mu.Unlock()
 		return nil
@@ -351,18 +580,30 @@ func (s *MemoryStore) find(id string) *memHold {
 	if !ok {
 		return nil
 	}
-	mh.shard.mu.Lock()
+	mh.proj.shard.mu.Lock()
 	return mh
 }
 
 // replayHold answers a reservation whose key exists. The stored hold may
 // belong to another shard, so only immutable fields are read unless it is in
 // the caller's (locked) project.
-func replayHold(mh *memHold, req *ReserveRequest) (Hold, bool, error) {
-	if mh.hash != req.RequestHash || mh.h.Scope != req.Scope {
+func (s *MemoryStore) replayHold(mh *memHold, req *ReserveRequest) (Hold, bool, error) {
+	if mh.proj.name != req.Scope.Project || mh.provider != req.Scope.Provider || mh.hash() != req.RequestHash ||
+		(req.RequestHash == "" && !mh.sameRequest(req)) {
 		return Hold{}, false, errorf(ErrIdempotencyConflict, "idempotency key %q was used for a different request", req.Key)
 	}
-	return mh.h, true, nil
+	return mh.hold(s.holdID(mh)), true, nil
+}
+
+// sameRequest compares what a Ledger's request hash covers (scope, service
+// and amount) with the request directly: a Ledger sends no hash to this
+// store (see matchesRequests).
+func (mh *memHold) sameRequest(req *ReserveRequest) bool {
+	var service string
+	if mh.extra != nil {
+		service = mh.extra.service
+	}
+	return mh.scope() == req.Scope && mh.amount == req.Amount.Amount && mh.currency == req.Amount.Currency && service == req.Service
 }
 
 // Transition implements Store.
@@ -374,47 +615,60 @@ func (s *MemoryStore) Transition(ctx context.Context, req *TransitionRequest) (H
 	if mh == nil {
 		return Hold{}, errorf(ErrHoldNotFound, "no hold %q", req.HoldID)
 	}
-	defer mh.shard.mu.Unlock()
-	p := mh.shard.project(mh.h.Scope.Project, false)
-	if mh.h.State == HoldActive && !req.Now.Before(mh.h.ExpiresAt) {
+	h, err := mh.transition(req)
+	mh.proj.shard.mu.Unlock()
+	return h, err
+}
+
+// transition is Transition on a found hold, under its shard lock.
+func (mh *memHold) transition(req *TransitionRequest) (Hold, error) {
+	p := mh.proj
+	if mh.state == memActive && !req.Now.Before(mh.expiresAt) {
 		p.active.remove(mh)
-		mh.end(HoldExpired, mh.h.ExpiresAt)
+		mh.finish(memExpired, mh.expiresAt)
+	}
+	from, okFrom := memStateOf(req.From)
+	to, okTo := memStateOf(req.To)
+	switch {
+	case okTo && mh.state == to:
+		if to == memCommitted && req.Actual.Amount != mh.committed {
+			return mh.hold(req.HoldID), errorf(ErrIdempotencyConflict, "hold %q was committed with %d, not %d", req.HoldID, mh.committed, req.Actual.Amount)
+		}
+		return mh.hold(req.HoldID), nil
+	case mh.state == memExpired:
+		return mh.hold(req.HoldID), errorf(ErrHoldExpired, "hold %q expired at %s", req.HoldID, mh.expiresAt.Format(time.RFC3339Nano))
+	case !okFrom || mh.state != from:
+		return mh.hold(req.HoldID), errorf(ErrHoldEnded, "hold %q is %s", req.HoldID, memStates[mh.state])
 	}
 	switch {
-	case mh.h.State == req.To:
-		if req.To == HoldCommitted && req.Actual.Amount != mh.h.Committed.Amount {
-			return mh.h, errorf(ErrIdempotencyConflict, "hold %q was committed with %d, not %d", req.HoldID, mh.h.Committed.Amount, req.Actual.Amount)
-		}
-		return mh.h, nil
-	case mh.h.State == HoldExpired:
-		return mh.h, errorf(ErrHoldExpired, "hold %q expired at %s", req.HoldID, mh.h.ExpiresAt.Format(time.RFC3339Nano))
-	case mh.h.State != req.From:
-		return mh.h, errorf(ErrHoldEnded, "hold %q is %s", req.HoldID, mh.h.State)
-	}
-	switch {
-	case req.From == HoldActive && req.To == HoldCommitted:
-		if req.Actual.Amount < 0 || req.Actual.Amount > mh.h.Amount.Amount {
-			return mh.h, errorf(ErrInvalidAmount, "commit of %d exceeds the %d held", req.Actual.Amount, mh.h.Amount.Amount)
+	case from == memActive && to == memCommitted && okTo:
+		if req.Actual.Amount < 0 || req.Actual.Amount > mh.amount {
+			return mh.hold(req.HoldID), errorf(ErrInvalidAmount, "commit of %d exceeds the %d held", req.Actual.Amount, mh.amount)
 		}
 		p.active.remove(mh)
-		mh.end(HoldCommitted, req.Now)
-		mh.h.Committed = Money{Amount: req.Actual.Amount, Currency: mh.h.Amount.Currency}
-		for _, c := range mh.counters {
+		mh.finish(memCommitted, req.Now)
+		mh.committed = req.Actual.Amount
+		for _, c := range mh.set.c {
 			c.committed += req.Actual.Amount
 		}
-	case req.From == HoldActive && req.To == HoldReleased:
+	case from == memActive && to == memReleased && okTo:
 		p.active.remove(mh)
-		mh.end(HoldReleased, req.Now)
-	case req.From == HoldCommitted && req.To == HoldReversed:
-		for _, c := range mh.counters {
-			c.committed -= mh.h.Committed.Amount
+		mh.finish(memReleased, req.Now)
+	case from == memCommitted && to == memReversed && okTo:
+		for _, c := range mh.set.c {
+			c.committed -= mh.committed
 		}
-		mh.h.State = HoldReversed
-		mh.h.Reason = req.Reason
+		mh.state = memReversed
+		if req.Reason != "" {
+			if p.reasons == nil {
+				p.reasons = map[*memHold]string{}
+			}
+			p.reasons[mh] = req.Reason
+		}
 	default:
-		return mh.h, errorf(ErrInvalidRequest, "no transition %s → %s", req.From, req.To)
+		return mh.hold(req.HoldID), errorf(ErrInvalidRequest, "no transition %s → %s", req.From, req.To)
 	}
-	return mh.h, nil
+	return mh.hold(req.HoldID), nil
 }
 
 // Hold implements Store.
@@ -426,8 +680,9 @@ func (s *MemoryStore) Hold(ctx context.Context, id string) (Hold, error) {
 	if mh == nil {
 		return Hold{}, errorf(ErrHoldNotFound, "no hold %q", id)
 	}
-	defer mh.shard.mu.Unlock()
-	return mh.h, nil
+	h := mh.hold(id)
+	mh.proj.shard.mu.Unlock()
+	return h, nil
 }
 
 // ApplyUsage implements Store.
@@ -592,15 +847,15 @@ func (s *MemoryStore) MarkAlert(ctx context.Context, key string, at time.Time) (
 type holdHeap []*memHold
 
 func (h holdHeap) Len() int           { return len(h) }
-func (h holdHeap) Less(i, j int) bool { return h[i].h.ExpiresAt.Before(h[j].h.ExpiresAt) }
+func (h holdHeap) Less(i, j int) bool { return h[i].expiresAt.Before(h[j].expiresAt) }
 func (h holdHeap) Swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
-	h[i].heapIdx = i
-	h[j].heapIdx = j
+	h[i].heapIdx = int32(i)
+	h[j].heapIdx = int32(j)
 }
 func (h *holdHeap) Push(x any) {
 	mh := x.(*memHold)
-	mh.heapIdx = len(*h)
+	mh.heapIdx = int32(len(*h))
 	*h = append(*h, mh)
 }
 func (h *holdHeap) Pop() any {
@@ -613,7 +868,7 @@ func (h *holdHeap) Pop() any {
 }
 
 func (h *holdHeap) remove(mh *memHold) {
-	if mh.heapIdx >= 0 && mh.heapIdx < len(*h) && (*h)[mh.heapIdx] == mh {
-		heap.Remove(h, mh.heapIdx)
+	if i := int(mh.heapIdx); i >= 0 && i < len(*h) && (*h)[i] == mh {
+		heap.Remove(h, i)
 	}
 }

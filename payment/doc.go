@@ -15,7 +15,9 @@
 // Provider side: a TokenVerifier checks a token locally (signature, typ
 // agentprov-payment+jwt, iss, aud = this provider, exp) before doing paid
 // work; a Redeemer redeems it at the orchestrator for the actual amount
-// with an Idempotency-Key and gets a Receipt, verifiable with VerifyReceipt.
+// with an Idempotency-Key and gets a Receipt, verifiable with VerifyReceipt,
+// or, when the work failed, releases it (Redeemer.Release, served by
+// Issuer.Release) so that the user's hold ends at once.
 //
 // A token is a JWT naming one provider as audience, the service ref, the
 // project, a maximum amount and currency, an expiry, and the budget hold as
@@ -36,12 +38,14 @@
 //
 // # Stores
 //
-// RedemptionStore (put-if-absent Create, compare-and-set Update, Due) and
+// RedemptionStore (put-if-absent Create, compare-and-set Update, Due),
 // IdempotencyStore (put-if-absent Begin, compare-and-set Complete, Abandon)
-// are small interfaces of atomic operations; MemoryRedemptionStore and
-// MemoryIdempotencyStore are the in-process implementations, package
-// payment/sqlstore the SQLite/PostgreSQL ones, and package paymenttest the
-// conformance suites every implementation passes. Budget holds go through
+// and, on the provider side, ChallengeStore (put-if-absent Claim,
+// compare-and-set Update) are small interfaces of atomic operations;
+// MemoryRedemptionStore, MemoryIdempotencyStore and MemoryChallengeStore
+// are the in-process implementations, package payment/sqlstore the
+// SQLite/PostgreSQL ones (sqlstore.Store, sqlstore.ChallengeStore), and
+// package paymenttest the conformance suites every implementation passes. Budget holds go through
 // the Holds interface, which *budget.Ledger satisfies.
 //
 // # Errors
@@ -54,13 +58,44 @@
 //
 // # Concurrency
 //
-// Issuer, Settler, TokenVerifier, Redeemer, MemoryRail, the memory stores
-// and the handlers are safe for concurrent use. Several Issuers sharing the
+// Issuer, Settler, TokenVerifier, Redeemer, Paywall, Transport,
+// MemoryRail, the memory stores and the handlers are safe for concurrent
+// use. Several Issuers sharing the
 // same stores, ledger and rail behave as one.
 //
 // # HTTP 402
 //
-// (Placeholder: the Payment authentication scheme — challenges, the
-// Paywall middleware and the client Transport — is documented here by its
-// author.)
+// A provider can also sell single API calls. A paid call uses the HTTP
+// "Payment" authentication scheme with this package's payment method,
+// "agentprov": the 402 answer's WWW-Authenticate challenge states the
+// price, and the retried request's Authorization credential carries a
+// payment token for it (§5.7).
+//
+// Provider side: NewPaywall(realm, secrets, verifier, redeemer, opts)
+// .Require(service, price) is middleware. A request without a credential
+// is answered 402 with a fresh challenge whose id is an HMAC over every
+// parameter it carries (price, recipient, route, Idempotency-Key, body
+// digest, expiry), so a client can change none of them. A request with a
+// credential has its echoed challenge checked against that HMAC and
+// against the request in hand, then its token verified locally; the
+// challenge id is then claimed exactly once in the ChallengeStore, shared
+// by all instances of the provider. Only then does the handler run, with
+// its response held back: a 2xx is redeemed at the orchestrator (key
+// "402:" + challenge id) and delivered with a Payment-Receipt header; any
+// other answer is delivered as is, nothing is charged, and the token's
+// hold is released at once through the redeemer's Release
+// (PaywallOptions.KeepHoldOnFailure turns that off). A retry with the same
+// credential gets the recorded outcome, never a second run or charge.
+//
+// Client side: NewTransport(payer, origins, maxPerCall, opts) is an
+// http.RoundTripper. On a 402 with an agentprov challenge it checks that
+// the challenge comes from an origin it is configured to pay and names
+// that origin's provider, refuses a price above its per-call ceiling
+// before anything is paid, asks its Payer for a token (IssuerPayer mints
+// one in process; an agent would ask its orchestrator), and sends the
+// request again with the credential, replaying the body. When that
+// attempt times out or the provider answers "in flight", it sends the same
+// credential again rather than paying anew, so one logical request costs
+// at most one payment. A 402 of another scheme or method is handed back
+// untouched.
 package payment

@@ -61,6 +61,7 @@ type e2e struct {
 	pays      atomic.Int64 // Payer.Pay calls
 	release   chan struct{}
 	unsettled atomic.Int64
+	lastUnset atomic.Pointer[TokenClaims] // claims of the last unsettled payment
 }
 
 func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
@@ -108,9 +109,11 @@ func newE2E(t testing.TB, cfg e2eConfig) *e2e {
 	if cfg.paywall != nil {
 		popts = *cfg.paywall
 	}
+	// The hold of a failed call comes back through the Paywall's default
+	// release (the Redeemer's Release over HTTP); this hook only counts.
 	popts.OnUnsettled = func(ctx context.Context, c *TokenClaims, _ error) {
 		w.unsettled.Add(1)
-		_ = w.iss.Revoke(ctx, c.HoldID, "unused") // give the hold back at once
+		w.lastUnset.Store(c)
 	}
 	w.paywall, err = NewPaywall(e2eRealm, [][]byte{e2eSecret}, verifier, w.redeemer, &popts)
 	if err != nil {
@@ -560,6 +563,12 @@ func (f *flakyRedeemer) Redeem(ctx context.Context, token string, actual budget.
 		return nil, &url.Error{Op: "Post", URL: "https://orchestrator.example/redeem", Err: errors.New("connection reset")}
 	}
 	return f.TokenRedeemer.Redeem(ctx, token, actual, key)
+}
+
+// Release forwards to the wrapped redeemer, so that the Paywall's default
+// release of failed calls still reaches the orchestrator.
+func (f *flakyRedeemer) Release(ctx context.Context, token string) error {
+	return f.TokenRedeemer.(TokenReleaser).Release(ctx, token)
 }
 
 func TestE2E402TransientSettlementRetried(t *testing.T) {

@@ -3,6 +3,7 @@ package payment_test
 import (
 	"context"
 	"crypto/ed25519"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/agentprov/agentprov/budget"
 	"github.com/agentprov/agentprov/payment"
+	"github.com/agentprov/agentprov/payment/sqlstore"
 	"github.com/go-jose/go-jose/v4"
 )
 
@@ -106,12 +108,17 @@ func ExampleParseChallenges() {
 
 // readme402 is the snippet of README.d/payment-402.md, kept here so that it
 // keeps compiling.
-func readme402(mux *http.ServeMux, issuer *payment.Issuer, orchestratorIssuer string, orchestratorJWKS *jose.JSONWebKeySet,
+func readme402(ctx context.Context, db *sql.DB, mux *http.ServeMux, issuer *payment.Issuer, orchestratorIssuer string, orchestratorJWKS *jose.JSONWebKeySet,
 	redemptionURL, apiKey string, secret []byte, checkHandler http.Handler) error {
 	// Provider.
 	verifier, _ := payment.NewTokenVerifier(orchestratorIssuer, "cloudflare", orchestratorJWKS, nil)
 	redeemer, _ := payment.NewRedeemer(redemptionURL, &payment.RedeemerOptions{APIKey: apiKey})
-	paywall, err := payment.NewPaywall("api.cloudflare.example", [][]byte{secret}, verifier, redeemer, nil)
+	challenges, err := sqlstore.NewChallengeStore(ctx, db, sqlstore.Postgres, nil) // shared by every instance
+	if err != nil {
+		return err
+	}
+	paywall, err := payment.NewPaywall("api.cloudflare.example", [][]byte{secret}, verifier, redeemer,
+		&payment.PaywallOptions{Store: challenges})
 	if err != nil {
 		return err
 	}

@@ -260,4 +260,3 @@ func hdrDecodeObject(b []byte) (map[string]any, error) {
 	}
 	return m, nil
 }
-

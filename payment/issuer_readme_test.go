@@ -55,6 +55,8 @@ func readmeSnippet(ctx context.Context, ed25519PrivateKey ed25519.PrivateKey, my
 	// receipt.Signed is the orchestrator-signed evidence; receipt.State is "settled"
 	// or "settling" (poll redeemer.Status(ctx, receipt.HoldID)).
 	_, _ = receipt, err
+	// Had the work failed instead: give the user's hold back now.
+	// err = redeemer.Release(ctx, token)
 	return nil
 }
 

@@ -323,6 +323,28 @@ type ReleaseRequest struct {
 	Token string `json:"token"`
 }
 
+// ParseReleaseRequest decodes and checks a release request body. Errors
+// match ErrInvalidRequest.
+func ParseReleaseRequest(body []byte) (ReleaseRequest, error) {
+	if len(body) > MaxRedemptionRequestSize {
+		return ReleaseRequest{}, ErrInvalidRequest.with(nil, "body longer than %d bytes", MaxRedemptionRequestSize)
+	}
+	var raw struct {
+		Token *string `json:"token"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(&raw); err != nil {
+		return ReleaseRequest{}, ErrInvalidRequest.with(nil, "body is not a release request object")
+	}
+	if dec.More() {
+		return ReleaseRequest{}, ErrInvalidRequest.with(nil, "trailing data after the JSON object")
+	}
+	if raw.Token == nil || *raw.Token == "" || len(*raw.Token) > MaxTokenSize {
+		return ReleaseRequest{}, ErrInvalidRequest.with(nil, "token is missing or too long")
+	}
+	return ReleaseRequest{Token: *raw.Token}, nil
+}
+
 func (i *Issuer) serveRelease(w http.ResponseWriter, r *http.Request) {
 	id := path.Base(strings.TrimSuffix(r.URL.Path, releaseSuffix))
 	body, err := safehttp.ReadAll(r.Body, MaxRedemptionRequestSize)
@@ -330,21 +352,19 @@ func (i *Issuer) serveRelease(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, ErrInvalidRequest.with(nil, "body unreadable or longer than %d bytes", MaxRedemptionRequestSize))
 		return
 	}
-	var req struct {
-		Token *string `json:"token"`
-	}
-	if err := json.Unmarshal(body, &req); err != nil || req.Token == nil || *req.Token == "" {
-		writeErr(w, ErrInvalidRequest.with(nil, "body must be a JSON object with the token"))
+	req, err := ParseReleaseRequest(body)
+	if err != nil {
+		writeErr(w, err)
 		return
 	}
 	// The path names the hold; it must be the token's, so that a request
 	// cannot release one hold while showing the token of another.
-	if c, err := ParseTokenClaims(*req.Token); err != nil || c.HoldID != id {
+	if c, err := ParseTokenClaims(req.Token); err != nil || c.HoldID != id {
 		writeErr(w, ErrInvalidRequest.with(nil, "token does not belong to hold %q", id))
 		return
 	}
 	provider := providerFrom(r.Context())
-	if err := i.Release(r.Context(), provider, *req.Token); err != nil {
+	if err := i.Release(r.Context(), provider, req.Token); err != nil {
 		writeErr(w, err)
 		return
 	}

@@ -2,6 +2,7 @@ package payment
 
 import (
 	"encoding/json"
+	"errors"
 	"testing"
 )
 
@@ -30,6 +31,38 @@ func FuzzParseRedemptionRequest(f *testing.F) {
 			t.Fatal(err)
 		}
 		back, err := ParseRedemptionRequest(again)
+		if err != nil || back != req {
+			t.Fatalf("round trip: %+v %v", back, err)
+		}
+	})
+}
+
+// FuzzParseReleaseRequest: no panic; errors are typed invalid_request; an
+// accepted body has a token within the size limit and round-trips.
+func FuzzParseReleaseRequest(f *testing.F) {
+	f.Add([]byte(`{"token":"a.b.c"}`))
+	f.Add([]byte(`{"token":""}`))
+	f.Add([]byte(`{"token":null}`))
+	f.Add([]byte(`{"token":"a.b.c"} {}`))
+	f.Add([]byte(`{"token":1}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req, err := ParseReleaseRequest(body)
+		if err != nil {
+			var pe *Error
+			if !errors.As(err, &pe) || pe.Code != ErrInvalidRequest.Code {
+				t.Fatalf("error %v is not a typed invalid_request", err)
+			}
+			return
+		}
+		if req.Token == "" || len(req.Token) > MaxTokenSize {
+			t.Fatalf("accepted %+v", req)
+		}
+		again, err := json.Marshal(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := ParseReleaseRequest(again)
 		if err != nil || back != req {
 			t.Fatalf("round trip: %+v %v", back, err)
 		}

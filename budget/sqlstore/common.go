@@ -555,7 +555,7 @@ func (s *Store) Windows(ctx context.Context, project, provider string, period bu
 // withReclaim reclaims the expired holds of projects at now, then runs read.
 func (s *Store) withReclaim(ctx context.Context, projects []string, now int64, read func(querier) error) error {
 	if s.dialect == SQLite {
-		return s.inTx(ctx, func(tx *sql.Tx) error {
+		return s.inTx(ctx, func(tx querier) error {
 			for _, p := range projects {
 				if err := s.reclaimSQLite(ctx, tx, p, now); err != nil {
 					return err
@@ -591,7 +591,7 @@ func (s *Store) MarkAlert(ctx context.Context, key string, at time.Time) (bool, 
 
 // inTx runs f in a transaction (BEGIN IMMEDIATE on SQLite through the DSN)
 // and commits it if f succeeds.
-func (s *Store) inTx(ctx context.Context, f func(*sql.Tx) error) error {
+func (s *Store) inTx(ctx context.Context, f func(querier) error) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err

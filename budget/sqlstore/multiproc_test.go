@@ -29,6 +29,7 @@ const (
 	envChild    = "AGENTPROV_SQLSTORE_CHILD" // child index
 	envChildDSN = "AGENTPROV_SQLSTORE_CHILD_DSN"
 	envChildRun = "AGENTPROV_SQLSTORE_CHILD_MODE" // "work" or "crash"
+	envChildDB  = "AGENTPROV_SQLSTORE_CHILD_DIALECT"
 
 	mpWorkers    = 64 // concurrent reservers per process
 	mpIterations = 6  // reservations per reserver
@@ -51,9 +52,9 @@ type event struct {
 	Code   string `json:"code,omitempty"` // "" on success
 }
 
-func mpLedger(t testing.TB, db *sql.DB, now time.Time) *budget.Ledger {
+func mpLedger(t testing.TB, db *sql.DB, d sqlstore.Dialect, now time.Time) *budget.Ledger {
 	t.Helper()
-	s, err := sqlstore.New(context.Background(), db, sqlstore.Postgres, nil)
+	s, err := sqlstore.New(context.Background(), db, d, nil)
 	if err != nil {
 		t.Fatalf("sqlstore.New: %v", err)
 	}
@@ -65,21 +66,28 @@ func mpLedger(t testing.TB, db *sql.DB, now time.Time) *budget.Ledger {
 }
 
 // TestHelperProcess is the child. It does nothing unless started by
-// TestPostgresMultiProcess.
+// TestPostgresMultiProcess or TestSQLiteMultiProcess.
 func TestHelperProcess(t *testing.T) {
 	idx, err := strconv.Atoi(os.Getenv(envChild))
 	if err != nil {
-		t.Skip("helper process for TestPostgresMultiProcess")
+		t.Skip("helper process for the multi-process tests")
 	}
-	db, err := sql.Open("pgx", os.Getenv(envChildDSN))
+	d := sqlstore.Postgres
+	open := openPostgres(os.Getenv(envChildDSN))
+	if os.Getenv(envChildDB) == sqlstore.SQLite.String() {
+		d, open = sqlstore.SQLite, openSQLite(os.Getenv(envChildDSN))
+	}
+	db, err := open()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	db.SetMaxOpenConns(mpPool)
+	if d == sqlstore.Postgres {
+		db.SetMaxOpenConns(mpPool)
+	}
 	// Every instance reads the same fixed clock: nothing expires during
 	// the run, so the logs alone determine every final state.
-	l := mpLedger(t, db, mpStart)
+	l := mpLedger(t, db, d, mpStart)
 	crash := os.Getenv(envChildRun) == "crash"
 
 	var mu sync.Mutex
@@ -151,10 +159,10 @@ type child struct {
 	done   chan error
 }
 
-func startChild(t *testing.T, idx int, dsn, mode string) *child {
+func startChild(t *testing.T, d sqlstore.Dialect, idx int, dsn, mode string) *child {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "-test.count=1")
-	cmd.Env = append(os.Environ(), envChild+"="+strconv.Itoa(idx), envChildDSN+"="+dsn, envChildRun+"="+mode)
+	cmd.Env = append(os.Environ(), envChild+"="+strconv.Itoa(idx), envChildDSN+"="+dsn, envChildRun+"="+mode, envChildDB+"="+d.String())
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -195,17 +203,30 @@ func TestPostgresMultiProcess(t *testing.T) {
 		t.Skip("multi-process test skipped in -short mode")
 	}
 	dsn := sqltest.PostgresSchema(t)
-	admin := sqltest.OpenPostgres(t, dsn)
-	mpLedger(t, admin, mpStart) // create the tables once, before the crowd
+	testMultiProcess(t, sqlstore.Postgres, dsn, sqltest.OpenPostgres(t, dsn))
+}
+
+// TestSQLiteMultiProcess: the same on one SQLite file, where the processes
+// take turns on the database's write lock (BEGIN IMMEDIATE, busy timeout).
+func TestSQLiteMultiProcess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process test skipped in -short mode")
+	}
+	path := sqltest.SQLitePath(t)
+	testMultiProcess(t, sqlstore.SQLite, path, sqltest.SQLite(t, path))
+}
+
+func testMultiProcess(t *testing.T, d sqlstore.Dialect, dsn string, admin *sql.DB) {
+	mpLedger(t, admin, d, mpStart) // create the tables once, before the crowd
 
 	const workers = 4
 	children := make([]*child, 0, workers+1)
 	for i := 0; i < workers; i++ {
-		children = append(children, startChild(t, i, dsn, "work"))
+		children = append(children, startChild(t, d, i, dsn, "work"))
 	}
 	// A fifth instance reserves and is killed mid-flight (SIGKILL: no
 	// deferred code, statements cut off wherever they are).
-	crasher := startChild(t, workers, dsn, "crash")
+	crasher := startChild(t, d, workers, dsn, "crash")
 	children = append(children, crasher)
 	for n := 0; n < 200; n++ {
 		select {
@@ -336,7 +357,7 @@ func TestPostgresMultiProcess(t *testing.T) {
 	}
 
 	// Every counter of the scope agrees with the holds, and the cap held.
-	l := mpLedger(t, admin, mpStart)
+	l := mpLedger(t, admin, d, mpStart)
 	u, err := l.Usage(t.Context(), mpScope)
 	if err != nil {
 		t.Fatal(err)
@@ -352,7 +373,7 @@ func TestPostgresMultiProcess(t *testing.T) {
 
 	// Later, every hold left active (the crashed instance's too) has
 	// expired and stopped counting; nothing else changed.
-	later := mpLedger(t, admin, mpStart.Add(2*time.Hour))
+	later := mpLedger(t, admin, d, mpStart.Add(2*time.Hour))
 	u, err = later.Usage(t.Context(), mpScope)
 	if err != nil {
 		t.Fatal(err)

@@ -20,7 +20,7 @@ func (s *Store) reserveSQLite(ctx context.Context, r *reserveReq) (h budget.Hold
 	t := s.t
 	// verdictErr is a contract answer; err a failure of the transaction.
 	var verdictErr error
-	err = s.inTx(ctx, func(tx *sql.Tx) error {
+	err = s.inTx(ctx, func(tx querier) error {
 		stored, found, err := s.holdByKey(ctx, tx, r.Key)
 		if err != nil {
 			return err
@@ -90,7 +90,7 @@ RETURNING ` + holdCols)
 
 // reclaimSQLite ends the active holds of project expired at now and takes
 // them out of their counters.
-func (s *Store) reclaimSQLite(ctx context.Context, tx *sql.Tx, project string, now int64) error {
+func (s *Store) reclaimSQLite(ctx context.Context, tx querier, project string, now int64) error {
 	t := s.t
 	expired := `SELECT 1 FROM ` + t.holds + ` h JOIN ` + t.holdCounters + ` hc ON hc.hold_id = h.id
 	WHERE h.project = $1 AND h.state = 'active' AND h.expires_at <= $2
@@ -110,7 +110,7 @@ WHERE project = $1 AND state = 'active' AND expires_at <= $2`)
 }
 
 // moveSQLite changes hold id by set and its counters by the deltas.
-func (s *Store) moveSQLite(ctx context.Context, tx *sql.Tx, h storedHold, set string, setArgs []any, dCommitted, dHeld int64) (storedHold, error) {
+func (s *Store) moveSQLite(ctx context.Context, tx querier, h storedHold, set string, setArgs []any, dCommitted, dHeld int64) (storedHold, error) {
 	t := s.t
 	args := append([]any{h.ID}, setArgs...)
 	got, err := scanHold(tx.QueryRowContext(ctx, s.dialect.Rebind(`UPDATE `+t.holds+` SET `+set+` WHERE id = $1 RETURNING `+holdCols), args...))
@@ -127,7 +127,7 @@ WHERE project = $3 AND (provider, win) IN (SELECT provider, win FROM ` + t.holdC
 
 func (s *Store) transitionSQLite(ctx context.Context, r *transitionReq) (h budget.Hold, err error) {
 	var verdictErr error
-	err = s.inTx(ctx, func(tx *sql.Tx) error {
+	err = s.inTx(ctx, func(tx querier) error {
 		stored, found, err := s.holdByID(ctx, tx, r.HoldID)
 		if err != nil {
 			return err
@@ -170,7 +170,7 @@ func (s *Store) transitionSQLite(ctx context.Context, r *transitionReq) (h budge
 func (s *Store) applyUsageSQLite(ctx context.Context, r *usageReq) (e budget.UsageEntry, replayed bool, err error) {
 	t := s.t
 	var verdictErr error
-	err = s.inTx(ctx, func(tx *sql.Tx) error {
+	err = s.inTx(ctx, func(tx querier) error {
 		stored, err := scanUsage(tx.QueryRowContext(ctx, s.q.usageByKey, r.Key))
 		switch {
 		case err == nil:
@@ -206,7 +206,7 @@ func (s *Store) applyUsageSQLite(ctx context.Context, r *usageReq) (e budget.Usa
 
 func (s *Store) setCapSQLite(ctx context.Context, rec budget.CapRecord, at int64) (prev *budget.Money, err error) {
 	t := s.t
-	err = s.inTx(ctx, func(tx *sql.Tx) error {
+	err = s.inTx(ctx, func(tx querier) error {
 		up := s.dialect.Rebind(`INSERT INTO ` + t.caps + ` (project, provider, period, limit_amount, currency, previous_amount, previous_currency)
 VALUES ($1, $2, $3, $4, $5, NULL, NULL)
 ON CONFLICT (project, provider, period) DO UPDATE

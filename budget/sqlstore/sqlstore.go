@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"strings"
 	"time"
 
 	"github.com/agentprov/agentprov/budget"
@@ -230,26 +229,8 @@ func (s *Store) migrate(ctx context.Context) error {
 	return tx.Commit()
 }
 
-// Hold state names as stored.
-const (
-	stActive    = string(budget.HoldActive)
-	stCommitted = string(budget.HoldCommitted)
-	stReleased  = string(budget.HoldReleased)
-	stExpired   = string(budget.HoldExpired)
-	stReversed  = string(budget.HoldReversed)
-)
-
 // holdCols is the column list every hold query returns, in scanHold order.
 const holdCols = `id, idem_key, request_hash, project, provider, service, memo, currency, amount, committed, state, created_at, expires_at, ended_at, reason`
-
-// prefixed returns holdCols qualified by alias.
-func prefixed(alias string) string {
-	parts := strings.Split(holdCols, ", ")
-	for i, p := range parts {
-		parts[i] = alias + "." + p
-	}
-	return strings.Join(parts, ", ")
-}
 
 type scanner interface{ Scan(dest ...any) error }
 

@@ -93,7 +93,6 @@ type opts struct {
 	issuer, addr, limit   string
 	provider              string
 	providers, redeemKeys multiFlag
-	refresh               bool
 }
 
 type multiFlag []string
@@ -113,7 +112,6 @@ func (o *opts) flags(stderr io.Writer) *flag.FlagSet {
 	fs.BoolVar(&o.human, "human", false, "")
 	fs.BoolVar(&o.quiet, "quiet", false, "")
 	fs.BoolVar(&o.reveal, "reveal", false, "")
-	fs.BoolVar(&o.refresh, "refresh", false, "")
 	fs.StringVar(&o.config, "config", "", "")
 	fs.StringVar(&o.name, "name", "", "")
 	fs.StringVar(&o.email, "email", "", "")
@@ -674,10 +672,15 @@ func (c *cli) status(ctx context.Context) error {
 	if resources == nil {
 		resources = []demo.Resource{}
 	}
-	data := map[string]any{"project": c.state.Project, "user": c.state.User, "issuer": c.state.Issuer,
+	serving := c.serving(ctx)
+	data := map[string]any{"project": c.state.Project, "user": c.state.User, "issuer": c.state.Issuer, "serving": serving,
 		"providers": c.state.Providers, "resources": resources, "credentials": cs}
 	c.out.result(data, func(w io.Writer) {
-		fmt.Fprintf(w, "Project %s of %s (orchestrator %s)\n\n", c.state.Project, c.state.User.Email, c.state.Issuer)
+		fmt.Fprintf(w, "Project %s of %s (orchestrator %s)\n", c.state.Project, c.state.User.Email, c.state.Issuer)
+		if !serving {
+			fmt.Fprintln(w, "The orchestrator's endpoints are not reachable: providers cannot verify or get paid until \"orchestrator serve\" runs.")
+		}
+		fmt.Fprintln(w)
 		t := [][]string{{"RESOURCE", "SERVICE", "ID", "STATUS"}}
 		for _, r := range resources {
 			t = append(t, []string{r.Name, r.Service, r.ID, r.Status})
@@ -693,35 +696,81 @@ func (c *cli) status(ctx context.Context) error {
 	return nil
 }
 
+// serving reports whether "orchestrator serve" answers at the issuer URL.
+func (c *cli) serving(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.state.Issuer+demo.JWKSPath, nil)
+	if err != nil {
+		return false
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
 func (c *cli) env(ctx context.Context) error {
 	creds, err := c.orch.Vault.List(ctx, c.state.Project, c.o.provider)
 	if err != nil {
 		return err
 	}
-	vars := map[string]string{}
+	services := map[string]map[string]string{}
+	seen := map[string]int{} // how many credentials define each name
 	for _, cr := range creds {
 		env, err := c.orch.Vault.Env(ctx, c.state.Project, cr.Ref())
 		if err != nil {
 			return err
 		}
+		vars := map[string]string{}
 		for k, v := range env {
 			if !c.o.reveal {
 				v = authz.Secret(v).String()
 			}
 			vars[k] = v
+			seen[k]++
+		}
+		services[cr.Ref()] = vars
+	}
+	// Two services of one provider each have a token under the same name:
+	// the flat list qualifies such names with the service id, never
+	// letting one silently replace the other.
+	flat := map[string]string{}
+	for ref, vars := range services {
+		_, service, _ := strings.Cut(ref, "/")
+		for k, v := range vars {
+			if seen[k] > 1 {
+				k = envPrefix(service) + "_" + k
+			}
+			flat[k] = v
 		}
 	}
-	names := make([]string, 0, len(vars))
-	for k := range vars {
+	names := make([]string, 0, len(flat))
+	for k := range flat {
 		names = append(names, k)
 	}
 	slices.Sort(names)
-	c.out.result(map[string]any{"vars": vars, "redacted": !c.o.reveal}, func(w io.Writer) {
+	c.out.result(map[string]any{"vars": flat, "services": services, "redacted": !c.o.reveal}, func(w io.Writer) {
 		for _, k := range names {
-			fmt.Fprintf(w, "%s=%s\n", k, vars[k])
+			fmt.Fprintf(w, "%s=%s\n", k, flat[k])
 		}
 	})
 	return nil
+}
+
+// envPrefix turns a service id such as "compute:small" into COMPUTE_SMALL.
+func envPrefix(service string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z':
+			return r - 'a' + 'A'
+		case r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
+			return r
+		}
+		return '_'
+	}, service)
 }
 
 func (c *cli) billingShow(ctx context.Context) error {

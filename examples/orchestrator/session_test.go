@@ -174,13 +174,18 @@ func TestSession(t *testing.T) {
 
 	env := data(cli(exitOK, "env"))
 	vars := env["vars"].(map[string]any)
-	if len(vars) != 5 || vars["CLOUD_API_TOKEN"] != "[REDACTED]" || vars["REGISTRAR_DOMAIN"] != "[REDACTED]" {
+	// Two Cloud services, two tokens: neither hides the other.
+	if len(vars) != 6 || vars["COMPUTE_SMALL_CLOUD_API_TOKEN"] != "[REDACTED]" || vars["API_INFERENCE_CLOUD_API_TOKEN"] != "[REDACTED]" ||
+		vars["REGISTRAR_API_TOKEN"] != "[REDACTED]" || vars["REGISTRAR_DOMAIN"] != "[REDACTED]" {
 		t.Fatalf("env: %v", vars)
 	}
-	revealed := data(cli(exitOK, "env", "--reveal", "--provider", "cloud"))["vars"].(map[string]any)
-	token, _ := revealed["CLOUD_API_TOKEN"].(string)
-	if !strings.HasPrefix(token, "apt_") || revealed["CLOUD_API_URL"] != provURL+"/v1" || revealed["REGISTRAR_DOMAIN"] != nil {
-		t.Fatalf("revealed env: %v", revealed)
+	revealedEnv := data(cli(exitOK, "env", "--reveal", "--provider", "cloud"))
+	revealed := revealedEnv["vars"].(map[string]any)
+	compute := revealedEnv["services"].(map[string]any)["cloud/compute:small"].(map[string]any)
+	token, _ := compute["CLOUD_API_TOKEN"].(string)
+	if !strings.HasPrefix(token, "apt_") || revealed["COMPUTE_SMALL_CLOUD_API_TOKEN"] != token ||
+		revealed["CLOUD_API_URL"] != provURL+"/v1" || revealed["REGISTRAR_DOMAIN"] != nil {
+		t.Fatalf("revealed env: %v", revealedEnv)
 	}
 
 	spend := data(cli(exitOK, "spend"))
@@ -204,7 +209,7 @@ func TestSession(t *testing.T) {
 	}
 
 	status := data(cli(exitOK, "status"))
-	if status["project"] != project || len(status["resources"].([]any)) != 3 || len(status["credentials"].([]any)) != 3 {
+	if status["project"] != project || status["serving"] != true || len(status["resources"].([]any)) != 3 || len(status["credentials"].([]any)) != 3 {
 		t.Fatalf("status: %v", status)
 	}
 

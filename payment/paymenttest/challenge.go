@@ -28,15 +28,6 @@ type ChallengeHarness struct {
 // registered on t.
 type ChallengeHarnessMaker func(ctx context.Context, t *testing.T) (*ChallengeHarness, error)
 
-func newChallenge(t *testing.T, hm ChallengeHarnessMaker) *ChallengeHarness {
-	t.Helper()
-	h, err := hm(context.Background(), t)
-	if err != nil {
-		t.Fatalf("harness: %v", err)
-	}
-	return h
-}
-
 func pendingChallenge(id, fp string) payment.ChallengeRecord {
 	return payment.ChallengeRecord{ID: id, Fingerprint: fp, State: payment.ChallengePending, RetainUntil: t0.Add(24 * time.Hour)}
 }
@@ -59,7 +50,7 @@ func RunChallengeStore(t *testing.T, hm ChallengeHarnessMaker) {
 	ctx := context.Background()
 	t.Run("ClaimIsPutIfAbsent", func(t *testing.T) {
 		t.Parallel()
-		s := newChallenge(t, hm).Store
+		s := harness(t, hm).Store
 		rec := pendingChallenge("c1", "f1")
 		got, ok, err := s.Claim(ctx, rec)
 		if err != nil || !ok {
@@ -78,7 +69,7 @@ func RunChallengeStore(t *testing.T, hm ChallengeHarnessMaker) {
 	})
 	t.Run("ConcurrentClaimExactlyOne", func(t *testing.T) {
 		t.Parallel()
-		s := newChallenge(t, hm).Store
+		s := harness(t, hm).Store
 		var wins atomic.Int32
 		var winner atomic.Value
 		var wg sync.WaitGroup
@@ -112,14 +103,14 @@ func RunChallengeStore(t *testing.T, hm ChallengeHarnessMaker) {
 	})
 	t.Run("GetMissing", func(t *testing.T) {
 		t.Parallel()
-		s := newChallenge(t, hm).Store
+		s := harness(t, hm).Store
 		if _, err := s.Get(ctx, "nope"); !errors.Is(err, payment.ErrChallengeNotFound) {
 			t.Fatalf("Get missing = %v, want ErrChallengeNotFound", err)
 		}
 	})
 	t.Run("UpdateIsCompareAndSet", func(t *testing.T) {
 		t.Parallel()
-		s := newChallenge(t, hm).Store
+		s := harness(t, hm).Store
 		rec := pendingChallenge("c", "f")
 		if _, _, err := s.Claim(ctx, rec); err != nil {
 			t.Fatal(err)
@@ -165,7 +156,7 @@ func RunChallengeStore(t *testing.T, hm ChallengeHarnessMaker) {
 	})
 	t.Run("ConcurrentUpdateExactlyOne", func(t *testing.T) {
 		t.Parallel()
-		s := newChallenge(t, hm).Store
+		s := harness(t, hm).Store
 		rec := pendingChallenge("c", "f")
 		if _, _, err := s.Claim(ctx, rec); err != nil {
 			t.Fatal(err)
@@ -195,7 +186,7 @@ func RunChallengeStore(t *testing.T, hm ChallengeHarnessMaker) {
 	})
 	t.Run("RecordsAreValues", func(t *testing.T) {
 		t.Parallel()
-		s := newChallenge(t, hm).Store
+		s := harness(t, hm).Store
 		rec := pendingChallenge("c", "f")
 		rec.State = payment.ChallengeDone
 		rec.Response = servedResponse()
@@ -221,7 +212,7 @@ func RunChallengeStore(t *testing.T, hm ChallengeHarnessMaker) {
 	})
 	t.Run("NilResponse", func(t *testing.T) {
 		t.Parallel()
-		s := newChallenge(t, hm).Store
+		s := harness(t, hm).Store
 		if _, _, err := s.Claim(ctx, pendingChallenge("c", "f")); err != nil {
 			t.Fatal(err)
 		}
@@ -232,7 +223,7 @@ func RunChallengeStore(t *testing.T, hm ChallengeHarnessMaker) {
 	})
 	t.Run("Reopen", func(t *testing.T) {
 		t.Parallel()
-		h := newChallenge(t, hm)
+		h := harness(t, hm)
 		if h.Reopen == nil {
 			t.Skip("store is not durable")
 		}

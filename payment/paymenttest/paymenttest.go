@@ -60,6 +60,16 @@ type IdempotencyHarness struct {
 // IdempotencyHarnessMaker returns a harness over an empty store.
 type IdempotencyHarnessMaker func(ctx context.Context, t *testing.T) (*IdempotencyHarness, error)
 
+// harness calls a harness maker of any of the suites, failing t on error.
+func harness[H any, M ~func(context.Context, *testing.T) (H, error)](t *testing.T, hm M) H {
+	t.Helper()
+	h, err := hm(context.Background(), t)
+	if err != nil {
+		t.Fatalf("harness: %v", err)
+	}
+	return h
+}
+
 var t0 = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
 
 var timeEq = cmp.Comparer(func(a, b time.Time) bool { return a.Equal(b) })
@@ -78,21 +88,12 @@ func sample(id string) payment.Redemption {
 	}
 }
 
-func newRedemption(t *testing.T, hm RedemptionHarnessMaker) *RedemptionHarness {
-	t.Helper()
-	h, err := hm(context.Background(), t)
-	if err != nil {
-		t.Fatalf("harness: %v", err)
-	}
-	return h
-}
-
 // RunRedemptionStore runs the RedemptionStore conformance suite.
 func RunRedemptionStore(t *testing.T, hm RedemptionHarnessMaker) {
 	ctx := context.Background()
 	t.Run("CreateGet", func(t *testing.T) {
 		t.Parallel()
-		s := newRedemption(t, hm).Store
+		s := harness(t, hm).Store
 		r := sample("h1")
 		got, created, err := s.Create(ctx, r)
 		if err != nil || !created {
@@ -114,7 +115,7 @@ func RunRedemptionStore(t *testing.T, hm RedemptionHarnessMaker) {
 	})
 	t.Run("CreateIsPutIfAbsent", func(t *testing.T) {
 		t.Parallel()
-		s := newRedemption(t, hm).Store
+		s := harness(t, hm).Store
 		first := sample("h1")
 		if _, _, err := s.Create(ctx, first); err != nil {
 			t.Fatal(err)
@@ -131,7 +132,7 @@ func RunRedemptionStore(t *testing.T, hm RedemptionHarnessMaker) {
 	})
 	t.Run("ConcurrentCreateExactlyOne", func(t *testing.T) {
 		t.Parallel()
-		s := newRedemption(t, hm).Store
+		s := harness(t, hm).Store
 		var wins atomic.Int32
 		var wg sync.WaitGroup
 		results := make([]payment.Redemption, 100)
@@ -162,7 +163,7 @@ func RunRedemptionStore(t *testing.T, hm RedemptionHarnessMaker) {
 	})
 	t.Run("UpdateCompareAndSet", func(t *testing.T) {
 		t.Parallel()
-		s := newRedemption(t, hm).Store
+		s := harness(t, hm).Store
 		r := sample("h1")
 		if _, _, err := s.Create(ctx, r); err != nil {
 			t.Fatal(err)
@@ -189,7 +190,7 @@ func RunRedemptionStore(t *testing.T, hm RedemptionHarnessMaker) {
 	})
 	t.Run("ConcurrentUpdateExactlyOne", func(t *testing.T) {
 		t.Parallel()
-		s := newRedemption(t, hm).Store
+		s := harness(t, hm).Store
 		r := sample("h1")
 		if _, _, err := s.Create(ctx, r); err != nil {
 			t.Fatal(err)
@@ -217,7 +218,7 @@ func RunRedemptionStore(t *testing.T, hm RedemptionHarnessMaker) {
 	})
 	t.Run("Due", func(t *testing.T) {
 		t.Parallel()
-		s := newRedemption(t, hm).Store
+		s := harness(t, hm).Store
 		mk := func(id string, st payment.RedemptionState, next time.Time) {
 			r := sample(id)
 			r.State, r.NextAttemptAt = st, next
@@ -258,7 +259,7 @@ func RunRedemptionStore(t *testing.T, hm RedemptionHarnessMaker) {
 	})
 	t.Run("Durable", func(t *testing.T) {
 		t.Parallel()
-		h := newRedemption(t, hm)
+		h := harness(t, hm)
 		if h.Reopen == nil {
 			t.Skip("store is not durable")
 		}
@@ -278,15 +279,6 @@ func RunRedemptionStore(t *testing.T, hm RedemptionHarnessMaker) {
 			t.Errorf("after reopen (-want +got):\n%s", d)
 		}
 	})
-}
-
-func newIdem(t *testing.T, hm IdempotencyHarnessMaker) *IdempotencyHarness {
-	t.Helper()
-	h, err := hm(context.Background(), t)
-	if err != nil {
-		t.Fatalf("harness: %v", err)
-	}
-	return h
 }
 
 var (
@@ -316,7 +308,7 @@ func RunIdempotencyStore(t *testing.T, hm IdempotencyHarnessMaker) {
 	}
 	t.Run("Lifecycle", func(t *testing.T) {
 		t.Parallel()
-		s := newIdem(t, hm).Store
+		s := harness(t, hm).Store
 		begin(t, s, "k", fpA, t0, payment.IdempotencyStarted)
 		begin(t, s, "k", fpA, t0, payment.IdempotencyInFlight)
 		begin(t, s, "k", fpB, t0, payment.IdempotencyMismatch)
@@ -345,7 +337,7 @@ func RunIdempotencyStore(t *testing.T, hm IdempotencyHarnessMaker) {
 	})
 	t.Run("AbandonFreesKey", func(t *testing.T) {
 		t.Parallel()
-		s := newIdem(t, hm).Store
+		s := harness(t, hm).Store
 		begin(t, s, "k", fpA, t0, payment.IdempotencyStarted)
 		if err := s.Abandon(ctx, "k", fpB); err != nil {
 			t.Fatal(err)
@@ -358,14 +350,14 @@ func RunIdempotencyStore(t *testing.T, hm IdempotencyHarnessMaker) {
 	})
 	t.Run("LeaseExpires", func(t *testing.T) {
 		t.Parallel()
-		s := newIdem(t, hm).Store
+		s := harness(t, hm).Store
 		begin(t, s, "k", fpA, t0, payment.IdempotencyStarted)
 		begin(t, s, "k", fpA, lease.Add(-time.Second), payment.IdempotencyInFlight)
 		begin(t, s, "k", fpB, lease, payment.IdempotencyStarted)
 	})
 	t.Run("ConcurrentBeginExactlyOne", func(t *testing.T) {
 		t.Parallel()
-		s := newIdem(t, hm).Store
+		s := harness(t, hm).Store
 		var started atomic.Int32
 		var wg sync.WaitGroup
 		for range 100 {
@@ -391,13 +383,13 @@ func RunIdempotencyStore(t *testing.T, hm IdempotencyHarnessMaker) {
 	})
 	t.Run("KeysAreIndependent", func(t *testing.T) {
 		t.Parallel()
-		s := newIdem(t, hm).Store
+		s := harness(t, hm).Store
 		begin(t, s, "k1", fpA, t0, payment.IdempotencyStarted)
 		begin(t, s, "k2", fpB, t0, payment.IdempotencyStarted)
 	})
 	t.Run("Durable", func(t *testing.T) {
 		t.Parallel()
-		h := newIdem(t, hm)
+		h := harness(t, hm)
 		if h.Reopen == nil {
 			t.Skip("store is not durable")
 		}

@@ -47,10 +47,8 @@ func NewChallengeStore(ctx context.Context, db *sql.DB, dialect Dialect, opts *O
 			response TEXT NOT NULL)`,
 		`CREATE INDEX IF NOT EXISTS ` + tbl + `_retain ON ` + tbl + ` (retain_until)`,
 	}
-	for _, stmt := range ddl {
-		if _, err := db.ExecContext(ctx, stmt); err != nil {
-			return nil, fmt.Errorf("payment/sqlstore: create tables: %w", err)
-		}
+	if err := createTables(ctx, db, ddl); err != nil {
+		return nil, err
 	}
 	r := dialect.Rebind
 	return &ChallengeStore{db: db, q: challengeQueries{

@@ -103,10 +103,8 @@ func New(ctx context.Context, db *sql.DB, dialect Dialect, opts *Options) (*Stor
 			response TEXT NOT NULL)`,
 		`CREATE INDEX IF NOT EXISTS ` + idem + `_deadline ON ` + idem + ` (deadline)`,
 	}
-	for _, stmt := range ddl {
-		if _, err := db.ExecContext(ctx, stmt); err != nil {
-			return nil, fmt.Errorf("payment/sqlstore: create tables: %w", err)
-		}
+	if err := createTables(ctx, db, ddl); err != nil {
+		return nil, err
 	}
 	r := dialect.Rebind
 	s := &Store{db: db, d: dialect, q: queries{
@@ -144,6 +142,15 @@ func checkArgs(db *sql.DB, dialect Dialect, opts *Options) (string, error) {
 		return "", fmt.Errorf("payment/sqlstore: table prefix %q must match %s", prefix, prefixRE)
 	}
 	return prefix, nil
+}
+
+func createTables(ctx context.Context, db *sql.DB, ddl []string) error {
+	for _, stmt := range ddl {
+		if _, err := db.ExecContext(ctx, stmt); err != nil {
+			return fmt.Errorf("payment/sqlstore: create tables: %w", err)
+		}
+	}
+	return nil
 }
 
 func storeErr(op string, err error) error {

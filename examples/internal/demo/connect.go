@@ -32,7 +32,8 @@ var (
 	ErrExists = errors.New("demo: already exists")
 )
 
-// ProviderError is a provider that could not be reached or refused.
+// ProviderError is a provider that could not be reached or refused. It is
+// immutable once returned.
 type ProviderError struct {
 	Provider string
 	Op       string
@@ -75,7 +76,7 @@ func (e *TermsError) Error() string {
 func (e *TermsError) Is(target error) bool { return target == ErrNeedsHuman }
 
 // DeviceLink is what the human must do at the provider to link an
-// existing account: open VerificationURI and enter UserCode.
+// existing account: open VerificationURI and enter UserCode. A plain value.
 type DeviceLink struct {
 	Provider                string `json:"provider"`
 	UserCode                string `json:"user_code"`
@@ -102,6 +103,7 @@ type ConnectRequest struct {
 }
 
 // Connection describes a credential in the vault, without its secrets.
+// A plain value.
 type Connection struct {
 	Provider   string    `json:"provider"`
 	Service    string    `json:"service"`
@@ -502,7 +504,7 @@ type ResourceStore interface {
 	Delete(ctx context.Context, project, name string) error
 }
 
-// MemoryResources is an in-memory ResourceStore.
+// MemoryResources is an in-memory ResourceStore, safe for concurrent use.
 type MemoryResources struct {
 	mu sync.Mutex
 	m  map[[2]string]Resource

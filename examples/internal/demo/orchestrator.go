@@ -21,7 +21,7 @@ import (
 	"github.com/agentprov/agentprov/payment"
 )
 
-// User is the orchestrator's signed-in user.
+// User is the orchestrator's signed-in user. A plain value.
 type User struct {
 	ID    string `json:"id"`
 	Email string `json:"email"`
@@ -30,6 +30,7 @@ type User struct {
 
 // OrchestratorConfig configures an Orchestrator. Issuer, Key, KeyID,
 // User, PairwiseSecret and VaultKey are required; nil stores are in memory.
+// It is read once by NewOrchestrator.
 type OrchestratorConfig struct {
 	// Issuer is the orchestrator's public base URL: the iss of its
 	// attestations and payment tokens; JWKS and redemption are served under it.
@@ -294,7 +295,7 @@ func (b *bearer) RoundTrip(r *http.Request) (*http.Response, error) {
 	return b.base.RoundTrip(r2)
 }
 
-// Spend is one provider's spend this month against its cap.
+// Spend is one provider's spend this month against its cap. A plain value.
 type Spend struct {
 	Provider  string        `json:"provider"`
 	Window    string        `json:"window"`

@@ -10,7 +10,9 @@ import (
 )
 
 // Profile is what a demo provider sells: its id, name, terms and catalog
-// services, and the OAuth scopes a token for each service carries.
+// services, and the OAuth scopes a token for each service carries. A
+// Profile is a value; its Services must not be modified once a Provider
+// serves them.
 type Profile struct {
 	ID           string
 	Name         string

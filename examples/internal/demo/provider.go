@@ -37,7 +37,8 @@ const (
 const maxAPIBody = 64 << 10
 
 // ProviderConfig configures a Provider. Profile, BaseURL,
-// OrchestratorIssuer and RedemptionKey are required.
+// OrchestratorIssuer and RedemptionKey are required. It is read once by
+// NewProvider.
 type ProviderConfig struct {
 	Profile Profile
 	// BaseURL is where the provider is reachable, e.g. "https://api.cloud.example";
@@ -127,7 +128,7 @@ func (s *memoryProviderResources) ByAccount(_ context.Context, accountID string)
 }
 
 // Resource is one thing a provider provisioned for an account. The
-// orchestrator keeps the same record on its side.
+// orchestrator keeps the same record on its side. A plain value.
 type Resource struct {
 	ID        string            `json:"id"`
 	Service   string            `json:"service"` // service ref
