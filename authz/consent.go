@@ -4,8 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/url"
 	"time"
+
+	"github.com/agentprov/agentprov/internal/safehttp"
 )
 
 // ConsentReceipt is a signed record that a human accepted a provider's terms:
@@ -114,15 +115,15 @@ func (a *Attester) SignConsent(ctx context.Context, r ConsentReceipt) (string, e
 	return a.signPayload(TypeConsent, payload)
 }
 
-// checkTermsURL requires an absolute https URL (http only on loopback is not
-// allowed here: terms are shown to humans and kept as evidence).
+// checkTermsURL requires an absolute https URL, or http on a loopback host
+// for development and tests (PROTOCOL §2.2): terms are shown to humans and
+// kept as evidence, so nothing else is accepted.
 func checkTermsURL(s string) error {
 	if err := checkText("terms URL", s, 2048, true); err != nil {
 		return err
 	}
-	u, err := url.Parse(s)
-	if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil {
-		return errorf(ErrInvalidRequest, nil, "terms URL %q must be an absolute https URL", s)
+	if _, err := safehttp.CheckURL(s); err != nil {
+		return errorf(ErrInvalidRequest, err, "terms URL %q must be an absolute https URL (or http on loopback)", s)
 	}
 	return nil
 }

@@ -74,60 +74,59 @@ type memIndex[V any] struct {
 	_  [48]byte
 }
 
-// memKeyIndex finds holds by idempotency key. It is keyed by the key's
-// 64-bit hash, which also picks the index shard: growing a map of integers
-// rehashes no strings (which would mean reading every key again), and keys
-// whose hashes collide are chained through memHold.nextKey.
+// memKeyIndex finds holds by idempotency key, in an open-addressing table
+// keyed by the key's 64-bit hash (whose low bits also pick the index
+// shard). Keys are never removed — nothing is inserted before a
+// reservation has passed every check — so the table needs no tombstones and
+// one linear probe both finds a key and the place to insert it. Growing
+// rehashes nothing: the hash is stored. Keys whose hashes collide simply
+// occupy further slots; a hit compares the key itself.
 type memKeyIndex struct {
-	mu sync.Mutex
-	m  map[uint64]*memHold
-	_  [48]byte
+	mu   sync.Mutex
+	tab  []memKeySlot // power-of-two length; a nil hold marks a free slot
+	used int
+	_    [24]byte
 }
 
-// lookup returns the hold with key k (hash h), or nil.
-func (x *memKeyIndex) lookup(h uint64, k string) *memHold {
-	x.mu.Lock()
-	o := x.m[h]
-	for o != nil && o.key != k {
-		o = o.nextKey
-	}
-	x.mu.Unlock()
-	return o
+type memKeySlot struct {
+	h  uint64
+	mh *memHold
 }
 
-// claim stores mh under its key (hash h) unless a hold with that key
-// exists, which it returns instead.
-func (x *memKeyIndex) claim(h uint64, mh *memHold) (stored *memHold, inserted bool) {
-	x.mu.Lock()
-	first := x.m[h]
-	for o := first; o != nil; o = o.nextKey {
-		if o.key == mh.key {
-			x.mu.Unlock()
-			return o, false
+// find returns the hold with key k (hash h), or nil and the free slot where
+// it would go. The caller holds x.mu.
+func (x *memKeyIndex) find(h uint64, k string) (*memHold, int) {
+	mask := len(x.tab) - 1
+	// The low bits chose the index shard: probe from the high ones.
+	for i := int(h>>32) & mask; ; i = (i + 1) & mask {
+		s := &x.tab[i]
+		if s.mh == nil {
+			return nil, i
+		}
+		if s.h == h && s.mh.key == k {
+			return s.mh, i
 		}
 	}
-	mh.nextKey = first
-	x.m[h] = mh
-	x.mu.Unlock()
-	return mh, true
 }
 
-// unclaim removes mh, stored by claim.
-func (x *memKeyIndex) unclaim(h uint64, mh *memHold) {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	if x.m[h] == mh {
-		if mh.nextKey == nil {
-			delete(x.m, h)
-		} else {
-			x.m[h] = mh.nextKey
-		}
-		return
-	}
-	for o := x.m[h]; o != nil; o = o.nextKey {
-		if o.nextKey == mh {
-			o.nextKey = mh.nextKey
-			return
+// insert puts mh (key hash h) in the free slot i that find returned. The
+// caller holds x.mu.
+func (x *memKeyIndex) insert(i int, h uint64, mh *memHold) {
+	x.tab[i] = memKeySlot{h: h, mh: mh}
+	x.used++
+	if x.used*4 >= len(x.tab)*3 { // at most 3/4 full keeps probes short
+		old := x.tab
+		x.tab = make([]memKeySlot, 2*len(old))
+		mask := len(x.tab) - 1
+		for _, s := range old {
+			if s.mh == nil {
+				continue
+			}
+			j := int(s.h>>32) & mask
+			for x.tab[j].mh != nil {
+				j = (j + 1) & mask
+			}
+			x.tab[j] = s
 		}
 	}
 }
@@ -145,11 +144,15 @@ type memProject struct {
 	// current counters in one place in memory rather than nine.
 	whole, first memScope
 	// lastSet is the counter set of the latest hold: holds placed in the
-	// same scope and windows share it.
+	// same scope and windows share it. The first set is set0.
 	lastSet *memCounterSet
-	active  holdHeap // active holds by expiry
-	caps    map[CapKey]Money
+	set0    memCounterSet
+	active  holdHeap         // active holds by expiry, in activeInline while few
+	caps    map[CapKey]Money // nil until a cap is set
 	history []CapRecord
+	// activeInline backs active while it is short, so that placing and
+	// ending a hold touch no memory outside the project.
+	activeInline [4]*memHold
 	// reasons are the reasons given for reversals, which are rare.
 	reasons map[*memHold]string
 }
@@ -204,9 +207,8 @@ type memHold struct {
 	extra                         *memHoldExtra // nil when all its fields are empty
 	set                           *memCounterSet
 	proj                          *memProject
-	nextKey                       *memHold // next hold whose key hash is the same (memKeyIndex)
-	pos                           uint32   // position in the shard
-	heapIdx                       int32    // index in proj.active, -1 when not in it
+	pos                           uint32 // position in the shard
+	heapIdx                       int32  // index in proj.active, -1 when not in it
 	state                         memState
 }
 
@@ -226,13 +228,12 @@ const (
 	memReleased
 	memExpired
 	memReversed
-	memDead // a slot given up by a refused reservation; never found
 )
 
-var memStates = [...]HoldState{HoldActive, HoldCommitted, HoldReleased, HoldExpired, HoldReversed, ""}
+var memStates = [...]HoldState{HoldActive, HoldCommitted, HoldReleased, HoldExpired, HoldReversed}
 
 func memStateOf(s HoldState) (memState, bool) {
-	for i, n := range memStates[:memDead] {
+	for i, n := range memStates {
 		if n == s {
 			return memState(i), true
 		}
@@ -296,7 +297,7 @@ func NewMemoryStore(opts *MemoryStoreOptions) *MemoryStore {
 		s.projects[i].projects = map[string]*memProject{}
 		s.projects[i].idx = i
 		s.holdIDs[i].m = map[string]*memHold{}
-		s.holdKeys[i].m = map[uint64]*memHold{}
+		s.holdKeys[i].tab = make([]memKeySlot, 16)
 		s.useKeys[i].m = map[string]*memUsage{}
 	}
 	return s
@@ -332,7 +333,8 @@ func (x *memIndex[V]) putIfAbsent(k string, v V) (stored V, inserted bool) {
 func (sh *memShard) project(name string, create bool) *memProject {
 	p := sh.projects[name]
 	if p == nil && create {
-		p = &memProject{name: name, shard: sh, scopes: map[string]*memScope{}, caps: map[CapKey]Money{}}
+		p = &memProject{name: name, shard: sh, scopes: map[string]*memScope{}}
+		p.active = p.activeInline[:0]
 		sh.projects[name] = p
 	}
 	return p
@@ -395,7 +397,10 @@ func (p *memProject) counterSet(cs []*memCounter) *memCounterSet {
 	if last := p.lastSet; last != nil && slices.Equal(last.c, cs) {
 		return last
 	}
-	set := &memCounterSet{}
+	set := &p.set0
+	if set.c != nil {
+		set = &memCounterSet{}
+	}
 	set.c = append(set.inline[:0], cs...)
 	p.lastSet = set
 	return set
@@ -434,7 +439,7 @@ func (mh *memHold) finish(to memState, at time.Time) {
 
 // limit returns the cap in force for c; the stored cap wins over the default.
 func (p *memProject) limit(c CapCheck) (Money, bool) {
-	if len(p.caps) > 0 {
+	if p.caps != nil {
 		if m, ok := p.caps[c.Counter.Cap()]; ok {
 			return m, true
 		}
@@ -464,11 +469,14 @@ func (s *MemoryStore) Reserve(ctx context.Context, req *ReserveRequest) (Hold, b
 	sh := s.shard(req.Scope.Project)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	// A replay is answered before any check. A reservation with the same
-	// key in this project is excluded by the shard lock until the claim
-	// below; one in another project may claim the key meanwhile, and then
-	// the claim fails and answers it.
-	if v := keys.lookup(kh, req.Key); v != nil {
+	// The key index stays locked (after the shard: the lock order) from
+	// the look-up to the insertion, so that the key is claimed in one step
+	// and yet nothing is published before every check has passed. A
+	// replay is answered before any check.
+	keys.mu.Lock()
+	v, free := keys.find(kh, req.Key)
+	if v != nil {
+		keys.mu.Unlock()
 		return s.replayHold(v, req)
 	}
 	p := sh.project(req.Scope.Project, true)
@@ -487,31 +495,26 @@ func (s *MemoryStore) Reserve(ctx context.Context, req *ReserveRequest) (Hold, b
 			used = ctr.committed + ctr.held + ctr.arrears
 		}
 		if used+req.Amount.Amount > lim.Amount {
+			keys.mu.Unlock()
 			return Hold{}, false, &CapError{Counter: c.Counter, Limit: lim, Used: used, Requested: req.Amount.Amount}
 		}
 	}
-	// The next slot is unused until sh.n counts it, and nothing else sees
-	// it until the claim publishes it.
+	// The next slot is unused until sh.n counts it.
 	mh := sh.slot(sh.n)
 	*mh = memHold{
 		key: req.Key, provider: req.Scope.Provider, currency: req.Amount.Currency,
 		amount: req.Amount.Amount, createdAt: req.Now, expiresAt: req.ExpiresAt,
 		extra: extra, proj: p, pos: uint32(sh.n), heapIdx: -1, state: memActive,
 	}
-	if v, ok := keys.claim(kh, mh); !ok {
-		*mh = memHold{}
-		return s.replayHold(v, req)
-	}
 	if req.HoldID != "" {
 		if _, ok := index(s, s.holdIDs, req.HoldID).putIfAbsent(req.HoldID, mh); !ok {
-			// Holds of other shards may have seen mh by its key: give the
-			// slot up rather than reuse it.
-			keys.unclaim(kh, mh)
-			mh.state = memDead
-			sh.n++
+			keys.mu.Unlock()
+			*mh = memHold{}
 			return Hold{}, false, errorf(ErrInvalidRequest, "hold id %q already exists", req.HoldID)
 		}
 	}
+	keys.insert(free, kh, mh)
+	keys.mu.Unlock()
 	sh.n++
 	for i, c := range req.Checks {
 		ctr := found[i]
@@ -548,17 +551,17 @@ func (s *MemoryStore) holdID(mh *memHold) string {
 // appendSlotID appends the id of the hold at position pos of shard idx.
 func (s *MemoryStore) appendSlotID(b []byte, idx, pos int) []byte {
 	b = append(b, s.idPrefix...)
-	b = strconv.AppendUint(b, uint64(idx), 36)
+	b = strconv.AppendUint(b, uint64(idx), 16)
 	b = append(b, '.')
-	return strconv.AppendUint(b, uint64(pos), 36)
+	return strconv.AppendUint(b, uint64(pos), 16)
 }
 
 // find returns the hold with id with its shard locked, or nil.
 func (s *MemoryStore) find(id string) *memHold {
 	if rest, ok := strings.CutPrefix(id, s.idPrefix); ok {
 		a, b, ok := strings.Cut(rest, ".")
-		idx, err1 := strconv.ParseUint(a, 36, 32)
-		pos, err2 := strconv.ParseUint(b, 36, 32)
+		idx, err1 := strconv.ParseUint(a, 16, 32)
+		pos, err2 := strconv.ParseUint(b, 16, 32)
 		if !ok || err1 != nil || err2 != nil || idx >= uint64(len(s.projects)) {
 			return nil
 		}
@@ -569,7 +572,7 @@ func (s *MemoryStore) find(id string) *memHold {
 			// The id must be exactly the one assigned (no leading
 			// zeros…), to a hold whose id the store assigned.
 			var buf [64]byte
-			if mh.state != memDead && (mh.extra == nil || mh.extra.id == "") && string(s.appendSlotID(buf[:0], int(idx), int(pos))) == id {
+			if (mh.extra == nil || mh.extra.id == "") && string(s.appendSlotID(buf[:0], int(idx), int(pos))) == id {
 				return mh
 			}
 		}
@@ -728,6 +731,9 @@ func (s *MemoryStore) SetCap(ctx context.Context, rec CapRecord) (CapRecord, err
 	rec.Previous = nil
 	if old, ok := p.caps[rec.Key]; ok {
 		rec.Previous = &old
+	}
+	if p.caps == nil {
+		p.caps = map[CapKey]Money{}
 	}
 	p.caps[rec.Key] = rec.Limit
 	p.history = append(p.history, rec)

@@ -27,6 +27,11 @@ package payment
 //     header our code produces must pass them.
 //
 // No code was copied from mpp-go; only its test inputs and expected ids.
+//
+// These checks are a model of a parser. The real thing runs in
+// interop_mppx_test.go: mppx, the draft's TypeScript SDK, parses and
+// produces headers in node against a live Paywall and Transport (it needs
+// AGENTPROV_MPPX_DIR; see that file).
 
 import (
 	"encoding/base64"

@@ -338,28 +338,35 @@ type TokenVerifierOptions struct {
 type TokenVerifier struct {
 	issuer, provider string
 	keys             *jose.JSONWebKeySet
+	resolver         KeyResolver // set by NewResolvingTokenVerifier instead of keys
 	now              clock.Func
 	leeway           time.Duration
 }
 
 // NewTokenVerifier returns a verifier for tokens issued by orchestratorIssuer
 // for providerID, checked against keys (the orchestrator's JWKS, which the
-// caller fetched safely and keeps current).
+// caller fetched safely and keeps current). To follow key rotations, use
+// NewResolvingTokenVerifier.
 func NewTokenVerifier(orchestratorIssuer, providerID string, keys *jose.JSONWebKeySet, opts *TokenVerifierOptions) (*TokenVerifier, error) {
-	if orchestratorIssuer == "" {
+	return newTokenVerifier(orchestratorIssuer, providerID, keys, nil, opts)
+}
+
+// newTokenVerifier builds a verifier over a static set or, when resolver
+// is non-nil, a resolver.
+func newTokenVerifier(orchestratorIssuer, providerID string, keys *jose.JSONWebKeySet, resolver KeyResolver, opts *TokenVerifierOptions) (*TokenVerifier, error) {
+	switch {
+	case orchestratorIssuer == "":
 		return nil, errors.New("payment: token verifier: issuer is required")
-	}
-	if !validProvider(providerID) {
+	case !validProvider(providerID):
 		return nil, fmt.Errorf("payment: token verifier: %q is not a provider id", providerID)
-	}
-	if keys == nil || len(keys.Keys) == 0 {
+	case resolver == nil && (keys == nil || len(keys.Keys) == 0):
 		return nil, errors.New("payment: token verifier: keys are required")
 	}
 	if opts == nil {
 		opts = &TokenVerifierOptions{}
 	}
-	v := &TokenVerifier{issuer: orchestratorIssuer, provider: providerID, keys: keys, now: opts.Now, leeway: leeway(opts.Leeway)}
-	return v, nil
+	return &TokenVerifier{issuer: orchestratorIssuer, provider: providerID, keys: keys, resolver: resolver,
+		now: opts.Now, leeway: leeway(opts.Leeway)}, nil
 }
 
 func leeway(d time.Duration) time.Duration {
@@ -372,7 +379,14 @@ func leeway(d time.Duration) time.Duration {
 // Verify checks token and returns its claims. Errors are *Error with code
 // token_invalid or token_expired.
 func (v *TokenVerifier) Verify(ctx context.Context, token string) (*TokenClaims, error) {
-	c, err := verifyToken(token, v.keys, v.issuer, v.provider)
+	keys := v.keys
+	if v.resolver != nil {
+		var err error
+		if keys, err = resolveKeySet(ctx, v.resolver, token); err != nil {
+			return nil, ErrTokenInvalid.with(err, "no verification key")
+		}
+	}
+	c, err := verifyToken(token, keys, v.issuer, v.provider)
 	if err != nil {
 		return nil, err
 	}

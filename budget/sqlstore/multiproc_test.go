@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -31,7 +32,8 @@ const (
 	envChildRun = "AGENTPROV_SQLSTORE_CHILD_MODE" // "work" or "crash"
 	envChildDB  = "AGENTPROV_SQLSTORE_CHILD_DIALECT"
 
-	mpWorkers    = 64 // concurrent reservers per process
+	mpWorkers    = 64 // concurrent reservers per process (PostgreSQL)
+	mpSQLite     = 16 // on SQLite, whose busy handler is not fair to waiters
 	mpIterations = 6  // reservations per reserver
 	mpPool       = 8  // connections per process: the server is shared
 )
@@ -109,12 +111,16 @@ func TestHelperProcess(t *testing.T) {
 	}
 	ctx := context.Background()
 	var wg sync.WaitGroup
-	for w := 0; w < mpWorkers; w++ {
+	workers, iterations := mpWorkers, mpIterations
+	if d == sqlstore.SQLite {
+		workers, iterations = mpSQLite, mpIterations*mpWorkers/mpSQLite // the same demand
+	}
+	for w := 0; w < workers; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(uint64(idx), uint64(w)))
-			for i := 0; crash || i < mpIterations; i++ {
+			for i := 0; crash || i < iterations; i++ {
 				key := fmt.Sprintf("c%d-w%d-i%d", idx, w, i)
 				amount := 1 + rng.Int64N(60)
 				if crash {
@@ -155,6 +161,7 @@ func TestHelperProcess(t *testing.T) {
 type child struct {
 	cmd    *exec.Cmd
 	events []event
+	other  []string      // lines that are not events: shown if the child fails
 	lines  chan struct{} // one tick per logged line
 	done   chan error
 }
@@ -183,7 +190,8 @@ func (c *child) read(r io.Reader) error {
 	for sc.Scan() {
 		line := sc.Bytes()
 		if len(line) == 0 || line[0] != '{' {
-			continue // the test framework's own output
+			c.other = append(c.other, string(line)) // the test framework's own output
+			continue
 		}
 		var e event
 		if err := json.Unmarshal(line, &e); err != nil {
@@ -244,7 +252,7 @@ func testMultiProcess(t *testing.T, d sqlstore.Dialect, dsn string, admin *sql.D
 		}
 		err := c.cmd.Wait()
 		if c != crasher && err != nil {
-			t.Fatalf("child %d: %v", i, err)
+			t.Fatalf("child %d: %v\n%s", i, err, strings.Join(c.other, "\n"))
 		}
 	}
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/agentprov/agentprov/budget"
@@ -209,6 +210,18 @@ func (s *Store) schema() []string {
 }
 
 func (s *Store) migrate(ctx context.Context) error {
+	if s.dialect == SQLite {
+		// A restart next to busy processes should not queue for the write
+		// lock when every table is there: check with a read first.
+		t := s.t
+		names := []any{t.counters, t.holds, t.holdCounters, t.caps, t.capHistory, t.usage, t.alerts,
+			t.prefix + "budget_holds_key", t.prefix + "budget_holds_active", t.prefix + "budget_cap_history_project"}
+		var n int
+		q := `SELECT count(*) FROM sqlite_master WHERE name IN (?` + strings.Repeat(", ?", len(names)-1) + `)`
+		if err := s.db.QueryRowContext(ctx, q, names...).Scan(&n); err == nil && n == len(names) {
+			return nil
+		}
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err

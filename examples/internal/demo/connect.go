@@ -121,10 +121,11 @@ func connectionOf(c *authz.Credential) *Connection {
 }
 
 // Connect obtains a credential for req.Ref at its provider and stores it in
-// the vault: the JWT-bearer grant with an identity attestation (creating
-// the account when the human accepted the terms), or, when the provider
-// says an account with the user's email exists, the device flow approved
-// by the account holder at the provider.
+// the vault through the orchestrator's authz.Linker: the JWT-bearer grant
+// with an identity attestation (creating the account when the human
+// accepted the terms), or, when the provider says an account with the
+// user's email exists, the device flow approved by the account holder at
+// the provider.
 func (o *Orchestrator) Connect(ctx context.Context, req ConnectRequest) (*Connection, error) {
 	entry, err := o.Aggregator.Lookup(req.Ref)
 	if err != nil {
@@ -147,17 +148,15 @@ func (o *Orchestrator) Connect(ctx context.Context, req ConnectRequest) (*Connec
 		return nil, err
 	}
 	sub := o.subject(provider)
-	attest := func(consent string) (string, error) {
-		return o.Attester.Attest(ctx, authz.AttestRequest{
-			Audience: provider, Subject: sub, Email: o.cfg.User.Email, EmailVerified: true, Name: o.cfg.User.Name,
-			Actor: &authz.Actor{ClientID: agentName(req.Agent)}, Project: req.Project, Service: ref, Consent: consent,
-		})
+	lreq := authz.LinkRequest{
+		Project: req.Project, Service: ref, Server: asm,
+		Subject: sub, Email: o.cfg.User.Email, EmailVerified: true, Name: o.cfg.User.Name,
+		Actor: &authz.Actor{ClientID: agentName(req.Agent)},
 	}
-	var consent string
 	if req.AcceptTerms {
 		// The receipt records the human's acceptance; the attester refuses
 		// to sign one that does not say Human.
-		consent, err = o.Attester.SignConsent(ctx, authz.ConsentReceipt{
+		lreq.Consent, err = o.Attester.SignConsent(ctx, authz.ConsentReceipt{
 			Subject: sub, Email: o.cfg.User.Email, Provider: provider,
 			TermsURL: meta.TermsOfService.URL, TermsVersion: asm.TermsVersion,
 			AcceptedAt: o.now(), Agent: agentName(req.Agent), Human: true,
@@ -166,43 +165,42 @@ func (o *Orchestrator) Connect(ctx context.Context, req ConnectRequest) (*Connec
 			return nil, err
 		}
 	}
-	assertion, err := attest(consent)
-	if err != nil {
-		return nil, err
-	}
-	tr, err := o.tokenRequest(ctx, provider, asm.TokenEndpoint, url.Values{
-		"grant_type": {authz.GrantTypeJWTBearer}, "assertion": {assertion}})
+	res, err := o.Linker.Link(ctx, lreq)
 	var device *DeviceLink
-	var pe *ProviderError
+	var pending *authz.PendingConsent
 	switch {
 	case err == nil:
-	case errors.As(err, &pe) && pe.Code == "terms_not_accepted":
+	case errors.Is(err, authz.ErrTermsNotAccepted):
 		return nil, &TermsError{Provider: provider, URL: meta.TermsOfService.URL, Version: asm.TermsVersion}
-	case errors.As(err, &pe) && pe.Code == "consent_required":
-		if req.OnDevice == nil {
-			return nil, fmt.Errorf("%w: an account with %s exists at %s; its holder must approve the link", ErrNeedsHuman, o.cfg.User.Email, provider)
-		}
-		if tr, device, err = o.deviceFlow(ctx, provider, asm, attest, req.OnDevice); err != nil {
+	case errors.As(err, &pending) && req.OnDevice != nil:
+		device = &DeviceLink{Provider: provider, UserCode: pending.UserCode, VerificationURI: pending.VerificationURI,
+			VerificationURIComplete: pending.VerificationURIComplete, ExpiresIn: int64(pending.ExpiresAt.Sub(o.now()) / time.Second)}
+		if err := req.OnDevice(ctx, *device); err != nil {
 			return nil, err
 		}
+		if res, err = pending.Wait(ctx); err != nil {
+			return nil, linkError(provider, "device flow", err)
+		}
+	case errors.Is(err, authz.ErrConsentRequired):
+		return nil, fmt.Errorf("%w: an account with %s exists at %s; its holder must approve the link", ErrNeedsHuman, o.cfg.User.Email, provider)
 	default:
-		return nil, err
+		return nil, linkError(provider, "token", err)
 	}
-	cred := authz.Credential{
-		Project: req.Project, Provider: provider, Service: entry.Ref.Service,
-		AccessToken: authz.Secret(tr.AccessToken), TokenType: tr.TokenType,
-		Expiry: o.now().Add(time.Duration(tr.ExpiresIn) * time.Second), Scopes: strings.Fields(tr.Scope),
-		AccountID: tr.AccountID, LinkAction: tr.LinkAction,
-	}
-	if old, err := o.Vault.Get(ctx, req.Project, ref); err == nil {
-		cred.Env = old.Env // keep what the provider returned for the resources
-	}
-	if err := o.Vault.Put(ctx, cred); err != nil {
-		return nil, err
-	}
-	c := connectionOf(&cred)
+	c := connectionOf(res.Credential)
 	c.Device = device
 	return c, nil
+}
+
+// linkError reports a Linker failure as the provider's, with its code.
+func linkError(provider, op string, err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	pe := &ProviderError{Provider: provider, Op: op, Err: err}
+	if e := authz.AsError(err); e != nil {
+		pe.Status, pe.Code = e.Status, e.Code
+	}
+	return pe
 }
 
 func agentName(s string) string {
@@ -210,103 +208,6 @@ func agentName(s string) string {
 		return "agent"
 	}
 	return s
-}
-
-// deviceFlow runs RFC 8628: start, show the code to the human, poll.
-func (o *Orchestrator) deviceFlow(ctx context.Context, provider string, asm *authz.AuthorizationServerMetadata,
-	attest func(string) (string, error), show func(context.Context, DeviceLink) error) (*authz.TokenResponse, *DeviceLink, error) {
-	assertion, err := attest("")
-	if err != nil {
-		return nil, nil, err
-	}
-	var da authz.DeviceAuthorizationResponse
-	if err := o.postForm(ctx, provider, "device authorization", asm.DeviceAuthorizationEndpoint,
-		url.Values{"client_id": {o.Attester.Issuer()}, "assertion": {assertion}}, &da); err != nil {
-		return nil, nil, err
-	}
-	link := &DeviceLink{Provider: provider, UserCode: da.UserCode, VerificationURI: da.VerificationURI,
-		VerificationURIComplete: da.VerificationURIComplete, ExpiresIn: da.ExpiresIn}
-	if err := show(ctx, *link); err != nil {
-		return nil, nil, err
-	}
-	interval := time.Duration(max(da.Interval, 1)) * time.Second
-	deadline := o.now().Add(time.Duration(da.ExpiresIn) * time.Second)
-	for first := true; ; first = false {
-		if !first {
-			t := time.NewTimer(interval)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return nil, nil, ctx.Err()
-			case <-t.C:
-			}
-		}
-		tr, err := o.tokenRequest(ctx, provider, asm.TokenEndpoint, url.Values{
-			"grant_type": {authz.GrantTypeDeviceCode}, "device_code": {da.DeviceCode}, "client_id": {o.Attester.Issuer()}})
-		var pe *ProviderError
-		switch {
-		case err == nil:
-			return tr, link, nil
-		case errors.As(err, &pe) && pe.Code == "authorization_pending":
-		case errors.As(err, &pe) && pe.Code == "slow_down":
-			interval += 5 * time.Second
-		default:
-			return nil, nil, err
-		}
-		if o.now().After(deadline) {
-			return nil, nil, &ProviderError{Provider: provider, Op: "device flow", Code: "expired_token"}
-		}
-	}
-}
-
-func (o *Orchestrator) tokenRequest(ctx context.Context, provider, endpoint string, form url.Values) (*authz.TokenResponse, error) {
-	var tr authz.TokenResponse
-	if err := o.postForm(ctx, provider, "token", endpoint, form, &tr); err != nil {
-		return nil, err
-	}
-	if tr.AccessToken == "" || !strings.EqualFold(tr.TokenType, "Bearer") {
-		return nil, &ProviderError{Provider: provider, Op: "token", Err: errors.New("malformed token response")}
-	}
-	return &tr, nil
-}
-
-// postForm posts an OAuth form and decodes a 200 JSON answer into v; an
-// RFC 6749 §5.2 error becomes a *ProviderError with its code.
-func (o *Orchestrator) postForm(ctx context.Context, provider, op, endpoint string, form url.Values, v any) error {
-	if _, err := safehttp.CheckURL(endpoint); err != nil {
-		return &ProviderError{Provider: provider, Op: op, Err: err}
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Accept", "application/json")
-	resp, err := o.client.Do(req)
-	if err != nil {
-		return &ProviderError{Provider: provider, Op: op, Err: err}
-	}
-	defer resp.Body.Close()
-	body, err := safehttp.ReadAll(resp.Body, 64<<10)
-	if err != nil {
-		return &ProviderError{Provider: provider, Op: op, Status: resp.StatusCode, Err: err}
-	}
-	if resp.StatusCode != http.StatusOK {
-		var oe struct {
-			Error       string `json:"error"`
-			Description string `json:"error_description"`
-		}
-		_ = json.Unmarshal(body, &oe)
-		pe := &ProviderError{Provider: provider, Op: op, Status: resp.StatusCode, Code: oe.Error}
-		if oe.Description != "" {
-			pe.Err = errors.New(oe.Description)
-		}
-		return pe
-	}
-	if err := json.Unmarshal(body, v); err != nil {
-		return &ProviderError{Provider: provider, Op: op, Err: err}
-	}
-	return nil
 }
 
 // AddRequest asks the provider to provision a service for a project.

@@ -72,6 +72,7 @@ type Orchestrator struct {
 	Ledger     *budget.Ledger
 	Issuer     *payment.Issuer
 	Vault      *authz.Vault
+	Linker     *authz.Linker
 	Revoker    *authz.Revoker
 	Resources  ResourceStore
 
@@ -147,6 +148,9 @@ func NewOrchestrator(cfg OrchestratorConfig) (*Orchestrator, error) {
 		return nil, err
 	}
 	if o.Vault, err = authz.NewVault(sealed, &authz.VaultOptions{Clock: o.now, Logger: o.log}); err != nil {
+		return nil, err
+	}
+	if o.Linker, err = authz.NewLinker(o.Attester, o.Vault, &authz.LinkerOptions{HTTPClient: o.client, Logger: o.log, Clock: o.now}); err != nil {
 		return nil, err
 	}
 	if o.Revoker, err = authz.NewRevoker(o.Attester, o.Vault, targets{o}, o.client,

@@ -250,7 +250,17 @@ func NewProvider(cfg ProviderConfig) (*Provider, error) {
 	if u, err := url.Parse(base); err == nil {
 		realm = u.Host
 	}
-	checker := &tokenChecker{issuer: cfg.OrchestratorIssuer, provider: cfg.Profile.ID, pinned: cfg.OrchestratorKeys, keys: keys}
+	// Payment tokens are checked against the pinned keys, or against the
+	// KeySet that follows the orchestrator's rotations.
+	var checker *payment.TokenVerifier
+	if keys != nil {
+		checker, err = payment.NewResolvingTokenVerifier(cfg.OrchestratorIssuer, cfg.Profile.ID, keys, nil)
+	} else {
+		checker, err = payment.NewTokenVerifier(cfg.OrchestratorIssuer, cfg.Profile.ID, cfg.OrchestratorKeys, nil)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("demo: provider %s: %w", cfg.Profile.ID, err)
+	}
 	p.Paywall, err = payment.NewPaywall(realm, [][]byte{secret}, checker, redeemer, &payment.PaywallOptions{Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("demo: provider %s: %w", cfg.Profile.ID, err)
@@ -518,35 +528,4 @@ func newID(prefix string) string {
 	b := make([]byte, 10)
 	_, _ = rand.Read(b)
 	return prefix + strings.ToLower(idEncoding.EncodeToString(b))
-}
-
-// tokenChecker verifies payment tokens against the orchestrator's keys:
-// pinned, or looked up by kid in a KeySet that follows rotations.
-type tokenChecker struct {
-	issuer, provider string
-	pinned           *jose.JSONWebKeySet
-	keys             *authz.KeySet
-}
-
-func (c *tokenChecker) Verify(ctx context.Context, token string) (*payment.TokenClaims, error) {
-	keys := c.pinned
-	if keys == nil {
-		if len(token) > payment.MaxTokenSize {
-			return nil, payment.ErrTokenInvalid
-		}
-		jws, err := jose.ParseSigned(token, []jose.SignatureAlgorithm{jose.EdDSA, jose.ES256})
-		if err != nil || len(jws.Signatures) != 1 {
-			return nil, payment.ErrTokenInvalid
-		}
-		k, err := c.keys.Key(ctx, jws.Signatures[0].Header.KeyID)
-		if err != nil {
-			return nil, payment.ErrTokenInvalid
-		}
-		keys = &jose.JSONWebKeySet{Keys: []jose.JSONWebKey{*k}}
-	}
-	v, err := payment.NewTokenVerifier(c.issuer, c.provider, keys, nil)
-	if err != nil {
-		return nil, err
-	}
-	return v.Verify(ctx, token)
 }

@@ -4,15 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -103,47 +100,6 @@ func FuzzCreateBody(f *testing.F) {
 		after := len(list)
 		if grew := after > before; grew != (rec.Code == http.StatusCreated) {
 			t.Fatalf("HTTP %d but resource recorded = %v", rec.Code, grew)
-		}
-	})
-}
-
-// FuzzOAuthAnswer feeds arbitrary token-endpoint answers to the client:
-// it returns a token or a *ProviderError, never anything else.
-func FuzzOAuthAnswer(f *testing.F) {
-	f.Add(200, []byte(`{"access_token":"apt_x","token_type":"Bearer","expires_in":60,"account_id":"a","link_action":"created"}`))
-	f.Add(401, []byte(`{"error":"consent_required","error_description":"x"}`))
-	f.Add(400, []byte(`not json`))
-	f.Add(200, []byte(`{"access_token":"","token_type":"Bearer"}`))
-	f.Add(500, []byte(``))
-	var mu sync.Mutex // the race detector does not see ordering through sockets
-	var status int
-	var body []byte
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		st, b := status, body
-		mu.Unlock()
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(st)
-		w.Write(b)
-	}))
-	defer srv.Close()
-	o := &Orchestrator{client: srv.Client()}
-	f.Fuzz(func(t *testing.T, st int, b []byte) {
-		if st < 200 || st > 599 {
-			return
-		}
-		mu.Lock()
-		status, body = st, b
-		mu.Unlock()
-		tr, err := o.tokenRequest(context.Background(), "cloud", srv.URL, url.Values{"a": {"b"}})
-		var pe *ProviderError
-		switch {
-		case err == nil:
-			if st != 200 || tr.AccessToken == "" {
-				t.Fatalf("accepted %d %q", st, b)
-			}
-		case !errors.As(err, &pe):
-			t.Fatalf("untyped error %v", err)
 		}
 	})
 }

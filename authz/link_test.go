@@ -1,0 +1,397 @@
+package authz_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/internal/clock"
+)
+
+// linkEnv is an orchestrator with a Linker in front of a real Provisioner
+// over HTTP, sharing a fake clock that the Linker's Sleep advances.
+type linkEnv struct {
+	o      *orchestrator
+	p      *provider
+	clock  *clock.Fake
+	linker *authz.Linker
+	logs   *bytes.Buffer
+	// onSleep runs after every device-flow wait, with the number of waits
+	// so far: the simulated human acts there.
+	onSleep func(n int)
+	sleeps  atomic.Int32
+}
+
+func newLinkEnv(t *testing.T) *linkEnv {
+	t.Helper()
+	e := &linkEnv{o: newOrchestrator(t, orchIssuer), clock: clock.NewFake(time.Now()), logs: &bytes.Buffer{}}
+	e.p = newProvider(t, "acme", providerConfig{trust: []*orchestrator{e.o}, issuers: []string{orchIssuer}, clock: e.clock})
+	var err error
+	e.linker, err = authz.NewLinker(e.o.att, e.o.vault, &authz.LinkerOptions{
+		HTTPClient: e.p.srv.Client(),
+		Logger:     slog.New(slog.NewTextHandler(e.logs, nil)),
+		Clock:      e.clock.Now,
+		Sleep: func(ctx context.Context, d time.Duration) error {
+			e.clock.Advance(d)
+			n := int(e.sleeps.Add(1))
+			if e.onSleep != nil {
+				e.onSleep(n)
+			}
+			return ctx.Err()
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func (e *linkEnv) request(t *testing.T, u user, withConsent bool) authz.LinkRequest {
+	t.Helper()
+	req := authz.LinkRequest{
+		Project: "proj_1", Service: "acme/dns", Issuer: e.p.srv.URL,
+		Subject: u.sub, Email: u.email, EmailVerified: u.verified, Name: "Test " + u.sub,
+		Actor: &authz.Actor{Sub: "agent-7"},
+	}
+	if withConsent {
+		c, err := e.o.att.SignConsent(context.Background(), authz.ConsentReceipt{
+			Subject: u.sub, Email: u.email, Provider: "acme", TermsURL: termsURL, TermsVersion: termsVersion,
+			AcceptedAt: time.Now().Add(-time.Minute), Agent: "agent-7", Human: true,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Consent = c
+	}
+	return req
+}
+
+func TestLinkerCreatesAccount(t *testing.T) {
+	e := newLinkEnv(t)
+	ctx := context.Background()
+	u := user{sub: "u-new", email: "new@example.com", verified: true}
+	res, err := e.linker.Link(ctx, e.request(t, u, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.LinkAction != authz.LinkCreated || res.Credential.AccountID == "" {
+		t.Fatalf("result = %+v", res)
+	}
+	stored, err := e.o.vault.Get(ctx, "proj_1", "acme/dns")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stored.AccessToken != res.Credential.AccessToken || stored.LinkAction != authz.LinkCreated ||
+		!slices.Equal(stored.Scopes, []string{"dns:write", "zones:read"}) || stored.TokenType != "Bearer" {
+		t.Fatalf("vault holds %+v", stored)
+	}
+	if want := e.clock.Now().Add(30 * 24 * time.Hour); !stored.Expiry.Equal(want) {
+		t.Fatalf("expiry = %v, want %v", stored.Expiry, want)
+	}
+	// The token works at the provider's API.
+	if code, body, _ := whoami(t, ctx, e.p, e.o, "proj_1", "acme/dns"); code != http.StatusOK || body["account_id"] != stored.AccountID {
+		t.Fatalf("whoami = %d %v", code, body)
+	}
+	// Env the provider returned later survives a token renewal for the
+	// same account.
+	if _, err := e.o.vault.Update(ctx, "proj_1", "acme/dns", func(c *authz.Credential) error {
+		c.Env = map[string]authz.Secret{"ACME_ZONE": "z1"}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	req := e.request(t, u, false)
+	req.Scope = "zones:read"
+	again, err := e.linker.Link(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.LinkAction != authz.LinkExisting || again.Credential.AccountID != stored.AccountID ||
+		again.Credential.AccessToken == stored.AccessToken || again.Credential.Env["ACME_ZONE"] != "z1" ||
+		!slices.Equal(again.Credential.Scopes, []string{"zones:read"}) {
+		t.Fatalf("second link = %+v", again.Credential)
+	}
+	if strings.Contains(e.logs.String(), again.Credential.AccessToken.Reveal()) || !strings.Contains(e.logs.String(), "link_action=created") {
+		t.Fatalf("logs leak the token or miss the link: %s", e.logs)
+	}
+}
+
+func TestLinkerConsentThroughDeviceFlow(t *testing.T) {
+	e := newLinkEnv(t)
+	ctx := context.Background()
+	if err := e.p.accounts.Seed(ctx, authz.Account{ID: "acct_old", Email: "old@example.com", CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	u := user{sub: "u-old", email: "old@example.com", verified: true}
+	_, err := e.linker.Link(ctx, e.request(t, u, true))
+	var pending *authz.PendingConsent
+	if !errors.As(err, &pending) || !errors.Is(err, authz.ErrConsentRequired) {
+		t.Fatalf("Link = %v, want a PendingConsent", err)
+	}
+	if pending.UserCode == "" || pending.VerificationURI != e.p.srv.URL+"/device" ||
+		!strings.Contains(pending.VerificationURIComplete, "user_code=") || pending.Provider != "acme" ||
+		!pending.ExpiresAt.After(e.clock.Now()) {
+		t.Fatalf("pending = %+v", pending)
+	}
+	if strings.Contains(err.Error(), pending.UserCode) {
+		t.Fatalf("error text shows the user code: %v", err)
+	}
+	if _, err := e.o.vault.Get(ctx, "proj_1", "acme/dns"); !errors.Is(err, authz.ErrCredentialNotFound) {
+		t.Fatalf("vault before approval: %v", err)
+	}
+	// The human signs in at the provider and approves after the agent's
+	// second poll; the Linker keeps polling through authorization_pending.
+	e.onSleep = func(n int) {
+		if n == 3 {
+			if err := e.p.prov.ApproveDevice(ctx, pending.UserCode, "acct_old"); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	res, err := pending.Wait(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.LinkAction != authz.LinkExisting || res.Credential.AccountID != "acct_old" || e.sleeps.Load() != 3 {
+		t.Fatalf("result = %+v after %d polls", res, e.sleeps.Load())
+	}
+	if c, err := e.o.vault.Get(ctx, "proj_1", "acme/dns"); err != nil || c.AccountID != "acct_old" || c.LinkAction != authz.LinkExisting {
+		t.Fatalf("vault = %+v, %v", c, err)
+	}
+	// Decided: Wait again answers the same without polling.
+	if again, err := pending.Wait(ctx); err != nil || again != res || e.sleeps.Load() != 3 {
+		t.Fatalf("second Wait = %v, %v", again, err)
+	}
+	// From now on the identity is linked: no consent needed.
+	res, err = e.linker.Link(ctx, e.request(t, u, false))
+	if err != nil || res.LinkAction != authz.LinkExisting || res.Credential.AccountID != "acct_old" {
+		t.Fatalf("later Link = %+v, %v", res, err)
+	}
+}
+
+func TestLinkerDeviceFlowRefusals(t *testing.T) {
+	ctx := context.Background()
+	start := func(t *testing.T) (*linkEnv, *authz.PendingConsent) {
+		e := newLinkEnv(t)
+		if err := e.p.accounts.Seed(ctx, authz.Account{ID: "acct_old", Email: "old@example.com", CreatedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		_, err := e.linker.Link(ctx, e.request(t, user{sub: "u-old", email: "old@example.com", verified: true}, false))
+		var pending *authz.PendingConsent
+		if !errors.As(err, &pending) {
+			t.Fatalf("Link = %v", err)
+		}
+		return e, pending
+	}
+	t.Run("denied", func(t *testing.T) {
+		e, pending := start(t)
+		if err := e.p.prov.DenyDevice(ctx, pending.UserCode); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := pending.Wait(ctx); !errors.Is(err, authz.ErrAccessDenied) {
+			t.Fatalf("Wait = %v", err)
+		}
+		if _, err := pending.Wait(ctx); !errors.Is(err, authz.ErrAccessDenied) {
+			t.Fatalf("second Wait = %v", err)
+		}
+	})
+	t.Run("expired", func(t *testing.T) {
+		_, pending := start(t)
+		if _, err := pending.Wait(ctx); !errors.Is(err, authz.ErrDeviceCodeExpired) {
+			t.Fatalf("Wait = %v", err)
+		}
+	})
+	t.Run("cancelled then resumed", func(t *testing.T) {
+		e, pending := start(t)
+		cctx, cancel := context.WithCancel(ctx)
+		e.onSleep = func(int) { cancel() }
+		if _, err := pending.Wait(cctx); !errors.Is(err, context.Canceled) {
+			t.Fatalf("Wait = %v", err)
+		}
+		e.onSleep = nil
+		if err := e.p.prov.ApproveDevice(ctx, pending.UserCode, "acct_old"); err != nil {
+			t.Fatal(err)
+		}
+		if res, err := pending.Wait(ctx); err != nil || res.Credential.AccountID != "acct_old" {
+			t.Fatalf("resumed Wait = %v, %v", res, err)
+		}
+	})
+}
+
+func TestLinkerProvisioningErrors(t *testing.T) {
+	e := newLinkEnv(t)
+	ctx := context.Background()
+	_, err := e.linker.Link(ctx, e.request(t, user{sub: "u1", email: "a@example.com", verified: true}, false))
+	if !errors.Is(err, authz.ErrTermsNotAccepted) || authz.AsError(err).Status != http.StatusBadRequest {
+		t.Fatalf("no consent: %v", err)
+	}
+	_, err = e.linker.Link(ctx, e.request(t, user{sub: "u2", email: "b@example.com"}, true))
+	if !errors.Is(err, authz.ErrEmailNotVerified) {
+		t.Fatalf("unverified email: %v", err)
+	}
+	req := e.request(t, user{sub: "u3", email: "c@example.com", verified: true}, true)
+	req.Scope = "admin"
+	if _, err = e.linker.Link(ctx, req); !errors.Is(err, authz.ErrInvalidScope) {
+		t.Fatalf("bad scope: %v", err)
+	}
+	req = e.request(t, user{sub: "u3", email: "c@example.com", verified: true}, true)
+	req.Service = "acme"
+	if _, err = e.linker.Link(ctx, req); !errors.Is(err, authz.ErrInvalidRequest) {
+		t.Fatalf("bad service ref: %v", err)
+	}
+	req.Service, req.Issuer = "acme/dns", ""
+	if _, err = e.linker.Link(ctx, req); !errors.Is(err, authz.ErrInvalidRequest) {
+		t.Fatalf("no issuer: %v", err)
+	}
+	req.Server = &authz.AuthorizationServerMetadata{Issuer: "http://acme.example", TokenEndpoint: "http://acme.example/oauth/token"}
+	if _, err = e.linker.Link(ctx, req); !errors.Is(err, authz.ErrInvalidMetadata) {
+		t.Fatalf("plain http endpoint: %v", err)
+	}
+	if _, err := authz.NewLinker(nil, e.o.vault, nil); err == nil {
+		t.Fatal("NewLinker accepted a nil attester")
+	}
+}
+
+// fakeTokenEndpoint answers each request with the next scripted answer.
+func fakeTokenEndpoint(t *testing.T, answers ...func(w http.ResponseWriter)) (*httptest.Server, *atomic.Int32) {
+	t.Helper()
+	var n atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		i := int(n.Add(1)) - 1
+		if i >= len(answers) {
+			i = len(answers) - 1
+		}
+		answers[i](w)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &n
+}
+
+func jsonAnswer(status int, body string) func(w http.ResponseWriter) {
+	return func(w http.ResponseWriter) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		_, _ = w.Write([]byte(body))
+	}
+}
+
+func TestLinkerRejectsBadAnswers(t *testing.T) {
+	ctx := context.Background()
+	o := newOrchestrator(t, orchIssuer)
+	good := `{"access_token":"t","token_type":"Bearer","expires_in":60,"account_id":"a1","link_action":"created"}`
+	for name, tc := range map[string]struct {
+		answer func(w http.ResponseWriter)
+		want   *authz.Error
+	}{
+		"mac token":        {jsonAnswer(200, strings.Replace(good, "Bearer", "mac", 1)), authz.ErrInvalidResponse},
+		"no link action":   {jsonAnswer(200, strings.Replace(good, `"created"`, `"maybe"`, 1)), authz.ErrInvalidResponse},
+		"trailing data":    {jsonAnswer(200, good+"{}"), authz.ErrInvalidResponse},
+		"not json":         {func(w http.ResponseWriter) { _, _ = w.Write([]byte(good)) }, authz.ErrInvalidResponse},
+		"huge body":        {jsonAnswer(200, `{"access_token":"`+strings.Repeat("a", authz.MaxLinkResponseBytes)+`"}`), authz.ErrInvalidResponse},
+		"html error":       {func(w http.ResponseWriter) { http.Error(w, "<h1>oops</h1>", 502) }, authz.ErrInvalidResponse},
+		"redirect":         {func(w http.ResponseWriter) { w.Header().Set("Location", "https://evil.example/"); w.WriteHeader(307) }, authz.ErrInvalidResponse},
+		"provider refusal": {jsonAnswer(400, `{"error":"invalid_grant","error_description":"bad \u001b[31mthing"}`), authz.ErrInvalidGrant},
+	} {
+		t.Run(name, func(t *testing.T) {
+			srv, _ := fakeTokenEndpoint(t, tc.answer)
+			l, err := authz.NewLinker(o.att, o.vault, &authz.LinkerOptions{HTTPClient: srv.Client()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = l.Link(ctx, authz.LinkRequest{Project: "p1", Service: "acme/dns", Subject: "s1",
+				Server: &authz.AuthorizationServerMetadata{Issuer: srv.URL, TokenEndpoint: srv.URL + "/token"}})
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("Link = %v, want %s", err, tc.want.Code)
+			}
+			if strings.ContainsRune(err.Error(), 0x1b) {
+				t.Fatalf("control characters reached the error: %q", err)
+			}
+			if _, err := o.vault.Get(ctx, "p1", "acme/dns"); !errors.Is(err, authz.ErrCredentialNotFound) {
+				t.Fatalf("vault written after a bad answer: %v", err)
+			}
+		})
+	}
+}
+
+func TestLinkerSlowDown(t *testing.T) {
+	ctx := context.Background()
+	o := newOrchestrator(t, orchIssuer)
+	var devURL string
+	srv, calls := fakeTokenEndpoint(t,
+		jsonAnswer(401, `{"error":"consent_required"}`),
+		func(w http.ResponseWriter) {
+			jsonAnswer(200, `{"device_code":"dc","user_code":"BCDF-GHJK","verification_uri":"`+devURL+`","expires_in":600,"interval":2}`)(w)
+		},
+		jsonAnswer(400, `{"error":"authorization_pending"}`),
+		jsonAnswer(400, `{"error":"slow_down","interval":2}`),
+		jsonAnswer(200, `{"access_token":"t","token_type":"bearer","expires_in":60,"account_id":"a1","link_action":"linked_existing"}`),
+	)
+	devURL = srv.URL + "/device"
+	var waits []time.Duration
+	l, err := authz.NewLinker(o.att, o.vault, &authz.LinkerOptions{HTTPClient: srv.Client(),
+		Sleep: func(_ context.Context, d time.Duration) error { waits = append(waits, d); return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = l.Link(ctx, authz.LinkRequest{Project: "p1", Service: "acme/dns", Subject: "s1",
+		Server: &authz.AuthorizationServerMetadata{Issuer: srv.URL, TokenEndpoint: srv.URL + "/token", DeviceAuthorizationEndpoint: srv.URL + "/device_authorization"}})
+	var pending *authz.PendingConsent
+	if !errors.As(err, &pending) {
+		t.Fatalf("Link = %v", err)
+	}
+	res, err := pending.Wait(ctx)
+	if err != nil || res.Credential.AccountID != "a1" || calls.Load() != 5 {
+		t.Fatalf("Wait = %+v, %v after %d calls", res, err, calls.Load())
+	}
+	if want := []time.Duration{2 * time.Second, 2 * time.Second, 7 * time.Second}; !slices.Equal(waits, want) {
+		t.Fatalf("waits = %v, want %v", waits, want)
+	}
+}
+
+func TestLinkerRefusesUnsafeVerificationURI(t *testing.T) {
+	ctx := context.Background()
+	o := newOrchestrator(t, orchIssuer)
+	srv, _ := fakeTokenEndpoint(t,
+		jsonAnswer(401, `{"error":"consent_required"}`),
+		jsonAnswer(200, `{"device_code":"dc","user_code":"BCDF-GHJK","verification_uri":"javascript:alert(1)","expires_in":600}`),
+	)
+	l, err := authz.NewLinker(o.att, o.vault, &authz.LinkerOptions{HTTPClient: srv.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = l.Link(ctx, authz.LinkRequest{Project: "p1", Service: "acme/dns", Subject: "s1",
+		Server: &authz.AuthorizationServerMetadata{Issuer: srv.URL, TokenEndpoint: srv.URL + "/token", DeviceAuthorizationEndpoint: srv.URL + "/device_authorization"}})
+	if !errors.Is(err, authz.ErrInvalidResponse) {
+		t.Fatalf("Link = %v", err)
+	}
+}
+
+func TestSignConsentTermsURLOnLoopback(t *testing.T) {
+	o := newOrchestrator(t, orchIssuer)
+	sign := func(u string) error {
+		_, err := o.att.SignConsent(context.Background(), authz.ConsentReceipt{
+			Subject: "s1", Provider: "acme", TermsURL: u, TermsVersion: "1",
+			AcceptedAt: time.Now().Add(-time.Minute), Human: true,
+		})
+		return err
+	}
+	for _, u := range []string{"https://acme.example/terms", "http://127.0.0.1:8080/terms", "http://localhost/terms", "http://[::1]:9/terms"} {
+		if err := sign(u); err != nil {
+			t.Errorf("%s: %v", u, err)
+		}
+	}
+	for _, u := range []string{"http://acme.example/terms", "ftp://127.0.0.1/terms", "https://user@acme.example/terms", "/terms", "http://127.0.0.1.evil.example/terms"} {
+		if err := sign(u); !errors.Is(err, authz.ErrInvalidRequest) {
+			t.Errorf("%s: %v, want invalid_request", u, err)
+		}
+	}
+}

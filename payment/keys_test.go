@@ -1,0 +1,166 @@
+package payment_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/budget"
+	"github.com/agentprov/agentprov/payment"
+)
+
+// authz.KeySet is the resolver providers use; no adapter is needed.
+var _ payment.KeyResolver = (*authz.KeySet)(nil)
+
+const rotIssuer = "https://orchestrator.example"
+
+// rotatingOrchestrator serves the JWKS of its current issuer; rotate swaps
+// in a new signing key and keeps the old one as retired.
+type rotatingOrchestrator struct {
+	t      *testing.T
+	ledger *budget.Ledger
+	rail   *payment.MemoryRail
+	mu     sync.Mutex
+	iss    *payment.Issuer
+	old    []jose.JSONWebKey
+	srv    *httptest.Server
+}
+
+func newRotatingOrchestrator(t *testing.T) *rotatingOrchestrator {
+	ledger, err := budget.NewLedger(budget.NewMemoryStore(nil), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := &rotatingOrchestrator{t: t, ledger: ledger, rail: payment.NewMemoryRail(nil)}
+	o.rotate("k1")
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /jwks.json", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(o.issuer().JWKS())
+	})
+	mux.Handle("/redemptions", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { o.issuer().RedemptionHandler().ServeHTTP(w, r) }))
+	o.srv = httptest.NewServer(mux)
+	t.Cleanup(o.srv.Close)
+	return o
+}
+
+func (o *rotatingOrchestrator) issuer() *payment.Issuer {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.iss
+}
+
+func (o *rotatingOrchestrator) rotate(kid string) {
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.iss != nil {
+		o.old = append(o.old, o.iss.JWKS().Keys...)
+	}
+	iss, err := payment.NewIssuer(rotIssuer, payment.SigningKey{KeyID: kid, Key: priv}, o.ledger, &payment.IssuerOptions{
+		Rail: o.rail, RetiredKeys: o.old, Authenticate: payment.BearerAuthenticator(map[string]string{"acme": "acme-key"}),
+	})
+	if err != nil {
+		o.t.Fatal(err)
+	}
+	o.iss = iss
+}
+
+func (o *rotatingOrchestrator) mint(key string) string {
+	m, err := o.issuer().Mint(context.Background(), payment.MintRequest{
+		Project: "proj-1", Provider: "acme", Service: "dns", MaxAmount: budget.USD(100), IdempotencyKey: key,
+	})
+	if err != nil {
+		o.t.Fatal(err)
+	}
+	return m.Token
+}
+
+func TestResolvingTokenVerifierFollowsRotation(t *testing.T) {
+	ctx := context.Background()
+	o := newRotatingOrchestrator(t)
+	keys, err := authz.NewKeySet(o.srv.URL+"/jwks.json", &authz.KeySetOptions{HTTPClient: o.srv.Client(), MinRefetchInterval: time.Nanosecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := payment.NewResolvingTokenVerifier(rotIssuer, "acme", keys, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pinned, err := payment.NewTokenVerifier(rotIssuer, "acme", o.issuer().JWKS(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := o.mint("a")
+	if _, err := v.Verify(ctx, before); err != nil {
+		t.Fatalf("k1 token: %v", err)
+	}
+	o.rotate("k2")
+	after := o.mint("b")
+	if _, err := pinned.Verify(ctx, after); !errors.Is(err, payment.ErrTokenInvalid) {
+		t.Fatalf("pinned verifier accepted a k2 token: %v", err)
+	}
+	for name, tok := range map[string]string{"k2 token": after, "retired k1 token": before} {
+		c, err := v.Verify(ctx, tok)
+		if err != nil || c.Audience != "acme" {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	// A key the orchestrator never published is refused, with the
+	// resolver's reason reachable.
+	_, rogueKey, _ := ed25519.GenerateKey(rand.Reader)
+	rogue, err := payment.NewIssuer(rotIssuer, payment.SigningKey{KeyID: "rogue", Key: rogueKey}, o.ledger, &payment.IssuerOptions{Rail: o.rail})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := rogue.Mint(ctx, payment.MintRequest{Project: "proj-1", Provider: "acme", Service: "dns", MaxAmount: budget.USD(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = v.Verify(ctx, m.Token)
+	if !errors.Is(err, payment.ErrTokenInvalid) || !errors.Is(err, authz.ErrUnknownKey) {
+		t.Fatalf("unpublished kid: %v", err)
+	}
+	if _, err := payment.NewResolvingTokenVerifier(rotIssuer, "acme", nil, nil); err == nil {
+		t.Fatal("nil resolver accepted")
+	}
+}
+
+func TestVerifyReceiptWithResolver(t *testing.T) {
+	ctx := context.Background()
+	o := newRotatingOrchestrator(t)
+	tok := o.mint("r1")
+	redeemer, err := payment.NewRedeemer(o.srv.URL+"/redemptions", &payment.RedeemerOptions{HTTPClient: o.srv.Client(), APIKey: "acme-key"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	receipt, err := redeemer.Redeem(ctx, tok, budget.USD(40), "redeem-r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.rotate("k2")
+	keys, err := authz.NewKeySet(o.srv.URL+"/jwks.json", &authz.KeySetOptions{HTTPClient: o.srv.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := payment.VerifyReceiptWithResolver(ctx, receipt.Signed, keys, rotIssuer)
+	if err != nil || got.Amount != budget.USD(40) {
+		t.Fatalf("receipt signed before rotation: %+v, %v", got, err)
+	}
+	if _, err := payment.VerifyReceiptWithResolver(ctx, receipt.Signed, keys, "https://other.example"); !errors.Is(err, payment.ErrTokenInvalid) {
+		t.Fatalf("wrong issuer: %v", err)
+	}
+	if _, err := payment.VerifyReceiptWithResolver(ctx, "e30.e30.e30", keys, rotIssuer); !errors.Is(err, payment.ErrTokenInvalid) {
+		t.Fatalf("no kid: %v", err)
+	}
+}
