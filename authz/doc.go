@@ -51,6 +51,15 @@
 // [IdentityFromContext]. Codes of linking flows in progress live in a
 // [GrantStore], so several provider instances can share one flow.
 //
+// Linking, orchestrator side: [Linker] is the client of that token endpoint.
+// It sends the JWT-bearer grant with a fresh attestation (and the human's
+// consent receipt), checks the answer and stores the credential in the
+// [Vault]. When the provider answers consent_required, it follows the RFC
+// 9728 resource metadata, starts the device flow and returns a
+// [*PendingConsent] error: the agent shows its code and verification URI to
+// the human, and [PendingConsent.Wait] polls until the link is approved,
+// denied or expired.
+//
 // Revocation, orchestrator side: [Revoker] sends a signed revocation event
 // (typ agentprov-revocation+jwt) for each of a project's vault credentials to
 // its provider, retries with backoff, deletes a credential only once the
@@ -78,9 +87,11 @@
 // # Concurrency
 //
 // Every exported type with methods that act (Attester, Verifier, KeySet,
-// Vault and the stores) is safe for concurrent use. Plain data types
-// (Attestation, ConsentReceipt, Credential, VaultRecord, the option
-// structs) are values: share them read-only or copy them. Attesters rotate keys while signing; KeySets coalesce
-// concurrent fetches; the Vault builds updates and token refreshes on
-// compare-and-set so concurrent writers never lose an update.
+// Vault, Linker, PendingConsent and the stores) is safe for concurrent use.
+// Plain data types (Attestation, ConsentReceipt, Credential, VaultRecord,
+// LinkRequest, LinkResult, the option structs) are values: share them
+// read-only or copy them. Attesters rotate keys while signing; KeySets
+// coalesce concurrent fetches; the Vault builds updates and token refreshes
+// on compare-and-set so concurrent writers never lose an update; concurrent
+// Waits on one PendingConsent share one polling loop.
 package authz

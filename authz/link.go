@@ -32,6 +32,9 @@ const (
 	minPollInterval     = time.Second
 	maxPollInterval     = 5 * time.Minute
 	defaultPollInterval = 5 * time.Second
+	// maxCachedMetadata bounds the Linker's metadata cache (one entry per
+	// provider issuer).
+	maxCachedMetadata = 1024
 )
 
 // LinkerOptions configure a Linker. The zero value (or nil) is usable.
@@ -110,7 +113,7 @@ func NewLinker(attester *Attester, vault *Vault, opts *LinkerOptions) (*Linker, 
 		l.log = slog.Default()
 	}
 	if l.sleep == nil {
-		l.sleep = sleepContext
+		l.sleep = sleepCtx
 	}
 	if l.maxWait <= 0 {
 		l.maxWait = 15 * time.Minute
@@ -119,17 +122,6 @@ func NewLinker(attester *Attester, vault *Vault, opts *LinkerOptions) (*Linker, 
 		l.metaTTL = 5 * time.Minute
 	}
 	return l, nil
-}
-
-func sleepContext(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // LinkRequest asks for a credential for one service of one project. The
@@ -233,6 +225,17 @@ func (l *Linker) serverMetadata(ctx context.Context, req *LinkRequest) (*Authori
 				return nil, err
 			}
 			l.mu.Lock()
+			if len(l.meta) >= maxCachedMetadata {
+				// Bounded: forget expired entries, or all of them.
+				for k, c := range l.meta {
+					if !now.Before(c.expires) {
+						delete(l.meta, k)
+					}
+				}
+				if len(l.meta) >= maxCachedMetadata {
+					clear(l.meta)
+				}
+			}
 			l.meta[req.Issuer] = cachedMetadata{m: m, expires: now.Add(l.metaTTL)}
 			l.mu.Unlock()
 		}
@@ -431,6 +434,10 @@ func (p *PendingConsent) Error() string {
 	return fmt.Sprintf("authz: consent_required: an account exists at %s; its holder must approve linking %s at %s",
 		p.Provider, p.Service, p.VerificationURI)
 }
+
+// Format prints Error for every verb, so that %#v cannot reveal the device
+// code.
+func (p *PendingConsent) Format(f fmt.State, _ rune) { _, _ = fmt.Fprint(f, p.Error()) }
 
 // Unwrap returns the provider's consent_required error.
 func (p *PendingConsent) Unwrap() error { return p.cause }

@@ -92,24 +92,29 @@ func cleanDescription(s string) string {
 	return b.String()
 }
 
-func isJSON(contentType string) bool {
-	mt, _, _ := mime.ParseMediaType(contentType)
-	return mt == "application/json"
+// decodeAnswer decodes a 200 application/json answer holding one object
+// into v; any other status is the provider's OAuth error.
+func decodeAnswer(status int, contentType string, body []byte, what string, v any) (*oauthErrorBody, error) {
+	if status != http.StatusOK {
+		return parseOAuthError(status, body)
+	}
+	if mt, _, _ := mime.ParseMediaType(contentType); mt != "application/json" {
+		return nil, errorf(ErrInvalidResponse, nil, "%s is not application/json", what)
+	}
+	if !decodeObject(body, v) {
+		return nil, errorf(ErrInvalidResponse, nil, "%s is not a JSON object", what)
+	}
+	return nil, nil
 }
 
 // parseTokenAnswer parses a token endpoint answer: a TokenResponse on 200,
 // else the provider's OAuth error and its hints.
 func parseTokenAnswer(status int, contentType string, body []byte) (*tokenAnswer, *oauthErrorBody, error) {
-	if status != http.StatusOK {
-		hint, err := parseOAuthError(status, body)
+	var t tokenAnswer
+	if hint, err := decodeAnswer(status, contentType, body, "token response", &t); err != nil {
 		return nil, hint, err
 	}
-	var t tokenAnswer
 	switch {
-	case !isJSON(contentType):
-		return nil, nil, errorf(ErrInvalidResponse, nil, "token response is not application/json")
-	case !decodeObject(body, &t):
-		return nil, nil, errorf(ErrInvalidResponse, nil, "token response is not a JSON object")
 	case t.AccessToken == "" || len(t.AccessToken) > 4096:
 		return nil, nil, errorf(ErrInvalidResponse, nil, "token response lacks access_token")
 	case !strings.EqualFold(t.TokenType, "Bearer"):
@@ -134,16 +139,11 @@ func parseTokenAnswer(status int, contentType string, body []byte) (*tokenAnswer
 // parseDeviceAnswer parses a device authorization answer (RFC 8628 §3.2):
 // every member present, URIs HTTPS or loopback, durations in range.
 func parseDeviceAnswer(status int, contentType string, body []byte) (*DeviceAuthorizationResponse, *oauthErrorBody, error) {
-	if status != http.StatusOK {
-		hint, err := parseOAuthError(status, body)
+	var d DeviceAuthorizationResponse
+	if hint, err := decodeAnswer(status, contentType, body, "device authorization response", &d); err != nil {
 		return nil, hint, err
 	}
-	var d DeviceAuthorizationResponse
 	switch {
-	case !isJSON(contentType):
-		return nil, nil, errorf(ErrInvalidResponse, nil, "device authorization response is not application/json")
-	case !decodeObject(body, &d):
-		return nil, nil, errorf(ErrInvalidResponse, nil, "device authorization response is not a JSON object")
 	case d.DeviceCode == "" || len(d.DeviceCode) > 1024:
 		return nil, nil, errorf(ErrInvalidResponse, nil, "device authorization response lacks device_code")
 	case d.UserCode == "" || len(d.UserCode) > 64 || cleanDescription(d.UserCode) != d.UserCode:

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -75,6 +77,23 @@ func (e *linkEnv) request(t *testing.T, u user, withConsent bool) authz.LinkRequ
 	return req
 }
 
+// startPending seeds an account holding old@example.com and links a new
+// identity with that email: the provider answers consent_required and the
+// Linker returns the device flow it started.
+func (e *linkEnv) startPending(t *testing.T, withConsent bool) *authz.PendingConsent {
+	t.Helper()
+	ctx := context.Background()
+	if err := e.p.accounts.Seed(ctx, authz.Account{ID: "acct_old", Email: "old@example.com", CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.linker.Link(ctx, e.request(t, user{sub: "u-old", email: "old@example.com", verified: true}, withConsent))
+	var pending *authz.PendingConsent
+	if !errors.As(err, &pending) || !errors.Is(err, authz.ErrConsentRequired) {
+		t.Fatalf("Link = %v, want a PendingConsent", err)
+	}
+	return pending
+}
+
 func TestLinkerCreatesAccount(t *testing.T) {
 	e := newLinkEnv(t)
 	ctx := context.Background()
@@ -128,15 +147,9 @@ func TestLinkerCreatesAccount(t *testing.T) {
 func TestLinkerConsentThroughDeviceFlow(t *testing.T) {
 	e := newLinkEnv(t)
 	ctx := context.Background()
-	if err := e.p.accounts.Seed(ctx, authz.Account{ID: "acct_old", Email: "old@example.com", CreatedAt: time.Now()}); err != nil {
-		t.Fatal(err)
-	}
 	u := user{sub: "u-old", email: "old@example.com", verified: true}
-	_, err := e.linker.Link(ctx, e.request(t, u, true))
-	var pending *authz.PendingConsent
-	if !errors.As(err, &pending) || !errors.Is(err, authz.ErrConsentRequired) {
-		t.Fatalf("Link = %v, want a PendingConsent", err)
-	}
+	pending := e.startPending(t, true)
+	err := error(pending)
 	if pending.UserCode == "" || pending.VerificationURI != e.p.srv.URL+"/device" ||
 		!strings.Contains(pending.VerificationURIComplete, "user_code=") || pending.Provider != "acme" ||
 		!pending.ExpiresAt.After(e.clock.Now()) {
@@ -182,15 +195,7 @@ func TestLinkerDeviceFlowRefusals(t *testing.T) {
 	ctx := context.Background()
 	start := func(t *testing.T) (*linkEnv, *authz.PendingConsent) {
 		e := newLinkEnv(t)
-		if err := e.p.accounts.Seed(ctx, authz.Account{ID: "acct_old", Email: "old@example.com", CreatedAt: time.Now()}); err != nil {
-			t.Fatal(err)
-		}
-		_, err := e.linker.Link(ctx, e.request(t, user{sub: "u-old", email: "old@example.com", verified: true}, false))
-		var pending *authz.PendingConsent
-		if !errors.As(err, &pending) {
-			t.Fatalf("Link = %v", err)
-		}
-		return e, pending
+		return e, e.startPending(t, false)
 	}
 	t.Run("denied", func(t *testing.T) {
 		e, pending := start(t)
@@ -299,6 +304,7 @@ func TestLinkerRejectsBadAnswers(t *testing.T) {
 		"huge body":        {jsonAnswer(200, `{"access_token":"`+strings.Repeat("a", authz.MaxLinkResponseBytes)+`"}`), authz.ErrInvalidResponse},
 		"html error":       {func(w http.ResponseWriter) { http.Error(w, "<h1>oops</h1>", 502) }, authz.ErrInvalidResponse},
 		"redirect":         {func(w http.ResponseWriter) { w.Header().Set("Location", "https://evil.example/"); w.WriteHeader(307) }, authz.ErrInvalidResponse},
+		"no device flow":   {jsonAnswer(401, `{"error":"consent_required"}`), authz.ErrConsentRequired},
 		"provider refusal": {jsonAnswer(400, `{"error":"invalid_grant","error_description":"bad \u001b[31mthing"}`), authz.ErrInvalidGrant},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -311,6 +317,10 @@ func TestLinkerRejectsBadAnswers(t *testing.T) {
 				Server: &authz.AuthorizationServerMetadata{Issuer: srv.URL, TokenEndpoint: srv.URL + "/token"}})
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("Link = %v, want %s", err, tc.want.Code)
+			}
+			var pending *authz.PendingConsent
+			if errors.As(err, &pending) {
+				t.Fatalf("a PendingConsent without a device flow: %v", err)
 			}
 			if strings.ContainsRune(err.Error(), 0x1b) {
 				t.Fatalf("control characters reached the error: %q", err)
@@ -393,5 +403,79 @@ func TestSignConsentTermsURLOnLoopback(t *testing.T) {
 		if err := sign(u); !errors.Is(err, authz.ErrInvalidRequest) {
 			t.Errorf("%s: %v, want invalid_request", u, err)
 		}
+	}
+}
+
+func TestLinkerChecksResourceMetadata(t *testing.T) {
+	ctx := context.Background()
+	o := newOrchestrator(t, orchIssuer)
+	var base string
+	srv, calls := fakeTokenEndpoint(t,
+		func(w http.ResponseWriter) {
+			jsonAnswer(401, `{"error":"consent_required","resource_metadata":"`+base+`/.well-known/oauth-protected-resource"}`)(w)
+		},
+		func(w http.ResponseWriter) {
+			jsonAnswer(200, `{"resource":"`+base+`","authorization_servers":["https://evil.example"]}`)(w)
+		},
+	)
+	base = srv.URL
+	l, err := authz.NewLinker(o.att, o.vault, &authz.LinkerOptions{HTTPClient: srv.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = l.Link(ctx, authz.LinkRequest{Project: "p1", Service: "acme/dns", Subject: "s1",
+		Server: &authz.AuthorizationServerMetadata{Issuer: srv.URL, TokenEndpoint: srv.URL + "/token", DeviceAuthorizationEndpoint: srv.URL + "/device_authorization"}})
+	if !errors.Is(err, authz.ErrInvalidMetadata) || calls.Load() != 2 {
+		t.Fatalf("Link = %v after %d calls; want invalid_metadata before any device request", err, calls.Load())
+	}
+}
+
+func TestPendingConsentHidesDeviceCode(t *testing.T) {
+	e := newLinkEnv(t)
+	ctx := context.Background()
+	pending := e.startPending(t, false)
+	for _, verb := range []string{"%v", "%+v", "%#v", "%s"} {
+		out := fmt.Sprintf(verb, pending)
+		if strings.Contains(out, pending.UserCode) || strings.Contains(out, "device_code") || !strings.Contains(out, "consent_required") {
+			t.Fatalf("%s prints %q", verb, out)
+		}
+	}
+	// Zero value: no panic, a clear error.
+	if _, err := new(authz.PendingConsent).Wait(ctx); !errors.Is(err, authz.ErrInvalidRequest) {
+		t.Fatalf("zero PendingConsent: %v", err)
+	}
+}
+
+func TestLinkerConcurrentLinks(t *testing.T) {
+	e := newLinkEnv(t)
+	ctx := context.Background()
+	u := user{sub: "u-par", email: "par@example.com", verified: true}
+	const n = 8
+	reqs := make([]authz.LinkRequest, n)
+	for i := range reqs {
+		reqs[i] = e.request(t, u, true)
+	}
+	results := make([]*authz.LinkResult, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { results[i], errs[i] = e.linker.Link(ctx, reqs[i]) })
+	}
+	wg.Wait()
+	created := 0
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("link %d: %v", i, errs[i])
+		}
+		if results[i].LinkAction == authz.LinkCreated {
+			created++
+		}
+		if results[i].Credential.AccountID != results[0].Credential.AccountID {
+			t.Fatalf("links ended on different accounts: %s, %s", results[i].Credential.AccountID, results[0].Credential.AccountID)
+		}
+	}
+	list, err := e.o.vault.List(ctx, "proj_1", "acme")
+	if err != nil || len(list) != 1 || created != 1 {
+		t.Fatalf("vault holds %d credentials (%v); %d links created an account", len(list), err, created)
 	}
 }

@@ -291,7 +291,9 @@ func (l *Ledger) Reserve(ctx context.Context, scope Scope, amount Money, idempot
 	now := l.now()
 	ws := l.windows.at(now)
 	r := reserveBufs.Get().(*reserveBuf)
-	defer func() { *r = reserveBuf{}; reserveBufs.Put(r) }()
+	// Every field is written before use; clearing the request drops the
+	// caller's strings (the checks hold only names).
+	defer func() { r.req = ReserveRequest{}; reserveBufs.Put(r) }()
 	l.fillChecks(r.checks[:], scope, ws)
 	r.req = ReserveRequest{
 		HoldID:    l.newID(),

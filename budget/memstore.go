@@ -55,7 +55,7 @@ type memShard struct {
 	// position, so finding it needs no index.
 	holds [][]memHold
 	n     int
-	_     [16]byte // keep shards on separate cache lines
+	_     [8]byte // keep shards on separate cache lines
 }
 
 // slot returns the hold at position pos, which may be n (the next free
@@ -197,8 +197,8 @@ type memCounterSet struct {
 // currency, the state is a byte, an assigned id is its position, rarely
 // set strings live in extra and the counters in a shared set.
 //
-// Once a hold is published in the key index, holds of other shards read
-// its key, provider, proj and extra: those never change.
+// Once a hold is published in the key index, reservations in other shards
+// read its key, provider, proj and extra: those never change.
 type memHold struct {
 	key, provider, currency       string
 	amount                        int64
@@ -560,19 +560,16 @@ func (s *MemoryStore) appendSlotID(b []byte, idx, pos int) []byte {
 func (s *MemoryStore) find(id string) *memHold {
 	if rest, ok := strings.CutPrefix(id, s.idPrefix); ok {
 		a, b, ok := strings.Cut(rest, ".")
-		idx, err1 := strconv.ParseUint(a, 16, 32)
-		pos, err2 := strconv.ParseUint(b, 16, 32)
-		if !ok || err1 != nil || err2 != nil || idx >= uint64(len(s.projects)) {
+		idx, ok1 := parseHex(a)
+		pos, ok2 := parseHex(b)
+		if !ok || !ok1 || !ok2 || idx >= uint64(len(s.projects)) {
 			return nil
 		}
 		sh := &s.projects[idx]
 		sh.mu.Lock()
+		// The hold must be one whose id the store assigned.
 		if pos < uint64(sh.n) {
-			mh := sh.slot(int(pos))
-			// The id must be exactly the one assigned (no leading
-			// zeros…), to a hold whose id the store assigned.
-			var buf [64]byte
-			if (mh.extra == nil || mh.extra.id == "") && string(s.appendSlotID(buf[:0], int(idx), int(pos))) == id {
+			if mh := sh.slot(int(pos)); mh.extra == nil || mh.extra.id == "" {
 				return mh
 			}
 		}
@@ -585,6 +582,27 @@ func (s *MemoryStore) find(id string) *memHold {
 	}
 	mh.proj.shard.mu.Lock()
 	return mh
+}
+
+// parseHex parses s as appendSlotID writes numbers: 1–8 lower-case hex
+// digits without leading zeros, so that a hold has exactly one id.
+func parseHex(s string) (uint64, bool) {
+	if s == "" || len(s) > 8 || (s[0] == '0' && len(s) > 1) {
+		return 0, false
+	}
+	var n uint64
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case '0' <= c && c <= '9':
+			n = n<<4 | uint64(c-'0')
+		case 'a' <= c && c <= 'f':
+			n = n<<4 | uint64(c-'a'+10)
+		default:
+			return 0, false
+		}
+	}
+	return n, true
 }
 
 // replayHold answers a reservation whose key exists. The stored hold may

@@ -3,6 +3,7 @@ package budget
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -66,4 +67,46 @@ func FuzzMemoryStoreHoldID(f *testing.F) {
 			t.Fatalf("Hold(%q) lost the hold", id)
 		}
 	})
+}
+
+// The key index is an open-addressing table: keys whose hashes are equal
+// must still be told apart, and every key must survive the table growing.
+func TestMemKeyIndex(t *testing.T) {
+	x := memKeyIndex{tab: make([]memKeySlot, 16)}
+	const n = 1000
+	holds := make([]memHold, n)
+	for i := range holds {
+		holds[i].key = "k" + strconv.Itoa(i)
+		h := uint64(i%7) << 32 // few distinct hashes: long collision runs
+		if got, free := x.find(h, holds[i].key); got != nil {
+			t.Fatalf("key %q found before insertion", holds[i].key)
+		} else {
+			x.insert(free, h, &holds[i])
+		}
+	}
+	if x.used != n || len(x.tab)&(len(x.tab)-1) != 0 || x.used*4 >= len(x.tab)*3 {
+		t.Fatalf("used %d of %d slots", x.used, len(x.tab))
+	}
+	for i := range holds {
+		if got, _ := x.find(uint64(i%7)<<32, holds[i].key); got != &holds[i] {
+			t.Fatalf("key %q: found %v", holds[i].key, got)
+		}
+		if got, _ := x.find(uint64(i%7)<<32, holds[i].key+"x"); got != nil {
+			t.Fatalf("key %q found for %q", got.key, holds[i].key+"x")
+		}
+	}
+}
+
+// Ids are lower-case hex without leading zeros: one hold, one id.
+func TestParseHex(t *testing.T) {
+	for s, want := range map[string]uint64{"0": 0, "9": 9, "a": 10, "f0": 240, "ffffffff": 1<<32 - 1} {
+		if got, ok := parseHex(s); !ok || got != want {
+			t.Errorf("parseHex(%q) = %d, %v; want %d", s, got, ok, want)
+		}
+	}
+	for _, s := range []string{"", "00", "01", "A", "fG", "-1", "+1", "100000000", " 1", "0x1"} {
+		if got, ok := parseHex(s); ok {
+			t.Errorf("parseHex(%q) = %d; want refusal", s, got)
+		}
+	}
 }

@@ -12,17 +12,19 @@
 // on its own *http.ServeMux: discovery documents and a signed catalog
 // (discovery.Handler), account provisioning and linking (authz.Provisioner),
 // a bearer-guarded API, and paid endpoints behind a payment.Paywall whose
-// tokens are redeemed at the orchestrator.
+// tokens are checked by a payment.TokenVerifier that follows the
+// orchestrator's key rotations and redeemed at the orchestrator.
 //
 // An [Orchestrator] is the platform with a signed-in user: it attests the
 // user (authz.Attester, JWKS), aggregates the trusted catalogs
 // (discovery.Aggregator), enforces caps (budget.Ledger), mints and redeems
 // payment tokens (payment.Issuer), keeps credentials in an encrypted
-// authz.Vault and revokes them (authz.Revoker). Its Connect method is the
-// client side of provisioning (JWT-bearer grant, then the device flow when
-// the user already has an account), and AgentClient is the http.Client an
-// agent calls a provider with: the vault's bearer token plus a
-// payment.Transport that pays 402 challenges under the caps.
+// authz.Vault and revokes them (authz.Revoker). Its Connect method drives
+// the client side of provisioning through authz.Linker (JWT-bearer grant,
+// then the device flow when the user already has an account), mapping its
+// outcomes to what the programs show the human; AgentClient is the
+// http.Client an agent calls a provider with: the vault's bearer token plus
+// a payment.Transport that pays 402 challenges under the caps.
 //
 // # Stores
 //
