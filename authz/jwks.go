@@ -3,7 +3,6 @@ package authz
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -15,7 +14,6 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/agentprov/agentprov/internal/clock"
-	"github.com/agentprov/agentprov/internal/problem"
 	"github.com/agentprov/agentprov/internal/safehttp"
 )
 
@@ -36,9 +34,7 @@ const (
 // reflects key rotations immediately and is safe for concurrent use.
 func (a *Attester) JWKSHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			w.Header().Set("Allow", "GET, HEAD")
-			problem.Write(w, http.StatusMethodNotAllowed, "method_not_allowed", "use GET")
+		if !getOrHead(w, r) {
 			return
 		}
 		ring := a.ring.Load()
@@ -160,22 +156,7 @@ func NewKeySet(jwksURL string, opts *KeySetOptions) (*KeySet, error) {
 	if base == nil {
 		base = &http.Client{Timeout: 10 * time.Second}
 	}
-	// A shallow copy, so that the caller's client is never changed.
-	c := *base
-	prev := base.CheckRedirect
-	c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
-		if _, err := safehttp.CheckURL(req.URL.String()); err != nil {
-			return err
-		}
-		if prev != nil {
-			return prev(req, via)
-		}
-		if len(via) >= 5 {
-			return errors.New("authz: too many redirects")
-		}
-		return nil
-	}
-	s.client = &c
+	s.client = safeClient(base)
 	return s, nil
 }
 

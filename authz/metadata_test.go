@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/internal/safehttp"
 )
 
 // goldenProvisioner is a provisioner at a fixed issuer so that its wire
@@ -238,3 +239,72 @@ func TestIssuerWithPath(t *testing.T) {
 		t.Fatalf("token endpoint under issuer path: %d %s", rec.Code, rec.Body.String())
 	}
 }
+
+// The metadata handlers are exported and may be mounted without a method
+// pattern: they answer GET and HEAD only, with a problem+json 405 else.
+func TestMetadataHandlersRefuseOtherMethods(t *testing.T) {
+	p, _, _ := goldenProvisioner(t)
+	for name, h := range map[string]http.Handler{"resource": p.ResourceMetadataHandler(), "server": p.ServerMetadataHandler()} {
+		for _, m := range []string{http.MethodPost, http.MethodPut, http.MethodDelete} {
+			rec := serve(h, m, "https://acme.example/", "application/json", "{}")
+			if rec.Code != http.StatusMethodNotAllowed || rec.Header().Get("Allow") != "GET, HEAD" ||
+				!strings.Contains(rec.Body.String(), `"code":"method_not_allowed"`) {
+				t.Errorf("%s %s: %d %q %s", name, m, rec.Code, rec.Header().Get("Allow"), rec.Body)
+			}
+		}
+		if rec := serve(h, http.MethodHead, "https://acme.example/", "", ""); rec.Code != http.StatusOK {
+			t.Errorf("%s HEAD: %d", name, rec.Code)
+		}
+	}
+}
+
+// A KeySet follows redirects only to HTTPS or loopback URLs, and leaves the
+// caller's client as it was.
+func TestKeySetRefusesInsecureRedirect(t *testing.T) {
+	var evilFetched bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/moved" {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(`{"keys":[]}`))
+			return
+		}
+		http.Redirect(w, r, "http://evil.example/jwks.json", http.StatusFound)
+	}))
+	defer srv.Close()
+	client := srv.Client()
+	client.Transport = roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		if r.URL.Host == "evil.example" {
+			evilFetched = true
+		}
+		return http.DefaultTransport.RoundTrip(r)
+	})
+	ks, err := authz.NewKeySet(srv.URL+"/jwks.json", &authz.KeySetOptions{HTTPClient: client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ks.Refresh(context.Background()); !errors.Is(err, safehttp.ErrInsecureURL) {
+		t.Fatalf("err = %v, want a refused redirect", err)
+	}
+	if evilFetched {
+		t.Fatal("the insecure redirect target was fetched")
+	}
+	if client.CheckRedirect != nil {
+		t.Fatal("the caller's client was modified")
+	}
+	// A redirect to the same loopback server is followed.
+	srv2 := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, srv.URL+"/moved", http.StatusFound)
+	}))
+	defer srv2.Close()
+	ks2, err := authz.NewKeySet(srv2.URL+"/jwks.json", &authz.KeySetOptions{HTTPClient: srv2.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ks2.Refresh(context.Background()); err != nil {
+		t.Fatalf("loopback redirect: %v", err)
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

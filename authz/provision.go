@@ -393,18 +393,33 @@ func (p *Provisioner) allScopes() []string {
 	return out
 }
 
-// ResourceMetadataHandler serves ResourceMetadata as JSON.
+// ResourceMetadataHandler serves ResourceMetadata as JSON to GET and HEAD.
 func (p *Provisioner) ResourceMetadataHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, p.ResourceMetadata(), metadataMaxAge)
+		if getOrHead(w, r) {
+			writeJSON(w, http.StatusOK, p.ResourceMetadata(), metadataMaxAge)
+		}
 	})
 }
 
-// ServerMetadataHandler serves ServerMetadata as JSON.
+// ServerMetadataHandler serves ServerMetadata as JSON to GET and HEAD.
 func (p *Provisioner) ServerMetadataHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, p.ServerMetadata(), metadataMaxAge)
+		if getOrHead(w, r) {
+			writeJSON(w, http.StatusOK, p.ServerMetadata(), metadataMaxAge)
+		}
 	})
+}
+
+// getOrHead reports whether r is a GET or HEAD, answering 405 otherwise:
+// the handlers are exported and may be mounted without a method pattern.
+func getOrHead(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		return true
+	}
+	w.Header().Set("Allow", "GET, HEAD")
+	problem.Write(w, http.StatusMethodNotAllowed, "method_not_allowed", "use GET")
+	return false
 }
 
 // TokenHandler serves the token endpoint: POST, form-encoded, answering

@@ -132,27 +132,29 @@ func (x *memKeyIndex) insert(i int, h uint64, mh *memHold) {
 }
 
 type memProject struct {
-	name   string
-	shard  *memShard
-	scopes map[string]*memScope // by provider; "" is project-wide
+	// The fields a reservation reads come first, to share cache lines.
+
 	// lastScope caches the scope of lastProvider: checks come grouped by
 	// provider, so most lookups skip the map.
 	lastScope    *memScope
 	lastProvider string
-	// whole is scopes[""] and first the first provider's scope, kept in
-	// the project so that a reservation finds its project, scopes and
-	// current counters in one place in memory rather than nine.
-	whole, first memScope
 	// lastSet is the counter set of the latest hold: holds placed in the
 	// same scope and windows share it. The first set is set0.
 	lastSet *memCounterSet
-	set0    memCounterSet
-	active  holdHeap         // active holds by expiry, in activeInline while few
 	caps    map[CapKey]Money // nil until a cap is set
-	history []CapRecord
+	active  holdHeap         // active holds by expiry, in activeInline while few
+	// first is the first provider's scope and whole is scopes[""], kept in
+	// the project so that a reservation finds its project, scopes and
+	// current counters in one place in memory rather than nine.
+	first, whole memScope
+	set0         memCounterSet
 	// activeInline backs active while it is short, so that placing and
 	// ending a hold touch no memory outside the project.
 	activeInline [4]*memHold
+	name         string
+	shard        *memShard
+	scopes       map[string]*memScope // by provider; "" is project-wide
+	history      []CapRecord
 	// reasons are the reasons given for reversals, which are rare.
 	reasons map[*memHold]string
 }

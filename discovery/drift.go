@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/big"
 	"slices"
+	"strings"
 
 	"github.com/agentprov/agentprov/catalogschema"
 )
@@ -36,6 +37,11 @@ type Drift struct {
 	// Added and Removed list service ids.
 	Added, Removed []string
 	PriceChanges   []PriceChange
+	// PricingText lists changes to the human-readable pricing description
+	// (pricing type, freeform and description texts). They are
+	// informational: they never quarantine, since only the machine-readable
+	// prices bind what is charged.
+	PricingText []PricingTextChange
 	// Terms is non-nil when the terms-of-service URL or version changed.
 	Terms *TermsChange
 	// Signature is non-nil when signing changed: signed↔unsigned, kid or
@@ -46,9 +52,13 @@ type Drift struct {
 	SignatureFailure error
 }
 
-// PriceChange is one machine-readable price that changed. Prices are matched
-// by (currency, basis, unit, per_units); a price present on one side only has
-// Old or New nil.
+// UnboundedAmount is the upper bound of a price that has none: a metered
+// price without max_amount.
+const UnboundedAmount = math.MaxInt64
+
+// PriceChange is one machine-readable price that changed, in its amount or
+// its upper bound. Prices are matched by (currency, basis, unit, per_units);
+// a price present on one side only has Old, New, OldMax or NewMax nil.
 type PriceChange struct {
 	Service  string
 	Currency string
@@ -60,6 +70,23 @@ type PriceChange struct {
 	// zero and clamped to the int64 range. A price appearing on an existing
 	// service (Old nil or zero, New positive) counts as math.MaxInt64.
 	ChangeBP int64
+	// OldMax and NewMax are the upper bounds: the sum of max_amount, where
+	// a price without one counts as its amount, or as UnboundedAmount when
+	// metered. MaxChangeBP is their change computed like ChangeBP; a bound
+	// becoming unbounded counts as math.MaxInt64.
+	OldMax, NewMax *int64
+	MaxChangeBP    int64
+}
+
+// PricingTextChange is one changed text of a service's human-readable
+// pricing description. Field names the member, e.g. "type",
+// "paid.freeform", "paid_pricing[1].description" or
+// "component.options[0].paid.freeform"; Old or New is empty when the member
+// is absent on that side.
+type PricingTextChange struct {
+	Service  string
+	Field    string
+	Old, New string
 }
 
 // Percent returns ChangeBP as a percentage for display only; never use it for
@@ -85,17 +112,18 @@ func (c *SignatureChange) Downgrade() bool { return c != nil && c.OldSigned && !
 // Empty reports whether the drift records no change at all.
 func (d *Drift) Empty() bool {
 	return d == nil || (len(d.Added) == 0 && len(d.Removed) == 0 && len(d.PriceChanges) == 0 &&
-		d.Terms == nil && d.Signature == nil && d.SignatureFailure == nil)
+		len(d.PricingText) == 0 && d.Terms == nil && d.Signature == nil && d.SignatureFailure == nil)
 }
 
-// MaxIncreaseBP returns the largest price increase in basis points, or 0.
+// MaxIncreaseBP returns the largest increase of a price or of its upper
+// bound in basis points, or 0.
 func (d *Drift) MaxIncreaseBP() int64 {
 	var m int64
 	if d == nil {
 		return 0
 	}
 	for _, p := range d.PriceChanges {
-		m = max(m, p.ChangeBP)
+		m = max(m, p.ChangeBP, p.MaxChangeBP)
 	}
 	return m
 }
@@ -128,8 +156,11 @@ func (p *DriftPolicy) Reasons(d *Drift) []string {
 	var out []string
 	if th >= 0 {
 		for _, c := range d.PriceChanges {
-			if c.ChangeBP > th {
+			switch {
+			case c.ChangeBP > th:
 				out = append(out, fmt.Sprintf("price of %q (%s %s) rose by more than %d bp", c.Service, c.Currency, c.Basis, th))
+			case c.MaxChangeBP > th:
+				out = append(out, fmt.Sprintf("upper bound of the price of %q (%s %s) rose by more than %d bp", c.Service, c.Currency, c.Basis, th))
 			}
 		}
 	}
@@ -161,23 +192,17 @@ func Diff(old, new *Snapshot) *Drift {
 			continue
 		}
 		d.PriceChanges = append(d.PriceChanges, diffPrices(id, os.Prices, ns.Prices)...)
+		d.PricingText = append(d.PricingText, diffPricingText(id, os.Pricing, ns.Pricing)...)
 	}
 	for id := range oldSvc {
 		if _, ok := newSvc[id]; !ok {
 			d.Removed = append(d.Removed, id)
 		}
 	}
+	slices.SortStableFunc(d.PricingText, func(a, b PricingTextChange) int { return strings.Compare(a.Service, b.Service) })
 	slices.Sort(d.Added)
 	slices.Sort(d.Removed)
-	slices.SortStableFunc(d.PriceChanges, func(a, b PriceChange) int {
-		if a.Service != b.Service {
-			if a.Service < b.Service {
-				return -1
-			}
-			return 1
-		}
-		return 0
-	})
+	slices.SortStableFunc(d.PriceChanges, func(a, b PriceChange) int { return strings.Compare(a.Service, b.Service) })
 	if old != nil && new != nil {
 		ot, nt := terms(old), terms(new)
 		if ot != nt {
@@ -234,18 +259,33 @@ func keyOf(p catalogschema.Price) priceKey {
 	return priceKey{p.Currency, p.Basis, p.Unit, per}
 }
 
+// upperBound is the most p can cost: max_amount, else the amount, except
+// for a metered price, which is unbounded without max_amount.
+func upperBound(p catalogschema.Price) int64 {
+	switch {
+	case p.MaxAmount != nil:
+		return *p.MaxAmount
+	case p.Basis == catalogschema.BasisMetered:
+		return UnboundedAmount
+	}
+	return p.Amount
+}
+
 // diffPrices matches prices by key; prices of one service with the same key
-// are summed, since the prices of a service add up.
+// are summed (amounts and upper bounds), since the prices of a service add
+// up.
 func diffPrices(service string, old, new []catalogschema.Price) []PriceChange {
-	sum := func(ps []catalogschema.Price) (map[priceKey]int64, []priceKey) {
-		m := map[priceKey]int64{}
+	type total struct{ amount, max int64 }
+	sum := func(ps []catalogschema.Price) (map[priceKey]total, []priceKey) {
+		m := map[priceKey]total{}
 		var order []priceKey
 		for _, p := range ps {
 			k := keyOf(p)
-			if _, ok := m[k]; !ok {
+			t, ok := m[k]
+			if !ok {
 				order = append(order, k)
 			}
-			m[k] = satAdd(m[k], p.Amount)
+			m[k] = total{satAdd(t.amount, p.Amount), satAdd(t.max, upperBound(p))}
 		}
 		return m, order
 	}
@@ -262,24 +302,95 @@ func diffPrices(service string, old, new []catalogschema.Price) []PriceChange {
 			continue
 		}
 		c := mk(k)
-		c.New = ptr(nv)
+		c.New, c.NewMax = ptr(nv.amount), ptr(nv.max)
 		if had {
-			c.Old = ptr(ov)
-			c.ChangeBP = changeBP(ov, nv)
-		} else {
-			c.ChangeBP = changeBP(0, nv)
+			c.Old, c.OldMax = ptr(ov.amount), ptr(ov.max)
 		}
+		c.ChangeBP = changeBP(ov.amount, nv.amount)
+		c.MaxChangeBP = boundChangeBP(ov.max, nv.max)
 		out = append(out, c)
 	}
 	for _, k := range oorder {
 		if _, ok := nm[k]; !ok {
 			c := mk(k)
-			c.Old = ptr(om[k])
-			c.ChangeBP = changeBP(om[k], 0)
+			c.Old, c.OldMax = ptr(om[k].amount), ptr(om[k].max)
+			c.ChangeBP = changeBP(om[k].amount, 0)
+			c.MaxChangeBP = boundChangeBP(om[k].max, 0)
 			out = append(out, c)
 		}
 	}
 	return out
+}
+
+// boundChangeBP is changeBP for upper bounds, where UnboundedAmount is
+// infinity rather than a number: becoming unbounded is an unbounded rise.
+func boundChangeBP(from, to int64) int64 {
+	switch {
+	case from == to:
+		return 0
+	case to == UnboundedAmount:
+		return math.MaxInt64
+	case from == UnboundedAmount:
+		return math.MinInt64
+	}
+	return changeBP(from, to)
+}
+
+// diffPricingText compares the texts of two human-readable pricing
+// descriptions member by member.
+func diffPricingText(service string, old, new catalogschema.Pricing) []PricingTextChange {
+	om, nm := pricingTexts(old), pricingTexts(new)
+	fields := make([]string, 0, len(om)+len(nm))
+	for f := range om {
+		fields = append(fields, f)
+	}
+	for f := range nm {
+		if _, ok := om[f]; !ok {
+			fields = append(fields, f)
+		}
+	}
+	slices.Sort(fields)
+	var out []PricingTextChange
+	for _, f := range fields {
+		if om[f] != nm[f] {
+			out = append(out, PricingTextChange{Service: service, Field: f, Old: om[f], New: nm[f]})
+		}
+	}
+	return out
+}
+
+// pricingTexts flattens the texts of p into member path → text; absent and
+// empty texts are left out.
+func pricingTexts(p catalogschema.Pricing) map[string]string {
+	m := map[string]string{}
+	put := func(path string, v *string) {
+		if v != nil && *v != "" {
+			m[path] = *v
+		}
+	}
+	paid := func(prefix string, pp *catalogschema.PaidPricing) {
+		if pp == nil {
+			return
+		}
+		if pp.Type != "" {
+			m[prefix+".type"] = pp.Type
+		}
+		put(prefix+".freeform", pp.Freeform)
+		put(prefix+".description", pp.Description)
+	}
+	if p.Type != "" {
+		m["type"] = string(p.Type)
+	}
+	paid("paid", p.Paid)
+	for i, o := range p.PaidPricing {
+		paid(fmt.Sprintf("paid_pricing[%d]", i), &catalogschema.PaidPricing{Type: o.Type, Freeform: o.Freeform, Description: o.Description})
+	}
+	if p.Component != nil {
+		for i, o := range p.Component.Options {
+			paid(fmt.Sprintf("component.options[%d].paid", i), o.Paid)
+		}
+	}
+	return m
 }
 
 func ptr(v int64) *int64 { return &v }

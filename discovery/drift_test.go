@@ -139,3 +139,94 @@ func TestChangeBPExact(t *testing.T) {
 		}
 	})
 }
+
+func meteredService(amount int64, maxAmount *int64) *catalogschema.Service {
+	s := domainService(amount)
+	s.ServiceID = "api:inference"
+	s.Prices = []catalogschema.Price{{Amount: amount, Currency: "USD", Basis: catalogschema.BasisMetered, Unit: "request", MaxAmount: maxAmount}}
+	return s
+}
+
+// A raised upper bound (max_amount) is a price increase for quarantine,
+// even when the amount itself is unchanged; losing the bound of a metered
+// price is an unbounded rise.
+func TestDiffMaxAmount(t *testing.T) {
+	m := func(v int64) *int64 { return &v }
+	base := snap("p", false, meteredService(10, m(10_000)))
+	for _, tc := range []struct {
+		name       string
+		max        *int64
+		wantBP     int64
+		quarantine bool
+	}{
+		{"within threshold", m(11_000), 1000, false},
+		{"above threshold", m(15_000), 5000, true},
+		{"bound removed", nil, math.MaxInt64, true},
+		{"lowered", m(5_000), -5000, false},
+	} {
+		d := Diff(base, snap("p", false, meteredService(10, tc.max)))
+		if len(d.PriceChanges) != 1 {
+			t.Fatalf("%s: changes %+v", tc.name, d.PriceChanges)
+		}
+		c := d.PriceChanges[0]
+		if c.ChangeBP != 0 || c.MaxChangeBP != tc.wantBP || *c.OldMax != 10_000 {
+			t.Errorf("%s: %+v", tc.name, c)
+		}
+		if r := (*DriftPolicy)(nil).Reasons(d); (len(r) > 0) != tc.quarantine {
+			t.Errorf("%s: reasons %q", tc.name, r)
+		}
+		if tc.quarantine && d.MaxIncreaseBP() != tc.wantBP {
+			t.Errorf("%s: MaxIncreaseBP %d", tc.name, d.MaxIncreaseBP())
+		}
+	}
+	// A metered price without a bound is unbounded on both sides: an amount
+	// change is reported, the bound is not.
+	d := Diff(snap("p", false, meteredService(10, nil)), snap("p", false, meteredService(11, nil)))
+	if c := d.PriceChanges[0]; c.ChangeBP != 1000 || c.MaxChangeBP != 0 || *c.NewMax != UnboundedAmount {
+		t.Errorf("unbounded metered: %+v", c)
+	}
+	// A fixed price's bound is its amount: one reason, not two.
+	d = Diff(snap("p", false, domainService(1000)), snap("p", false, domainService(2000)))
+	if r := (*DriftPolicy)(nil).Reasons(d); len(r) != 1 {
+		t.Errorf("fixed price: reasons %q", r)
+	}
+}
+
+// Changes to the human-readable pricing text are reported, field by field,
+// and never quarantine.
+func TestDiffPricingText(t *testing.T) {
+	s := func(p *string) *string { return p }
+	text := func(v string) *string { return &v }
+	a := domainService(1000)
+	a.Pricing = catalogschema.Pricing{Type: catalogschema.PricingPaid,
+		Paid:        &catalogschema.PaidPricing{Type: "freeform", Freeform: text("$10 per domain")},
+		PaidPricing: []catalogschema.PricingOption{{Type: "freeform", Freeform: text("basic"), Description: text("one domain")}},
+		Component: &catalogschema.ComponentPricing{Options: []catalogschema.ComponentOption{
+			{Type: "paid", Paid: &catalogschema.PaidPricing{Type: "freeform", Freeform: text("$1/h")}}}},
+	}
+	b := domainService(1000)
+	b.Pricing = catalogschema.Pricing{Type: catalogschema.PricingPaid,
+		Paid:        &catalogschema.PaidPricing{Type: "freeform", Freeform: text("$10 per domain, $50 renewal")},
+		PaidPricing: []catalogschema.PricingOption{{Type: "freeform", Freeform: text("basic"), Description: s(nil)}},
+		Component: &catalogschema.ComponentPricing{Options: []catalogschema.ComponentOption{
+			{Type: "paid", Paid: &catalogschema.PaidPricing{Type: "freeform", Freeform: text("$2/h")}}}},
+	}
+	d := Diff(snap("p", false, a), snap("p", false, b))
+	want := []PricingTextChange{
+		{Service: "registrar:domain", Field: "component.options[0].paid.freeform", Old: "$1/h", New: "$2/h"},
+		{Service: "registrar:domain", Field: "paid.freeform", Old: "$10 per domain", New: "$10 per domain, $50 renewal"},
+		{Service: "registrar:domain", Field: "paid_pricing[0].description", Old: "one domain"},
+	}
+	if !slices.Equal(d.PricingText, want) {
+		t.Errorf("pricing text:\n got %+v\nwant %+v", d.PricingText, want)
+	}
+	if d.Empty() || len(d.PriceChanges) != 0 {
+		t.Errorf("drift: %+v", d)
+	}
+	if r := (*DriftPolicy)(nil).Reasons(d); len(r) != 0 {
+		t.Errorf("informational change quarantined: %q", r)
+	}
+	if d := Diff(snap("p", false, a), snap("p", false, a)); !d.Empty() {
+		t.Errorf("same pricing: %+v", d)
+	}
+}

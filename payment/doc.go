@@ -61,7 +61,10 @@
 // Issuer, Settler, TokenVerifier, Redeemer, Paywall, Transport,
 // MemoryRail, the memory stores and the handlers are safe for concurrent
 // use. Several Issuers sharing the
-// same stores, ledger and rail behave as one.
+// same stores, ledger and rail behave as one. Plain data types
+// (TokenClaims, Receipt, Redemption, ChallengeRecord, StoredResponse,
+// ChallengeRequest, the option structs) are values: share them read-only
+// or copy them; options are read once by their constructor.
 //
 // # HTTP 402
 //

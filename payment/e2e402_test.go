@@ -881,6 +881,13 @@ func TestNewPaywallValidates(t *testing.T) {
 		"zero ceiling": func() (*Transport, error) {
 			return NewTransport(IssuerPayer(w.iss, "p"), map[string]string{"https://a": "a"}, budget.Money{}, nil)
 		},
+		// The credential would travel in clear text.
+		"http origin": func() (*Transport, error) {
+			return NewTransport(IssuerPayer(w.iss, "p"), map[string]string{"http://api.example.com": "a"}, budget.USD(1), nil)
+		},
+		"ftp origin": func() (*Transport, error) {
+			return NewTransport(IssuerPayer(w.iss, "p"), map[string]string{"ftp://api.example.com": "a"}, budget.USD(1), nil)
+		},
 	} {
 		if _, err := f(); err == nil {
 			t.Errorf("%s: accepted", name)

@@ -164,3 +164,63 @@ func TestVerifyReceiptWithResolver(t *testing.T) {
 		t.Fatalf("no kid: %v", err)
 	}
 }
+
+// A Redeemer with a KeyResolver verifies receipts signed after a rotation
+// (a pinned JWKS would refuse them) and refuses one whose kid the
+// orchestrator does not publish.
+func TestRedeemerKeyResolverFollowsRotation(t *testing.T) {
+	ctx := context.Background()
+	o := newRotatingOrchestrator(t)
+	keys, err := authz.NewKeySet(o.srv.URL+"/jwks.json", &authz.KeySetOptions{HTTPClient: o.srv.Client(), MinRefetchInterval: time.Nanosecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pinnedJWKS := o.issuer().JWKS()
+	resolving, err := payment.NewRedeemer(o.srv.URL+"/redemptions", &payment.RedeemerOptions{
+		HTTPClient: o.srv.Client(), APIKey: "acme-key", Issuer: rotIssuer, KeyResolver: keys,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pinned, err := payment.NewRedeemer(o.srv.URL+"/redemptions", &payment.RedeemerOptions{
+		HTTPClient: o.srv.Client(), APIKey: "acme-key", Issuer: rotIssuer, Keys: pinnedJWKS,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := resolving.Redeem(ctx, o.mint("k1"), budget.USD(10), "redeem-k1"); err != nil {
+		t.Fatalf("before rotation: %v", err)
+	}
+	o.rotate("k2")
+	if _, err := pinned.Redeem(ctx, o.mint("pinned"), budget.USD(10), "redeem-pinned"); !errors.Is(err, payment.ErrBadGateway) {
+		t.Fatalf("pinned redeemer accepted a k2 receipt: %v", err)
+	}
+	rc, err := resolving.Redeem(ctx, o.mint("k2"), budget.USD(20), "redeem-k2")
+	if err != nil || rc.Amount != budget.USD(20) {
+		t.Fatalf("after rotation: %+v, %v", rc, err)
+	}
+
+	// An orchestrator signing with a key it does not publish is refused.
+	rogueSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		o.issuer().RedemptionHandler().ServeHTTP(w, r)
+	}))
+	t.Cleanup(rogueSrv.Close)
+	empty := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"keys":[]}`))
+	}))
+	t.Cleanup(empty.Close)
+	emptyKeys, err := authz.NewKeySet(empty.URL, &authz.KeySetOptions{HTTPClient: empty.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	unpublished, err := payment.NewRedeemer(rogueSrv.URL, &payment.RedeemerOptions{
+		HTTPClient: rogueSrv.Client(), APIKey: "acme-key", Issuer: rotIssuer, KeyResolver: emptyKeys,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := unpublished.Redeem(ctx, o.mint("rogue"), budget.USD(5), "redeem-rogue"); !errors.Is(err, payment.ErrBadGateway) {
+		t.Fatalf("receipt under an unpublished kid accepted: %v", err)
+	}
+}

@@ -426,6 +426,11 @@ type RedeemerOptions struct {
 	// against the orchestrator's JWKS before returning it.
 	Keys   *jose.JSONWebKeySet
 	Issuer string
+	// KeyResolver, with Issuer, makes Redeem verify the signed receipt
+	// against the key its "kid" names, looked up per receipt, so that the
+	// check follows the orchestrator's key rotation (an *authz.KeySet over
+	// its JWKS URL implements it). It takes precedence over Keys.
+	KeyResolver KeyResolver
 }
 
 // Redeemer is the provider's client of an orchestrator's redemption
@@ -435,6 +440,7 @@ type Redeemer struct {
 	client   *http.Client
 	apiKey   string
 	keys     *jose.JSONWebKeySet
+	resolver KeyResolver
 	issuer   string
 }
 
@@ -460,7 +466,7 @@ func NewRedeemer(endpoint string, opts *RedeemerOptions) (*Redeemer, error) {
 	}
 	c := *base
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	return &Redeemer{endpoint: strings.TrimSuffix(u.String(), "/"), client: &c, apiKey: opts.APIKey, keys: opts.Keys, issuer: opts.Issuer}, nil
+	return &Redeemer{endpoint: strings.TrimSuffix(u.String(), "/"), client: &c, apiKey: opts.APIKey, keys: opts.Keys, resolver: opts.KeyResolver, issuer: opts.Issuer}, nil
 }
 
 // Redeem redeems token for actual with idempotencyKey (required; reuse it
@@ -561,8 +567,13 @@ func (r *Redeemer) do(req *http.Request) (*Receipt, error) {
 	if v.RedeemedAt != "" {
 		rc.RedeemedAt, _ = time.Parse(time.RFC3339, v.RedeemedAt)
 	}
-	if r.keys != nil && r.issuer != "" && v.Receipt != "" {
-		vr, err := VerifyReceipt(v.Receipt, r.keys, r.issuer)
+	if (r.keys != nil || r.resolver != nil) && r.issuer != "" && v.Receipt != "" {
+		var vr *Receipt
+		if r.resolver != nil {
+			vr, err = VerifyReceiptWithResolver(req.Context(), v.Receipt, r.resolver, r.issuer)
+		} else {
+			vr, err = VerifyReceipt(v.Receipt, r.keys, r.issuer)
+		}
 		if err != nil {
 			return nil, ErrBadGateway.with(err, "receipt does not verify")
 		}

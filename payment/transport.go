@@ -21,6 +21,7 @@ import (
 	"github.com/agentprov/agentprov/budget"
 	"github.com/agentprov/agentprov/internal/clock"
 	"github.com/agentprov/agentprov/internal/problem"
+	"github.com/agentprov/agentprov/internal/safehttp"
 )
 
 // TransportOptions tune a Transport. Nil means the defaults.
@@ -121,6 +122,11 @@ func NewTransport(payer Payer, origins map[string]string, maxPerCall budget.Mone
 		u, err := url.Parse(o)
 		if err != nil || u.Host == "" || u.Path != "" && u.Path != "/" {
 			return nil, fmt.Errorf("payment: transport: %q is not an origin", o)
+		}
+		// A Payment credential is a bearer instrument: never pay an origin
+		// that would carry it in clear text.
+		if _, err := safehttp.CheckURL(o); err != nil {
+			return nil, fmt.Errorf("payment: transport: origin: %w", err)
 		}
 		if p == "" {
 			return nil, fmt.Errorf("payment: transport: origin %q has no provider id", o)

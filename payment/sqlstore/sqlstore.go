@@ -59,7 +59,9 @@ type Options struct {
 	TablePrefix string
 }
 
-// Store is a RedemptionStore and an IdempotencyStore on database/sql.
+// Store is a RedemptionStore and an IdempotencyStore on database/sql. It
+// is safe for concurrent use, also by several processes sharing the
+// database.
 type Store struct {
 	db *sql.DB
 	d  Dialect

@@ -237,7 +237,13 @@ func NewProvider(cfg ProviderConfig) (*Provider, error) {
 	if redemption == "" {
 		redemption = strings.TrimSuffix(cfg.OrchestratorIssuer, "/") + RedemptionPath
 	}
-	redeemer, err := payment.NewRedeemer(redemption, &payment.RedeemerOptions{APIKey: cfg.RedemptionKey, HTTPClient: client})
+	// Receipts are checked like payment tokens: against the pinned keys, or
+	// through the KeySet that follows the orchestrator's rotations.
+	ropts := &payment.RedeemerOptions{APIKey: cfg.RedemptionKey, HTTPClient: client, Issuer: cfg.OrchestratorIssuer, Keys: cfg.OrchestratorKeys}
+	if keys != nil {
+		ropts.KeyResolver = keys
+	}
+	redeemer, err := payment.NewRedeemer(redemption, ropts)
 	if err != nil {
 		return nil, fmt.Errorf("demo: provider %s: %w", cfg.Profile.ID, err)
 	}

@@ -22,13 +22,13 @@ import (
 
 // ProviderSetup is what a provider brings.
 type ProviderSetup struct {
-	Metadata        *catalogschema.ProviderMetadata // issuer = Metadata.AuthorizationServer
-	Catalog         *catalogschema.Catalog
-	CatalogKey      ed25519.PrivateKey
-	Orchestrator    string              // the trusted orchestrator's issuer URL
-	OrchestratorJWK *jose.JSONWebKeySet // its keys, fetched safely and kept current
-	RedemptionKey   string              // the API key it registered for this provider
-	PaywallSecret   []byte              // at least 32 random bytes
+	Metadata      *catalogschema.ProviderMetadata // issuer = Metadata.AuthorizationServer
+	Catalog       *catalogschema.Catalog
+	CatalogKey    ed25519.PrivateKey
+	Orchestrator  string       // the trusted orchestrator's issuer URL
+	HTTPClient    *http.Client // for the orchestrator's JWKS and redemption endpoint; nil for http.DefaultClient
+	RedemptionKey string       // the API key it registered for this provider
+	PaywallSecret []byte       // at least 32 random bytes
 }
 
 // readme:provider:begin
@@ -68,13 +68,19 @@ func mountProvider(mux *http.ServeMux, s ProviderSetup, deploy, infer http.Handl
 		mux.Handle(p, prov.Handler())
 	}
 
-	// Payment: verify tokens locally, redeem them at the orchestrator.
-	tokens, err := payment.NewTokenVerifier(s.Orchestrator, s.Metadata.ProviderID, s.OrchestratorJWK, nil)
+	// Payment: verify tokens and receipts locally against the orchestrator's
+	// JWKS (refetched when it rotates keys), redeem at the orchestrator.
+	orchKeys, err := authz.NewKeySet(s.Orchestrator+"/.well-known/jwks.json",
+		&authz.KeySetOptions{HTTPClient: s.HTTPClient})
 	if err != nil {
 		return err
 	}
-	redeemer, err := payment.NewRedeemer(s.Orchestrator+"/payment/redemptions",
-		&payment.RedeemerOptions{APIKey: s.RedemptionKey})
+	tokens, err := payment.NewResolvingTokenVerifier(s.Orchestrator, s.Metadata.ProviderID, orchKeys, nil)
+	if err != nil {
+		return err
+	}
+	redeemer, err := payment.NewRedeemer(s.Orchestrator+"/payment/redemptions", &payment.RedeemerOptions{
+		HTTPClient: s.HTTPClient, APIKey: s.RedemptionKey, Issuer: s.Orchestrator, KeyResolver: orchKeys})
 	if err != nil {
 		return err
 	}

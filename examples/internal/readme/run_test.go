@@ -64,7 +64,7 @@ func TestSnippetsRun(t *testing.T) {
 	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "42") })
 	if err := mountProvider(provMux, ProviderSetup{
 		Metadata: meta, Catalog: cat, CatalogKey: catKey, Orchestrator: orchSrv.URL,
-		OrchestratorJWK: o.Issuer.JWKS(), RedemptionKey: "cloud-redemption-key", PaywallSecret: make([]byte, 32),
+		HTTPClient: orchSrv.Client(), RedemptionKey: "cloud-redemption-key", PaywallSecret: make([]byte, 32),
 	}, ok, ok); err != nil {
 		t.Fatal(err)
 	}
