@@ -110,3 +110,27 @@ func TestParseHex(t *testing.T) {
 		}
 	}
 }
+
+// Under a Ledger the store gets no request hash and compares the fields a
+// hash covers itself; a request that carries a hash never matches a hold
+// stored without one.
+func TestMemoryStoreMatchesRequests(t *testing.T) {
+	s, h := newTestHold(t)
+	ctx := context.Background()
+	req := func(hash string, amount int64, service string) *ReserveRequest {
+		return &ReserveRequest{Key: h.Key, Scope: h.Scope, Service: service, Amount: USD(amount),
+			Now: h.CreatedAt, ExpiresAt: h.ExpiresAt, RequestHash: hash}
+	}
+	if got, replayed, err := s.Reserve(ctx, req("", h.Amount.Amount, "")); err != nil || !replayed || got.ID != h.ID {
+		t.Fatalf("same fields: %+v, %v, %v; want a replay of %s", got, replayed, err, h.ID)
+	}
+	for name, r := range map[string]*ReserveRequest{
+		"amount":  req("", h.Amount.Amount+1, ""),
+		"service": req("", h.Amount.Amount, "registrar:domain"),
+		"hash":    req("x", h.Amount.Amount, ""),
+	} {
+		if _, _, err := s.Reserve(ctx, r); !errors.Is(err, ErrIdempotencyConflict) {
+			t.Errorf("other %s: %v; want ErrIdempotencyConflict", name, err)
+		}
+	}
+}

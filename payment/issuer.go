@@ -165,6 +165,15 @@ func (i *Issuer) Name() string { return i.issuer }
 // receipts. The caller must not modify it.
 func (i *Issuer) JWKS() *jose.JSONWebKeySet { return i.jwks }
 
+// String names the issuer without its signing key.
+func (i *Issuer) String() string {
+	return fmt.Sprintf("payment.Issuer{%s kid=%q}", i.issuer, i.key.KeyID)
+}
+
+// Format prints String for every verb, so that %v, %+v and %#v of an
+// Issuer never reach the private key in its fields.
+func (i *Issuer) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(i.String())) }
+
 // MintRequest asks for a payment token. A plain value.
 type MintRequest struct {
 	Project  string

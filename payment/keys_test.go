@@ -224,3 +224,35 @@ func TestRedeemerKeyResolverFollowsRotation(t *testing.T) {
 		t.Fatalf("receipt under an unpublished kid accepted: %v", err)
 	}
 }
+
+// A Redeemer that verifies receipts refuses a committed redemption that
+// comes without one: it would be a payment nobody can check.
+func TestRedeemerRequiresReceiptWhenVerifying(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"protocol_version":"0.1","hold_id":"h1","state":"settled","amount":{"amount":10,"currency":"USD"},"provider":"acme","service":"acme/dns","project":"p"}`))
+	}))
+	t.Cleanup(srv.Close)
+	o := newRotatingOrchestrator(t)
+	keys, err := authz.NewKeySet(o.srv.URL+"/jwks.json", &authz.KeySetOptions{HTTPClient: o.srv.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, opts := range map[string]*payment.RedeemerOptions{
+		"resolver": {HTTPClient: srv.Client(), Issuer: rotIssuer, KeyResolver: keys},
+		"pinned":   {HTTPClient: srv.Client(), Issuer: rotIssuer, Keys: o.issuer().JWKS()},
+	} {
+		red, err := payment.NewRedeemer(srv.URL, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := red.Redeem(context.Background(), "t", budget.USD(10), "k"); !errors.Is(err, payment.ErrBadGateway) {
+			t.Errorf("%s: receiptless settlement accepted: %v", name, err)
+		}
+	}
+	// Without verification configured the answer is taken as it is.
+	red, _ := payment.NewRedeemer(srv.URL, &payment.RedeemerOptions{HTTPClient: srv.Client()})
+	if rc, err := red.Redeem(context.Background(), "t", budget.USD(10), "k"); err != nil || rc.State != payment.StateSettled {
+		t.Errorf("unverified: %+v %v", rc, err)
+	}
+}

@@ -433,6 +433,15 @@ type RedeemerOptions struct {
 	KeyResolver KeyResolver
 }
 
+// Format prints the options with APIKey redacted, whatever the verb.
+func (o RedeemerOptions) Format(f fmt.State, _ rune) {
+	key := ""
+	if o.APIKey != "" {
+		key = "[redacted]"
+	}
+	_, _ = fmt.Fprintf(f, "payment.RedeemerOptions{APIKey:%s Issuer:%q Keys:%t KeyResolver:%t}", key, o.Issuer, o.Keys != nil, o.KeyResolver != nil)
+}
+
 // Redeemer is the provider's client of an orchestrator's redemption
 // endpoint. It is safe for concurrent use.
 type Redeemer struct {
@@ -567,7 +576,16 @@ func (r *Redeemer) do(req *http.Request) (*Receipt, error) {
 	if v.RedeemedAt != "" {
 		rc.RedeemedAt, _ = time.Parse(time.RFC3339, v.RedeemedAt)
 	}
-	if (r.keys != nil || r.resolver != nil) && r.issuer != "" && v.Receipt != "" {
+	verify := (r.keys != nil || r.resolver != nil) && r.issuer != ""
+	if verify && v.Receipt == "" {
+		switch v.State {
+		case StateCommitted, StateSettling, StateSettled:
+			// These states exist only once the receipt is signed; without it
+			// the payment cannot be checked.
+			return nil, ErrBadGateway.with(nil, "%s redemption without a receipt", v.State)
+		}
+	}
+	if verify && v.Receipt != "" {
 		var vr *Receipt
 		if r.resolver != nil {
 			vr, err = VerifyReceiptWithResolver(req.Context(), v.Receipt, r.resolver, r.issuer)

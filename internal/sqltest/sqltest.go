@@ -102,6 +102,10 @@ func OpenPostgres(t testing.TB, dsn string) *sql.DB {
 	if err != nil {
 		t.Fatalf("sqltest: open postgres: %v", err)
 	}
+	// A bounded pool, as in production: concurrency tests with a hundred
+	// goroutines queue in database/sql instead of exhausting the server's
+	// max_connections, which parallel test binaries share.
+	db.SetMaxOpenConns(MaxPostgresConns)
 	if err := db.Ping(); err != nil {
 		db.Close()
 		t.Fatalf("sqltest: ping postgres: %v", err)
@@ -109,3 +113,6 @@ func OpenPostgres(t testing.TB, dsn string) *sql.DB {
 	t.Cleanup(func() { db.Close() })
 	return db
 }
+
+// MaxPostgresConns bounds each pool OpenPostgres returns.
+const MaxPostgresConns = 8

@@ -52,3 +52,12 @@ func TestRebind(t *testing.T) {
 		t.Fatalf("postgres Rebind changed %q", q)
 	}
 }
+
+// Pools are bounded so that concurrency tests in parallel binaries do not
+// exhaust the shared server's max_connections.
+func TestOpenPostgresBoundsPool(t *testing.T) {
+	db := sqltest.Postgres(t)
+	if got := db.Stats().MaxOpenConnections; got != sqltest.MaxPostgresConns {
+		t.Fatalf("MaxOpenConnections = %d, want %d", got, sqltest.MaxPostgresConns)
+	}
+}
