@@ -7,6 +7,8 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -34,6 +36,21 @@ type DeviceAuthorizationResponse struct {
 	ExpiresIn               int64  `json:"expires_in"`
 	Interval                int64  `json:"interval"`
 }
+
+// String describes the response without the device code, which is what
+// the polling client redeems for tokens. The user code is shown: the human
+// types it anyway.
+func (d DeviceAuthorizationResponse) String() string {
+	return fmt.Sprintf("DeviceAuthorizationResponse{user_code=%s verification_uri=%s expires_in=%d interval=%d device_code=REDACTED}",
+		d.UserCode, d.VerificationURI, d.ExpiresIn, d.Interval)
+}
+
+// Format prints String for every verb so the device code cannot leak via
+// %v, %+v or %#v.
+func (d DeviceAuthorizationResponse) Format(f fmt.State, _ rune) { fmt.Fprint(f, d.String()) }
+
+// LogValue redacts the device code in structured logs.
+func (d DeviceAuthorizationResponse) LogValue() slog.Value { return slog.StringValue(d.String()) }
 
 // PendingLink describes a device-flow link request awaiting the human, for
 // the provider's approval page: which orchestrator user wants to link.

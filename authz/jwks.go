@@ -117,6 +117,25 @@ type KeySet struct {
 type fetchCall struct {
 	done chan struct{}
 	err  error
+	// abandoned: the fetch failed because its caller's context ended. It
+	// says nothing about the JWKS, so waiters with a live context try
+	// again rather than fail with the caller.
+	abandoned bool
+}
+
+// runFetch fetches as the leader of call, which s.inflight holds; s.mu is
+// not held. A fetch abandoned by its caller does not count against
+// MinRefetchInterval.
+func (s *KeySet) runFetch(ctx context.Context, call *fetchCall, prevAttempt time.Time) {
+	call.err = s.fetch(ctx)
+	s.mu.Lock()
+	s.inflight = nil
+	if call.err != nil && ctx.Err() != nil {
+		call.abandoned = true
+		s.lastAttempt = prevAttempt
+	}
+	s.mu.Unlock()
+	close(call.done)
 }
 
 // NewKeySet returns a KeySet for the JWKS at jwksURL, which must be https
@@ -207,20 +226,24 @@ func (s *KeySet) lookup(ctx context.Context, kid string, alg jose.SignatureAlgor
 		if call == nil {
 			call = &fetchCall{done: make(chan struct{})}
 			s.inflight = call
+			prev := s.lastAttempt
 			s.lastAttempt = now
 			s.fetches++
 			s.mu.Unlock()
-			call.err = s.fetch(ctx)
-			s.mu.Lock()
-			s.inflight = nil
-			s.mu.Unlock()
-			close(call.done)
+			s.runFetch(ctx, call, prev)
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
 		} else {
 			s.mu.Unlock()
 			select {
 			case <-call.done:
 			case <-ctx.Done():
 				return nil, ctx.Err()
+			}
+			if call.abandoned {
+				attempt-- // another caller gave up; this one has not
+				continue
 			}
 		}
 		if call.err != nil {
@@ -237,19 +260,19 @@ func (s *KeySet) Refresh(ctx context.Context) error {
 	if call == nil {
 		call = &fetchCall{done: make(chan struct{})}
 		s.inflight = call
+		prev := s.lastAttempt
 		s.lastAttempt = s.now.Now()
 		s.fetches++
 		s.mu.Unlock()
-		call.err = s.fetch(ctx)
-		s.mu.Lock()
-		s.inflight = nil
-		s.mu.Unlock()
-		close(call.done)
+		s.runFetch(ctx, call, prev)
 		return call.err
 	}
 	s.mu.Unlock()
 	select {
 	case <-call.done:
+		if call.abandoned && ctx.Err() == nil {
+			return s.Refresh(ctx)
+		}
 		return call.err
 	case <-ctx.Done():
 		return ctx.Err()

@@ -378,3 +378,47 @@ func FuzzParseJWKS(f *testing.F) {
 		}
 	})
 }
+
+// A caller that gives up on a JWKS fetch does not fail the callers waiting
+// on the same fetch, nor hold back their refetch for MinRefetchInterval.
+func TestKeySetAbandonedFetchDoesNotFailOthers(t *testing.T) {
+	e := newIDEnv(t, jose.EdDSA)
+	jwks := e.att.JWKSHandler()
+	var calls atomic.Int32
+	first := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			close(first)
+			<-r.Context().Done() // hangs until its caller gives up
+			return
+		}
+		jwks.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	ks, err := authz.NewKeySet(srv.URL, &authz.KeySetOptions{HTTPClient: srv.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaderCtx, cancel := context.WithCancel(context.Background())
+	leaderErr := make(chan error, 1)
+	go func() {
+		_, err := ks.Key(leaderCtx, "k1")
+		leaderErr <- err
+	}()
+	<-first
+	followerErr := make(chan error, 1)
+	go func() {
+		k, err := ks.Key(context.Background(), "k1")
+		if err == nil && k.KeyID != "k1" {
+			err = errors.New("wrong key")
+		}
+		followerErr <- err
+	}()
+	cancel()
+	if err := <-leaderErr; !errors.Is(err, context.Canceled) {
+		t.Errorf("leader: %v, want context.Canceled", err)
+	}
+	if err := <-followerErr; err != nil {
+		t.Fatalf("follower failed with the leader: %v", err)
+	}
+}

@@ -37,8 +37,13 @@ func TestFormatRedactsSecrets(t *testing.T) {
 	v2, _ := authz.NewVault(mem, nil)
 	_ = v2.Put(context.Background(), authz.Credential{Project: "p", Provider: "acme", Service: "dns", AccessToken: "SUPERSECRETTOKEN"})
 	tokens := authz.NewMemoryTokenStore()
+	device := authz.DeviceAuthorizationResponse{DeviceCode: "SUPERSECRETDEVICECODE", UserCode: "WDJB-MJHT", VerificationURI: "https://acme.example/device"}
+	if s := fmt.Sprint(device); !strings.Contains(s, "WDJB-MJHT") {
+		t.Errorf("device response lost its user code: %s", s)
+	}
 	bad := []string{"SUPERSECRET", fmt.Sprint([]byte(priv))[:40], fmt.Sprint(vaultKey)[:40]}
-	for name, x := range map[string]any{"attester": att, "encrypted store": enc, "vault": vault, "memory vault": mem, "tokens": tokens} {
+	for name, x := range map[string]any{"attester": att, "encrypted store": enc, "vault": vault, "memory vault": mem, "tokens": tokens,
+		"device response": device, "device response pointer": &device} {
 		for _, verb := range []string{"%v", "%+v", "%#v"} {
 			s := fmt.Sprintf(verb, x)
 			for _, b := range bad {

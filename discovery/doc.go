@@ -19,10 +19,12 @@
 // catalogschema) and JWS verification against pinned or trusted keys. It
 // revalidates with If-None-Match, keeps serving the last good copy (marked
 // stale) when a provider fails, and computes a [Drift] against the accepted
-// copy. A price rise above the [DriftPolicy] threshold, a signed → unsigned
+// copy. A price rise, or a rise of a price's upper bound (max_amount), above
+// the [DriftPolicy] threshold, a signed → unsigned
 // downgrade, or a signature failure of a previously signed provider
 // quarantines the new catalog: the previous one stays in service until an
-// operator calls [Aggregator.Accept]. Queries: [Aggregator.Catalogs],
+// operator calls [Aggregator.Accept]. Changes to the human-readable
+// pricing text are reported in the drift but never quarantine. Queries: [Aggregator.Catalogs],
 // [Aggregator.Search] and [Aggregator.Lookup] (by service ref).
 //
 // Catalog text (description, llm_context) is untrusted provider data: this

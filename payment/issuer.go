@@ -231,6 +231,9 @@ func (i *Issuer) Mint(ctx context.Context, req MintRequest) (*Minted, error) {
 	}
 	stored, created, err := i.store.Create(ctx, rec)
 	if err != nil {
+		if req.IdempotencyKey == "" {
+			i.releaseOrphanHold(ctx, hold.ID)
+		}
 		return nil, storeErr(err)
 	}
 	if !created && (stored.Provider != rec.Provider || stored.Service != rec.Service || stored.Project != rec.Project ||
@@ -243,6 +246,22 @@ func (i *Issuer) Mint(ctx context.Context, req MintRequest) (*Minted, error) {
 		return nil, fmt.Errorf("payment: sign token: %w", err)
 	}
 	return &Minted{Token: tok, Claims: c}, nil
+}
+
+// releaseOrphanHold gives back the hold of a mint whose record could not be
+// stored, so that a store failure does not keep the user's budget reserved
+// until the hold expires. Only for generated mint keys: a caller's key may
+// be retried, and its retry must find the same hold. The hold is released
+// only when the record is known to be absent; a record that was stored
+// after all keeps its hold, and no token for it was handed out.
+func (i *Issuer) releaseOrphanHold(ctx context.Context, holdID string) {
+	ctx = context.WithoutCancel(ctx)
+	if _, err := i.store.Get(ctx, holdID); !errors.Is(err, ErrNotFound) {
+		return
+	}
+	if _, err := i.holds.Release(ctx, holdID); err != nil && !holdGone(err) {
+		i.log.WarnContext(ctx, "payment: releasing the hold of a failed mint", "hold", holdID, "err", err)
+	}
 }
 
 func (i *Issuer) claimsOf(r Redemption) TokenClaims {

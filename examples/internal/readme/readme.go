@@ -47,7 +47,8 @@ func mountProvider(mux *http.ServeMux, s ProviderSetup, deploy, infer http.Handl
 	// device flow for users who already have one, revocation.
 	verifier, err := authz.NewVerifier(s.Metadata.ProviderID,
 		[]authz.TrustedIssuer{{Issuer: s.Orchestrator, JWKSURL: s.Orchestrator + "/.well-known/jwks.json"}},
-		authz.NewMemoryReplayStore(nil), nil) // authz/sqlstore for several instances
+		authz.NewMemoryReplayStore(nil), // authz/sqlstore for several instances
+		&authz.VerifierOptions{KeySet: &authz.KeySetOptions{HTTPClient: s.HTTPClient}})
 	if err != nil {
 		return err
 	}
