@@ -106,7 +106,7 @@ func ExampleParseChallenges() {
 	// Output: agentprov charge 250 USD 10:05
 }
 
-// readme402 is the snippet of README.d/payment-402.md, kept here so that it
+// readme402 is the snippet of README.md, kept here so that it
 // keeps compiling.
 func readme402(ctx context.Context, db *sql.DB, mux *http.ServeMux, issuer *payment.Issuer, orchestratorIssuer string, orchestratorJWKS *jose.JSONWebKeySet,
 	redemptionURL, apiKey string, secret []byte, checkHandler http.Handler) error {

@@ -11,7 +11,7 @@ import (
 	"github.com/agentprov/agentprov/payment"
 )
 
-// readmeSnippet keeps the README.d/payment-tokens.md snippet compiling; it
+// readmeSnippet keeps the README.md snippet compiling; it
 // is never run.
 func readmeSnippet(ctx context.Context, ed25519PrivateKey ed25519.PrivateKey, myRail payment.Rail, cfAPIKey string,
 	mux *http.ServeMux, orchestratorJWKS *jose.JSONWebKeySet) error {

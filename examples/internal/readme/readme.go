@@ -1,4 +1,4 @@
-// Package readme holds the embedding guide's code: README.d/examples.md
+// Package readme holds the embedding guide's code: README.md
 // shows the text between each "readme:NAME" marker pair verbatim, and
 // TestREADMEInSync fails when the two drift apart. The code compiles (and
 // runs, in the test), so the README never shows code that does not.

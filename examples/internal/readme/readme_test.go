@@ -7,14 +7,14 @@ import (
 	"testing"
 )
 
-// TestREADMEInSync checks that README.d/examples.md shows every snippet
+// TestREADMEInSync checks that README.md shows every snippet
 // of readme.go verbatim, inside a Go code block.
 func TestREADMEInSync(t *testing.T) {
 	src, err := os.ReadFile("readme.go")
 	if err != nil {
 		t.Fatal(err)
 	}
-	doc, err := os.ReadFile("../../../README.d/examples.md")
+	doc, err := os.ReadFile("../../../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,7 +27,7 @@ func TestREADMEInSync(t *testing.T) {
 		found++
 		block := "```go\n" + strings.TrimRight(m[2], "\n") + "\n```"
 		if !strings.Contains(string(doc), block) {
-			t.Errorf("README.d/examples.md does not show snippet %q verbatim; paste it from readme.go", m[1])
+			t.Errorf("README.md does not show snippet %q verbatim; paste it from readme.go", m[1])
 		}
 	}
 	if found != 3 {
