@@ -4,7 +4,8 @@
 // deployment without the human leaving the agent session.
 //
 // This root package holds no code; it documents how the pieces fit. The wire
-// specification is PROTOCOL.md at the root of the module.
+// specification, version 0.1, is [PROTOCOL.md] at the root of the module; the
+// README shows both roles assembled.
 //
 // # Roles
 //
@@ -13,18 +14,25 @@
 // both and never sees card data. Every concern package holds both roles under
 // role-named types, and neither role needs the other to compile:
 //
-//   - [github.com/agentprov/agentprov/catalogschema]: the catalog documents,
-//     their embedded JSON Schemas and validation.
-//   - [github.com/agentprov/agentprov/discovery]: the provider's catalog
-//     handler and the orchestrator's Aggregator (fetch, verify, cache, drift,
-//     quarantine, search, service refs).
-//   - [github.com/agentprov/agentprov/authz]: identity attestation (Attester,
-//     Verifier), account provisioning and linking, OAuth consent for existing
-//     accounts, the credential vault and revocation.
+//   - [github.com/agentprov/agentprov/catalogschema]: the discovery documents
+//     (ProviderMetadata, Catalog, Service), their embedded JSON Schemas,
+//     bounded parsers (ParseMetadata, ParseCatalog) and service refs (Ref,
+//     ParseRef).
+//   - [github.com/agentprov/agentprov/discovery]: the provider's Handler
+//     (metadata, signed catalog, JWKS) and the orchestrator's Aggregator
+//     (fetch, verify, cache, drift, quarantine, Search and Lookup).
+//   - [github.com/agentprov/agentprov/authz]: on the orchestrator side the
+//     Attester (identity attestations, consent receipts, JWKS), the Linker
+//     (account created, or an existing one linked through the device flow),
+//     the Vault of credentials and the Revoker; on the provider side the
+//     Verifier, KeySet and Provisioner (token endpoint, OAuth linking,
+//     bearer middleware, revocation).
 //   - [github.com/agentprov/agentprov/budget]: spending caps enforced by a
 //     Ledger over a small atomic Store.
-//   - [github.com/agentprov/agentprov/payment]: payment tokens, exactly-once
-//     redemption, settlement rails, and the HTTP 402 Payment scheme.
+//   - [github.com/agentprov/agentprov/payment]: on the orchestrator side the
+//     Issuer (mint, redemption endpoint, settlement outbox over a Rail) and
+//     the Transport (the agent's HTTP 402 client); on the provider side the
+//     TokenVerifier, the Redeemer and the Paywall (HTTP 402 middleware).
 //
 // # The flow
 //
@@ -43,6 +51,10 @@
 //
 // Stateful packages define small store interfaces built on atomic conditional
 // operations, each with an in-memory implementation (the default), a
-// database/sql implementation for SQLite and PostgreSQL, and a conformance
-// suite every implementation passes.
+// database/sql implementation for SQLite and PostgreSQL (authz/sqlstore,
+// budget/sqlstore, payment/sqlstore), and a conformance suite every
+// implementation passes (authz/authztest, budget/budgettest,
+// payment/paymenttest).
+//
+// [PROTOCOL.md]: https://github.com/agentprov/agentprov/blob/main/PROTOCOL.md
 package agentprov

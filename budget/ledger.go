@@ -42,7 +42,7 @@ type LedgerOptions struct {
 	// DefaultProviderCap is the cap per provider per Period that applies
 	// when the user set none. Its currency is the Ledger's currency: every
 	// amount in any other currency is refused with ErrCurrencyMismatch.
-	// Zero means 10000 USD ($100).
+	// Zero means USD(10000), that is $100.00 (amounts are minor units).
 	DefaultProviderCap Money
 	// Period is the period of the default provider cap and of cap changes
 	// that name none; empty means Month.

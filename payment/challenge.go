@@ -140,7 +140,7 @@ func decodeChallengeRequest(requestB64 string) (ChallengeRequest, error) {
 	if err != nil {
 		return ChallengeRequest{}, fmt.Errorf("request is not base64url: %w", err)
 	}
-	if _, err := hdrDecodeObject(raw); err != nil {
+	if err := hdrCheckObject(raw); err != nil {
 		return ChallengeRequest{}, fmt.Errorf("request is not a JSON object: %w", err)
 	}
 	var cr ChallengeRequest
@@ -304,7 +304,7 @@ func challengeFromParams(ac authChallenge) (Challenge, error) {
 	if err != nil {
 		return Challenge{}, ErrMalformedChallenge.with(err, "request is not base64url")
 	}
-	if _, err := hdrDecodeObject(raw); err != nil {
+	if err := hdrCheckObject(raw); err != nil {
 		return Challenge{}, ErrMalformedChallenge.with(err, "request is not a JSON object")
 	}
 	if c.Intent == IntentCharge {

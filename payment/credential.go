@@ -136,7 +136,7 @@ func (c *Credential) validate() error {
 	if len(p) == 0 || p[0] != '{' {
 		return ErrMalformedCredential.with(nil, "payload must be a JSON object")
 	}
-	if _, err := hdrDecodeObject(p); err != nil {
+	if err := hdrCheckObject(p); err != nil {
 		return ErrMalformedCredential.with(err, "payload must be a JSON object")
 	}
 	return nil
@@ -173,7 +173,7 @@ func ParseCredential(value string) (*Credential, error) {
 	if err != nil {
 		return nil, ErrMalformedCredential.with(err, "credential is not base64url")
 	}
-	if _, err := hdrDecodeObject(raw); err != nil {
+	if err := hdrCheckObject(raw); err != nil {
 		return nil, ErrMalformedCredential.with(err, "credential is not a JSON object")
 	}
 	var w struct {

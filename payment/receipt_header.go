@@ -84,7 +84,7 @@ func ParseReceiptHeader(value string) (*ReceiptHeader, error) {
 	if err != nil {
 		return nil, ErrMalformedReceipt.with(err, "not base64url")
 	}
-	if _, err := hdrDecodeObject(raw); err != nil {
+	if err := hdrCheckObject(raw); err != nil {
 		return nil, ErrMalformedReceipt.with(err, "not a JSON object")
 	}
 	var w receiptHeaderWire
