@@ -320,7 +320,29 @@ func (p *Provisioner) Handler() http.Handler {
 	mux.Handle(base+PathDeviceAuthorization, p.DeviceAuthorizationHandler())
 	mux.Handle(base+PathRevoke, p.RevokeHandler())
 	mux.Handle(base+PathRevocationEvent, p.RevocationEventHandler())
-	return mux
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if checkVersion(w, r) {
+			mux.ServeHTTP(w, r)
+		}
+	})
+}
+
+// VersionHeader optionally names the protocol version a client speaks
+// (PROTOCOL §2.1).
+const VersionHeader = "Agent-Provisioning-Version"
+
+// checkVersion answers 400 unsupported_version, and reports false, when the
+// request names a protocol major version other than 0.
+func checkVersion(w http.ResponseWriter, r *http.Request) bool {
+	v := r.Header.Get(VersionHeader)
+	if v == "" {
+		return true
+	}
+	if major, _, ok := strings.Cut(strings.TrimSpace(v), "."); ok && major == "0" {
+		return true
+	}
+	problem.Write(w, http.StatusBadRequest, "unsupported_version", "this provider speaks protocol version 0.x")
+	return false
 }
 
 func mustPath(raw string) string {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -376,5 +377,36 @@ func TestTokenResponseRedacts(t *testing.T) {
 	b, _ := json.Marshal(tr)
 	if !strings.Contains(string(b), "apt_SECRETSECRET") {
 		t.Error("the wire form must carry the token")
+	}
+}
+
+func TestProvisionerRefusesUnsupportedVersion(t *testing.T) {
+	o := newOrchestrator(t, orchIssuer)
+	v, err := authz.NewVerifier("acme", []authz.TrustedIssuer{{Issuer: orchIssuer, Keys: o.att.JWKS()}}, authz.NewMemoryReplayStore(nil), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := authz.NewProvisioner(v, authz.NewMemoryAccountStore(), authz.NewMemoryTokenStore(),
+		&authz.ProvisionerOptions{Issuer: "https://acme.example", TermsVersion: "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := p.Handler()
+	for _, tc := range []struct {
+		version string
+		want    int
+	}{{"1.0", http.StatusBadRequest}, {"garbage", http.StatusBadRequest}, {"0.1", http.StatusOK}, {"", http.StatusOK}} {
+		req, _ := http.NewRequest(http.MethodGet, p.ResourceMetadataURL(), nil)
+		if tc.version != "" {
+			req.Header.Set(authz.VersionHeader, tc.version)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != tc.want {
+			t.Errorf("version %q: status %d, want %d (%s)", tc.version, rec.Code, tc.want, rec.Body)
+		}
+		if tc.want == http.StatusBadRequest && !strings.Contains(rec.Body.String(), `"code":"unsupported_version"`) {
+			t.Errorf("version %q: body %s lacks unsupported_version", tc.version, rec.Body)
+		}
 	}
 }

@@ -109,7 +109,10 @@ func (p *Provisioner) RevocationEventHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
 			w.Header().Set("Allow", http.MethodPost)
-			problem.Write(w, http.StatusMethodNotAllowed, ErrInvalidRequest.Code, "use POST")
+			problem.Write(w, http.StatusMethodNotAllowed, "method_not_allowed", "use POST")
+			return
+		}
+		if !checkVersion(w, r) {
 			return
 		}
 		if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/jwt" {
@@ -117,8 +120,12 @@ func (p *Provisioner) RevocationEventHandler() http.Handler {
 			return
 		}
 		body, err := safehttp.ReadAll(r.Body, maxRevocationBody)
-		if err != nil {
+		if errors.Is(err, safehttp.ErrTooLarge) {
 			problem.Write(w, http.StatusRequestEntityTooLarge, ErrInvalidRequest.Code, "event too large")
+			return
+		}
+		if err != nil {
+			problem.Write(w, http.StatusBadRequest, ErrInvalidRequest.Code, "could not read the event")
 			return
 		}
 		n, err := p.HandleRevocation(r.Context(), strings.TrimSpace(string(body)))
