@@ -237,7 +237,8 @@ func signJWT(s jose.Signer, claims any) (string, error) {
 
 // verifyJWS checks a compact JWS of the expected typ against keys and
 // returns its payload. The header is inspected before any key is used so
-// that embedded or remote keys (jwk, jku, x5u, x5c) and crit are refused.
+// that embedded or remote keys (jwk, jku, x5u, x5c, x5t, x5t#S256), crit
+// and b64 are refused.
 //
 // EdDSA, the algorithm of every key this package issues, is verified here
 // directly with crypto/ed25519 over the signing input as received: going
@@ -262,7 +263,7 @@ func verifyJWS(token, typ string, keys *jose.JSONWebKeySet) ([]byte, error) {
 	if err := json.Unmarshal(rawHeader, &hdr); err != nil || hdr == nil {
 		return nil, errors.New("header is not a JSON object")
 	}
-	for _, banned := range []string{"jwk", "jku", "x5u", "x5c", "crit", "b64"} {
+	for _, banned := range []string{"jwk", "jku", "x5u", "x5c", "x5t", "x5t#S256", "crit", "b64"} {
 		if _, ok := hdr[banned]; ok {
 			return nil, fmt.Errorf("header member %q is not accepted", banned)
 		}
@@ -293,7 +294,8 @@ func verifyJWS(token, typ string, keys *jose.JSONWebKeySet) ([]byte, error) {
 	if len(found) == 0 {
 		return nil, fmt.Errorf("unknown kid %q", kid)
 	}
-	signingInput := token[:len(h64)+1+len(p64)]
+	signingInput := []byte(token[:len(h64)+1+len(p64)])
+	other := false
 	for _, k := range found {
 		if k.Algorithm != "" && k.Algorithm != alg {
 			continue
@@ -304,10 +306,16 @@ func verifyJWS(token, typ string, keys *jose.JSONWebKeySet) ([]byte, error) {
 			pub = key
 		case ed25519.PrivateKey:
 			pub, _ = key.Public().(ed25519.PublicKey)
+		default:
+			other = true // e.g. a jose.OpaqueVerifier: go-jose knows it
+			continue
 		}
-		if len(pub) == ed25519.PublicKeySize && ed25519.Verify(pub, []byte(signingInput), sig) {
+		if len(pub) == ed25519.PublicKeySize && ed25519.Verify(pub, signingInput, sig) {
 			return payload, nil
 		}
+	}
+	if other {
+		return verifyJWSJose(token, kid, keys)
 	}
 	return nil, errors.New("signature does not verify")
 }

@@ -65,6 +65,8 @@ func TestVerifyJWSHeaderRules(t *testing.T) {
 		"jku":             with("jku", "https://evil.example/jwks"),
 		"x5u":             with("x5u", "https://evil.example/cert"),
 		"x5c":             with("x5c", []string{"MIIB"}),
+		"x5t":             with("x5t", "dGh1bWI"),
+		"x5t#S256":        with("x5t#S256", "dGh1bWI"),
 		"crit":            with("crit", []string{"exp"}),
 	}
 	for name, hdr := range cases {
