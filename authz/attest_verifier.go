@@ -15,6 +15,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/agentprov/agentprov/internal/clock"
+	"github.com/agentprov/agentprov/internal/jwstyp"
 )
 
 // TrustedIssuer is an orchestrator a provider accepts attestations from.
@@ -243,7 +244,7 @@ func (v *Verifier) verifySignature(ctx context.Context, token, typ string) ([]by
 		}
 	}
 	var gotTyp string
-	if raw, ok := hdr["typ"]; !ok || json.Unmarshal(raw, &gotTyp) != nil || !typeMatches(gotTyp, typ) {
+	if raw, ok := hdr["typ"]; !ok || json.Unmarshal(raw, &gotTyp) != nil || !jwstyp.Matches(gotTyp, typ) {
 		return nil, "", errorf(ErrWrongTokenType, nil, "typ %s, want %q", orMissing(hdr["typ"]), typ)
 	}
 	var kid string
@@ -282,14 +283,6 @@ func (v *Verifier) verifySignature(ctx context.Context, token, typ string) ([]by
 func canonicalBase64(s string) bool {
 	_, err := base64.RawURLEncoding.Strict().DecodeString(s)
 	return err == nil
-}
-
-// typeMatches compares JOSE typ values as RFC 7515 §4.1.9 says: case
-// insensitively, with the "application/" prefix optional.
-func typeMatches(got, want string) bool {
-	got = strings.ToLower(got)
-	got = strings.TrimPrefix(got, "application/")
-	return got == strings.ToLower(want)
 }
 
 // clip shortens attacker-controlled text before it goes into an error
@@ -465,6 +458,14 @@ type registeredClaims struct {
 // verifier's audience, exp/nbf/iat with leeway, maximum lifetime, and
 // single use of "jti" — then decodes the payload into claims.
 func (v *Verifier) VerifyTyped(ctx context.Context, token, typ string, claims any) error {
+	return v.verifyTyped(ctx, token, typ, claims, nil)
+}
+
+// verifyTyped is VerifyTyped with a hook: check, when not nil, runs after
+// every other check and the decoding of claims but before "jti" is
+// consumed, so a caller that refuses the token's content (an invalid
+// revocation event) leaves its jti unspent. check's error is returned as is.
+func (v *Verifier) verifyTyped(ctx context.Context, token, typ string, claims any, check func() error) error {
 	payload, iss, err := v.verifySignature(ctx, token, typ)
 	if err != nil {
 		return err
@@ -484,6 +485,11 @@ func (v *Verifier) VerifyTyped(ctx context.Context, token, typ string, claims an
 	}
 	if claims != nil {
 		if err := decodeClaims(payload, claims); err != nil {
+			return err
+		}
+	}
+	if check != nil {
+		if err := check(); err != nil {
 			return err
 		}
 	}

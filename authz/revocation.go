@@ -142,37 +142,25 @@ func (p *Provisioner) RevocationEventHandler() http.Handler {
 
 // HandleRevocation verifies a revocation event and revokes its tokens,
 // returning how many live tokens it revoked. It is what
-// RevocationEventHandler runs for each request.
+// RevocationEventHandler runs for each request. The event's content
+// (account_id, token_hashes, the sub link) is checked before its jti is
+// consumed, so only an event that is acted on spends its id.
 func (p *Provisioner) HandleRevocation(ctx context.Context, event string) (int, error) {
 	var ev RevocationEvent
-	if err := p.verifier.VerifyTyped(ctx, event, TypeRevocation, &ev); err != nil {
+	var hashes []TokenHash
+	// The content is checked before the jti is consumed, so an event
+	// refused as invalid_revocation (or for an unavailable account store)
+	// does not burn its id; only an event that will be acted on does.
+	check := func() error {
+		var err error
+		hashes, err = p.checkRevocation(ctx, &ev)
+		return err
+	}
+	if err := p.verifier.verifyTyped(ctx, event, TypeRevocation, &ev, check); err != nil {
 		if AsError(err) == nil {
 			return 0, errorf(ErrTemporarilyUnavailable, err, "event could not be checked")
 		}
 		return 0, err
-	}
-	if ev.AccountID == "" {
-		return 0, errorf(ErrInvalidRevocation, nil, "account_id is required")
-	}
-	if len(ev.TokenHashes) > maxRevocationHashes {
-		return 0, errorf(ErrInvalidRevocation, nil, "at most %d token hashes per event", maxRevocationHashes)
-	}
-	hashes := make([]TokenHash, 0, len(ev.TokenHashes))
-	for _, s := range ev.TokenHashes {
-		h, err := ParseTokenHash(s)
-		if err != nil {
-			return 0, errorf(ErrInvalidRevocation, nil, "token_hashes holds a malformed hash")
-		}
-		hashes = append(hashes, h)
-	}
-	if ev.Subject != "" {
-		acct, err := p.accounts.FindBySubject(ctx, UserRef{Issuer: ev.Issuer, Subject: ev.Subject})
-		switch {
-		case errors.Is(err, ErrAccountNotFound) || (err == nil && acct.ID != ev.AccountID):
-			return 0, errorf(ErrInvalidRevocation, nil, "account is not linked to this subject")
-		case err != nil:
-			return 0, errorf(ErrTemporarilyUnavailable, err, "account store unavailable")
-		}
 	}
 	now := p.now.Now().UTC()
 	if len(hashes) == 0 {
@@ -201,6 +189,36 @@ func (p *Provisioner) HandleRevocation(ctx context.Context, event string) (int, 
 	}
 	p.log.Info("authz: tokens revoked by event", "account_id", ev.AccountID, "iss", ev.Issuer, "revoked", n)
 	return n, nil
+}
+
+// checkRevocation validates a verified event's content — account_id,
+// token hashes, and the link of sub to the account — and returns the
+// parsed hashes. It only reads.
+func (p *Provisioner) checkRevocation(ctx context.Context, ev *RevocationEvent) ([]TokenHash, error) {
+	if ev.AccountID == "" {
+		return nil, errorf(ErrInvalidRevocation, nil, "account_id is required")
+	}
+	if len(ev.TokenHashes) > maxRevocationHashes {
+		return nil, errorf(ErrInvalidRevocation, nil, "at most %d token hashes per event", maxRevocationHashes)
+	}
+	hashes := make([]TokenHash, 0, len(ev.TokenHashes))
+	for _, s := range ev.TokenHashes {
+		h, err := ParseTokenHash(s)
+		if err != nil {
+			return nil, errorf(ErrInvalidRevocation, nil, "token_hashes holds a malformed hash")
+		}
+		hashes = append(hashes, h)
+	}
+	if ev.Subject != "" {
+		acct, err := p.accounts.FindBySubject(ctx, UserRef{Issuer: ev.Issuer, Subject: ev.Subject})
+		switch {
+		case errors.Is(err, ErrAccountNotFound) || (err == nil && acct.ID != ev.AccountID):
+			return nil, errorf(ErrInvalidRevocation, nil, "account is not linked to this subject")
+		case err != nil:
+			return nil, errorf(ErrTemporarilyUnavailable, err, "account store unavailable")
+		}
+	}
+	return hashes, nil
 }
 
 // RevocationTarget is where and to whom a provider's revocation events go.

@@ -10,6 +10,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/agentprov/agentprov/catalogschema"
+	"github.com/agentprov/agentprov/internal/jwstyp"
 )
 
 // AllowedAlgorithms are the only JWS algorithms a signed catalog may use.
@@ -61,7 +62,8 @@ func SignCatalog(cat *catalogschema.Catalog, key jose.SigningKey, kid string) ([
 
 // VerifyCatalog checks a compact-JWS catalog against a trusted key set and
 // returns the validated catalog. It enforces the algorithm allow-list (EdDSA,
-// ES256), the exact typ CatalogJWSType, a kid present in keys, and rejects
+// ES256), the typ CatalogJWSType (case-insensitive, "application/" prefix
+// optional, as RFC 7515 §4.1.9 says), a kid present in keys, and rejects
 // the jwk, jku, x5u, x5c, x5t, crit and b64 headers. Signature failures wrap
 // ErrSignature, an untrusted kid wraps ErrUnknownKey, and payload problems
 // are catalogschema's errors.
@@ -101,7 +103,7 @@ func verifyJWS(raw []byte, keys *jose.JSONWebKeySet) ([]byte, *SignatureInfo, er
 		}
 	}
 	var typ, kid, alg string
-	if json.Unmarshal(hdr["typ"], &typ) != nil || typ != CatalogJWSType {
+	if json.Unmarshal(hdr["typ"], &typ) != nil || !jwstyp.Matches(typ, CatalogJWSType) {
 		return nil, nil, fmt.Errorf("%w: typ must be %q", ErrSignature, CatalogJWSType)
 	}
 	if json.Unmarshal(hdr["kid"], &kid) != nil || kid == "" {

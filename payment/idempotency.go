@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -96,12 +97,26 @@ type IdempotencyOptions struct {
 	RetryAfter time.Duration
 	// MaxBody bounds request bodies (413 above); default 64 KiB.
 	MaxBody int64
+	// MaxResponseBytes bounds the response body kept for replay; default
+	// 1 MiB. A final response whose body outgrows it is streamed to its
+	// caller unbuffered, and the key is completed with a 500
+	// idempotency_response_too_large problem in its place: replays answer
+	// that and never run the handler again (see Idempotent).
+	MaxResponseBytes int64
 	// Logger receives store failures; default slog.Default().
 	Logger *slog.Logger
 }
 
 // MaxIdempotencyKeyLength is the longest Idempotency-Key accepted.
 const MaxIdempotencyKeyLength = 255
+
+// ErrIdempotencyResponseTooLarge is what a replay answers when the first
+// response under its key was too large to keep (see
+// IdempotencyOptions.MaxResponseBytes): the request was processed, so it
+// must not be repeated under a new key, but its response cannot be
+// replayed.
+var ErrIdempotencyResponseTooLarge = sentinel("idempotency_response_too_large", http.StatusInternalServerError,
+	"the request was processed but its response was too large to keep for replay")
 
 // Idempotent returns middleware applying the idempotency rules of §5.3 to
 // state-changing requests (every method but GET, HEAD and OPTIONS):
@@ -111,7 +126,16 @@ const MaxIdempotencyKeyLength = 255
 // 422 idempotency_conflict; a duplicate while the first is running gives
 // 409 idempotency_in_flight with Retry-After. Responses with status 5xx or
 // carrying Retry-After (transient answers) are not kept, so a retry runs
-// the handler again. The middleware is safe for concurrent use.
+// the handler again.
+//
+// Responses are buffered so they can be stored before they are sent, up to
+// MaxResponseBytes. A larger final response is sent to its caller as it is
+// written, and the key is completed with a stored 500
+// idempotency_response_too_large problem instead: a replay gets that
+// answer, never a second run of the handler, because re-executing a
+// state-changing request is worse than not replaying its result. (A
+// transient response that outgrows the limit is streamed and not kept, as
+// usual.) The middleware is safe for concurrent use.
 func Idempotent(store IdempotencyStore, opts *IdempotencyOptions) func(http.Handler) http.Handler {
 	if opts == nil {
 		opts = &IdempotencyOptions{}
@@ -122,6 +146,9 @@ func Idempotent(store IdempotencyStore, opts *IdempotencyOptions) func(http.Hand
 	o.RetryAfter = orDefault(o.RetryAfter, time.Second)
 	if o.MaxBody <= 0 {
 		o.MaxBody = 64 << 10
+	}
+	if o.MaxResponseBytes <= 0 {
+		o.MaxResponseBytes = 1 << 20
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -183,7 +210,21 @@ func Idempotent(store IdempotencyStore, opts *IdempotencyOptions) func(http.Hand
 			// Store the outcome even if the client went away: a retry must
 			// find it.
 			sctx := context.WithoutCancel(r.Context())
-			rec := &bufferedWriter{header: http.Header{}} // no limit: MaxBody-sized requests, handler-sized answers
+			rec := &idemWriter{w: w, header: http.Header{}, limit: o.MaxResponseBytes}
+			rec.spill = func(status int, header http.Header) {
+				// Settle the key before the first byte leaves: a retry
+				// must find the outcome, not a free key.
+				if transient(status, header) {
+					if err := store.Abandon(sctx, skey, fp); err != nil {
+						o.Logger.ErrorContext(r.Context(), "payment: idempotency abandon failed", "err", err)
+					}
+					return
+				}
+				o.Logger.WarnContext(r.Context(), "payment: idempotent response too large to keep", "status", status, "limit", o.MaxResponseBytes)
+				if err := store.Complete(sctx, skey, fp, tooLargeResponse(status), o.Now.Now().Add(o.Retention)); err != nil {
+					o.Logger.ErrorContext(r.Context(), "payment: idempotency complete failed", "err", err)
+				}
+			}
 			finished := false
 			defer func() {
 				if !finished {
@@ -193,10 +234,13 @@ func Idempotent(store IdempotencyStore, opts *IdempotencyOptions) func(http.Hand
 			r.Body = io.NopCloser(bytes.NewReader(body))
 			next.ServeHTTP(rec, r)
 			finished = true
+			if rec.streaming {
+				return // settled by spill, already sent
+			}
 			if rec.status == 0 {
 				rec.status = http.StatusOK
 			}
-			if rec.status >= 500 || rec.header.Get("Retry-After") != "" {
+			if transient(rec.status, rec.header) {
 				if err := store.Abandon(sctx, skey, fp); err != nil {
 					o.Logger.ErrorContext(r.Context(), "payment: idempotency abandon failed", "err", err)
 				}
@@ -217,6 +261,76 @@ func Idempotent(store IdempotencyStore, opts *IdempotencyOptions) func(http.Hand
 			_, _ = w.Write(rec.body.Bytes())
 		})
 	}
+}
+
+// transient reports whether a response is a transient answer, which is
+// not kept so that a retry runs the handler again.
+func transient(status int, h http.Header) bool {
+	return status >= 500 || h.Get("Retry-After") != ""
+}
+
+// tooLargeResponse is the record kept in place of a response that
+// outgrew MaxResponseBytes.
+func tooLargeResponse(status int) IdempotentResponse {
+	e := ErrIdempotencyResponseTooLarge
+	body, _ := json.Marshal(problem.Details{
+		Type:   problem.TypeBase + e.Code,
+		Title:  http.StatusText(e.Status),
+		Status: e.Status,
+		Code:   e.Code,
+		Detail: fmt.Sprintf("the request was processed (status %d) but its response was too large to keep for replay; do not repeat it under a new key", status),
+	})
+	return IdempotentResponse{
+		Status: e.Status,
+		Header: http.Header{"Content-Type": {problem.MediaType}, "Cache-Control": {"no-store"}},
+		Body:   append(body, '\n'),
+	}
+}
+
+// idemWriter buffers a response up to limit bytes of body. When a write
+// would pass the limit it calls spill once with the status and headers,
+// sends those and the buffered bytes to w, and passes every later write
+// straight through, so memory stays bounded whatever the handler writes.
+type idemWriter struct {
+	w         http.ResponseWriter
+	header    http.Header
+	status    int
+	body      bytes.Buffer
+	limit     int64
+	spill     func(status int, header http.Header)
+	streaming bool
+}
+
+func (b *idemWriter) Header() http.Header { return b.header }
+
+func (b *idemWriter) WriteHeader(code int) {
+	if b.status == 0 {
+		b.status = code
+	}
+}
+
+func (b *idemWriter) Write(p []byte) (int, error) {
+	if b.status == 0 {
+		b.status = http.StatusOK
+	}
+	if b.streaming {
+		return b.w.Write(p)
+	}
+	if int64(b.body.Len())+int64(len(p)) <= b.limit {
+		return b.body.Write(p)
+	}
+	b.spill(b.status, b.header)
+	b.streaming = true
+	h := b.w.Header()
+	for k, v := range b.header {
+		h[k] = v
+	}
+	b.w.WriteHeader(b.status)
+	if _, err := b.w.Write(b.body.Bytes()); err != nil {
+		return 0, err
+	}
+	b.body = bytes.Buffer{}
+	return b.w.Write(p)
 }
 
 func printable(s string) bool {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/agentprov/agentprov/budget"
 	"github.com/agentprov/agentprov/internal/clock"
+	"github.com/agentprov/agentprov/internal/jwstyp"
 )
 
 // JOSE typ values of the documents this part of the package signs.
@@ -269,7 +270,7 @@ func verifyJWS(token, typ string, keys *jose.JSONWebKeySet) ([]byte, error) {
 		}
 	}
 	var gotTyp, kid, alg string
-	if err := json.Unmarshal(hdr["typ"], &gotTyp); err != nil || gotTyp != typ {
+	if err := json.Unmarshal(hdr["typ"], &gotTyp); err != nil || !jwstyp.Matches(gotTyp, typ) {
 		return nil, fmt.Errorf("typ is not %q", typ)
 	}
 	if err := json.Unmarshal(hdr["kid"], &kid); err != nil || kid == "" {
