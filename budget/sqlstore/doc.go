@@ -44,6 +44,22 @@
 // The store passes the conformance suite
 // [github.com/agentprov/agentprov/budget/budgettest] on both dialects.
 //
+// # Retention
+//
+// Nothing is deleted on its own: ended holds, usage entries and alert marks
+// are idempotency and audit records, and they accumulate until the
+// operator calls [Store.Purge] (for example daily, with a cutoff
+// [RecommendedPurgeAge] ago). Counters hold sums, not derivations of those
+// rows, so a purge changes no usage or remaining amount; it never deletes an
+// active hold (even one expired but not yet reclaimed) nor the alert mark
+// of a window still open. It deletes at most 1,000 rows per statement in
+// short transactions, so it can run beside live traffic on PostgreSQL.
+// What it deletes stops being idempotent: a replayed key of a purged hold
+// or usage entry is taken as new, and a purged committed hold can no longer
+// be reversed. The cutoff must therefore be older than every retry window
+// callers rely on; Purge refuses one later than [MinPurgeAge] before now
+// with a [*CutoffError] (errors.Is [ErrCutoffTooRecent]).
+//
 // # Errors
 //
 // Contract outcomes are the budget package's errors (*budget.CapError,

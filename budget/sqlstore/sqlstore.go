@@ -22,6 +22,9 @@ type Options struct {
 	TablePrefix string
 	// Logger receives warnings (contention retries). Nil discards them.
 	Logger *slog.Logger
+	// Now is the clock Purge judges its cutoff by; nil means time.Now.
+	// Every other operation takes its time from the request.
+	Now func() time.Time
 }
 
 // Store is a budget.Store on database/sql, for SQLite and PostgreSQL. It
@@ -34,6 +37,7 @@ type Store struct {
 	db      *sql.DB
 	dialect Dialect
 	log     *slog.Logger
+	now     func() time.Time
 	t       tables
 	q       queries
 }
@@ -83,7 +87,10 @@ func New(ctx context.Context, db *sql.DB, dialect Dialect, opts *Options) (*Stor
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Store{db: db, dialect: dialect, log: o.Logger, t: newTables(o.TablePrefix)}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	s := &Store{db: db, dialect: dialect, log: o.Logger, now: o.Now, t: newTables(o.TablePrefix)}
 	s.q = buildQueries(dialect, s.t)
 	if err := s.migrate(ctx); err != nil {
 		return nil, fmt.Errorf("budget/sqlstore: migrate: %w", err)
