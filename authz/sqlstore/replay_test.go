@@ -32,17 +32,7 @@ var dialects = map[string]opener{
 }
 
 func newReplay(ctx context.Context, t *testing.T, db *sql.DB, d sqlstore.Dialect) (*sqlstore.ReplayStore, error) {
-	s, err := sqlstore.NewReplayStore(db, d, nil)
-	if err != nil {
-		return nil, err
-	}
-	// Twice: migrations are idempotent.
-	for range 2 {
-		if err := s.Migrate(ctx); err != nil {
-			return nil, err
-		}
-	}
-	return s, nil
+	return migrated(ctx, sqlstore.NewReplayStore, db, d)
 }
 
 func TestReplayStore(t *testing.T) {

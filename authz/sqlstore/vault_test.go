@@ -13,16 +13,10 @@ import (
 )
 
 func newVault(ctx context.Context, db *sql.DB, d sqlstore.Dialect) (*sqlstore.VaultStore, error) {
-	s, err := sqlstore.NewVaultStore(db, d, &sqlstore.Options{TablePrefix: "ap_"})
-	if err != nil {
-		return nil, err
+	prefixed := func(db *sql.DB, d sqlstore.Dialect, _ *sqlstore.Options) (*sqlstore.VaultStore, error) {
+		return sqlstore.NewVaultStore(db, d, &sqlstore.Options{TablePrefix: "ap_"})
 	}
-	for range 2 {
-		if err := s.Migrate(ctx); err != nil {
-			return nil, err
-		}
-	}
-	return s, nil
+	return migrated(ctx, prefixed, db, d)
 }
 
 func TestVaultStore(t *testing.T) {
