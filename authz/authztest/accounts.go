@@ -46,16 +46,6 @@ type ExpiredTokenDeleter interface {
 // TokenHarnessMaker builds a fresh harness for one subtest.
 type TokenHarnessMaker func(ctx context.Context, t *testing.T) (*TokenHarness, error)
 
-func mkAccounts(t *testing.T, mk AccountHarnessMaker) (context.Context, *AccountHarness) {
-	t.Helper()
-	ctx := t.Context()
-	h, err := mk(ctx, t)
-	if err != nil {
-		t.Fatalf("harness: %v", err)
-	}
-	return ctx, h
-}
-
 var t0 = time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
 
 func acct(id, email string) authz.Account {
@@ -67,7 +57,7 @@ func acct(id, email string) authz.Account {
 func RunAccountStore(t *testing.T, mk AccountHarnessMaker) {
 	t.Run("CreateThenFind", func(t *testing.T) {
 		t.Parallel()
-		ctx, h := mkAccounts(t, mk)
+		ctx, h := newHarness(t, mk)
 		id := authz.UserRef{Issuer: "https://orch.example", Subject: "u1"}
 		got, created, err := h.Store.CreateIfAbsent(ctx, acct("acct_1", "Alice@Example.com"), id)
 		if err != nil || !created {
@@ -102,7 +92,7 @@ func RunAccountStore(t *testing.T, mk AccountHarnessMaker) {
 
 	t.Run("NotFound", func(t *testing.T) {
 		t.Parallel()
-		ctx, h := mkAccounts(t, mk)
+		ctx, h := newHarness(t, mk)
 		if _, err := h.Store.FindBySubject(ctx, authz.UserRef{Issuer: "i", Subject: "s"}); !errors.Is(err, authz.ErrAccountNotFound) {
 			t.Fatalf("FindBySubject err = %v, want ErrAccountNotFound", err)
 		}
@@ -120,7 +110,7 @@ func RunAccountStore(t *testing.T, mk AccountHarnessMaker) {
 
 	t.Run("EmailTakenCreatesNothing", func(t *testing.T) {
 		t.Parallel()
-		ctx, h := mkAccounts(t, mk)
+		ctx, h := newHarness(t, mk)
 		if err := h.Seed(ctx, acct("acct_old", "bob@example.com")); err != nil {
 			t.Fatal(err)
 		}
@@ -139,7 +129,7 @@ func RunAccountStore(t *testing.T, mk AccountHarnessMaker) {
 
 	t.Run("LinkSubjectCAS", func(t *testing.T) {
 		t.Parallel()
-		ctx, h := mkAccounts(t, mk)
+		ctx, h := newHarness(t, mk)
 		if err := h.Seed(ctx, acct("acct_a", "a@example.com")); err != nil {
 			t.Fatal(err)
 		}
@@ -178,7 +168,7 @@ func RunAccountStore(t *testing.T, mk AccountHarnessMaker) {
 
 	t.Run("Consent", func(t *testing.T) {
 		t.Parallel()
-		ctx, h := mkAccounts(t, mk)
+		ctx, h := newHarness(t, mk)
 		id := authz.UserRef{Issuer: "https://orch.example", Subject: "c"}
 		a := acct("acct_c", "c@example.com")
 		a.Consents = []authz.ConsentRecord{{TermsVersion: "2026-01", AcceptedAt: t0, Receipt: "eyJ.receipt.1"}}
@@ -204,7 +194,7 @@ func RunAccountStore(t *testing.T, mk AccountHarnessMaker) {
 
 	t.Run("InvalidInput", func(t *testing.T) {
 		t.Parallel()
-		ctx, h := mkAccounts(t, mk)
+		ctx, h := newHarness(t, mk)
 		id := authz.UserRef{Issuer: "i", Subject: "s"}
 		cases := []struct {
 			a  authz.Account
@@ -227,7 +217,7 @@ func RunAccountStore(t *testing.T, mk AccountHarnessMaker) {
 
 	t.Run("ConcurrentCreateSameIdentity", func(t *testing.T) {
 		t.Parallel()
-		ctx, h := mkAccounts(t, mk)
+		ctx, h := newHarness(t, mk)
 		id := authz.UserRef{Issuer: "https://orch.example", Subject: "race"}
 		const n = 64
 		var createdN atomic.Int32
@@ -270,7 +260,7 @@ func RunAccountStore(t *testing.T, mk AccountHarnessMaker) {
 
 	t.Run("ConcurrentCreateSameEmail", func(t *testing.T) {
 		t.Parallel()
-		ctx, h := mkAccounts(t, mk)
+		ctx, h := newHarness(t, mk)
 		const n = 64
 		var createdN, taken atomic.Int32
 		var wg sync.WaitGroup
@@ -301,13 +291,13 @@ func RunAccountStore(t *testing.T, mk AccountHarnessMaker) {
 
 	t.Run("Model", func(t *testing.T) {
 		t.Parallel()
-		ctx, h := mkAccounts(t, mk)
+		ctx, h := newHarness(t, mk)
 		runAccountModel(ctx, t, h)
 	})
 
 	t.Run("Durable", func(t *testing.T) {
 		t.Parallel()
-		ctx, h := mkAccounts(t, mk)
+		ctx, h := newHarness(t, mk)
 		if h.Reopen == nil {
 			t.Skip("harness has no Reopen")
 		}
@@ -324,16 +314,6 @@ func RunAccountStore(t *testing.T, mk AccountHarnessMaker) {
 			t.Fatalf("after reopen FindBySubject = %+v, %v", a, err)
 		}
 	})
-}
-
-func mkTokens(t *testing.T, mk TokenHarnessMaker) (context.Context, *TokenHarness) {
-	t.Helper()
-	ctx := t.Context()
-	h, err := mk(ctx, t)
-	if err != nil {
-		t.Fatalf("harness: %v", err)
-	}
-	return ctx, h
 }
 
 func tok(secret, account, issuer string) authz.IssuedToken {
@@ -356,7 +336,7 @@ func RunTokenStore(t *testing.T, mk TokenHarnessMaker) {
 
 	t.Run("PutLookup", func(t *testing.T) {
 		t.Parallel()
-		ctx, h := mkTokens(t, mk)
+		ctx, h := newHarness(t, mk)
 		want := tok("s1", "acct_1", iss)
 		if err := h.Store.Put(ctx, want); err != nil {
 			t.Fatal(err)
@@ -385,7 +365,7 @@ func RunTokenStore(t *testing.T, mk TokenHarnessMaker) {
 
 	t.Run("InvalidRecord", func(t *testing.T) {
 		t.Parallel()
-		ctx, h := mkTokens(t, mk)
+		ctx, h := newHarness(t, mk)
 		bad := []authz.IssuedToken{tok("a", "", iss), tok("b", "acct", "")}
 		noHash := tok("c", "acct", iss)
 		noHash.Hash = authz.TokenHash{}
@@ -403,7 +383,7 @@ func RunTokenStore(t *testing.T, mk TokenHarnessMaker) {
 
 	t.Run("RevokeIdempotentAndIssuerBound", func(t *testing.T) {
 		t.Parallel()
-		ctx, h := mkTokens(t, mk)
+		ctx, h := newHarness(t, mk)
 		if err := h.Store.Put(ctx, tok("s", "acct_1", iss)); err != nil {
 			t.Fatal(err)
 		}
@@ -432,7 +412,7 @@ func RunTokenStore(t *testing.T, mk TokenHarnessMaker) {
 
 	t.Run("RevokeAccount", func(t *testing.T) {
 		t.Parallel()
-		ctx, h := mkTokens(t, mk)
+		ctx, h := newHarness(t, mk)
 		for _, tk := range []authz.IssuedToken{
 			tok("a1", "acct_a", iss), tok("a2", "acct_a", iss), tok("a3", "acct_a", "https://other.example"),
 			tok("b1", "acct_b", iss),
@@ -465,7 +445,7 @@ func RunTokenStore(t *testing.T, mk TokenHarnessMaker) {
 
 	t.Run("DeleteExpired", func(t *testing.T) {
 		t.Parallel()
-		ctx, h := mkTokens(t, mk)
+		ctx, h := newHarness(t, mk)
 		del, ok := h.Store.(ExpiredTokenDeleter)
 		if !ok {
 			t.Skip("store has no DeleteExpired")
@@ -492,7 +472,7 @@ func RunTokenStore(t *testing.T, mk TokenHarnessMaker) {
 
 	t.Run("ConcurrentRevoke", func(t *testing.T) {
 		t.Parallel()
-		ctx, h := mkTokens(t, mk)
+		ctx, h := newHarness(t, mk)
 		if err := h.Store.Put(ctx, tok("c", "acct_c", iss)); err != nil {
 			t.Fatal(err)
 		}
@@ -520,7 +500,7 @@ func RunTokenStore(t *testing.T, mk TokenHarnessMaker) {
 
 	t.Run("Durable", func(t *testing.T) {
 		t.Parallel()
-		ctx, h := mkTokens(t, mk)
+		ctx, h := newHarness(t, mk)
 		if h.Reopen == nil {
 			t.Skip("harness has no Reopen")
 		}

@@ -24,16 +24,6 @@ type GrantHarness struct {
 // GrantHarnessMaker builds a fresh harness for one subtest.
 type GrantHarnessMaker func(ctx context.Context, t *testing.T) (*GrantHarness, error)
 
-func mkGrants(t *testing.T, mk GrantHarnessMaker) (context.Context, *GrantHarness) {
-	t.Helper()
-	ctx := t.Context()
-	h, err := mk(ctx, t)
-	if err != nil {
-		t.Fatalf("harness: %v", err)
-	}
-	return ctx, h
-}
-
 func deviceGrant(key, userCode string, exp time.Time) authz.Grant {
 	return authz.Grant{
 		Key: key, Kind: authz.GrantDevice, UserCode: userCode, ClientID: "https://orch.example",
@@ -61,7 +51,7 @@ func RunGrantStore(t *testing.T, mk GrantHarnessMaker) {
 
 	t.Run("PutGet", func(t *testing.T) {
 		t.Parallel()
-		ctx, h := mkGrants(t, mk)
+		ctx, h := newHarness(t, mk)
 		g := deviceGrant("k1", "BCDF-GHJK", later)
 		if err := h.Store.Put(ctx, g); err != nil {
 			t.Fatal(err)
@@ -100,7 +90,7 @@ func RunGrantStore(t *testing.T, mk GrantHarnessMaker) {
 
 	t.Run("ExpiredReplaced", func(t *testing.T) {
 		t.Parallel()
-		ctx, h := mkGrants(t, mk)
+		ctx, h := newHarness(t, mk)
 		if err := h.Store.Put(ctx, deviceGrant("old", "MMMM-NNNN", time.Now().Add(-time.Minute))); err != nil {
 			t.Fatal(err)
 		}
@@ -114,7 +104,7 @@ func RunGrantStore(t *testing.T, mk GrantHarnessMaker) {
 
 	t.Run("UpdateCAS", func(t *testing.T) {
 		t.Parallel()
-		ctx, h := mkGrants(t, mk)
+		ctx, h := newHarness(t, mk)
 		if err := h.Store.Put(ctx, deviceGrant("k", "PPPP-QQQQ", later)); err != nil {
 			t.Fatal(err)
 		}
@@ -142,7 +132,7 @@ func RunGrantStore(t *testing.T, mk GrantHarnessMaker) {
 
 	t.Run("DeleteOnce", func(t *testing.T) {
 		t.Parallel()
-		ctx, h := mkGrants(t, mk)
+		ctx, h := newHarness(t, mk)
 		if err := h.Store.Put(ctx, deviceGrant("k", "RRRR-SSSS", later)); err != nil {
 			t.Fatal(err)
 		}
@@ -162,7 +152,7 @@ func RunGrantStore(t *testing.T, mk GrantHarnessMaker) {
 
 	t.Run("ConcurrentUpdateAndDelete", func(t *testing.T) {
 		t.Parallel()
-		ctx, h := mkGrants(t, mk)
+		ctx, h := newHarness(t, mk)
 		if err := h.Store.Put(ctx, deviceGrant("k", "TTTT-VVVV", later)); err != nil {
 			t.Fatal(err)
 		}
@@ -206,7 +196,7 @@ func RunGrantStore(t *testing.T, mk GrantHarnessMaker) {
 
 	t.Run("Durable", func(t *testing.T) {
 		t.Parallel()
-		ctx, h := mkGrants(t, mk)
+		ctx, h := newHarness(t, mk)
 		if h.Reopen == nil {
 			t.Skip("harness has no Reopen")
 		}

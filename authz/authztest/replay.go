@@ -40,16 +40,6 @@ type ReplayHarness struct {
 // ReplayHarnessMaker builds a fresh harness for one subtest.
 type ReplayHarnessMaker func(ctx context.Context, t *testing.T) (*ReplayHarness, error)
 
-func replayHarness(t *testing.T, mk ReplayHarnessMaker) (context.Context, *ReplayHarness) {
-	t.Helper()
-	ctx := t.Context()
-	h, err := mk(ctx, t)
-	if err != nil {
-		t.Fatalf("harness: %v", err)
-	}
-	return ctx, h
-}
-
 func mustPut(ctx context.Context, t *testing.T, s authz.ReplayStore, id string, exp time.Time, want bool) {
 	t.Helper()
 	got, err := s.PutIfAbsent(ctx, id, exp)
@@ -71,7 +61,7 @@ func RunReplayStore(t *testing.T, mk ReplayHarnessMaker) {
 
 	t.Run("FirstPutWins", func(t *testing.T) {
 		t.Parallel()
-		ctx, h := replayHarness(t, mk)
+		ctx, h := newHarness(t, mk)
 		mustPut(ctx, t, h.Store, "jti-1", future(), true)
 		mustPut(ctx, t, h.Store, "jti-1", future(), false)
 		mustPut(ctx, t, h.Store, "jti-1", future().Add(time.Hour), false)
@@ -83,7 +73,7 @@ func RunReplayStore(t *testing.T, mk ReplayHarnessMaker) {
 
 	t.Run("ExpiredIDIsTakenOver", func(t *testing.T) {
 		t.Parallel()
-		ctx, h := replayHarness(t, mk)
+		ctx, h := newHarness(t, mk)
 		mustPut(ctx, t, h.Store, "old", past(), true)
 		mustPut(ctx, t, h.Store, "old", future(), true)
 		mustPut(ctx, t, h.Store, "old", future(), false)
@@ -91,7 +81,7 @@ func RunReplayStore(t *testing.T, mk ReplayHarnessMaker) {
 
 	t.Run("LongAndOddIDs", func(t *testing.T) {
 		t.Parallel()
-		ctx, h := replayHarness(t, mk)
+		ctx, h := newHarness(t, mk)
 		long := make([]byte, 4000)
 		for i := range long {
 			long[i] = 'a' + byte(i%26)
@@ -105,7 +95,7 @@ func RunReplayStore(t *testing.T, mk ReplayHarnessMaker) {
 
 	t.Run("ConcurrentSameIDExactlyOneWins", func(t *testing.T) {
 		t.Parallel()
-		ctx, h := replayHarness(t, mk)
+		ctx, h := newHarness(t, mk)
 		const n = 100
 		var wins, fails atomic.Int32
 		var wg sync.WaitGroup
@@ -133,7 +123,7 @@ func RunReplayStore(t *testing.T, mk ReplayHarnessMaker) {
 
 	t.Run("ConcurrentExpiredTakeoverExactlyOneWins", func(t *testing.T) {
 		t.Parallel()
-		ctx, h := replayHarness(t, mk)
+		ctx, h := newHarness(t, mk)
 		mustPut(ctx, t, h.Store, "stale", past(), true)
 		const n = 50
 		var wins atomic.Int32
@@ -161,7 +151,7 @@ func RunReplayStore(t *testing.T, mk ReplayHarnessMaker) {
 
 	t.Run("ConcurrentDistinctIDsAllWin", func(t *testing.T) {
 		t.Parallel()
-		ctx, h := replayHarness(t, mk)
+		ctx, h := newHarness(t, mk)
 		const n = 64
 		var wins atomic.Int32
 		var wg sync.WaitGroup
@@ -184,7 +174,7 @@ func RunReplayStore(t *testing.T, mk ReplayHarnessMaker) {
 
 	t.Run("Model", func(t *testing.T) {
 		t.Parallel()
-		ctx, h := replayHarness(t, mk)
+		ctx, h := newHarness(t, mk)
 		run := 0
 		rapid.Check(t, func(rt *rapid.T) {
 			run++
@@ -214,7 +204,7 @@ func RunReplayStore(t *testing.T, mk ReplayHarnessMaker) {
 
 	t.Run("Durable", func(t *testing.T) {
 		t.Parallel()
-		ctx, h := replayHarness(t, mk)
+		ctx, h := newHarness(t, mk)
 		if h.Reopen == nil {
 			t.Skip("harness cannot reopen")
 		}
@@ -230,7 +220,7 @@ func RunReplayStore(t *testing.T, mk ReplayHarnessMaker) {
 
 	t.Run("CanceledContext", func(t *testing.T) {
 		t.Parallel()
-		_, h := replayHarness(t, mk)
+		_, h := newHarness(t, mk)
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
 		if _, err := h.Store.PutIfAbsent(ctx, "never", future()); err == nil {

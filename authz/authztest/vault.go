@@ -26,16 +26,6 @@ type VaultHarness struct {
 // VaultHarnessMaker builds a fresh harness for one subtest.
 type VaultHarnessMaker func(ctx context.Context, t *testing.T) (*VaultHarness, error)
 
-func vaultHarness(t *testing.T, mk VaultHarnessMaker) (context.Context, *VaultHarness) {
-	t.Helper()
-	ctx := t.Context()
-	h, err := mk(ctx, t)
-	if err != nil {
-		t.Fatalf("harness: %v", err)
-	}
-	return ctx, h
-}
-
 func vkey(project, provider, service string) authz.VaultKey {
 	return authz.VaultKey{Project: project, Provider: provider, Service: service}
 }
@@ -68,14 +58,14 @@ func RunVaultStore(t *testing.T, mk VaultHarnessMaker) {
 
 	t.Run("GetMissing", func(t *testing.T) {
 		t.Parallel()
-		ctx, h := vaultHarness(t, mk)
+		ctx, h := newHarness(t, mk)
 		_, err := h.Store.Get(ctx, k)
 		wantCode(t, "Get of a missing key", err, authz.ErrCredentialNotFound)
 	})
 
 	t.Run("PutBumpsVersion", func(t *testing.T) {
 		t.Parallel()
-		ctx, h := vaultHarness(t, mk)
+		ctx, h := newHarness(t, mk)
 		for i, d := range []string{"one", "two", "three"} {
 			v, err := h.Store.Put(ctx, k, []byte(d))
 			if err != nil {
@@ -90,7 +80,7 @@ func RunVaultStore(t *testing.T, mk VaultHarnessMaker) {
 
 	t.Run("BinaryData", func(t *testing.T) {
 		t.Parallel()
-		ctx, h := vaultHarness(t, mk)
+		ctx, h := newHarness(t, mk)
 		data := make([]byte, 512)
 		for i := range data {
 			data[i] = byte(i)
@@ -103,7 +93,7 @@ func RunVaultStore(t *testing.T, mk VaultHarnessMaker) {
 
 	t.Run("CompareAndSwap", func(t *testing.T) {
 		t.Parallel()
-		ctx, h := vaultHarness(t, mk)
+		ctx, h := newHarness(t, mk)
 		_, err := h.Store.CompareAndSwap(ctx, k, 3, []byte("x"))
 		wantCode(t, "CAS on a missing key", err, authz.ErrCredentialNotFound)
 		v, err := h.Store.CompareAndSwap(ctx, k, 0, []byte("created"))
@@ -123,7 +113,7 @@ func RunVaultStore(t *testing.T, mk VaultHarnessMaker) {
 
 	t.Run("Delete", func(t *testing.T) {
 		t.Parallel()
-		ctx, h := vaultHarness(t, mk)
+		ctx, h := newHarness(t, mk)
 		wantCode(t, "Delete of a missing key", h.Store.Delete(ctx, k), authz.ErrCredentialNotFound)
 		if _, err := h.Store.Put(ctx, k, []byte("x")); err != nil {
 			t.Fatal(err)
@@ -142,7 +132,7 @@ func RunVaultStore(t *testing.T, mk VaultHarnessMaker) {
 
 	t.Run("List", func(t *testing.T) {
 		t.Parallel()
-		ctx, h := vaultHarness(t, mk)
+		ctx, h := newHarness(t, mk)
 		keys := []authz.VaultKey{
 			vkey("p", "neon", "postgres"),
 			vkey("p", "cloudflare", "registrar:domain"),
@@ -187,7 +177,7 @@ func RunVaultStore(t *testing.T, mk VaultHarnessMaker) {
 
 	t.Run("NoAliasing", func(t *testing.T) {
 		t.Parallel()
-		ctx, h := vaultHarness(t, mk)
+		ctx, h := newHarness(t, mk)
 		data := []byte("secret")
 		if _, err := h.Store.Put(ctx, k, data); err != nil {
 			t.Fatal(err)
@@ -203,7 +193,7 @@ func RunVaultStore(t *testing.T, mk VaultHarnessMaker) {
 
 	t.Run("ConcurrentCompareAndSwapExactlyOneWins", func(t *testing.T) {
 		t.Parallel()
-		ctx, h := vaultHarness(t, mk)
+		ctx, h := newHarness(t, mk)
 		if _, err := h.Store.Put(ctx, k, []byte("v1")); err != nil {
 			t.Fatal(err)
 		}
@@ -236,7 +226,7 @@ func RunVaultStore(t *testing.T, mk VaultHarnessMaker) {
 
 	t.Run("ConcurrentCreateExactlyOneWins", func(t *testing.T) {
 		t.Parallel()
-		ctx, h := vaultHarness(t, mk)
+		ctx, h := newHarness(t, mk)
 		const n = 30
 		var wins atomic.Int32
 		var wg sync.WaitGroup
@@ -262,7 +252,7 @@ func RunVaultStore(t *testing.T, mk VaultHarnessMaker) {
 
 	t.Run("ConcurrentPutsLoseNoVersion", func(t *testing.T) {
 		t.Parallel()
-		ctx, h := vaultHarness(t, mk)
+		ctx, h := newHarness(t, mk)
 		const n = 20
 		var wg sync.WaitGroup
 		for i := range n {
@@ -281,13 +271,13 @@ func RunVaultStore(t *testing.T, mk VaultHarnessMaker) {
 
 	t.Run("Model", func(t *testing.T) {
 		t.Parallel()
-		ctx, h := vaultHarness(t, mk)
+		ctx, h := newHarness(t, mk)
 		runVaultModel(ctx, t, h.Store)
 	})
 
 	t.Run("Durable", func(t *testing.T) {
 		t.Parallel()
-		ctx, h := vaultHarness(t, mk)
+		ctx, h := newHarness(t, mk)
 		if h.Reopen == nil {
 			t.Skip("harness cannot reopen")
 		}
