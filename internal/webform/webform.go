@@ -111,6 +111,7 @@ const Style = `body{font-family:system-ui,sans-serif;max-width:46rem;margin:2rem
 h1{font-size:1.4rem}h2{font-size:1.1rem;margin-top:1.6rem}.card{border:1px solid #d5d9e0;border-radius:8px;padding:1rem 1.2rem;margin:1rem 0;background:#fafbfc}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.3rem 1rem;margin:0}dt{color:#5a6270}dd{margin:0}
 table{border-collapse:collapse;width:100%;font-size:.93rem}th,td{text-align:left;padding:.35rem .5rem;border-bottom:1px solid #e3e6ea}th{color:#5a6270;font-weight:600}td.n{text-align:right;font-variant-numeric:tabular-nums}
-button{font:inherit;padding:.45rem 1rem;border-radius:6px;border:1px solid #9aa3b0;background:#fff;cursor:pointer}button.primary{background:#1f6feb;border-color:#1f6feb;color:#fff}button.danger{color:#b42318}
+button{font:inherit;white-space:nowrap;padding:.45rem 1rem;border-radius:6px;border:1px solid #9aa3b0;background:#fff;cursor:pointer}button.primary{background:#1f6feb;border-color:#1f6feb;color:#fff}button.danger{color:#b42318}
 input{font:inherit;padding:.35rem .5rem;border:1px solid #9aa3b0;border-radius:6px}.msg{padding:.6rem .9rem;border-radius:6px;background:#eef4ff}.err{background:#fdecea}
+td form{display:flex;gap:.3rem;margin:.2rem 0}td form input{width:5.5rem}
 code{background:#eef0f3;padding:.05rem .3rem;border-radius:4px}small{color:#5a6270}.receipt{font-family:monospace;font-size:.72rem;word-break:break-all;color:#5a6270}`
