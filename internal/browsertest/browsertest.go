@@ -47,6 +47,9 @@ type Browser struct {
 func New(t testing.TB, timeout time.Duration) *Browser {
 	t.Helper()
 	path := Path()
+	if path == "" && os.Getenv("CI") == "true" {
+		t.Fatal(SkipMessage + ", and CI=true: CI must run the browser tests (apt-get install -y chromium)")
+	}
 	if path == "" {
 		t.Skip(SkipMessage + " (apt-get install -y chromium, or set AGENTPROV_CHROMIUM)")
 	}
