@@ -1,5 +1,6 @@
 // Package authztest holds the conformance suites every implementation of
 // the authz store interfaces must pass: RunReplayStore, RunVaultStore,
+// RunGrantStore,
 // RunAccountStore and RunTokenStore. Each suite takes a harness maker that
 // builds a fresh store (and optionally a way to reopen it, to check
 // durability); every subtest runs in parallel with its own harness, and
