@@ -59,8 +59,10 @@ type FetchError struct {
 	Err      error
 }
 
+// Error names the provider and the step of the fetch that failed.
 func (e *FetchError) Error() string {
 	return fmt.Sprintf("discovery: provider %q: %s: %v", e.Provider, e.Op, e.Err)
 }
 
+// Unwrap returns the cause, so errors.Is sees safehttp and schema errors.
 func (e *FetchError) Unwrap() error { return e.Err }

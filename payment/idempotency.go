@@ -36,6 +36,7 @@ const (
 	IdempotencyMismatch
 )
 
+// String is the state's snake_case name, as it appears in logs.
 func (s IdempotencyState) String() string {
 	switch s {
 	case IdempotencyStarted:
