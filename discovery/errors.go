@@ -35,7 +35,8 @@ var (
 	ErrUnknownProvider = errors.New("discovery: unknown provider")
 	// ErrUnknownService: the provider's accepted catalog has no such service.
 	ErrUnknownService = errors.New("discovery: unknown service")
-	// ErrNotQuarantined: Accept was called for a provider that is not quarantined.
+	// ErrNotQuarantined: Accept was called for a provider with nothing to
+	// accept: not quarantined and no untrusted text.
 	ErrNotQuarantined = errors.New("discovery: provider not quarantined")
 	// ErrNoCatalog: the provider has no accepted catalog yet.
 	ErrNoCatalog = errors.New("discovery: no catalog fetched yet")
