@@ -35,15 +35,16 @@ func (s *Snapshot) Signed() bool { return s != nil && s.Signature != nil }
 // Drift is the difference between two snapshots of one provider. Slices are
 // sorted by service id so that reports are stable.
 type Drift struct {
-	Provider string
+	Provider string `json:"provider"`
 	// Added and Removed list service ids.
-	Added, Removed []string
-	PriceChanges   []PriceChange
+	Added        []string      `json:"added,omitempty"`
+	Removed      []string      `json:"removed,omitempty"`
+	PriceChanges []PriceChange `json:"price_changes,omitempty"`
 	// PricingText lists changes to the human-readable pricing description
 	// (pricing type, freeform and description texts). They are
 	// informational: they never quarantine, since only the machine-readable
 	// prices bind what is charged.
-	PricingText []PricingTextChange
+	PricingText []PricingTextChange `json:"pricing_text,omitempty"`
 	// Text lists changes to the other text an agent reads: a service's
 	// description, llm_context, provider_name, group, categories, price
 	// descriptions, configuration schemas (their titles and descriptions
@@ -51,15 +52,15 @@ type Drift struct {
 	// never quarantines, but the Aggregator marks it untrusted until
 	// Accept (ProviderCatalog.UntrustedText, Entry.UntrustedText): it is a
 	// prompt-injection channel.
-	Text []TextChange
+	Text []TextChange `json:"text,omitempty"`
 	// Terms is non-nil when the terms-of-service URL or version changed.
-	Terms *TermsChange
+	Terms *TermsChange `json:"terms,omitempty"`
 	// Signature is non-nil when signing changed: signed↔unsigned, kid or
 	// algorithm.
-	Signature *SignatureChange
+	Signature *SignatureChange `json:"signature,omitempty"`
 	// SignatureFailure is set by the Aggregator when a provider that was
 	// signed served a catalog that failed verification.
-	SignatureFailure error
+	SignatureFailure error `json:"-"`
 }
 
 // UnboundedAmount is the upper bound of a price that has none: a metered
@@ -70,22 +71,24 @@ const UnboundedAmount = math.MaxInt64
 // its upper bound. Prices are matched by (currency, basis, unit, per_units);
 // a price present on one side only has Old, New, OldMax or NewMax nil.
 type PriceChange struct {
-	Service  string
-	Currency string
-	Basis    catalogschema.PriceBasis
-	Unit     string
-	PerUnits int64
-	Old, New *int64 // minor units
+	Service  string                   `json:"service"`
+	Currency string                   `json:"currency"`
+	Basis    catalogschema.PriceBasis `json:"basis"`
+	Unit     string                   `json:"unit,omitempty"`
+	PerUnits int64                    `json:"per_units"`
+	Old      *int64                   `json:"old_amount"` // minor units
+	New      *int64                   `json:"new_amount"`
 	// ChangeBP is (new-old)/old in basis points (1 % = 100), rounded towards
 	// zero and clamped to the int64 range. A price appearing on an existing
 	// service (Old nil or zero, New positive) counts as math.MaxInt64.
-	ChangeBP int64
+	ChangeBP int64 `json:"change_bp"`
 	// OldMax and NewMax are the upper bounds: the sum of max_amount, where
 	// a price without one counts as its amount, or as UnboundedAmount when
 	// metered. MaxChangeBP is their change computed like ChangeBP; a bound
 	// becoming unbounded counts as math.MaxInt64.
-	OldMax, NewMax *int64
-	MaxChangeBP    int64
+	OldMax      *int64 `json:"old_max_amount"`
+	NewMax      *int64 `json:"new_max_amount"`
+	MaxChangeBP int64  `json:"max_change_bp"`
 }
 
 // PricingTextChange is one changed text of a service's human-readable
@@ -94,9 +97,10 @@ type PriceChange struct {
 // "component.options[0].paid.freeform"; Old or New is empty when the member
 // is absent on that side.
 type PricingTextChange struct {
-	Service  string
-	Field    string
-	Old, New string
+	Service string `json:"service"`
+	Field   string `json:"field"`
+	Old     string `json:"old,omitempty"`
+	New     string `json:"new,omitempty"`
 }
 
 // TextChange is one changed text an agent reads. Service is "" for a
@@ -121,15 +125,20 @@ func (p PriceChange) Percent() float64 { return float64(p.ChangeBP) / 100 }
 
 // TermsChange records changed terms of service.
 type TermsChange struct {
-	OldVersion, NewVersion string
-	OldURL, NewURL         string
+	OldVersion string `json:"old_version"`
+	NewVersion string `json:"new_version"`
+	OldURL     string `json:"old_url"`
+	NewURL     string `json:"new_url"`
 }
 
 // SignatureChange records a change in how the catalog is signed.
 type SignatureChange struct {
-	OldSigned, NewSigned       bool
-	OldKeyID, NewKeyID         string
-	OldAlgorithm, NewAlgorithm string
+	OldSigned    bool   `json:"old_signed"`
+	NewSigned    bool   `json:"new_signed"`
+	OldKeyID     string `json:"old_kid,omitempty"`
+	NewKeyID     string `json:"new_kid,omitempty"`
+	OldAlgorithm string `json:"old_alg,omitempty"`
+	NewAlgorithm string `json:"new_alg,omitempty"`
 }
 
 // Downgrade reports a signed → unsigned change.

@@ -121,6 +121,9 @@ func checkRedirect(base func(*http.Request, []*http.Request) error) func(*http.R
 		if !sameOrigin(first, req.URL) {
 			return fmt.Errorf("%w: %s", ErrRedirect, req.URL.Redacted())
 		}
+		if _, err := safehttp.CheckURL(req.URL.String()); err != nil {
+			return fmt.Errorf("%w: %w", ErrRedirect, err) // e.g. user info added
+		}
 		if base != nil {
 			return base(req, via)
 		}

@@ -129,6 +129,9 @@ func TestDiffTextFields(t *testing.T) {
 	if d.Empty() {
 		t.Fatal("text-only drift reported empty")
 	}
+	if b, _ := json.Marshal(d); !bytes.Contains(b, []byte(`"text":[{"field":"metadata.name","old":"Provider p","new":"Renamed"}`)) {
+		t.Errorf("Drift JSON: %s", b)
+	}
 	// Re-indenting a configuration schema is not a change.
 	c := domainService(1000)
 	c.ConfigurationSchema = json.RawMessage("{\n  \"type\": \"object\"\n}")
@@ -365,6 +368,9 @@ func TestFetchMetadata(t *testing.T) {
 	f.set("meta", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "http://169.254.169.254/latest/meta-data/", http.StatusFound)
 	}))
+	f.set("userinfo", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, strings.Replace(f.base("p"), "http://", "http://admin:secret@", 1)+MetadataPath, http.StatusFound)
+	}))
 	big := bytes.Repeat([]byte(" "), maxMetadataBytes+1)
 	f.set("big", override(http.NotFoundHandler(), MetadataPath, MediaTypeJSON, big))
 	f.set("chunked", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -381,6 +387,7 @@ func TestFetchMetadata(t *testing.T) {
 		code      string
 	}{
 		{"redirect to the metadata service", f.base("meta"), ErrRedirect, CodeRedirectRefused},
+		{"same-origin redirect adding user info", f.base("userinfo"), ErrRedirect, CodeRedirectRefused},
 		{"plain http off loopback", "http://provider.example", safehttp.ErrInsecureURL, CodeInsecureURL},
 		{"file URL", "file:///etc/passwd", safehttp.ErrInsecureURL, CodeInsecureURL},
 		{"oversized, Content-Length", f.base("big"), safehttp.ErrTooLarge, CodeTooLarge},
