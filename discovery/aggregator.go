@@ -198,7 +198,9 @@ const (
 
 // ProviderResult is one provider's line in a RefreshReport.
 type ProviderResult struct {
-	ID     string        `json:"provider"`
+	// ID is the trusted provider id.
+	ID string `json:"provider"`
+	// Status says what the refresh did with this provider.
 	Status RefreshStatus `json:"status"`
 	// Err is a *FetchError when Status is failed or quarantined.
 	Err error `json:"-"`

@@ -198,7 +198,8 @@ type FetchOptions struct {
 }
 
 // FetchMetadata fetches and validates the metadata document of the
-// provider at baseURL (baseURL + MetadataPath), with the same safeguards
+// provider at baseURL (baseURL + MetadataPath; a baseURL that already ends
+// in MetadataPath is used as is), with the same safeguards
 // as Aggregator.Refresh: the URL must be https (or http on a loopback
 // host) and is checked before any connection; redirects to another origin
 // are refused (so a provider cannot bounce the request to, say,
@@ -231,7 +232,11 @@ func FetchMetadata(ctx context.Context, client *http.Client, baseURL string, opt
 	}
 	ctx, cancel := context.WithTimeout(ctx, cmp.Or(o.Timeout, DefaultTimeout))
 	defer cancel()
-	resp, err := getDocument(ctx, safeClient(client), strings.TrimSuffix(baseURL, "/")+MetadataPath, "", maxMetadataBytes, MediaTypeJSON)
+	u := strings.TrimSuffix(baseURL, "/")
+	if !strings.HasSuffix(u, MetadataPath) {
+		u += MetadataPath
+	}
+	resp, err := getDocument(ctx, safeClient(client), u, "", maxMetadataBytes, MediaTypeJSON)
 	if err != nil {
 		return fail(err)
 	}

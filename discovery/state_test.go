@@ -361,6 +361,9 @@ func TestFetchMetadata(t *testing.T) {
 	if err != nil || m.ProviderID != "p" || m.PaymentEndpoint != f.base("p")+"/payments" {
 		t.Fatalf("FetchMetadata = %+v, %v", m, err)
 	}
+	if m, err := FetchMetadata(ctx, client, f.base("p")+MetadataPath, &FetchOptions{ProviderID: "p"}); err != nil || m.ProviderID != "p" {
+		t.Fatalf("FetchMetadata(full URL) = %+v, %v", m, err)
+	}
 	if _, err := FetchMetadata(ctx, client, f.base("p"), &FetchOptions{ProviderID: "q"}); !errors.Is(err, ErrProviderMismatch) {
 		t.Fatalf("mismatch: %v", err)
 	}
