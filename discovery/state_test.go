@@ -6,12 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/agentprov/agentprov/catalogschema"
 	"github.com/agentprov/agentprov/internal/safehttp"
+	"pgregory.net/rapid"
 )
 
 // TestTextDriftUntrusted: a change to text an agent reads is drift, and
@@ -443,3 +445,97 @@ func TestRefreshCodes(t *testing.T) {
 		t.Errorf("ProviderResult JSON: %s", b)
 	}
 }
+
+// FuzzRestore: any State document either restores or fails with ErrState,
+// never panics, and a restored State round-trips through State().
+func FuzzRestore(f *testing.F) {
+	meta := testMeta("p", "https://p.example", false)
+	snap := &Snapshot{ProviderID: "p", Metadata: meta, Catalog: testCatalog("p", domainService(1000))}
+	enc, _ := encodeSnapshot(snap)
+	seed, _ := json.Marshal(State{Version: StateVersion, Providers: []ProviderState{{
+		ID: "p", BaseURL: "https://p.example", Accepted: enc, Pending: enc, Quarantined: true, Revalidate: "accepted", CatalogETag: `"x"`,
+	}}})
+	f.Add(seed)
+	f.Add([]byte(`{"version":1,"providers":[{"id":"p","base_url":"https://p.example","quarantined":true}]}`))
+	f.Add([]byte(`{"version":1,"providers":[{"id":"p","base_url":"https://p.example","jwks":{"keys":[1]}}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var st State
+		if json.Unmarshal(data, &st) != nil {
+			return
+		}
+		a := restoreTarget(t)
+		if err := a.Restore(&st); err != nil {
+			if !errors.Is(err, ErrState) {
+				t.Fatalf("Restore error %v does not match ErrState", err)
+			}
+			return
+		}
+		out, err := a.State()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := restoreTarget(t).Restore(out); err != nil {
+			t.Fatalf("State() of a restored aggregator does not restore: %v", err)
+		}
+	})
+}
+
+func restoreTarget(t *testing.T) *Aggregator {
+	a, err := NewAggregator([]TrustedProvider{{ID: "p", BaseURL: "https://p.example"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// TestTextDriftProperty: Drift.Text names exactly the text fields that were
+// edited, and nothing when none was.
+func TestTextDriftProperty(t *testing.T) {
+	edits := map[string]func(s *catalogschema.Service, v string){
+		"description":           func(s *catalogschema.Service, v string) { s.Description = v },
+		"llm_context":           func(s *catalogschema.Service, v string) { s.LLMContext = &v },
+		"provider_name":         func(s *catalogschema.Service, v string) { s.ProviderName = v },
+		"group":                 func(s *catalogschema.Service, v string) { s.Group = &v },
+		"categories":            func(s *catalogschema.Service, v string) { s.Categories = []string{v} },
+		"prices[0].description": func(s *catalogschema.Service, v string) { s.Prices[0].Description = v },
+		"configuration_schema": func(s *catalogschema.Service, v string) {
+			b, _ := json.Marshal(map[string]string{"description": v})
+			s.ConfigurationSchema = b
+		},
+		"extra.x-note": func(s *catalogschema.Service, v string) {
+			b, _ := json.Marshal(v)
+			s.Extra = map[string]json.RawMessage{"x-note": b}
+		},
+	}
+	names := make([]string, 0, len(edits))
+	for k := range edits {
+		names = append(names, k)
+	}
+	sortStrings(names)
+	rapid.Check(t, func(rt *rapid.T) {
+		chosen := rapid.SliceOfDistinct(rapid.SampledFrom(names), func(s string) string { return s }).Draw(rt, "fields")
+		nw := domainService(1000)
+		for _, f := range chosen {
+			// A value no field of domainService holds, so every edit is a change.
+			edits[f](nw, "edited "+rapid.StringMatching(`[a-z]{1,8}`).Draw(rt, "v"))
+		}
+		d := Diff(&Snapshot{ProviderID: "p", Catalog: testCatalog("p", domainService(1000))},
+			&Snapshot{ProviderID: "p", Catalog: testCatalog("p", nw)})
+		var got []string
+		for _, c := range d.Text {
+			if c.Service != "registrar:domain" {
+				rt.Fatalf("change on %q", c.Service)
+			}
+			got = append(got, c.Field)
+		}
+		sortStrings(chosen)
+		if !equalStrings(got, chosen) {
+			rt.Fatalf("Drift.Text fields %q, edited %q", got, chosen)
+		}
+		if d.Empty() != (len(chosen) == 0) {
+			rt.Fatalf("Empty() = %v with %d edits", d.Empty(), len(chosen))
+		}
+	})
+}
+
+func sortStrings(s []string) { slices.Sort(s) }
