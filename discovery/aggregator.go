@@ -66,7 +66,7 @@ type AggregatorOptions struct {
 	// (default DefaultConcurrency).
 	Concurrency int
 	// Now is the clock; nil means time.Now.
-	Now clock.Func
+	Now func() time.Time
 	// Logger receives one record per failed, quarantined or accepted
 	// provider. Nil discards.
 	Logger *slog.Logger

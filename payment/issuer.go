@@ -26,7 +26,7 @@ type IssuerOptions struct {
 	// lost on restart — use payment/sqlstore in production).
 	Store RedemptionStore
 	// Now is the clock; nil means time.Now.
-	Now clock.Func
+	Now func() time.Time
 	// DefaultTTL is a token's lifetime when MintRequest.TTL is zero; default 5 minutes.
 	DefaultTTL time.Duration
 	// MaxTTL caps MintRequest.TTL; default 1 hour.

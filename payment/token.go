@@ -387,7 +387,7 @@ func decodeTokenClaims(payload []byte) (*TokenClaims, error) {
 // Options are read once by NewTokenVerifier.
 type TokenVerifierOptions struct {
 	// Now is the clock; nil means time.Now.
-	Now clock.Func
+	Now func() time.Time
 	// Leeway is the allowed clock skew on exp; 0 means DefaultLeeway.
 	// It is capped at 60 seconds.
 	Leeway time.Duration
