@@ -68,7 +68,7 @@ type AggregatorOptions struct {
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Logger receives one record per failed, quarantined or accepted
-	// provider. Nil discards.
+	// provider; nil means slog.Default().
 	Logger *slog.Logger
 }
 
@@ -143,7 +143,7 @@ func NewAggregator(trust []TrustedProvider, opts *AggregatorOptions) (*Aggregato
 		byID:        map[string]*provider{},
 	}
 	if a.log == nil {
-		a.log = slog.New(slog.DiscardHandler)
+		a.log = slog.Default()
 	}
 	if a.timeout < 0 || a.maxBody < 0 || a.concurrency < 0 {
 		return nil, errors.New("discovery: aggregator: Timeout, MaxBodyBytes and Concurrency must not be negative")
