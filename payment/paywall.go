@@ -81,7 +81,7 @@ type PaywallOptions struct {
 	// settled because the handler failed or settlement was refused (after
 	// the release above, when there is one), e.g. to log or to alert.
 	OnUnsettled func(ctx context.Context, claims *TokenClaims, reason error)
-	// Logger receives operational messages; never credentials (default: discard).
+	// Logger receives operational messages; never credentials (default slog.Default()).
 	Logger *slog.Logger
 }
 
@@ -170,7 +170,7 @@ func NewPaywall(realm string, secrets [][]byte, verifier TokenChecker, redeemer 
 		p.settleTO = 30 * time.Second
 	}
 	if p.log == nil {
-		p.log = slog.New(slog.DiscardHandler)
+		p.log = slog.Default()
 	}
 	if !opts.KeepHoldOnFailure {
 		p.releaser = opts.Releaser

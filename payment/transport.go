@@ -50,7 +50,7 @@ type TransportOptions struct {
 	// request after a timeout re-sends the credential it already paid for
 	// instead of paying again (default 1024; negative disables).
 	RememberCredentials int
-	// Logger receives operational messages; never credentials (default: discard).
+	// Logger receives operational messages; never credentials (default slog.Default()).
 	Logger *slog.Logger
 }
 
@@ -149,7 +149,7 @@ func NewTransport(payer Payer, origins map[string]string, maxPerCall budget.Mone
 		t.remember = 1024
 	}
 	if t.log == nil {
-		t.log = slog.New(slog.DiscardHandler)
+		t.log = slog.Default()
 	}
 	return t, nil
 }
