@@ -147,6 +147,21 @@ func (p *Provider) Paid(ref string, price budget.Money, scopes ...string) func(h
 	return func(h http.Handler) http.Handler { return pay(bearer(h)) }
 }
 
+// Charged is the middleware of a paid route that needs no account at the
+// provider (a price check, a one-off lookup): the Paywall alone. Without a
+// Paywall it refuses every request with 503, so a misconfigured provider
+// never serves paid work for free.
+func (p *Provider) Charged(ref string, price budget.Money) func(http.Handler) http.Handler {
+	if p.opts.Paywall == nil {
+		return func(http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				http.Error(w, "payment is not configured", http.StatusServiceUnavailable)
+			})
+		}
+	}
+	return p.opts.Paywall.Require(ref, price)
+}
+
 // Mount registers the provider role on mux under the base URL's path: the
 // discovery documents, the provisioning endpoints, the two OAuth
 // well-known documents and, when set, the device page. Routes the service

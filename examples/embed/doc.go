@@ -1,7 +1,8 @@
 // Package embed shows both roles of the protocol embedded in code a user
 // already has, as tested examples: an existing net/http service mounts the
 // provider role under a path prefix (agentprov.Provider), and an
-// orchestrator discovers it through a discovery.Aggregator.
+// orchestrator discovers it through a discovery.Aggregator and pays for a
+// charged route with a payment.Issuer and payment.Transport.
 //
 // # Roles
 //
