@@ -54,13 +54,8 @@ func Example_buy() {
 		panic(err)
 	}
 
-	// Provider side: the Paywall verifies tokens with the orchestrator's
-	// payment keys and redeems them at its redemption endpoint.
-	verifier, _ := payment.NewTokenVerifier("https://orchestrator.example", "acme", issuer.JWKS(), nil)
-	redeemer, _ := payment.NewRedeemer(orch.URL+"/redeem", &payment.RedeemerOptions{APIKey: "acme-api-key"})
-	paywall, _ := payment.NewPaywall("acme.example", [][]byte{[]byte("a 32-byte (or longer) HMAC secret")}, verifier, redeemer,
-		&payment.PaywallOptions{Logger: slog.New(slog.DiscardHandler)})
-	p := newExampleProvider(prov.URL, &agentprov.ProviderOptions{Paywall: paywall})
+	// Provider side, with a Paywall redeeming at the orchestrator.
+	p := newExampleProvider(prov.URL, paywallOptions(issuer, orch.URL))
 	p.Mount(provMux)
 	provMux.Handle("GET /agentprov/check", p.Charged("acme/dns", budget.USD(250))(
 		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "example.dev is free") })))
@@ -79,6 +74,19 @@ func Example_buy() {
 	// 200 example.dev is free
 	// paid 250 USD
 	// payment endpoint: true
+}
+
+// paywallOptions gives the provider a Paywall that verifies tokens with
+// the orchestrator's payment keys and redeems them at its endpoint.
+func paywallOptions(issuer *payment.Issuer, orchURL string) *agentprov.ProviderOptions {
+	verifier, _ := payment.NewTokenVerifier("https://orchestrator.example", "acme", issuer.JWKS(), nil)
+	redeemer, _ := payment.NewRedeemer(orchURL+"/redeem", &payment.RedeemerOptions{APIKey: "acme-api-key"})
+	paywall, err := payment.NewPaywall("acme.example", [][]byte{[]byte("a 32-byte (or longer) HMAC secret")}, verifier, redeemer,
+		&payment.PaywallOptions{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		panic(err)
+	}
+	return &agentprov.ProviderOptions{Paywall: paywall}
 }
 
 // newExampleProvider is the provider of Example, with options.
