@@ -57,4 +57,11 @@
 // its ConfigurationSchema changed, after the first ValidateConfig; that
 // method is itself safe for concurrent use. The embedded schemas are
 // compiled once per process on first use and are immutable.
+//
+// # Assembly
+//
+// A provider writes its ProviderMetadata with its identity (ProviderID,
+// Name, TermsOfService, AuthModes) and lets agentprov.NewProvider fill the
+// endpoint URLs; the orchestrator never builds these types, it parses them
+// (package discovery does so while aggregating).
 package catalogschema

@@ -76,4 +76,21 @@
 // concurrent reads, and the package never modifies one after returning it.
 // Options and trust entries (including pinned key sets) are read by the
 // constructors and must not be modified afterwards.
+//
+// # Assembly
+//
+// A provider usually gets its Handler from agentprov.NewProvider, which fills
+// the metadata's endpoint URLs from one base URL and mounts it next to the
+// provisioning endpoints; alone it is
+//
+//	h, _ := discovery.NewHandler(meta, catalog, nil)
+//	mux.Handle("GET /.well-known/agent-provisioning", h)
+//	mux.Handle("GET /catalog", h) // the path of meta.CatalogURI
+//	mux.Handle("GET /.well-known/jwks.json", h)
+//
+// An orchestrator trusts base URLs and searches what it fetched:
+//
+//	agg, _ := discovery.NewAggregator([]discovery.TrustedProvider{{ID: "acme", BaseURL: "https://acme.example"}}, nil)
+//	agg.Refresh(ctx)
+//	entries := agg.Search(discovery.Filter{Category: "dns"})
 package discovery

@@ -101,4 +101,23 @@
 // credential again rather than paying anew, so one logical request costs
 // at most one payment. A 402 of another scheme or method is handed back
 // untouched.
+//
+// # Assembly
+//
+// The orchestrator (see examples/embed, Example_buy):
+//
+//	ledger, _ := budget.NewLedger(budget.NewMemoryStore(nil), nil)
+//	issuer, _ := payment.NewIssuer(orch, key, ledger, &payment.IssuerOptions{Rail: rail,
+//		Authenticate: payment.BearerAuthenticator(map[string]string{"acme": apiKey})})
+//	mux.Handle("/redeem", issuer.RedemptionHandler())
+//	tr, _ := payment.NewTransport(payment.IssuerPayer(issuer, "blog"),
+//		map[string]string{"https://api.acme.example": "acme"}, budget.USD(500), nil)
+//
+// The provider gives its Paywall to agentprov.ProviderOptions and wraps paid
+// routes in Provider.Paid or Provider.Charged, or uses it alone:
+//
+//	verifier, _ := payment.NewTokenVerifier(orch, "acme", orchJWKS, nil)
+//	redeemer, _ := payment.NewRedeemer(orch+"/redeem", &payment.RedeemerOptions{APIKey: apiKey})
+//	paywall, _ := payment.NewPaywall("api.acme.example", [][]byte{secret}, verifier, redeemer, nil)
+//	mux.Handle("GET /check", paywall.Require("acme/dns", budget.USD(250))(check))
 package payment

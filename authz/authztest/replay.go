@@ -12,6 +12,12 @@
 //			return &authztest.ReplayHarness{Store: authz.NewMemoryReplayStore(nil)}, nil
 //		})
 //	}
+//
+// # Roles
+//
+// Whoever implements an authz store: the provider's replay, account, token
+// and grant stores and the orchestrator's vault store. Each Run function has
+// an example with the harness a store's test writes.
 package authztest
 
 import (

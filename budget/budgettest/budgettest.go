@@ -23,6 +23,10 @@
 // delivered once, durability across reopen, failure injection and a rapid
 // state-machine test against a simple model (also available alone as
 // RunModel).
+//
+// # Roles
+//
+// Whoever implements a budget.Store for an orchestrator's Ledger.
 package budgettest
 
 import (
