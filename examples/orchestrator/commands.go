@@ -980,6 +980,9 @@ func (c *cli) serve(ctx context.Context) error {
 	}
 	mux := http.NewServeMux()
 	c.orch.Mount(mux)
+	if signIn, err := c.orch.MountSpendPage(mux, c.state.Project); err == nil { // the spend page (examples/internal/demo/spendpage.go)
+		fmt.Fprintf(c.out.stderr, "spend page: open %s%s (this link signs you in once)\n", strings.TrimSuffix(c.state.Issuer, "/"), signIn)
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	settler, err := payment.NewSettler(c.orch.Issuer, nil)
 	if err != nil {

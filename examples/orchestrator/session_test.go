@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/agentprov/agentprov/examples/internal/demo"
 )
 
 // TestSession builds the CLI and the provider server, runs them as
@@ -150,13 +151,8 @@ func TestSession(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatalf("no device code shown; stderr:\n%s", stderr.String())
 	}
-	resp, err := http.PostForm(provURL+"/device", url.Values{"user_code": {userCode}, "email": {"ada@example.com"}, "action": {"allow"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("approval page: HTTP %d", resp.StatusCode)
+	if err := demo.ApproveByForm(ctx, provURL, userCode, "ada@example.com"); err != nil {
+		t.Fatalf("approval page: %v", err)
 	}
 	add = data(check(args, exitOK, cmd.Wait(), &stdout, &stderr.buf))
 	if linkAction(add) != "linked_existing" || charged(add) != 700 {
@@ -226,7 +222,7 @@ func TestSession(t *testing.T) {
 	// The provider no longer honours the token; the vault is empty.
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, provURL+"/v1/resources", nil)
 	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err = http.DefaultClient.Do(req)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

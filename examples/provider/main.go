@@ -57,7 +57,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	key := fs.String("redemption-key", os.Getenv("AGENTPROV_REDEMPTION_KEY"), "API key for redeeming payment tokens (default $AGENTPROV_REDEMPTION_KEY)")
 	public := fs.String("base-url", "", "public base URL (default http://<addr>)")
 	seed := fs.String("seed-account", "", "create an account for this email at start, as if the user had signed up before")
-	demoLogin := fs.Bool("demo-login", false, "serve /device, where an account holder approves a link by typing the account's email (demo only: no real login)")
+	demoLogin := fs.Bool("demo-login", false, "serve /login, a sign-in for the /device approval page that asks only for an account's email (demo only: no real login)")
 	interval := fs.Duration("device-interval", 5*time.Second, "device-flow polling interval")
 	verbose := fs.Bool("v", false, "log protocol events to stderr")
 	if err := fs.Parse(args); err != nil {
@@ -121,7 +121,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	prov.Mount(mux)
 	if *demoLogin {
-		mux.Handle("/device", prov.DemoLoginHandler())
+		mux.Handle(demo.DemoSignInPath, prov.DemoSignInHandler())
 	}
 
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}

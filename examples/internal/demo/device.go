@@ -1,80 +1,210 @@
 package demo
 
 import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"html"
 	"html/template"
+	"io"
 	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"regexp"
 	"strings"
+	"time"
+
+	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/internal/webform"
 )
 
-// deviceTemplate is the provider's device-flow approval page. Every value
-// is escaped by html/template: the email and service come from the
-// orchestrator's attestation and are shown as data.
-var deviceTemplate = template.Must(template.New("device").Parse(`<!doctype html>
-<html><head><meta charset="utf-8"><title>{{.Provider}}: link an agent</title></head><body>
-<h1>{{.Provider}}: link an orchestrator to your account</h1>
-{{if .Message}}<p><strong>{{.Message}}</strong></p>{{end}}
-{{if .Pending}}
-<p><code>{{.Pending.ClientID}}</code> asks, for {{.Pending.Email}}, access to {{.Pending.Service}}
-(project {{.Pending.Project}}).</p>
-{{end}}
-<form method="post" action="/device">
-<p><label>Code <input name="user_code" value="{{.Code}}"></label></p>
-<p><label>Signed in as (demo login: your account's email) <input name="email"></label></p>
-<p><button name="action" value="allow">Allow</button> <button name="action" value="deny">Deny</button></p>
-</form>
-<p><small>Demo only: a real provider authenticates its user before this page.</small></p>
-</body></html>
-`))
+// Paths of the provider's human pages.
+const (
+	// DevicePath is the RFC 8628 verification page (authz.DevicePage).
+	DevicePath = "/device"
+	// DemoSignInPath is the demo-only sign-in page.
+	DemoSignInPath = "/login"
+)
 
-// DemoLoginHandler serves /device, the page where an account holder
-// approves or denies a device-flow link. Its "login" is the account's
-// email: it exists to let the examples run the flow across processes and
-// must never be exposed on a real provider.
-func (p *Provider) DemoLoginHandler() http.Handler {
+const demoSessionCookie = "demo_provider_session"
+
+// demoSessions is the demo provider's stand-in for a real login: a
+// session cookie holding an email and its HMAC. It authenticates nobody
+// (the sign-in page asks only for an email) and exists so the examples can
+// run the device flow across processes.
+type demoSessions struct{ key []byte }
+
+func newDemoSessions() *demoSessions {
+	k := make([]byte, 32)
+	_, _ = rand.Read(k)
+	return &demoSessions{key: k}
+}
+
+func (s *demoSessions) mac(email string) string {
+	m := hmac.New(sha256.New, s.key)
+	m.Write([]byte(email))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+func (s *demoSessions) email(r *http.Request) (string, bool) {
+	c, err := r.Cookie(demoSessionCookie)
+	if err != nil {
+		return "", false
+	}
+	raw, mac, ok := strings.Cut(c.Value, ".")
+	if !ok {
+		return "", false
+	}
+	b, err := base64.RawURLEncoding.DecodeString(raw)
+	if err != nil || !hmac.Equal([]byte(mac), []byte(s.mac(string(b)))) {
+		return "", false
+	}
+	return string(b), true
+}
+
+// SignedIn is the demo's authz.SignedInFunc: the account whose email the
+// demo session cookie names.
+func (p *Provider) SignedIn(r *http.Request) (authz.SignedInUser, bool) {
+	email, ok := p.sessions.email(r)
+	if !ok {
+		return authz.SignedInUser{}, false
+	}
+	acct, err := p.accounts.FindByEmail(r.Context(), email)
+	if err != nil {
+		return authz.SignedInUser{}, false
+	}
+	return authz.SignedInUser{AccountID: acct.ID, Display: email}, true
+}
+
+var signInTemplate = template.Must(template.New("login").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{{.Provider}}: sign in</title><style>{{.Style}}</style></head><body>
+<h1>{{.Provider}}: sign in (demo)</h1>
+{{if .Message}}<p class="msg err">{{.Message}}</p>{{end}}
+<form method="post" class="card"><input type="hidden" name="csrf_token" value="{{.CSRF}}"><input type="hidden" name="next" value="{{.Next}}">
+<p><label>Your account's email <input id="email" name="email" autocomplete="email"></label> <button class="primary" id="sign-in">Sign in</button></p></form>
+<p><small>Demo only: this page signs in whoever types an account's email. A real provider uses its own login here.</small></p>
+</body></html>`))
+
+// DemoSignInHandler serves DemoSignInPath: a sign-in whose only check is
+// that an account with the typed email exists. It lets the examples run the
+// device flow and must never be exposed on a real provider.
+func (p *Provider) DemoSignInHandler() http.Handler {
+	csrf := webform.NewCSRF("demo_login_csrf", nil)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		w.Header().Set("Cache-Control", "no-store")
-		w.Header().Set("Content-Security-Policy", "default-src 'none'; form-action 'self'")
-		w.Header().Set("X-Frame-Options", "DENY")
+		webform.SetHeaders(w)
 		data := struct {
-			Provider, Code, Message string
-			Pending                 any
-		}{Provider: p.profile.Name}
-		switch r.Method {
-		case http.MethodGet:
-			data.Code = r.URL.Query().Get("user_code")
-			if data.Code != "" {
-				if pending, err := p.Provisioner.PendingDevice(r.Context(), data.Code); err == nil {
-					data.Pending = pending
-				} else {
-					data.Message = "No pending request for this code."
-				}
-			}
-		case http.MethodPost:
+			Provider, Next, Message, CSRF string
+			Style                         template.CSS
+		}{Provider: p.profile.Name, Next: r.URL.Query().Get("next"), Style: template.CSS(webform.Style)}
+		if r.Method == http.MethodPost {
 			r.Body = http.MaxBytesReader(w, r.Body, 4<<10)
-			if err := r.ParseForm(); err != nil {
-				w.WriteHeader(http.StatusBadRequest)
-				data.Message = "Malformed form."
-				break
-			}
-			data.Code = r.PostForm.Get("user_code")
-			var err error
-			if r.PostForm.Get("action") == "deny" {
-				err = p.Provisioner.DenyDevice(r.Context(), data.Code)
-				data.Message = "Denied."
+			if err := r.ParseForm(); err != nil || csrf.Check(r) != nil {
+				w.WriteHeader(http.StatusForbidden)
+				data.Message = "Reload the page and try again."
+			} else if email := strings.TrimSpace(r.PostForm.Get("email")); email == "" {
+				data.Message = "Type your account's email."
+			} else if _, err := p.accounts.FindByEmail(r.Context(), email); err != nil {
+				data.Message = "No account with that email."
 			} else {
-				_, err = p.ApproveDevice(r.Context(), data.Code, strings.TrimSpace(r.PostForm.Get("email")))
-				data.Message = "Approved: the agent's orchestrator is now linked to your account."
+				http.SetCookie(w, &http.Cookie{Name: demoSessionCookie, Path: "/", HttpOnly: true, Secure: r.TLS != nil,
+					SameSite: http.SameSiteLaxMode, Value: base64.RawURLEncoding.EncodeToString([]byte(email)) + "." + p.sessions.mac(email)})
+				next := r.PostForm.Get("next")
+				// Only local paths: no open redirect.
+				if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.Contains(next, "\\") {
+					next = DevicePath
+				}
+				http.Redirect(w, r, next, http.StatusSeeOther)
+				return
 			}
-			if err != nil {
-				w.WriteHeader(http.StatusBadRequest)
-				data.Message = "Not done: unknown or expired code, or no account with that email."
-			}
-		default:
-			w.Header().Set("Allow", "GET, POST")
-			w.WriteHeader(http.StatusMethodNotAllowed)
-			return
+			data.Next = r.PostForm.Get("next")
 		}
-		_ = deviceTemplate.Execute(w, data)
+		data.CSRF = csrf.Token(w, r)
+		_ = signInTemplate.Execute(w, data)
 	})
+}
+
+// serviceForPage describes a service of the catalog for the device page.
+func (p *Provider) serviceForPage(ref string) (authz.DeviceService, bool) {
+	id, ok := strings.CutPrefix(ref, p.profile.ID+"/")
+	if !ok {
+		return authz.DeviceService{}, false
+	}
+	s := p.profile.Service(id)
+	if s == nil {
+		return authz.DeviceService{}, false
+	}
+	out := authz.DeviceService{Title: s.ServiceID, Description: s.Description}
+	if amount, currency := upfront(s); amount > 0 {
+		out.Price = webform.Money(amount, currency)
+	} else if price, ok := metered(s); ok {
+		out.Price = webform.Money(price.Amount, price.Currency) + " per call"
+	}
+	return out, true
+}
+
+var csrfField = regexp.MustCompile(`name="csrf_token" value="([^"]+)"`)
+
+// ApproveByForm does what the person does in a browser, over plain HTTP:
+// sign in at the demo provider at base as email, open the device page for
+// userCode and press Approve. Tests and scripts use it; it fails unless the
+// page reports the approval.
+func ApproveByForm(ctx context.Context, base, userCode, email string) error {
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, Timeout: 10 * time.Second}
+	post := func(path string, form url.Values) (string, error) {
+		// Each form needs the token of the page that shows it.
+		page, err := get(ctx, c, base+path)
+		if err != nil {
+			return "", err
+		}
+		m := csrfField.FindStringSubmatch(page)
+		if m == nil {
+			return "", fmt.Errorf("demo: %s: no form", path)
+		}
+		form.Set("csrf_token", html.UnescapeString(m[1]))
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+strings.SplitN(path, "?", 2)[0], strings.NewReader(form.Encode()))
+		if err != nil {
+			return "", err
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		resp, err := c.Do(req)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		if resp.StatusCode != http.StatusOK {
+			return "", fmt.Errorf("demo: %s: HTTP %d", path, resp.StatusCode)
+		}
+		return string(b), nil
+	}
+	if _, err := post(DemoSignInPath, url.Values{"email": {email}, "next": {DevicePath}}); err != nil {
+		return err
+	}
+	out, err := post(DevicePath+"?user_code="+url.QueryEscape(userCode), url.Values{"user_code": {userCode}, "action": {"approve"}})
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(out, "Approved.") {
+		return errors.New("demo: the device page did not approve")
+	}
+	return nil
+}
+
+func get(ctx context.Context, c *http.Client, u string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	return string(b), err
 }

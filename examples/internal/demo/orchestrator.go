@@ -83,6 +83,8 @@ type Orchestrator struct {
 
 	mu  sync.Mutex
 	asm map[string]*authz.AuthorizationServerMetadata // by provider id
+
+	charges *chargeLog // recent final charges, for the spend page
 }
 
 // NewOrchestrator assembles an orchestrator from cfg.
@@ -93,7 +95,7 @@ func NewOrchestrator(cfg OrchestratorConfig) (*Orchestrator, error) {
 	if len(cfg.PairwiseSecret) < 32 || len(cfg.VaultKey) != 32 {
 		return nil, errors.New("demo: orchestrator: pairwise secret (>= 32 bytes) and vault key (32 bytes) are required")
 	}
-	o := &Orchestrator{cfg: cfg, client: cfg.HTTPClient, log: cfg.Logger, now: cfg.Now, asm: map[string]*authz.AuthorizationServerMetadata{}}
+	o := &Orchestrator{cfg: cfg, client: cfg.HTTPClient, log: cfg.Logger, now: cfg.Now, asm: map[string]*authz.AuthorizationServerMetadata{}, charges: &chargeLog{}}
 	if o.client == nil {
 		o.client = &http.Client{Timeout: 15 * time.Second}
 	}
@@ -132,6 +134,7 @@ func NewOrchestrator(cfg OrchestratorConfig) (*Orchestrator, error) {
 		&payment.IssuerOptions{
 			Rail: rail, Store: cfg.Redemptions, Idempotency: cfg.Idempotency, Now: o.now, Logger: o.log,
 			Authenticate: payment.BearerAuthenticator(cfg.RedemptionKeys),
+			OnFinal:      o.charges.record,
 		}); err != nil {
 		return nil, err
 	}

@@ -87,6 +87,8 @@ type Provider struct {
 	log         *slog.Logger
 
 	resources ProviderResources
+	sessions  *demoSessions
+	device    *authz.DevicePage
 
 	mu    sync.Mutex
 	calls int
@@ -156,7 +158,7 @@ func NewProvider(cfg ProviderConfig) (*Provider, error) {
 	if client == nil {
 		client = &http.Client{Timeout: 15 * time.Second}
 	}
-	p := &Provider{profile: cfg.Profile, base: base, log: log, resources: cfg.Resources}
+	p := &Provider{profile: cfg.Profile, base: base, log: log, resources: cfg.Resources, sessions: newDemoSessions()}
 	if p.resources == nil {
 		p.resources = &memoryProviderResources{m: map[string]Resource{}}
 	}
@@ -271,6 +273,13 @@ func NewProvider(cfg ProviderConfig) (*Provider, error) {
 	if err != nil {
 		return nil, fmt.Errorf("demo: provider %s: %w", cfg.Profile.ID, err)
 	}
+	// The RFC 8628 verification page, with the demo's stand-in login.
+	if p.device, err = authz.NewDevicePage(p.Provisioner, p.SignedIn, &authz.DevicePageOptions{
+		ProviderName: cfg.Profile.Name, SignInURL: DemoSignInPath, Logger: log,
+		Service: func(_ context.Context, ref string) (authz.DeviceService, bool) { return p.serviceForPage(ref) },
+	}); err != nil {
+		return nil, fmt.Errorf("demo: provider %s: %w", cfg.Profile.ID, err)
+	}
 	return p, nil
 }
 
@@ -295,6 +304,8 @@ func (p *Provider) Mount(mux *http.ServeMux) {
 	mux.Handle("/agentprov/", prov)
 	mux.Handle("GET "+authz.PathResourceMetadata, prov)
 	mux.Handle("GET "+authz.PathServerMetadata, prov)
+	// The page where the person approves a device-flow link.
+	mux.Handle(DevicePath, p.device)
 
 	// The provider's API. A paid route is the Paywall around the bearer
 	// check: the Paywall takes the Payment credential off the request, so
