@@ -66,7 +66,7 @@ func (i *Issuer) Redeem(ctx context.Context, provider, token string, actual budg
 				return nil, ErrCurrencyMismatch.with(nil, "token is in %s, amount in %s", rec.MaxAmount.Currency, actual.Currency)
 			}
 			if actual.Amount > rec.MaxAmount.Amount {
-				return nil, ErrAmountExceedsMax.with(nil, "%d > %d", actual.Amount, rec.MaxAmount.Amount)
+				return nil, ErrAmountExceedsMax.with(nil, "%s is above the token's maximum of %s", actual, rec.MaxAmount)
 			}
 			next := rec
 			next.State, next.Amount = StatePending, actual

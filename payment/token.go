@@ -218,7 +218,7 @@ func checkMoney(m budget.Money) error {
 		return fmt.Errorf("currency %q is not an upper-case ISO 4217 code", m.Currency)
 	}
 	if m.Amount < 0 {
-		return fmt.Errorf("amount %d is negative", m.Amount)
+		return fmt.Errorf("amount is negative (%s)", m)
 	}
 	return nil
 }
