@@ -111,16 +111,16 @@ func (k SigningKey) signer(typ string) (jose.Signer, error) {
 // and the token's single-use identifier ("jti"). A plain value: safe to
 // share once built.
 type TokenClaims struct {
-	Issuer      string       // "iss": the orchestrator
-	Audience    string       // "aud": the one provider id that may redeem
-	Subject     string       // "sub": the project id
-	Service     string       // "service": service ref provider/service_id
-	Project     string       // same as Subject
-	MaxAmount   budget.Money // "max_amount"
-	HoldID      string       // "jti"
-	IssuedAt    time.Time    // "iat"
-	NotBefore   time.Time    // "nbf": optional; zero when absent
-	Expiry      time.Time    // "exp"
+	Issuer    string       // "iss": the orchestrator
+	Audience  string       // "aud": the one provider id that may redeem
+	Subject   string       // "sub": the project id
+	Service   string       // "service": service ref provider/service_id
+	Project   string       // same as Subject
+	MaxAmount budget.Money // "max_amount"
+	HoldID    string       // "jti"
+	IssuedAt  time.Time    // "iat"
+	NotBefore time.Time    // "nbf": optional; zero when absent
+	Expiry    time.Time    // "exp"
 	// ChallengeID ("challenge_id") binds the token to one HTTP 402
 	// challenge; a Paywall requires it (§5.7.5).
 	ChallengeID string
