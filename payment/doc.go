@@ -78,13 +78,16 @@
 // .Require(service, price) is middleware. A request without a credential
 // is answered 402 with a fresh challenge whose id is an HMAC over every
 // parameter it carries (price, recipient, route, Idempotency-Key, body
-// digest, expiry), so a client can change none of them. A request with a
-// credential has its echoed challenge checked against that HMAC and
-// against the request in hand, then its token verified locally; the
-// challenge id is then claimed exactly once in the ChallengeStore, shared
-// by all instances of the provider. Only then does the handler run, with
+// digest, expiry, and a random nonce that makes every challenge unique),
+// so a client can change none of them. A request with a credential has
+// its echoed challenge checked against that HMAC and against the request
+// in hand, then its token verified locally (exp, nbf, iat) and required
+// to name that challenge in challenge_id; the token (its iss and jti,
+// TokenClaimKey) is then claimed exactly once in the ChallengeStore,
+// shared by all instances of the provider, so one token pays for one call
+// whatever challenge it is shown on. Only then does the handler run, with
 // its response held back: a 2xx is redeemed at the orchestrator (key
-// "402:" + challenge id) and delivered with a Payment-Receipt header; any
+// "402:" + the token's jti) and delivered with a Payment-Receipt header; any
 // other answer is delivered as is, nothing is charged, and the token's
 // hold is released at once through the redeemer's Release
 // (PaywallOptions.KeepHoldOnFailure turns that off). A retry with the same

@@ -287,7 +287,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	if amount.Currency != t.ceiling.Currency || amount.Amount > t.ceiling.Amount {
-		return nil, ErrCallCeiling.with(nil, "challenge asks %d %s, the per-call ceiling is %d %s", amount.Amount, amount.Currency, t.ceiling.Amount, t.ceiling.Currency)
+		return nil, ErrCallCeiling.with(nil, "challenge asks %s, the per-call ceiling is %s", amount, t.ceiling)
 	}
 	if !ch.Expires.IsZero() && !t.now.Now().Before(ch.Expires) {
 		return nil, ErrPaymentExpired.with(nil, "challenge expired at %s", ch.ExpiresParam())
