@@ -168,9 +168,16 @@ func (w *sessWorld) crashProvider() {
 }
 
 // crashAgent replaces the Transport: its open sessions are forgotten.
-func (w *sessWorld) crashAgent() {
-	tr, err := NewTransport(w.payer, map[string]string{w.prov.URL: e2eProvider}, budget.USD(1000),
-		&TransportOptions{Base: w.prov.Client().Transport, Now: w.clock.Now, SessionCalls: 8})
+func (w *sessWorld) crashAgent() { w.crashAgentWith(nil) }
+
+// crashAgentWith is crashAgent with options (default: sessions of 8 calls).
+func (w *sessWorld) crashAgentWith(opts *TransportOptions) {
+	o := TransportOptions{SessionCalls: 8}
+	if opts != nil {
+		o = *opts
+	}
+	o.Base, o.Now = w.prov.Client().Transport, w.clock.Now
+	tr, err := NewTransport(w.payer, map[string]string{w.prov.URL: e2eProvider}, budget.USD(1000), &o)
 	if err != nil {
 		w.t.Fatal(err)
 	}
