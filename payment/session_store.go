@@ -41,13 +41,13 @@ type SessionRecord struct {
 	Expires  time.Time    `json:"expires"`
 	State    SessionState `json:"state"`
 
-	Consumed int64     `json:"consumed"`  // minor units of the calls served (in flight included)
-	Calls    int64     `json:"calls"`     // calls served or in flight
-	InFlight int64     `json:"in_flight"` // calls consumed but not finished
-	HighSeq  uint64    `json:"high_seq"`  // highest sequence number accepted
-	Seen     [SessionWindow / 64]uint64 `json:"seen"` // bit i: HighSeq-i accepted
-	LastUsed time.Time `json:"last_used"`
-	OpenedAt time.Time `json:"opened_at"`
+	Consumed int64                      `json:"consumed"`  // minor units of the calls served (in flight included)
+	Calls    int64                      `json:"calls"`     // calls served or in flight
+	InFlight int64                      `json:"in_flight"` // calls consumed but not finished
+	HighSeq  uint64                     `json:"high_seq"`  // highest sequence number accepted
+	Seen     [SessionWindow / 64]uint64 `json:"seen"`      // bit i: HighSeq-i accepted
+	LastUsed time.Time                  `json:"last_used"`
+	OpenedAt time.Time                  `json:"opened_at"`
 
 	Settled   int64  `json:"settled,omitempty"`   // amount redeemed (0: released)
 	Reference string `json:"reference,omitempty"` // the orchestrator's receipt (compact JWS) or release marker
