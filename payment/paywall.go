@@ -235,6 +235,7 @@ type paidHandler struct {
 	service, provider string
 	price             PriceFunc
 	next              http.Handler
+	metered           bool // also offers and accepts sessions (RequireMetered)
 }
 
 // reqBinding is everything a challenge is bound to besides its id.
@@ -271,7 +272,7 @@ func (h *paidHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, ErrInvalidRequest.with(nil, "Idempotency-Key is longer than %d bytes", maxIdempotencyKey))
 		return
 	}
-	if p.sess != nil && h.serveSession(w, r, price) {
+	if h.metered && p.sess != nil && h.serveSession(w, r, price) {
 		return
 	}
 	b := reqBinding{price: price, route: r.Method + " " + r.URL.RequestURI(), idk: idk}

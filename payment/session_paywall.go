@@ -83,6 +83,29 @@ func (s *paywallSessions) live(rec *SessionRecord, claims *TokenClaims) *liveSes
 	return v.(*liveSession)
 }
 
+// RequireMetered is Require for a metered API: its 402s offer a session
+// challenge next to the charge challenge, and calls paid within a session
+// are served after the local check. Without PaywallOptions.Sessions it is
+// Require. Use Require for one-off purchases (a domain, a plan), where a
+// session would only hold budget longer.
+func (p *Paywall) RequireMetered(service string, price budget.Money) func(http.Handler) http.Handler {
+	return p.RequireMeteredFunc(service, func(*http.Request) (budget.Money, error) { return price, nil })
+}
+
+// RequireMeteredFunc is RequireMetered with a per-request price. Within a
+// session each call is charged its own price, which the call's
+// authorization must cover.
+func (p *Paywall) RequireMeteredFunc(service string, price PriceFunc) func(http.Handler) http.Handler {
+	mw := p.RequireFunc(service, price)
+	return func(next http.Handler) http.Handler {
+		h := mw(next)
+		if ph, ok := h.(*paidHandler); ok {
+			ph.metered = true
+		}
+		return h
+	}
+}
+
 type sessionCauseKey struct{}
 
 // sessionCredentialOf returns the request's Payment credential for the
@@ -284,7 +307,7 @@ func (sw *sessionWriter) Unwrap() http.ResponseWriter { return sw.ResponseWriter
 // here, if any.
 func (h *paidHandler) sessionChallenge(w http.ResponseWriter, r *http.Request, b *reqBinding, cause error) error {
 	p := h.p
-	if p.sess == nil {
+	if p.sess == nil || !h.metered {
 		return cause
 	}
 	if c, ok := r.Context().Value(sessionCauseKey{}).(error); ok {

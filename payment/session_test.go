@@ -145,7 +145,7 @@ func (w *sessWorld) crashProvider() {
 		w.t.Fatal(err)
 	}
 	w.paywall.Store(pw)
-	paid := pw.Require(e2eService, budget.USD(e2ePrice))
+	paid := pw.RequireMetered(e2eService, budget.USD(e2ePrice))
 	mux := http.NewServeMux()
 	mux.Handle("GET /v1/infer", paid(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		if strings.Contains(strings.Join(r.Header.Values("Authorization"), ","), SchemeName) {
