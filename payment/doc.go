@@ -101,4 +101,17 @@
 // credential again rather than paying anew, so one logical request costs
 // at most one payment. A 402 of another scheme or method is handed back
 // untouched.
+//
+// # Metered sessions
+//
+// For repeated calls to one paid API, Paywall.RequireMetered also offers a
+// "session" challenge (§5.9): the payer's orchestrator reserves one hold
+// for a session maximum and mints one token (IssuerSessionPayer), each
+// call carries an HMAC authorization under a session key the provider
+// derives from a secret shared with the orchestrator (SessionKey), and the
+// provider checks it locally and consumes the call atomically in its
+// SessionStore (MemorySessionStore) before serving. Paywall.SettleSessions
+// redeems each ended session once for its consumed total; the rest of the
+// hold is released. A Transport whose payer is a SessionPayer uses
+// sessions where they are offered, without changes to the calling code.
 package payment

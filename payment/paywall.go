@@ -83,7 +83,7 @@ type PaywallOptions struct {
 	OnUnsettled func(ctx context.Context, claims *TokenClaims, reason error)
 	// Logger receives operational messages; never credentials (default: discard).
 	Logger *slog.Logger
-	// Sessions, if set, also offers metered sessions (§5.8) on every 402.
+	// Sessions, if set, also offers metered sessions (§5.9) on every 402.
 	Sessions *SessionOptions
 }
 

@@ -14,7 +14,7 @@ import (
 	"sync"
 )
 
-// IntentSession is the payment intent of a metered session (§5.8): one
+// IntentSession is the payment intent of a metered session (§5.9): one
 // payment token covers many calls to one service, each call carrying a
 // small authorization the provider checks locally, and the provider
 // redeems the total once when the session ends.
@@ -23,7 +23,7 @@ const IntentSession = "session"
 // MinSessionSecretBytes is the shortest session secret accepted.
 const MinSessionSecretBytes = 32
 
-// Sentinels of metered sessions (§5.8.7). Compare with errors.Is.
+// Sentinels of metered sessions (§5.9.8). Compare with errors.Is.
 var (
 	// ErrSessionUnknown: the call names a session this provider has not
 	// opened; the client sends the session token again.
@@ -45,7 +45,7 @@ const (
 )
 
 // SessionKey derives the per-session key both the orchestrator and the
-// provider compute (§5.8.3): HMAC-SHA256(secret, "agentprov-session-key/v1"
+// provider compute (§5.9.1): HMAC-SHA256(secret, "agentprov-session-key/v1"
 // || 0x00 || session id), where secret is the session secret the provider
 // and the orchestrator agreed on at registration and the session id is the
 // session token's jti. The orchestrator hands the key to the payer together
@@ -77,7 +77,7 @@ type macBuf struct {
 	b []byte
 }
 
-// SessionMAC is the call authorization tag of §5.8.4: base64url (no
+// SessionMAC is the call authorization tag of §5.9.4: base64url (no
 // padding) of HMAC-SHA256(key, "agentprov-session-call/v1" LF challenge id
 // LF session id LF seq LF amount SP currency LF route).
 func SessionMAC(key []byte, c *SessionCall) string {
@@ -121,7 +121,7 @@ func checkSessionMAC(m hash.Hash, c *SessionCall, tag string) bool {
 	return subtle.ConstantTimeCompare(w, got[:]) == 1
 }
 
-// sessionPayload is the credential payload of a session call (§5.8.4).
+// sessionPayload is the credential payload of a session call (§5.9.4).
 // Token is present on the calls that open (or reopen) the session at the
 // provider and may be left out afterwards.
 type sessionPayload struct {

@@ -17,7 +17,7 @@ import (
 	"github.com/agentprov/agentprov/budget"
 )
 
-// SessionOptions turn on metered sessions (§5.8) in a Paywall. A Paywall
+// SessionOptions turn on metered sessions (§5.9) in a Paywall. A Paywall
 // with sessions offers two challenges on every 402, "charge" (one token
 // per call) and "session" (one token for many calls), and serves calls
 // of open sessions after a local check only: no orchestrator round trip,

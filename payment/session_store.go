@@ -9,7 +9,7 @@ import (
 	"github.com/agentprov/agentprov/budget"
 )
 
-// SessionState is the provider-side state of a metered session (§5.8.5).
+// SessionState is the provider-side state of a metered session (§5.9.5).
 //
 //	open ──close (explicit, exhausted, idle, deadline)──▶ closing ──redeemed / released──▶ settled
 type SessionState string
@@ -93,7 +93,7 @@ type SessionStore interface {
 	Due(ctx context.Context, now, idleBefore time.Time, limit int) ([]SessionRecord, error)
 }
 
-// AcceptSeq applies the replay window of §5.8.5 to a record: it reports
+// AcceptSeq applies the replay window of §5.9.5 to a record: it reports
 // whether seq may be accepted and, if so, marks it. SessionStore
 // implementations call it inside their atomic step.
 func (r *SessionRecord) AcceptSeq(seq uint64) bool {

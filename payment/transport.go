@@ -50,7 +50,7 @@ type TransportOptions struct {
 	// request after a timeout re-sends the credential it already paid for
 	// instead of paying again (default 1024; negative disables).
 	RememberCredentials int
-	// SessionCalls is how many calls a metered session (§5.8) is opened
+	// SessionCalls is how many calls a metered session (§5.9) is opened
 	// for, as a multiple of the first call's price (default 20). Sessions
 	// are used when the payer is a SessionPayer and the provider offers
 	// them; negative turns them off.
