@@ -123,4 +123,17 @@
 //	redeemer, _ := payment.NewRedeemer(orch+"/redeem", &payment.RedeemerOptions{APIKey: apiKey})
 //	paywall, _ := payment.NewPaywall("api.acme.example", [][]byte{secret}, verifier, redeemer, nil)
 //	mux.Handle("GET /check", paywall.Require("acme/dns", budget.USD(250))(check))
+//
+// # Metered sessions
+//
+// For repeated calls to one paid API, Paywall.RequireMetered also offers a
+// "session" challenge (§5.9): the payer's orchestrator reserves one hold
+// for a session maximum and mints one token (IssuerSessionPayer), each
+// call carries an HMAC authorization under a session key the provider
+// derives from a secret shared with the orchestrator (SessionKey), and the
+// provider checks it locally and consumes the call atomically in its
+// SessionStore (MemorySessionStore) before serving. Paywall.SettleSessions
+// redeems each ended session once for its consumed total; the rest of the
+// hold is released. A Transport whose payer is a SessionPayer uses
+// sessions where they are offered, without changes to the calling code.
 package payment

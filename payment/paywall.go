@@ -84,6 +84,8 @@ type PaywallOptions struct {
 	OnUnsettled func(ctx context.Context, claims *TokenClaims, reason error)
 	// Logger receives operational messages; never credentials (default slog.Default()).
 	Logger *slog.Logger
+	// Sessions, if set, also offers metered sessions (§5.9) on every 402.
+	Sessions *SessionOptions
 }
 
 // Paywall is the provider side of the HTTP Payment scheme with the
@@ -106,6 +108,7 @@ type Paywall struct {
 	onUnsett func(context.Context, *TokenClaims, error)
 	releaser TokenReleaser // nil: keep holds of failed calls
 	log      *slog.Logger
+	sess     *paywallSessions // nil: no metered sessions
 }
 
 // Format prints the Paywall without its secrets, for every fmt verb.
@@ -173,6 +176,12 @@ func NewPaywall(realm string, secrets [][]byte, verifier TokenChecker, redeemer 
 	if p.log == nil {
 		p.log = slog.Default()
 	}
+	if opts.Sessions != nil {
+		var err error
+		if p.sess, err = newPaywallSessions(opts.Sessions); err != nil {
+			return nil, fmt.Errorf("payment: paywall: %w", err)
+		}
+	}
 	if !opts.KeepHoldOnFailure {
 		p.releaser = opts.Releaser
 		if p.releaser == nil {
@@ -227,6 +236,7 @@ type paidHandler struct {
 	service, provider string
 	price             PriceFunc
 	next              http.Handler
+	metered           bool // also offers and accepts sessions (RequireMetered)
 }
 
 // reqBinding is everything a challenge is bound to besides its id.
@@ -260,6 +270,9 @@ func (h *paidHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	idk := r.Header.Get("Idempotency-Key")
 	if len(idk) > maxIdempotencyKey {
 		writeError(w, ErrInvalidRequest.with(nil, "Idempotency-Key is longer than %d bytes", maxIdempotencyKey))
+		return
+	}
+	if h.metered && p.sess != nil && h.serveSession(w, r, price) {
 		return
 	}
 	b := reqBinding{price: price, route: r.Method + " " + r.URL.RequestURI(), idk: idk}
@@ -655,6 +668,7 @@ func (h *paidHandler) challenge(w http.ResponseWriter, r *http.Request, b *reqBi
 		var v string
 		if v, err = FormatChallenge(c); err == nil {
 			w.Header().Add("WWW-Authenticate", v)
+			cause = h.sessionChallenge(w, r, b, cause)
 		}
 	}
 	if err != nil {
