@@ -3,7 +3,11 @@
 // provider — no account, no payment method, no API token — to a paid, running
 // deployment without the human leaving the agent session.
 //
-// This root package holds no code; it documents how the pieces fit. The wire
+// This root package documents how the pieces fit, and holds one small
+// assembly: Provider, the provider role under one base URL mounted on a
+// service's existing mux (see examples/embed). It lives here rather than in
+// a concern package because it composes three of them (discovery, authz,
+// payment) and none may import the others' role types for it. The wire
 // specification, version 0.1, is [PROTOCOL.md] at the root of the module; the
 // README shows both roles assembled.
 //

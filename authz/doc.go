@@ -94,4 +94,22 @@
 // coalesce concurrent fetches; the Vault builds updates and token refreshes
 // on compare-and-set so concurrent writers never lose an update; concurrent
 // Waits on one PendingConsent share one polling loop.
+//
+// # Assembly
+//
+// A provider hands its Provisioner to agentprov.NewProvider, which mounts
+// every endpoint under one base URL (see examples/embed):
+//
+//	verifier, _ := authz.NewVerifier("acme", []authz.TrustedIssuer{{Issuer: orch, JWKSURL: orch + "/.well-known/jwks.json"}},
+//		authz.NewMemoryReplayStore(nil), nil)
+//	prov, _ := authz.NewProvisioner(verifier, authz.NewMemoryAccountStore(), authz.NewMemoryTokenStore(),
+//		&authz.ProvisionerOptions{Issuer: base, TermsVersion: "2026-04", TermsURL: terms})
+//	p, _ := agentprov.NewProvider(base, meta, catalog, prov, nil)
+//	p.Mount(mux)
+//
+// An orchestrator signs with an Attester (serving Attester.JWKSHandler),
+// keeps credentials in a Vault, provisions through a Linker, and calls
+// provider APIs with a VaultTransport:
+//
+//	client := &http.Client{Transport: &authz.VaultTransport{Vault: vault, Project: "blog", Ref: "acme/dns"}}
 package authz

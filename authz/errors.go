@@ -24,6 +24,7 @@ type Error struct {
 	Err    error
 }
 
+// Error reads "authz: <code>[: detail][: cause]"; the cause stays off the wire.
 func (e *Error) Error() string {
 	s := "authz: " + e.Code
 	if e.Detail != "" {

@@ -46,7 +46,7 @@ type LinkerOptions struct {
 	// codes are never logged. Default slog.Default().
 	Logger *slog.Logger
 	// Clock reads the time; default time.Now.
-	Clock clock.Func
+	Clock func() time.Time
 	// Sleep waits d between device-flow polls, returning early with the
 	// context's error; default a timer. Tests pass one that advances a
 	// fake clock.

@@ -69,7 +69,7 @@ type MiddlewareOptions struct {
 	// parameter of every challenge.
 	ResourceMetadataURL string
 	// Clock reads the time for expiry checks; default time.Now.
-	Clock clock.Func
+	Clock func() time.Time
 	// Logger receives store failures; default slog.Default(). Tokens are
 	// never logged.
 	Logger *slog.Logger

@@ -152,7 +152,7 @@ type ProvisionerOptions struct {
 	// 10000.
 	MaxPendingGrants int
 	// Clock reads the time; default time.Now.
-	Clock clock.Func
+	Clock func() time.Time
 	// Logger receives account creation, linking and store failures; tokens
 	// and attestations are never logged. Default slog.Default().
 	Logger *slog.Logger

@@ -108,7 +108,7 @@ type MemoryGrantStoreOptions struct {
 	// ErrGrantStoreFull.
 	MaxGrants int
 	// Clock decides expiry for eviction; default time.Now.
-	Clock clock.Func
+	Clock func() time.Time
 }
 
 // MemoryGrantStore is an in-process GrantStore for a single provisioner

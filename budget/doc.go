@@ -81,4 +81,12 @@
 // process or many, may share a durable Store; caps hold across all of them.
 // Clocks are injected (LedgerOptions.Now), so tests control expiry and
 // rollover exactly.
+//
+// # Assembly
+//
+// The orchestrator reserves before it mints (payment.Issuer does this for
+// it) and reads usage for its users:
+//
+//	ledger, _ := budget.NewLedger(budget.NewMemoryStore(nil), nil) // budget/sqlstore in production
+//	hold, err := ledger.Reserve(ctx, budget.Scope{Project: "blog", Provider: "acme"}, budget.USD(250), "call-1", nil)
 package budget

@@ -21,6 +21,7 @@ type Error struct {
 	Err error
 }
 
+// Error reads "budget: <code>[: detail][: cause]".
 func (e *Error) Error() string {
 	s := "budget: " + e.Code
 	if e.Detail != "" {
@@ -95,6 +96,8 @@ type CapError struct {
 	Requested int64
 }
 
+// Error names the scope, the window and the amounts in minor units, so a log
+// line says which cap refused and by how much.
 func (e *CapError) Error() string {
 	scope := e.Counter.Project + "/" + e.Counter.Provider
 	if e.Counter.Provider == "" {

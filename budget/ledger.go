@@ -65,7 +65,7 @@ type LedgerOptions struct {
 	// per counter and window, synchronously, after the operation that caused
 	// it has been stored. It must not block for long.
 	Alerts func(ctx context.Context, a Alert)
-	// Logger receives operational events; nil discards them. Amounts and
+	// Logger receives operational events; nil means slog.Default(). Amounts and
 	// ids are logged, never payment data.
 	Logger *slog.Logger
 }
@@ -204,7 +204,7 @@ func NewLedger(store Store, opts *LedgerOptions) (*Ledger, error) {
 		l.thresholds = append([]int(nil), opts.Thresholds...)
 	}
 	if l.log == nil {
-		l.log = slog.New(slog.DiscardHandler)
+		l.log = slog.Default()
 	}
 	var b [12]byte
 	if _, err := rand.Read(b[:]); err != nil {

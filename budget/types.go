@@ -49,6 +49,7 @@ type Scope struct {
 	Provider string `json:"provider"`
 }
 
+// String is "project/provider", the form used in logs and errors.
 func (s Scope) String() string { return s.Project + "/" + s.Provider }
 
 // HoldState is where a hold is in its life. See the package documentation

@@ -64,6 +64,38 @@ func BenchmarkParseCatalogStripe(b *testing.B) {
 	})
 }
 
+// BenchmarkParseCatalogStripeVsAny: ParseCatalog on the same 48 catalogs
+// versus json.Unmarshal into any, the cheapest decode that sees every byte.
+func BenchmarkParseCatalogStripeVsAny(b *testing.B) {
+	catalogs, err := catalogschema.ImportStripeProjects(stripeFixture(b), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	docs := make([][]byte, len(catalogs))
+	size := 0
+	for i, c := range catalogs {
+		if docs[i], err = json.Marshal(c); err != nil {
+			b.Fatal(err)
+		}
+		size += len(docs[i])
+	}
+	b.SetBytes(int64(size))
+	pairedBench(b, func() {
+		for _, d := range docs {
+			var v any
+			if err := json.Unmarshal(d, &v); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}, func() {
+		for _, d := range docs {
+			if _, err := catalogschema.ParseCatalog(d, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
 // BenchmarkImportStripeProjects: the whole import with validation versus
 // json.Unmarshal of the capture into generic maps.
 func BenchmarkImportStripeProjects(b *testing.B) {

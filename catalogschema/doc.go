@@ -25,8 +25,17 @@
 // schema cannot express (identifiers per §2.5, ISO 4217 currencies, unique
 // service ids, consistent prices, https-or-loopback URLs for everything
 // that is fetched, no remote $ref in configuration schemas). Limits has
-// safe defaults. Nothing is fetched, ever: configuration schemas compile
-// with a loader that refuses every URL.
+// safe defaults, and no number may have a decimal exponent above 400.
+// Nothing is fetched, ever: configuration schemas compile with a loader
+// that refuses every URL.
+//
+// ParseCatalog does all of this in one pass for a valid document: a
+// decoder written for the catalog schema enforces the limits, rejects
+// duplicates and checks every schema keyword while it fills the Go types.
+// A document it does not accept in full is read again by the JSON Schema
+// validator, so the embedded schema stays the contract and every error
+// (its type, pointers and messages) comes from it. Member names are
+// case-sensitive: "Kind" is an unknown member, not kind.
 //
 // # Errors
 //
@@ -48,4 +57,11 @@
 // its ConfigurationSchema changed, after the first ValidateConfig; that
 // method is itself safe for concurrent use. The embedded schemas are
 // compiled once per process on first use and are immutable.
+//
+// # Assembly
+//
+// A provider writes its ProviderMetadata with its identity (ProviderID,
+// Name, TermsOfService, AuthModes) and lets agentprov.NewProvider fill the
+// endpoint URLs; the orchestrator never builds these types, it parses them
+// (package discovery does so while aggregating).
 package catalogschema

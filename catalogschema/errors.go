@@ -60,6 +60,7 @@ type Violation struct {
 	Message string `json:"message"`
 }
 
+// String is the quoted JSON pointer followed by the message.
 func (v Violation) String() string {
 	return fmt.Sprintf("%q: %s", v.Pointer, v.Message)
 }
@@ -74,6 +75,8 @@ type ValidationError struct {
 	Violations []Violation
 }
 
+// Error lists the first few violations and counts the rest, keeping log
+// lines short for documents with many problems.
 func (e *ValidationError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "catalogschema: invalid %s: ", e.Document)
@@ -138,6 +141,7 @@ type LimitError struct {
 	Got int64
 }
 
+// Error names the limit, the size found and the maximum.
 func (e *LimitError) Error() string {
 	return fmt.Sprintf("catalogschema: %s limit exceeded: %d > %d", e.Limit, e.Got, e.Max)
 }
@@ -189,6 +193,7 @@ type SyntaxError struct {
 	Err    error
 }
 
+// Error gives the byte offset of the malformed JSON.
 func (e *SyntaxError) Error() string {
 	return fmt.Sprintf("catalogschema: malformed JSON at offset %d: %v", e.Offset, e.Err)
 }
@@ -213,6 +218,7 @@ type RefError struct {
 	Reason string
 }
 
+// Error quotes the rejected input and says why it is not a ref.
 func (e *RefError) Error() string {
 	return fmt.Sprintf("catalogschema: invalid service ref %q: %s", e.Input, e.Reason)
 }

@@ -55,8 +55,22 @@ func ParseMetadata(data []byte, lim *Limits) (*ProviderMetadata, error) {
 // before schema validation. Semantic rules: unique service ids, ISO 4217
 // currencies, one currency per service, max_amount ≥ amount, metered prices
 // name their unit, configuration schemas hold no remote $ref.
+//
+// A valid document is read in one pass that decodes and checks the schema
+// together; a document that fails any check is read again by the JSON
+// Schema validator, so errors are the same whichever path found them.
 func ParseCatalog(data []byte, lim *Limits) (*Catalog, error) {
-	v, vs, err := checkCatalog(data, lim.resolved())
+	l := lim.resolved()
+	if c, ok := fastCatalog(data, l); ok {
+		return c, nil
+	}
+	return parseCatalogReference(data, l)
+}
+
+// parseCatalogReference is ParseCatalog through the JSON Schema validator:
+// the reference the fast path is held to, and the source of its errors.
+func parseCatalogReference(data []byte, l Limits) (*Catalog, error) {
+	v, vs, err := checkCatalog(data, l)
 	if err != nil {
 		return nil, err
 	}
@@ -108,7 +122,52 @@ func decodeChecked(data []byte, l Limits, doc string) (any, error) {
 	if err := precheck(data, l, doc); err != nil {
 		return nil, err
 	}
-	return decodeGeneric(data)
+	v, err := decodeGeneric(data)
+	if err != nil {
+		return nil, err
+	}
+	var vs []Violation
+	hugeNumbers("", v, &vs)
+	if len(vs) > 0 {
+		return nil, &ValidationError{Document: doc, Violations: vs}
+	}
+	return v, nil
+}
+
+// maxExponent bounds the decimal exponent of every number in a document.
+// The schema validator turns numbers into exact rationals, and 1e999999999
+// would take unbounded time and memory (or crash it); no member of any
+// protocol document needs an exponent anywhere near this.
+const maxExponent = 400
+
+// hugeNumbers reports every number whose exponent exceeds maxExponent.
+func hugeNumbers(p string, v any, vs *[]Violation) {
+	switch t := v.(type) {
+	case json.Number:
+		if hugeExponent(string(t)) {
+			*vs = append(*vs, Violation{Pointer: p, Message: fmt.Sprintf("number exponent exceeds %d", maxExponent)})
+		}
+	case map[string]any:
+		for _, k := range sortedKeys(t) {
+			hugeNumbers(ptr(p, k), t[k], vs)
+		}
+	case []any:
+		for i, e := range t {
+			hugeNumbers(ptr(p, strconv.Itoa(i)), e, vs)
+		}
+	}
+}
+
+// hugeExponent reports whether the JSON number n has an exponent above
+// maxExponent in magnitude.
+func hugeExponent(n string) bool {
+	i := strings.IndexAny(n, "eE")
+	if i < 0 {
+		return false
+	}
+	e := strings.TrimLeft(n[i+1:], "+-")
+	e = strings.TrimLeft(e, "0")
+	return len(e) > 3 || len(e) == 3 && e > strconv.Itoa(maxExponent)
 }
 
 // Validate checks a document built in Go by encoding it and running every
@@ -130,6 +189,9 @@ func (c *Catalog) Validate() error {
 	data, err := json.Marshal(c)
 	if err != nil {
 		return &ValidationError{Document: docCatalog, Violations: []Violation{{Message: err.Error()}}}
+	}
+	if _, ok := fastCatalog(data, DefaultLimits()); ok {
+		return nil
 	}
 	// The encoding of c stands in for the document; c itself replaces the
 	// decoded value, which saves a decode.
@@ -237,6 +299,29 @@ func isWebURL(s string) bool {
 // semantic checks what the schema cannot. generic is the decoded document,
 // used to find $ref members inside configuration schemas.
 func (c *Catalog) semantic(generic any) []Violation {
+	vs := c.semanticTyped()
+	// Remote references are looked for in the generic form, which keeps
+	// the exact location of every "$ref".
+	if m, ok := generic.(map[string]any); ok {
+		if svcs, ok := m["services"].([]any); ok {
+			for i, sv := range svcs {
+				sm, ok := sv.(map[string]any)
+				if !ok {
+					continue
+				}
+				for _, k := range []string{"configuration_schema", "provider_configuration_schema"} {
+					if sch, ok := sm[k]; ok {
+						remoteRefs(ptr("/services", strconv.Itoa(i), k), sch, &vs)
+					}
+				}
+			}
+		}
+	}
+	return vs
+}
+
+// semanticTyped checks the rules of semantic that need only the Go value.
+func (c *Catalog) semanticTyped() []Violation {
 	var vs []Violation
 	add := func(p, format string, a ...any) {
 		vs = append(vs, Violation{Pointer: p, Message: fmt.Sprintf(format, a...)})
@@ -259,23 +344,6 @@ func (c *Catalog) semantic(generic any) []Violation {
 			first[s.ServiceID] = i
 		}
 		vs = append(vs, pricesViolations(base, s.Prices)...)
-	}
-	// Remote references are looked for in the generic form, which keeps
-	// the exact location of every "$ref".
-	if m, ok := generic.(map[string]any); ok {
-		if svcs, ok := m["services"].([]any); ok {
-			for i, sv := range svcs {
-				sm, ok := sv.(map[string]any)
-				if !ok {
-					continue
-				}
-				for _, k := range []string{"configuration_schema", "provider_configuration_schema"} {
-					if sch, ok := sm[k]; ok {
-						remoteRefs(ptr("/services", strconv.Itoa(i), k), sch, &vs)
-					}
-				}
-			}
-		}
 	}
 	return vs
 }

@@ -1,8 +1,10 @@
 package discovery
 
 import (
+	"bytes"
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -64,9 +66,9 @@ type AggregatorOptions struct {
 	// (default DefaultConcurrency).
 	Concurrency int
 	// Now is the clock; nil means time.Now.
-	Now clock.Func
+	Now func() time.Time
 	// Logger receives one record per failed, quarantined or accepted
-	// provider. Nil discards.
+	// provider; nil means slog.Default().
 	Logger *slog.Logger
 }
 
@@ -110,8 +112,13 @@ type provider struct {
 	jwks     *jose.JSONWebKeySet
 
 	// Published state, guarded by Aggregator.mu.
-	accepted    *Snapshot
-	pending     *Snapshot
+	accepted *Snapshot
+	pending  *Snapshot
+	// textBase is the snapshot whose agent-readable texts were accepted
+	// (the first one, or the one current at the last Accept); untrusted is
+	// what accepted changed since.
+	textBase    *Snapshot
+	untrusted   []TextChange
 	drift       *Drift
 	quarantined bool
 	fetchedAt   time.Time
@@ -124,14 +131,8 @@ func NewAggregator(trust []TrustedProvider, opts *AggregatorOptions) (*Aggregato
 	if opts == nil {
 		opts = &AggregatorOptions{}
 	}
-	base := opts.HTTPClient
-	if base == nil {
-		base = http.DefaultClient
-	}
-	c := *base
-	c.CheckRedirect = checkRedirect(base.CheckRedirect)
 	a := &Aggregator{
-		client:      &c,
+		client:      safeClient(opts.HTTPClient),
 		timeout:     cmp.Or(opts.Timeout, DefaultTimeout),
 		maxBody:     cmp.Or(opts.MaxBodyBytes, DefaultMaxBodyBytes),
 		limits:      opts.Limits,
@@ -142,7 +143,7 @@ func NewAggregator(trust []TrustedProvider, opts *AggregatorOptions) (*Aggregato
 		byID:        map[string]*provider{},
 	}
 	if a.log == nil {
-		a.log = slog.New(slog.DiscardHandler)
+		a.log = slog.Default()
 	}
 	if a.timeout < 0 || a.maxBody < 0 || a.concurrency < 0 {
 		return nil, errors.New("discovery: aggregator: Timeout, MaxBodyBytes and Concurrency must not be negative")
@@ -197,13 +198,26 @@ const (
 
 // ProviderResult is one provider's line in a RefreshReport.
 type ProviderResult struct {
-	ID     string
-	Status RefreshStatus
+	// ID is the trusted provider id.
+	ID string `json:"provider"`
+	// Status says what the refresh did with this provider.
+	Status RefreshStatus `json:"status"`
 	// Err is a *FetchError when Status is failed or quarantined.
-	Err error
+	Err error `json:"-"`
+	// Code is Err's FetchError.Code ("timeout", "signature_invalid", …),
+	// empty on success: what a caller reports or branches on.
+	Code string `json:"code,omitempty"`
 	// Drift is the change against the previously accepted snapshot (nil on
 	// failure without drift).
-	Drift *Drift
+	Drift *Drift `json:"drift,omitempty"`
+	// Snapshot is the copy served after this refresh: the new one, or the
+	// last accepted one (nil if none) on failure or quarantine. Its
+	// Metadata holds the provider's endpoints and signing inputs, so
+	// nothing needs fetching again.
+	Snapshot *Snapshot `json:"-"`
+	// UntrustedText lists the agent-readable texts changed since the
+	// operator last accepted them (see ProviderCatalog.UntrustedText).
+	UntrustedText []TextChange `json:"untrusted_text,omitempty"`
 }
 
 // RefreshReport lists what happened to every provider, sorted by id.
@@ -245,8 +259,9 @@ func (a *Aggregator) Refresh(ctx context.Context) *RefreshReport {
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			cand, notModified, err := a.fetch(ctx, p)
-			rep.Results[i] = a.commit(ctx, p, cand, notModified, err)
+			cand, _, err := a.fetch(ctx, p)
+			rep.Results[i] = a.commit(ctx, p, cand, err)
+			rep.Results[i].Code = ErrorCode(rep.Results[i].Err)
 		}()
 	}
 	wg.Wait()
@@ -357,12 +372,13 @@ func (a *Aggregator) keys(ctx context.Context, p *provider, meta *catalogschema.
 }
 
 // commit publishes one provider's outcome, applying the drift policy.
-func (a *Aggregator) commit(ctx context.Context, p *provider, cand *Snapshot, notModified bool, err error) ProviderResult {
+func (a *Aggregator) commit(ctx context.Context, p *provider, cand *Snapshot, err error) (res ProviderResult) {
 	id := p.trust.ID
 	now := a.now.Now()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	res := ProviderResult{ID: id, Err: err}
+	res = ProviderResult{ID: id, Err: err}
+	defer func() { res.Snapshot, res.UntrustedText = p.accepted, p.untrusted }()
 	if err != nil {
 		p.lastErr = err
 		var fe *FetchError
@@ -391,18 +407,30 @@ func (a *Aggregator) commit(ctx context.Context, p *provider, cand *Snapshot, no
 		}
 	}
 	res.Status = StatusUpdated
-	if prev := p.accepted; prev != nil && drift.Empty() && (notModified || (cand.ETag != "" && cand.ETag == prev.ETag)) {
+	// Unchanged means identical documents, whether the provider answered
+	// 304, sent the same ETag, or sent no ETag at all.
+	if prev := p.accepted; prev != nil && drift.Empty() && sameDocuments(prev, cand) {
 		res.Status = StatusUnchanged
 	}
 	p.accepted, p.pending, p.drift, p.quarantined = cand, nil, nil, false
 	p.fetchedAt, p.lastErr = now, nil
+	if p.textBase == nil {
+		p.textBase = cand // first contact: nothing to compare with
+	}
+	p.untrusted = diffTexts(p.textBase, p.accepted, true)
+	if len(p.untrusted) > 0 {
+		a.log.WarnContext(ctx, "discovery: catalog text changed; untrusted until accepted", "provider", id, "changes", len(p.untrusted))
+	}
 	return res
 }
 
-// Accept lifts the quarantine of a provider: its held-back catalog becomes
-// the accepted one. When the quarantine came from a signature failure there
-// is nothing to promote; the flag is cleared and the next Refresh decides
-// again. It returns ErrUnknownProvider or ErrNotQuarantined.
+// Accept records the operator's approval of a provider's pending changes.
+// It lifts the quarantine, if any: the held-back catalog becomes the
+// accepted one (when the quarantine came from a signature failure there is
+// nothing to promote; the flag is cleared and the next Refresh decides
+// again). And it accepts the agent-readable texts now served, which stop
+// being reported as UntrustedText. It returns ErrUnknownProvider, or
+// ErrNotQuarantined when there is nothing to accept.
 func (a *Aggregator) Accept(ctx context.Context, providerID string) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -410,14 +438,17 @@ func (a *Aggregator) Accept(ctx context.Context, providerID string) error {
 	if !ok {
 		return fmt.Errorf("%w: %q", ErrUnknownProvider, providerID)
 	}
-	if !p.quarantined {
+	if !p.quarantined && len(p.untrusted) == 0 {
 		return fmt.Errorf("%w: %q", ErrNotQuarantined, providerID)
 	}
 	if p.pending != nil {
 		p.accepted = p.pending
 		p.fetchedAt = a.now.Now()
 	}
-	p.pending, p.drift, p.quarantined, p.lastErr = nil, nil, false, nil
+	if p.quarantined {
+		p.pending, p.drift, p.quarantined, p.lastErr = nil, nil, false, nil
+	}
+	p.textBase, p.untrusted = p.accepted, nil
 	a.log.InfoContext(ctx, "discovery: quarantine lifted by operator", "provider", providerID)
 	return nil
 }
@@ -437,14 +468,77 @@ type ProviderCatalog struct {
 	// Quarantined is set while a change awaits Accept; Drift says what.
 	Quarantined bool
 	Drift       *Drift
+	// UntrustedText lists every agent-readable text of the accepted copy
+	// (descriptions, llm_context, pricing and configuration schema texts,
+	// provider names; see Drift.Text) that differs from what the operator
+	// last accepted, including every text of a service added since. Treat
+	// those texts as unreviewed until Accept: they are a prompt-injection
+	// channel.
+	UntrustedText []TextChange
+	// Trust is the provider's entry in the trust list.
+	Trust TrustedProvider
+	// Keys is the key set catalogs are verified with: the pinned keys, or
+	// the JWKS last fetched (nil if none was needed yet).
+	Keys *jose.JSONWebKeySet
 }
 
 func (a *Aggregator) view(p *provider) ProviderCatalog {
+	keys := p.trust.Keys
+	if keys == nil {
+		keys = p.jwks
+	}
 	return ProviderCatalog{
 		ID: p.trust.ID, Snapshot: p.accepted, FetchedAt: p.fetchedAt,
 		Stale: p.lastErr != nil, LastError: p.lastErr,
 		Quarantined: p.quarantined, Drift: p.drift,
+		UntrustedText: p.untrusted, Trust: p.trust, Keys: keys,
 	}
+}
+
+// Metadata returns the metadata of a provider's accepted snapshot: its
+// endpoints (provisioning, payment, revocation, authorization server),
+// auth modes, payment methods, terms and signing inputs, as fetched and
+// validated by Refresh. It returns ErrUnknownProvider or ErrNoCatalog.
+func (a *Aggregator) Metadata(providerID string) (*catalogschema.ProviderMetadata, error) {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	p, ok := a.byID[providerID]
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownProvider, providerID)
+	}
+	if p.accepted == nil {
+		return nil, fmt.Errorf("%w: %q", ErrNoCatalog, providerID)
+	}
+	return p.accepted.Metadata, nil
+}
+
+// sameDocuments reports whether two snapshots hold identical documents.
+func sameDocuments(a, b *Snapshot) bool {
+	if !sameSignature(a.Signature, b.Signature) {
+		return false
+	}
+	return sameJSON(a.Metadata, b.Metadata) && sameJSON(a.Catalog, b.Catalog)
+}
+
+func sameSignature(a, b *SignatureInfo) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
+}
+
+// sameJSON compares two documents by their encoding (a parsed document
+// round-trips), short-cutting the common revalidated case of one pointer.
+func sameJSON[T any](a, b *T) bool {
+	if a == b {
+		return true
+	}
+	if a == nil || b == nil {
+		return false
+	}
+	x, err1 := json.Marshal(a)
+	y, err2 := json.Marshal(b)
+	return err1 == nil && err2 == nil && bytes.Equal(x, y)
 }
 
 // Catalogs returns every trusted provider's state, sorted by id.

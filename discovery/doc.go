@@ -25,15 +25,40 @@
 // quarantines the new catalog: the previous one stays in service until an
 // operator calls [Aggregator.Accept]. Changes to the human-readable
 // pricing text are reported in the drift but never quarantine. Queries: [Aggregator.Catalogs],
-// [Aggregator.Search] and [Aggregator.Lookup] (by service ref).
+// [Aggregator.Search] and [Aggregator.Lookup] (by service ref), and
+// [Aggregator.Metadata] for a provider's endpoints; every
+// [ProviderResult] also carries the [Snapshot] served after the refresh.
 //
-// Catalog text (description, llm_context) is untrusted provider data: this
-// package exposes it as-is and never interprets it.
+// A refresh reports each provider as updated, unchanged (identical
+// documents, whether or not the provider uses ETags), failed or
+// quarantined, with a stable [ProviderResult.Code] ([ErrorCode]) that a
+// caller can print or branch on.
+//
+// [FetchMetadata] is the same safe fetch for a provider that is not in the
+// trust list yet (an "init --provider URL" command).
+//
+// # Untrusted text
+//
+// Catalog text (description, llm_context, names, categories, pricing and
+// configuration-schema prose) is untrusted provider data: this package
+// exposes it as-is and never interprets it. Its changes are drift
+// ([Drift.Text], [Drift.PricingText]) and, until the operator calls
+// Accept, every text that differs from the last accepted one is listed in
+// UntrustedText on [ProviderCatalog], [ProviderResult] and [Entry], so an
+// orchestrator can mark it unreviewed before an agent reads it.
+//
+// # Stores
+//
+// The Aggregator keeps its cache in memory. A process that lives for one
+// command saves [Aggregator.State] (plain JSON) after the command and calls
+// [Aggregator.Restore] before the next, so quarantine, drift, accepted texts,
+// fetched keys and stale copies survive between processes. Restore
+// validates every document again and changes nothing on error.
 //
 // # Errors
 //
 // Every per-provider failure in a [RefreshReport] is a [*FetchError] naming
-// the provider and the operation. Its chain matches, with errors.Is, one of
+// the provider and the operation, with a Code method. Its chain matches, with errors.Is, one of
 // this package's sentinels ([ErrContentType], [ErrStatus], [ErrSignature],
 // [ErrUnknownKey], [ErrProviderMismatch], [ErrQuarantined], [ErrRedirect]),
 // safehttp's too-large and insecure-URL errors, context.DeadlineExceeded, or
@@ -51,4 +76,21 @@
 // concurrent reads, and the package never modifies one after returning it.
 // Options and trust entries (including pinned key sets) are read by the
 // constructors and must not be modified afterwards.
+//
+// # Assembly
+//
+// A provider usually gets its Handler from agentprov.NewProvider, which fills
+// the metadata's endpoint URLs from one base URL and mounts it next to the
+// provisioning endpoints; alone it is
+//
+//	h, _ := discovery.NewHandler(meta, catalog, nil)
+//	mux.Handle("GET /.well-known/agent-provisioning", h)
+//	mux.Handle("GET /catalog", h) // the path of meta.CatalogURI
+//	mux.Handle("GET /.well-known/jwks.json", h)
+//
+// An orchestrator trusts base URLs and searches what it fetched:
+//
+//	agg, _ := discovery.NewAggregator([]discovery.TrustedProvider{{ID: "acme", BaseURL: "https://acme.example"}}, nil)
+//	agg.Refresh(ctx)
+//	entries := agg.Search(discovery.Filter{Category: "dns"})
 package discovery

@@ -1,6 +1,8 @@
 package discovery
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"math"
 	"math/big"
@@ -33,23 +35,32 @@ func (s *Snapshot) Signed() bool { return s != nil && s.Signature != nil }
 // Drift is the difference between two snapshots of one provider. Slices are
 // sorted by service id so that reports are stable.
 type Drift struct {
-	Provider string
+	Provider string `json:"provider"`
 	// Added and Removed list service ids.
-	Added, Removed []string
-	PriceChanges   []PriceChange
+	Added        []string      `json:"added,omitempty"`
+	Removed      []string      `json:"removed,omitempty"`
+	PriceChanges []PriceChange `json:"price_changes,omitempty"`
 	// PricingText lists changes to the human-readable pricing description
 	// (pricing type, freeform and description texts). They are
 	// informational: they never quarantine, since only the machine-readable
 	// prices bind what is charged.
-	PricingText []PricingTextChange
+	PricingText []PricingTextChange `json:"pricing_text,omitempty"`
+	// Text lists changes to the other text an agent reads: a service's
+	// description, llm_context, provider_name, group, categories, price
+	// descriptions, configuration schemas (their titles and descriptions
+	// are prose too) and unknown members, and the provider's names. Text
+	// never quarantines, but the Aggregator marks it untrusted until
+	// Accept (ProviderCatalog.UntrustedText, Entry.UntrustedText): it is a
+	// prompt-injection channel.
+	Text []TextChange `json:"text,omitempty"`
 	// Terms is non-nil when the terms-of-service URL or version changed.
-	Terms *TermsChange
+	Terms *TermsChange `json:"terms,omitempty"`
 	// Signature is non-nil when signing changed: signed↔unsigned, kid or
 	// algorithm.
-	Signature *SignatureChange
+	Signature *SignatureChange `json:"signature,omitempty"`
 	// SignatureFailure is set by the Aggregator when a provider that was
 	// signed served a catalog that failed verification.
-	SignatureFailure error
+	SignatureFailure error `json:"-"`
 }
 
 // UnboundedAmount is the upper bound of a price that has none: a metered
@@ -60,22 +71,24 @@ const UnboundedAmount = math.MaxInt64
 // its upper bound. Prices are matched by (currency, basis, unit, per_units);
 // a price present on one side only has Old, New, OldMax or NewMax nil.
 type PriceChange struct {
-	Service  string
-	Currency string
-	Basis    catalogschema.PriceBasis
-	Unit     string
-	PerUnits int64
-	Old, New *int64 // minor units
+	Service  string                   `json:"service"`
+	Currency string                   `json:"currency"`
+	Basis    catalogschema.PriceBasis `json:"basis"`
+	Unit     string                   `json:"unit,omitempty"`
+	PerUnits int64                    `json:"per_units"`
+	Old      *int64                   `json:"old_amount"` // minor units
+	New      *int64                   `json:"new_amount"`
 	// ChangeBP is (new-old)/old in basis points (1 % = 100), rounded towards
 	// zero and clamped to the int64 range. A price appearing on an existing
 	// service (Old nil or zero, New positive) counts as math.MaxInt64.
-	ChangeBP int64
+	ChangeBP int64 `json:"change_bp"`
 	// OldMax and NewMax are the upper bounds: the sum of max_amount, where
 	// a price without one counts as its amount, or as UnboundedAmount when
 	// metered. MaxChangeBP is their change computed like ChangeBP; a bound
 	// becoming unbounded counts as math.MaxInt64.
-	OldMax, NewMax *int64
-	MaxChangeBP    int64
+	OldMax      *int64 `json:"old_max_amount"`
+	NewMax      *int64 `json:"new_max_amount"`
+	MaxChangeBP int64  `json:"max_change_bp"`
 }
 
 // PricingTextChange is one changed text of a service's human-readable
@@ -84,9 +97,26 @@ type PriceChange struct {
 // "component.options[0].paid.freeform"; Old or New is empty when the member
 // is absent on that side.
 type PricingTextChange struct {
-	Service  string
-	Field    string
-	Old, New string
+	Service string `json:"service"`
+	Field   string `json:"field"`
+	Old     string `json:"old,omitempty"`
+	New     string `json:"new,omitempty"`
+}
+
+// TextChange is one changed text an agent reads. Service is "" for a
+// provider-level text. Field names the member: "description",
+// "llm_context", "provider_name", "group", "categories",
+// "prices[0].description", "configuration_schema",
+// "provider_configuration_schema", "extra.<member>" for an unknown member,
+// "pricing.<field>" for a PricingTextChange, or at provider level
+// "metadata.name" and "catalog.provider_name". Old or New is empty when the
+// text is absent on that side (a service added since the accepted texts
+// has every text New). Old and New are untrusted provider data.
+type TextChange struct {
+	Service string `json:"service,omitempty"`
+	Field   string `json:"field"`
+	Old     string `json:"old,omitempty"`
+	New     string `json:"new,omitempty"`
 }
 
 // Percent returns ChangeBP as a percentage for display only; never use it for
@@ -95,15 +125,20 @@ func (p PriceChange) Percent() float64 { return float64(p.ChangeBP) / 100 }
 
 // TermsChange records changed terms of service.
 type TermsChange struct {
-	OldVersion, NewVersion string
-	OldURL, NewURL         string
+	OldVersion string `json:"old_version"`
+	NewVersion string `json:"new_version"`
+	OldURL     string `json:"old_url"`
+	NewURL     string `json:"new_url"`
 }
 
 // SignatureChange records a change in how the catalog is signed.
 type SignatureChange struct {
-	OldSigned, NewSigned       bool
-	OldKeyID, NewKeyID         string
-	OldAlgorithm, NewAlgorithm string
+	OldSigned    bool   `json:"old_signed"`
+	NewSigned    bool   `json:"new_signed"`
+	OldKeyID     string `json:"old_kid,omitempty"`
+	NewKeyID     string `json:"new_kid,omitempty"`
+	OldAlgorithm string `json:"old_alg,omitempty"`
+	NewAlgorithm string `json:"new_alg,omitempty"`
 }
 
 // Downgrade reports a signed → unsigned change.
@@ -112,7 +147,7 @@ func (c *SignatureChange) Downgrade() bool { return c != nil && c.OldSigned && !
 // Empty reports whether the drift records no change at all.
 func (d *Drift) Empty() bool {
 	return d == nil || (len(d.Added) == 0 && len(d.Removed) == 0 && len(d.PriceChanges) == 0 &&
-		len(d.PricingText) == 0 && d.Terms == nil && d.Signature == nil && d.SignatureFailure == nil)
+		len(d.PricingText) == 0 && len(d.Text) == 0 && d.Terms == nil && d.Signature == nil && d.SignatureFailure == nil)
 }
 
 // MaxIncreaseBP returns the largest increase of a price or of its upper
@@ -204,6 +239,7 @@ func Diff(old, new *Snapshot) *Drift {
 	slices.Sort(d.Removed)
 	slices.SortStableFunc(d.PriceChanges, func(a, b PriceChange) int { return strings.Compare(a.Service, b.Service) })
 	if old != nil && new != nil {
+		d.Text = diffTexts(old, new, false)
 		ot, nt := terms(old), terms(new)
 		if ot != nt {
 			d.Terms = &TermsChange{OldVersion: ot.Version, NewVersion: nt.Version, OldURL: ot.URL, NewURL: nt.URL}
@@ -428,4 +464,114 @@ func changeBP(from, to int64) int64 {
 		return math.MinInt64
 	}
 	return n.Int64()
+}
+
+// serviceTexts flattens the agent-readable texts of a service (other than
+// its pricing description) into field → text; empty texts are left out.
+func serviceTexts(s *catalogschema.Service) map[string]string {
+	m := map[string]string{}
+	put := func(f, v string) {
+		if v != "" {
+			m[f] = v
+		}
+	}
+	put("description", s.Description)
+	if s.LLMContext != nil {
+		put("llm_context", *s.LLMContext)
+	}
+	put("provider_name", s.ProviderName)
+	if s.Group != nil {
+		put("group", *s.Group)
+	}
+	put("categories", strings.Join(s.Categories, ", "))
+	for i, p := range s.Prices {
+		put(fmt.Sprintf("prices[%d].description", i), p.Description)
+	}
+	put("configuration_schema", compactJSON(s.ConfigurationSchema))
+	put("provider_configuration_schema", compactJSON(s.ProviderConfigurationSchema))
+	for k, v := range s.Extra {
+		put("extra."+k, compactJSON(v))
+	}
+	return m
+}
+
+// compactJSON renders raw JSON without insignificant white space, so a
+// re-indented document is not a change.
+func compactJSON(raw json.RawMessage) string {
+	var b bytes.Buffer
+	if len(raw) == 0 || json.Compact(&b, raw) != nil {
+		return string(raw)
+	}
+	return b.String()
+}
+
+// diffTexts compares the agent-readable texts of two snapshots. With
+// withPricing, pricing texts are included (as "pricing.<field>"), and
+// services only in new count with all their texts new; otherwise added
+// services are left to Drift.Added and pricing to Drift.PricingText.
+func diffTexts(old, new *Snapshot, withPricing bool) []TextChange {
+	var out []TextChange
+	cmpMaps := func(service string, om, nm map[string]string) {
+		fields := make([]string, 0, len(om)+len(nm))
+		for f := range om {
+			fields = append(fields, f)
+		}
+		for f := range nm {
+			if _, ok := om[f]; !ok {
+				fields = append(fields, f)
+			}
+		}
+		slices.Sort(fields)
+		for _, f := range fields {
+			if om[f] != nm[f] {
+				out = append(out, TextChange{Service: service, Field: f, Old: om[f], New: nm[f]})
+			}
+		}
+	}
+	cmpMaps("", providerTexts(old), providerTexts(new))
+	oldSvc, newSvc := services(old), services(new)
+	ids := make([]string, 0, len(newSvc))
+	for id := range newSvc {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		os, had := oldSvc[id]
+		if !had && !withPricing {
+			continue
+		}
+		om := map[string]string{}
+		if had {
+			om = serviceTexts(os)
+		}
+		nm := serviceTexts(newSvc[id])
+		if withPricing {
+			var op catalogschema.Pricing
+			if had {
+				op = os.Pricing
+			}
+			for f, v := range pricingTexts(op) {
+				om["pricing."+f] = v
+			}
+			for f, v := range pricingTexts(newSvc[id].Pricing) {
+				nm["pricing."+f] = v
+			}
+		}
+		cmpMaps(id, om, nm)
+	}
+	return out
+}
+
+func providerTexts(s *Snapshot) map[string]string {
+	m := map[string]string{}
+	if s == nil {
+		return m
+	}
+	if s.Metadata != nil && s.Metadata.Name != "" {
+		m["metadata.name"] = s.Metadata.Name
+	}
+	if s.Catalog != nil && s.Catalog.ProviderName != "" {
+		m["catalog.provider_name"] = s.Catalog.ProviderName
+	}
+	return m
 }

@@ -1,8 +1,13 @@
 package discovery
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net"
+
+	"github.com/agentprov/agentprov/catalogschema"
+	"github.com/agentprov/agentprov/internal/safehttp"
 )
 
 // Sentinel errors. Every failure the Aggregator reports for a provider is a
@@ -30,7 +35,8 @@ var (
 	ErrUnknownProvider = errors.New("discovery: unknown provider")
 	// ErrUnknownService: the provider's accepted catalog has no such service.
 	ErrUnknownService = errors.New("discovery: unknown service")
-	// ErrNotQuarantined: Accept was called for a provider that is not quarantined.
+	// ErrNotQuarantined: Accept was called for a provider with nothing to
+	// accept: not quarantined and no untrusted text.
 	ErrNotQuarantined = errors.New("discovery: provider not quarantined")
 	// ErrNoCatalog: the provider has no accepted catalog yet.
 	ErrNoCatalog = errors.New("discovery: no catalog fetched yet")
@@ -59,8 +65,75 @@ type FetchError struct {
 	Err      error
 }
 
+// Error names the provider and the step of the fetch that failed.
 func (e *FetchError) Error() string {
 	return fmt.Sprintf("discovery: provider %q: %s: %v", e.Provider, e.Op, e.Err)
 }
 
+// Unwrap returns the cause, so errors.Is sees safehttp and schema errors.
 func (e *FetchError) Unwrap() error { return e.Err }
+
+// Code classifies the failure for a caller that reports it; see ErrorCode.
+func (e *FetchError) Code() string { return ErrorCode(e) }
+
+// Fetch failure codes of FetchError.Code and ProviderResult.Code. A
+// document a provider served that catalogschema rejected carries that
+// package's protocol code instead (catalogschema.CodeInvalidDocument,
+// CodeMalformedDocument, CodeDocumentTooLarge, …).
+const (
+	CodeQuarantined      = "quarantined"       // ErrQuarantined (checked first)
+	CodeTimeout          = "timeout"           // context.DeadlineExceeded
+	CodeCanceled         = "canceled"          // context.Canceled
+	CodeRedirectRefused  = "redirect_refused"  // ErrRedirect
+	CodeInsecureURL      = "insecure_url"      // not https, nor http on loopback
+	CodeTooLarge         = "too_large"         // a body over its size limit
+	CodeContentType      = "content_type"      // ErrContentType
+	CodeHTTPStatus       = "http_status"       // ErrStatus
+	CodeSignatureInvalid = "signature_invalid" // ErrSignature
+	CodeUnknownKey       = "unknown_key"       // ErrUnknownKey
+	CodeProviderMismatch = "provider_mismatch" // ErrProviderMismatch
+	CodeNetwork          = "network"           // connection, DNS or TLS failure
+	CodeFetchFailed      = "fetch_failed"      // anything else
+)
+
+// ErrorCode returns the code of a fetch failure ("" for nil): one of the
+// Code constants above, or a catalogschema protocol code.
+func ErrorCode(err error) string {
+	if err == nil {
+		return ""
+	}
+	var pe catalogschema.ProtocolError
+	var ne net.Error
+	switch {
+	case errors.Is(err, ErrQuarantined):
+		return CodeQuarantined
+	case errors.Is(err, context.DeadlineExceeded):
+		return CodeTimeout
+	case errors.Is(err, context.Canceled):
+		return CodeCanceled
+	case errors.Is(err, ErrRedirect):
+		return CodeRedirectRefused
+	case errors.Is(err, safehttp.ErrInsecureURL):
+		return CodeInsecureURL
+	case errors.Is(err, safehttp.ErrTooLarge):
+		return CodeTooLarge
+	case errors.Is(err, ErrContentType):
+		return CodeContentType
+	case errors.Is(err, ErrStatus):
+		return CodeHTTPStatus
+	case errors.Is(err, ErrSignature):
+		return CodeSignatureInvalid
+	case errors.Is(err, ErrUnknownKey):
+		return CodeUnknownKey
+	case errors.Is(err, ErrProviderMismatch):
+		return CodeProviderMismatch
+	case errors.As(err, &pe):
+		return pe.Code()
+	case errors.As(err, &ne):
+		if ne.Timeout() {
+			return CodeTimeout
+		}
+		return CodeNetwork
+	}
+	return CodeFetchFailed
+}

@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -171,4 +173,76 @@ func ExampleNewAggregator() {
 		log.Fatal(err) // *catalogschema.RefError, ErrUnknownProvider, ErrUnknownService…
 	}
 	fmt.Println(entry.Ref, entry.Service.Prices[0].Amount, entry.Stale)
+}
+
+// After a Refresh, the provider's metadata (endpoints, auth modes, signing
+// inputs) comes from the result or the Aggregator, with no second fetch.
+func ExampleAggregator_Metadata() {
+	srv, _, keys := exampleProvider(1299)
+	defer srv.Close()
+	agg, _ := discovery.NewAggregator([]discovery.TrustedProvider{{ID: "registrar", BaseURL: srv.URL, Keys: keys}}, nil)
+	rep := agg.Refresh(context.Background())
+
+	m := rep.Result("registrar").Snapshot.Metadata // the same as agg.Metadata("registrar")
+	fmt.Println("provisioning:", strings.TrimPrefix(m.AccountProvisioningEndpoint, srv.URL))
+	fmt.Println("auth modes:", m.AuthModes, "signing:", m.CatalogSigning)
+	pc, _ := agg.Provider("registrar")
+	fmt.Println("verified with:", pc.Snapshot.Signature.KeyID, "of", len(pc.Keys.Keys), "trusted key(s)")
+	e, _ := agg.Lookup("registrar/registrar:domain")
+	fmt.Println("entry metadata:", e.Metadata == m)
+	// Output:
+	// provisioning: /accounts
+	// auth modes: [attestation] signing: jws
+	// verified with: registrar-2026 of 1 trusted key(s)
+	// entry metadata: true
+}
+
+// A CLI runs one command per process: it saves the Aggregator's State after
+// a command and restores it before the next, so a quarantined price rise
+// stays quarantined instead of being taken as a first contact.
+func ExampleAggregator_State() {
+	srv, h, keys := exampleProvider(1000)
+	defer srv.Close()
+	trust := []discovery.TrustedProvider{{ID: "registrar", BaseURL: srv.URL, Keys: keys}}
+	ctx := context.Background()
+
+	// Command 1.
+	agg, _ := discovery.NewAggregator(trust, nil)
+	agg.Refresh(ctx)
+	_ = h.SetCatalog(exampleCatalog(100000)) // ×100
+	fmt.Println("command 1:", agg.Refresh(ctx).Result("registrar").Status)
+	st, _ := agg.State()
+	saved, _ := json.Marshal(st) // into the CLI's state file
+
+	// Command 2, a new process.
+	var restored discovery.State
+	_ = json.Unmarshal(saved, &restored)
+	agg2, _ := discovery.NewAggregator(trust, nil)
+	if err := agg2.Restore(&restored); err != nil {
+		panic(err)
+	}
+	r := agg2.Refresh(ctx).Result("registrar")
+	e, _ := agg2.Lookup("registrar/registrar:domain")
+	fmt.Println("command 2:", r.Status, r.Code, "serving", e.Service.Prices[0].Amount)
+	// Output:
+	// command 1: quarantined
+	// command 2: quarantined quarantined serving 1000
+}
+
+// FetchMetadata is the safe first contact with a provider the user names,
+// e.g. "init --provider URL": same checks as Refresh, typed errors.
+func ExampleFetchMetadata() {
+	srv, _, _ := exampleProvider(1299)
+	defer srv.Close()
+	ctx := context.Background()
+
+	m, err := discovery.FetchMetadata(ctx, nil, srv.URL, nil)
+	fmt.Println(m.ProviderID, m.Name, err)
+
+	_, err = discovery.FetchMetadata(ctx, nil, "http://registrar.example", nil)
+	var fe *discovery.FetchError
+	fmt.Println(errors.As(err, &fe), fe.Code())
+	// Output:
+	// registrar Example Registrar <nil>
+	// true insecure_url
 }

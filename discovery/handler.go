@@ -67,7 +67,7 @@ type HandlerOptions struct {
 	// providers can share one origin (multi-tenant hosting, tests). The
 	// catalog and JWKS paths come from the metadata URLs and are not prefixed.
 	BasePath string
-	// Logger receives configuration events. Nil discards.
+	// Logger receives configuration events; nil means slog.Default().
 	Logger *slog.Logger
 }
 
@@ -129,7 +129,7 @@ func NewHandler(meta *catalogschema.ProviderMetadata, cat *catalogschema.Catalog
 		log:        opts.Logger,
 	}
 	if h.log == nil {
-		h.log = slog.New(slog.DiscardHandler)
+		h.log = slog.Default()
 	}
 	switch {
 	case opts.MaxAge < 0:

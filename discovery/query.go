@@ -42,6 +42,13 @@ type Entry struct {
 	Service  *catalogschema.Service
 	// Stale and Quarantined mirror the provider's state (see ProviderCatalog).
 	Stale, Quarantined bool
+	// UntrustedText lists this service's texts changed since the operator
+	// last accepted them (all of them for a service added since): show
+	// them to an agent only as unreviewed data.
+	UntrustedText []TextChange
+	// Metadata is the provider's accepted metadata (endpoints, auth modes,
+	// payment methods); shared and immutable.
+	Metadata *catalogschema.ProviderMetadata
 }
 
 // Search returns the services of all accepted catalogs matching f, ordered
@@ -70,7 +77,19 @@ func (a *Aggregator) entry(p *provider, s *catalogschema.Service) Entry {
 		Provider: p.trust.ID,
 		Ref:      catalogschema.Ref{Provider: p.trust.ID, Service: s.ServiceID},
 		Service:  s, Stale: p.lastErr != nil, Quarantined: p.quarantined,
+		UntrustedText: serviceChanges(p.untrusted, s.ServiceID),
+		Metadata:      p.accepted.Metadata,
 	}
+}
+
+func serviceChanges(all []TextChange, service string) []TextChange {
+	var out []TextChange
+	for _, c := range all {
+		if c.Service == service {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 func matches(s *catalogschema.Service, providerName string, f Filter, text string) bool {

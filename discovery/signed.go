@@ -26,8 +26,8 @@ const maxProtectedHeader = 4 << 10
 
 // SignatureInfo describes how an accepted catalog was signed.
 type SignatureInfo struct {
-	KeyID     string // kid of the verifying key
-	Algorithm string // "EdDSA" or "ES256"
+	KeyID     string `json:"kid"` // kid of the verifying key
+	Algorithm string `json:"alg"` // "EdDSA" or "ES256"
 }
 
 // SignCatalog marshals cat and signs the bytes as a compact JWS with typ

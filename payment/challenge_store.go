@@ -9,7 +9,8 @@ import (
 	"github.com/agentprov/agentprov/internal/clock"
 )
 
-// ChallengeState is the lifecycle of a claimed challenge at the provider:
+// ChallengeState is the lifecycle of a claim at the provider (a Paywall
+// claims the payment token presented, keyed by TokenClaimKey):
 //
 //	(absent) --Claim--> pending --handler 2xx--> served --settled--> done
 //	                       \--handler failed / settlement refused------> done
@@ -41,9 +42,11 @@ func (r *StoredResponse) clone() *StoredResponse {
 	return &StoredResponse{Status: r.Status, Header: r.Header.Clone(), Body: append([]byte(nil), r.Body...)}
 }
 
-// ChallengeRecord is what a ChallengeStore keeps per challenge id.
+// ChallengeRecord is what a ChallengeStore keeps per claim.
 type ChallengeRecord struct {
-	// ID is the challenge id.
+	// ID is the claim key. A Paywall claims the token, not the challenge
+	// (Changed in 0.2): ID is TokenClaimKey(iss, jti), so that a token
+	// pays for at most one call whichever challenge it answers.
 	ID string
 	// Fingerprint identifies the credential that claimed the challenge
 	// (SHA-256 of the Authorization value); only that exact credential may
@@ -65,10 +68,11 @@ func (r ChallengeRecord) clone() ChallengeRecord {
 // ErrChallengeNotFound is returned by ChallengeStore.Get for an unknown id.
 var ErrChallengeNotFound = sentinel("challenge_not_found", http.StatusNotFound, "no such challenge")
 
-// ChallengeStore makes challenges single-use across every instance of a
-// provider. Implementations must be safe for concurrent use, and each
-// operation must be atomic: the Paywall's guarantee of at most one
-// settlement and one delivery per challenge rests on Claim being a true
+// ChallengeStore makes payment tokens presented at a 402 single-use
+// across every instance of a provider (its records are keyed by
+// TokenClaimKey). Implementations must be safe for concurrent use, and
+// each operation must be atomic: the Paywall's guarantee of at most one
+// settlement and one delivery per token rests on Claim being a true
 // put-if-absent and Update a true compare-and-set.
 type ChallengeStore interface {
 	// Claim stores rec if no record with rec.ID exists and returns

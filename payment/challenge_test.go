@@ -21,7 +21,7 @@ func sampleChallenge(t testing.TB) *Challenge {
 			MethodDetails: map[string]any{"service": "cloudflare/registrar:domain"}},
 		Expires:     time.Date(2026, 11, 22, 10, 5, 0, 0, time.UTC),
 		Description: `Domain "check" \ availability`,
-		Opaque:      map[string]string{"route": "GET /v1/domains/check?name=example.dev"},
+		Opaque:      map[string]string{"route": "GET /v1/domains/check?name=example.dev", "nonce": "q3Zk0xN2eR8pQ1vLm4Ty7w"},
 	}
 	id, err := ChallengeID(testChallengeSecret, c)
 	if err != nil {

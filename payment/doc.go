@@ -78,13 +78,16 @@
 // .Require(service, price) is middleware. A request without a credential
 // is answered 402 with a fresh challenge whose id is an HMAC over every
 // parameter it carries (price, recipient, route, Idempotency-Key, body
-// digest, expiry), so a client can change none of them. A request with a
-// credential has its echoed challenge checked against that HMAC and
-// against the request in hand, then its token verified locally; the
-// challenge id is then claimed exactly once in the ChallengeStore, shared
-// by all instances of the provider. Only then does the handler run, with
+// digest, expiry, and a random nonce that makes every challenge unique),
+// so a client can change none of them. A request with a credential has
+// its echoed challenge checked against that HMAC and against the request
+// in hand, then its token verified locally (exp, nbf, iat) and required
+// to name that challenge in challenge_id; the token (its iss and jti,
+// TokenClaimKey) is then claimed exactly once in the ChallengeStore,
+// shared by all instances of the provider, so one token pays for one call
+// whatever challenge it is shown on. Only then does the handler run, with
 // its response held back: a 2xx is redeemed at the orchestrator (key
-// "402:" + challenge id) and delivered with a Payment-Receipt header; any
+// "402:" + the token's jti) and delivered with a Payment-Receipt header; any
 // other answer is delivered as is, nothing is charged, and the token's
 // hold is released at once through the redeemer's Release
 // (PaywallOptions.KeepHoldOnFailure turns that off). A retry with the same
@@ -101,4 +104,36 @@
 // credential again rather than paying anew, so one logical request costs
 // at most one payment. A 402 of another scheme or method is handed back
 // untouched.
+//
+// # Assembly
+//
+// The orchestrator (see examples/embed, Example_buy):
+//
+//	ledger, _ := budget.NewLedger(budget.NewMemoryStore(nil), nil)
+//	issuer, _ := payment.NewIssuer(orch, key, ledger, &payment.IssuerOptions{Rail: rail,
+//		Authenticate: payment.BearerAuthenticator(map[string]string{"acme": apiKey})})
+//	mux.Handle("/redeem", issuer.RedemptionHandler())
+//	tr, _ := payment.NewTransport(payment.IssuerPayer(issuer, "blog"),
+//		map[string]string{"https://api.acme.example": "acme"}, budget.USD(500), nil)
+//
+// The provider gives its Paywall to agentprov.ProviderOptions and wraps paid
+// routes in Provider.Paid or Provider.Charged, or uses it alone:
+//
+//	verifier, _ := payment.NewTokenVerifier(orch, "acme", orchJWKS, nil)
+//	redeemer, _ := payment.NewRedeemer(orch+"/redeem", &payment.RedeemerOptions{APIKey: apiKey})
+//	paywall, _ := payment.NewPaywall("api.acme.example", [][]byte{secret}, verifier, redeemer, nil)
+//	mux.Handle("GET /check", paywall.Require("acme/dns", budget.USD(250))(check))
+//
+// # Metered sessions
+//
+// For repeated calls to one paid API, Paywall.RequireMetered also offers a
+// "session" challenge (§5.9): the payer's orchestrator reserves one hold
+// for a session maximum and mints one token (IssuerSessionPayer), each
+// call carries an HMAC authorization under a session key the provider
+// derives from a secret shared with the orchestrator (SessionKey), and the
+// provider checks it locally and consumes the call atomically in its
+// SessionStore (MemorySessionStore) before serving. Paywall.SettleSessions
+// redeems each ended session once for its consumed total; the rest of the
+// hold is released. A Transport whose payer is a SessionPayer uses
+// sessions where they are offered, without changes to the calling code.
 package payment

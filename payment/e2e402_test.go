@@ -802,7 +802,7 @@ func TestPaywallRefusals(t *testing.T) {
 	})
 	t.Run("insufficient token", func(t *testing.T) {
 		cred, _ := ParseCredential(w.pay("/v1/check", nil))
-		m, err := w.iss.Mint(context.Background(), MintRequest{Project: e2eProject, Provider: e2eProvider, Service: e2eService, MaxAmount: budget.USD(100)})
+		m, err := w.iss.Mint(context.Background(), MintRequest{Project: e2eProject, Provider: e2eProvider, Service: e2eService, MaxAmount: budget.USD(100), ChallengeID: cred.Challenge.ID})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -816,7 +816,7 @@ func TestPaywallRefusals(t *testing.T) {
 		v, _ := FormatCredential(cred)
 		problemOf(t, do("/v1/check", v), 402, ErrVerificationFailed)
 	})
-	t.Run("challenge used by another credential", func(t *testing.T) {
+	t.Run("token used by another credential", func(t *testing.T) {
 		v := w.pay("/v1/check", nil)
 		if resp := do("/v1/check", v); resp.StatusCode != 200 {
 			t.Fatalf("first use: %d", resp.StatusCode)
@@ -824,7 +824,7 @@ func TestPaywallRefusals(t *testing.T) {
 		cred, _ := ParseCredential(v)
 		cred.Source = "did:example:someone-else"
 		v2, _ := FormatCredential(cred)
-		problemOf(t, do("/v1/check", v2), 402, ErrInvalidChallenge)
+		problemOf(t, do("/v1/check", v2), 402, ErrVerificationFailed)
 	})
 	if w.served.Load() != 1 {
 		t.Fatalf("handler ran %d times, want 1 (only the valid credential)", w.served.Load())

@@ -23,6 +23,7 @@ type Error struct {
 	Err    error
 }
 
+// Error reads "payment: <code>[: detail][: cause]"; the cause stays off the wire.
 func (e *Error) Error() string {
 	msg := "payment: " + e.Code
 	if e.Detail != "" {

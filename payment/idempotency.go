@@ -36,6 +36,7 @@ const (
 	IdempotencyMismatch
 )
 
+// String is the state's snake_case name, as it appears in logs.
 func (s IdempotencyState) String() string {
 	switch s {
 	case IdempotencyStarted:
@@ -86,7 +87,7 @@ type IdempotencyOptions struct {
 	// (identity, method, path). Default: every caller shares one scope.
 	Identity func(*http.Request) string
 	// Now is the clock; nil means time.Now.
-	Now clock.Func
+	Now func() time.Time
 	// Retention is how long completed responses are kept; default and
 	// minimum 24 hours.
 	Retention time.Duration
@@ -184,7 +185,7 @@ func Idempotent(store IdempotencyStore, opts *IdempotencyOptions) func(http.Hand
 			}
 			skey := scopedKey(identity, r.Method, r.URL.Path, key)
 			fp := Fingerprint(body)
-			now := o.Now.Now()
+			now := clock.Func(o.Now).Now()
 			state, stored, err := store.Begin(r.Context(), skey, fp, now, now.Add(o.Lease))
 			if err != nil {
 				o.Logger.ErrorContext(r.Context(), "payment: idempotency store failed", "err", err)
@@ -221,7 +222,7 @@ func Idempotent(store IdempotencyStore, opts *IdempotencyOptions) func(http.Hand
 					return
 				}
 				o.Logger.WarnContext(r.Context(), "payment: idempotent response too large to keep", "status", status, "limit", o.MaxResponseBytes)
-				if err := store.Complete(sctx, skey, fp, tooLargeResponse(status), o.Now.Now().Add(o.Retention)); err != nil {
+				if err := store.Complete(sctx, skey, fp, tooLargeResponse(status), clock.Func(o.Now).Now().Add(o.Retention)); err != nil {
 					o.Logger.ErrorContext(r.Context(), "payment: idempotency complete failed", "err", err)
 				}
 			}
@@ -246,7 +247,7 @@ func Idempotent(store IdempotencyStore, opts *IdempotencyOptions) func(http.Hand
 				}
 			} else {
 				resp := IdempotentResponse{Status: rec.status, Header: keptHeaders(rec.header), Body: rec.body.Bytes()}
-				if err := store.Complete(sctx, skey, fp, resp, o.Now.Now().Add(o.Retention)); err != nil {
+				if err := store.Complete(sctx, skey, fp, resp, clock.Func(o.Now).Now().Add(o.Retention)); err != nil {
 					// The side effect happened but its response is not kept;
 					// the handler below must itself be idempotent (the
 					// redemption core is), so a retry is still safe.

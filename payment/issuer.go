@@ -26,7 +26,7 @@ type IssuerOptions struct {
 	// lost on restart — use payment/sqlstore in production).
 	Store RedemptionStore
 	// Now is the clock; nil means time.Now.
-	Now clock.Func
+	Now func() time.Time
 	// DefaultTTL is a token's lifetime when MintRequest.TTL is zero; default 5 minutes.
 	DefaultTTL time.Duration
 	// MaxTTL caps MintRequest.TTL; default 1 hour.
@@ -359,7 +359,8 @@ const ReleaseReason = "released by provider"
 // whose redemption has begun cannot be released: ErrAlreadyRedeemed, and
 // nothing changes.
 func (i *Issuer) Release(ctx context.Context, provider, token string) error {
-	claims, err := verifyToken(token, i.jwks, i.issuer, provider)
+	// An expired token may be released (§5.2.3); one not yet valid may not.
+	claims, err := verifyToken(token, i.jwks, i.issuer, provider, tokenTime{now: i.now.Now(), leeway: i.leeway})
 	if err != nil {
 		return err
 	}

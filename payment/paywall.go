@@ -3,6 +3,7 @@ package payment
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
@@ -81,8 +82,10 @@ type PaywallOptions struct {
 	// settled because the handler failed or settlement was refused (after
 	// the release above, when there is one), e.g. to log or to alert.
 	OnUnsettled func(ctx context.Context, claims *TokenClaims, reason error)
-	// Logger receives operational messages; never credentials (default: discard).
+	// Logger receives operational messages; never credentials (default slog.Default()).
 	Logger *slog.Logger
+	// Sessions, if set, also offers metered sessions (§5.9) on every 402.
+	Sessions *SessionOptions
 }
 
 // Paywall is the provider side of the HTTP Payment scheme with the
@@ -105,6 +108,7 @@ type Paywall struct {
 	onUnsett func(context.Context, *TokenClaims, error)
 	releaser TokenReleaser // nil: keep holds of failed calls
 	log      *slog.Logger
+	sess     *paywallSessions // nil: no metered sessions
 }
 
 // Format prints the Paywall without its secrets, for every fmt verb.
@@ -170,7 +174,13 @@ func NewPaywall(realm string, secrets [][]byte, verifier TokenChecker, redeemer 
 		p.settleTO = 30 * time.Second
 	}
 	if p.log == nil {
-		p.log = slog.New(slog.DiscardHandler)
+		p.log = slog.Default()
+	}
+	if opts.Sessions != nil {
+		var err error
+		if p.sess, err = newPaywallSessions(opts.Sessions); err != nil {
+			return nil, fmt.Errorf("payment: paywall: %w", err)
+		}
 	}
 	if !opts.KeepHoldOnFailure {
 		p.releaser = opts.Releaser
@@ -226,6 +236,7 @@ type paidHandler struct {
 	service, provider string
 	price             PriceFunc
 	next              http.Handler
+	metered           bool // also offers and accepts sessions (RequireMetered)
 }
 
 // reqBinding is everything a challenge is bound to besides its id.
@@ -234,7 +245,6 @@ type reqBinding struct {
 	route, idk string
 	digest     string
 	requestB64 string
-	opaqueB64  string
 }
 
 const maxIdempotencyKey = 255
@@ -260,6 +270,9 @@ func (h *paidHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	idk := r.Header.Get("Idempotency-Key")
 	if len(idk) > maxIdempotencyKey {
 		writeError(w, ErrInvalidRequest.with(nil, "Idempotency-Key is longer than %d bytes", maxIdempotencyKey))
+		return
+	}
+	if h.metered && p.sess != nil && h.serveSession(w, r, price) {
 		return
 	}
 	b := reqBinding{price: price, route: r.Method + " " + r.URL.RequestURI(), idk: idk}
@@ -289,11 +302,7 @@ func (h *paidHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, http.StatusInternalServerError, "price_unavailable", "the price of this request could not be encoded")
 		return
 	}
-	opaque := map[string]string{"route": b.route}
-	if idk != "" {
-		opaque["idk"] = idk
-	}
-	if b.opaqueB64, err = jcsB64(opaque); err != nil {
+	if _, err := newOpaque(b.route, b.idk); err != nil {
 		writeError(w, ErrInvalidRequest.with(err, "request target cannot be bound"))
 		return
 	}
@@ -305,7 +314,7 @@ func (h *paidHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if authz == "" {
-		h.challenge(w, r, &b, ErrPaymentRequired.with(nil, "this resource costs %d %s", price.Amount, price.Currency))
+		h.challenge(w, r, &b, ErrPaymentRequired.with(nil, "this resource costs %s", price))
 		return
 	}
 	cred, err := ParseCredential(authz)
@@ -322,21 +331,31 @@ func (h *paidHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.challenge(w, r, &b, ErrInvalidChallenge.with(nil, "challenge was not issued by this server"))
 		return
 	}
-	if e.Request != b.requestB64 || e.Opaque != b.opaqueB64 || e.Digest != b.digest {
+	if e.Request != b.requestB64 || !opaqueMatches(e.Opaque, b.route, b.idk) || e.Digest != b.digest {
 		h.challenge(w, r, &b, ErrInvalidChallenge.with(nil, "challenge was issued for another request, price or body"))
 		return
 	}
 	sum := sha256.Sum256([]byte(authz))
 	fp := base64.RawURLEncoding.EncodeToString(sum[:])
+	token, err := cred.Token()
+	if err != nil {
+		h.challenge(w, r, &b, err)
+		return
+	}
 
-	// A challenge already claimed is answered from its record: the same
-	// credential gets the same outcome, any other credential is refused.
-	if rec, err := p.store.Get(r.Context(), e.ID); err == nil {
-		h.resume(w, r, &b, cred, fp, rec)
-		return
-	} else if !errors.Is(err, ErrChallengeNotFound) {
-		h.storeFailed(w, r, err)
-		return
+	// A token already claimed is answered from its record: the same
+	// credential gets the same outcome (even after the challenge or the
+	// token expired), any other credential carrying the token is refused.
+	// The lookup reads the claims unverified; only a byte-identical
+	// credential, verified when it claimed, can match the fingerprint.
+	if pc, err := ParseTokenClaims(token); err == nil {
+		if rec, err := p.store.Get(r.Context(), TokenClaimKey(pc.Issuer, pc.HoldID)); err == nil {
+			h.resume(w, r, &b, cred, e.ID, fp, rec)
+			return
+		} else if !errors.Is(err, ErrChallengeNotFound) {
+			h.storeFailed(w, r, err)
+			return
+		}
 	}
 	expires, err := time.Parse(time.RFC3339Nano, e.Expires)
 	if err != nil {
@@ -345,11 +364,6 @@ func (h *paidHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if !p.now.Now().Before(expires) {
 		h.challenge(w, r, &b, ErrPaymentExpired.with(nil, "challenge expired at %s", e.Expires))
-		return
-	}
-	token, err := cred.Token()
-	if err != nil {
-		h.challenge(w, r, &b, err)
 		return
 	}
 	claims, err := p.verifier.Verify(r.Context(), token)
@@ -365,21 +379,75 @@ func (h *paidHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.challenge(w, r, &b, err)
 		return
 	}
-	rec := ChallengeRecord{ID: e.ID, Fingerprint: fp, State: ChallengePending, RetainUntil: expires.Add(p.retain)}
+	// The claim is the token's: one token, one paid call, whichever
+	// challenge it is presented on. It is kept until both the challenge and
+	// the token have expired, and Retain longer.
+	until := expires
+	if claims.Expiry.After(until) {
+		until = claims.Expiry
+	}
+	rec := ChallengeRecord{ID: TokenClaimKey(claims.Issuer, claims.HoldID), Fingerprint: fp, State: ChallengePending, RetainUntil: until.Add(p.retain)}
 	got, claimed, err := p.store.Claim(r.Context(), rec)
 	if err != nil {
 		h.storeFailed(w, r, err)
 		return
 	}
 	if !claimed {
-		h.resume(w, r, &b, cred, fp, got)
+		h.resume(w, r, &b, cred, e.ID, fp, got)
 		return
 	}
-	h.serve(w, r, rec, token, claims, price)
+	h.serve(w, r, e.ID, rec, token, claims, price)
+}
+
+// TokenClaimKey is the ChallengeRecord.ID under which a Paywall claims a
+// payment token: base64url(SHA-256(iss NUL jti)) after "tok:". Keying the
+// claim by the token rather than by the challenge is what makes a token
+// pay for at most one call (§5.7.6).
+func TokenClaimKey(issuer, jti string) string {
+	sum := sha256.Sum256([]byte(issuer + "\x00" + jti))
+	return "tok:" + base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// opaqueNonceBytes is the entropy of the nonce in each challenge's opaque.
+const opaqueNonceBytes = 16
+
+// newOpaque returns the "opaque" parameter of a new challenge: the route
+// and idempotency key it binds, and a random nonce that makes its id
+// unique (§5.7.2), so that two 402s never carry the same challenge.
+func newOpaque(route, idk string) (string, error) {
+	var n [opaqueNonceBytes]byte
+	if _, err := rand.Read(n[:]); err != nil {
+		return "", err
+	}
+	m := map[string]string{"route": route, "nonce": hdrB64.EncodeToString(n[:])}
+	if idk != "" {
+		m["idk"] = idk
+	}
+	return jcsB64(m)
+}
+
+// opaqueMatches reports whether an echoed opaque (whose id already
+// verified, so its bytes are the server's) binds this route and
+// idempotency key, with a nonce and nothing else.
+func opaqueMatches(opaque, route, idk string) bool {
+	m, err := decodeOpaque(opaque)
+	if err != nil {
+		return false
+	}
+	want := 2
+	if idk != "" {
+		want = 3
+	}
+	gotIdk, hasIdk := m["idk"]
+	return len(m) == want && m["route"] == route && hasIdk == (idk != "") && gotIdk == idk &&
+		len(m["nonce"]) == hdrB64.EncodedLen(opaqueNonceBytes)
 }
 
 func (h *paidHandler) checkClaims(c *TokenClaims, challengeID string, price budget.Money) error {
-	if c.ChallengeID != "" && c.ChallengeID != challengeID {
+	if c.ChallengeID == "" {
+		return ErrVerificationFailed.with(nil, "token is not bound to this challenge (challenge_id is required)")
+	}
+	if c.ChallengeID != challengeID {
 		return ErrVerificationFailed.with(nil, "token is bound to another challenge")
 	}
 	if c.Audience != h.provider {
@@ -392,17 +460,17 @@ func (h *paidHandler) checkClaims(c *TokenClaims, challengeID string, price budg
 		return ErrPaymentInsufficient.with(nil, "token is in %s, the price in %s", c.MaxAmount.Currency, price.Currency)
 	}
 	if c.MaxAmount.Amount < price.Amount {
-		return ErrPaymentInsufficient.with(nil, "token covers %d, the price is %d", c.MaxAmount.Amount, price.Amount)
+		return ErrPaymentInsufficient.with(nil, "token covers %s, the price is %s", c.MaxAmount, price)
 	}
 	return nil
 }
 
-// serve runs the handler for a freshly claimed challenge, withholding its
+// serve runs the handler for a freshly claimed token, withholding its
 // response until settlement.
-func (h *paidHandler) serve(w http.ResponseWriter, r *http.Request, rec ChallengeRecord, token string, claims *TokenClaims, price budget.Money) {
+func (h *paidHandler) serve(w http.ResponseWriter, r *http.Request, challengeID string, rec ChallengeRecord, token string, claims *TokenClaims, price budget.Money) {
 	p := h.p
 	buf := &bufferedWriter{header: http.Header{}, limit: p.maxResp}
-	ctx := context.WithValue(r.Context(), paidKey{}, &Paid{ChallengeID: rec.ID, Price: price, Claims: claims})
+	ctx := context.WithValue(r.Context(), paidKey{}, &Paid{ChallengeID: challengeID, Price: price, Claims: claims})
 	finished := false
 	defer func() {
 		if finished {
@@ -414,7 +482,7 @@ func (h *paidHandler) serve(w http.ResponseWriter, r *http.Request, rec Challeng
 		rec2.State = ChallengeDone
 		rec2.Response = problemResponse(http.StatusInternalServerError, "internal_error", "the handler failed")
 		_ = p.store.Update(context.WithoutCancel(r.Context()), ChallengePending, rec2)
-		h.release(r.Context(), rec.ID, token)
+		h.release(r.Context(), challengeID, token)
 		h.unsettled(r.Context(), claims, errors.New("handler panicked"))
 	}()
 	// The handler does not need the credential; keeping it out of its
@@ -437,11 +505,11 @@ func (h *paidHandler) serve(w http.ResponseWriter, r *http.Request, rec Challeng
 		rec.State = ChallengeDone
 		rec.Response = resp
 		if err := p.store.Update(context.WithoutCancel(r.Context()), ChallengePending, rec); err != nil {
-			p.log.ErrorContext(r.Context(), "payment: record handler failure", "challenge", rec.ID, "err", err)
+			p.log.ErrorContext(r.Context(), "payment: record handler failure", "challenge", challengeID, "err", err)
 		}
 		// The failure is recorded first: a retry with this credential gets
 		// it back and can never reach settlement, so releasing is safe.
-		h.release(r.Context(), rec.ID, token)
+		h.release(r.Context(), challengeID, token)
 		h.unsettled(r.Context(), claims, fmt.Errorf("handler answered %d", resp.Status))
 		writeStored(w, resp)
 		return
@@ -454,16 +522,17 @@ func (h *paidHandler) serve(w http.ResponseWriter, r *http.Request, rec Challeng
 		h.storeFailed(w, r, err)
 		return
 	}
-	h.settle(w, r, rec, token, claims, price)
+	h.settle(w, r, challengeID, rec, token, claims, price)
 }
 
 // settle redeems the token for a served record and delivers the withheld
-// response with its receipt.
-func (h *paidHandler) settle(w http.ResponseWriter, r *http.Request, rec ChallengeRecord, token string, claims *TokenClaims, price budget.Money) {
+// response with its receipt. The redemption is keyed by the token ("402:"
+// + jti): one token, one redemption, whatever the retries.
+func (h *paidHandler) settle(w http.ResponseWriter, r *http.Request, challengeID string, rec ChallengeRecord, token string, claims *TokenClaims, price budget.Money) {
 	p := h.p
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), p.settleTO)
 	defer cancel()
-	receipt, err := p.redeemer.Redeem(ctx, token, price, "402:"+rec.ID)
+	receipt, err := p.redeemer.Redeem(ctx, token, price, "402:"+claims.HoldID)
 	if err != nil && !(errors.Is(err, ErrSettlementPending) && receipt != nil) {
 		if settlementFinal(err) {
 			final := rec
@@ -471,16 +540,16 @@ func (h *paidHandler) settle(w http.ResponseWriter, r *http.Request, rec Challen
 			pe := ErrVerificationFailed.with(err, "payment could not be settled")
 			final.Response = problemResponse(pe.Status, pe.Code, pe.Detail)
 			if uerr := p.store.Update(ctx, ChallengeServed, final); uerr != nil {
-				p.log.ErrorContext(ctx, "payment: record refused settlement", "challenge", rec.ID, "err", uerr)
+				p.log.ErrorContext(ctx, "payment: record refused settlement", "challenge", challengeID, "err", uerr)
 			}
-			p.log.WarnContext(ctx, "payment: settlement refused", "challenge", rec.ID, "code", errCode(err))
+			p.log.WarnContext(ctx, "payment: settlement refused", "challenge", challengeID, "code", errCode(err))
 			h.unsettled(ctx, claims, err)
 			writeStored(w, final.Response)
 			return
 		}
 		// Transient: the record stays "served"; the same credential
 		// retried later settles (idempotently) and gets the response.
-		p.log.WarnContext(ctx, "payment: settlement failed, retry possible", "challenge", rec.ID, "err", err)
+		p.log.WarnContext(ctx, "payment: settlement failed, retry possible", "challenge", challengeID, "err", err)
 		w.Header().Set("Retry-After", "1")
 		problem.WriteDetails(w, &problem.Details{
 			Type: hdrProblemType("settlement_unavailable"), Title: http.StatusText(http.StatusServiceUnavailable),
@@ -491,7 +560,7 @@ func (h *paidHandler) settle(w http.ResponseWriter, r *http.Request, rec Challen
 	}
 	rh := &ReceiptHeader{
 		Status: ReceiptStatusSuccess, Method: MethodID, Timestamp: receipt.RedeemedAt, Reference: receipt.HoldID,
-		ChallengeID: rec.ID, Amount: strconv.FormatInt(receipt.Amount.Amount, 10), Currency: receipt.Amount.Currency,
+		ChallengeID: challengeID, Amount: strconv.FormatInt(receipt.Amount.Amount, 10), Currency: receipt.Amount.Currency,
 		Signed: receipt.Signed,
 	}
 	if rh.Timestamp.IsZero() {
@@ -515,15 +584,17 @@ func (h *paidHandler) settle(w http.ResponseWriter, r *http.Request, rec Challen
 	}
 	final.Response.Header.Set("Cache-Control", "private")
 	if err := p.store.Update(ctx, ChallengeServed, final); err != nil && !errors.Is(err, ErrConflict) {
-		p.log.ErrorContext(ctx, "payment: record settlement", "challenge", rec.ID, "err", err)
+		p.log.ErrorContext(ctx, "payment: record settlement", "challenge", challengeID, "err", err)
 	}
 	writeStored(w, final.Response)
 }
 
-// resume answers a request whose challenge is already claimed.
-func (h *paidHandler) resume(w http.ResponseWriter, r *http.Request, b *reqBinding, cred *Credential, fp string, rec ChallengeRecord) {
+// resume answers a request whose token is already claimed. The
+// fingerprint covers the whole credential, so a match also means the same
+// challenge as the claim's.
+func (h *paidHandler) resume(w http.ResponseWriter, r *http.Request, b *reqBinding, cred *Credential, challengeID, fp string, rec ChallengeRecord) {
 	if rec.Fingerprint != fp {
-		h.challenge(w, r, b, ErrInvalidChallenge.with(nil, "challenge was already used"))
+		h.challenge(w, r, b, ErrVerificationFailed.with(nil, "payment token was already used"))
 		return
 	}
 	switch rec.State {
@@ -544,7 +615,7 @@ func (h *paidHandler) resume(w http.ResponseWriter, r *http.Request, b *reqBindi
 				return
 			}
 		}
-		h.settle(w, r, rec, token, claims, b.price)
+		h.settle(w, r, challengeID, rec, token, claims, b.price)
 	default:
 		w.Header().Set("Retry-After", "1")
 		writeError(w, ErrChallengeInFlight.with(nil, "the request paid with this credential is still being served"))
@@ -583,16 +654,21 @@ func (h *paidHandler) storeFailed(w http.ResponseWriter, r *http.Request, err er
 // for this request and a problem document naming cause.
 func (h *paidHandler) challenge(w http.ResponseWriter, r *http.Request, b *reqBinding, cause error) {
 	p := h.p
+	opaque, err := newOpaque(b.route, b.idk)
 	c := &Challenge{
 		Realm: p.realm, Method: MethodID, Intent: IntentCharge, RequestB64: b.requestB64,
-		Expires: p.now.Now().Add(p.ttl).Truncate(time.Second), Digest: b.digest, opaqueB64: b.opaqueB64,
+		Expires: p.now.Now().Add(p.ttl).Truncate(time.Second), Digest: b.digest, opaqueB64: opaque,
 	}
-	id, err := ChallengeID(p.secrets[0], c)
+	id := ""
+	if err == nil {
+		id, err = ChallengeID(p.secrets[0], c)
+	}
 	if err == nil {
 		c.ID = id
 		var v string
 		if v, err = FormatChallenge(c); err == nil {
 			w.Header().Add("WWW-Authenticate", v)
+			cause = h.sessionChallenge(w, r, b, cause)
 		}
 	}
 	if err != nil {

@@ -52,6 +52,10 @@ type receiptWire struct {
 	Amount     budget.Money `json:"amount"`
 	RedeemedAt string       `json:"redeemed_at"`
 	Version    string       `json:"protocol_version"`
+	// Exp and Nbf are never written: a receipt is evidence and does not
+	// expire. They are read only to refuse a receipt that carries them.
+	Exp *json.RawMessage `json:"exp,omitempty"`
+	Nbf *json.RawMessage `json:"nbf,omitempty"`
 }
 
 func (r *Receipt) wire() receiptWire {
@@ -64,7 +68,8 @@ func (r *Receipt) wire() receiptWire {
 
 // VerifyReceipt checks a signed receipt against the orchestrator's JWKS and
 // issuer and returns its contents (State and Reference stay empty: they are
-// not part of the signature). Receipts do not expire. Errors match
+// not part of the signature). Receipts do not expire: one carrying exp or
+// nbf is refused, and iat must be the instant of redeemed_at. Errors match
 // ErrTokenInvalid.
 func VerifyReceipt(signed string, keys *jose.JSONWebKeySet, issuer string) (*Receipt, error) {
 	payload, err := verifyJWS(signed, ReceiptType, keys)
@@ -101,8 +106,15 @@ func (w *receiptWire) validate() error {
 	if err := checkMoney(w.Amount); err != nil {
 		return fmt.Errorf("amount: %w", err)
 	}
-	if _, err := time.Parse(time.RFC3339, w.RedeemedAt); err != nil {
+	at, err := time.Parse(time.RFC3339, w.RedeemedAt)
+	if err != nil {
 		return errors.New("redeemed_at is not RFC 3339")
+	}
+	if w.Exp != nil || w.Nbf != nil {
+		return errors.New("a receipt carries no exp or nbf")
+	}
+	if w.Iat <= 0 || w.Iat != at.Unix() {
+		return errors.New("iat is not the instant of redeemed_at")
 	}
 	return nil
 }

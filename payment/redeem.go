@@ -38,7 +38,10 @@ const maxRedemptionResponseSize = 64 << 10
 // and StateSettling while the outbox is still trying; ErrSettlementRefused
 // reports a definitive refusal (the spend was reversed).
 func (i *Issuer) Redeem(ctx context.Context, provider, token string, actual budget.Money) (*Receipt, error) {
-	claims, err := verifyToken(token, i.jwks, i.issuer, provider)
+	// exp is checked below, where a redemption begins: the replay of a
+	// finished one answers its outcome even after exp (§5.2.1 steps 4-5).
+	at := tokenTime{now: i.now.Now(), leeway: i.leeway}
+	claims, err := verifyToken(token, i.jwks, i.issuer, provider, at)
 	if err != nil {
 		return nil, err
 	}
@@ -62,11 +65,15 @@ func (i *Issuer) Redeem(ctx context.Context, provider, token string, actual budg
 			if !now.Before(rec.ExpiresAt.Add(i.leeway)) {
 				return nil, ErrTokenExpired.with(nil, "expired at %s", rec.ExpiresAt.Format(time.RFC3339))
 			}
+			// The token presented, not only its record, must be current.
+			if err := (tokenTime{now: now, leeway: i.leeway, checkExp: true}).check(claims); err != nil {
+				return nil, err
+			}
 			if actual.Currency != rec.MaxAmount.Currency {
 				return nil, ErrCurrencyMismatch.with(nil, "token is in %s, amount in %s", rec.MaxAmount.Currency, actual.Currency)
 			}
 			if actual.Amount > rec.MaxAmount.Amount {
-				return nil, ErrAmountExceedsMax.with(nil, "%d > %d", actual.Amount, rec.MaxAmount.Amount)
+				return nil, ErrAmountExceedsMax.with(nil, "%s is above the token's maximum of %s", actual, rec.MaxAmount)
 			}
 			next := rec
 			next.State, next.Amount = StatePending, actual

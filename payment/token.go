@@ -111,16 +111,19 @@ func (k SigningKey) signer(typ string) (jose.Signer, error) {
 // and the token's single-use identifier ("jti"). A plain value: safe to
 // share once built.
 type TokenClaims struct {
-	Issuer      string       // "iss": the orchestrator
-	Audience    string       // "aud": the one provider id that may redeem
-	Subject     string       // "sub": the project id
-	Service     string       // "service": service ref provider/service_id
-	Project     string       // same as Subject
-	MaxAmount   budget.Money // "max_amount"
-	HoldID      string       // "jti"
-	IssuedAt    time.Time    // "iat"
-	Expiry      time.Time    // "exp"
-	ChallengeID string       // "challenge_id": optional binding to a 402 challenge
+	Issuer    string       // "iss": the orchestrator
+	Audience  string       // "aud": the one provider id that may redeem
+	Subject   string       // "sub": the project id
+	Service   string       // "service": service ref provider/service_id
+	Project   string       // same as Subject
+	MaxAmount budget.Money // "max_amount"
+	HoldID    string       // "jti"
+	IssuedAt  time.Time    // "iat"
+	NotBefore time.Time    // "nbf": optional; zero when absent
+	Expiry    time.Time    // "exp"
+	// ChallengeID ("challenge_id") binds the token to one HTTP 402
+	// challenge; a Paywall requires it (§5.7.5).
+	ChallengeID string
 }
 
 // tokenWire is the JSON claims set of a payment token.
@@ -130,6 +133,7 @@ type tokenWire struct {
 	Sub         string       `json:"sub"`
 	Jti         string       `json:"jti"`
 	Iat         int64        `json:"iat"`
+	Nbf         int64        `json:"nbf,omitempty"`
 	Exp         int64        `json:"exp"`
 	Service     string       `json:"service"`
 	MaxAmount   budget.Money `json:"max_amount"`
@@ -138,21 +142,29 @@ type tokenWire struct {
 }
 
 func (c *TokenClaims) wire() tokenWire {
-	return tokenWire{
+	w := tokenWire{
 		Iss: c.Issuer, Aud: c.Audience, Sub: c.Subject, Jti: c.HoldID,
 		Iat: c.IssuedAt.Unix(), Exp: c.Expiry.Unix(),
 		Service: c.Service, MaxAmount: c.MaxAmount, ChallengeID: c.ChallengeID,
 		Version: ProtocolVersion,
 	}
+	if !c.NotBefore.IsZero() {
+		w.Nbf = c.NotBefore.Unix()
+	}
+	return w
 }
 
 func (w *tokenWire) claims() *TokenClaims {
-	return &TokenClaims{
+	c := &TokenClaims{
 		Issuer: w.Iss, Audience: w.Aud, Subject: w.Sub, Project: w.Sub,
 		Service: w.Service, MaxAmount: w.MaxAmount, HoldID: w.Jti,
 		IssuedAt: time.Unix(w.Iat, 0).UTC(), Expiry: time.Unix(w.Exp, 0).UTC(),
 		ChallengeID: w.ChallengeID,
 	}
+	if w.Nbf != 0 {
+		c.NotBefore = time.Unix(w.Nbf, 0).UTC()
+	}
+	return c
 }
 
 // validate checks the claims' shape (not signature, audience or time).
@@ -168,6 +180,8 @@ func (w *tokenWire) validate() error {
 		return errors.New("jti is missing or too long")
 	case w.Iat <= 0 || w.Exp <= w.Iat:
 		return errors.New("iat/exp are missing or out of order")
+	case w.Nbf < 0 || (w.Nbf != 0 && w.Nbf >= w.Exp):
+		return errors.New("nbf is not before exp")
 	case !majorOK(w.Version):
 		return fmt.Errorf("unsupported protocol_version %q", w.Version)
 	case len(w.ChallengeID) > 256:
@@ -218,7 +232,7 @@ func checkMoney(m budget.Money) error {
 		return fmt.Errorf("currency %q is not an upper-case ISO 4217 code", m.Currency)
 	}
 	if m.Amount < 0 {
-		return fmt.Errorf("amount %d is negative", m.Amount)
+		return fmt.Errorf("amount is negative (%s)", m)
 	}
 	return nil
 }
@@ -387,7 +401,7 @@ func decodeTokenClaims(payload []byte) (*TokenClaims, error) {
 // Options are read once by NewTokenVerifier.
 type TokenVerifierOptions struct {
 	// Now is the clock; nil means time.Now.
-	Now clock.Func
+	Now func() time.Time
 	// Leeway is the allowed clock skew on exp; 0 means DefaultLeeway.
 	// It is capped at 60 seconds.
 	Leeway time.Duration
@@ -449,22 +463,37 @@ func (v *TokenVerifier) Verify(ctx context.Context, token string) (*TokenClaims,
 			return nil, ErrTokenInvalid.with(err, "no verification key")
 		}
 	}
-	c, err := verifyToken(token, keys, v.issuer, v.provider)
-	if err != nil {
-		return nil, err
-	}
-	now := v.now.Now()
-	if !now.Before(c.Expiry.Add(v.leeway)) {
-		return nil, ErrTokenExpired.with(nil, "expired at %s", c.Expiry.Format(time.RFC3339))
-	}
-	if c.IssuedAt.After(now.Add(v.leeway)) {
-		return nil, ErrTokenInvalid.with(nil, "issued in the future (%s)", c.IssuedAt.Format(time.RFC3339))
-	}
-	return c, nil
+	return verifyToken(token, keys, v.issuer, v.provider, tokenTime{now: v.now.Now(), leeway: v.leeway, checkExp: true})
 }
 
-// verifyToken checks everything but time.
-func verifyToken(token string, keys *jose.JSONWebKeySet, issuer, provider string) (*TokenClaims, error) {
+// tokenTime is the time policy of one verification point: every point
+// checks nbf and iat against now (with leeway); checkExp says whether exp
+// is checked too (false only where §5.2 lets an expired token through:
+// the release, and the replay of a finished redemption, which checks exp
+// itself when the redemption is new).
+type tokenTime struct {
+	now      time.Time
+	leeway   time.Duration
+	checkExp bool
+}
+
+// check applies the policy to c.
+func (p tokenTime) check(c *TokenClaims) error {
+	if !c.NotBefore.IsZero() && p.now.Add(p.leeway).Before(c.NotBefore) {
+		return ErrTokenInvalid.with(nil, "not valid before %s", c.NotBefore.Format(time.RFC3339))
+	}
+	if c.IssuedAt.After(p.now.Add(p.leeway)) {
+		return ErrTokenInvalid.with(nil, "issued in the future (%s)", c.IssuedAt.Format(time.RFC3339))
+	}
+	if p.checkExp && !p.now.Before(c.Expiry.Add(p.leeway)) {
+		return ErrTokenExpired.with(nil, "expired at %s", c.Expiry.Format(time.RFC3339))
+	}
+	return nil
+}
+
+// verifyToken is the one verification path of payment tokens: header,
+// signature, claims, iss, aud, then the time policy at.
+func verifyToken(token string, keys *jose.JSONWebKeySet, issuer, provider string, at tokenTime) (*TokenClaims, error) {
 	payload, err := verifyJWS(token, TokenType, keys)
 	if err != nil {
 		return nil, ErrTokenInvalid.with(nil, "%v", err)
@@ -478,6 +507,9 @@ func verifyToken(token string, keys *jose.JSONWebKeySet, issuer, provider string
 	}
 	if c.Audience != provider {
 		return nil, ErrForbidden.with(nil, "token is for provider %q", c.Audience)
+	}
+	if err := at.check(c); err != nil {
+		return nil, err
 	}
 	return c, nil
 }

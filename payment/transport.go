@@ -50,7 +50,12 @@ type TransportOptions struct {
 	// request after a timeout re-sends the credential it already paid for
 	// instead of paying again (default 1024; negative disables).
 	RememberCredentials int
-	// Logger receives operational messages; never credentials (default: discard).
+	// SessionCalls is how many calls a metered session (§5.9) is opened
+	// for, as a multiple of the first call's price (default 20). Sessions
+	// are used when the payer is a SessionPayer and the provider offers
+	// them; negative turns them off.
+	SessionCalls int
+	// Logger receives operational messages; never credentials (default slog.Default()).
 	Logger *slog.Logger
 }
 
@@ -80,6 +85,8 @@ type Transport struct {
 	remember int
 	mu       sync.Mutex
 	creds    map[string]rememberedCred
+
+	sess *clientSessions // nil: no metered sessions
 }
 
 // Format prints the Transport without the credentials it remembers, for
@@ -149,8 +156,9 @@ func NewTransport(payer Payer, origins map[string]string, maxPerCall budget.Mone
 		t.remember = 1024
 	}
 	if t.log == nil {
-		t.log = slog.New(slog.DiscardHandler)
+		t.log = slog.Default()
 	}
+	t.sess = newClientSessions(payer, opts.SessionCalls)
 	return t, nil
 }
 
@@ -249,12 +257,22 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return t.paidAttempts(ctx, req, body, idk, authz, memKey, true)
 		}
 	}
-	first := req.Clone(ctx)
-	first.Header.Set("Idempotency-Key", idk)
-	if first.Body, err = body.open(true); err != nil {
-		return nil, err
+	var resp *http.Response
+	if t.sess != nil {
+		// A route an open session paid before is paid again at once.
+		var done bool
+		if resp, err, done = t.sessionFirst(ctx, req, body, origin); done {
+			return resp, err
+		}
 	}
-	resp, err := t.base.RoundTrip(first)
+	if resp == nil {
+		first := req.Clone(ctx)
+		first.Header.Set("Idempotency-Key", idk)
+		if first.Body, err = body.open(true); err != nil {
+			return nil, err
+		}
+		resp, err = t.base.RoundTrip(first)
+	}
 	if err != nil || resp.StatusCode != http.StatusPaymentRequired {
 		return resp, err
 	}
@@ -287,13 +305,18 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	if amount.Currency != t.ceiling.Currency || amount.Amount > t.ceiling.Amount {
-		return nil, ErrCallCeiling.with(nil, "challenge asks %d %s, the per-call ceiling is %d %s", amount.Amount, amount.Currency, t.ceiling.Amount, t.ceiling.Currency)
+		return nil, ErrCallCeiling.with(nil, "challenge asks %s, the per-call ceiling is %s", amount, t.ceiling)
 	}
 	if !ch.Expires.IsZero() && !t.now.Now().Before(ch.Expires) {
 		return nil, ErrPaymentExpired.with(nil, "challenge expired at %s", ch.ExpiresParam())
 	}
 	if body != nil && !body.replayable {
 		return nil, ErrBodyNotReplayable.with(nil, "request body is above %d bytes and has no GetBody", t.maxBody)
+	}
+	if t.sess != nil {
+		if sc := pickSession(challenges, ch); sc != nil {
+			return t.sessionPaid(ctx, req, body, origin, provider, service, sc, amount, idk)
+		}
 	}
 	sum := sha256.Sum256([]byte(idk + "|" + ch.ID))
 	token, err := t.payer.Pay(ctx, &PayRequest{

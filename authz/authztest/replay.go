@@ -1,5 +1,6 @@
 // Package authztest holds the conformance suites every implementation of
 // the authz store interfaces must pass: RunReplayStore, RunVaultStore,
+// RunGrantStore,
 // RunAccountStore and RunTokenStore. Each suite takes a harness maker that
 // builds a fresh store (and optionally a way to reopen it, to check
 // durability); every subtest runs in parallel with its own harness, and
@@ -11,6 +12,12 @@
 //			return &authztest.ReplayHarness{Store: authz.NewMemoryReplayStore(nil)}, nil
 //		})
 //	}
+//
+// # Roles
+//
+// Whoever implements an authz store: the provider's replay, account, token
+// and grant stores and the orchestrator's vault store. Each Run function has
+// an example with the harness a store's test writes.
 package authztest
 
 import (

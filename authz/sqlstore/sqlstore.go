@@ -11,6 +11,12 @@
 //	replay, _ := sqlstore.NewReplayStore(db, sqlstore.Postgres, nil)
 //	if err := replay.Migrate(ctx); err != nil { … }
 //
+// # Roles
+//
+// Provider side: replay, account, token and grant stores shared by every
+// instance of a provider. Orchestrator side: the vault store (wrap it in
+// authz.NewEncryptedVaultStore).
+//
 // # Stores
 //
 // ReplayStore implements authz.ReplayStore with one INSERT … ON CONFLICT

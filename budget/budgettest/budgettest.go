@@ -1,10 +1,19 @@
 // Package budgettest is the conformance suite every budget.Store passes.
 //
-// An implementation hooks in with a few lines:
+// An implementation hooks in with a Harness over its store and one test
+// (this one is over the in-memory store; see ExampleRun):
+//
+//	type memoryHarness struct{ store budget.Store }
+//
+//	func (h memoryHarness) Store() budget.Store { return h.store }
+//	func (h memoryHarness) Reopen(context.Context) (budget.Store, error) {
+//		return nil, budgettest.ErrReopenUnsupported // no durable data
+//	}
+//	func (h memoryHarness) Close() {}
 //
 //	func TestConformance(t *testing.T) {
 //		budgettest.Run(t, func(ctx context.Context, t *testing.T) (budgettest.Harness, error) {
-//			return newHarness(t) // a fresh, empty store
+//			return memoryHarness{budget.NewMemoryStore(nil)}, nil // fresh, empty
 //		})
 //	}
 //
@@ -14,6 +23,10 @@
 // delivered once, durability across reopen, failure injection and a rapid
 // state-machine test against a simple model (also available alone as
 // RunModel).
+//
+// # Roles
+//
+// Whoever implements a budget.Store for an orchestrator's Ledger.
 package budgettest
 
 import (

@@ -35,6 +35,7 @@ type CutoffError struct {
 	Latest time.Time // now minus MinPurgeAge
 }
 
+// Error says why nothing was deleted: the cutoff is too close to now.
 func (e *CutoffError) Error() string {
 	return fmt.Sprintf("budget/sqlstore: purge cutoff %s is later than %s (now minus %v); nothing was deleted",
 		e.Before.UTC().Format(time.RFC3339), e.Latest.UTC().Format(time.RFC3339), MinPurgeAge)

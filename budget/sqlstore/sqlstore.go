@@ -20,7 +20,7 @@ type Options struct {
 	// several stores (or applications) can share one schema. It must match
 	// [a-z_][a-z0-9_]* and be at most 32 bytes. Empty means "agentprov_".
 	TablePrefix string
-	// Logger receives warnings (contention retries). Nil discards them.
+	// Logger receives warnings (contention retries); nil means slog.Default().
 	Logger *slog.Logger
 	// Now is the clock Purge judges its cutoff by; nil means time.Now.
 	// Every other operation takes its time from the request.
@@ -85,7 +85,7 @@ func New(ctx context.Context, db *sql.DB, dialect Dialect, opts *Options) (*Stor
 		return nil, fmt.Errorf("budget/sqlstore: table prefix %q: must match [a-z_][a-z0-9_]* and be at most 32 bytes", o.TablePrefix)
 	}
 	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
+		o.Logger = slog.Default()
 	}
 	if o.Now == nil {
 		o.Now = time.Now

@@ -117,7 +117,7 @@ var steps = []step{
 	{"Add registrar/registrar:domain (no account yet: one is created)", addDomain},
 	{"Add cloud/compute:small (the user has an account: the human approves a link)", addCompute},
 	{"Deploy with the credential from the vault", deploy},
-	{"Add cloud/api:inference and call it, paying per call with HTTP 402", meteredCalls},
+	{"Add cloud/api:inference and call it, paying per call in a metered session (HTTP 402)", meteredCalls},
 	{"Spend this month", spend},
 	{"Revoke everything", revoke},
 }
@@ -404,13 +404,21 @@ func meteredCalls(ctx context.Context, j *journey) error {
 		m.Paid.Amount += amount
 		m.Paid.Currency = rh.Currency
 		if m.Calls <= 2 {
-			j.printf("   call %d: 402 → paid %s → 200, receipt %s\n", m.Calls, demo.Money(amount, rh.Currency), rh.Reference)
+			j.printf("   call %d: paid %s in session %s → 200\n", m.Calls, demo.Money(amount, rh.Currency), rh.Reference)
 		}
 	}
 	if m.StoppedBy == "" {
 		return errors.New("the cap never stopped the calls")
 	}
-	j.printf("   … %d calls paid, %s in all\n", m.Calls, demo.Money(m.Paid.Amount, m.Paid.Currency))
+	// The calls were paid within metered sessions: one hold and one token
+	// per session, each call checked locally by the provider. The provider
+	// settles a session when it ends (used up, idle, expiring, or closed
+	// as here): one redemption of its consumed total.
+	n, err := j.cloud.Paywall.CloseSessions(ctx)
+	if err != nil {
+		return fmt.Errorf("settle sessions: %w", err)
+	}
+	j.printf("   … %d calls paid in %d sessions, %s in all\n", m.Calls, n, demo.Money(m.Paid.Amount, m.Paid.Currency))
 	j.printf("   call %d refused before anything was paid: %s (%s)\n", m.Calls+1, m.StoppedBy, m.Detail)
 	j.rep.Metered = m
 	return nil

@@ -110,7 +110,7 @@ func TestRunText(t *testing.T) {
 		"at cloud: linked_existing, scopes deploy",
 		"paid 12.99 USD with a payment token",
 		"token stored in the vault: [REDACTED]",
-		"37 calls paid, 92.50 USD in all",
+		"37 calls paid in 2 sessions, 92.50 USD in all",
 		"call 38 refused before anything was paid: cap_exceeded",
 		"credentials left in the vault: 0",
 	} {

@@ -27,6 +27,7 @@ type Details struct {
 	Instance string `json:"instance,omitempty"`
 }
 
+// Error is "code (status): detail", for client-side logs.
 func (d *Details) Error() string {
 	if d.Detail != "" {
 		return fmt.Sprintf("%s (%d): %s", d.Code, d.Status, d.Detail)

@@ -21,6 +21,7 @@ const (
 	Postgres
 )
 
+// String is the dialect's lower-case name, as used in test names.
 func (d Dialect) String() string {
 	switch d {
 	case SQLite:

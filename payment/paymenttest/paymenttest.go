@@ -20,6 +20,12 @@
 //
 // Subtests run in parallel; a harness maker must be safe for concurrent
 // use and give each call its own isolated store.
+//
+// # Roles
+//
+// Whoever implements a payment store: redemption and idempotency stores on
+// the orchestrator side, challenge stores on the provider side. Each Run
+// function has an example with the harness a store's test writes.
 package paymenttest
 
 import (

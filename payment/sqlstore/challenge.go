@@ -12,8 +12,9 @@ import (
 )
 
 // ChallengeStore is a payment.ChallengeStore on database/sql: the
-// provider-side record that makes each HTTP 402 challenge single-use across
-// every provider instance sharing the database. Claim is one INSERT … ON
+// provider-side record that makes each payment token presented at an HTTP
+// 402 single-use (records are keyed by payment.TokenClaimKey) across every
+// provider instance sharing the database. Claim is one INSERT … ON
 // CONFLICT DO NOTHING (put-if-absent); Update is one UPDATE … WHERE state
 // = … AND fingerprint = … (compare-and-set). A *ChallengeStore is safe for
 // concurrent use.

@@ -10,6 +10,12 @@
 // The caller brings the driver (modernc.org/sqlite as "sqlite",
 // github.com/jackc/pgx/v5/stdlib as "pgx"); this package imports none.
 //
+// # Roles
+//
+// Orchestrator side: Store, under the Issuer's redemptions and the
+// Idempotent middleware. Provider side: ChallengeStore, under a Paywall run
+// by several instances (payment.PaywallOptions.Store).
+//
 // # Stores
 //
 // Redemption records are kept whole as JSON next to the columns the

@@ -1,7 +1,10 @@
 package demo
 
 import (
+	"net/url"
+
 	"context"
+	"github.com/agentprov/agentprov/payment"
 	"io"
 	"net/http"
 	"strings"
@@ -11,10 +14,12 @@ import (
 	"github.com/agentprov/agentprov/budget"
 )
 
-// BenchmarkPaidCall measures one metered API call paid through HTTP 402
-// (challenge, token minted under the caps, verification, redemption at
-// the orchestrator, settlement, receipt) against a plain bearer-token call
-// to the same provider, measured in the same run: x-plain is the ratio.
+// BenchmarkPaidCall measures one metered API call paid within an open
+// session (the per-call authorization checked locally by the provider)
+// against a plain bearer-token call to the same provider, measured in the
+// same run: x-plain is the ratio. oneshot-x-plain is the same call paid
+// one-shot through HTTP 402 (challenge, token minted under the caps,
+// verification, redemption at the orchestrator, settlement, receipt).
 func BenchmarkPaidCall(b *testing.B) {
 	p, ctx := newPair(b), context.Background()
 	ref := "cloud/" + ServiceInference
@@ -26,10 +31,19 @@ func BenchmarkPaidCall(b *testing.B) {
 		By: budget.Principal{Kind: budget.PrincipalUser, ID: "u1"}}); err != nil {
 		b.Fatal(err)
 	}
-	client, err := p.orch.AgentClient("p", ref, budget.USD(500))
+	session, err := p.orch.AgentClient("p", ref, budget.USD(500))
 	if err != nil {
 		b.Fatal(err)
 	}
+	// The same agent client paying every call one-shot (sessions off).
+	u, _ := url.Parse(p.cloud.BaseURL())
+	one, err := payment.NewTransport(payment.IssuerPayer(p.orch.Issuer, "p"), map[string]string{u.Scheme + "://" + u.Host: "cloud"},
+		budget.USD(500), &payment.TransportOptions{Base: http.DefaultTransport, SessionCalls: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	oneShot := &http.Client{Transport: &bearer{vault: p.orch.Vault, project: "p", ref: ref, base: one}}
+	client := session
 	call := func(method, path string) {
 		req, _ := http.NewRequestWithContext(ctx, method, p.cloud.BaseURL()+path, strings.NewReader(`{}`))
 		resp, err := client.Do(req)
@@ -48,6 +62,15 @@ func BenchmarkPaidCall(b *testing.B) {
 		call(http.MethodGet, "/v1/resources")
 	}
 	plain := time.Since(start) / baselineCalls
+	const oneShotCalls = 50
+	client = oneShot
+	start = time.Now()
+	for range oneShotCalls {
+		call(http.MethodPost, "/v1/inference")
+	}
+	oneshot := time.Since(start) / oneShotCalls
+	client = session
+	call(http.MethodPost, "/v1/inference") // opens the session
 	b.ResetTimer()
 	for b.Loop() {
 		call(http.MethodPost, "/v1/inference")
@@ -55,5 +78,7 @@ func BenchmarkPaidCall(b *testing.B) {
 	b.StopTimer()
 	paid := b.Elapsed() / time.Duration(b.N)
 	b.ReportMetric(float64(plain.Nanoseconds()), "plain-ns/op")
+	b.ReportMetric(float64(oneshot.Nanoseconds()), "oneshot-ns/op")
 	b.ReportMetric(float64(paid)/float64(plain), "x-plain")
+	b.ReportMetric(float64(oneshot)/float64(plain), "oneshot-x-plain")
 }

@@ -42,6 +42,7 @@ type ProviderError struct {
 	Err      error
 }
 
+// Error names the provider and the operation before the cause.
 func (e *ProviderError) Error() string {
 	msg := "provider"
 	if e.Provider != "" {
@@ -62,6 +63,7 @@ func (e *ProviderError) Error() string {
 	return msg
 }
 
+// Unwrap returns the cause, so errors.Is matches protocol codes.
 func (e *ProviderError) Unwrap() error { return e.Err }
 
 // TermsError says which terms the human must accept. It matches ErrNeedsHuman.
@@ -69,10 +71,12 @@ type TermsError struct {
 	Provider, URL, Version string
 }
 
+// Error lists the terms the user has yet to accept.
 func (e *TermsError) Error() string {
 	return fmt.Sprintf("creating an account at %s needs the human to accept its terms (%s, version %s)", e.Provider, e.URL, e.Version)
 }
 
+// Is matches ErrTermsRequired.
 func (e *TermsError) Is(target error) bool { return target == ErrNeedsHuman }
 
 // DeviceLink is what the human must do at the provider to link an
@@ -414,6 +418,7 @@ type MemoryResources struct {
 // NewMemoryResources returns an empty MemoryResources.
 func NewMemoryResources() *MemoryResources { return &MemoryResources{m: map[[2]string]Resource{}} }
 
+// Put stores res, replacing any resource of the same project and name.
 func (s *MemoryResources) Put(_ context.Context, res Resource) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -421,6 +426,7 @@ func (s *MemoryResources) Put(_ context.Context, res Resource) error {
 	return nil
 }
 
+// Get returns the named resource, or an error matching ErrNotFound.
 func (s *MemoryResources) Get(_ context.Context, project, name string) (*Resource, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -431,6 +437,7 @@ func (s *MemoryResources) Get(_ context.Context, project, name string) (*Resourc
 	return &r, nil
 }
 
+// List returns the project's resources.
 func (s *MemoryResources) List(_ context.Context, project string) ([]Resource, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -444,6 +451,7 @@ func (s *MemoryResources) List(_ context.Context, project string) ([]Resource, e
 	return out, nil
 }
 
+// Delete removes the named resource; deleting a missing one is not an error.
 func (s *MemoryResources) Delete(_ context.Context, project, name string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -271,7 +271,17 @@ func (o *Orchestrator) AgentClient(project, ref string, ceiling budget.Money) (*
 	if inner == nil {
 		inner = http.DefaultTransport
 	}
-	pay, err := payment.NewTransport(payment.IssuerPayer(o.Issuer, project),
+	// The payer mints one-shot tokens and opens metered sessions; the
+	// Transport uses a session wherever the provider offers one.
+	secrets := map[string][]byte{}
+	if k := o.cfg.RedemptionKeys[provider]; k != "" {
+		secrets[provider] = SessionSecret(k)
+	}
+	payer, err := payment.IssuerSessionPayer(o.Issuer, project, secrets, nil)
+	if err != nil {
+		return nil, err
+	}
+	pay, err := payment.NewTransport(payer,
 		map[string]string{u.Scheme + "://" + u.Host: provider}, ceiling,
 		&payment.TransportOptions{Base: inner, Logger: o.log})
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base32"
 	"encoding/json"
 	"errors"
@@ -269,7 +270,12 @@ func NewProvider(cfg ProviderConfig) (*Provider, error) {
 	if err != nil {
 		return nil, fmt.Errorf("demo: provider %s: %w", cfg.Profile.ID, err)
 	}
-	p.Paywall, err = payment.NewPaywall(realm, [][]byte{secret}, checker, redeemer, &payment.PaywallOptions{Logger: log})
+	// Metered calls can also be paid in sessions (one token for many
+	// calls, each checked locally); the session secret is shared with the
+	// orchestrator like the redemption key (SessionSecret).
+	p.Paywall, err = payment.NewPaywall(realm, [][]byte{secret}, checker, redeemer, &payment.PaywallOptions{
+		Logger: log, Sessions: &payment.SessionOptions{Secret: SessionSecret(cfg.RedemptionKey)},
+	})
 	if err != nil {
 		return nil, fmt.Errorf("demo: provider %s: %w", cfg.Profile.ID, err)
 	}
@@ -327,7 +333,7 @@ func (p *Provider) Mount(mux *http.ServeMux) {
 		price, _ := metered(s)
 		infer := p.Provisioner.Middleware(p.profile.Scopes[ServiceInference]...)(http.HandlerFunc(p.infer))
 		mux.Handle("POST /v1/inference",
-			p.Paywall.Require(p.profile.ID+"/"+ServiceInference, budget.Money{Amount: price.Amount, Currency: price.Currency})(infer))
+			p.Paywall.RequireMetered(p.profile.ID+"/"+ServiceInference, budget.Money{Amount: price.Amount, Currency: price.Currency})(infer))
 	}
 }
 
@@ -545,4 +551,13 @@ func newID(prefix string) string {
 	b := make([]byte, 10)
 	_, _ = rand.Read(b)
 	return prefix + strings.ToLower(idEncoding.EncodeToString(b))
+}
+
+// SessionSecret is the metered-session secret (payment.SessionOptions.Secret)
+// the demo's orchestrator and provider share. The demo derives it from the
+// provider's redemption key so that one registered secret configures both;
+// a real deployment registers a separate random secret of at least 32 bytes.
+func SessionSecret(redemptionKey string) []byte {
+	sum := sha256.Sum256([]byte("agentprov-demo-session-secret\x00" + redemptionKey))
+	return sum[:]
 }

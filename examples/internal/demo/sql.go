@@ -83,6 +83,7 @@ func NewSQLProviderResources(ctx context.Context, db *sql.DB) (*SQLProviderResou
 	return &SQLProviderResources{db: db}, nil
 }
 
+// Put records a resource the provider created, replacing one with the same id.
 func (s *SQLProviderResources) Put(ctx context.Context, res Resource) error {
 	doc, err := json.Marshal(res)
 	if err != nil {
@@ -94,6 +95,7 @@ func (s *SQLProviderResources) Put(ctx context.Context, res Resource) error {
 	return err
 }
 
+// ByAccount returns the resources of one account, oldest first.
 func (s *SQLProviderResources) ByAccount(ctx context.Context, accountID string) ([]Resource, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT doc FROM demo_provider_resources WHERE account_id = ?1 ORDER BY created_at, id`, accountID)
 	if err != nil {
@@ -130,6 +132,7 @@ func NewSQLResources(ctx context.Context, db *sql.DB) (*SQLResources, error) {
 	return &SQLResources{db: db}, nil
 }
 
+// Put stores res, replacing any resource of the same project and name.
 func (s *SQLResources) Put(ctx context.Context, res Resource) error {
 	doc, err := json.Marshal(res)
 	if err != nil {
@@ -141,6 +144,7 @@ func (s *SQLResources) Put(ctx context.Context, res Resource) error {
 	return err
 }
 
+// Get returns the named resource, or an error matching ErrNotFound.
 func (s *SQLResources) Get(ctx context.Context, project, name string) (*Resource, error) {
 	var doc string
 	err := s.db.QueryRowContext(ctx, `SELECT doc FROM demo_resources WHERE project = ?1 AND name = ?2`, project, name).Scan(&doc)
@@ -154,6 +158,7 @@ func (s *SQLResources) Get(ctx context.Context, project, name string) (*Resource
 	return &r, json.Unmarshal([]byte(doc), &r)
 }
 
+// List returns the project's resources, oldest first.
 func (s *SQLResources) List(ctx context.Context, project string) ([]Resource, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT doc FROM demo_resources WHERE project = ?1 ORDER BY created_at, name`, project)
 	if err != nil {
@@ -175,6 +180,7 @@ func (s *SQLResources) List(ctx context.Context, project string) ([]Resource, er
 	return out, rows.Err()
 }
 
+// Delete removes the named resource; deleting a missing one is not an error.
 func (s *SQLResources) Delete(ctx context.Context, project, name string) error {
 	_, err := s.db.ExecContext(ctx, `DELETE FROM demo_resources WHERE project = ?1 AND name = ?2`, project, name)
 	return err

@@ -1,0 +1,166 @@
+package payment
+
+import (
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/agentprov/agentprov/budget"
+)
+
+// Every verification point checks the time claims of the token it is
+// shown, not only its stored record (issue 10): exp, nbf and iat, at the
+// redemption endpoint, the release endpoint, the Paywall's verifier, and
+// the signed receipt.
+
+// timeCase re-signs a minted token's claims with one time claim changed.
+// The record stays as minted (current), so only the token's own claims
+// can make the verifier refuse.
+type timeCase struct {
+	name  string
+	claim func(c *TokenClaims, now time.Time)
+}
+
+var tokenTimeCases = []timeCase{
+	{"exp passed", func(c *TokenClaims, now time.Time) {
+		c.IssuedAt, c.Expiry = now.Add(-2*time.Hour), now.Add(-time.Hour)
+	}},
+	{"nbf ahead", func(c *TokenClaims, now time.Time) { c.NotBefore = now.Add(2 * time.Minute) }},
+	{"iat ahead", func(c *TokenClaims, now time.Time) { c.IssuedAt = now.Add(2 * time.Minute) }},
+}
+
+// resign signs claims with the world's issuer key.
+func (w *world) resign(c TokenClaims) string {
+	w.t.Helper()
+	tok, err := signJWT(w.iss.tokenSig, c.wire())
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return tok
+}
+
+func TestTokenTimeClaimsAtEveryEndpoint(t *testing.T) {
+	type want struct {
+		status int
+		code   string
+	}
+	for _, tc := range []struct {
+		timeCase
+		redeem, release want
+		verify          *Error // TokenVerifier (the Paywall's check); nil: accepted
+	}{
+		{tokenTimeCases[0], want{401, "token_expired"}, want{200, ""}, ErrTokenExpired}, // an expired token may be released (§5.2.3)
+		{tokenTimeCases[1], want{401, "token_invalid"}, want{401, "token_invalid"}, ErrTokenInvalid},
+		{tokenTimeCases[2], want{401, "token_invalid"}, want{401, "token_invalid"}, ErrTokenInvalid},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t)
+			srv := w.server(t)
+			m := w.mint(500)
+			c := m.Claims
+			tc.claim(&c, w.clk.Now())
+			tok := w.resign(c)
+
+			t.Run("redemption POST", func(t *testing.T) {
+				body, _ := json.Marshal(RedemptionRequest{Token: tok, Amount: c.MaxAmount})
+				r := post(t, srv.URL+"/payment/redemptions", "cf-key", "redeem-1", body)
+				if r.status != tc.redeem.status || r.code != tc.redeem.code {
+					t.Fatalf("got %d %q, want %d %q", r.status, r.code, tc.redeem.status, tc.redeem.code)
+				}
+				if rec := w.record(c.HoldID); rec.State != StateIssued {
+					t.Fatalf("record moved to %s", rec.State)
+				}
+			})
+			t.Run("paywall verification", func(t *testing.T) {
+				v, err := NewTokenVerifier(testIss, "cloudflare", w.iss.JWKS(), &TokenVerifierOptions{Now: w.clk.Now})
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, err = v.Verify(t.Context(), tok)
+				if !errors.Is(err, tc.verify) {
+					t.Fatalf("Verify: %v, want %v", err, tc.verify)
+				}
+			})
+			t.Run("release", func(t *testing.T) {
+				body, _ := json.Marshal(ReleaseRequest{Token: tok})
+				r := post(t, srv.URL+"/payment/redemptions/"+c.HoldID+"/release", "cf-key", "release-1", body)
+				if r.status != tc.release.status || r.code != tc.release.code {
+					t.Fatalf("got %d %q, want %d %q", r.status, r.code, tc.release.status, tc.release.code)
+				}
+			})
+		})
+	}
+	// The untouched token passes the same checks: the cases above fail
+	// for their claim alone.
+	w := newWorld(t)
+	m := w.mint(500)
+	if tok := w.resign(m.Claims); tok != m.Token {
+		t.Fatal("re-signing the minted claims does not give the minted token")
+	}
+	v, _ := NewTokenVerifier(testIss, "cloudflare", w.iss.JWKS(), &TokenVerifierOptions{Now: w.clk.Now})
+	if _, err := v.Verify(t.Context(), m.Token); err != nil {
+		t.Fatalf("valid token: %v", err)
+	}
+}
+
+// TestPaywallRefusesTokenNotYetValid: through the Paywall, a token whose
+// nbf is ahead is verification-failed and nothing is served.
+func TestPaywallRefusesTokenNotYetValid(t *testing.T) {
+	w := newE2E(t, e2eConfig{})
+	c := w.challengeFor("/v1/check")
+	m, err := w.iss.Mint(t.Context(), MintRequest{Project: e2eProject, Provider: e2eProvider, Service: e2eService,
+		MaxAmount: budget.USD(e2ePrice), ChallengeID: c.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims := m.Claims
+	claims.NotBefore = time.Now().Add(2 * time.Minute)
+	tok, err := signJWT(w.iss.tokenSig, claims.wire())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status, code := w.present("/v1/check", credentialFor(t, &c, tok, "")); status != 402 || code != ErrVerificationFailed.Code {
+		t.Fatalf("got %d %q, want 402 %q", status, code, ErrVerificationFailed.Code)
+	}
+	if w.served.Load() != 0 {
+		t.Fatal("handler ran for a token not yet valid")
+	}
+}
+
+func TestReceiptTimeClaims(t *testing.T) {
+	w := newWorld(t)
+	now := w.clk.Now().UTC().Truncate(time.Second)
+	base := func() map[string]any {
+		return map[string]any{
+			"iss": testIss, "aud": "cloudflare", "sub": "proj-1", "jti": "hold_1", "iat": now.Unix(),
+			"service": "cloudflare/registrar:domain", "amount": map[string]any{"amount": 250, "currency": "USD"},
+			"redeemed_at": now.Format(time.RFC3339), "protocol_version": ProtocolVersion,
+		}
+	}
+	for _, tc := range []struct {
+		name   string
+		change func(m map[string]any)
+		ok     bool
+	}{
+		{"as signed by the issuer", func(map[string]any) {}, true},
+		{"exp", func(m map[string]any) { m["exp"] = now.Add(time.Hour).Unix() }, false},
+		{"exp passed", func(m map[string]any) { m["exp"] = now.Add(-time.Hour).Unix() }, false},
+		{"nbf", func(m map[string]any) { m["nbf"] = now.Add(time.Hour).Unix() }, false},
+		{"iat not redeemed_at", func(m map[string]any) { m["iat"] = now.Add(time.Hour).Unix() }, false},
+		{"iat missing", func(m map[string]any) { delete(m, "iat") }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			claims := base()
+			tc.change(claims)
+			signed, err := signJWT(w.iss.rcptSig, claims)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = VerifyReceipt(signed, w.iss.JWKS(), testIss)
+			if tc.ok != (err == nil) || (err != nil && !errors.Is(err, ErrTokenInvalid)) {
+				t.Fatalf("VerifyReceipt: %v, want ok=%v", err, tc.ok)
+			}
+		})
+	}
+}
