@@ -36,16 +36,16 @@ func BenchmarkSessionCall(b *testing.B) {
 	run(w.client, "/v1/infer")
 	b.ReportAllocs()
 	b.ResetTimer()
-	start := time.Now()
+	// Interleaved, so that load on a shared machine hits both alike.
+	var unpaid, paid time.Duration
 	for range b.N {
+		t0 := time.Now()
 		run(plain, "/free")
-	}
-	unpaid := time.Since(start)
-	start = time.Now()
-	for range b.N {
+		t1 := time.Now()
 		run(w.client, "/v1/infer")
+		unpaid += t1.Sub(t0)
+		paid += time.Since(t1)
 	}
-	paid := time.Since(start)
 	b.StopTimer()
 	n := float64(b.N)
 	b.ReportMetric(float64(unpaid.Nanoseconds())/n, "unpaid-ns/op")
@@ -56,7 +56,7 @@ func BenchmarkSessionCall(b *testing.B) {
 // BenchmarkSessionCheck measures the provider's per-call check of a
 // session call (parse the credential, verify its tag, consume it in the
 // memory store) against one Ed25519 verification of a payment token's
-// signing input, in the same run.
+// signing input, in the same run, interleaved.
 func BenchmarkSessionCheck(b *testing.B) {
 	key := SessionKey(sessSecret, "hold_bench")
 	store := NewMemorySessionStore()
@@ -82,9 +82,10 @@ func BenchmarkSessionCheck(b *testing.B) {
 	m := hmac.New(sha256.New, key)
 	b.ReportAllocs()
 	b.ResetTimer()
-	start := time.Now()
+	var check, verify time.Duration
 	var seq uint64
 	for i := range b.N {
+		t0 := time.Now()
 		c, err := parseSessionCredential(creds[i%len(creds)])
 		if err != nil {
 			b.Fatal(err)
@@ -98,15 +99,13 @@ func BenchmarkSessionCheck(b *testing.B) {
 		if _, err := store.Consume(ctx, "hold_bench", seq, 1, now); err != nil {
 			b.Fatal(err)
 		}
-	}
-	check := time.Since(start)
-	start = time.Now()
-	for range b.N {
+		t1 := time.Now()
 		if !ed25519.Verify(pub, msg, sig) {
 			b.Fatal("signature")
 		}
+		check += t1.Sub(t0)
+		verify += time.Since(t1)
 	}
-	verify := time.Since(start)
 	b.StopTimer()
 	n := float64(b.N)
 	b.ReportMetric(float64(check.Nanoseconds())/n, "check-ns/op")
@@ -146,20 +145,19 @@ func BenchmarkSessionOpenClose(b *testing.B) {
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
-	start := time.Now()
+	var single, session time.Duration
 	for range b.N {
+		t0 := time.Now()
 		run(oc)
-	}
-	single := time.Since(start)
-	start = time.Now()
-	for range b.N {
+		t1 := time.Now()
 		w.crashAgentWith(nil) // a fresh agent: a fresh session
 		run(w.client)
 		if n, err := w.paywall.Load().CloseSessions(ctx); err != nil || n != 1 {
 			b.Fatalf("closed %d sessions: %v", n, err)
 		}
+		single += t1.Sub(t0)
+		session += time.Since(t1)
 	}
-	session := time.Since(start)
 	b.StopTimer()
 	n := float64(b.N)
 	b.ReportMetric(float64(single.Nanoseconds())/n, "oneshot-ns/op")
