@@ -8,7 +8,7 @@
 // service's existing mux (see examples/embed). It lives here rather than in
 // a concern package because it composes three of them (discovery, authz,
 // payment) and none may import the others' role types for it. The wire
-// specification, version 0.1, is [PROTOCOL.md] at the root of the module; the
+// specification, version 0.2 (draft), is [PROTOCOL.md] at the root of the module; the
 // README shows both roles assembled.
 //
 // # Roles
