@@ -174,6 +174,8 @@ func TestHoldAt(t *testing.T) {
 func TestMoneyString(t *testing.T) {
 	for m, want := range map[budget.Money]string{
 		budget.USD(1299): "12.99 USD", budget.USD(5): "0.05 USD", budget.USD(-250): "-2.50 USD", {Amount: 0, Currency: "EUR"}: "0.00 EUR",
+		{Amount: 1500, Currency: "JPY"}: "1500 JPY", {Amount: -7, Currency: "KRW"}: "-7 KRW",
+		{Amount: 1250, Currency: "KWD"}: "1.250 KWD", {Amount: 5, Currency: "BHD"}: "0.005 BHD",
 	} {
 		if got := m.String(); got != want {
 			t.Errorf("%#v.String() = %q; want %q", m, got, want)

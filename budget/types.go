@@ -16,8 +16,10 @@ type Money struct {
 // USD returns cents of US dollars, a convenience for tests and examples.
 func USD(cents int64) Money { return Money{Amount: cents, Currency: "USD"} }
 
-// String formats m as "12.99 USD" assuming two minor digits; it is for logs
-// and messages, never for the wire.
+// String formats m in major units with its currency code, as a person reads
+// it: "12.99 USD", "1500 JPY", "1.250 KWD". The number of minor digits is the
+// currency's ISO 4217 exponent (two for any code not listed as zero- or
+// three-digit). It is for messages and logs, never for the wire.
 func (m Money) String() string {
 	a := m.Amount
 	sign := ""
@@ -25,7 +27,28 @@ func (m Money) String() string {
 		sign = "-"
 		a = -a
 	}
-	return fmt.Sprintf("%s%d.%02d %s", sign, a/100, a%100, m.Currency)
+	switch MinorDigits(m.Currency) {
+	case 0:
+		return fmt.Sprintf("%s%d %s", sign, a, m.Currency)
+	case 3:
+		return fmt.Sprintf("%s%d.%03d %s", sign, a/1000, a%1000, m.Currency)
+	default:
+		return fmt.Sprintf("%s%d.%02d %s", sign, a/100, a%100, m.Currency)
+	}
+}
+
+// MinorDigits returns the ISO 4217 exponent of currency: how many digits of
+// an amount are minor units. It knows the zero- and three-digit currencies
+// of the ISO 4217 list and answers 2 for every other code.
+func MinorDigits(currency string) int {
+	switch currency {
+	case "BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG",
+		"RWF", "UGX", "UYI", "VND", "VUV", "XAF", "XOF", "XPF":
+		return 0
+	case "BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND":
+		return 3
+	}
+	return 2
 }
 
 // validCurrency reports whether c looks like an ISO 4217 alphabetic code:
