@@ -199,7 +199,7 @@ func (p *Provisioner) StartDevice(ctx context.Context, form url.Values) (*Device
 		VerificationURI:         p.verifyURI,
 		VerificationURIComplete: p.verifyURI + "?user_code=" + url.QueryEscape(g.UserCode),
 		ExpiresIn:               int64(p.deviceTTL / time.Second),
-		Interval:                int64((p.interval + time.Second - 1) / time.Second),
+		Interval:                wholeSeconds(p.interval),
 	}, nil
 }
 
@@ -292,7 +292,8 @@ func (p *Provisioner) exchangeDeviceCode(ctx context.Context, form url.Values) (
 		// the slack absorbs network jitter of well-behaved clients.
 		case !g.LastPoll.IsZero() && now.Sub(g.LastPoll) < g.Interval*3/4:
 			g.Interval += 5 * time.Second
-			answer = errorf(ErrSlowDown, nil, "polling too fast; wait %d seconds", int64(g.Interval/time.Second))
+			answer = errorf(ErrSlowDown, nil, "polling too fast; wait %d seconds", wholeSeconds(g.Interval))
+			answer.RetryInterval = g.Interval
 		case g.State == GrantPending:
 			answer = errorf(ErrAuthorizationPending, nil, "waiting for the user")
 		case g.State == GrantDenied:
@@ -344,3 +345,6 @@ func (p *Provisioner) link(ctx context.Context, accountID string, user UserRef, 
 	}
 	return p.issue(ctx, accountID, user, att, scopes, LinkExisting)
 }
+
+// wholeSeconds rounds d up to whole seconds, as RFC 8628 intervals are.
+func wholeSeconds(d time.Duration) int64 { return int64((d + time.Second - 1) / time.Second) }

@@ -3,6 +3,7 @@ package authz
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Error is the protocol error of package authz. Code is the stable
@@ -22,6 +23,11 @@ type Error struct {
 	Status int
 	Detail string
 	Err    error
+	// RetryInterval, on slow_down, is the polling interval the server
+	// enforces from now on (RFC 8628 §3.5): the base interval plus 5
+	// seconds for each slow_down this device code has earned. The token
+	// endpoint sends it as "interval", rounded up to whole seconds.
+	RetryInterval time.Duration
 }
 
 // Error reads "authz: <code>[: detail][: cause]"; the cause stays off the wire.

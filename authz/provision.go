@@ -542,7 +542,9 @@ func (p *Provisioner) writeOAuthError(w http.ResponseWriter, err error) {
 	case ErrInvalidClient.Code:
 		w.Header().Set("WWW-Authenticate", formatChallenge("Bearer", "error", "invalid_client"))
 	case ErrSlowDown.Code:
-		body.Interval = int64(p.interval / time.Second)
+		// The interval the server now enforces, the same one the
+		// description names, never the base interval.
+		body.Interval = wholeSeconds(max(e.RetryInterval, p.interval))
 	}
 	w.Header().Set("Pragma", "no-cache")
 	status := e.Status

@@ -410,3 +410,41 @@ func TestProvisionerRefusesUnsupportedVersion(t *testing.T) {
 		}
 	}
 }
+
+// TestSlowDownIntervalOnWire: every slow_down body names the grown interval
+// the server now enforces (RFC 8628 §3.5: base + 5 s per slow_down), and its
+// description names the same number.
+func TestSlowDownIntervalOnWire(t *testing.T) {
+	ctx := context.Background()
+	fake := clock.NewFake(time.Now())
+	o := newOrchestrator(t, orchIssuer)
+	p := newProvider(t, "acme", providerConfig{trust: []*orchestrator{o}, issuers: []string{orchIssuer}, clock: fake})
+	u := user{sub: "dev", email: "dev@example.com", verified: true}
+	da, err := p.prov.StartDevice(ctx, url.Values{"client_id": {orchIssuer}, "assertion": {o.attest(t, "acme", u, true)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	form := url.Values{"grant_type": {authz.GrantTypeDeviceCode}, "client_id": {orchIssuer}, "device_code": {da.DeviceCode}}
+	if _, body := postToken(t, p, form); body["error"] != "authorization_pending" {
+		t.Fatalf("first poll: %v", body)
+	}
+	base := da.Interval
+	for i := int64(1); i <= 3; i++ {
+		resp, body := postToken(t, p, form)
+		want := base + 5*i
+		if resp.StatusCode != http.StatusBadRequest || body["error"] != "slow_down" {
+			t.Fatalf("poll %d: %d %v", i, resp.StatusCode, body)
+		}
+		if got, _ := body["interval"].(float64); int64(got) != want {
+			t.Errorf("slow_down %d: interval %v, want %d (base %d + 5×%d)", i, body["interval"], want, base, i)
+		}
+		if desc, _ := body["error_description"].(string); !strings.Contains(desc, fmt.Sprintf("wait %d seconds", want)) {
+			t.Errorf("slow_down %d: description %q does not name %d seconds", i, desc, want)
+		}
+	}
+	// Polling at the advertised interval is accepted again.
+	fake.Advance(time.Duration(base+15) * time.Second)
+	if _, body := postToken(t, p, form); body["error"] != "authorization_pending" {
+		t.Fatalf("poll at the advertised interval: %v", body)
+	}
+}
