@@ -177,6 +177,7 @@ func (p *Provider) Mount(mux *http.ServeMux) {
 		mux.Handle(p.prefix+path, prov)
 	}
 	mux.Handle("GET "+mustPath(p.prov.ResourceMetadataURL()), prov)
+	mux.Handle("GET "+authz.PathResourceMetadata+"/", prov) // RFC 9728 §3.1 path insertion
 	mux.Handle("GET "+authz.PathServerMetadata+p.prefix, prov)
 	if p.opts.DevicePage != nil {
 		mux.Handle(p.prefix+PathDevicePage, p.opts.DevicePage)

@@ -134,5 +134,5 @@ func ExampleProvisioner_Middleware() {
 	}
 	// Output:
 	// 200 hello user-42 from https://orchestrator.example, project proj_site
-	// 401 Bearer error="invalid_token", error_description="token is not valid", resource_metadata="https://acme.example/.well-known/oauth-protected-resource"
+	// 401 Bearer error="invalid_token", error_description="token is not valid", resource_metadata="https://acme.example/.well-known/oauth-protected-resource/v1/records"
 }

@@ -68,6 +68,13 @@ type MiddlewareOptions struct {
 	// ResourceMetadataURL is sent as the RFC 9728 resource_metadata
 	// parameter of every challenge.
 	ResourceMetadataURL string
+	// ResourceMetadataFor, when set, names the resource_metadata of each
+	// challenge from the request instead: a strict RFC 9728 §3.3 client
+	// accepts only a document whose resource is the URL it requested, so
+	// a resource below the origin needs its own path-inserted document
+	// (see Provisioner.ResourceMetadataURLFor). An empty answer falls back
+	// to ResourceMetadataURL.
+	ResourceMetadataFor func(r *http.Request) string
 	// Clock reads the time for expiry checks; default time.Now.
 	Clock func() time.Time
 	// Logger receives store failures; default slog.Default(). Tokens are
@@ -80,6 +87,7 @@ type MiddlewareOptions struct {
 type Middleware struct {
 	tokens TokenStore
 	prm    string
+	prmFor func(*http.Request) string
 	now    clock.Func
 	log    *slog.Logger
 }
@@ -92,7 +100,7 @@ func NewMiddleware(tokens TokenStore, opts *MiddlewareOptions) (*Middleware, err
 	if opts == nil {
 		opts = &MiddlewareOptions{}
 	}
-	m := &Middleware{tokens: tokens, prm: opts.ResourceMetadataURL, now: opts.Clock, log: opts.Logger}
+	m := &Middleware{tokens: tokens, prm: opts.ResourceMetadataURL, prmFor: opts.ResourceMetadataFor, now: opts.Clock, log: opts.Logger}
 	if m.log == nil {
 		m.log = slog.Default()
 	}
@@ -118,7 +126,7 @@ func (m *Middleware) Require(scopes ...string) func(http.Handler) http.Handler {
 				}
 			}
 			if err != nil {
-				m.fail(w, err, scopes)
+				m.fail(w, r, err, scopes)
 				return
 			}
 			next.ServeHTTP(w, r.WithContext(ContextWithIdentity(r.Context(), id)))
@@ -186,20 +194,31 @@ func parseBearer(v string) (string, bool) {
 	return tok, true
 }
 
-func (m *Middleware) fail(w http.ResponseWriter, err error, scopes []string) {
+// metadataURL is the resource_metadata parameter for a challenge to r.
+func (m *Middleware) metadataURL(r *http.Request) string {
+	if m.prmFor != nil {
+		if u := m.prmFor(r); u != "" {
+			return u
+		}
+	}
+	return m.prm
+}
+
+func (m *Middleware) fail(w http.ResponseWriter, r *http.Request, err error, scopes []string) {
+	prm := m.metadataURL(r)
 	e := AsError(err)
 	if e == nil {
 		e = errorf(ErrTemporarilyUnavailable, err, "internal error")
 	}
 	switch e.Code {
 	case ErrMissingToken.Code:
-		w.Header().Set("WWW-Authenticate", formatChallenge("Bearer", "resource_metadata", m.prm))
+		w.Header().Set("WWW-Authenticate", formatChallenge("Bearer", "resource_metadata", prm))
 	case ErrInvalidToken.Code:
 		w.Header().Set("WWW-Authenticate", formatChallenge("Bearer",
-			"error", "invalid_token", "error_description", e.Detail, "resource_metadata", m.prm))
+			"error", "invalid_token", "error_description", e.Detail, "resource_metadata", prm))
 	case ErrInsufficientScope.Code:
 		w.Header().Set("WWW-Authenticate", formatChallenge("Bearer",
-			"error", "insufficient_scope", "scope", strings.Join(scopes, " "), "resource_metadata", m.prm))
+			"error", "insufficient_scope", "scope", strings.Join(scopes, " "), "resource_metadata", prm))
 	default:
 		m.log.Error("authz: bearer check failed", "code", e.Code, "err", e.Err)
 	}

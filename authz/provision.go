@@ -109,7 +109,12 @@ type ProvisionerOptions struct {
 	// URLs are built from it.
 	Issuer string
 	// Resource is the RFC 9728 resource identifier of the provider's API;
-	// default Issuer.
+	// default Issuer. Every URL at or below it is a protected resource of
+	// its own under RFC 9728 §3.1: Handler answers the path-inserted
+	// metadata URL of each (for /v1/resources,
+	// /.well-known/oauth-protected-resource/v1/resources) with that URL
+	// as resource, and Middleware's challenges point at the document of
+	// the URL requested, as strict §3.3 clients require.
 	Resource string
 	// ResourceName is the human-readable name in the resource metadata.
 	ResourceName string
@@ -172,6 +177,7 @@ type Provisioner struct {
 	tokens        TokenStore
 	issuer        string
 	resource      string
+	resURL        *url.URL
 	resourceName  string
 	terms         string
 	termsURL      string
@@ -284,7 +290,8 @@ func NewProvisioner(verifier *Verifier, accounts AccountStore, tokens TokenStore
 	if err != nil {
 		return nil, fmt.Errorf("authz: provisioner: bad Resource %q: %w", p.resource, err)
 	}
-	p.mw, _ = NewMiddleware(tokens, &MiddlewareOptions{ResourceMetadataURL: prm, Clock: p.now, Logger: p.log})
+	p.resURL, _ = url.Parse(p.resource)
+	p.mw, _ = NewMiddleware(tokens, &MiddlewareOptions{ResourceMetadataURL: prm, ResourceMetadataFor: p.ResourceMetadataURLFor, Clock: p.now, Logger: p.log})
 	return p, nil
 }
 
@@ -300,6 +307,59 @@ func (p *Provisioner) ResourceMetadataURL() string {
 	return u
 }
 
+// ResourceMetadataURLFor is the path-inserted RFC 9728 metadata URL of the
+// resource r asked for: r's path (before any http.StripPrefix: it reads
+// r.RequestURI when set) on Resource's origin, without query. It answers ""
+// when that path is not at or below Resource's path.
+func (p *Provisioner) ResourceMetadataURLFor(r *http.Request) string {
+	id, ok := p.resourceAt(requestPath(r))
+	if !ok {
+		return ""
+	}
+	u, _ := wellKnownURL(id, PathResourceMetadata)
+	return u
+}
+
+// requestPath is the escaped path of the request as the client sent it.
+func requestPath(r *http.Request) string {
+	if r.RequestURI != "" && r.RequestURI != "*" {
+		if u, err := url.ParseRequestURI(r.RequestURI); err == nil {
+			return u.EscapedPath()
+		}
+	}
+	return r.URL.EscapedPath()
+}
+
+// resourceAt returns the resource identifier of the escaped path on
+// Resource's origin, and whether the path is at or below Resource's path.
+// A path with dot segments, an empty segment or an escaped slash names no
+// resource: it would let one document describe another's URL.
+func (p *Provisioner) resourceAt(escPath string) (string, bool) {
+	base := strings.TrimSuffix(p.resURL.EscapedPath(), "/")
+	if escPath != base && !strings.HasPrefix(escPath, base+"/") {
+		return "", false
+	}
+	if len(escPath) > maxResourcePathLen || strings.Contains(escPath, "//") || strings.Contains(strings.ToLower(escPath), "%2f") {
+		return "", false
+	}
+	for _, seg := range strings.Split(escPath, "/") {
+		if seg == "." || seg == ".." {
+			return "", false
+		}
+	}
+	if escPath == base || escPath == base+"/" {
+		return p.resource, true
+	}
+	u, err := url.Parse(p.resURL.Scheme + "://" + p.resURL.Host + escPath)
+	if err != nil || u.RawQuery != "" || u.Fragment != "" {
+		return "", false
+	}
+	return u.String(), true
+}
+
+// maxResourcePathLen bounds the paths that get a metadata document.
+const maxResourcePathLen = 1024
+
 // Handler serves every provisioner endpoint at its fixed path: the two
 // well-known discovery documents, PathToken, PathAuthorize (when an
 // Authorizer is configured), PathDeviceAuthorization, PathRevoke and
@@ -310,6 +370,7 @@ func (p *Provisioner) Handler() http.Handler {
 	mux := http.NewServeMux()
 	prm, _ := url.Parse(p.ResourceMetadataURL())
 	mux.Handle("GET "+prm.Path, p.ResourceMetadataHandler())
+	mux.Handle("GET "+PathResourceMetadata+"/", p.ResourceMetadataHandler())
 	asm, _ := url.Parse(p.serverMetadataURL())
 	mux.Handle("GET "+asm.Path, p.ServerMetadataHandler())
 	base := strings.TrimSuffix(mustPath(p.issuer), "/")
@@ -415,12 +476,29 @@ func (p *Provisioner) allScopes() []string {
 	return out
 }
 
-// ResourceMetadataHandler serves ResourceMetadata as JSON to GET and HEAD.
+// ResourceMetadataHandler serves the RFC 9728 documents as JSON to GET and
+// HEAD: ResourceMetadata at PathResourceMetadata, and, at a path-inserted
+// URL PathResourceMetadata+"/v1/x" (RFC 9728 §3.1), the same document with
+// resource set to the URL it was derived from, when that URL is at or
+// below Resource, and 404 when it is not. Any other path answers the
+// Resource document, so the handler may be mounted alone anywhere; mount it
+// at PathResourceMetadata and at PathResourceMetadata+"/" for both.
 func (p *Provisioner) ResourceMetadataHandler() http.Handler {
+	root := mustPath(p.ResourceMetadataURL())
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if getOrHead(w, r) {
-			writeJSON(w, http.StatusOK, p.ResourceMetadata(), metadataMaxAge)
+		if !getOrHead(w, r) {
+			return
 		}
+		m := p.ResourceMetadata()
+		if rest, ok := strings.CutPrefix(requestPath(r), PathResourceMetadata+"/"); ok && "/"+rest != strings.TrimPrefix(root, PathResourceMetadata) {
+			id, under := p.resourceAt("/" + rest)
+			if !under {
+				problem.Write(w, http.StatusNotFound, "not_found", "no protected resource at this path")
+				return
+			}
+			m.Resource = id
+		}
+		writeJSON(w, http.StatusOK, m, metadataMaxAge)
 	})
 }
 

@@ -309,6 +309,7 @@ func (p *Provider) Mount(mux *http.ServeMux) {
 	mux.Handle("/oauth/", prov)
 	mux.Handle("/agentprov/", prov)
 	mux.Handle("GET "+authz.PathResourceMetadata, prov)
+	mux.Handle("GET "+authz.PathResourceMetadata+"/", prov) // one document per protected path
 	mux.Handle("GET "+authz.PathServerMetadata, prov)
 	// The page where the person approves a device-flow link.
 	mux.Handle(DevicePath, p.device)

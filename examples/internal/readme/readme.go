@@ -65,7 +65,7 @@ func mountProvider(mux *http.ServeMux, s ProviderSetup, deploy, infer http.Handl
 	if err != nil {
 		return err
 	}
-	for _, p := range []string{"/oauth/", "/agentprov/", "GET " + authz.PathResourceMetadata, "GET " + authz.PathServerMetadata} {
+	for _, p := range []string{"/oauth/", "/agentprov/", "GET " + authz.PathResourceMetadata, "GET " + authz.PathResourceMetadata + "/", "GET " + authz.PathServerMetadata} {
 		mux.Handle(p, prov.Handler())
 	}
 
