@@ -416,20 +416,9 @@ func (c *cli) resolveProvider(ctx context.Context, v string) (providerEntry, err
 	}
 	base := strings.TrimSuffix(v, "/")
 	c.out.progress("fetching %s%s", base, catalogschema.MetadataPath)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+catalogschema.MetadataPath, nil)
-	if err != nil {
-		return providerEntry{}, err
-	}
-	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
-	if err != nil {
-		return providerEntry{}, &demo.ProviderError{Op: "metadata", Err: err}
-	}
-	defer resp.Body.Close()
-	body, err := safehttp.ReadAll(resp.Body, 64<<10)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		return providerEntry{}, &demo.ProviderError{Op: "metadata", Status: resp.StatusCode, Err: err}
-	}
-	meta, err := catalogschema.ParseMetadata(body, nil)
+	// The library's safe fetcher: HTTPS-or-loopback, redirects within the
+	// origin only, bounded body and time, the metadata schema.
+	meta, err := discovery.FetchMetadata(ctx, nil, base, &discovery.FetchOptions{Timeout: 10 * time.Second})
 	if err != nil {
 		return providerEntry{}, &demo.ProviderError{Op: "metadata", Err: err}
 	}
