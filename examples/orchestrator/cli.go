@@ -28,6 +28,8 @@ type cliError struct {
 	Exit int
 	Msg  string
 	Err  error
+	// Details, when set, is sent as the envelope error's "details".
+	Details any
 }
 
 func (e *cliError) Error() string {
@@ -57,6 +59,7 @@ type envelope struct {
 type envelopeError struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	Details any    `json:"details,omitempty"`
 }
 
 // output writes results either as human text or as the JSON envelope, and
@@ -93,7 +96,7 @@ func (o *output) failure(err error) int {
 	if o.json {
 		enc := json.NewEncoder(o.stdout)
 		enc.SetIndent("", "  ")
-		_ = enc.Encode(envelope{OK: false, Error: &envelopeError{Code: ce.Code, Message: ce.Error()}})
+		_ = enc.Encode(envelope{OK: false, Error: &envelopeError{Code: ce.Code, Message: ce.Error(), Details: ce.Details}})
 	} else {
 		fmt.Fprintf(o.stderr, "error: %s\n", ce.Error())
 	}

@@ -57,7 +57,7 @@ Commands:
 
 Global flags:
   --dir DIR            project directory (default .agentprov in the working directory)
-  --json               machine output: {"ok":…,"data":…,"error":{"code","message"}} on stdout
+  --json               machine output: {"ok":…,"data":…,"error":{"code","message","details"}} on stdout
   --non-interactive    never prompt (default when stdin is not a terminal)
   --interactive        prompt on stdin even when it is not a terminal
   --accept-terms       the human accepts the provider's terms of service (add)
@@ -495,18 +495,52 @@ func (c *cli) open(ctx context.Context) error {
 	return nil
 }
 
-func (c *cli) refresh(ctx context.Context) error {
+// providerStatus is one provider's line of a catalog refresh, as reported
+// in --json output: what the refresh did and, on failure, why.
+type providerStatus struct {
+	Provider string `json:"provider"`
+	// Status is updated, unchanged, failed or quarantined.
+	Status string `json:"status"`
+	// Code classifies a failure (timeout, signature_invalid, …).
+	Code string `json:"code,omitempty"`
+	// Error is the failure in one sentence.
+	Error string `json:"error,omitempty"`
+	// Usable says whether this provider's services are listed: a failed
+	// provider still is when an earlier accepted catalog is served stale.
+	Usable bool `json:"usable"`
+}
+
+// refresh fetches every provider's catalog and reports each one. It fails
+// (catalog_unavailable, exit 6, every provider's line in the error's
+// details) when providers are configured and none has a usable catalog, so
+// an empty listing never passes for success.
+func (c *cli) refresh(ctx context.Context) ([]providerStatus, error) {
 	c.out.progress("fetching catalogs of %d providers", len(c.state.Providers))
 	rep, err := c.orch.Refresh(ctx)
-	if err != nil {
-		return err
-	}
-	for _, r := range rep.Results {
-		if r.Err != nil {
-			c.out.progress("provider %s: %v", r.ID, r.Err)
+	statuses := make([]providerStatus, 0, len(c.state.Providers))
+	usable := 0
+	if rep != nil {
+		for _, r := range rep.Results {
+			st := providerStatus{Provider: r.ID, Status: string(r.Status), Code: r.Code, Usable: r.Snapshot != nil}
+			if r.Err != nil {
+				st.Error = r.Err.Error()
+				c.out.progress("provider %s: %v", r.ID, r.Err)
+			}
+			if st.Usable {
+				usable++
+			}
+			statuses = append(statuses, st)
 		}
 	}
-	return nil
+	if len(c.state.Providers) > 0 && usable == 0 {
+		return statuses, &cliError{Code: "catalog_unavailable", Exit: exitProvider,
+			Msg: fmt.Sprintf("no provider's catalog could be fetched (%d tried)", len(c.state.Providers)),
+			Err: err, Details: map[string]any{"providers": statuses}}
+	}
+	if err != nil {
+		return statuses, err
+	}
+	return statuses, nil
 }
 
 // --- commands ------------------------------------------------------------
@@ -526,7 +560,8 @@ func (c *cli) catalog(ctx context.Context, args []string) error {
 	if len(args) > 1 {
 		return fail(exitUsage, "usage", "catalog takes at most one filter")
 	}
-	if err := c.refresh(ctx); err != nil {
+	statuses, err := c.refresh(ctx)
+	if err != nil {
 		return err
 	}
 	var f discovery.Filter
@@ -546,7 +581,12 @@ func (c *cli) catalog(ctx context.Context, args []string) error {
 			Description: e.Service.Description, Price: demo.DescribePrice(e.Service), Prices: e.Service.Prices,
 			Categories: e.Service.Categories, Stale: e.Stale})
 	}
-	c.out.result(map[string]any{"services": rows}, func(w io.Writer) {
+	c.out.result(map[string]any{"services": rows, "providers": statuses}, func(w io.Writer) {
+		for _, st := range statuses {
+			if st.Error != "" {
+				fmt.Fprintf(w, "provider %s %s (%s): %s\n", st.Provider, st.Status, st.Code, st.Error)
+			}
+		}
 		t := [][]string{{"REF", "KIND", "PRICE", "DESCRIPTION"}}
 		for _, r := range rows {
 			// Descriptions are provider text: quoted, as data.
@@ -572,7 +612,7 @@ func (c *cli) add(ctx context.Context, args []string) error {
 		}
 		config = json.RawMessage(c.o.config)
 	}
-	if err := c.refresh(ctx); err != nil {
+	if _, err := c.refresh(ctx); err != nil {
 		return err
 	}
 	entry, err := c.orch.Aggregator.Lookup(ref.String())
@@ -883,7 +923,7 @@ func (c *cli) rotate(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := c.refresh(ctx); err != nil {
+	if _, err := c.refresh(ctx); err != nil {
 		return err
 	}
 	c.out.progress("requesting a new token for %s", ref)
@@ -901,7 +941,7 @@ func (c *cli) remove(ctx context.Context, args []string) error {
 	if len(args) != 1 {
 		return fail(exitUsage, "usage", "remove needs a resource name")
 	}
-	if err := c.refresh(ctx); err != nil {
+	if _, err := c.refresh(ctx); err != nil {
 		return err
 	}
 	c.out.progress("removing %s at its provider", args[0])
@@ -916,7 +956,7 @@ func (c *cli) remove(ctx context.Context, args []string) error {
 }
 
 func (c *cli) revoke(ctx context.Context) error {
-	if err := c.refresh(ctx); err != nil {
+	if _, err := c.refresh(ctx); err != nil {
 		return err
 	}
 	c.out.progress("sending revocation events")

@@ -195,7 +195,13 @@ func (o *Orchestrator) Refresh(ctx context.Context) (*discovery.RefreshReport, e
 			errs = append(errs, fmt.Errorf("%s: %w", r.ID, r.Err))
 		}
 	}
-	if len(errs) > 0 && len(o.Aggregator.Catalogs()) == 0 {
+	usable := 0
+	for _, pc := range o.Aggregator.Catalogs() {
+		if pc.Snapshot != nil {
+			usable++
+		}
+	}
+	if len(errs) > 0 && usable == 0 {
 		return rep, &ProviderError{Op: "catalog", Err: errors.Join(errs...)}
 	}
 	return rep, nil
