@@ -72,6 +72,9 @@ type issuerKeys struct {
 	set    *KeySet
 }
 
+// isPinned reports whether kid is one of the pinned keys.
+func (ik *issuerKeys) isPinned(kid string) bool { return len(ik.pinned[kid]) > 0 }
+
 func (ik *issuerKeys) lookup(ctx context.Context, kid string, alg jose.SignatureAlgorithm) (*jose.JSONWebKey, error) {
 	if k, ok := pickKey(ik.pinned[kid], alg); ok {
 		return k, nil
@@ -272,6 +275,13 @@ func (v *Verifier) verifySignature(ctx context.Context, token, typ string) ([]by
 		return nil, "", err
 	}
 	payload, err := jws.Verify(key)
+	if err != nil && ik.set != nil && !ik.isPinned(kid) {
+		// The issuer may have re-created the key under the same kid:
+		// refetch once (rate-limited) rather than wait out the cache.
+		if fresh, ferr := ik.set.keyAfterFailure(ctx, kid, jose.SignatureAlgorithm(alg), key); ferr == nil && keyFitsAlg(fresh, jose.SignatureAlgorithm(alg)) {
+			payload, err = jws.Verify(fresh)
+		}
+	}
 	if err != nil {
 		return nil, "", errorf(ErrInvalidSignature, nil, "signature does not verify under key %q", clip(kid))
 	}

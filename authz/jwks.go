@@ -1,8 +1,11 @@
 package authz
 
 import (
+	"bytes"
 	"context"
+	"crypto"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -91,7 +94,9 @@ type KeySetOptions struct {
 // URL. Keys are cached for the response's max-age (bounded); an unknown kid
 // triggers a refetch at most once per MinRefetchInterval, so during a
 // rotation the new key is picked up promptly while a flood of tokens with
-// made-up kids cannot turn into a flood of fetches. When a refetch fails,
+// made-up kids cannot turn into a flood of fetches. A signature that fails
+// under a cached key refetches the same way (KeyAfterFailure), so a key
+// re-created under an old kid is trusted after one refetch. When a refetch fails,
 // keys from the last good copy keep working.
 //
 // A KeySet is safe for concurrent use.
@@ -197,13 +202,55 @@ func (s *KeySet) Key(ctx context.Context, kid string) (*jose.JSONWebKey, error) 
 	return s.lookup(ctx, kid, "")
 }
 
+// KeyAfterFailure is what a verifier calls when a signature did not
+// verify under failed, the key Key returned for kid: the issuer may have
+// re-created a key under the same kid (a re-created "orch-1"), which the
+// cache would otherwise serve until it expires. It refetches the JWKS once,
+// under the same MinRefetchInterval as an unknown kid (so forged tokens
+// cannot turn into a flood of fetches), and returns the key now published
+// for kid when it differs from failed. When the refetch is rate-limited,
+// fails, or brings the same key, it fails with ErrInvalidSignature: the
+// signature stays refused.
+func (s *KeySet) KeyAfterFailure(ctx context.Context, kid string, failed *jose.JSONWebKey) (*jose.JSONWebKey, error) {
+	return s.keyAfterFailure(ctx, kid, "", failed)
+}
+
+func (s *KeySet) keyAfterFailure(ctx context.Context, kid string, alg jose.SignatureAlgorithm, failed *jose.JSONWebKey) (*jose.JSONWebKey, error) {
+	k, err := s.lookupMode(ctx, kid, alg, true)
+	if err != nil {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return nil, err
+		}
+		return nil, errorf(ErrInvalidSignature, err, "signature does not verify under key %q", clip(kid))
+	}
+	if failed != nil && sameKey(k, failed) {
+		return nil, errorf(ErrInvalidSignature, nil, "signature does not verify under key %q", clip(kid))
+	}
+	return k, nil
+}
+
+// sameKey reports whether two JWKs hold the same public key.
+func sameKey(a, b *jose.JSONWebKey) bool {
+	pa, pb := a.Public(), b.Public()
+	ta, errA := pa.Thumbprint(crypto.SHA256)
+	tb, errB := pb.Thumbprint(crypto.SHA256)
+	return errA == nil && errB == nil && bytes.Equal(ta, tb)
+}
+
 // lookup finds kid, preferring a key that fits alg when alg is set.
 func (s *KeySet) lookup(ctx context.Context, kid string, alg jose.SignatureAlgorithm) (*jose.JSONWebKey, error) {
+	return s.lookupMode(ctx, kid, alg, false)
+}
+
+// lookupMode is lookup; with distrust, the cached copy counts as stale for
+// this call (a refetch is due, within MinRefetchInterval), and a key is
+// returned only from a copy fetched by this call or a concurrent one.
+func (s *KeySet) lookupMode(ctx context.Context, kid string, alg jose.SignatureAlgorithm, distrust bool) (*jose.JSONWebKey, error) {
 	for attempt := 0; ; attempt++ {
 		now := s.now.Now()
 		s.mu.Lock()
 		k, found := pickKey(s.keys[kid], alg)
-		fresh := s.keys != nil && now.Before(s.freshUntil)
+		fresh := s.keys != nil && now.Before(s.freshUntil) && (!distrust || attempt > 0)
 		if found && fresh {
 			s.mu.Unlock()
 			return k, nil
@@ -212,6 +259,9 @@ func (s *KeySet) lookup(ctx context.Context, kid string, alg jose.SignatureAlgor
 		if attempt > 0 || !canFetch {
 			loaded := s.keys != nil
 			s.mu.Unlock()
+			if distrust && attempt == 0 {
+				return nil, errorf(ErrKeySetUnavailable, nil, "JWKS at %s refetched too recently", s.url)
+			}
 			if found {
 				// Stale, but the refetch failed or is rate-limited:
 				// the last good copy is better than no key.

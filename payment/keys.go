@@ -21,6 +21,35 @@ type KeyResolver interface {
 	Key(ctx context.Context, kid string) (*jose.JSONWebKey, error)
 }
 
+// KeyRefetcher is an optional interface of a KeyResolver: when a signature
+// does not verify under the key Key returned, the verifier asks it once for
+// a newer key under the same kid (the orchestrator may have re-created
+// "orch-1") instead of refusing until the resolver's cache expires.
+// KeyAfterFailure returns that key, or an error when there is none (the
+// same key, or a refetch refused by its rate limit). *authz.KeySet
+// implements it, refetching at most once per MinRefetchInterval.
+type KeyRefetcher interface {
+	KeyAfterFailure(ctx context.Context, kid string, failed *jose.JSONWebKey) (*jose.JSONWebKey, error)
+}
+
+// refetchedKeySet returns a one-key set holding the newer key for token's
+// kid when the signature failed under keys (its one key) and keys's
+// resolver is a KeyRefetcher that knows a different key; nil otherwise.
+func refetchedKeySet(ctx context.Context, keys KeyResolver, token, typ string, failed *jose.JSONWebKeySet) *jose.JSONWebKeySet {
+	rf, ok := keys.(KeyRefetcher)
+	if !ok || failed == nil || len(failed.Keys) != 1 {
+		return nil
+	}
+	if _, err := verifyJWS(token, typ, failed); !errors.Is(err, errBadSignature) {
+		return nil // not a signature failure: a newer key would not help
+	}
+	k, err := rf.KeyAfterFailure(ctx, failed.Keys[0].KeyID, &failed.Keys[0])
+	if err != nil || k == nil || k.Key == nil {
+		return nil
+	}
+	return &jose.JSONWebKeySet{Keys: []jose.JSONWebKey{*k}}
+}
+
 // NewResolvingTokenVerifier is NewTokenVerifier with keys looked up per
 // token, by the "kid" of its header, through keys. Resolver failures are
 // ErrTokenInvalid with the resolver's error as cause (errors.Is reaches it,
@@ -39,7 +68,13 @@ func VerifyReceiptWithResolver(ctx context.Context, signed string, keys KeyResol
 	if err != nil {
 		return nil, ErrTokenInvalid.with(err, "receipt: no verification key")
 	}
-	return VerifyReceipt(signed, set, issuer)
+	r, err := VerifyReceipt(signed, set, issuer)
+	if err != nil {
+		if fresh := refetchedKeySet(ctx, keys, signed, ReceiptType, set); fresh != nil {
+			return VerifyReceipt(signed, fresh, issuer)
+		}
+	}
+	return r, err
 }
 
 // resolveKeySet returns a one-key set holding the key named by the kid of

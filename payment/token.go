@@ -332,8 +332,12 @@ func verifyJWS(token, typ string, keys *jose.JSONWebKeySet) ([]byte, error) {
 	if other {
 		return verifyJWSJose(token, kid, keys)
 	}
-	return nil, errors.New("signature does not verify")
+	return nil, errBadSignature
 }
+
+// errBadSignature: the key named by kid was found and the signature does
+// not verify under it; a KeyRefetcher may know a newer key.
+var errBadSignature = errors.New("signature does not verify")
 
 // strictB64 rejects non-canonical base64url (non-zero trailing bits), so
 // that a token verified by the EdDSA path has a single spelling.
@@ -362,7 +366,7 @@ func verifyJWSJose(token, kid string, keys *jose.JSONWebKeySet) ([]byte, error) 
 			return payload, nil
 		}
 	}
-	return nil, errors.New("signature does not verify")
+	return nil, errBadSignature
 }
 
 // ParseTokenClaims decodes a token's claims WITHOUT verifying its signature,
@@ -463,7 +467,14 @@ func (v *TokenVerifier) Verify(ctx context.Context, token string) (*TokenClaims,
 			return nil, ErrTokenInvalid.with(err, "no verification key")
 		}
 	}
-	return verifyToken(token, keys, v.issuer, v.provider, tokenTime{now: v.now.Now(), leeway: v.leeway, checkExp: true})
+	at := tokenTime{now: v.now.Now(), leeway: v.leeway, checkExp: true}
+	c, err := verifyToken(token, keys, v.issuer, v.provider, at)
+	if err != nil && v.resolver != nil {
+		if fresh := refetchedKeySet(ctx, v.resolver, token, TokenType, keys); fresh != nil {
+			return verifyToken(token, fresh, v.issuer, v.provider, at)
+		}
+	}
+	return c, err
 }
 
 // tokenTime is the time policy of one verification point: every point
