@@ -238,9 +238,34 @@ func TestNewAttesterValidates(t *testing.T) {
 	if _, err := authz.NewAttester(idIssuer, authz.SigningKey{KeyID: "k", Algorithm: jose.ES256, Key: k.Key}, nil); err == nil {
 		t.Fatal("Ed25519 key accepted for ES256")
 	}
-	if _, err := authz.NewAttester(idIssuer, authz.SigningKey{Algorithm: jose.EdDSA, Key: k.Key}, nil); err == nil {
-		t.Fatal("key without kid accepted")
+	// An empty KeyID is the key's RFC 7638 thumbprint, in the JWKS and in
+	// every token header.
+	a, err := authz.NewAttester(idIssuer, authz.SigningKey{Algorithm: jose.EdDSA, Key: k.Key}, nil)
+	if err != nil {
+		t.Fatal(err)
 	}
+	want, err := authz.KeyThumbprint(k.Key)
+	if err != nil || len(want) != 43 {
+		t.Fatalf("thumbprint %q, %v", want, err)
+	}
+	if a.ActiveKeyID() != want || a.JWKS().Keys[0].KeyID != want {
+		t.Fatalf("kid %q (JWKS %q), want the thumbprint %q", a.ActiveKeyID(), a.JWKS().Keys[0].KeyID, want)
+	}
+	if g, _ := authz.GenerateSigningKey("", jose.ES256); g.KeyID == "" || g.KeyID != mustKeyThumbprint(t, g.Key) {
+		t.Fatalf("GenerateSigningKey with no kid: %q", g.KeyID)
+	}
+	if _, err := authz.NewAttester(idIssuer, authz.SigningKey{Algorithm: jose.EdDSA}, nil); err == nil {
+		t.Fatal("key without kid or key accepted")
+	}
+}
+
+func mustKeyThumbprint(t *testing.T, key any) string {
+	t.Helper()
+	s, err := authz.KeyThumbprint(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 func TestPairwiseSubject(t *testing.T) {

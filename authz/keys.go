@@ -13,6 +13,8 @@ import (
 	"sync"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/agentprov/agentprov/internal/keyid"
 )
 
 // defaultAlgorithms is the verifiers' default JWS algorithm allow-list.
@@ -33,7 +35,9 @@ func DefaultAlgorithms() []jose.SignatureAlgorithm {
 // an *ecdsa.PrivateKey, or any crypto.Signer whose public key is Ed25519 or
 // ECDSA — a key held in a KMS or HSM, whose private half never enters the
 // process. Algorithm is EdDSA, ES256 or ES384 and must fit the key. KeyID is
-// the "kid" published in the JWKS and put in every token's header.
+// the "kid" published in the JWKS and put in every token's header; leave it
+// empty to use the key's RFC 7638 thumbprint (KeyThumbprint), which is
+// RECOMMENDED: a re-created key then never reuses an old kid.
 //
 // A SigningKey's String and Format never print key material.
 type SigningKey struct {
@@ -51,8 +55,13 @@ func (k SigningKey) String() string {
 // private key bytes either.
 func (k SigningKey) Format(f fmt.State, verb rune) { fmt.Fprint(f, k.String()) }
 
+// KeyThumbprint returns the RFC 7638 SHA-256 JWK thumbprint of key
+// (base64url, no padding): the kid a SigningKey with an empty KeyID gets.
+// key is a public key or a crypto.Signer.
+func KeyThumbprint(key any) (string, error) { return keyid.Thumbprint(key) }
+
 // GenerateSigningKey creates a fresh key for alg (EdDSA, ES256 or ES384) with
-// the given key id. It is meant for tests, examples and bootstrapping;
+// the given key id ("" for the key's thumbprint). It is meant for tests, examples and bootstrapping;
 // production keys usually live in a KMS.
 func GenerateSigningKey(kid string, alg jose.SignatureAlgorithm) (SigningKey, error) {
 	var key any
@@ -70,6 +79,11 @@ func GenerateSigningKey(kid string, alg jose.SignatureAlgorithm) (SigningKey, er
 	if err != nil {
 		return SigningKey{}, err
 	}
+	if kid == "" {
+		if kid, err = keyid.Thumbprint(key); err != nil {
+			return SigningKey{}, err
+		}
+	}
 	return SigningKey{KeyID: kid, Algorithm: alg, Key: key}, nil
 }
 
@@ -86,7 +100,11 @@ type preparedKey struct {
 
 func prepareKey(k SigningKey) (*preparedKey, error) {
 	if k.KeyID == "" {
-		return nil, errors.New("authz: signing key: KeyID is required")
+		kid, err := keyid.Thumbprint(k.Key)
+		if err != nil {
+			return nil, fmt.Errorf("authz: signing key: no KeyID, and none derivable: %w", err)
+		}
+		k.KeyID = kid
 	}
 	if !supportedAlgorithms[k.Algorithm] {
 		return nil, fmt.Errorf("authz: signing key %q: unsupported algorithm %q (want EdDSA, ES256 or ES384)", k.KeyID, k.Algorithm)

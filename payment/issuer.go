@@ -97,6 +97,10 @@ func NewIssuer(issuer string, key SigningKey, holds Holds, opts *IssuerOptions) 
 	if issuer == "" {
 		return nil, errors.New("payment: issuer: issuer name is required")
 	}
+	key, err := key.withKeyID()
+	if err != nil {
+		return nil, err
+	}
 	if err := key.check(); err != nil {
 		return nil, err
 	}

@@ -2,11 +2,17 @@ package payment_test
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/budget"
 	"github.com/agentprov/agentprov/payment"
 )
 
@@ -49,5 +55,45 @@ func TestResolvingTokenVerifierRecreatedKid(t *testing.T) {
 	time.Sleep(2 * time.Millisecond)
 	if _, err := v.Verify(ctx, before); !errors.Is(err, payment.ErrTokenInvalid) {
 		t.Fatalf("token of the dropped key: %v", err)
+	}
+}
+
+// TestIssuerThumbprintKid: an Issuer given no KeyID signs under the key's
+// RFC 7638 thumbprint, the same kid authz derives for the same key, so one
+// key handed to both roles is named once.
+func TestIssuerThumbprintKid(t *testing.T) {
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	ledger, err := budget.NewLedger(budget.NewMemoryStore(nil), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	iss, err := payment.NewIssuer(rotIssuer, payment.SigningKey{Key: priv}, ledger, &payment.IssuerOptions{Rail: payment.NewMemoryRail(nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := payment.KeyThumbprint(priv.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, _ := authz.KeyThumbprint(priv); a != want {
+		t.Fatalf("authz and payment thumbprints differ: %q %q", a, want)
+	}
+	if got := iss.JWKS().Keys[0].KeyID; got != want {
+		t.Fatalf("JWKS kid %q, want the thumbprint %q", got, want)
+	}
+	m, err := iss.Mint(context.Background(), payment.MintRequest{Project: "proj-1", Provider: "acme", Service: "dns", MaxAmount: budget.USD(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _, _ := strings.Cut(m.Token, ".")
+	raw, _ := base64.RawURLEncoding.DecodeString(h)
+	var hdr struct {
+		Kid string `json:"kid"`
+	}
+	if err := json.Unmarshal(raw, &hdr); err != nil || hdr.Kid != want {
+		t.Fatalf("token kid %q (%v), want %q", hdr.Kid, err, want)
+	}
+	if _, err := payment.NewIssuer(rotIssuer, payment.SigningKey{}, ledger, &payment.IssuerOptions{Rail: payment.NewMemoryRail(nil)}); err == nil {
+		t.Fatal("a SigningKey without key accepted")
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/agentprov/agentprov/budget"
+	"github.com/agentprov/agentprov/internal/keyid"
 	"github.com/agentprov/agentprov/internal/clock"
 	"github.com/agentprov/agentprov/internal/jwstyp"
 )
@@ -43,7 +44,10 @@ var allowedAlgs = []jose.SignatureAlgorithm{jose.EdDSA, jose.ES256}
 
 // SigningKey is a private key that signs tokens and receipts: an
 // ed25519.PrivateKey (alg EdDSA) or an *ecdsa.PrivateKey on P-256 (alg
-// ES256). KeyID is published as "kid" in the JWKS and in every JWS header.
+// ES256). KeyID is published as "kid" in the JWKS and in every JWS header;
+// an Issuer given an empty KeyID uses the key's RFC 7638 thumbprint
+// (KeyThumbprint), which is RECOMMENDED: a re-created key then never
+// reuses an old kid.
 // Its String and Format never print key material. A SigningKey is a value;
 // share it freely between goroutines.
 type SigningKey struct {
@@ -85,6 +89,29 @@ func (k SigningKey) check() error {
 	_, err := k.algorithm()
 	return err
 }
+
+// withKeyID returns k with an empty KeyID replaced by the key's RFC 7638
+// thumbprint.
+func (k SigningKey) withKeyID() (SigningKey, error) {
+	if k.KeyID != "" {
+		return k, nil
+	}
+	if k.Key == nil {
+		return k, errors.New("payment: signing key: Key is nil")
+	}
+	kid, err := keyid.Thumbprint(k.Key)
+	if err != nil {
+		return k, fmt.Errorf("payment: signing key: no KeyID, and none derivable: %w", err)
+	}
+	k.KeyID = kid
+	return k, nil
+}
+
+// KeyThumbprint returns the RFC 7638 SHA-256 JWK thumbprint of key
+// (base64url, no padding): the kid a SigningKey with an empty KeyID gets,
+// and the same value authz.KeyThumbprint gives. key is a public key or a
+// crypto.Signer.
+func KeyThumbprint(key any) (string, error) { return keyid.Thumbprint(key) }
 
 // PublicJWK returns the public half of k as a JWK with kid, alg and use=sig.
 func (k SigningKey) PublicJWK() (jose.JSONWebKey, error) {

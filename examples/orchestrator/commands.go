@@ -311,10 +311,12 @@ func (c *cli) confirm(flagSet bool, code, question, flagName string) error {
 // --- project state -------------------------------------------------------
 
 type projectState struct {
-	Project        string            `json:"project"`
-	User           demo.User         `json:"user"`
-	Issuer         string            `json:"issuer"`
-	KeyID          string            `json:"key_id"`
+	Project string    `json:"project"`
+	User    demo.User `json:"user"`
+	Issuer  string    `json:"issuer"`
+	// KeyID is the signing key's kid; empty (every new project) means
+	// its RFC 7638 thumbprint. Projects made before 0.2 say "orch-1".
+	KeyID          string            `json:"key_id,omitempty"`
 	Providers      []providerEntry   `json:"providers"`
 	RedemptionKeys map[string]string `json:"redemption_keys"`
 	CreatedAt      time.Time         `json:"created_at"`
@@ -340,7 +342,7 @@ func (c *cli) init(ctx context.Context, args []string) error {
 	if _, err := os.Stat(c.path("project.json")); err == nil {
 		return fail(exitError, "already_initialized", "%s already holds a project", c.o.dir)
 	}
-	st := &projectState{Project: c.o.proj, Issuer: strings.TrimSuffix(c.o.issuer, "/"), KeyID: "orch-1",
+	st := &projectState{Project: c.o.proj, Issuer: strings.TrimSuffix(c.o.issuer, "/"),
 		RedemptionKeys: map[string]string{}, CreatedAt: time.Now().UTC().Truncate(time.Second)}
 	if st.Project == "" {
 		st.Project = "proj_" + randomHex(8)

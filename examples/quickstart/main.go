@@ -193,7 +193,7 @@ func start(ctx context.Context, j *journey) error {
 	// The orchestrator: one signed-in user, her project, two trusted providers.
 	j.rail = payment.NewMemoryRail(nil)
 	j.orch, err = demo.NewOrchestrator(demo.OrchestratorConfig{
-		Issuer: orchURL, Key: orchKey, KeyID: "orch-1",
+		Issuer: orchURL, Key: orchKey,
 		User:           demo.User{ID: "user_ada", Email: "ada@example.com", Name: "Ada"},
 		PairwiseSecret: secret[:32], VaultKey: secret[32:], VaultKeyID: "vault-1",
 		Trust: []discovery.TrustedProvider{

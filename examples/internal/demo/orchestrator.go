@@ -28,8 +28,9 @@ type User struct {
 	Name  string `json:"name,omitempty"`
 }
 
-// OrchestratorConfig configures an Orchestrator. Issuer, Key, KeyID,
-// User, PairwiseSecret and VaultKey are required; nil stores are in memory.
+// OrchestratorConfig configures an Orchestrator. Issuer, Key, User,
+// PairwiseSecret and VaultKey are required; an empty KeyID is the key's
+// RFC 7638 thumbprint; nil stores are in memory.
 // It is read once by NewOrchestrator.
 type OrchestratorConfig struct {
 	// Issuer is the orchestrator's public base URL: the iss of its
@@ -37,7 +38,8 @@ type OrchestratorConfig struct {
 	Issuer string
 	// Key signs attestations, consent receipts, revocation events,
 	// payment tokens and receipts (one key, one JWKS).
-	Key   ed25519.PrivateKey
+	Key ed25519.PrivateKey
+	// KeyID is the kid of Key; default its RFC 7638 thumbprint.
 	KeyID string
 	User  User
 	// PairwiseSecret derives per-provider subjects (at least 32 bytes).
@@ -89,8 +91,16 @@ type Orchestrator struct {
 
 // NewOrchestrator assembles an orchestrator from cfg.
 func NewOrchestrator(cfg OrchestratorConfig) (*Orchestrator, error) {
-	if cfg.Issuer == "" || cfg.Key == nil || cfg.KeyID == "" || cfg.User.ID == "" || cfg.User.Email == "" {
-		return nil, errors.New("demo: orchestrator: issuer, key, key id and user are required")
+	if cfg.Issuer == "" || cfg.Key == nil || cfg.User.ID == "" || cfg.User.Email == "" {
+		return nil, errors.New("demo: orchestrator: issuer, key and user are required")
+	}
+	if cfg.KeyID == "" {
+		// The RFC 7638 thumbprint: a re-created key never reuses a kid.
+		kid, err := authz.KeyThumbprint(cfg.Key)
+		if err != nil {
+			return nil, err
+		}
+		cfg.KeyID = kid
 	}
 	if len(cfg.PairwiseSecret) < 32 || len(cfg.VaultKey) != 32 {
 		return nil, errors.New("demo: orchestrator: pairwise secret (>= 32 bytes) and vault key (32 bytes) are required")

@@ -123,7 +123,7 @@ type Orchestrator struct {
 func newOrchestrator(mux *http.ServeMux, s OrchestratorSetup) (*Orchestrator, error) {
 	// One key signs attestations, consent receipts, revocation events and
 	// payment tokens; providers fetch it from the JWKS.
-	attester, err := authz.NewAttester(s.Issuer, authz.SigningKey{KeyID: "k1", Algorithm: jose.EdDSA, Key: s.Key}, nil)
+	attester, err := authz.NewAttester(s.Issuer, authz.SigningKey{Algorithm: jose.EdDSA, Key: s.Key}, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -135,7 +135,7 @@ func newOrchestrator(mux *http.ServeMux, s OrchestratorSetup) (*Orchestrator, er
 	if err != nil {
 		return nil, err
 	}
-	issuer, err := payment.NewIssuer(s.Issuer, payment.SigningKey{KeyID: "k1", Key: s.Key}, ledger,
+	issuer, err := payment.NewIssuer(s.Issuer, payment.SigningKey{Key: s.Key}, ledger,
 		&payment.IssuerOptions{Rail: s.Rail, Authenticate: payment.BearerAuthenticator(s.RedemptionKeys)})
 	if err != nil {
 		return nil, err
