@@ -18,9 +18,9 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/agentprov/agentprov/budget"
-	"github.com/agentprov/agentprov/internal/keyid"
 	"github.com/agentprov/agentprov/internal/clock"
 	"github.com/agentprov/agentprov/internal/jwstyp"
+	"github.com/agentprov/agentprov/internal/keyid"
 )
 
 // JOSE typ values of the documents this part of the package signs.
