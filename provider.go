@@ -110,7 +110,7 @@ func NewProvider(baseURL string, meta catalogschema.ProviderMetadata, cat *catal
 	if p.opts.Discovery != nil {
 		hopts = *p.opts.Discovery
 	}
-	if hopts.SigningKey != nil || hopts.Signer != nil {
+	if hopts.Key != nil || hopts.SigningKey != nil || hopts.Signer != nil {
 		meta.CatalogSigning = catalogschema.SigningJWS
 	}
 	hopts.BasePath = p.prefix

@@ -232,7 +232,7 @@ func TestNewAttesterValidates(t *testing.T) {
 	if _, err := authz.NewAttester("", k, nil); err == nil {
 		t.Fatal("empty issuer accepted")
 	}
-	if _, err := authz.NewAttester(idIssuer, authz.SigningKey{KeyID: "k", Algorithm: jose.HS256, Key: []byte("secret")}, nil); err == nil {
+	if _, err := authz.NewAttester(idIssuer, authz.SigningKey{KeyID: "k", Algorithm: jose.HS256, Key: k.Key}, nil); err == nil {
 		t.Fatal("HS256 key accepted")
 	}
 	if _, err := authz.NewAttester(idIssuer, authz.SigningKey{KeyID: "k", Algorithm: jose.ES256, Key: k.Key}, nil); err == nil {

@@ -6,15 +6,13 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
-	"encoding/asn1"
-	"errors"
 	"fmt"
-	"math/big"
 	"sync"
 
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/agentprov/agentprov/internal/keyid"
+	"github.com/agentprov/agentprov/internal/signkey"
 )
 
 // defaultAlgorithms is the verifiers' default JWS algorithm allow-list.
@@ -31,29 +29,18 @@ func DefaultAlgorithms() []jose.SignatureAlgorithm {
 	return append([]jose.SignatureAlgorithm(nil), defaultAlgorithms...)
 }
 
-// SigningKey is an orchestrator signing key. Key is an ed25519.PrivateKey,
-// an *ecdsa.PrivateKey, or any crypto.Signer whose public key is Ed25519 or
-// ECDSA — a key held in a KMS or HSM, whose private half never enters the
-// process. Algorithm is EdDSA, ES256 or ES384 and must fit the key. KeyID is
-// the "kid" published in the JWKS and put in every token's header; leave it
-// empty to use the key's RFC 7638 thumbprint (KeyThumbprint), which is
-// RECOMMENDED: a re-created key then never reuses an old kid.
+// SigningKey is a private signing key, the same type as payment.SigningKey
+// and discovery.SigningKey: make one and hand it to every role that signs.
+// Key is an ed25519.PrivateKey, an *ecdsa.PrivateKey, or any crypto.Signer
+// whose public key is Ed25519 or ECDSA — a key held in a KMS or HSM, whose
+// private half never enters the process. Algorithm is EdDSA, ES256 or
+// ES384; empty means the one the key implies. KeyID is the "kid" published
+// in the JWKS and put in every token's header; leave it empty to use the
+// key's RFC 7638 thumbprint (KeyThumbprint), which is RECOMMENDED: a
+// re-created key then never reuses an old kid.
 //
-// A SigningKey's String and Format never print key material.
-type SigningKey struct {
-	KeyID     string
-	Algorithm jose.SignatureAlgorithm
-	Key       any
-}
-
-// String describes the key without its material.
-func (k SigningKey) String() string {
-	return fmt.Sprintf("SigningKey{kid=%q alg=%s}", k.KeyID, k.Algorithm)
-}
-
-// Format prints the same as String for every verb, so %#v and %+v cannot leak
-// private key bytes either.
-func (k SigningKey) Format(f fmt.State, verb rune) { fmt.Fprint(f, k.String()) }
+// A SigningKey's String, GoString and Format never print key material.
+type SigningKey = signkey.Key
 
 // KeyThumbprint returns the RFC 7638 SHA-256 JWK thumbprint of key
 // (base64url, no padding): the kid a SigningKey with an empty KeyID gets.
@@ -64,7 +51,7 @@ func KeyThumbprint(key any) (string, error) { return keyid.Thumbprint(key) }
 // the given key id ("" for the key's thumbprint). It is meant for tests, examples and bootstrapping;
 // production keys usually live in a KMS.
 func GenerateSigningKey(kid string, alg jose.SignatureAlgorithm) (SigningKey, error) {
-	var key any
+	var key crypto.Signer
 	var err error
 	switch alg {
 	case jose.EdDSA:
@@ -99,38 +86,12 @@ type preparedKey struct {
 }
 
 func prepareKey(k SigningKey) (*preparedKey, error) {
-	if k.KeyID == "" {
-		kid, err := keyid.Thumbprint(k.Key)
-		if err != nil {
-			return nil, fmt.Errorf("authz: signing key: no KeyID, and none derivable: %w", err)
-		}
-		k.KeyID = kid
+	k, err := k.Resolve(nil)
+	if err != nil {
+		return nil, fmt.Errorf("authz: %w", err)
 	}
-	if !supportedAlgorithms[k.Algorithm] {
-		return nil, fmt.Errorf("authz: signing key %q: unsupported algorithm %q (want EdDSA, ES256 or ES384)", k.KeyID, k.Algorithm)
-	}
-	var pub crypto.PublicKey
-	signing := k.Key
-	switch key := k.Key.(type) {
-	case ed25519.PrivateKey:
-		if len(key) != ed25519.PrivateKeySize {
-			return nil, fmt.Errorf("authz: signing key %q: bad Ed25519 key length", k.KeyID)
-		}
-		pub = key.Public()
-	case *ecdsa.PrivateKey:
-		pub = key.Public()
-	case crypto.Signer:
-		pub = key.Public()
-		op, err := newOpaqueSigner(k.KeyID, k.Algorithm, key)
-		if err != nil {
-			return nil, err
-		}
-		signing = op
-	case nil:
-		return nil, fmt.Errorf("authz: signing key %q: Key is nil", k.KeyID)
-	default:
-		return nil, fmt.Errorf("authz: signing key %q: unsupported key type %T", k.KeyID, k.Key)
-	}
+	pub := k.Key.Public()
+	signing := k.SigningValue()
 	if err := checkKeyFitsAlg(pub, k.Algorithm); err != nil {
 		return nil, fmt.Errorf("authz: signing key %q: %w", k.KeyID, err)
 	}
@@ -171,64 +132,3 @@ func (p *preparedKey) signer(typ string) (jose.Signer, error) {
 	return actual.(jose.Signer), nil
 }
 
-// opaqueSigner adapts a crypto.Signer (KMS, HSM) to go-jose's OpaqueSigner.
-// JWS ECDSA signatures are the fixed-width r||s concatenation, while
-// crypto.Signer returns ASN.1 DER, so the adapter converts.
-type opaqueSigner struct {
-	kid    string
-	alg    jose.SignatureAlgorithm
-	signer crypto.Signer
-	public *jose.JSONWebKey
-}
-
-func newOpaqueSigner(kid string, alg jose.SignatureAlgorithm, s crypto.Signer) (*opaqueSigner, error) {
-	pub := s.Public()
-	if err := checkKeyFitsAlg(pub, alg); err != nil {
-		return nil, fmt.Errorf("authz: signing key %q: %w", kid, err)
-	}
-	return &opaqueSigner{kid: kid, alg: alg, signer: s, public: &jose.JSONWebKey{Key: pub, KeyID: kid, Algorithm: string(alg), Use: "sig"}}, nil
-}
-
-func (o *opaqueSigner) Public() *jose.JSONWebKey { return o.public }
-
-func (o *opaqueSigner) Algs() []jose.SignatureAlgorithm { return []jose.SignatureAlgorithm{o.alg} }
-
-func (o *opaqueSigner) SignPayload(payload []byte, alg jose.SignatureAlgorithm) ([]byte, error) {
-	if alg != o.alg {
-		return nil, fmt.Errorf("authz: key %q signs %s, not %s", o.kid, o.alg, alg)
-	}
-	switch alg {
-	case jose.EdDSA:
-		// Ed25519 signs the message itself (no pre-hash): crypto.Hash(0).
-		return o.signer.Sign(rand.Reader, payload, crypto.Hash(0))
-	case jose.ES256, jose.ES384:
-		h, size := crypto.SHA256, 32
-		if alg == jose.ES384 {
-			h, size = crypto.SHA384, 48
-		}
-		hh := h.New()
-		hh.Write(payload)
-		der, err := o.signer.Sign(rand.Reader, hh.Sum(nil), h)
-		if err != nil {
-			return nil, err
-		}
-		return derToFixed(der, size)
-	}
-	return nil, fmt.Errorf("authz: unsupported algorithm %s", alg)
-}
-
-// derToFixed converts an ASN.1 DER ECDSA signature to r||s, each padded to size.
-func derToFixed(der []byte, size int) ([]byte, error) {
-	var sig struct{ R, S *big.Int }
-	rest, err := asn1.Unmarshal(der, &sig)
-	if err != nil || len(rest) != 0 || sig.R == nil || sig.S == nil || sig.R.Sign() <= 0 || sig.S.Sign() <= 0 {
-		return nil, errors.New("authz: malformed ECDSA DER signature")
-	}
-	if sig.R.BitLen() > size*8 || sig.S.BitLen() > size*8 {
-		return nil, errors.New("authz: ECDSA signature component too large")
-	}
-	out := make([]byte, 2*size)
-	sig.R.FillBytes(out[:size])
-	sig.S.FillBytes(out[size:])
-	return out, nil
-}

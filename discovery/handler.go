@@ -23,6 +23,7 @@ import (
 
 	"github.com/agentprov/agentprov/catalogschema"
 	"github.com/agentprov/agentprov/internal/problem"
+	"github.com/agentprov/agentprov/internal/signkey"
 )
 
 // Well-known paths and media types of the discovery documents.
@@ -40,6 +41,12 @@ const (
 	VersionHeader = "Agent-Provisioning-Version"
 )
 
+// SigningKey is the library's one signing-key type, the same as
+// authz.SigningKey and payment.SigningKey: a crypto.Signer (Ed25519 or
+// ECDSA, in memory or in a KMS) with its kid (empty: the RFC 7638
+// thumbprint) and algorithm (empty: the one the key implies).
+type SigningKey = signkey.Key
+
 // DefaultMaxAge is the Cache-Control max-age the Handler sends when
 // HandlerOptions.MaxAge is zero.
 const DefaultMaxAge = 5 * time.Minute
@@ -47,6 +54,12 @@ const DefaultMaxAge = 5 * time.Minute
 // HandlerOptions configures a Handler. The zero value (or nil) serves an
 // unsigned catalog with max-age of DefaultMaxAge.
 type HandlerOptions struct {
+	// Key signs the catalog: the library's one key type (the same as
+	// authz.SigningKey and payment.SigningKey), EdDSA or ES256; an empty
+	// KeyID is the key's RFC 7638 thumbprint. It is the preferred form;
+	// SigningKey, Signer and KeyID below remain for existing callers and
+	// are mutually exclusive with it.
+	Key *SigningKey
 	// SigningKey signs the catalog. Algorithm must be EdDSA or ES256; Key is
 	// an ed25519.PrivateKey, *ecdsa.PrivateKey, jose.JSONWebKey or
 	// jose.OpaqueSigner. Mutually exclusive with Signer.
@@ -180,14 +193,25 @@ func NewHandler(meta *catalogschema.ProviderMetadata, cat *catalogschema.Catalog
 }
 
 // setupSigner builds the jose.Signer and returns the public keys to publish.
-func (h *Handler) setupSigner(opts *HandlerOptions) ([]jose.JSONWebKey, error) {
+func (h *Handler) setupSigner(in *HandlerOptions) ([]jose.JSONWebKey, error) {
 	var keys []jose.JSONWebKey
+	opts := *in
 	if opts.SigningKey != nil && opts.Signer != nil {
 		return nil, errors.New("discovery: handler: SigningKey and Signer are mutually exclusive")
+	}
+	if opts.Key != nil && (opts.SigningKey != nil || opts.Signer != nil || opts.KeyID != "") {
+		return nil, errors.New("discovery: handler: Key is mutually exclusive with SigningKey, Signer and KeyID")
 	}
 	var sk jose.SigningKey
 	var pub crypto.PublicKey
 	switch {
+	case opts.Key != nil:
+		k, err := opts.Key.Resolve([]jose.SignatureAlgorithm{jose.EdDSA, jose.ES256})
+		if err != nil {
+			return nil, fmt.Errorf("discovery: handler: %w", err)
+		}
+		sk = jose.SigningKey{Algorithm: k.Algorithm, Key: k.SigningValue()}
+		pub, opts.KeyID = k.Key.Public(), k.KeyID
 	case opts.SigningKey != nil:
 		sk = *opts.SigningKey
 		switch k := sk.Key.(type) {

@@ -97,11 +97,8 @@ func NewIssuer(issuer string, key SigningKey, holds Holds, opts *IssuerOptions) 
 	if issuer == "" {
 		return nil, errors.New("payment: issuer: issuer name is required")
 	}
-	key, err := key.withKeyID()
+	key, err := resolveKey(key)
 	if err != nil {
-		return nil, err
-	}
-	if err := key.check(); err != nil {
 		return nil, err
 	}
 	if holds == nil {
@@ -146,10 +143,10 @@ func NewIssuer(issuer string, key SigningKey, holds Holds, opts *IssuerOptions) 
 	if i.defaultTTL > i.maxTTL {
 		return nil, errors.New("payment: issuer: DefaultTTL exceeds MaxTTL")
 	}
-	if i.tokenSig, err = key.signer(TokenType); err != nil {
+	if i.tokenSig, err = signerFor(key, TokenType); err != nil {
 		return nil, err
 	}
-	if i.rcptSig, err = key.signer(ReceiptType); err != nil {
+	if i.rcptSig, err = signerFor(key, ReceiptType); err != nil {
 		return nil, err
 	}
 	return i, nil

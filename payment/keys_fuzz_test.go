@@ -24,7 +24,7 @@ func (m mapResolver) Key(_ context.Context, kid string) (*jose.JSONWebKey, error
 // nothing may panic, errors are typed, and only tokens the static verifier
 // also accepts get through.
 func FuzzResolvingVerify(f *testing.F) {
-	signer, err := testKey().signer(TokenType)
+	signer, err := signerFor(testKey(), TokenType)
 	if err != nil {
 		f.Fatal(err)
 	}

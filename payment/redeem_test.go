@@ -89,7 +89,7 @@ func TestTokenRejections(t *testing.T) {
 
 	t.Run("wrong typ", func(t *testing.T) {
 		// An attestation-typed JWS with the same key and claims.
-		s, err := testKey().signer("agentprov-attestation+jwt")
+		s, err := signerFor(testKey(), "agentprov-attestation+jwt")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -103,7 +103,7 @@ func TestTokenRejections(t *testing.T) {
 	})
 	t.Run("foreign key", func(t *testing.T) {
 		other := SigningKey{KeyID: "orch-2026", Key: ed25519.NewKeyFromSeed(make([]byte, 32))}
-		s, _ := other.signer(TokenType)
+		s, _ := signerFor(other, TokenType)
 		tok, _ := signJWT(s, m.Claims.wire())
 		_, err := w.iss.Redeem(ctx, "cloudflare", tok, budget.USD(1))
 		wantCode(t, err, ErrTokenInvalid)

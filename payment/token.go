@@ -3,10 +3,7 @@ package payment
 import (
 	"bytes"
 	"context"
-	"crypto"
-	"crypto/ecdsa"
 	"crypto/ed25519"
-	"crypto/elliptic"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -21,6 +18,7 @@ import (
 	"github.com/agentprov/agentprov/internal/clock"
 	"github.com/agentprov/agentprov/internal/jwstyp"
 	"github.com/agentprov/agentprov/internal/keyid"
+	"github.com/agentprov/agentprov/internal/signkey"
 )
 
 // JOSE typ values of the documents this part of the package signs.
@@ -42,69 +40,24 @@ const DefaultLeeway = 30 * time.Second
 // allowedAlgs is the JOSE algorithm allow-list: asymmetric only.
 var allowedAlgs = []jose.SignatureAlgorithm{jose.EdDSA, jose.ES256}
 
-// SigningKey is a private key that signs tokens and receipts: an
-// ed25519.PrivateKey (alg EdDSA) or an *ecdsa.PrivateKey on P-256 (alg
-// ES256). KeyID is published as "kid" in the JWKS and in every JWS header;
-// an Issuer given an empty KeyID uses the key's RFC 7638 thumbprint
+// SigningKey is a private key that signs tokens and receipts, the same type
+// as authz.SigningKey: one key made once serves every role. Payment tokens
+// and receipts are signed with EdDSA (an ed25519.PrivateKey) or ES256 (an
+// *ecdsa.PrivateKey on P-256, or a crypto.Signer holding one in a KMS).
+// KeyID is published as "kid" in the JWKS and in every JWS header; an
+// Issuer given an empty KeyID uses the key's RFC 7638 thumbprint
 // (KeyThumbprint), which is RECOMMENDED: a re-created key then never
-// reuses an old kid.
-// Its String and Format never print key material. A SigningKey is a value;
-// share it freely between goroutines.
-type SigningKey struct {
-	KeyID string
-	Key   crypto.Signer
-}
+// reuses an old kid. Its String and Format never print key material.
+type SigningKey = signkey.Key
 
-// String redacts the key material.
-func (k SigningKey) String() string {
-	return fmt.Sprintf("SigningKey{KeyID: %q, Key: [redacted]}", k.KeyID)
-}
-
-// GoString redacts the key material for %#v.
-func (k SigningKey) GoString() string { return k.String() }
-
-// Format redacts the key material for every verb.
-func (k SigningKey) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(k.String())) }
-
-func (k SigningKey) algorithm() (jose.SignatureAlgorithm, error) {
-	switch key := k.Key.(type) {
-	case ed25519.PrivateKey:
-		if len(key) != ed25519.PrivateKeySize {
-			return "", errors.New("payment: signing key: bad Ed25519 key length")
-		}
-		return jose.EdDSA, nil
-	case *ecdsa.PrivateKey:
-		if key == nil || key.Curve != elliptic.P256() {
-			return "", errors.New("payment: signing key: ECDSA key must be on P-256")
-		}
-		return jose.ES256, nil
-	}
-	return "", fmt.Errorf("payment: signing key: unsupported key type %T (want ed25519.PrivateKey or *ecdsa.PrivateKey)", k.Key)
-}
-
-func (k SigningKey) check() error {
-	if k.KeyID == "" {
-		return errors.New("payment: signing key: KeyID is required")
-	}
-	_, err := k.algorithm()
-	return err
-}
-
-// withKeyID returns k with an empty KeyID replaced by the key's RFC 7638
-// thumbprint.
-func (k SigningKey) withKeyID() (SigningKey, error) {
-	if k.KeyID != "" {
-		return k, nil
-	}
-	if k.Key == nil {
-		return k, errors.New("payment: signing key: Key is nil")
-	}
-	kid, err := keyid.Thumbprint(k.Key)
+// resolveKey fills k's kid and algorithm and checks that payment may sign
+// with it.
+func resolveKey(k SigningKey) (SigningKey, error) {
+	r, err := k.Resolve(allowedAlgs)
 	if err != nil {
-		return k, fmt.Errorf("payment: signing key: no KeyID, and none derivable: %w", err)
+		return k, fmt.Errorf("payment: %w", err)
 	}
-	k.KeyID = kid
-	return k, nil
+	return r, nil
 }
 
 // KeyThumbprint returns the RFC 7638 SHA-256 JWK thumbprint of key
@@ -113,24 +66,15 @@ func (k SigningKey) withKeyID() (SigningKey, error) {
 // crypto.Signer.
 func KeyThumbprint(key any) (string, error) { return keyid.Thumbprint(key) }
 
-// PublicJWK returns the public half of k as a JWK with kid, alg and use=sig.
-func (k SigningKey) PublicJWK() (jose.JSONWebKey, error) {
-	alg, err := k.algorithm()
-	if err != nil {
-		return jose.JSONWebKey{}, err
-	}
-	return jose.JSONWebKey{Key: k.Key.Public(), KeyID: k.KeyID, Algorithm: string(alg), Use: "sig"}, nil
-}
-
-// signer builds a go-jose signer for typ. Signers are cheap; one is built
-// per Issuer and typ.
-func (k SigningKey) signer(typ string) (jose.Signer, error) {
-	alg, err := k.algorithm()
+// signerFor builds a go-jose signer for typ with a resolved key. Signers
+// are cheap; one is built per Issuer and typ.
+func signerFor(k SigningKey, typ string) (jose.Signer, error) {
+	k, err := resolveKey(k)
 	if err != nil {
 		return nil, err
 	}
-	opts := (&jose.SignerOptions{}).WithType(jose.ContentType(typ))
-	return jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: jose.JSONWebKey{Key: k.Key, KeyID: k.KeyID}}, opts)
+	opts := (&jose.SignerOptions{}).WithType(jose.ContentType(typ)).WithHeader(jose.HeaderKey("kid"), k.KeyID)
+	return jose.NewSigner(jose.SigningKey{Algorithm: k.Algorithm, Key: k.SigningValue()}, opts)
 }
 
 // TokenClaims are the claims of a payment token (§5.1). Subject and Project

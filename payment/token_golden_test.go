@@ -51,7 +51,7 @@ func goldenReceipt() Receipt {
 func checkVector(t *testing.T, file, typ, comment string, claims any) []byte {
 	t.Helper()
 	k := testKey()
-	s, err := k.signer(typ)
+	s, err := signerFor(k, typ)
 	if err != nil {
 		t.Fatal(err)
 	}

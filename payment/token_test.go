@@ -130,7 +130,7 @@ func mustP384(t *testing.T) *ecdsa.PrivateKey {
 
 func TestSigningKeyRedacted(t *testing.T) {
 	k := testKey()
-	want := `SigningKey{KeyID: "orch-2026", Key: [redacted]}`
+	want := `SigningKey{kid="orch-2026" alg=EdDSA key=[redacted]}`
 	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x"} {
 		if got := fmt.Sprintf(verb, k); got != want {
 			t.Errorf("%s printed %s", verb, got)
