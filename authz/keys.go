@@ -131,4 +131,3 @@ func (p *preparedKey) signer(typ string) (jose.Signer, error) {
 	actual, _ := p.signers.LoadOrStore(typ, s)
 	return actual.(jose.Signer), nil
 }
-
