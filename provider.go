@@ -1,6 +1,7 @@
 package agentprov
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"net/url"
@@ -32,12 +33,22 @@ type ProviderOptions struct {
 	// announces the agentprov payment method with the base URL as
 	// payment_endpoint, unless they are set already.
 	Paywall *payment.Paywall
-	// DevicePage is the page an account holder opens to approve linking an
-	// existing account (the device flow's verification URI): it signs the
-	// user in, shows what is asked, and calls Provisioner.ApproveDevice.
-	// It is served at PathDevicePage. The library's own page belongs to
-	// authz; until then, supply your own or leave it nil and serve the
-	// page elsewhere (ProvisionerOptions sets its URL).
+	// SignedIn tells who is signed in to the provider's own site. When
+	// set and DevicePage is nil, the Provider serves the library's
+	// consent page (authz.DevicePage) at PathDevicePage: the account
+	// holder enters the user code, sees the orchestrator, the service as
+	// the catalog describes it (title, description, price) and the
+	// scopes, and approves or denies. This is what a Linker on the
+	// orchestrator side waits for.
+	SignedIn authz.SignedInFunc
+	// SignInURL is where the consent page sends a person who is not
+	// signed in (see authz.DevicePageOptions.SignInURL).
+	SignInURL string
+	// DevicePage replaces the library's consent page with the service's
+	// own handler, served at PathDevicePage: it signs the user in, shows
+	// what is asked, and calls Provisioner.ApproveDevice. Leave both it
+	// and SignedIn nil to serve the page elsewhere (ProvisionerOptions
+	// sets its URL).
 	DevicePage http.Handler
 }
 
@@ -115,6 +126,14 @@ func NewProvider(baseURL string, meta catalogschema.ProviderMetadata, cat *catal
 	}
 	hopts.BasePath = p.prefix
 	p.meta = &meta
+	if p.opts.DevicePage == nil && p.opts.SignedIn != nil {
+		page, err := authz.NewDevicePage(prov, p.opts.SignedIn, &authz.DevicePageOptions{
+			ProviderName: meta.Name, SignInURL: p.opts.SignInURL, Service: catalogService(cat)})
+		if err != nil {
+			return nil, err
+		}
+		p.opts.DevicePage = page
+	}
 	if p.disc, err = discovery.NewHandler(p.meta, cat, &hopts); err != nil {
 		return nil, err
 	}
@@ -190,4 +209,30 @@ func mustPath(raw string) string {
 		return "/"
 	}
 	return u.EscapedPath()
+}
+
+// catalogService describes a service ref for the consent page from the
+// catalog: its description as title text and its first price in major
+// units with the currency ("12.99 USD one_time").
+func catalogService(cat *catalogschema.Catalog) func(ctx context.Context, ref string) (authz.DeviceService, bool) {
+	return func(_ context.Context, ref string) (authz.DeviceService, bool) {
+		r, err := catalogschema.ParseRef(ref)
+		if err != nil || r.Provider != cat.ProviderID {
+			return authz.DeviceService{}, false
+		}
+		for _, s := range cat.Services {
+			if s == nil || s.ServiceID != r.Service {
+				continue
+			}
+			d := authz.DeviceService{Title: s.ServiceID, Description: s.Description}
+			if s.Pricing.Type == catalogschema.PricingFree {
+				d.Price = "free"
+			} else if len(s.Prices) > 0 {
+				pr := s.Prices[0]
+				d.Price = budget.Money{Amount: pr.Amount, Currency: pr.Currency}.String() + " " + strings.ReplaceAll(string(pr.Basis), "_", "-")
+			}
+			return d, true
+		}
+		return authz.DeviceService{}, false
+	}
 }
