@@ -181,7 +181,12 @@ func NewOrchestrator(cfg OrchestratorConfig) (*Orchestrator, error) {
 // providers verify attestations and payment tokens with, and the
 // redemption endpoint they redeem payment tokens at.
 func (o *Orchestrator) Mount(mux *http.ServeMux) {
-	mux.Handle("GET "+JWKSPath, o.Attester.JWKSHandler())
+	// One JWKS for both roles that sign: attestations and payment tokens.
+	jwks, err := authz.NewJWKSHandler([]authz.KeySource{o.Attester, o.Issuer}, &authz.JWKSHandlerOptions{Logger: o.log})
+	if err != nil {
+		panic(err) // two non-nil sources: cannot fail
+	}
+	mux.Handle("GET "+JWKSPath, jwks)
 	mux.Handle(RedemptionPath, o.Issuer.RedemptionHandler())
 	mux.Handle(RedemptionPath+"/", o.Issuer.RedemptionHandler())
 }
