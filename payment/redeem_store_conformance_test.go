@@ -25,3 +25,9 @@ func TestMemoryChallengeStoreConformance(t *testing.T) {
 		return &paymenttest.ChallengeHarness{Store: payment.NewMemoryChallengeStore(nil)}, nil
 	})
 }
+
+func TestMemorySessionStoreConformance(t *testing.T) {
+	paymenttest.RunSessionStore(t, func(context.Context, *testing.T) (*paymenttest.SessionHarness, error) {
+		return &paymenttest.SessionHarness{Store: payment.NewMemorySessionStore()}, nil
+	})
+}

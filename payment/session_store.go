@@ -78,9 +78,14 @@ type SessionRecord struct {
 //     settled is returned as is. ErrConflict when calls are in flight.
 //   - Settle moves a closing record to settled with the redeemed amount
 //     and reference; settling a settled record is a no-op.
-//   - Due returns up to limit records that are closing, or open with
-//     LastUsed at or before idleBefore, or open with Deadline at or before
-//     now, or open with Consumed = Max.
+//   - Due returns, in id order, up to limit (0: no limit) records that
+//     are closing, or open with LastUsed at or before idleBefore, or open
+//     with Deadline at or before now, or open with Consumed = Max
+//     (SessionRecord.IsDue).
+//
+// The transitions are the SessionRecord Apply methods; a store runs one
+// inside its atomic step. paymenttest.RunSessionStore is the conformance
+// suite.
 //
 // Other failures should wrap ErrStore.
 type SessionStore interface {
@@ -139,6 +144,94 @@ func (r *SessionRecord) shiftSeen(n uint64) {
 	}
 }
 
+// The Apply methods below are the SessionStore contract's transitions as
+// plain functions of a record: a store runs exactly one of them inside its
+// atomic step (under a lock, or between a read and a compare-and-set on
+// Version), so every store enforces the same rules. Each increments
+// Version iff it changes the record, and changes nothing when it returns
+// an error.
+
+// ApplyConsume accepts call seq for amount at now (see SessionStore's
+// Consume) or returns ErrSessionClosed, ErrSessionExhausted or
+// ErrSessionReplay with r unchanged.
+func (r *SessionRecord) ApplyConsume(seq uint64, amount int64, now time.Time) error {
+	if r.State != SessionOpen || !now.Before(r.Deadline) {
+		return ErrSessionClosed
+	}
+	if amount <= 0 || r.Consumed+amount > r.Max.Amount {
+		return ErrSessionExhausted
+	}
+	// AcceptSeq changes the record only when it accepts.
+	if !r.AcceptSeq(seq) {
+		return ErrSessionReplay
+	}
+	r.Consumed += amount
+	r.Calls++
+	r.InFlight++
+	r.LastUsed = now
+	r.Version++
+	return nil
+}
+
+// ApplyFinish ends one call that ApplyConsume accepted; with refund, and
+// only while r is open, it also takes amount back off Consumed and Calls.
+func (r *SessionRecord) ApplyFinish(amount int64, refund bool) {
+	changed := false
+	if r.InFlight > 0 {
+		r.InFlight--
+		changed = true
+	}
+	if refund && r.State == SessionOpen && r.Calls > 0 && r.Consumed >= amount {
+		r.Consumed -= amount
+		r.Calls--
+		changed = true
+	}
+	if changed {
+		r.Version++
+	}
+}
+
+// ApplyClose moves an open r to closing unless calls are in flight before
+// the deadline (ErrConflict). A closing or settled r is left as it is.
+func (r *SessionRecord) ApplyClose(now time.Time) error {
+	if r.State != SessionOpen {
+		return nil
+	}
+	if r.InFlight > 0 && now.Before(r.Deadline) {
+		return ErrConflict
+	}
+	r.State = SessionClosing
+	r.Version++
+	return nil
+}
+
+// ApplySettle moves a closing r to settled with the redeemed amount and
+// reference and reports whether it changed r; settling a settled r is a
+// no-op, settling an open one is ErrConflict.
+func (r *SessionRecord) ApplySettle(amount int64, reference string) (bool, error) {
+	switch r.State {
+	case SessionSettled:
+		return false, nil
+	case SessionClosing:
+		r.State, r.Settled, r.Reference = SessionSettled, amount, reference
+		r.Version++
+		return true, nil
+	}
+	return false, ErrConflict
+}
+
+// IsDue reports whether Due returns r: it is closing, or open and idle
+// since idleBefore, past its deadline, or used up.
+func (r *SessionRecord) IsDue(now, idleBefore time.Time) bool {
+	switch r.State {
+	case SessionClosing:
+		return true
+	case SessionOpen:
+		return !r.LastUsed.After(idleBefore) || !r.Deadline.After(now) || r.Consumed >= r.Max.Amount
+	}
+	return false
+}
+
 // MemorySessionStore is an in-process SessionStore. It is safe for
 // concurrent use; its contents die with the process (a provider that
 // restarts then cannot redeem what it served in the sessions it forgot:
@@ -189,21 +282,9 @@ func (s *MemorySessionStore) Consume(_ context.Context, id string, seq uint64, a
 	if !ok {
 		return SessionRecord{}, ErrSessionUnknown
 	}
-	if r.State != SessionOpen || !now.Before(r.Deadline) {
-		return SessionRecord{}, ErrSessionClosed
+	if err := r.ApplyConsume(seq, amount, now); err != nil {
+		return SessionRecord{}, err
 	}
-	if amount <= 0 || r.Consumed+amount > r.Max.Amount {
-		return SessionRecord{}, ErrSessionExhausted
-	}
-	// AcceptSeq changes the record only when it accepts.
-	if !r.AcceptSeq(seq) {
-		return SessionRecord{}, ErrSessionReplay
-	}
-	r.Consumed += amount
-	r.Calls++
-	r.InFlight++
-	r.LastUsed = now
-	r.Version++
 	return *r, nil
 }
 
@@ -215,14 +296,7 @@ func (s *MemorySessionStore) Finish(_ context.Context, id string, amount int64, 
 	if !ok {
 		return ErrSessionUnknown
 	}
-	if r.InFlight > 0 {
-		r.InFlight--
-	}
-	if refund && r.State == SessionOpen {
-		r.Consumed -= amount
-		r.Calls--
-	}
-	r.Version++
+	r.ApplyFinish(amount, refund)
 	return nil
 }
 
@@ -234,14 +308,8 @@ func (s *MemorySessionStore) Close(_ context.Context, id string, now time.Time) 
 	if !ok {
 		return SessionRecord{}, ErrSessionUnknown
 	}
-	if r.State == SessionOpen {
-		if r.InFlight > 0 && now.Before(r.Deadline) {
-			return *r, ErrConflict
-		}
-		r.State = SessionClosing
-		r.Version++
-	}
-	return *r, nil
+	err := r.ApplyClose(now)
+	return *r, err
 }
 
 // Settle implements SessionStore.
@@ -252,15 +320,8 @@ func (s *MemorySessionStore) Settle(_ context.Context, id string, amount int64, 
 	if !ok {
 		return ErrSessionUnknown
 	}
-	switch r.State {
-	case SessionSettled:
-		return nil
-	case SessionClosing:
-		r.State, r.Settled, r.Reference = SessionSettled, amount, reference
-		r.Version++
-		return nil
-	}
-	return ErrConflict
+	_, err := r.ApplySettle(amount, reference)
+	return err
 }
 
 // Due implements SessionStore.
@@ -268,9 +329,7 @@ func (s *MemorySessionStore) Due(_ context.Context, now, idleBefore time.Time, l
 	s.mu.Lock()
 	var out []SessionRecord
 	for _, r := range s.recs {
-		switch {
-		case r.State == SessionClosing,
-			r.State == SessionOpen && (!r.LastUsed.After(idleBefore) || !r.Deadline.After(now) || r.Consumed >= r.Max.Amount):
+		if r.IsDue(now, idleBefore) {
 			out = append(out, *r)
 		}
 	}

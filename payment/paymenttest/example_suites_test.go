@@ -51,3 +51,15 @@ func ExampleRunChallengeStore() {
 	fmt.Println(h.Store != nil, err)
 	// Output: true <nil>
 }
+
+func ExampleRunSessionStore() {
+	mk := func(ctx context.Context, t *testing.T) (*paymenttest.SessionHarness, error) {
+		return &paymenttest.SessionHarness{Store: payment.NewMemorySessionStore()}, nil
+	}
+	testSessionStore := func(t *testing.T) { paymenttest.RunSessionStore(t, mk) }
+	_ = testSessionStore
+
+	h, err := mk(context.Background(), nil)
+	fmt.Println(h.Store != nil, err)
+	// Output: true <nil>
+}
