@@ -29,8 +29,10 @@ type SessionOptions struct {
 	// orchestrator (given at registration, like the redemption credential):
 	// session keys are derived from it (SessionKey). At least 32 bytes.
 	Secret []byte
-	// Store keeps the sessions; default a MemorySessionStore. Several
-	// instances of a provider need a shared store.
+	// Store keeps the sessions; default a MemorySessionStore, which
+	// forgets them (and so what they consumed) on a restart. A provider
+	// that restarts, or runs several instances, needs a durable shared
+	// store such as payment/sqlstore.SessionStore.
 	Store SessionStore
 	// SettleWindow is how long before its token expires a session stops
 	// serving calls, leaving that long for its redemption (default 1 minute).

@@ -236,7 +236,7 @@ func (r *SessionRecord) IsDue(now, idleBefore time.Time) bool {
 // concurrent use; its contents die with the process (a provider that
 // restarts then cannot redeem what it served in the sessions it forgot:
 // the loss is the provider's, never the payer's). Production providers
-// want a durable store shared by their instances.
+// want a durable store shared by their instances: sqlstore.SessionStore.
 type MemorySessionStore struct {
 	mu   sync.Mutex
 	recs map[string]*SessionRecord

@@ -1,11 +1,12 @@
 // Package sqlstore keeps payment redemption records and idempotency
-// records (orchestrator side) and 402 challenge records (provider side) in
-// SQLite or PostgreSQL through database/sql. A *Store is both a
-// payment.RedemptionStore and a payment.IdempotencyStore; a
-// *ChallengeStore is a payment.ChallengeStore. Every operation
-// is a single atomic statement (INSERT … ON CONFLICT for put-if-absent,
-// UPDATE … WHERE version = … for compare-and-set), so any number of
-// processes may share one PostgreSQL database.
+// records (orchestrator side) and 402 challenge records and metered
+// sessions (provider side) in SQLite or PostgreSQL through database/sql. A
+// *Store is both a payment.RedemptionStore and a payment.IdempotencyStore;
+// a *ChallengeStore is a payment.ChallengeStore; a *SessionStore is a
+// payment.SessionStore. Every operation is atomic (INSERT … ON CONFLICT
+// for put-if-absent, UPDATE … WHERE version = … for compare-and-set, and
+// for sessions on PostgreSQL a row lock held from read to write), so any
+// number of processes may share one database.
 //
 // The caller brings the driver (modernc.org/sqlite as "sqlite",
 // github.com/jackc/pgx/v5/stdlib as "pgx"); this package imports none.
@@ -14,7 +15,9 @@
 //
 // Orchestrator side: Store, under the Issuer's redemptions and the
 // Idempotent middleware. Provider side: ChallengeStore, under a Paywall run
-// by several instances (payment.PaywallOptions.Store).
+// by several instances (payment.PaywallOptions.Store), and SessionStore,
+// under its metered sessions (payment.SessionOptions.Store), which keeps
+// what every session consumed across restarts so it is always redeemed.
 //
 // # Stores
 //

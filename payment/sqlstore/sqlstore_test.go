@@ -110,3 +110,31 @@ func TestChallengePurge(t *testing.T) {
 
 func TestSQLiteConformance(t *testing.T)   { run(t, sqliteStore) }
 func TestPostgresConformance(t *testing.T) { run(t, postgresStore) }
+
+// sessionHarness opens a SessionStore on db; Reopen opens a second one (a
+// second provider instance, or the same one after a restart) over the same
+// database.
+func sessionHarness(t *testing.T, db func() *sql.DB, dialect sqlstore.Dialect) *paymenttest.SessionHarness {
+	open := func(ctx context.Context) (payment.SessionStore, error) {
+		return sqlstore.NewSessionStore(ctx, db(), dialect, &sqlstore.Options{TablePrefix: "prov_"})
+	}
+	s, err := open(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &paymenttest.SessionHarness{Store: s, Reopen: open}
+}
+
+func TestSQLiteSessionConformance(t *testing.T) {
+	paymenttest.RunSessionStore(t, func(ctx context.Context, t *testing.T) (*paymenttest.SessionHarness, error) {
+		path := sqltest.SQLitePath(t)
+		return sessionHarness(t, func() *sql.DB { return sqltest.SQLite(t, path) }, sqlstore.SQLite), nil
+	})
+}
+
+func TestPostgresSessionConformance(t *testing.T) {
+	paymenttest.RunSessionStore(t, func(ctx context.Context, t *testing.T) (*paymenttest.SessionHarness, error) {
+		dsn := sqltest.PostgresSchema(t)
+		return sessionHarness(t, func() *sql.DB { return sqltest.OpenPostgres(t, dsn) }, sqlstore.Postgres), nil
+	})
+}
