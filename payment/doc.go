@@ -132,7 +132,10 @@
 // call carries an HMAC authorization under a session key the provider
 // derives from a secret shared with the orchestrator (SessionKey), and the
 // provider checks it locally and consumes the call atomically in its
-// SessionStore (MemorySessionStore) before serving. Paywall.SettleSessions
+// SessionStore before serving (MemorySessionStore, or the durable
+// payment/sqlstore.SessionStore that survives restarts and is shared by a
+// provider's instances; paymenttest.RunSessionStore is the suite every
+// store passes). Paywall.SettleSessions
 // redeems each ended session once for its consumed total; the rest of the
 // hold is released. A Transport whose payer is a SessionPayer uses
 // sessions where they are offered, without changes to the calling code.

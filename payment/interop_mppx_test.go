@@ -631,3 +631,100 @@ func TestInteropMppxClientPaysPaywall(t *testing.T) {
 	}
 	w.wantMoney(0, e2ePrice, e2ePrice)
 }
+
+// TestInteropMppxSession feeds mppx what a metered route puts on the wire:
+// the 402 with both challenges (charge and session), and the session call
+// credential our Transport sends. mppx's grammar covers both (a Payment
+// challenge with an intent it does not know, a credential whose payload is
+// method-specific JSON); the session semantics are ours (§5.9.8).
+func TestInteropMppxSession(t *testing.T) {
+	m := needMppx(t)
+	w := newSessWorld(t, 10000)
+	resp, err := w.prov.Client().Get(w.prov.URL + "/v1/infer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	discard(resp)
+	vals := resp.Header.Values("WWW-Authenticate")
+	ours, err := ParseChallenges(vals)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ours) != 2 || ours[0].Intent != IntentCharge || ours[1].Intent != IntentSession {
+		t.Fatalf("metered 402 offers %d challenges: %+v", len(ours), ours)
+	}
+	rec := &mppxRecordAuthz{base: w.prov.Client().Transport}
+	tr, err := NewTransport(w.payer, map[string]string{w.prov.URL: e2eProvider}, budget.USD(1000), &TransportOptions{Base: rec, Now: w.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{Transport: tr}
+	for range 2 { // the first call carries the token, the second does not
+		r, err := client.Get(w.prov.URL + "/v1/infer")
+		if err != nil {
+			t.Fatal(err)
+		}
+		discard(r)
+		if r.StatusCode != http.StatusOK {
+			t.Fatalf("session call: %d", r.StatusCode)
+		}
+	}
+	if len(rec.sent) != 2 {
+		t.Fatalf("%d credentials sent, want 2 session calls", len(rec.sent))
+	}
+	ops := []mppxOp{}
+	for _, v := range vals {
+		ops = append(ops, mppxOp{"op": "parseChallenges", "headerB64": mppxStdB64(v), "secret": string(e2eSecret)})
+	}
+	for _, a := range rec.sent {
+		ops = append(ops, mppxOp{"op": "parseCredential", "header": a, "secret": string(e2eSecret)})
+	}
+	res := m.run(ops...)
+
+	var got []mppxChallenge
+	for i := range vals {
+		var part []mppxChallenge
+		res[i].value(t, "Challenge.deserializeList(metered 402)", &part)
+		got = append(got, part...)
+	}
+	if len(got) != 2 {
+		t.Fatalf("mppx found %d challenges in the metered 402, want 2", len(got))
+	}
+	for i := range got {
+		mppxSameChallenge(t, "metered 402 "+ours[i].Intent, got[i], &ours[i])
+		mppxWantVerified(t, "metered 402 "+ours[i].Intent, got[i])
+	}
+	for i, a := range rec.sent {
+		var cred mppxCredential
+		res[len(vals)+i].value(t, "Credential.deserialize(session call)", &cred)
+		mppxWantVerified(t, "session call echo", cred.Challenge)
+		ourCred, err := ParseCredential(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cred.Challenge.Intent != IntentSession || cred.Challenge.ID != ourCred.Challenge.ID {
+			t.Errorf("session call %d: mppx reads a %s challenge %s, we echoed a %s challenge %s", i+1,
+				cred.Challenge.Intent, cred.Challenge.ID, ourCred.Challenge.Intent, ourCred.Challenge.ID)
+		}
+		var pl struct {
+			Session, Amount, MAC, Token string
+			Seq                         uint64
+		}
+		if err := json.Unmarshal(cred.Payload, &pl); err != nil {
+			t.Fatal(err)
+		}
+		var mine struct {
+			Session, Amount, MAC, Token string
+			Seq                         uint64
+		}
+		if err := json.Unmarshal(ourCred.Payload, &mine); err != nil {
+			t.Fatal(err)
+		}
+		if pl != mine || pl.Session == "" || pl.MAC == "" || pl.Seq != uint64(i+1) {
+			t.Errorf("session call %d: mppx decoded payload %+v, we sent %+v", i+1, pl, mine)
+		}
+		if (pl.Token != "") != (i == 0) {
+			t.Errorf("session call %d: token present = %v", i+1, pl.Token != "")
+		}
+	}
+}
