@@ -39,8 +39,8 @@ import (
 const (
 	envSessChild = "AGENTPROV_SESSION_CHILD" // "provider" or "orchestrator"
 	envSessDSN   = "AGENTPROV_SESSION_CHILD_DSN"
-	envSessAddr  = "AGENTPROV_SESSION_CHILD_ADDR"  // listen address
-	envSessOrch  = "AGENTPROV_SESSION_CHILD_ORCH"  // the redemption endpoint (provider)
+	envSessAddr  = "AGENTPROV_SESSION_CHILD_ADDR"   // listen address
+	envSessOrch  = "AGENTPROV_SESSION_CHILD_ORCH"   // the redemption endpoint (provider)
 	envSessLog   = "AGENTPROV_SESSION_CHILD_SERVED" // file of served calls (provider)
 
 	mpsIssuer   = "https://orch.example"
@@ -48,10 +48,10 @@ const (
 	mpsService  = "acme/inference:chat"
 	mpsProject  = "proj-crash"
 	mpsAPIKey   = "acme-redemption-key"
-	mpsPrice    = 5    // minor units per call
-	mpsCap      = 2000 // the provider's monthly cap: 400 calls
+	mpsPrice    = 5                // minor units per call
+	mpsCap      = 2000             // the provider's monthly cap: 400 calls
 	mpsTTL      = 35 * time.Second // the agent stops 30 s before exp, the provider 5 s before
-	mpsWindow   = 5 * time.Second // settlement window: calls stop 5 s before exp
+	mpsWindow   = 5 * time.Second  // settlement window: calls stop 5 s before exp
 )
 
 var (
