@@ -817,9 +817,13 @@ func (c *cli) billingShow(ctx context.Context) error {
 		history = []budget.CapRecord{}
 	}
 	c.out.result(map[string]any{"caps": spend, "history": history}, func(w io.Writer) {
-		t := [][]string{{"PROVIDER", "MONTHLY CAP", "USED", "REMAINING"}}
+		// Spent is what was settled (committed, plus usage billed in
+		// arrears); held is reserved and not yet settled (an open metered
+		// session's whole maximum, a purchase in flight). Both count
+		// against the cap.
+		t := [][]string{{"PROVIDER", "MONTHLY CAP", "SPENT", "HELD", "REMAINING"}}
 		for _, s := range spend {
-			t = append(t, []string{s.Provider, moneyOrNone(s.Limit), demo.Money(s.Committed+s.Held+s.Arrears, s.Currency), moneyOrNone(s.Remaining)})
+			t = append(t, []string{s.Provider, moneyOrNone(s.Limit), demo.Money(s.Committed+s.Arrears, s.Currency), demo.Money(s.Held, s.Currency), moneyOrNone(s.Remaining)})
 		}
 		table(w, t)
 	})
