@@ -96,15 +96,18 @@ type CapError struct {
 	Requested int64
 }
 
-// Error names the scope, the window and the amounts in minor units, so a log
-// line says which cap refused and by how much.
+// Error names the scope, the window and the amounts in major units with
+// their currency ("limit 100.00 USD, used 99.50 USD, requested 50.00 USD"),
+// so a log line or a message shown to a person says which cap refused and
+// by how much. The amounts in minor units are the struct's fields.
 func (e *CapError) Error() string {
 	scope := e.Counter.Project + "/" + e.Counter.Provider
 	if e.Counter.Provider == "" {
 		scope = e.Counter.Project + " (project-wide)"
 	}
-	return fmt.Sprintf("budget: cap_exceeded: %s in %s: limit %d, used %d, requested %d %s",
-		scope, e.Counter.Window, e.Limit.Amount, e.Used, e.Requested, e.Limit.Currency)
+	cur := e.Limit.Currency
+	return fmt.Sprintf("budget: cap_exceeded: %s in %s: limit %s, used %s, requested %s",
+		scope, e.Counter.Window, e.Limit, Money{Amount: e.Used, Currency: cur}, Money{Amount: e.Requested, Currency: cur})
 }
 
 // Unwrap makes a *CapError match ErrCapExceeded.

@@ -182,3 +182,22 @@ func TestMoneyString(t *testing.T) {
 		}
 	}
 }
+
+// TestCapErrorMessageInMajorUnits: the message a person may read shows the
+// amounts with their currency in major units (ISO 4217 exponent), never
+// bare minor units.
+func TestCapErrorMessageInMajorUnits(t *testing.T) {
+	for _, c := range []struct {
+		e    budget.CapError
+		want string
+	}{
+		{budget.CapError{Counter: budget.Counter{Project: "p1", Provider: "cloud", Window: "month:2026-12"}, Limit: budget.USD(10000), Used: 9950, Requested: 5000},
+			"budget: cap_exceeded: p1/cloud in month:2026-12: limit 100.00 USD, used 99.50 USD, requested 50.00 USD"},
+		{budget.CapError{Counter: budget.Counter{Project: "p1", Window: "week:2026-W49"}, Limit: budget.Money{Amount: 5000, Currency: "JPY"}, Used: 4990, Requested: 20},
+			"budget: cap_exceeded: p1 (project-wide) in week:2026-W49: limit 5000 JPY, used 4990 JPY, requested 20 JPY"},
+	} {
+		if got := c.e.Error(); got != c.want {
+			t.Errorf("CapError.Error() = %q\nwant %q", got, c.want)
+		}
+	}
+}
