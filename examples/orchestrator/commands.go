@@ -42,7 +42,9 @@ Commands:
                             --provider URL or id=URL (repeatable), --redemption-key id=KEY (repeatable;
                             generated and shown once when absent)
   catalog [filter]          list the trusted providers' services (filter: text, provider or @category)
-  add provider/service      provision a service: --config JSON, --name NAME
+  add provider/service      provision a service: --config JSON, --name NAME (unique in the project:
+                            a name another add holds is a name_conflict; rerunning the same add
+                            after a failure finishes it and never makes a second resource)
   status                    project, providers, resources and credentials (no secrets)
   env                       environment variables of the credentials, redacted unless --reveal;
                             --provider P limits them

@@ -329,3 +329,80 @@ func TestAddRetryAfterFailure(t *testing.T) {
 		})
 	}
 }
+
+// TestAddRetryAfterKill: the CLI is killed (SIGKILL, no cleanup) while
+// the provider is creating the domain, after it was made and charged.
+// The resource shows pending; a retry while the dead process's lease
+// runs is a name_conflict saying when to retry; the retry after it
+// finishes the add with the stored key: one resource, one charge.
+func TestAddRetryAfterKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs CLI processes and waits for a lease")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	created := make(chan struct{})
+	var hung atomic.Bool
+	p := newRegistrarProject(t, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method != http.MethodPost || r.URL.Path != "/v1/services/registrar:domain" {
+				h.ServeHTTP(w, r)
+				return
+			}
+			// The first answer that made the domain is never sent: the
+			// CLI waits until it is killed.
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, r)
+			if rec.Code == http.StatusCreated && hung.CompareAndSwap(false, true) {
+				close(created)
+				<-r.Context().Done()
+				return
+			}
+			for k, v := range rec.Header() {
+				w.Header()[k] = v
+			}
+			w.WriteHeader(rec.Code)
+			_, _ = w.Write(rec.Body.Bytes())
+		})
+	})
+	cmd := exec.CommandContext(ctx, os.Args[0], append(addSite, "--dir", p.dir, "--json")...)
+	cmd.Env = append(os.Environ(), cliEnv+"=1")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-created:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the provider never created the domain")
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	if st := p.resourceStatus(ctx); st["site"] != demo.StatusPending {
+		t.Errorf("status after the kill: %v, want site pending", st)
+	}
+	early := p.cli(ctx, addSite...)
+	if early.exit != exitError || early.env.Error == nil || early.env.Error.Code != "name_conflict" {
+		t.Fatalf("retry during the lease: exit %d\n%s", early.exit, early.out)
+	}
+	d, _ := early.env.Error.Details.(map[string]any)
+	wait, _ := d["retry_after_seconds"].(float64)
+	if d["in_flight"] != true || d["same_request"] != true || wait <= 0 || wait > demo.DefaultAddLease.Seconds() {
+		t.Fatalf("retry during the lease: details %v", d)
+	}
+	time.Sleep(time.Duration(wait+1) * time.Second)
+	retry := p.cli(ctx, addSite...)
+	if retry.exit != exitOK {
+		t.Fatalf("retry after the lease: exit %d\n%s", retry.exit, retry.out)
+	}
+	if got := p.resources.created(); got != 1 {
+		t.Errorf("the provider created %d resources, want 1", got)
+	}
+	if got := p.spent(ctx); got != 1299 {
+		t.Errorf("charged %v cents, want one charge of 1299", got)
+	}
+	if st := p.resourceStatus(ctx); len(st) != 1 || st["site"] != "active" {
+		t.Errorf("status after the retry: %v", st)
+	}
+}
