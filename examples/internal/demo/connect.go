@@ -415,7 +415,8 @@ func orEmpty(c json.RawMessage) json.RawMessage {
 // ResourceStore keeps the orchestrator's record of provisioned resources,
 // by project and name. Implementations are safe for concurrent use.
 type ResourceStore interface {
-	// Put stores res under (res.Project, res.Name), replacing any record.
+	// Put stores res under (res.Project, res.Name), replacing any record
+	// (a pending reservation of the name is then complete).
 	Put(ctx context.Context, res Resource) error
 	// Get returns the record or an error matching ErrNotFound.
 	Get(ctx context.Context, project, name string) (*Resource, error)
