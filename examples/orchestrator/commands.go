@@ -42,7 +42,9 @@ Commands:
                             --provider URL or id=URL (repeatable), --redemption-key id=KEY (repeatable;
                             generated and shown once when absent)
   catalog [filter]          list the trusted providers' services (filter: text, provider or @category)
-  add provider/service      provision a service: --config JSON, --name NAME
+  add provider/service      provision a service: --config JSON, --name NAME (unique in the project:
+                            a name another add holds is a name_conflict; rerunning the same add
+                            after a failure finishes it and never makes a second resource)
   status                    project, providers, resources and credentials (no secrets)
   env                       environment variables of the credentials, redacted unless --reveal;
                             --provider P limits them
@@ -263,6 +265,7 @@ func classify(err error) error {
 	var capErr *budget.CapError
 	var pe *demo.ProviderError
 	var ve *catalogschema.ValidationError
+	var nc *demo.NameConflictError
 	switch {
 	case errors.As(err, &te):
 		return wrap(exitNeedsHuman, "terms_acceptance_required", err, "the human must accept the terms: rerun with --accept-terms")
@@ -276,6 +279,10 @@ func classify(err error) error {
 		return wrap(exitNotFound, "not_found", err, "not found")
 	case errors.As(err, &ve):
 		return wrap(exitUsage, "invalid_config", err, "invalid configuration")
+	case errors.As(err, &nc):
+		return &cliError{Code: "name_conflict", Exit: exitError, Msg: nc.Error(), Details: map[string]any{
+			"name": nc.Name, "service": nc.Service, "state": nc.State, "in_flight": nc.InFlight,
+			"same_request": nc.SameRequest, "retry_after_seconds": int(nc.RetryAfter.Round(time.Second) / time.Second)}}
 	case errors.Is(err, demo.ErrExists):
 		return wrap(exitError, "already_exists", err, "already exists")
 	case errors.As(err, &pe) && (pe.Status >= 500 || pe.Status == http.StatusPaymentRequired):
@@ -599,7 +606,7 @@ func (c *cli) catalog(ctx context.Context, args []string) error {
 	return nil
 }
 
-func (c *cli) add(ctx context.Context, args []string) error {
+func (c *cli) add(ctx context.Context, args []string) (err error) {
 	if len(args) != 1 {
 		return fail(exitUsage, "usage", "add needs one provider/service")
 	}
@@ -613,6 +620,19 @@ func (c *cli) add(ctx context.Context, args []string) error {
 			return fail(exitUsage, "usage", "--config is not valid JSON")
 		}
 		config = json.RawMessage(c.o.config)
+	}
+	// The name first, before anything reaches a provider: one atomic
+	// put-if-absent in the state, holding the add's idempotency key. A
+	// concurrent add of the name gets name_conflict and does nothing; a
+	// retry of this add after a failure takes the reservation over and
+	// finishes it under the same key.
+	resv, err := c.orch.Reserve(ctx, demo.ReserveRequest{Project: c.state.Project, Ref: ref.String(), Name: c.o.name, Config: config})
+	if err != nil {
+		return err
+	}
+	defer func() { resv.Finish(ctx, err) }()
+	if !resv.Fresh {
+		c.out.progress("resuming the unfinished add of %q", resv.Name)
 	}
 	if _, err := c.refresh(ctx); err != nil {
 		return err
@@ -658,7 +678,7 @@ func (c *cli) add(ctx context.Context, args []string) error {
 	} else {
 		c.out.progress("provisioning")
 	}
-	res, err := c.orch.Add(ctx, demo.AddRequest{Project: c.state.Project, Ref: ref.String(), Name: c.o.name, Config: config})
+	res, err := c.orch.Add(ctx, demo.AddRequest{Project: c.state.Project, Ref: ref.String(), Name: resv.Name, Config: config, Reservation: resv})
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -71,6 +72,7 @@ func TestClassify(t *testing.T) {
 		{demo.ErrNotFound, "not_found", exitNotFound},
 		{&demo.ProviderError{Provider: "x", Status: 502}, "provider_error", exitProvider},
 		{demo.ErrExists, "already_exists", exitError},
+		{fmt.Errorf("add: %w", &demo.NameConflictError{Name: "site", Service: "cloud/compute:small", State: "active"}), "name_conflict", exitError},
 		{errors.New("boom"), "error", exitError},
 	} {
 		var ce *cliError

@@ -220,29 +220,40 @@ type AddRequest struct {
 	Ref     string
 	Name    string
 	Config  json.RawMessage
+	// Reservation, when set, is the name reserved for this add by
+	// Reserve (its caller calls Finish); when nil, Add reserves the name
+	// itself.
+	Reservation *Reservation
 }
 
 // Add provisions req.Ref at its provider with the vault's credential (see
 // Connect) and pays its up-front price through HTTP 402: the per-call
 // ceiling is exactly the catalog's price, so a provider can never charge
-// more than it advertised. The resource is recorded in the orchestrator's
-// ResourceStore and what the provider returned for the environment in the
-// vault.
-func (o *Orchestrator) Add(ctx context.Context, req AddRequest) (*Resource, error) {
+// more than it advertised. The name is reserved first (see Reserve) and
+// the create call carries the reservation's persisted idempotency key, so
+// that a retry of a failed or interrupted add finishes it instead of
+// creating a second resource. The resource is recorded in the
+// orchestrator's ResourceStore and what the provider returned for the
+// environment in the vault.
+func (o *Orchestrator) Add(ctx context.Context, req AddRequest) (_ *Resource, err error) {
 	entry, err := o.Aggregator.Lookup(req.Ref)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrNotFound, req.Ref, err)
 	}
 	ref := entry.Ref.String()
-	if req.Name == "" {
-		req.Name = strings.ReplaceAll(entry.Ref.Service, ":", "-")
-	}
 	if err := entry.Service.ValidateConfig(orEmpty(req.Config)); err != nil {
 		return nil, err
 	}
-	if _, err := o.Resources.Get(ctx, req.Project, req.Name); err == nil {
-		return nil, fmt.Errorf("%w: a resource named %q", ErrExists, req.Name)
+	resv := req.Reservation
+	if resv == nil {
+		if resv, err = o.Reserve(ctx, ReserveRequest{Project: req.Project, Ref: ref, Name: req.Name, Config: req.Config}); err != nil {
+			return nil, err
+		}
+		defer func() { resv.Finish(ctx, err) }()
+	} else if resv.Project != req.Project || resv.Ref != ref || (req.Name != "" && req.Name != resv.Name) || !equalConfig(resv.Config, req.Config) {
+		return nil, errors.New("demo: add: the reservation is for another add")
 	}
+	req.Name = resv.Name
 	amount, currency := upfront(entry.Service)
 	ceiling := budget.Money{Amount: max(amount, 1), Currency: currency}
 	if currency == "" {
@@ -259,8 +270,10 @@ func (o *Orchestrator) Add(ctx context.Context, req AddRequest) (*Resource, erro
 		return nil, err
 	}
 	hreq.Header.Set("Content-Type", "application/json")
-	// One key per logical request: a retry never pays twice.
-	hreq.Header.Set("Idempotency-Key", newID("add_"))
+	// One key per logical add, persisted with the reservation before this
+	// call: a retry finishes the same create and never pays twice.
+	hreq.Header.Set("Idempotency-Key", resv.Key)
+	resv.sent = true
 	var res Resource
 	if err := o.do(client, entry.Provider, "provision "+ref, hreq, &res); err != nil {
 		return nil, err
@@ -292,6 +305,9 @@ func (o *Orchestrator) Remove(ctx context.Context, project, name string) (*Resou
 	res, err := o.Resources.Get(ctx, project, name)
 	if err != nil {
 		return nil, err
+	}
+	if res.Status == StatusPending {
+		return nil, &NameConflictError{Project: project, Name: name, Service: res.Service, State: StatusPending, SameRequest: true}
 	}
 	client, err := o.AgentClient(project, res.Service, budget.USD(1))
 	if err != nil {
@@ -399,7 +415,8 @@ func orEmpty(c json.RawMessage) json.RawMessage {
 // ResourceStore keeps the orchestrator's record of provisioned resources,
 // by project and name. Implementations are safe for concurrent use.
 type ResourceStore interface {
-	// Put stores res under (res.Project, res.Name), replacing any record.
+	// Put stores res under (res.Project, res.Name), replacing any record
+	// (a pending reservation of the name is then complete).
 	Put(ctx context.Context, res Resource) error
 	// Get returns the record or an error matching ErrNotFound.
 	Get(ctx context.Context, project, name string) (*Resource, error)
@@ -407,22 +424,41 @@ type ResourceStore interface {
 	List(ctx context.Context, project string) ([]Resource, error)
 	// Delete removes the record; deleting a missing record is not an error.
 	Delete(ctx context.Context, project, name string) error
+
+	// Claim reserves (c.Project, c.Name) for one add with one atomic
+	// put-if-absent of a StatusPending record holding c.Key, leased to
+	// c.Owner until c.Until. An existing pending record with the same
+	// fingerprint whose lease ended (at c.Now) is taken over instead,
+	// keeping its stored key. Any other existing record gives a
+	// *NameConflictError.
+	Claim(ctx context.Context, c Claim) (*Claimed, error)
+	// Renew extends owner's lease of a pending record, or returns
+	// ErrLeaseLost.
+	Renew(ctx context.Context, project, name, owner string, until time.Time) error
+	// Release ends owner's lease; the record stays pending with its key.
+	Release(ctx context.Context, project, name, owner string) error
+	// Abandon deletes the record if it is pending and owner holds it.
+	Abandon(ctx context.Context, project, name, owner string) error
 }
 
 // MemoryResources is an in-memory ResourceStore, safe for concurrent use.
 type MemoryResources struct {
-	mu sync.Mutex
-	m  map[[2]string]Resource
+	mu     sync.Mutex
+	m      map[[2]string]Resource
+	claims map[[2]string]*memoryClaim
 }
 
 // NewMemoryResources returns an empty MemoryResources.
-func NewMemoryResources() *MemoryResources { return &MemoryResources{m: map[[2]string]Resource{}} }
+func NewMemoryResources() *MemoryResources {
+	return &MemoryResources{m: map[[2]string]Resource{}, claims: map[[2]string]*memoryClaim{}}
+}
 
 // Put stores res, replacing any resource of the same project and name.
 func (s *MemoryResources) Put(_ context.Context, res Resource) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.m[[2]string{res.Project, res.Name}] = res
+	delete(s.claims, [2]string{res.Project, res.Name})
 	return nil
 }
 
@@ -456,5 +492,6 @@ func (s *MemoryResources) Delete(_ context.Context, project, name string) error 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.m, [2]string{project, name})
+	delete(s.claims, [2]string{project, name})
 	return nil
 }

@@ -58,6 +58,9 @@ type OrchestratorConfig struct {
 	Resources   ResourceStore
 	// RedemptionKeys maps provider id to the API key it redeems with.
 	RedemptionKeys map[string]string
+	// AddLease is how long a name reserved by an add stays with it without
+	// renewal (see Reserve); default DefaultAddLease.
+	AddLease time.Duration
 	// CallCeiling is the per-call ceiling of metered API calls; default 5 USD.
 	CallCeiling budget.Money
 	// HTTPClient talks to providers; default a client with a 15 s timeout.

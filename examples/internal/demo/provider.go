@@ -93,6 +93,8 @@ type Provider struct {
 
 	mu    sync.Mutex
 	calls int
+
+	createMu sync.Mutex // serializes keyed creates (see createHandler)
 }
 
 // ProviderResources is the provider's own record of what it provisioned,
@@ -323,6 +325,9 @@ func (p *Provider) Mount(mux *http.ServeMux) {
 		if amount, currency := upfront(s); amount > 0 {
 			create = p.Paywall.Require(ref, budget.Money{Amount: amount, Currency: currency})(create)
 		}
+		// A retried create (same Idempotency-Key) gets what the first
+		// made, before any payment is asked for.
+		create = p.replayCreate(ref, create)
 		mux.Handle("POST /v1/services/"+s.ServiceID, create)
 	}
 	mux.Handle("GET /v1/resources", p.Provisioner.Middleware()(http.HandlerFunc(p.listResources)))
@@ -416,8 +421,28 @@ func (p *Provider) createHandler(s *catalogschema.Service) http.Handler {
 		if req.Name == "" {
 			req.Name = strings.ReplaceAll(s.ServiceID, ":", "-")
 		}
+		resID := newID("res_")
+		if key := r.Header.Get("Idempotency-Key"); key != "" {
+			resID = keyedResourceID(id.AccountID, key)
+			// Serialized with the check: two creates under one key never
+			// both run. The second answers 409 (not charged: a paid
+			// handler's failure releases the hold) and its retry gets the
+			// first's resource from replayCreate.
+			p.createMu.Lock()
+			defer p.createMu.Unlock()
+			existing, err := p.findResource(r.Context(), id.AccountID, resID)
+			if err != nil {
+				problem.Write(w, http.StatusServiceUnavailable, "temporarily_unavailable", "try again")
+				return
+			}
+			if existing != nil {
+				w.Header().Set("Retry-After", "1")
+				problem.Write(w, http.StatusConflict, "idempotency_in_flight", "a request with this Idempotency-Key was just processed; retry")
+				return
+			}
+		}
 		res := &Resource{
-			ID: newID("res_"), Service: ref, Name: req.Name, Project: id.Project, AccountID: id.AccountID,
+			ID: resID, Service: ref, Name: req.Name, Project: id.Project, AccountID: id.AccountID,
 			Config: req.Config, Status: "active", CreatedAt: time.Now().UTC(),
 			Env: p.envFor(s.ServiceID, req.Config),
 		}
