@@ -260,8 +260,8 @@ func (v *Verifier) verifySignature(ctx context.Context, token, typ string, claim
 	if !ok {
 		return nil, "", nil, errorf(ErrMalformedToken, nil, "header is not a JSON object")
 	}
-	var alg string
-	if json.Unmarshal(hdr["alg"], &alg) != nil || alg == "" {
+	alg, err := jsonString(hdr["alg"])
+	if err != nil || alg == "" {
 		return nil, "", nil, errorf(ErrMalformedToken, nil, "header has no \"alg\"")
 	}
 	if !slices.Contains(v.algs, jose.SignatureAlgorithm(alg)) {
@@ -272,12 +272,11 @@ func (v *Verifier) verifySignature(ctx context.Context, token, typ string, claim
 			return nil, "", nil, errorf(ErrForbiddenHeader, nil, "header %q is not accepted", name)
 		}
 	}
-	var gotTyp string
-	if raw, ok := hdr["typ"]; !ok || json.Unmarshal(raw, &gotTyp) != nil || !jwstyp.Matches(gotTyp, typ) {
+	if raw, ok := hdr["typ"]; !ok || !typMatches(raw, typ) {
 		return nil, "", nil, errorf(ErrWrongTokenType, nil, "typ %s, want %q", orMissing(hdr["typ"]), typ)
 	}
-	var kid string
-	if json.Unmarshal(hdr["kid"], &kid) != nil || kid == "" {
+	kid, err := jsonString(hdr["kid"])
+	if err != nil || kid == "" {
 		return nil, "", nil, errorf(ErrMalformedToken, nil, "header has no \"kid\"")
 	}
 	// jws stays nil on the EdDSA path unless a key is not a plain
@@ -362,6 +361,9 @@ var strictBase64 = base64.RawURLEncoding.Strict()
 // run as they did before the fast path. ok is false when the header is
 // not a JSON object at all.
 func decodeHeader(hb []byte) (hdr map[string]json.RawMessage, joseRefuses, ok bool) {
+	if hdr, ok := flatStringObject(hb); ok {
+		return hdr, false, true
+	}
 	if josejson.Unmarshal(hb, &hdr) == nil {
 		return hdr, false, hdr != nil
 	}
@@ -370,6 +372,97 @@ func decodeHeader(hb []byte) (hdr map[string]json.RawMessage, joseRefuses, ok bo
 		return nil, true, false
 	}
 	return hdr, true, true
+}
+
+// flatStringObject reads the usual header, a JSON object whose members
+// and values are all plain strings (printable ASCII, no escapes) with no
+// member twice; each value keeps its quotes. ok is false for anything
+// else, which then goes to the JSON decoders: for the objects it takes,
+// encoding/json and go-jose's decoder read the same members and values.
+func flatStringObject(b []byte) (obj map[string]json.RawMessage, ok bool) {
+	i := skipSpace(b, 0)
+	if i == len(b) || b[i] != '{' {
+		return nil, false
+	}
+	obj = make(map[string]json.RawMessage, 4)
+	for {
+		i = skipSpace(b, i+1)
+		name, end, ok := plainString(b, i)
+		if !ok {
+			return nil, false
+		}
+		i = skipSpace(b, end)
+		if i == len(b) || b[i] != ':' {
+			return nil, false
+		}
+		i = skipSpace(b, i+1)
+		_, end, ok = plainString(b, i)
+		if !ok {
+			return nil, false
+		}
+		if _, dup := obj[string(name)]; dup {
+			return nil, false
+		}
+		obj[string(name)] = json.RawMessage(b[i:end])
+		i = skipSpace(b, end)
+		if i == len(b) {
+			return nil, false
+		}
+		if b[i] == '}' {
+			break
+		}
+		if b[i] != ',' {
+			return nil, false
+		}
+	}
+	if skipSpace(b, i+1) != len(b) {
+		return nil, false
+	}
+	return obj, true
+}
+
+// skipSpace returns the index of the first byte at or after i that is not
+// JSON white space.
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// plainString reads a JSON string at b[i] made only of printable ASCII
+// without escapes, returning its content and the index after its closing
+// quote.
+func plainString(b []byte, i int) (s []byte, end int, ok bool) {
+	if i >= len(b) || b[i] != '"' {
+		return nil, 0, false
+	}
+	for j := i + 1; j < len(b); j++ {
+		switch c := b[j]; {
+		case c == '"':
+			return b[i+1 : j], j + 1, true
+		case c == '\\' || c < 0x20 || c >= 0x7f:
+			return nil, 0, false
+		}
+	}
+	return nil, 0, false
+}
+
+// jsonString decodes a JSON string value as encoding/json does, without
+// its reflection for the plain strings plainString reads.
+func jsonString(raw json.RawMessage) (string, error) {
+	if s, end, ok := plainString(raw, 0); ok && end == len(raw) {
+		return string(s), nil
+	}
+	var s string
+	err := json.Unmarshal(raw, &s)
+	return s, err
+}
+
+// typMatches reports whether raw is a JSON string naming typ.
+func typMatches(raw json.RawMessage, typ string) bool {
+	got, err := jsonString(raw)
+	return err == nil && jwstyp.Matches(got, typ)
 }
 
 // joseAcceptsMembers reports whether go-jose's parser would take the
