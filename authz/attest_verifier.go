@@ -3,6 +3,7 @@ package authz
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+	josejson "github.com/go-jose/go-jose/v4/json"
 
 	"github.com/agentprov/agentprov/internal/clock"
 	"github.com/agentprov/agentprov/internal/jwstyp"
@@ -206,93 +208,285 @@ func (v *Verifier) KeySet(issuer string) *KeySet {
 // processed; keys come only from the trusted issuer's JWKS.
 var forbiddenHeaders = []string{"jwk", "jku", "x5u", "x5c", "x5t", "x5t#S256", "crit", "b64"}
 
+// issuerClaims is a claims set verifySignature decodes a payload into;
+// each has an "iss" member, which names the keys to verify with.
+type issuerClaims interface{ issuer() string }
+
+func (c *attestationClaims) issuer() string { return c.Issuer }
+func (c *consentClaims) issuer() string     { return c.Issuer }
+func (c *registeredClaims) issuer() string  { return c.Issuer }
+
 // verifySignature runs the checks common to every typed token up to and
 // including the signature and returns the verified payload and issuer.
-func (v *Verifier) verifySignature(ctx context.Context, token, typ string) ([]byte, string, error) {
+//
+// The payload is decoded once, into claims, before the signature is
+// checked: its "iss" chooses whose keys verify it. claims may be used only
+// when both errors are nil. claimsErr reports a payload that is JSON but
+// does not decode into claims' type; as before this fast path, it is
+// reported only once the signature has verified.
+//
+// EdDSA is verified directly with crypto/ed25519 over the signing input as
+// received, from a header decoded once (by go-jose's JSON decoder, which
+// refuses duplicate members, as go-jose does): parsing the token again with
+// go-jose and re-encoding the payload cost about as much as the checks
+// themselves. The header is held to exactly what go-jose would accept, so
+// both paths accept and refuse the same tokens (attest_equiv_test.go).
+// ES256 and ES384 go through go-jose.
+func (v *Verifier) verifySignature(ctx context.Context, token, typ string, claims issuerClaims) (payload []byte, iss string, claimsErr, err error) {
 	if err := ctx.Err(); err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
 	if len(token) > v.maxBytes {
-		return nil, "", errorf(ErrTokenTooLarge, nil, "token of %d bytes exceeds %d", len(token), v.maxBytes)
+		return nil, "", nil, errorf(ErrTokenTooLarge, nil, "token of %d bytes exceeds %d", len(token), v.maxBytes)
 	}
 	if strings.Count(token, ".") != 2 {
-		return nil, "", errorf(ErrMalformedToken, nil, "not a compact JWS")
+		return nil, "", nil, errorf(ErrMalformedToken, nil, "not a compact JWS")
 	}
 	h, rest, _ := strings.Cut(token, ".")
-	p, sig, _ := strings.Cut(rest, ".")
+	p, s, _ := strings.Cut(rest, ".")
 	// Strict decoding rejects non-zero trailing bits: without it, changing
 	// the last character of a segment can leave the decoded bytes, and so
 	// the signature check, unchanged, making tokens malleable.
-	hb, err := base64.RawURLEncoding.Strict().DecodeString(h)
+	hb, err := strictBase64.DecodeString(h)
 	if err != nil {
-		return nil, "", errorf(ErrMalformedToken, nil, "header is not canonical base64url")
+		return nil, "", nil, errorf(ErrMalformedToken, nil, "header is not canonical base64url")
 	}
-	if !canonicalBase64(p) || !canonicalBase64(sig) {
-		return nil, "", errorf(ErrMalformedToken, nil, "payload or signature is not canonical base64url")
+	payload, perr := strictBase64.DecodeString(p)
+	sig, serr := strictBase64.DecodeString(s)
+	if perr != nil || serr != nil {
+		return nil, "", nil, errorf(ErrMalformedToken, nil, "payload or signature is not canonical base64url")
 	}
-	var hdr map[string]json.RawMessage
-	if err := json.Unmarshal(hb, &hdr); err != nil || hdr == nil {
-		return nil, "", errorf(ErrMalformedToken, nil, "header is not a JSON object")
+	hdr, joseRefuses, ok := decodeHeader(hb)
+	if !ok {
+		return nil, "", nil, errorf(ErrMalformedToken, nil, "header is not a JSON object")
 	}
-	var alg string
-	if json.Unmarshal(hdr["alg"], &alg) != nil || alg == "" {
-		return nil, "", errorf(ErrMalformedToken, nil, "header has no \"alg\"")
+	alg, err := jsonString(hdr["alg"])
+	if err != nil || alg == "" {
+		return nil, "", nil, errorf(ErrMalformedToken, nil, "header has no \"alg\"")
 	}
 	if !slices.Contains(v.algs, jose.SignatureAlgorithm(alg)) {
-		return nil, "", errorf(ErrAlgorithmNotAllowed, nil, "algorithm %q is not allowed", clip(alg))
+		return nil, "", nil, errorf(ErrAlgorithmNotAllowed, nil, "algorithm %q is not allowed", clip(alg))
 	}
 	for _, name := range forbiddenHeaders {
 		if _, ok := hdr[name]; ok {
-			return nil, "", errorf(ErrForbiddenHeader, nil, "header %q is not accepted", name)
+			return nil, "", nil, errorf(ErrForbiddenHeader, nil, "header %q is not accepted", name)
 		}
 	}
-	var gotTyp string
-	if raw, ok := hdr["typ"]; !ok || json.Unmarshal(raw, &gotTyp) != nil || !jwstyp.Matches(gotTyp, typ) {
-		return nil, "", errorf(ErrWrongTokenType, nil, "typ %s, want %q", orMissing(hdr["typ"]), typ)
+	if raw, ok := hdr["typ"]; !ok || !typMatches(raw, typ) {
+		return nil, "", nil, errorf(ErrWrongTokenType, nil, "typ %s, want %q", orMissing(hdr["typ"]), typ)
 	}
-	var kid string
-	if json.Unmarshal(hdr["kid"], &kid) != nil || kid == "" {
-		return nil, "", errorf(ErrMalformedToken, nil, "header has no \"kid\"")
+	kid, err := jsonString(hdr["kid"])
+	if err != nil || kid == "" {
+		return nil, "", nil, errorf(ErrMalformedToken, nil, "header has no \"kid\"")
 	}
-	jws, err := jose.ParseSignedCompact(token, v.algs)
-	if err != nil {
-		return nil, "", errorf(ErrMalformedToken, nil, "unparsable JWS")
+	// jws stays nil on the EdDSA path unless a key is not a plain
+	// ed25519.PublicKey (see verify).
+	var jws *jose.JSONWebSignature
+	if alg == string(jose.EdDSA) {
+		if joseRefuses || !joseAcceptsMembers(hdr) {
+			return nil, "", nil, errorf(ErrMalformedToken, nil, "unparsable JWS")
+		}
+	} else {
+		if jws, err = jose.ParseSignedCompact(token, v.algs); err != nil {
+			return nil, "", nil, errorf(ErrMalformedToken, nil, "unparsable JWS")
+		}
 	}
 	// The issuer is read before verification only to choose whose keys to
-	// verify with; the claim is re-checked against the verified payload.
-	var peek struct {
-		Issuer string `json:"iss"`
+	// verify with; claims are returned only once the signature verifies.
+	decodeErr := json.Unmarshal(payload, claims)
+	if decodeErr == nil {
+		iss = claims.issuer()
+	} else {
+		// Tell a payload that is not JSON, or whose "iss" is not a
+		// string (refused now), from other members of the wrong type
+		// (refused after the signature check).
+		var peek struct {
+			Issuer string `json:"iss"`
+		}
+		if err := json.Unmarshal(payload, &peek); err != nil {
+			return nil, "", nil, errorf(ErrMalformedToken, nil, "payload is not a JSON object")
+		}
+		iss = peek.Issuer
 	}
-	if err := json.Unmarshal(jws.UnsafePayloadWithoutVerification(), &peek); err != nil {
-		return nil, "", errorf(ErrMalformedToken, nil, "payload is not a JSON object")
-	}
-	ik := v.issuers[peek.Issuer]
+	ik := v.issuers[iss]
 	if ik == nil {
-		return nil, "", errorf(ErrUnknownIssuer, nil, "issuer %q is not trusted", clip(peek.Issuer))
+		return nil, "", nil, errorf(ErrUnknownIssuer, nil, "issuer %q is not trusted", clip(iss))
 	}
 	key, err := ik.lookup(ctx, kid, jose.SignatureAlgorithm(alg))
 	if err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
-	payload, err := jws.Verify(key)
-	if err != nil && ik.set != nil && !ik.isPinned(kid) {
+	signingInput := []byte(token[:len(h)+1+len(p)])
+	verify := func(k *jose.JSONWebKey) bool {
+		if jws == nil {
+			if pub, ok := k.Key.(ed25519.PublicKey); ok && len(pub) == ed25519.PublicKeySize {
+				return ed25519.Verify(pub, signingInput, sig)
+			}
+			// Another kind of key (a jose.OpaqueVerifier, say): go-jose
+			// knows how to use it.
+			parsed, err := jose.ParseSignedCompact(token, v.algs)
+			if err != nil {
+				return false
+			}
+			jws = parsed
+		}
+		_, err := jws.Verify(k)
+		return err == nil
+	}
+	ok = verify(key)
+	if !ok && ik.set != nil && !ik.isPinned(kid) {
 		// The issuer may have re-created the key under the same kid:
 		// refetch once (rate-limited) rather than wait out the cache.
 		if fresh, ferr := ik.set.keyAfterFailure(ctx, kid, jose.SignatureAlgorithm(alg), key); ferr == nil && keyFitsAlg(fresh, jose.SignatureAlgorithm(alg)) {
-			payload, err = jws.Verify(fresh)
+			ok = verify(fresh)
 		}
 	}
-	if err != nil {
-		return nil, "", errorf(ErrInvalidSignature, nil, "signature does not verify under key %q", clip(kid))
+	if !ok {
+		return nil, "", nil, errorf(ErrInvalidSignature, nil, "signature does not verify under key %q", clip(kid))
 	}
-	return payload, peek.Issuer, nil
+	if decodeErr != nil {
+		return payload, iss, decodeClaims(payload, claims), nil
+	}
+	return payload, iss, nil, nil
 }
 
-// canonicalBase64 reports whether s is unpadded base64url with zero
-// trailing bits.
-func canonicalBase64(s string) bool {
-	_, err := base64.RawURLEncoding.Strict().DecodeString(s)
-	return err == nil
+// strictBase64 is unpadded base64url refusing non-zero trailing bits, so
+// that a token has a single spelling.
+var strictBase64 = base64.RawURLEncoding.Strict()
+
+// decodeHeader decodes a JWS protected header once, with go-jose's JSON
+// decoder, which refuses duplicate members. If that decoder refuses it
+// (joseRefuses) but encoding/json takes it, the header is returned as
+// encoding/json reads it, so that the checks that come before go-jose's
+// run as they did before the fast path. ok is false when the header is
+// not a JSON object at all.
+func decodeHeader(hb []byte) (hdr map[string]json.RawMessage, joseRefuses, ok bool) {
+	if hdr, ok := flatStringObject(hb); ok {
+		return hdr, false, true
+	}
+	if josejson.Unmarshal(hb, &hdr) == nil {
+		return hdr, false, hdr != nil
+	}
+	hdr = nil
+	if err := json.Unmarshal(hb, &hdr); err != nil || hdr == nil {
+		return nil, true, false
+	}
+	return hdr, true, true
+}
+
+// flatStringObject reads the usual header, a JSON object whose members
+// and values are all plain strings (printable ASCII, no escapes) with no
+// member twice; each value keeps its quotes. ok is false for anything
+// else, which then goes to the JSON decoders: for the objects it takes,
+// encoding/json and go-jose's decoder read the same members and values.
+func flatStringObject(b []byte) (obj map[string]json.RawMessage, ok bool) {
+	i := skipSpace(b, 0)
+	if i == len(b) || b[i] != '{' {
+		return nil, false
+	}
+	obj = make(map[string]json.RawMessage, 4)
+	for {
+		i = skipSpace(b, i+1)
+		name, end, ok := plainString(b, i)
+		if !ok {
+			return nil, false
+		}
+		i = skipSpace(b, end)
+		if i == len(b) || b[i] != ':' {
+			return nil, false
+		}
+		i = skipSpace(b, i+1)
+		_, end, ok = plainString(b, i)
+		if !ok {
+			return nil, false
+		}
+		if _, dup := obj[string(name)]; dup {
+			return nil, false
+		}
+		obj[string(name)] = json.RawMessage(b[i:end])
+		i = skipSpace(b, end)
+		if i == len(b) {
+			return nil, false
+		}
+		if b[i] == '}' {
+			break
+		}
+		if b[i] != ',' {
+			return nil, false
+		}
+	}
+	if skipSpace(b, i+1) != len(b) {
+		return nil, false
+	}
+	return obj, true
+}
+
+// skipSpace returns the index of the first byte at or after i that is not
+// JSON white space.
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// plainString reads a JSON string at b[i] made only of printable ASCII
+// without escapes, returning its content and the index after its closing
+// quote.
+func plainString(b []byte, i int) (s []byte, end int, ok bool) {
+	if i >= len(b) || b[i] != '"' {
+		return nil, 0, false
+	}
+	for j := i + 1; j < len(b); j++ {
+		switch c := b[j]; {
+		case c == '"':
+			return b[i+1 : j], j + 1, true
+		case c == '\\' || c < 0x20 || c >= 0x7f:
+			return nil, 0, false
+		}
+	}
+	return nil, 0, false
+}
+
+// jsonString decodes a JSON string value as encoding/json does, without
+// its reflection for the plain strings plainString reads.
+func jsonString(raw json.RawMessage) (string, error) {
+	if s, end, ok := plainString(raw, 0); ok && end == len(raw) {
+		return string(s), nil
+	}
+	var s string
+	err := json.Unmarshal(raw, &s)
+	return s, err
+}
+
+// typMatches reports whether raw is a JSON string naming typ.
+func typMatches(raw json.RawMessage, typ string) bool {
+	got, err := jsonString(raw)
+	return err == nil && jwstyp.Matches(got, typ)
+}
+
+// joseAcceptsMembers reports whether go-jose's parser would take the
+// members of a header that has already passed our own checks: "alg",
+// "kid" and "typ" are strings by then and the members go-jose reads as
+// keys or certificates are forbidden; it reads "nonce" as a string and
+// every other member as a JSON value of any type.
+func joseAcceptsMembers(hdr map[string]json.RawMessage) bool {
+	for name, raw := range hdr {
+		switch name {
+		case "alg", "kid", "typ":
+		case "nonce":
+			var s string
+			if josejson.Unmarshal(raw, &s) != nil {
+				return false
+			}
+		default:
+			var x any
+			if josejson.Unmarshal(raw, &x) != nil {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // clip shortens attacker-controlled text before it goes into an error
@@ -381,13 +575,13 @@ func (v *Verifier) consume(ctx context.Context, typ, iss, jti string, exp int64)
 // PROTOCOL §4.1.3 for the order of checks; each failure is an *Error whose
 // code names what was wrong.
 func (v *Verifier) Verify(ctx context.Context, token string) (*Attestation, error) {
-	payload, iss, err := v.verifySignature(ctx, token, TypeAttestation)
+	var c attestationClaims
+	_, iss, claimsErr, err := v.verifySignature(ctx, token, TypeAttestation, &c)
 	if err != nil {
 		return nil, err
 	}
-	var c attestationClaims
-	if err := decodeClaims(payload, &c); err != nil {
-		return nil, err
+	if claimsErr != nil {
+		return nil, claimsErr
 	}
 	if c.Issuer != iss {
 		return nil, errorf(ErrMalformedToken, nil, "issuer changed during verification")
@@ -429,13 +623,13 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Attestation, erro
 		att.NotBefore = time.Unix(c.NotBefore, 0).UTC()
 	}
 	if c.Consent != "" {
-		cp, ciss, err := v.verifySignature(ctx, c.Consent, TypeConsent)
+		var cc consentClaims
+		_, ciss, claimsErr, err := v.verifySignature(ctx, c.Consent, TypeConsent, &cc)
 		if err != nil {
 			return nil, fmt.Errorf("authz: embedded consent receipt: %w", err)
 		}
-		var cc consentClaims
-		if err := decodeClaims(cp, &cc); err != nil {
-			return nil, err
+		if claimsErr != nil {
+			return nil, claimsErr
 		}
 		r, err := v.checkConsentClaims(&cc, ciss)
 		if err != nil {
@@ -476,13 +670,13 @@ func (v *Verifier) VerifyTyped(ctx context.Context, token, typ string, claims an
 // consumed, so a caller that refuses the token's content (an invalid
 // revocation event) leaves its jti unspent. check's error is returned as is.
 func (v *Verifier) verifyTyped(ctx context.Context, token, typ string, claims any, check func() error) error {
-	payload, iss, err := v.verifySignature(ctx, token, typ)
+	var c registeredClaims
+	payload, iss, claimsErr, err := v.verifySignature(ctx, token, typ, &c)
 	if err != nil {
 		return err
 	}
-	var c registeredClaims
-	if err := decodeClaims(payload, &c); err != nil {
-		return err
+	if claimsErr != nil {
+		return claimsErr
 	}
 	if c.Issuer != iss {
 		return errorf(ErrMalformedToken, nil, "issuer changed during verification")

@@ -134,13 +134,13 @@ func checkTermsURL(s string) error {
 // durable evidence, so VerifyConsent does not consume their "jti" and they
 // carry no expiry; VerifierOptions.MaxConsentAge bounds their age if set.
 func (v *Verifier) VerifyConsent(ctx context.Context, token string) (*ConsentReceipt, error) {
-	payload, iss, err := v.verifySignature(ctx, token, TypeConsent)
+	var c consentClaims
+	_, iss, claimsErr, err := v.verifySignature(ctx, token, TypeConsent, &c)
 	if err != nil {
 		return nil, err
 	}
-	var c consentClaims
-	if err := decodeClaims(payload, &c); err != nil {
-		return nil, err
+	if claimsErr != nil {
+		return nil, claimsErr
 	}
 	return v.checkConsentClaims(&c, iss)
 }
