@@ -22,8 +22,9 @@ import (
 
 // reserveStatement builds the reservation for n checks. Arguments: $1 hold
 // id, $2 key, $3 request hash, $4 project, $5 provider, $6 service, $7 memo,
-// $8 currency, $9 amount, $10 created, $11 expires, $12 n, then per check
-// (sorted) provider, window, period, default limit.
+// $8 currency, $9 amount, $10 created, $11 expires, $12 n, $13 the counter
+// list, then per check (sorted) provider, window, period, default limit.
+// It writes the n counter rows and the hold row, nothing else.
 func (s *Store) reserveStatement(n int) string {
 	return s.q.generated("pg-reserve", n, func(n int) string {
 		t := s.t
@@ -32,7 +33,7 @@ func (s *Store) reserveStatement(n int) string {
 	SELECT ` + holdCols + ` FROM ` + t.holds + ` WHERE idem_key = $2
 ), chk (provider, win, period, dflt) AS (
 	`)
-		writeRows(&b, n, 13, "TEXT", "TEXT", "TEXT", "BIGINT")
+		writeRows(&b, n, 14, "TEXT", "TEXT", "TEXT", "BIGINT")
 		b.WriteString(`
 ), lim AS (
 	SELECT chk.provider, chk.win, COALESCE(cp.limit_amount, chk.dflt) AS lim
@@ -46,16 +47,12 @@ func (s *Store) reserveStatement(n int) string {
 	WHERE NOT EXISTS (SELECT 1 FROM lim WHERE lim.provider = k.provider AND lim.win = k.win
 		AND k.committed + k.held + k.arrears > lim.lim - excluded.held)
 	RETURNING 1
-), hc AS (
-	INSERT INTO ` + t.holdCounters + ` (hold_id, provider, win)
-	SELECT CAST($1 AS TEXT), chk.provider, chk.win FROM chk WHERE NOT EXISTS (SELECT 1 FROM dup)
-	RETURNING 1
 ), ins AS (
-	INSERT INTO ` + t.holds + ` (` + holdCols + `)
+	INSERT INTO ` + t.holds + ` (` + holdCols + `, counter_list)
 	SELECT CAST($1 AS TEXT), CAST($2 AS TEXT), CAST($3 AS TEXT), CAST($4 AS TEXT), CAST($5 AS TEXT), CAST($6 AS TEXT), CAST($7 AS TEXT), CAST($8 AS TEXT),
 		CAST($9 AS BIGINT), 0,
-		CASE WHEN (SELECT count(*) FROM up) = CAST($12 AS BIGINT) AND (SELECT count(*) FROM hc) = CAST($12 AS BIGINT) THEN 'active' ELSE 'refused' END,
-		CAST($10 AS BIGINT), CAST($11 AS BIGINT), NULL, ''
+		CASE WHEN (SELECT count(*) FROM up) = CAST($12 AS BIGINT) THEN 'active' ELSE 'refused' END,
+		CAST($10 AS BIGINT), CAST($11 AS BIGINT), NULL, '', CAST($13 AS TEXT)
 	WHERE NOT EXISTS (SELECT 1 FROM dup)
 	RETURNING ` + holdCols + `
 )
@@ -95,9 +92,16 @@ func writeRows(b *strings.Builder, n, first int, types ...string) {
 }
 
 func (s *Store) reservePostgres(ctx context.Context, r *reserveReq) (budget.Hold, bool, error) {
-	args := make([]any, 0, 12+4*len(r.sorted))
+	args := make([]any, 0, 13+4*len(r.sorted))
+	var list strings.Builder
+	for i, c := range r.sorted {
+		if i > 0 {
+			list.WriteByte(',')
+		}
+		list.WriteString(c.Counter.Provider + "|" + string(c.Counter.Window))
+	}
 	args = append(args, r.HoldID, r.Key, r.RequestHash, r.Scope.Project, r.Scope.Provider, r.Service, r.Memo,
-		r.Amount.Currency, r.Amount.Amount, r.now, r.expires, len(r.sorted))
+		r.Amount.Currency, r.Amount.Amount, r.now, r.expires, len(r.sorted), list.String())
 	for _, c := range r.sorted {
 		var dflt any
 		if c.Default != nil {
@@ -190,11 +194,11 @@ func (s *Store) transitionStatement(kind string) string {
 		return `WITH h AS (
 	UPDATE ` + t.holds + ` SET ` + set + `
 	WHERE id = $1 AND ` + where + `
-	RETURNING ` + holdCols + `
+	RETURNING ` + holdCols + `, counter_list
 ), up AS (
 	INSERT INTO ` + t.counters + ` AS k (project, provider, win, committed, held, arrears)
 	SELECT h.project, hc.provider, hc.win, ` + dCommitted + `, ` + dHeld + `, 0
-	FROM h JOIN ` + t.holdCounters + ` hc ON hc.hold_id = h.id
+	FROM h CROSS JOIN LATERAL (` + s.countersOf("h") + `) hc
 	ORDER BY hc.provider, hc.win
 	ON CONFLICT (project, provider, win) DO UPDATE
 	SET committed = k.committed + excluded.committed, held = k.held + excluded.held
@@ -202,6 +206,16 @@ func (s *Store) transitionStatement(kind string) string {
 )
 SELECT (SELECT count(*) FROM up), ` + holdCols + ` FROM h`
 	})
+}
+
+// countersOf is the (provider, win) rows of the counters hold row h counts
+// in: its counter_list, or for a hold written before that column existed,
+// its hold_counters rows.
+func (s *Store) countersOf(h string) string {
+	return `SELECT split_part(x, '|', 1) AS provider, split_part(x, '|', 2) AS win
+		FROM unnest(string_to_array(` + h + `.counter_list, ',')) AS x
+		UNION ALL
+		SELECT l.provider, l.win FROM ` + s.t.holdCounters + ` l WHERE l.hold_id = ` + h + `.id AND ` + h + `.counter_list IS NULL`
 }
 
 // cas runs one transition statement; found is false when the CAS missed.
@@ -275,11 +289,11 @@ func (s *Store) reclaimStatement() string {
 		WHERE project = $1 AND state = 'active' AND expires_at <= $2
 		FOR UPDATE SKIP LOCKED
 	) AND state = 'active'
-	RETURNING id, project, amount
+	RETURNING id, project, amount, counter_list
 ), up AS (
 	INSERT INTO ` + t.counters + ` AS k (project, provider, win, committed, held, arrears)
 	SELECT e.project, hc.provider, hc.win, 0, CAST(-SUM(e.amount) AS BIGINT), 0
-	FROM e JOIN ` + t.holdCounters + ` hc ON hc.hold_id = e.id
+	FROM e CROSS JOIN LATERAL (` + s.countersOf("e") + `) hc
 	GROUP BY e.project, hc.provider, hc.win
 	ORDER BY hc.provider, hc.win
 	ON CONFLICT (project, provider, win) DO UPDATE SET held = k.held + excluded.held

@@ -157,7 +157,9 @@ func testPurge(t *testing.T, db *sql.DB, d sqlstore.Dialect, prefix string) {
 	if got := rows("budget_holds"); got != holdsBefore-len(ended) || int64(got) != int64(holdsBefore)-st.Holds {
 		t.Errorf("holds: %d left of %d, purge reported %d", got, holdsBefore, st.Holds)
 	}
-	if got := rows("budget_hold_counters"); int64(got) != int64(linksBefore)-st.HoldLinks || st.HoldLinks == 0 {
+	// SQLite links holds to their counters in hold_counters; PostgreSQL
+	// keeps the list in the hold row and writes no links.
+	if got := rows("budget_hold_counters"); int64(got) != int64(linksBefore)-st.HoldLinks || (st.HoldLinks == 0) != (d == sqlstore.Postgres) {
 		t.Errorf("links: %d left of %d, purge reported %d", got, linksBefore, st.HoldLinks)
 	}
 	if got := rows("budget_usage"); got != 1 {

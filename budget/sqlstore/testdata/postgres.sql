@@ -26,6 +26,7 @@ CREATE TABLE IF NOT EXISTS agentprov_budget_holds (
 	expires_at   BIGINT NOT NULL,
 	ended_at     BIGINT,
 	reason       TEXT   NOT NULL,
+	counter_list TEXT,
 	CONSTRAINT agentprov_budget_holds_within_caps CHECK (state <> 'refused')
 );
 
@@ -115,12 +116,12 @@ ON CONFLICT (alert_key) DO NOTHING RETURNING alert_key;
 WITH dup AS (
 	SELECT id, idem_key, request_hash, project, provider, service, memo, currency, amount, committed, state, created_at, expires_at, ended_at, reason FROM agentprov_budget_holds WHERE idem_key = $2
 ), chk (provider, win, period, dflt) AS (
-	SELECT CAST($13 AS TEXT), CAST($14 AS TEXT), CAST($15 AS TEXT), CAST($16 AS BIGINT)
-	UNION ALL SELECT CAST($17 AS TEXT), CAST($18 AS TEXT), CAST($19 AS TEXT), CAST($20 AS BIGINT)
-	UNION ALL SELECT CAST($21 AS TEXT), CAST($22 AS TEXT), CAST($23 AS TEXT), CAST($24 AS BIGINT)
-	UNION ALL SELECT CAST($25 AS TEXT), CAST($26 AS TEXT), CAST($27 AS TEXT), CAST($28 AS BIGINT)
-	UNION ALL SELECT CAST($29 AS TEXT), CAST($30 AS TEXT), CAST($31 AS TEXT), CAST($32 AS BIGINT)
-	UNION ALL SELECT CAST($33 AS TEXT), CAST($34 AS TEXT), CAST($35 AS TEXT), CAST($36 AS BIGINT)
+	SELECT CAST($14 AS TEXT), CAST($15 AS TEXT), CAST($16 AS TEXT), CAST($17 AS BIGINT)
+	UNION ALL SELECT CAST($18 AS TEXT), CAST($19 AS TEXT), CAST($20 AS TEXT), CAST($21 AS BIGINT)
+	UNION ALL SELECT CAST($22 AS TEXT), CAST($23 AS TEXT), CAST($24 AS TEXT), CAST($25 AS BIGINT)
+	UNION ALL SELECT CAST($26 AS TEXT), CAST($27 AS TEXT), CAST($28 AS TEXT), CAST($29 AS BIGINT)
+	UNION ALL SELECT CAST($30 AS TEXT), CAST($31 AS TEXT), CAST($32 AS TEXT), CAST($33 AS BIGINT)
+	UNION ALL SELECT CAST($34 AS TEXT), CAST($35 AS TEXT), CAST($36 AS TEXT), CAST($37 AS BIGINT)
 ), lim AS (
 	SELECT chk.provider, chk.win, COALESCE(cp.limit_amount, chk.dflt) AS lim
 	FROM chk LEFT JOIN agentprov_budget_caps cp ON cp.project = $4 AND cp.provider = chk.provider AND cp.period = chk.period
@@ -133,16 +134,12 @@ WITH dup AS (
 	WHERE NOT EXISTS (SELECT 1 FROM lim WHERE lim.provider = k.provider AND lim.win = k.win
 		AND k.committed + k.held + k.arrears > lim.lim - excluded.held)
 	RETURNING 1
-), hc AS (
-	INSERT INTO agentprov_budget_hold_counters (hold_id, provider, win)
-	SELECT CAST($1 AS TEXT), chk.provider, chk.win FROM chk WHERE NOT EXISTS (SELECT 1 FROM dup)
-	RETURNING 1
 ), ins AS (
-	INSERT INTO agentprov_budget_holds (id, idem_key, request_hash, project, provider, service, memo, currency, amount, committed, state, created_at, expires_at, ended_at, reason)
+	INSERT INTO agentprov_budget_holds (id, idem_key, request_hash, project, provider, service, memo, currency, amount, committed, state, created_at, expires_at, ended_at, reason, counter_list)
 	SELECT CAST($1 AS TEXT), CAST($2 AS TEXT), CAST($3 AS TEXT), CAST($4 AS TEXT), CAST($5 AS TEXT), CAST($6 AS TEXT), CAST($7 AS TEXT), CAST($8 AS TEXT),
 		CAST($9 AS BIGINT), 0,
-		CASE WHEN (SELECT count(*) FROM up) = CAST($12 AS BIGINT) AND (SELECT count(*) FROM hc) = CAST($12 AS BIGINT) THEN 'active' ELSE 'refused' END,
-		CAST($10 AS BIGINT), CAST($11 AS BIGINT), NULL, ''
+		CASE WHEN (SELECT count(*) FROM up) = CAST($12 AS BIGINT) THEN 'active' ELSE 'refused' END,
+		CAST($10 AS BIGINT), CAST($11 AS BIGINT), NULL, '', CAST($13 AS TEXT)
 	WHERE NOT EXISTS (SELECT 1 FROM dup)
 	RETURNING id, idem_key, request_hash, project, provider, service, memo, currency, amount, committed, state, created_at, expires_at, ended_at, reason
 )
@@ -154,11 +151,14 @@ SELECT true, id, idem_key, request_hash, project, provider, service, memo, curre
 WITH h AS (
 	UPDATE agentprov_budget_holds SET state = 'committed', committed = CAST($3 AS BIGINT), ended_at = CAST($2 AS BIGINT)
 	WHERE id = $1 AND state = 'active' AND expires_at > $2 AND amount >= $3
-	RETURNING id, idem_key, request_hash, project, provider, service, memo, currency, amount, committed, state, created_at, expires_at, ended_at, reason
+	RETURNING id, idem_key, request_hash, project, provider, service, memo, currency, amount, committed, state, created_at, expires_at, ended_at, reason, counter_list
 ), up AS (
 	INSERT INTO agentprov_budget_counters AS k (project, provider, win, committed, held, arrears)
 	SELECT h.project, hc.provider, hc.win, h.committed, -h.amount, 0
-	FROM h JOIN agentprov_budget_hold_counters hc ON hc.hold_id = h.id
+	FROM h CROSS JOIN LATERAL (SELECT split_part(x, '|', 1) AS provider, split_part(x, '|', 2) AS win
+		FROM unnest(string_to_array(h.counter_list, ',')) AS x
+		UNION ALL
+		SELECT l.provider, l.win FROM agentprov_budget_hold_counters l WHERE l.hold_id = h.id AND h.counter_list IS NULL) hc
 	ORDER BY hc.provider, hc.win
 	ON CONFLICT (project, provider, win) DO UPDATE
 	SET committed = k.committed + excluded.committed, held = k.held + excluded.held
@@ -170,11 +170,14 @@ SELECT (SELECT count(*) FROM up), id, idem_key, request_hash, project, provider,
 WITH h AS (
 	UPDATE agentprov_budget_holds SET state = 'released', ended_at = CAST($2 AS BIGINT)
 	WHERE id = $1 AND state = 'active' AND expires_at > $2
-	RETURNING id, idem_key, request_hash, project, provider, service, memo, currency, amount, committed, state, created_at, expires_at, ended_at, reason
+	RETURNING id, idem_key, request_hash, project, provider, service, memo, currency, amount, committed, state, created_at, expires_at, ended_at, reason, counter_list
 ), up AS (
 	INSERT INTO agentprov_budget_counters AS k (project, provider, win, committed, held, arrears)
 	SELECT h.project, hc.provider, hc.win, 0, -h.amount, 0
-	FROM h JOIN agentprov_budget_hold_counters hc ON hc.hold_id = h.id
+	FROM h CROSS JOIN LATERAL (SELECT split_part(x, '|', 1) AS provider, split_part(x, '|', 2) AS win
+		FROM unnest(string_to_array(h.counter_list, ',')) AS x
+		UNION ALL
+		SELECT l.provider, l.win FROM agentprov_budget_hold_counters l WHERE l.hold_id = h.id AND h.counter_list IS NULL) hc
 	ORDER BY hc.provider, hc.win
 	ON CONFLICT (project, provider, win) DO UPDATE
 	SET committed = k.committed + excluded.committed, held = k.held + excluded.held
@@ -186,11 +189,14 @@ SELECT (SELECT count(*) FROM up), id, idem_key, request_hash, project, provider,
 WITH h AS (
 	UPDATE agentprov_budget_holds SET state = 'reversed', reason = CAST($2 AS TEXT)
 	WHERE id = $1 AND state = 'committed'
-	RETURNING id, idem_key, request_hash, project, provider, service, memo, currency, amount, committed, state, created_at, expires_at, ended_at, reason
+	RETURNING id, idem_key, request_hash, project, provider, service, memo, currency, amount, committed, state, created_at, expires_at, ended_at, reason, counter_list
 ), up AS (
 	INSERT INTO agentprov_budget_counters AS k (project, provider, win, committed, held, arrears)
 	SELECT h.project, hc.provider, hc.win, -h.committed, 0, 0
-	FROM h JOIN agentprov_budget_hold_counters hc ON hc.hold_id = h.id
+	FROM h CROSS JOIN LATERAL (SELECT split_part(x, '|', 1) AS provider, split_part(x, '|', 2) AS win
+		FROM unnest(string_to_array(h.counter_list, ',')) AS x
+		UNION ALL
+		SELECT l.provider, l.win FROM agentprov_budget_hold_counters l WHERE l.hold_id = h.id AND h.counter_list IS NULL) hc
 	ORDER BY hc.provider, hc.win
 	ON CONFLICT (project, provider, win) DO UPDATE
 	SET committed = k.committed + excluded.committed, held = k.held + excluded.held
@@ -202,11 +208,14 @@ SELECT (SELECT count(*) FROM up), id, idem_key, request_hash, project, provider,
 WITH h AS (
 	UPDATE agentprov_budget_holds SET state = 'expired', ended_at = expires_at
 	WHERE id = $1 AND state = 'active' AND expires_at <= $2
-	RETURNING id, idem_key, request_hash, project, provider, service, memo, currency, amount, committed, state, created_at, expires_at, ended_at, reason
+	RETURNING id, idem_key, request_hash, project, provider, service, memo, currency, amount, committed, state, created_at, expires_at, ended_at, reason, counter_list
 ), up AS (
 	INSERT INTO agentprov_budget_counters AS k (project, provider, win, committed, held, arrears)
 	SELECT h.project, hc.provider, hc.win, 0, -h.amount, 0
-	FROM h JOIN agentprov_budget_hold_counters hc ON hc.hold_id = h.id
+	FROM h CROSS JOIN LATERAL (SELECT split_part(x, '|', 1) AS provider, split_part(x, '|', 2) AS win
+		FROM unnest(string_to_array(h.counter_list, ',')) AS x
+		UNION ALL
+		SELECT l.provider, l.win FROM agentprov_budget_hold_counters l WHERE l.hold_id = h.id AND h.counter_list IS NULL) hc
 	ORDER BY hc.provider, hc.win
 	ON CONFLICT (project, provider, win) DO UPDATE
 	SET committed = k.committed + excluded.committed, held = k.held + excluded.held
@@ -222,11 +231,14 @@ WITH e AS (
 		WHERE project = $1 AND state = 'active' AND expires_at <= $2
 		FOR UPDATE SKIP LOCKED
 	) AND state = 'active'
-	RETURNING id, project, amount
+	RETURNING id, project, amount, counter_list
 ), up AS (
 	INSERT INTO agentprov_budget_counters AS k (project, provider, win, committed, held, arrears)
 	SELECT e.project, hc.provider, hc.win, 0, CAST(-SUM(e.amount) AS BIGINT), 0
-	FROM e JOIN agentprov_budget_hold_counters hc ON hc.hold_id = e.id
+	FROM e CROSS JOIN LATERAL (SELECT split_part(x, '|', 1) AS provider, split_part(x, '|', 2) AS win
+		FROM unnest(string_to_array(e.counter_list, ',')) AS x
+		UNION ALL
+		SELECT l.provider, l.win FROM agentprov_budget_hold_counters l WHERE l.hold_id = e.id AND e.counter_list IS NULL) hc
 	GROUP BY e.project, hc.provider, hc.win
 	ORDER BY hc.provider, hc.win
 	ON CONFLICT (project, provider, win) DO UPDATE SET held = k.held + excluded.held
