@@ -501,7 +501,74 @@ func (c *cli) open(ctx context.Context) error {
 		c.db.Close()
 		return err
 	}
+	if err := c.restoreCatalog(); err != nil {
+		c.db.Close()
+		return err
+	}
 	return nil
+}
+
+// catalogStateFile keeps the aggregated catalog between commands: the
+// accepted copy of every provider, what is pending, quarantines, pinned
+// keys and the text an agent has accepted. Without it every command would
+// be a first contact and would accept any change (a ×100 price included).
+const catalogStateFile = "catalog-state.json"
+
+// restoreCatalog loads the aggregator's state the last command left. A
+// state that does not restore is an error, never a silent first contact.
+func (c *cli) restoreCatalog() error {
+	b, err := os.ReadFile(c.path(catalogStateFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // a new project: first contact
+	}
+	if err != nil {
+		return err
+	}
+	var st discovery.State
+	if err := json.Unmarshal(b, &st); err != nil {
+		return &cliError{Code: "catalog_state_invalid", Exit: exitError,
+			Msg: fmt.Sprintf("%s is not a catalog state (%v); remove it to start from first contact", c.path(catalogStateFile), err)}
+	}
+	if err := c.orch.Aggregator.Restore(&st); err != nil {
+		return &cliError{Code: "catalog_state_invalid", Exit: exitError,
+			Msg: fmt.Sprintf("%s cannot be restored (%v); remove it to start from first contact", c.path(catalogStateFile), err)}
+	}
+	return nil
+}
+
+// saveCatalog writes the aggregator's state atomically (a temporary file
+// renamed over the old one, 0600), so a crash or a concurrent command
+// leaves either the old state or the new one, never a torn file.
+func (c *cli) saveCatalog() error {
+	st, err := c.orch.Aggregator.State()
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(c.o.dir, catalogStateFile+".*.tmp")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name()) // a no-op after the rename
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), c.path(catalogStateFile))
 }
 
 // providerStatus is one provider's line of a catalog refresh, as reported
@@ -526,6 +593,9 @@ type providerStatus struct {
 func (c *cli) refresh(ctx context.Context) ([]providerStatus, error) {
 	c.out.progress("fetching catalogs of %d providers", len(c.state.Providers))
 	rep, err := c.orch.Refresh(ctx)
+	if serr := c.saveCatalog(); serr != nil {
+		return nil, fmt.Errorf("saving the catalog state: %w", serr)
+	}
 	statuses := make([]providerStatus, 0, len(c.state.Providers))
 	usable := 0
 	if rep != nil {
