@@ -5,6 +5,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -72,5 +73,50 @@ func TestCatalogKeptAcrossCommands(t *testing.T) {
 		if p := price(status("quarantined")); p != 1299 {
 			t.Fatalf("price after a ×100 rise: %v, want the accepted 1299", p)
 		}
+	}
+}
+
+// TestAddCapCheckedLocally: a paid service whose price the remaining cap
+// cannot cover is refused with cap_exceeded (exit 5, amounts in major
+// units) before the provider is contacted at all, and the name is free
+// again afterwards.
+func TestAddCapCheckedLocally(t *testing.T) {
+	var calls atomic.Int64
+	var h http.Handler
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.URL.Path, "/.well-known/") && !strings.Contains(r.URL.Path, "catalog") && !strings.Contains(r.URL.Path, "jwks") {
+			calls.Add(1)
+		}
+		h.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	prov, err := demo.NewProvider(demo.ProviderConfig{Profile: demo.Registrar(), BaseURL: srv.URL, OrchestratorIssuer: "http://127.0.0.1:1", RedemptionKey: "rk_test_0123456789abcdef"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h = prov.Handler()
+	dir := filepath.Join(t.TempDir(), "p")
+	if code, env, out := cliRun(t, "", "init", "--dir", dir, "--email", "ada@example.com", "--provider", srv.URL, "--json"); code != exitOK {
+		t.Fatalf("init: %d %+v\n%s", code, env, out)
+	}
+	if code, env, out := cliRun(t, "", "billing", "update", "--limit", "10", "--provider", "registrar", "--human", "--dir", dir, "--json"); code != exitOK {
+		t.Fatalf("billing update: %d %+v\n%s", code, env, out)
+	}
+	before := calls.Load()
+	code, env, out := cliRun(t, "", "add", "registrar/registrar:domain", "--config", `{"domain":"ada-builds.dev"}`, "--name", "site",
+		"--confirm-paid", "--accept-terms", "--dir", dir, "--json")
+	if code != exitPayment || env.Error == nil || env.Error.Code != "cap_exceeded" {
+		t.Fatalf("add over the cap: exit %d %+v\n%s", code, env, out)
+	}
+	if !strings.Contains(env.Error.Message, "12.99 USD") || !strings.Contains(env.Error.Message, "10.00 USD") {
+		t.Errorf("message not in major units: %q", env.Error.Message)
+	}
+	if n := calls.Load() - before; n != 0 {
+		t.Errorf("the provider was contacted %d times beyond its catalog", n)
+	}
+	// The refused add left nothing: with room again, the same name works
+	// as far as the local check (the provider here cannot be paid).
+	if code, _, out := cliRun(t, "", "status", "--dir", dir, "--json"); code != exitOK || strings.Contains(out, `"site"`) {
+		t.Errorf("status after the refusal: %d\n%s", code, out)
 	}
 }

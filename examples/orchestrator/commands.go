@@ -720,6 +720,16 @@ func (c *cli) add(ctx context.Context, args []string) (err error) {
 			return err
 		}
 	}
+	// The caps are checked before any provider is contacted: a price the
+	// remaining cap cannot cover is refused here, with the same problem
+	// type the reservation itself would give. (A resumed add may already
+	// hold its reservation, which the usage counts: it goes on to the
+	// ledger's own check.)
+	if resv.Fresh {
+		if err := c.checkCapLocally(ctx, entry.Provider, entry.Service); err != nil {
+			return err
+		}
+	}
 	req := demo.ConnectRequest{Project: c.state.Project, Ref: ref.String(), AcceptTerms: c.o.acceptTerms, Agent: "orchestrator-cli",
 		OnDevice: func(ctx context.Context, l demo.DeviceLink) error {
 			// The human approves at the provider; we only show where.
@@ -760,6 +770,30 @@ func (c *cli) add(ctx context.Context, args []string) (err error) {
 		fmt.Fprintf(w, "Added %s as %q (%s, %s); account %s (%s)\n", res.Service, res.Name, res.ID, charged, conn.AccountID, conn.LinkAction)
 		fmt.Fprintln(w, "Run \"orchestrator env\" to see its environment.")
 	})
+	return nil
+}
+
+// checkCapLocally refuses a service whose up-front price does not fit
+// under every cap of the project and provider now (*budget.CapError,
+// cap_exceeded). The ledger checks again, atomically, when it reserves.
+func (c *cli) checkCapLocally(ctx context.Context, provider string, svc *catalogschema.Service) error {
+	amount, currency := demo.Upfront(svc)
+	if amount <= 0 {
+		return nil
+	}
+	u, err := c.orch.Ledger.Usage(ctx, budget.Scope{Project: c.state.Project, Provider: provider})
+	if err != nil {
+		return err
+	}
+	for _, k := range u.Counters {
+		if k.Limit == nil || k.Limit.Currency != currency {
+			continue
+		}
+		used := k.Committed + k.Held + k.Arrears
+		if used+amount > k.Limit.Amount {
+			return &budget.CapError{Counter: k.Counter, Limit: *k.Limit, Used: used, Requested: amount}
+		}
+	}
 	return nil
 }
 
