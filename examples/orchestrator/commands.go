@@ -940,7 +940,11 @@ func (c *cli) billingShow(ctx context.Context) error {
 	if history == nil {
 		history = []budget.CapRecord{}
 	}
-	c.out.result(map[string]any{"caps": spend, "history": history}, func(w io.Writer) {
+	project, err := c.projectSpend(ctx)
+	if err != nil {
+		return err
+	}
+	c.out.result(map[string]any{"caps": spend, "project": project, "history": history}, func(w io.Writer) {
 		// Spent is what was settled (committed, plus usage billed in
 		// arrears); held is reserved and not yet settled (an open metered
 		// session's whole maximum, a purchase in flight). Both count
@@ -949,9 +953,33 @@ func (c *cli) billingShow(ctx context.Context) error {
 		for _, s := range spend {
 			t = append(t, []string{s.Provider, moneyOrNone(s.Limit), demo.Money(s.Committed+s.Arrears, s.Currency), demo.Money(s.Held, s.Currency), moneyOrNone(s.Remaining)})
 		}
+		p := project
+		t = append(t, []string{"(whole project)", moneyOrNone(p.Limit), demo.Money(p.Committed+p.Arrears, p.Currency), demo.Money(p.Held, p.Currency), moneyOrNone(p.Remaining)})
 		table(w, t)
 	})
 	return nil
+}
+
+// projectSpend is the project-wide counter of this month: every
+// provider's spend together, against the project's cap (if one is set).
+func (c *cli) projectSpend(ctx context.Context) (demo.Spend, error) {
+	out := demo.Spend{Provider: "", Currency: c.orch.Ledger.Currency()}
+	if len(c.state.Providers) == 0 {
+		return out, nil
+	}
+	u, err := c.orch.Ledger.Usage(ctx, budget.Scope{Project: c.state.Project, Provider: c.state.Providers[0].ID})
+	if err != nil {
+		return out, err
+	}
+	for _, k := range u.Counters {
+		if k.Counter.Provider == "" && k.Counter.Window.Period() == budget.Month {
+			out.Window, out.Limit, out.Committed, out.Held, out.Arrears = string(k.Counter.Window), k.Limit, k.Committed, k.Held, k.Arrears
+			if k.Limit != nil {
+				out.Remaining = &budget.Money{Amount: max(0, k.Limit.Amount-k.Committed-k.Held-k.Arrears), Currency: k.Limit.Currency}
+			}
+		}
+	}
+	return out, nil
 }
 
 func moneyOrNone(m *budget.Money) string {
@@ -997,6 +1025,31 @@ func (c *cli) billingUpdate(ctx context.Context) error {
 			return fmt.Errorf("%w: provider %q", demo.ErrNotFound, c.o.provider)
 		}
 		scope = c.o.provider
+	}
+	// A cap below what this month already spent could never be met: the
+	// spending cannot be undone, so refuse it and say what was spent.
+	spent := int64(-1)
+	if c.o.provider != "" {
+		all, err := c.orch.Spend(ctx, c.state.Project)
+		if err != nil {
+			return err
+		}
+		for _, sp := range all {
+			if sp.Provider == c.o.provider {
+				spent = sp.Committed + sp.Arrears
+			}
+		}
+	} else {
+		p, err := c.projectSpend(ctx)
+		if err != nil {
+			return err
+		}
+		spent = p.Committed + p.Arrears
+	}
+	if spent > cents {
+		return &cliError{Code: "cap_below_spent", Exit: exitUsage,
+			Msg: fmt.Sprintf("%s already spent %s this month, more than the %s asked for; set a cap of at least that",
+				scope, demo.Money(spent, "USD"), demo.Money(cents, "USD"))}
 	}
 	// Caps belong to the user: an agent may not raise them.
 	if err := c.confirm(c.o.human, "human_required",

@@ -196,7 +196,19 @@ func TestSession(t *testing.T) {
 	if c := errCode(cli(exitPayment, "add", "cloud/compute:small", "--confirm-paid", "--name", "vm2")); c != "cap_exceeded" {
 		t.Fatalf("code %q", c)
 	}
-	caps := data(cli(exitOK, "billing", "show"))["caps"].([]any)
+	// A cap below what was spent this month is refused, per provider and
+	// project-wide (12.99 USD went to the registrar, 19.99 USD in all).
+	if c := errCode(cli(exitUsage, "billing", "update", "--limit", "5", "--provider", "registrar", "--human")); c != "cap_below_spent" {
+		t.Fatalf("cap below spent: code %q", c)
+	}
+	if c := errCode(cli(exitUsage, "billing", "update", "--limit", "15", "--human")); c != "cap_below_spent" {
+		t.Fatalf("project cap below spent: code %q", c)
+	}
+	show := data(cli(exitOK, "billing", "show"))
+	if p := show["project"].(map[string]any); p["committed"].(float64) != 1299+700 || p["provider"] != "" {
+		t.Fatalf("billing show: project-wide row %v", p)
+	}
+	caps := show["caps"].([]any)
 	for _, c := range caps {
 		c := c.(map[string]any)
 		if c["provider"] == "cloud" && c["limit"].(map[string]any)["amount"].(float64) != 1000 {
