@@ -221,9 +221,29 @@ func TestSession(t *testing.T) {
 		t.Fatalf("status: %v", status)
 	}
 
+	// Removing the only resource of a service revokes its credential at
+	// the provider and drops it from the vault.
+	if removed := data(cli(exitOK, "remove", "vm")); removed["resource"].(map[string]any)["name"] != "vm" {
+		t.Fatalf("remove: %v", removed)
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, provURL+"/v1/resources", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("removed resource's token: HTTP %d, want 401", resp.StatusCode)
+	}
+	status = data(cli(exitOK, "status"))
+	if len(status["resources"].([]any)) != 2 || len(status["credentials"].([]any)) != 2 {
+		t.Fatalf("status after remove: %v", status)
+	}
+
 	rev := data(cli(exitOK, "revoke"))
 	results := rev["results"].([]any)
-	if len(results) != 3 {
+	if len(results) != 2 {
 		t.Fatalf("revoke: %v", rev)
 	}
 	for _, r := range results {
@@ -232,9 +252,9 @@ func TestSession(t *testing.T) {
 		}
 	}
 	// The provider no longer honours the token; the vault is empty.
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, provURL+"/v1/resources", nil)
+	req, _ = http.NewRequestWithContext(ctx, http.MethodGet, provURL+"/v1/resources", nil)
 	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err = http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

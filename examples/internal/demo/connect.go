@@ -326,7 +326,57 @@ func (o *Orchestrator) Remove(ctx context.Context, project, name string) (*Resou
 		}
 	}
 	res.Status = "removed"
-	return res, o.Resources.Delete(ctx, project, name)
+	if err := o.Resources.Delete(ctx, project, name); err != nil {
+		return nil, err
+	}
+	// The last resource of a service takes its credential with it: revoked
+	// at the provider (a revocation event for its token), then dropped
+	// from the vault. A failure is reported; the credential then stays in
+	// the vault for "revoke" to finish.
+	left, err := o.Resources.List(ctx, project)
+	if err != nil {
+		return res, err
+	}
+	for _, r := range left {
+		if r.Service == res.Service {
+			return res, nil
+		}
+	}
+	cred, err := o.Vault.Get(ctx, project, res.Service)
+	if errors.Is(err, authz.ErrCredentialNotFound) {
+		return res, nil
+	}
+	if err != nil {
+		return res, err
+	}
+	if err := o.revokeToken(ctx, project, cred); err != nil {
+		return res, fmt.Errorf("%s removed, but its credential was not revoked: %w", res.Name, err)
+	}
+	if err := o.Vault.Delete(ctx, project, res.Service); err != nil && !errors.Is(err, authz.ErrCredentialNotFound) {
+		return res, err
+	}
+	return res, nil
+}
+
+// revokeToken sends the provider a revocation event for cred's token.
+func (o *Orchestrator) revokeToken(ctx context.Context, project string, cred *authz.Credential) error {
+	target, err := targets{o}.RevocationTarget(ctx, cred.Provider)
+	if err != nil {
+		return err
+	}
+	jwt, err := o.Attester.Sign(ctx, authz.TypeRevocation, authz.RevocationEvent{
+		Audience: cred.Provider, Subject: o.subject(cred.Provider), AccountID: cred.AccountID, Project: project,
+		Service: cred.Ref(), TokenHashes: []string{authz.HashToken(cred.AccessToken.Reveal()).String()},
+	})
+	if err != nil {
+		return err
+	}
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, target.Endpoint, strings.NewReader(jwt))
+	if err != nil {
+		return err
+	}
+	hreq.Header.Set("Content-Type", "application/jwt")
+	return o.do(o.client, cred.Provider, "revoke token", hreq, nil)
 }
 
 // Rotate replaces the credential of ref with a fresh token and revokes the
@@ -340,23 +390,7 @@ func (o *Orchestrator) Rotate(ctx context.Context, project, ref string) (*Connec
 	if err != nil {
 		return nil, err
 	}
-	target, err := targets{o}.RevocationTarget(ctx, old.Provider)
-	if err != nil {
-		return c, err
-	}
-	jwt, err := o.Attester.Sign(ctx, authz.TypeRevocation, authz.RevocationEvent{
-		Audience: old.Provider, Subject: o.subject(old.Provider), AccountID: old.AccountID, Project: project,
-		Service: ref, TokenHashes: []string{authz.HashToken(old.AccessToken.Reveal()).String()},
-	})
-	if err != nil {
-		return c, err
-	}
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, target.Endpoint, strings.NewReader(jwt))
-	if err != nil {
-		return c, err
-	}
-	hreq.Header.Set("Content-Type", "application/jwt")
-	return c, o.do(o.client, old.Provider, "revoke old token", hreq, nil)
+	return c, o.revokeToken(ctx, project, old)
 }
 
 // do sends req and decodes a 2xx JSON answer into v; other answers become
