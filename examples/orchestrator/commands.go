@@ -175,7 +175,21 @@ func runWith(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 			rest = append(rest, a)
 		}
 	}
+	// --help and -h anywhere mean "help" for the command on the line.
+	wantHelp := false
+	rest = slices.DeleteFunc(rest, func(a string) bool {
+		h := a == "--help" || a == "-h" || a == "-help"
+		wantHelp = wantHelp || h
+		return h
+	})
 	o, pos, err := parse(rest, stderr)
+	switch {
+	case err != nil || !wantHelp:
+	case len(pos) == 1 && pos[0] == "help":
+		pos = []string{"help", "help"}
+	case len(pos) == 0 || pos[0] != "help":
+		pos = append([]string{"help"}, pos...)
+	}
 	out := &output{stdout: stdout, stderr: stderr}
 	if err != nil {
 		out.json = slices.Contains(args, "--json")
@@ -188,7 +202,14 @@ func runWith(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 			fmt.Fprint(stderr, usage)
 			return out.failure(fail(exitUsage, "usage", "no command"))
 		}
-		out.result(map[string]string{"usage": usage}, func(w io.Writer) { fmt.Fprint(w, usage) })
+		text := usage
+		if len(pos) > 1 {
+			var ok bool
+			if text, ok = commandHelp(pos[1]); !ok {
+				return out.failure(fail(exitUsage, "usage", "unknown command %q (see orchestrator help)", pos[1]))
+			}
+		}
+		out.result(map[string]string{"usage": text}, func(w io.Writer) { fmt.Fprint(w, text) })
 		return exitOK
 	}
 	c := &cli{o: o, out: out, stdin: bufio.NewReader(stdin), interactive: !o.nonInteractive && !o.json && (o.interactive || isInteractive())}
@@ -196,6 +217,31 @@ func runWith(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		return out.failure(classify(err))
 	}
 	return exitOK
+}
+
+// commandHelp is the help of one command: its entries of the command
+// list (with their continuation lines), then the global flags and exit
+// codes. It reports false for a command the list does not name.
+func commandHelp(cmd string) (string, bool) {
+	_, tail, _ := strings.Cut(usage, "\nCommands:\n")
+	list, flags, _ := strings.Cut(tail, "\nGlobal flags:")
+	var b strings.Builder
+	in := false
+	for _, line := range strings.Split(list, "\n") {
+		switch {
+		case strings.HasPrefix(line, "  "+cmd+" ") || line == "  "+cmd:
+			in = true
+			b.WriteString("Usage: orchestrator " + strings.TrimSpace(line[2:]) + "\n")
+		case in && strings.HasPrefix(line, "                            "):
+			b.WriteString("    " + strings.TrimSpace(line) + "\n")
+		default:
+			in = false
+		}
+	}
+	if b.Len() == 0 {
+		return "", false
+	}
+	return b.String() + "\nGlobal flags:" + flags, true
 }
 
 // cli is one invocation.
