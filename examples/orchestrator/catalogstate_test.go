@@ -58,7 +58,18 @@ func TestCatalogKeptAcrossCommands(t *testing.T) {
 		t.Fatalf("no domain service in %v", data)
 		return 0
 	}
-	status("updated")
+	first := status("updated")
+	// catalog --json carries each service's config schema: the domain's
+	// requires "domain".
+	for _, sv := range first["services"].([]any) {
+		row := sv.(map[string]any)
+		if row["ref"] == "registrar/registrar:domain" {
+			sch, _ := row["config_schema"].(map[string]any)
+			if req, _ := sch["required"].([]any); len(req) == 0 || req[0] != "domain" {
+				t.Errorf("config_schema of the domain: %v", row["config_schema"])
+			}
+		}
+	}
 	if fi, err := os.Stat(filepath.Join(dir, catalogStateFile)); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("catalog state file: %v, %v; want mode 0600", fi, err)
 	}

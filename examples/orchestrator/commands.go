@@ -679,6 +679,9 @@ type catalogRow struct {
 	Prices      []catalogschema.Price `json:"prices"`
 	Categories  []string              `json:"categories,omitempty"`
 	Stale       bool                  `json:"stale,omitempty"`
+	// ConfigSchema is the JSON Schema that add's --config must satisfy
+	// (the service's configuration_schema), when it has one.
+	ConfigSchema json.RawMessage `json:"config_schema,omitempty"`
 }
 
 func (c *cli) catalog(ctx context.Context, args []string) error {
@@ -704,7 +707,7 @@ func (c *cli) catalog(ctx context.Context, args []string) error {
 	for _, e := range c.orch.Aggregator.Search(f) {
 		rows = append(rows, catalogRow{Ref: e.Ref.String(), Provider: e.Provider, Kind: string(e.Service.Kind),
 			Description: e.Service.Description, Price: demo.DescribePrice(e.Service), Prices: e.Service.Prices,
-			Categories: e.Service.Categories, Stale: e.Stale})
+			Categories: e.Service.Categories, Stale: e.Stale, ConfigSchema: e.Service.ConfigurationSchema})
 	}
 	c.out.result(map[string]any{"services": rows, "providers": statuses}, func(w io.Writer) {
 		for _, st := range statuses {
