@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -129,5 +130,59 @@ func TestAddCapCheckedLocally(t *testing.T) {
 	// as far as the local check (the provider here cannot be paid).
 	if code, _, out := cliRun(t, "", "status", "--dir", dir, "--json"); code != exitOK || strings.Contains(out, `"site"`) {
 		t.Errorf("status after the refusal: %d\n%s", code, out)
+	}
+}
+
+// TestProviderAdd: "provider add URL" trusts one more provider in an
+// existing project through the safe fetcher; its catalog is then listed,
+// the same provider twice is provider_exists, and concurrent adds of
+// different providers all land in project.json (none lost to another's
+// write).
+func TestProviderAdd(t *testing.T) {
+	start := func(id string) string {
+		var h http.Handler
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.ServeHTTP(w, r) }))
+		t.Cleanup(srv.Close)
+		profile := demo.Cloud()
+		profile.ID = id
+		prov, err := demo.NewProvider(demo.ProviderConfig{Profile: profile, BaseURL: srv.URL, OrchestratorIssuer: "http://127.0.0.1:1", RedemptionKey: "rk_test_0123456789abcdef"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h = prov.Handler()
+		return srv.URL
+	}
+	dir := filepath.Join(t.TempDir(), "p")
+	if code, env, out := cliRun(t, "", "init", "--dir", dir, "--email", "ada@example.com", "--provider", start("cloud"), "--json"); code != exitOK {
+		t.Fatalf("init: %d %+v\n%s", code, env, out)
+	}
+	if code, env, out := cliRun(t, "", "provider", "add", start("cloud"), "--dir", dir, "--json"); code != exitError || env.Error == nil || env.Error.Code != "provider_exists" {
+		t.Fatalf("second cloud: exit %d %+v\n%s", code, env, out)
+	}
+	ids := []string{"alpha", "bravo", "charlie", "delta"}
+	urls := make([]string, len(ids))
+	for i, id := range ids {
+		urls[i] = start(id)
+	}
+	var wg sync.WaitGroup
+	for i := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if code, env, out := cliRun(t, "", "provider", "add", urls[i], "--dir", dir, "--json"); code != exitOK || !env.OK {
+				t.Errorf("provider add %s: exit %d %+v\n%s", ids[i], code, env, out)
+			}
+		}()
+	}
+	wg.Wait()
+	code, env, out := cliRun(t, "", "catalog", "--dir", dir, "--json")
+	if code != exitOK {
+		t.Fatalf("catalog: %d\n%s", code, out)
+	}
+	lines := catalogProviders(t, env)
+	for _, id := range append([]string{"cloud"}, ids...) {
+		if l := lines[id]; l == nil || l["usable"] != true {
+			t.Errorf("provider %s after provider add: %v", id, l)
+		}
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/agentprov/agentprov/authz"
@@ -45,6 +46,8 @@ Commands:
   add provider/service      provision a service: --config JSON, --name NAME (unique in the project:
                             a name another add holds is a name_conflict; rerunning the same add
                             after a failure finishes it and never makes a second resource)
+  provider add URL          trust one more provider (URL or id=URL), fetched as init does;
+                            --redemption-key id=KEY, generated and shown once when absent
   status                    project, providers, resources and credentials (no secrets)
   env                       environment variables of the credentials, redacted unless --reveal;
                             --provider P limits them
@@ -260,6 +263,12 @@ func (c *cli) dispatch(ctx context.Context, cmd string, args []string) error {
 	if cmd == "init" {
 		return c.init(ctx, args)
 	}
+	if cmd == "provider" {
+		if len(args) != 2 || args[0] != "add" {
+			return fail(exitUsage, "usage", "provider add needs one URL (or id=URL)")
+		}
+		return c.providerAdd(ctx, args[1])
+	}
 	if !slices.Contains([]string{"catalog", "add", "status", "env", "billing", "spend", "rotate", "remove", "revoke", "serve"}, cmd) {
 		return fail(exitUsage, "usage", "unknown command %q (see orchestrator help)", cmd)
 	}
@@ -453,6 +462,86 @@ func (c *cli) init(ctx context.Context, args []string) error {
 		}
 		for id, k := range generated {
 			fmt.Fprintf(w, "Redemption key for %s (give it to the provider; shown once): %s\n", id, k)
+		}
+	})
+	return nil
+}
+
+// providerAdd trusts one more provider in an existing project, fetched
+// with the same safe fetcher as init. project.json is changed under an
+// exclusive lock (flock, released by the kernel if the process dies) and
+// replaced atomically, so concurrent commands never lose a provider or
+// see a torn file.
+func (c *cli) providerAdd(ctx context.Context, v string) error {
+	if _, err := os.Stat(c.path("project.json")); errors.Is(err, os.ErrNotExist) {
+		return fail(exitNotInit, "project_not_initialized", "no project in %s: run orchestrator init", c.o.dir)
+	}
+	e, err := c.resolveProvider(ctx, v)
+	if err != nil {
+		return err
+	}
+	lock, err := os.OpenFile(c.path("project.lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return err
+	}
+	doc, err := os.ReadFile(c.path("project.json"))
+	if err != nil {
+		return err
+	}
+	var st projectState
+	if err := json.Unmarshal(doc, &st); err != nil {
+		return fmt.Errorf("%s: %w", c.path("project.json"), err)
+	}
+	if slices.ContainsFunc(st.Providers, func(p providerEntry) bool { return p.ID == e.ID }) {
+		return fail(exitError, "provider_exists", "provider %s is already trusted in this project", e.ID)
+	}
+	st.Providers = append(st.Providers, e)
+	generated := ""
+	if st.RedemptionKeys == nil {
+		st.RedemptionKeys = map[string]string{}
+	}
+	for _, kv := range c.o.redeemKeys {
+		if id, key, ok := strings.Cut(kv, "="); ok && id == e.ID {
+			if len(key) < 16 {
+				return fail(exitUsage, "usage", "--redemption-key wants id=KEY with a key of at least 16 characters")
+			}
+			st.RedemptionKeys[id] = key
+		}
+	}
+	if st.RedemptionKeys[e.ID] == "" {
+		generated = "rk_" + randomHex(24)
+		st.RedemptionKeys[e.ID] = generated
+	}
+	out, _ := json.MarshalIndent(&st, "", "  ")
+	f, err := os.CreateTemp(c.o.dir, "project.json.*.tmp")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(out); err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(f.Name(), c.path("project.json")); err != nil {
+		return err
+	}
+	data := map[string]any{"provider": e}
+	if generated != "" {
+		data["generated_redemption_key"] = generated
+	}
+	c.out.result(data, func(w io.Writer) {
+		fmt.Fprintf(w, "Trusted provider %s at %s\n", e.ID, e.BaseURL)
+		if generated != "" {
+			fmt.Fprintf(w, "Redemption key for %s (give it to the provider; shown once): %s\n", e.ID, generated)
 		}
 	})
 	return nil
