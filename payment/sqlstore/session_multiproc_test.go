@@ -332,10 +332,6 @@ func TestPostgresSessionsSurviveKill(t *testing.T) {
 	// Quiet: both processes up; sessions go idle or reach their deadline
 	// (a session whose call was in flight when the provider died waits for
 	// its deadline), are redeemed, and the outbox finishes.
-	ss, err := sqlstore.NewSessionStore(ctx, db, sqlstore.Postgres, &sqlstore.Options{TablePrefix: "prov_"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var sessions []payment.SessionRecord
 	deadline := time.Now().Add(mpsTTL + 30*time.Second)
 	for {
@@ -355,7 +351,6 @@ func TestPostgresSessionsSurviveKill(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	_ = ss
 
 	var consumed, settled, calls int64
 	for _, s := range sessions {
