@@ -517,21 +517,7 @@ func (c *cli) providerAdd(ctx context.Context, v string) error {
 		st.RedemptionKeys[e.ID] = generated
 	}
 	out, _ := json.MarshalIndent(&st, "", "  ")
-	f, err := os.CreateTemp(c.o.dir, "project.json.*.tmp")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(out); err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), c.path("project.json")); err != nil {
+	if err := c.writeAtomic("project.json", out); err != nil {
 		return err
 	}
 	data := map[string]any{"provider": e}
@@ -683,7 +669,14 @@ func (c *cli) saveCatalog() error {
 	if err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(c.o.dir, catalogStateFile+".*.tmp")
+	return c.writeAtomic(catalogStateFile, b)
+}
+
+// writeAtomic replaces the project file name with data: a temporary file
+// (0600) written and synced, then renamed over the old one, so a crash or
+// a concurrent reader sees the old content or the new, never a torn file.
+func (c *cli) writeAtomic(name string, data []byte) error {
+	f, err := os.CreateTemp(c.o.dir, name+".*.tmp")
 	if err != nil {
 		return err
 	}
@@ -692,18 +685,17 @@ func (c *cli) saveCatalog() error {
 		f.Close()
 		return err
 	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return err
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), c.path(catalogStateFile))
+	return os.Rename(f.Name(), c.path(name))
 }
 
 // providerStatus is one provider's line of a catalog refresh, as reported
