@@ -55,7 +55,10 @@ Commands:
   billing update            set a monthly cap: --limit USD [--provider P]; needs the human
   spend                     this month's charges per provider
   rotate <resource>         replace a resource's credential and revoke the old token
-  remove <resource>         delete a resource at its provider
+  remove <resource>         delete a resource at its provider; a pending one (an add that was
+                            interrupted) is cleaned up as gc does
+  gc                        clean up every unfinished add: what its provider made under the add's
+                            idempotency key is removed there, and the name is given back
   revoke                    revoke every credential at the providers (--provider P for one)
   serve                     the orchestrator's public endpoints (JWKS, payment redemption): --addr
   help                      this text
@@ -269,7 +272,7 @@ func (c *cli) dispatch(ctx context.Context, cmd string, args []string) error {
 		}
 		return c.providerAdd(ctx, args[1])
 	}
-	if !slices.Contains([]string{"catalog", "add", "status", "env", "billing", "spend", "rotate", "remove", "revoke", "serve"}, cmd) {
+	if !slices.Contains([]string{"catalog", "add", "status", "env", "billing", "spend", "rotate", "remove", "gc", "revoke", "serve"}, cmd) {
 		return fail(exitUsage, "usage", "unknown command %q (see orchestrator help)", cmd)
 	}
 	if err := c.open(ctx); err != nil {
@@ -302,6 +305,8 @@ func (c *cli) dispatch(ctx context.Context, cmd string, args []string) error {
 		return c.rotate(ctx, args)
 	case "remove":
 		return c.remove(ctx, args)
+	case "gc":
+		return c.gc(ctx)
 	case "revoke":
 		return c.revoke(ctx)
 	case "serve":
@@ -967,10 +972,17 @@ func (c *cli) status(ctx context.Context) error {
 		}
 		fmt.Fprintln(w)
 		t := [][]string{{"RESOURCE", "SERVICE", "ID", "STATUS"}}
+		pending := 0
 		for _, r := range resources {
 			t = append(t, []string{r.Name, r.Service, r.ID, r.Status})
+			if r.Status == demo.StatusPending {
+				pending++
+			}
 		}
 		table(w, t)
+		if pending > 0 {
+			fmt.Fprintf(w, "%d pending: an add that did not finish. Rerun the same add to finish it, or run \"orchestrator gc\" to clean it up.\n", pending)
+		}
 		fmt.Fprintln(w)
 		t = [][]string{{"CREDENTIAL", "ACCOUNT", "LINK", "EXPIRES"}}
 		for _, cr := range cs {
@@ -1257,6 +1269,9 @@ func (c *cli) remove(ctx context.Context, args []string) error {
 	if _, err := c.refresh(ctx); err != nil {
 		return err
 	}
+	if cur, err := c.orch.Resources.Get(ctx, c.state.Project, args[0]); err == nil && cur.Status == demo.StatusPending {
+		return c.discard(ctx, []string{args[0]})
+	}
 	c.out.progress("removing %s at its provider", args[0])
 	res, err := c.orch.Remove(ctx, c.state.Project, args[0])
 	if err != nil {
@@ -1264,6 +1279,94 @@ func (c *cli) remove(ctx context.Context, args []string) error {
 	}
 	c.out.result(map[string]any{"resource": res}, func(w io.Writer) {
 		fmt.Fprintf(w, "Removed %s (%s)\n", res.Name, res.Service)
+	})
+	return nil
+}
+
+// gc cleans up every unfinished add of the project (pending resources
+// whose add is no longer running); those still in flight are listed and
+// left alone.
+func (c *cli) gc(ctx context.Context) error {
+	all, err := c.orch.Resources.List(ctx, c.state.Project)
+	if err != nil {
+		return err
+	}
+	var names []string
+	for _, r := range all {
+		if r.Status == demo.StatusPending {
+			names = append(names, r.Name)
+		}
+	}
+	return c.discard(ctx, names)
+}
+
+// discardOut is one cleaned-up add in --json output.
+type discardOut struct {
+	Name    string `json:"name"`
+	Service string `json:"service"`
+	// AtProvider is what the interrupted add had made at the provider,
+	// removed now; absent when it had made nothing.
+	AtProvider *demo.Resource `json:"at_provider,omitempty"`
+}
+
+// inFlightOut is an add still running, left alone.
+type inFlightOut struct {
+	Name              string `json:"name"`
+	Service           string `json:"service"`
+	RetryAfterSeconds int64  `json:"retry_after_seconds"`
+}
+
+// discard cleans up the named pending resources. An add still holding its
+// name is skipped and listed; any other failure stops and is reported
+// after what was cleaned up before it.
+func (c *cli) discard(ctx context.Context, names []string) error {
+	if len(names) > 0 {
+		if _, err := c.refresh(ctx); err != nil {
+			return err
+		}
+	}
+	done, busy := []discardOut{}, []inFlightOut{}
+	var failed error
+	for _, name := range names {
+		c.out.progress("cleaning up the unfinished add of %q", name)
+		d, err := c.orch.Discard(ctx, c.state.Project, name)
+		var nc *demo.NameConflictError
+		switch {
+		case errors.As(err, &nc) && nc.InFlight:
+			busy = append(busy, inFlightOut{Name: name, Service: nc.Service, RetryAfterSeconds: int64(nc.RetryAfter.Seconds() + 0.999)})
+			continue
+		case d != nil:
+			done = append(done, discardOut{Name: d.Name, Service: d.Service, AtProvider: d.AtProvider})
+		}
+		if err != nil {
+			failed = err
+			break
+		}
+	}
+	if failed != nil {
+		if len(done) > 0 {
+			c.out.progress("cleaned up %d unfinished adds before the failure", len(done))
+		}
+		return failed
+	}
+	c.out.result(map[string]any{"discarded": done, "in_flight": busy}, func(w io.Writer) {
+		if len(done) == 0 && len(busy) == 0 {
+			fmt.Fprintln(w, "No unfinished adds to clean up.")
+		}
+		for _, d := range done {
+			switch r := d.AtProvider; {
+			case r == nil:
+				fmt.Fprintf(w, "Cleaned up the unfinished add of %q (%s): the provider had made nothing.\n", d.Name, d.Service)
+			case r.Charged != nil:
+				fmt.Fprintf(w, "Cleaned up the unfinished add of %q (%s): removed %s at the provider, which keeps the %s it was paid.\n",
+					d.Name, d.Service, r.ID, demo.Money(r.Charged.Amount, r.Charged.Currency))
+			default:
+				fmt.Fprintf(w, "Cleaned up the unfinished add of %q (%s): removed %s at the provider.\n", d.Name, d.Service, r.ID)
+			}
+		}
+		for _, b := range busy {
+			fmt.Fprintf(w, "Left %q alone: its add is still running (retry in %ds).\n", b.Name, b.RetryAfterSeconds)
+		}
 	})
 	return nil
 }

@@ -9,7 +9,7 @@ import (
 // command's usage and the global flags, exit 0, for every command; an
 // unknown command's help is a usage error.
 func TestHelpForEveryCommand(t *testing.T) {
-	for _, cmd := range []string{"init", "catalog", "add", "provider", "status", "env", "billing", "spend", "rotate", "remove", "revoke", "serve", "help"} {
+	for _, cmd := range []string{"init", "catalog", "add", "provider", "status", "env", "billing", "spend", "rotate", "remove", "gc", "revoke", "serve", "help"} {
 		for _, args := range [][]string{{"help", cmd}, {cmd, "--help"}, {cmd, "-h"}} {
 			code, _, out := cliRun(t, "", args...)
 			if code != exitOK || !strings.Contains(out, "Usage: orchestrator "+cmd) || !strings.Contains(out, "Global flags:") {

@@ -8,10 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/budget"
 	"github.com/agentprov/agentprov/catalogschema"
 	"github.com/agentprov/agentprov/payment"
 )
@@ -312,4 +315,129 @@ func equalConfig(a, b json.RawMessage) bool {
 	fa, errA := AddFingerprint("", a)
 	fb, errB := AddFingerprint("", b)
 	return errA == nil && errB == nil && fa == fb
+}
+
+// Discarded is what Discard did with an interrupted add. A plain value.
+type Discarded struct {
+	Project, Name string
+	// Service is the add's service ref.
+	Service string
+	// AtProvider is the resource the interrupted add had made at the
+	// provider, removed there now; nil when the provider had made none.
+	// Its Charged field says what the provider was paid: removing a
+	// resource is not a refund.
+	AtProvider *Resource
+}
+
+// Discard cleans up a pending resource that an interrupted add left: it
+// takes the add's reservation over (a *NameConflictError with InFlight
+// set while a live add still holds it), asks the provider whether the
+// create under the add's idempotency key happened, removes that resource
+// at the provider if so, and then gives the name back. The last resource
+// of a service takes its credential with it, as in Remove. Any failure
+// before the name is given back leaves it pending for a later Discard or
+// a retry of the add: nothing is forgotten that may exist at the
+// provider.
+func (o *Orchestrator) Discard(ctx context.Context, project, name string) (*Discarded, error) {
+	res, err := o.Resources.Get(ctx, project, name)
+	if err != nil {
+		return nil, err
+	}
+	if res.Status != StatusPending {
+		return nil, fmt.Errorf("%w: %s is %s, not an unfinished add (remove it instead)", ErrExists, name, res.Status)
+	}
+	fp, err := AddFingerprint(res.Service, res.Config)
+	if err != nil {
+		return nil, err
+	}
+	lease := o.cfg.AddLease
+	if lease <= 0 {
+		lease = DefaultAddLease
+	}
+	owner := newID("own_")
+	now := o.now()
+	got, err := o.Resources.Claim(ctx, Claim{Project: project, Name: name, Service: res.Service, Config: res.Config,
+		Fingerprint: fp, Key: newID("add_"), Owner: owner, Now: now, Until: now.Add(lease)})
+	if err != nil {
+		return nil, err
+	}
+	out := &Discarded{Project: project, Name: name, Service: res.Service}
+	if got.Fresh {
+		// The record went away between the read and the claim: this
+		// reservation is ours and new, with nothing behind it.
+		_ = o.Resources.Abandon(context.WithoutCancel(ctx), project, name, owner)
+		return nil, fmt.Errorf("%w: resource %q", ErrNotFound, name)
+	}
+	made, err := o.createdUnder(ctx, project, res.Service, got.Key)
+	if err == nil && made != nil && made.Status != "removed" {
+		err = o.deleteAtProvider(ctx, project, res.Service, made)
+	}
+	if err != nil {
+		_ = o.Resources.Release(context.WithoutCancel(ctx), project, name, owner)
+		return nil, err
+	}
+	out.AtProvider = made
+	if err := o.Resources.Abandon(ctx, project, name, owner); err != nil {
+		return nil, err
+	}
+	if err := o.dropCredentialIfLast(ctx, project, res.Service); err != nil {
+		return out, fmt.Errorf("%s cleaned up, but %w", name, err)
+	}
+	return out, nil
+}
+
+// createdUnder asks service's provider for the resource its create under
+// the idempotency key made, if any. Without a credential for the service
+// no create can have been sent (the create call needs its bearer token).
+func (o *Orchestrator) createdUnder(ctx context.Context, project, service, key string) (*Resource, error) {
+	if _, err := o.Vault.Get(ctx, project, service); errors.Is(err, authz.ErrCredentialNotFound) {
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
+	client, err := o.AgentClient(project, service, budget.USD(1))
+	if err != nil {
+		return nil, err
+	}
+	provider, _, _ := strings.Cut(service, "/")
+	base, _ := o.baseURL(provider)
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/resources?idempotency_key="+url.QueryEscape(key), nil)
+	if err != nil {
+		return nil, err
+	}
+	var list []Resource
+	if err := o.do(client, provider, "look up the unfinished add", hreq, &list); err != nil {
+		return nil, err
+	}
+	switch len(list) {
+	case 0:
+		return nil, nil
+	case 1:
+		return &list[0], nil
+	}
+	return nil, &ProviderError{Provider: provider, Op: "look up the unfinished add",
+		Err: fmt.Errorf("%d resources answer one idempotency key", len(list))}
+}
+
+// deleteAtProvider deletes res at service's provider; already gone is
+// not an error.
+func (o *Orchestrator) deleteAtProvider(ctx context.Context, project, service string, res *Resource) error {
+	client, err := o.AgentClient(project, service, budget.USD(1))
+	if err != nil {
+		return err
+	}
+	provider, _, _ := strings.Cut(service, "/")
+	base, _ := o.baseURL(provider)
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodDelete, base+"/v1/resources/"+url.PathEscape(res.ID), nil)
+	if err != nil {
+		return err
+	}
+	if err := o.do(client, provider, "remove "+res.Name, hreq, nil); err != nil {
+		var pe *ProviderError
+		if !errors.As(err, &pe) || pe.Status != http.StatusNotFound {
+			return err
+		}
+	}
+	res.Status = "removed"
+	return nil
 }

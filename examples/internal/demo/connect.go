@@ -299,8 +299,10 @@ func (o *Orchestrator) Add(ctx context.Context, req AddRequest) (_ *Resource, er
 	return &res, nil
 }
 
-// Remove deletes a resource at its provider and forgets it. The
-// credential stays in the vault (use RevokeAll to unlink).
+// Remove deletes a resource at its provider and forgets it. The last
+// resource of a service takes its credential with it (revoked at the
+// provider, dropped from the vault). A pending resource is a
+// *NameConflictError: Discard cleans those up.
 func (o *Orchestrator) Remove(ctx context.Context, project, name string) (*Resource, error) {
 	res, err := o.Resources.Get(ctx, project, name)
 	if err != nil {
@@ -309,53 +311,47 @@ func (o *Orchestrator) Remove(ctx context.Context, project, name string) (*Resou
 	if res.Status == StatusPending {
 		return nil, &NameConflictError{Project: project, Name: name, Service: res.Service, State: StatusPending, SameRequest: true}
 	}
-	client, err := o.AgentClient(project, res.Service, budget.USD(1))
-	if err != nil {
+	if err := o.deleteAtProvider(ctx, project, res.Service, res); err != nil {
 		return nil, err
 	}
-	provider, _, _ := strings.Cut(res.Service, "/")
-	base, _ := o.baseURL(provider)
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodDelete, base+"/v1/resources/"+url.PathEscape(res.ID), nil)
-	if err != nil {
-		return nil, err
-	}
-	if err := o.do(client, provider, "remove "+res.Name, hreq, nil); err != nil {
-		var pe *ProviderError
-		if !errors.As(err, &pe) || pe.Status != http.StatusNotFound {
-			return nil, err
-		}
-	}
-	res.Status = "removed"
 	if err := o.Resources.Delete(ctx, project, name); err != nil {
 		return nil, err
 	}
-	// The last resource of a service takes its credential with it: revoked
-	// at the provider (a revocation event for its token), then dropped
-	// from the vault. A failure is reported; the credential then stays in
-	// the vault for "revoke" to finish.
-	left, err := o.Resources.List(ctx, project)
-	if err != nil {
-		return res, err
-	}
-	for _, r := range left {
-		if r.Service == res.Service {
-			return res, nil
-		}
-	}
-	cred, err := o.Vault.Get(ctx, project, res.Service)
-	if errors.Is(err, authz.ErrCredentialNotFound) {
-		return res, nil
-	}
-	if err != nil {
-		return res, err
-	}
-	if err := o.revokeToken(ctx, project, cred); err != nil {
-		return res, fmt.Errorf("%s removed, but its credential was not revoked: %w", res.Name, err)
-	}
-	if err := o.Vault.Delete(ctx, project, res.Service); err != nil && !errors.Is(err, authz.ErrCredentialNotFound) {
-		return res, err
+	if err := o.dropCredentialIfLast(ctx, project, res.Service); err != nil {
+		return res, fmt.Errorf("%s removed, but %w", res.Name, err)
 	}
 	return res, nil
+}
+
+// dropCredentialIfLast revokes and forgets the project's credential for
+// service when no resource of the project (pending ones included) uses it
+// any more: revoked at the provider (a revocation event for its token),
+// then dropped from the vault. A failure is reported; the credential then
+// stays in the vault for "revoke" to finish.
+func (o *Orchestrator) dropCredentialIfLast(ctx context.Context, project, service string) error {
+	left, err := o.Resources.List(ctx, project)
+	if err != nil {
+		return err
+	}
+	for _, r := range left {
+		if r.Service == service {
+			return nil
+		}
+	}
+	cred, err := o.Vault.Get(ctx, project, service)
+	if errors.Is(err, authz.ErrCredentialNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := o.revokeToken(ctx, project, cred); err != nil {
+		return fmt.Errorf("its credential was not revoked: %w", err)
+	}
+	if err := o.Vault.Delete(ctx, project, service); err != nil && !errors.Is(err, authz.ErrCredentialNotFound) {
+		return err
+	}
+	return nil
 }
 
 // revokeToken sends the provider a revocation event for cred's token.

@@ -486,6 +486,13 @@ func (p *Provider) listResources(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, http.StatusServiceUnavailable, "temporarily_unavailable", "try again")
 		return
 	}
+	// ?idempotency_key=K: only what this account's create under K made
+	// (none, or one resource): how an orchestrator cleaning up an
+	// interrupted add learns whether the create happened.
+	if key := r.URL.Query().Get("idempotency_key"); key != "" {
+		want := keyedResourceID(id.AccountID, key)
+		out = slices.DeleteFunc(out, func(res Resource) bool { return res.ID != want })
+	}
 	writeJSON(w, http.StatusOK, out)
 }
 
