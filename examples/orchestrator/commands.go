@@ -42,7 +42,9 @@ Commands:
                             --issuer URL (where "serve" is reachable; default http://127.0.0.1:7780),
                             --provider URL or id=URL (repeatable), --redemption-key id=KEY (repeatable;
                             generated and shown once when absent)
-  catalog [filter]          list the trusted providers' services (filter: text, provider or @category)
+  catalog [filter]          list the trusted providers' services (filter: text, provider or @category);
+                            texts a provider changed since they were accepted are marked untrusted
+  catalog accept PROVIDER   accept a provider's quarantined catalog and changed texts; needs the human
   add provider/service      provision a service: --config JSON, --name NAME (unique in the project:
                             a name another add holds is a name_conflict; rerunning the same add
                             after a failure finishes it and never makes a second resource)
@@ -70,7 +72,7 @@ Global flags:
   --interactive        prompt on stdin even when it is not a terminal
   --accept-terms       the human accepts the provider's terms of service (add)
   --confirm-paid       the human confirms a paid service (add)
-  --human              the human, not an agent, runs this command (billing update)
+  --human              the human, not an agent, runs this command (billing update, catalog accept)
   --quiet              no progress lines on stderr
 
 In non-interactive mode nothing that needs the human happens without the
@@ -716,6 +718,10 @@ type providerStatus struct {
 	// Usable says whether this provider's services are listed: a failed
 	// provider still is when an earlier accepted catalog is served stale.
 	Usable bool `json:"usable"`
+	// UntrustedTexts counts the provider's agent-readable texts changed
+	// since the human last accepted them ("catalog accept"): the services
+	// holding them are marked untrusted.
+	UntrustedTexts int `json:"untrusted_texts,omitempty"`
 }
 
 // refresh fetches every provider's catalog and reports each one. It fails
@@ -732,7 +738,8 @@ func (c *cli) refresh(ctx context.Context) ([]providerStatus, error) {
 	usable := 0
 	if rep != nil {
 		for _, r := range rep.Results {
-			st := providerStatus{Provider: r.ID, Status: string(r.Status), Code: r.Code, Usable: r.Snapshot != nil}
+			st := providerStatus{Provider: r.ID, Status: string(r.Status), Code: r.Code, Usable: r.Snapshot != nil,
+				UntrustedTexts: len(r.UntrustedText)}
 			if r.Err != nil {
 				st.Error = r.Err.Error()
 				c.out.progress("provider %s: %v", r.ID, r.Err)
@@ -768,11 +775,20 @@ type catalogRow struct {
 	// ConfigSchema is the JSON Schema that add's --config must satisfy
 	// (the service's configuration_schema), when it has one.
 	ConfigSchema json.RawMessage `json:"config_schema,omitempty"`
+	// Untrusted is set when the provider changed texts of this service
+	// (description, llm_context, …) since the human last accepted them:
+	// those texts are unreviewed provider data, a prompt-injection
+	// channel, until "catalog accept PROVIDER". UntrustedFields names them.
+	Untrusted       bool     `json:"untrusted,omitempty"`
+	UntrustedFields []string `json:"untrusted_fields,omitempty"`
 }
 
 func (c *cli) catalog(ctx context.Context, args []string) error {
+	if len(args) == 2 && args[0] == "accept" {
+		return c.catalogAccept(ctx, args[1])
+	}
 	if len(args) > 1 {
-		return fail(exitUsage, "usage", "catalog takes at most one filter")
+		return fail(exitUsage, "usage", "catalog takes at most one filter (or: catalog accept PROVIDER)")
 	}
 	statuses, err := c.refresh(ctx)
 	if err != nil {
@@ -793,7 +809,8 @@ func (c *cli) catalog(ctx context.Context, args []string) error {
 	for _, e := range c.orch.Aggregator.Search(f) {
 		rows = append(rows, catalogRow{Ref: e.Ref.String(), Provider: e.Provider, Kind: string(e.Service.Kind),
 			Description: e.Service.Description, Price: demo.DescribePrice(e.Service), Prices: e.Service.Prices,
-			Categories: e.Service.Categories, Stale: e.Stale, ConfigSchema: e.Service.ConfigurationSchema})
+			Categories: e.Service.Categories, Stale: e.Stale, ConfigSchema: e.Service.ConfigurationSchema,
+			Untrusted: len(e.UntrustedText) > 0, UntrustedFields: textFields(e.UntrustedText)})
 	}
 	c.out.result(map[string]any{"services": rows, "providers": statuses}, func(w io.Writer) {
 		for _, st := range statuses {
@@ -801,13 +818,70 @@ func (c *cli) catalog(ctx context.Context, args []string) error {
 				fmt.Fprintf(w, "provider %s %s (%s): %s\n", st.Provider, st.Status, st.Code, st.Error)
 			}
 		}
+		for _, st := range statuses {
+			if st.UntrustedTexts > 0 {
+				fmt.Fprintf(w, "provider %s changed %d texts since you accepted them (marked UNREVIEWED): read them, then run \"orchestrator catalog accept %s --human\"\n",
+					st.Provider, st.UntrustedTexts, st.Provider)
+			}
+		}
 		t := [][]string{{"REF", "KIND", "PRICE", "DESCRIPTION"}}
 		for _, r := range rows {
 			// Descriptions are provider text: quoted, as data.
-			t = append(t, []string{r.Ref, r.Kind, r.Price, strconv.Quote(r.Description)})
+			d := strconv.Quote(r.Description)
+			if r.Untrusted {
+				d = "UNREVIEWED " + d
+			}
+			t = append(t, []string{r.Ref, r.Kind, r.Price, d})
 		}
 		table(w, t)
 	})
+	return nil
+}
+
+// textFields lists the distinct fields of changes, in order.
+func textFields(changes []discovery.TextChange) []string {
+	var out []string
+	for _, ch := range changes {
+		if !slices.Contains(out, ch.Field) {
+			out = append(out, ch.Field)
+		}
+	}
+	return out
+}
+
+// catalogAccept is the human accepting what a provider changed: its
+// quarantined catalog (a price rise beyond the drift policy, say) becomes
+// the accepted one, and its changed texts stop being marked untrusted. An
+// agent may not do this: it would be trusting the text it is asked to
+// distrust.
+func (c *cli) catalogAccept(ctx context.Context, provider string) error {
+	if _, err := c.refresh(ctx); err != nil {
+		return err
+	}
+	view, err := c.orch.Aggregator.Provider(provider)
+	if errors.Is(err, discovery.ErrUnknownProvider) {
+		return fmt.Errorf("%w: provider %q", demo.ErrNotFound, provider)
+	} else if err != nil {
+		return err
+	}
+	what := fmt.Sprintf("%d changed texts", len(view.UntrustedText))
+	if view.Quarantined {
+		what = "a quarantined catalog and " + what
+	}
+	if !view.Quarantined && len(view.UntrustedText) == 0 {
+		return &cliError{Code: "nothing_to_accept", Exit: exitUsage, Msg: fmt.Sprintf("provider %s has no change waiting to be accepted", provider)}
+	}
+	if err := c.confirm(c.o.human, "human_required", fmt.Sprintf("Accept %s from %s", what, provider), "--human"); err != nil {
+		return err
+	}
+	if err := c.orch.Aggregator.Accept(ctx, provider); err != nil {
+		return err
+	}
+	if err := c.saveCatalog(); err != nil {
+		return fmt.Errorf("saving the catalog state: %w", err)
+	}
+	c.out.result(map[string]any{"provider": provider, "quarantine_lifted": view.Quarantined, "texts_accepted": len(view.UntrustedText)},
+		func(w io.Writer) { fmt.Fprintf(w, "Accepted %s from %s.\n", what, provider) })
 	return nil
 }
 
