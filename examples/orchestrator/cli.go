@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 )
 
 // Exit codes are part of the CLI's contract with agents; see README.md.
@@ -30,6 +31,11 @@ type cliError struct {
 	Err  error
 	// Details, when set, is sent as the envelope error's "details".
 	Details any
+	// Hint, when set, is what to do, appended to the cause's sentence.
+	Hint string
+	// label is set when Msg only names the class of Err (classify's
+	// errors): the sentence is then Err's own.
+	label bool
 }
 
 func (e *cliError) Error() string {
@@ -41,12 +47,26 @@ func (e *cliError) Error() string {
 
 func (e *cliError) Unwrap() error { return e.Err }
 
+// sentence is the one sentence shown for e: its cause's sentence when it
+// has one (Msg is then the class, which the code already says), else Msg;
+// with the hint of Msg kept when it tells what to do.
+func (e *cliError) sentence() string {
+	if e.Err == nil || !e.label {
+		return finish(e.Msg)
+	}
+	s := sentence(e.Err)
+	if e.Hint != "" {
+		s = strings.TrimSuffix(s, ".") + "; " + e.Hint
+	}
+	return finish(s)
+}
+
 func fail(exit int, code, format string, args ...any) *cliError {
 	return &cliError{Code: code, Exit: exit, Msg: fmt.Sprintf(format, args...)}
 }
 
 func wrap(exit int, code string, err error, format string, args ...any) *cliError {
-	return &cliError{Code: code, Exit: exit, Msg: fmt.Sprintf(format, args...), Err: err}
+	return &cliError{Code: code, Exit: exit, Msg: fmt.Sprintf(format, args...), Err: err, label: true}
 }
 
 // envelope is the stable --json output: {"ok", "data", "error":{"code","message"}}.
@@ -69,6 +89,8 @@ type output struct {
 	stdout io.Writer
 	stderr io.Writer
 	quiet  bool
+	// tick is the interval of waiting's lines; 0 means 5 s.
+	tick time.Duration
 }
 
 func (o *output) progress(format string, args ...any) {
@@ -76,6 +98,63 @@ func (o *output) progress(format string, args ...any) {
 		return
 	}
 	fmt.Fprintf(o.stderr, "… "+format+"\n", args...)
+}
+
+// waiting shows that a long wait goes on (a device approval, a
+// provisioning poll): every tick (default 5 s), how long it has waited and
+// how long is left until until (zero: no deadline). On a terminal it
+// rewrites one line; elsewhere it adds a line each tick, so logs stay
+// readable. The returned stop ends it; call it once.
+func (o *output) waiting(what string, until time.Time) (stop func()) {
+	if o.quiet {
+		return func() {}
+	}
+	tick := o.tick
+	if tick <= 0 {
+		tick = 5 * time.Second
+	}
+	term := isTerminal(o.stderr)
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	start := time.Now()
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(tick)
+		defer t.Stop()
+		wrote := false
+		for {
+			select {
+			case <-done:
+				if term && wrote {
+					fmt.Fprint(o.stderr, "\n")
+				}
+				return
+			case now := <-t.C:
+				line := fmt.Sprintf("… still %s (%ds", what, int(now.Sub(start).Seconds()))
+				if !until.IsZero() {
+					line += fmt.Sprintf(", %ds left", max(0, int(until.Sub(now).Seconds())))
+				}
+				line += ")"
+				if term {
+					fmt.Fprint(o.stderr, "\r\033[K"+line)
+				} else {
+					fmt.Fprintln(o.stderr, line)
+				}
+				wrote = true
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 func (o *output) result(data any, human func(w io.Writer)) {
@@ -93,12 +172,26 @@ func (o *output) failure(err error) int {
 	if !errors.As(err, &ce) {
 		ce = &cliError{Code: "error", Exit: exitError, Msg: err.Error()}
 	}
+	msg := ce.sentence()
+	details := ce.Details
+	if ce.Err != nil && (!ce.label || sentence(ce.Err) != finish(ce.Err.Error())) {
+		// The full chain, for whoever debugs it; the message stays one
+		// sentence.
+		m, ok := details.(map[string]any)
+		if !ok && details == nil {
+			m, ok = map[string]any{}, true
+		}
+		if ok {
+			m["cause"] = ce.Err.Error()
+			details = m
+		}
+	}
 	if o.json {
 		enc := json.NewEncoder(o.stdout)
 		enc.SetIndent("", "  ")
-		_ = enc.Encode(envelope{OK: false, Error: &envelopeError{Code: ce.Code, Message: ce.Error(), Details: ce.Details}})
+		_ = enc.Encode(envelope{OK: false, Error: &envelopeError{Code: ce.Code, Message: msg, Details: details}})
 	} else {
-		fmt.Fprintf(o.stderr, "error: %s\n", ce.Error())
+		fmt.Fprintf(o.stderr, "error: %s\n", msg)
 	}
 	return ce.Exit
 }

@@ -330,7 +330,9 @@ func classify(err error) error {
 	var nc *demo.NameConflictError
 	switch {
 	case errors.As(err, &te):
-		return wrap(exitNeedsHuman, "terms_acceptance_required", err, "the human must accept the terms: rerun with --accept-terms")
+		ce := wrap(exitNeedsHuman, "terms_acceptance_required", err, "the human must accept the terms")
+		ce.Hint = "the human accepts them by rerunning with --accept-terms"
+		return ce
 	case errors.Is(err, demo.ErrNeedsHuman):
 		return wrap(exitNeedsHuman, "human_required", err, "needs the human")
 	case errors.Is(err, payment.ErrCallCeiling):
@@ -939,16 +941,20 @@ func (c *cli) add(ctx context.Context, args []string) (err error) {
 			return err
 		}
 	}
+	stopWait := func() {}
 	req := demo.ConnectRequest{Project: c.state.Project, Ref: ref.String(), AcceptTerms: c.o.acceptTerms, Agent: "orchestrator-cli",
 		OnDevice: func(ctx context.Context, l demo.DeviceLink) error {
 			// The human approves at the provider; we only show where.
 			fmt.Fprintf(c.out.stderr, "An account for %s exists at %s. To link it, open %s and enter the code %s (expires in %ds)\n",
 				c.state.User.Email, l.Provider, l.VerificationURI, l.UserCode, l.ExpiresIn)
 			c.out.progress("waiting for the approval at %s", l.Provider)
+			stopWait = c.out.waiting("waiting for the approval at "+l.Provider, time.Now().Add(time.Duration(l.ExpiresIn)*time.Second))
 			return nil
 		}}
 	c.out.progress("requesting an account at %s for %s", entry.Provider, c.state.User.Email)
 	conn, err := c.orch.Connect(ctx, req)
+	stopWait()
+	stopWait = func() {}
 	var te *demo.TermsError
 	if errors.As(err, &te) && c.interactive {
 		if cerr := c.confirm(false, "terms_acceptance_required",
@@ -957,6 +963,7 @@ func (c *cli) add(ctx context.Context, args []string) (err error) {
 		}
 		req.AcceptTerms = true
 		conn, err = c.orch.Connect(ctx, req)
+		stopWait()
 	}
 	if err != nil {
 		return err
