@@ -45,6 +45,12 @@ func (e *Error) Error() string {
 // Unwrap returns the internal cause, if any.
 func (e *Error) Unwrap() error { return e.Err }
 
+// Temporary reports whether the condition may pass on a retry with the
+// same input: the status is 503 (jwks_unavailable,
+// temporarily_unavailable). payment's Paywall uses it to tell an
+// unreachable JWKS from a bad token.
+func (e *Error) Temporary() bool { return e != nil && e.Status == 503 }
+
 // Is reports whether target is an *Error with the same Code.
 func (e *Error) Is(target error) bool {
 	t, ok := target.(*Error)

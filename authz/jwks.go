@@ -97,7 +97,10 @@ type KeySetOptions struct {
 // made-up kids cannot turn into a flood of fetches. A signature that fails
 // under a cached key refetches the same way (KeyAfterFailure), so a key
 // re-created under an old kid is trusted after one refetch. When a refetch fails,
-// keys from the last good copy keep working.
+// keys from the last good copy keep working. Until a first copy is
+// fetched, failed fetches are retried sooner (after 1 s, 2 s, 4 s, … up to
+// MinRefetchInterval), so an issuer that was down at first is trusted soon
+// after it comes up.
 //
 // A KeySet is safe for concurrent use.
 type KeySet struct {
@@ -117,6 +120,21 @@ type KeySet struct {
 	lastAttempt time.Time
 	inflight    *fetchCall
 	fetches     int
+	failures    int // consecutive failed fetches
+}
+
+// retryInterval is the least time since the last fetch before the next
+// one: MinRefetchInterval, except while no copy was ever fetched and the
+// fetches failed (the issuer was not up yet, say): then 1 s, doubling
+// with each failure up to MinRefetchInterval, so an issuer that comes up
+// is trusted within a second or two instead of after the full interval,
+// while an issuer that stays down costs at most a few fetches a minute.
+// s.mu is held.
+func (s *KeySet) retryInterval() time.Duration {
+	if s.keys != nil || s.failures == 0 {
+		return s.minRefetch
+	}
+	return min(s.minRefetch, time.Second<<min(s.failures-1, 10))
 }
 
 type fetchCall struct {
@@ -135,9 +153,14 @@ func (s *KeySet) runFetch(ctx context.Context, call *fetchCall, prevAttempt time
 	call.err = s.fetch(ctx)
 	s.mu.Lock()
 	s.inflight = nil
-	if call.err != nil && ctx.Err() != nil {
+	switch {
+	case call.err != nil && ctx.Err() != nil:
 		call.abandoned = true
 		s.lastAttempt = prevAttempt
+	case call.err != nil:
+		s.failures++
+	default:
+		s.failures = 0
 	}
 	s.mu.Unlock()
 	close(call.done)
@@ -255,7 +278,7 @@ func (s *KeySet) lookupMode(ctx context.Context, kid string, alg jose.SignatureA
 			s.mu.Unlock()
 			return k, nil
 		}
-		canFetch := s.inflight != nil || s.lastAttempt.IsZero() || now.Sub(s.lastAttempt) >= s.minRefetch
+		canFetch := s.inflight != nil || s.lastAttempt.IsZero() || now.Sub(s.lastAttempt) >= s.retryInterval()
 		if attempt > 0 || !canFetch {
 			loaded := s.keys != nil
 			s.mu.Unlock()

@@ -422,3 +422,48 @@ func TestKeySetAbandonedFetchDoesNotFailOthers(t *testing.T) {
 		t.Fatalf("follower failed with the leader: %v", err)
 	}
 }
+
+// TestKeySetIssuerUpLate: while no copy of the JWKS was ever fetched, a
+// failed fetch is retried after 1 s, 2 s, 4 s, … (never sooner), so an
+// issuer that was down at first is trusted within a second or two of
+// coming up, not after the full MinRefetchInterval; once a copy exists,
+// the full interval applies again.
+func TestKeySetIssuerUpLate(t *testing.T) {
+	e := newIDEnv(t, jose.EdDSA)
+	jwks := &countingJWKS{h: e.att.JWKSHandler()}
+	jwks.fail.Store(true)
+	srv := httptest.NewServer(jwks)
+	defer srv.Close()
+	ks, _ := authz.NewKeySet(srv.URL, &authz.KeySetOptions{HTTPClient: srv.Client(), Clock: e.clock.Now})
+	ctx := context.Background()
+	key := func() error { _, err := ks.Key(ctx, "k1"); return err }
+	if err := key(); !errors.Is(err, authz.ErrKeySetUnavailable) {
+		t.Fatalf("issuer down: %v", err)
+	}
+	for i, wait := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second} {
+		e.clock.Advance(wait - time.Millisecond)
+		_ = key()
+		if got := jwks.n.Load(); got != int32(i+1) {
+			t.Fatalf("after %v: %d fetches, want %d (no retry before the backoff)", wait, got, i+1)
+		}
+		e.clock.Advance(time.Millisecond)
+		_ = key()
+		if got := jwks.n.Load(); got != int32(i+2) {
+			t.Fatalf("after %v: %d fetches, want %d", wait, got, i+2)
+		}
+	}
+	jwks.fail.Store(false) // the issuer comes up
+	e.clock.Advance(8 * time.Second)
+	if err := key(); err != nil {
+		t.Fatalf("issuer up: %v", err)
+	}
+	n := jwks.n.Load()
+	// A copy is loaded: an unknown kid refetches at most once per
+	// MinRefetchInterval again.
+	_, _ = ks.Key(ctx, "k9")
+	e.clock.Advance(2 * time.Second)
+	_, _ = ks.Key(ctx, "k9")
+	if got := jwks.n.Load(); got != n {
+		t.Fatalf("with a copy loaded: %d fetches for two misses within the interval, want %d", got, n)
+	}
+}

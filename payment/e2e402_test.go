@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/agentprov/agentprov/budget"
+	"github.com/go-jose/go-jose/v4"
 	"pgregory.net/rapid"
 )
 
@@ -45,6 +46,9 @@ type e2eConfig struct {
 	wrapRedeem func(TokenRedeemer) TokenRedeemer
 	wrapPay    func(Payer) Payer
 	origins    func(providerURL string) map[string]string
+	// resolver, when set, makes the provider look keys up through it
+	// (NewResolvingTokenVerifier) instead of holding the JWKS.
+	resolver func(jwks *jose.JSONWebKeySet) KeyResolver
 }
 
 type e2e struct {
@@ -95,6 +99,9 @@ func newE2E(t testing.TB, cfg e2eConfig) *e2e {
 	t.Cleanup(orch.Close)
 
 	verifier, err := NewTokenVerifier(e2eIssuer, e2eProvider, w.iss.JWKS(), nil)
+	if cfg.resolver != nil {
+		verifier, err = NewResolvingTokenVerifier(e2eIssuer, e2eProvider, cfg.resolver(w.iss.JWKS()), nil)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

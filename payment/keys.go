@@ -16,7 +16,12 @@ import (
 // JWKS. *authz.KeySet implements it (a cached JWKS refetched on an unknown
 // kid at a bounded rate). Implementations must be safe for concurrent use
 // and should fail fast for kids they cannot find: tokens carry any kid the
-// sender chose.
+// sender chose. An error meaning the keys cannot be had right now (the
+// orchestrator's JWKS is unreachable), as opposed to a kid that does not
+// exist, should have a method Temporary() bool reporting true (as
+// *authz.Error does for jwks_unavailable): the Paywall then answers 503
+// settlement_unavailable, which a client retries with the same
+// credential, instead of a definitive 402.
 type KeyResolver interface {
 	Key(ctx context.Context, kid string) (*jose.JSONWebKey, error)
 }
@@ -109,4 +114,11 @@ func resolveKeySet(ctx context.Context, keys KeyResolver, token string) (*jose.J
 		return nil, fmt.Errorf("unknown kid %q", hdr.Kid)
 	}
 	return &jose.JSONWebKeySet{Keys: []jose.JSONWebKey{*k}}, nil
+}
+
+// temporary reports whether err, from a KeyResolver, says the keys cannot
+// be had now (see KeyResolver).
+func temporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
 }

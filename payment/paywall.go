@@ -368,6 +368,14 @@ func (h *paidHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	claims, err := p.verifier.Verify(r.Context(), token)
 	if err != nil {
+		if temporary(err) {
+			// The orchestrator's keys cannot be had now: nothing is
+			// decided, nothing claimed; the same credential may be sent
+			// again.
+			p.log.WarnContext(r.Context(), "payment: token keys unavailable, retry possible", "err", err)
+			writeUnavailable(w, "the payment token cannot be checked now (the orchestrator's keys are unavailable); retry with the same credential")
+			return
+		}
 		if errors.Is(err, ErrTokenExpired) {
 			h.challenge(w, r, &b, ErrPaymentExpired.with(err, "payment token has expired"))
 		} else {
@@ -550,12 +558,7 @@ func (h *paidHandler) settle(w http.ResponseWriter, r *http.Request, challengeID
 		// Transient: the record stays "served"; the same credential
 		// retried later settles (idempotently) and gets the response.
 		p.log.WarnContext(ctx, "payment: settlement failed, retry possible", "challenge", challengeID, "err", err)
-		w.Header().Set("Retry-After", "1")
-		problem.WriteDetails(w, &problem.Details{
-			Type: hdrProblemType("settlement_unavailable"), Title: http.StatusText(http.StatusServiceUnavailable),
-			Status: http.StatusServiceUnavailable, Code: "settlement_unavailable",
-			Detail: "settlement is temporarily unavailable; retry with the same credential",
-		})
+		writeUnavailable(w, "settlement is temporarily unavailable; retry with the same credential")
 		return
 	}
 	rh := &ReceiptHeader{
@@ -770,4 +773,14 @@ func (b *bufferedWriter) response() *StoredResponse {
 		s = http.StatusOK
 	}
 	return &StoredResponse{Status: s, Header: b.header.Clone(), Body: append([]byte(nil), b.body.Bytes()...)}
+}
+
+// writeUnavailable answers 503 settlement_unavailable with Retry-After:
+// nothing was decided, and the same credential may be sent again.
+func writeUnavailable(w http.ResponseWriter, detail string) {
+	w.Header().Set("Retry-After", "1")
+	problem.WriteDetails(w, &problem.Details{
+		Type: hdrProblemType("settlement_unavailable"), Title: http.StatusText(http.StatusServiceUnavailable),
+		Status: http.StatusServiceUnavailable, Code: "settlement_unavailable", Detail: detail,
+	})
 }

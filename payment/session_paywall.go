@@ -156,6 +156,10 @@ func (h *paidHandler) serveSession(w http.ResponseWriter, r *http.Request, price
 	if v, ok := s.cache.Load(pl.Session); ok {
 		ls = v.(*liveSession)
 	} else if ls, err = h.openSession(ctx, e, pl); err != nil {
+		if temporary(err) {
+			writeUnavailable(w, "the session token cannot be checked now (the orchestrator's keys are unavailable); retry with the same credential")
+			return true
+		}
 		refuse(err)
 		return true
 	}

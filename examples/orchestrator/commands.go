@@ -559,7 +559,7 @@ func (c *cli) resolveProvider(ctx context.Context, v string) (providerEntry, err
 	// origin only, bounded body and time, the metadata schema.
 	meta, err := discovery.FetchMetadata(ctx, nil, base, &discovery.FetchOptions{Timeout: 10 * time.Second})
 	if err != nil {
-		return providerEntry{}, &demo.ProviderError{Op: "metadata", Err: err}
+		return providerEntry{}, &demo.ProviderError{Op: "serve its metadata", Err: err}
 	}
 	return providerEntry{ID: meta.ProviderID, BaseURL: base}, nil
 }

@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -74,7 +76,11 @@ func (s *countingResources) created() int {
 type registrarProject struct {
 	t         *testing.T
 	dir       string
+	issuer    string
 	resources *countingResources
+
+	serveMu     sync.Mutex
+	stopServing func()
 }
 
 func newRegistrarProject(t *testing.T, wrap func(http.Handler) http.Handler) *registrarProject {
@@ -99,25 +105,50 @@ func newRegistrarProject(t *testing.T, wrap func(http.Handler) http.Handler) *re
 		"--provider", "registrar="+srv.URL, "--redemption-key", "registrar="+key, "--json"); code != exitOK {
 		t.Fatalf("init: %d %+v\n%s", code, env, out)
 	}
+	p.issuer = issuer
+	p.startServe()
+	t.Cleanup(p.stopServe)
+	return p
+}
+
+// startServe runs "orchestrator serve" for the project in this process
+// and waits until it answers.
+func (p *registrarProject) startServe() {
+	p.t.Helper()
+	p.serveMu.Lock()
+	defer p.serveMu.Unlock()
+	if p.stopServing != nil {
+		return
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan int, 1)
 	go func() {
 		var out bytes.Buffer
 		served <- runWith(ctx, []string{"serve", "--dir", p.dir, "--quiet"}, bytes.NewReader(nil), &out, &out)
 	}()
-	t.Cleanup(func() { cancel(); <-served })
+	p.stopServing = func() { cancel(); <-served }
 	for i := 0; ; i++ {
-		resp, err := http.Get(issuer + demo.JWKSPath)
+		resp, err := http.Get(p.issuer + demo.JWKSPath)
 		if err == nil {
 			resp.Body.Close()
-			break
+			return
 		}
 		if i > 100 {
-			t.Fatalf("orchestrator serve did not start: %v", err)
+			p.t.Fatalf("orchestrator serve did not start: %v", err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return p
+}
+
+// stopServe stops "orchestrator serve"; its endpoints are gone when it
+// returns.
+func (p *registrarProject) stopServe() {
+	p.serveMu.Lock()
+	defer p.serveMu.Unlock()
+	if p.stopServing != nil {
+		p.stopServing()
+		p.stopServing = nil
+	}
 }
 
 // cliResult is one CLI process's exit code and envelope.
@@ -395,6 +426,72 @@ func TestAddRetryAfterKill(t *testing.T) {
 	retry := p.cli(ctx, addSite...)
 	if retry.exit != exitOK {
 		t.Fatalf("retry after the lease: exit %d\n%s", retry.exit, retry.out)
+	}
+	if got := p.resources.created(); got != 1 {
+		t.Errorf("the provider created %d resources, want 1", got)
+	}
+	if got := p.spent(ctx); got != 1299 {
+		t.Errorf("charged %v cents, want one charge of 1299", got)
+	}
+	if st := p.resourceStatus(ctx); len(st) != 1 || st["site"] != "active" {
+		t.Errorf("status after the retry: %v", st)
+	}
+}
+
+// TestAddWhileServeDown: "orchestrator serve" (the JWKS the provider
+// verifies attestations with, and the redemption endpoint it is paid
+// through) is down at each step of an add. Down before the add: the
+// provider cannot verify the user, the add fails as provider_error, and
+// nothing stays behind (no name held, nothing made, nothing charged). Down
+// when the provider redeems the payment: the add fails with the name
+// pending; once serve is back, the same add finishes under its stored key:
+// one domain, one charge.
+func TestAddWhileServeDown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs CLI processes")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var stopAtPayment atomic.Bool
+	var p *registrarProject
+	p = newRegistrarProject(t, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			paid := slices.ContainsFunc(r.Header.Values("Authorization"), func(v string) bool { return strings.HasPrefix(v, "Payment ") })
+			if r.Method == http.MethodPost && r.URL.Path == "/v1/services/registrar:domain" && paid && stopAtPayment.CompareAndSwap(true, false) {
+				p.stopServe() // the redemption the provider is about to make finds no one
+			}
+			h.ServeHTTP(w, r)
+		})
+	})
+	p.stopServe()
+	down := p.cli(ctx, addSite...)
+	if down.exit != exitProvider || down.env.Error == nil || down.env.Error.Code != "provider_error" {
+		t.Fatalf("add with serve down: exit %d\n%s", down.exit, down.out)
+	}
+	if st := p.resourceStatus(ctx); len(st) != 0 {
+		t.Errorf("status after a refused add: %v, want nothing", st)
+	}
+	p.startServe()
+	// The provider never had the orchestrator's keys: it fetches them
+	// again 1 s after its failed fetch (authz.KeySet's backoff), not 30 s.
+	time.Sleep(1100 * time.Millisecond)
+	if got := p.spent(ctx); got != 0 || p.resources.created() != 0 {
+		t.Fatalf("after the refused add: spent %v, created %d", got, p.resources.created())
+	}
+
+	stopAtPayment.Store(true)
+	mid := p.cli(ctx, addSite...)
+	if mid.exit == exitOK {
+		t.Fatalf("add with serve stopped at payment succeeded:\n%s", mid.out)
+	}
+	t.Logf("add with serve stopped at payment: exit %d\n%s", mid.exit, mid.out)
+	if st := p.resourceStatus(ctx); st["site"] != demo.StatusPending {
+		t.Errorf("status after serve stopped at payment: %v, want site pending (created %d)", st, p.resources.created())
+	}
+	p.startServe()
+	retry := p.cli(ctx, addSite...)
+	if retry.exit != exitOK {
+		t.Fatalf("retry with serve back: exit %d\n%s", retry.exit, retry.out)
 	}
 	if got := p.resources.created(); got != 1 {
 		t.Errorf("the provider created %d resources, want 1", got)

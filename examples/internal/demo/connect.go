@@ -183,12 +183,12 @@ func (o *Orchestrator) Connect(ctx context.Context, req ConnectRequest) (*Connec
 			return nil, err
 		}
 		if res, err = pending.Wait(ctx); err != nil {
-			return nil, linkError(provider, "device flow", err)
+			return nil, linkError(provider, "link the account", err)
 		}
 	case errors.Is(err, authz.ErrConsentRequired):
 		return nil, fmt.Errorf("%w: an account with %s exists at %s; its holder must approve the link", ErrNeedsHuman, o.cfg.User.Email, provider)
 	default:
-		return nil, linkError(provider, "token", err)
+		return nil, linkError(provider, "issue a credential", err)
 	}
 	c := connectionOf(res.Credential)
 	c.Device = device

@@ -220,7 +220,7 @@ func (o *Orchestrator) Refresh(ctx context.Context) (*discovery.RefreshReport, e
 		}
 	}
 	if len(errs) > 0 && usable == 0 {
-		return rep, &ProviderError{Op: "catalog", Err: errors.Join(errs...)}
+		return rep, &ProviderError{Op: "serve its catalog", Err: errors.Join(errs...)}
 	}
 	return rep, nil
 }
@@ -254,11 +254,11 @@ func (o *Orchestrator) serverMetadata(ctx context.Context, provider string) (*au
 	}
 	issuer := pc.Snapshot.Metadata.AuthorizationServer
 	if issuer == "" {
-		return nil, &ProviderError{Provider: provider, Op: "metadata", Err: errors.New("no authorization server")}
+		return nil, &ProviderError{Provider: provider, Op: "serve its metadata", Err: errors.New("no authorization server")}
 	}
 	m, err = authz.FetchServerMetadata(ctx, o.client, issuer)
 	if err != nil {
-		return nil, &ProviderError{Provider: provider, Op: "metadata", Err: err}
+		return nil, &ProviderError{Provider: provider, Op: "serve its metadata", Err: err}
 	}
 	o.mu.Lock()
 	o.asm[provider] = m
