@@ -1,0 +1,149 @@
+package lease_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"pgregory.net/rapid"
+
+	"github.com/agentprov/agentprov/budget"
+	"github.com/agentprov/agentprov/budget/lease"
+)
+
+// TestRapidLeases: random reserve, commit, release, clock steps (with the
+// settler's Settle) and crash+recover across 2–4 instances on one cap.
+func TestRapidLeases(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		ctx := context.Background()
+		const capAmount = 3000
+		now := time.Date(2026, 11, 10, 12, 0, 0, 0, time.UTC)
+		clock := func() time.Time { return now }
+		shared := budget.NewMemoryStore(nil)
+		opts := &lease.Options{
+			Ledger:   &budget.LedgerOptions{DefaultProviderCap: budget.USD(capAmount)},
+			Slice:    rapid.Int64Range(50, 800).Draw(rt, "slice"),
+			LeaseTTL: 10 * time.Minute, HoldTTL: 3 * time.Minute, Margin: 2 * time.Minute,
+			SettleEvery: -1, Now: clock,
+		}
+		scope := budget.Scope{Project: "hot", Provider: "acme"}
+		n := rapid.IntRange(2, 4).Draw(rt, "instances")
+		journals := make([]*lease.MemoryJournal, n)
+		pools := make([]*lease.Pool, n)
+		open := func(i int) {
+			p, err := lease.New(ctx, shared, journals[i], opts)
+			if err != nil {
+				rt.Fatalf("New: %v", err)
+			}
+			pools[i] = p
+		}
+		for i := range pools {
+			journals[i] = lease.NewMemoryJournal()
+			open(i)
+		}
+		type held struct {
+			pool int
+			id   string
+		}
+		var live []held
+		committed := map[string]int64{}
+		var reported int64
+		seq := 0
+		spent := func() budget.CounterUsage {
+			u, err := pools[0].Ledger().Usage(ctx, scope)
+			if err != nil {
+				rt.Fatal(err)
+			}
+			return u.Counters[1]
+		}
+		steps := rapid.IntRange(10, 120).Draw(rt, "steps")
+		for step := 0; step < steps; step++ {
+			switch rapid.IntRange(0, 9).Draw(rt, "op") {
+			case 0, 1, 2, 3:
+				i := rapid.IntRange(0, n-1).Draw(rt, "pool")
+				seq++
+				amt := rapid.Int64Range(1, 1000).Draw(rt, "amount")
+				h, err := pools[i].Reserve(ctx, scope, budget.USD(amt), "k"+string(rune('a'+i))+itoa(seq))
+				if err == nil {
+					live = append(live, held{i, h.ID})
+				} else if !errors.Is(err, budget.ErrCapExceeded) {
+					rt.Fatalf("reserve: %v", err)
+				}
+			case 4, 5, 6:
+				if len(live) == 0 {
+					continue
+				}
+				k := rapid.IntRange(0, len(live)-1).Draw(rt, "hold")
+				hd := live[k]
+				actual := rapid.Int64Range(0, 10).Draw(rt, "actual")
+				h, err := pools[hd.pool].Commit(ctx, hd.id, budget.USD(actual))
+				if err == nil {
+					if prev, ok := committed[hd.id]; ok {
+						if prev != actual || h.Committed.Amount != prev {
+							rt.Fatalf("hold %s committed twice: %d then %d", hd.id, prev, actual)
+						}
+						continue
+					}
+					committed[hd.id] = actual
+					reported += actual
+				}
+			case 7:
+				if len(live) == 0 {
+					continue
+				}
+				k := rapid.IntRange(0, len(live)-1).Draw(rt, "hold")
+				_, _ = pools[live[k].pool].Release(ctx, live[k].id)
+				live = append(live[:k], live[k+1:]...)
+			case 8:
+				now = now.Add(time.Duration(rapid.Int64Range(1, 60).Draw(rt, "secs")) * time.Second)
+				for _, p := range pools {
+					if err := p.Settle(ctx); err != nil {
+						rt.Fatalf("settle: %v", err)
+					}
+				}
+			case 9:
+				i := rapid.IntRange(0, n-1).Draw(rt, "crash")
+				open(i) // the old Pool is dropped without Close: kill -9
+				kept := live[:0]
+				for _, hd := range live {
+					if hd.pool != i {
+						kept = append(kept, hd)
+					}
+				}
+				live = kept
+			}
+			if reported > capAmount {
+				rt.Fatalf("reported committed %d exceeds cap %d", reported, capAmount)
+			}
+			if c := spent(); c.Used() > capAmount || c.Committed > reported {
+				rt.Fatalf("store: %+v, reported %d", c, reported)
+			}
+		}
+		for _, hd := range live {
+			if _, err := pools[hd.pool].Release(ctx, hd.id); err != nil && !errors.Is(err, budget.ErrHoldNotFound) && !errors.Is(err, budget.ErrHoldEnded) {
+				rt.Fatalf("release %s: %v", hd.id, err)
+			}
+		}
+		for _, p := range pools {
+			if err := p.Close(ctx); err != nil {
+				rt.Fatalf("close: %v", err)
+			}
+		}
+		now = now.Add(time.Hour) // direct holds of crashed instances expire
+		if c := spent(); c.Committed != reported || c.Held != 0 || c.Arrears != 0 {
+			rt.Fatalf("after close store has %+v; reported committed %d", c, reported)
+		}
+	})
+}
+
+func itoa(i int) string {
+	b := []byte{}
+	for {
+		b = append([]byte{byte('0' + i%10)}, b...)
+		i /= 10
+		if i == 0 {
+			return string(b)
+		}
+	}
+}
