@@ -7,7 +7,10 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/asn1"
 	"encoding/base64"
+	"maps"
+	"math/big"
 	mrand "math/rand/v2"
 	"reflect"
 	"strings"
@@ -17,8 +20,8 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 )
 
-// equivEnv holds one Ed25519 and one P-256 key of a trusted issuer and a
-// verifier pinning both, to run the fast path and the go-jose reference
+// equivEnv holds one Ed25519 and one P-256 key of a trusted issuer (and a
+// P-384 key it never signs with) and a verifier pinning them, to run the fast path and the go-jose reference
 // (verifySignatureJose, attest_verifier_ref_test.go) on the same tokens.
 type equivEnv struct {
 	ed  ed25519.PrivateKey
@@ -48,12 +51,18 @@ func newEquivEnv(tb testing.TB) *equivEnv {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	ec384, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
 	e := &equivEnv{ed: ed25519.NewKeyFromSeed(seed), ec: ec}
 	keys := &jose.JSONWebKeySet{Keys: []jose.JSONWebKey{
 		{Key: e.ed.Public(), KeyID: "ed", Algorithm: string(jose.EdDSA), Use: "sig"},
 		{Key: &ec.PublicKey, KeyID: "ec", Algorithm: string(jose.ES256), Use: "sig"},
 		// A key without "alg" serves any algorithm it fits.
 		{Key: e.ed.Public(), KeyID: "any", Use: "sig"},
+		{Key: &ec.PublicKey, KeyID: "anyec", Use: "sig"},
+		{Key: &ec384.PublicKey, KeyID: "ec384", Use: "sig"},
 	}}
 	e.ver, err = NewVerifier(equivAud, []TrustedIssuer{{Issuer: equivIss, Keys: keys}}, acceptAllReplay{},
 		&VerifierOptions{Algorithms: []jose.SignatureAlgorithm{jose.EdDSA, jose.ES256, jose.ES384}})
@@ -246,6 +255,29 @@ func equivCases() []equivCase {
 		{name: "payload duplicate iss", header: goodHeader, payload: `{"iss":"https://evil.example","iss":"https://orchestrator.example"}`, accept: true},
 		{name: "payload exp string", header: goodHeader, payload: `{"iss":"https://orchestrator.example","exp":"soon"}`},
 		{name: "ES256 payload aud number", header: hdr(`"alg":"ES256","kid":"ec",` + typ), payload: `{"iss":"https://orchestrator.example","aud":5}`, ec: true},
+		{name: "valid ES256, kid without alg", header: hdr(`"alg":"ES256","kid":"anyec",` + typ), payload: goodPayload, ec: true, accept: true},
+		{name: "valid ES256, extra members", header: hdr(`"alg":"ES256","kid":"ec",` + typ + `,"cty":"JWT","x":[1,{"a":null}],"nonce":"n"`), payload: goodPayload, ec: true, accept: true},
+		{name: "valid ES256, escaped member name", header: hdr(`"\u0061lg":"ES256","kid":"ec",` + typ), payload: goodPayload, ec: true, accept: true},
+		{name: "valid ES256, whitespace", header: " { \"alg\" : \"ES256\" ,\n\"kid\":\"ec\"," + typ + "}\n", payload: " " + goodPayload + " ", ec: true, accept: true},
+		{name: "valid ES256, header invalid UTF-8", header: hdr(`"alg":"ES256","kid":"ec",` + typ + ",\"x\":\"\xff\""), payload: goodPayload, ec: true, accept: true},
+		{name: "ES256, kid of an Ed25519 key without alg", header: hdr(`"alg":"ES256","kid":"any",` + typ), payload: goodPayload, ec: true},
+		{name: "ES256, P-384 key", header: hdr(`"alg":"ES256","kid":"ec384",` + typ), payload: goodPayload, ec: true},
+		{name: "ES384, P-256 key", header: hdr(`"alg":"ES384","kid":"ec",` + typ), payload: goodPayload, ec: true},
+		{name: "ES256 typ missing", header: hdr(`"alg":"ES256","kid":"ec"`), payload: goodPayload, ec: true},
+		{name: "ES256 typ wrong", header: hdr(`"alg":"ES256","kid":"ec","typ":"JWT"`), payload: goodPayload, ec: true},
+		{name: "ES256 kid missing", header: hdr(`"alg":"ES256",` + typ), payload: goodPayload, ec: true},
+		{name: "ES256 kid unknown", header: hdr(`"alg":"ES256","kid":"nope",` + typ), payload: goodPayload, ec: true},
+		{name: "ES256 jwk header", header: hdr(`"alg":"ES256","kid":"ec",` + typ + `,"jwk":{}`), payload: goodPayload, ec: true},
+		{name: "ES256 crit header", header: hdr(`"alg":"ES256","kid":"ec",` + typ + `,"crit":["exp"]`), payload: goodPayload, ec: true},
+		{name: "ES256 b64 header", header: hdr(`"alg":"ES256","kid":"ec",` + typ + `,"b64":false`), payload: goodPayload, ec: true},
+		{name: "ES256 nonce number", header: hdr(`"alg":"ES256","kid":"ec",` + typ + `,"nonce":5`), payload: goodPayload, ec: true},
+		{name: "ES256 number out of range", header: hdr(`"alg":"ES256","kid":"ec",` + typ + `,"x":1e400`), payload: goodPayload, ec: true},
+		{name: "ES256 nested duplicate", header: hdr(`"alg":"ES256","kid":"ec",` + typ + `,"x":{"a":1,"a":2}`), payload: goodPayload, ec: true},
+		{name: "ES256 duplicate alg, none last", header: hdr(`"alg":"ES256","kid":"ec",` + typ + `,"alg":"none"`), payload: goodPayload, ec: true},
+		{name: "ES256 duplicate kid", header: hdr(`"alg":"ES256","kid":"nope","kid":"ec",` + typ), payload: goodPayload, ec: true},
+		{name: "ES256 payload not JSON", header: hdr(`"alg":"ES256","kid":"ec",` + typ), payload: `{"iss":`, ec: true},
+		{name: "ES256 payload unknown issuer", header: hdr(`"alg":"ES256","kid":"ec",` + typ), payload: `{"iss":"https://evil.example","aud":"neon"}`, ec: true},
+		{name: "ES256 payload act wrong type", header: hdr(`"alg":"ES256","kid":"ec",` + typ), payload: `{"iss":"https://orchestrator.example","act":"agent"}`, ec: true},
 	}
 }
 
@@ -265,7 +297,8 @@ func (e *equivEnv) rawCases() map[string]string {
 	last := strings.IndexByte(base64URLAlphabet, s[len(s)-1])
 	nonCanonical := h + "." + p + "." + s[:len(s)-1] + string(base64URLAlphabet[last^1])
 	big := e.sign(goodHeader, strings.TrimSuffix(goodPayload, "}")+`,"pad":"`+strings.Repeat("x", DefaultMaxTokenBytes)+`"}`, false)
-	return map[string]string{
+	cases := e.es256SignatureCases(goodEC)
+	maps.Copy(cases, map[string]string{
 		"tampered payload":         h + "." + otherPayload + "." + s,
 		"tampered header":          b64.EncodeToString([]byte(`{"alg":"EdDSA","kid":"any","typ":"agentprov-attestation+jwt"}`)) + "." + p + "." + s,
 		"tampered signature":       h + "." + p + "." + b64.EncodeToString(flipped),
@@ -289,18 +322,78 @@ func (e *equivEnv) rawCases() map[string]string {
 		"unsigned":                 h + "." + p + ".",
 		"valid EdDSA":              good,
 		"valid ES256":              goodEC,
+	})
+	return cases
+}
+
+// es256SignatureCases are goodEC with its signature replaced: r||s of the
+// wrong length (one that ecdsa.Verify would take for the same r and s
+// among them), DER instead of r||s, r or s zero, equal to or above the
+// group order, the high-S twin of the signature (which ecdsa.Verify, and
+// so go-jose, accepts: named "valid"), r||s with a zero byte added or
+// removed, and an Ed25519 signature.
+func (e *equivEnv) es256SignatureCases(goodEC string) map[string]string {
+	dot := strings.LastIndexByte(goodEC, '.')
+	input, s := goodEC[:dot], goodEC[dot+1:]
+	sig, _ := b64.DecodeString(s)
+	with := func(sig []byte) string { return input + "." + b64.EncodeToString(sig) }
+	n := elliptic.P256().Params().N
+	r, ss := new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:])
+	rs := func(r, s *big.Int) []byte {
+		out := make([]byte, 64)
+		r.FillBytes(out[:32])
+		s.FillBytes(out[32:])
+		return out
 	}
+	der, err := asn1.Marshal(struct{ R, S *big.Int }{r, ss})
+	if err != nil {
+		panic(err)
+	}
+	zero := new(big.Int)
+	flipped := append([]byte(nil), sig...)
+	flipped[40] ^= 0x80
+	cases := map[string]string{
+		"ES256 signature truncated":     with(sig[:63]),
+		"ES256 signature one byte more": with(append(append([]byte(nil), sig...), 0)),
+		"ES256 signature leading zero":  with(append([]byte{0}, sig...)),
+		// Same r and s as big-endian numbers, but 65 bytes.
+		"ES256 signature s padded":  with(append(append(append([]byte(nil), sig[:32]...), 0), sig[32:]...)),
+		"ES256 signature doubled":   with(append(append([]byte(nil), sig...), sig...)),
+		"ES256 signature empty":     input + ".",
+		"ES256 signature DER":       with(der),
+		"ES256 signature r only":    with(sig[:32]),
+		"ES256 signature zeros":     with(make([]byte, 64)),
+		"ES256 signature r zero":    with(rs(zero, ss)),
+		"ES256 signature s zero":    with(rs(r, zero)),
+		"ES256 signature r is N":    with(rs(n, ss)),
+		"ES256 signature s is N":    with(rs(r, n)),
+		"ES256 signature s swapped": with(rs(ss, r)),
+		"ES256 signature tampered":  with(flipped),
+		"ES256 signature Ed25519":   with(ed25519.Sign(e.ed, []byte(input))),
+		"valid ES256 high-S":        with(rs(r, new(big.Int).Sub(n, ss))),
+	}
+	// r+N and s+N still fit in 32 bytes when r or s is small enough;
+	// both must be refused rather than reduced.
+	max := new(big.Int).Lsh(big.NewInt(1), 256)
+	if rn := new(big.Int).Add(r, n); rn.Cmp(max) < 0 {
+		cases["ES256 signature r plus N"] = with(rs(rn, ss))
+	}
+	if sn := new(big.Int).Add(ss, n); sn.Cmp(max) < 0 {
+		cases["ES256 signature s plus N"] = with(rs(r, sn))
+	}
+	return cases
 }
 
 const base64URLAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
-// TestVerifyEquivalence checks that the EdDSA fast path of verifySignature
-// and the go-jose reference accept the same tokens, with the same claims,
-// and refuse the rest with the same errors: hand-written signed cases
-// (algorithms, typ, kid, forbidden and duplicate header members, payloads
-// that do not decode), hand-built tokens (tampered, oversized, badly
-// encoded, wrong number of segments), every one-character change of a
-// valid EdDSA and ES256 token, and random edits.
+// TestVerifyEquivalence checks that the EdDSA and ES256 fast path of
+// verifySignature and the go-jose reference accept the same tokens, with
+// the same claims, and refuse the rest with the same errors: hand-written
+// signed cases (algorithms, keys, typ, kid, forbidden and duplicate header
+// members, payloads that do not decode), hand-built tokens (tampered,
+// oversized, badly encoded, wrong number of segments, ES256 signatures of
+// the wrong length or encoding, out of range, or high-S), every
+// one-character change of a valid EdDSA and ES256 token, and random edits.
 func TestVerifyEquivalence(t *testing.T) {
 	e := newEquivEnv(t)
 	for _, c := range equivCases() {

@@ -3,11 +3,15 @@ package authz
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/big"
 	"slices"
 	"strconv"
 	"strings"
@@ -225,13 +229,14 @@ func (c *registeredClaims) issuer() string  { return c.Issuer }
 // does not decode into claims' type; as before this fast path, it is
 // reported only once the signature has verified.
 //
-// EdDSA is verified directly with crypto/ed25519 over the signing input as
-// received, from a header decoded once (by go-jose's JSON decoder, which
-// refuses duplicate members, as go-jose does): parsing the token again with
-// go-jose and re-encoding the payload cost about as much as the checks
-// themselves. The header is held to exactly what go-jose would accept, so
-// both paths accept and refuse the same tokens (attest_equiv_test.go).
-// ES256 and ES384 go through go-jose.
+// EdDSA and ES256 are verified directly with crypto/ed25519 and
+// crypto/ecdsa over the signing input as received, from a header decoded
+// once (by go-jose's JSON decoder, which refuses duplicate members, as
+// go-jose does): parsing the token again with go-jose and re-encoding the
+// payload cost about as much as the checks themselves. The header is held
+// to exactly what go-jose would accept, and the signature to exactly what
+// go-jose's verifier takes, so both paths accept and refuse the same tokens
+// (attest_equiv_test.go). ES384 goes through go-jose.
 func (v *Verifier) verifySignature(ctx context.Context, token, typ string, claims issuerClaims) (payload []byte, iss string, claimsErr, err error) {
 	if err := ctx.Err(); err != nil {
 		return nil, "", nil, err
@@ -279,10 +284,10 @@ func (v *Verifier) verifySignature(ctx context.Context, token, typ string, claim
 	if err != nil || kid == "" {
 		return nil, "", nil, errorf(ErrMalformedToken, nil, "header has no \"kid\"")
 	}
-	// jws stays nil on the EdDSA path unless a key is not a plain
-	// ed25519.PublicKey (see verify).
+	// jws stays nil on the fast path unless a key is not of the kind
+	// the fast path verifies with (see verify).
 	var jws *jose.JSONWebSignature
-	if alg == string(jose.EdDSA) {
+	if alg == string(jose.EdDSA) || alg == string(jose.ES256) {
 		if joseRefuses || !joseAcceptsMembers(hdr) {
 			return nil, "", nil, errorf(ErrMalformedToken, nil, "unparsable JWS")
 		}
@@ -319,11 +324,18 @@ func (v *Verifier) verifySignature(ctx context.Context, token, typ string, claim
 	signingInput := []byte(token[:len(h)+1+len(p)])
 	verify := func(k *jose.JSONWebKey) bool {
 		if jws == nil {
-			if pub, ok := k.Key.(ed25519.PublicKey); ok && len(pub) == ed25519.PublicKeySize {
-				return ed25519.Verify(pub, signingInput, sig)
+			switch pub := k.Key.(type) {
+			case ed25519.PublicKey:
+				if alg == string(jose.EdDSA) && len(pub) == ed25519.PublicKeySize {
+					return ed25519.Verify(pub, signingInput, sig)
+				}
+			case *ecdsa.PublicKey:
+				if alg == string(jose.ES256) && pub != nil {
+					return verifyES256(pub, signingInput, sig)
+				}
 			}
-			// Another kind of key (a jose.OpaqueVerifier, say): go-jose
-			// knows how to use it.
+			// Another kind of key (a jose.OpaqueVerifier, say), or one
+			// that does not fit alg: go-jose knows how to use or refuse it.
 			parsed, err := jose.ParseSignedCompact(token, v.algs)
 			if err != nil {
 				return false
@@ -348,6 +360,20 @@ func (v *Verifier) verifySignature(ctx context.Context, token, typ string, claim
 		return payload, iss, decodeClaims(payload, claims), nil
 	}
 	return payload, iss, nil, nil
+}
+
+// verifyES256 checks an ES256 signature as go-jose's verifier does: the key
+// must be on P-256, the signature exactly r||s of 32 bytes each (RFC 7518
+// §3.4), and r and s are handed to ecdsa.Verify as they are, so a
+// high-S signature verifies here exactly when it does in go-jose.
+func verifyES256(pub *ecdsa.PublicKey, signingInput, sig []byte) bool {
+	if pub.Curve != elliptic.P256() || len(sig) != 64 {
+		return false
+	}
+	digest := sha256.Sum256(signingInput)
+	r := new(big.Int).SetBytes(sig[:32])
+	s := new(big.Int).SetBytes(sig[32:])
+	return ecdsa.Verify(pub, digest[:], r, s)
 }
 
 // strictBase64 is unpadded base64url refusing non-zero trailing bits, so

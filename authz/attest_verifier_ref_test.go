@@ -13,7 +13,8 @@ import (
 )
 
 // verifySignatureJose is the reference: verifySignature as it was before
-// the EdDSA fast path, parsing and verifying every token with go-jose.
+// the EdDSA and ES256 fast path, parsing and verifying every token with
+// go-jose.
 func (v *Verifier) verifySignatureJose(ctx context.Context, token, typ string) ([]byte, string, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, "", err

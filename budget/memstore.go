@@ -50,12 +50,15 @@ type memShard struct {
 	mu       sync.Mutex
 	idx      int
 	projects map[string]*memProject
+	// last is the project found last: reservations come in runs on one
+	// project, and comparing its name is cheaper than the map.
+	last *memProject
 	// holds are the shard's holds by position, in chunks that never move;
 	// the first n are in use. An id the store assigned names its shard and
 	// position, so finding it needs no index.
 	holds [][]memHold
 	n     int
-	_     [8]byte // keep shards on separate cache lines
+	// 64 bytes in all: one cache line per shard.
 }
 
 // slot returns the hold at position pos, which may be n (the next free
@@ -187,22 +190,25 @@ type memCounter struct {
 	committed, held, arrears int64
 }
 
-// memCounterSet is the counters a hold counts in. It never changes once
-// built, so holds share it.
+// memCounterSet is the counters a hold counts in, with the hold's provider
+// and currency, which holds placed together share too. It never changes
+// once built, so holds share it, and it is set before the hold is
+// published.
 type memCounterSet struct {
-	c      []*memCounter
-	inline [6]*memCounter // backs c in the common case: one allocation
+	provider, currency string
+	c                  []*memCounter
+	inline             [6]*memCounter // backs c in the common case: one allocation
 }
 
 // memHold is a hold as stored. It is kept compact, since every hold is
-// kept for replays: the project name is the project's, amounts share one
-// currency, the state is a byte, an assigned id is its position, rarely
-// set strings live in extra and the counters in a shared set.
+// kept for replays: the project name is the project's, the provider, the
+// currency and the counters are in a shared set, the state is a byte, an
+// assigned id is its position and rarely set strings live in extra.
 //
 // Once a hold is published in the key index, reservations in other shards
-// read its key, provider, proj and extra: those never change.
+// read its key, amount, set, proj and extra: those never change.
 type memHold struct {
-	key, provider, currency       string
+	key                           string
 	amount                        int64
 	committed                     int64 // the committed amount (committed and reversed holds)
 	createdAt, expiresAt, endedAt time.Time
@@ -243,7 +249,7 @@ func memStateOf(s HoldState) (memState, bool) {
 	return 0, false
 }
 
-func (mh *memHold) scope() Scope { return Scope{Project: mh.proj.name, Provider: mh.provider} }
+func (mh *memHold) scope() Scope { return Scope{Project: mh.proj.name, Provider: mh.set.provider} }
 
 func (mh *memHold) hash() string {
 	if mh.extra == nil {
@@ -256,8 +262,8 @@ func (mh *memHold) hash() string {
 func (mh *memHold) hold(id string) Hold {
 	h := Hold{
 		ID: id, Key: mh.key, Scope: mh.scope(),
-		Amount:    Money{Amount: mh.amount, Currency: mh.currency},
-		Committed: Money{Amount: mh.committed, Currency: mh.currency},
+		Amount:    Money{Amount: mh.amount, Currency: mh.set.currency},
+		Committed: Money{Amount: mh.committed, Currency: mh.set.currency},
 		State:     memStates[mh.state],
 		CreatedAt: mh.createdAt, ExpiresAt: mh.expiresAt, EndedAt: mh.endedAt,
 	}
@@ -333,11 +339,17 @@ func (x *memIndex[V]) putIfAbsent(k string, v V) (stored V, inserted bool) {
 
 // project returns the state of name, creating it when create is set.
 func (sh *memShard) project(name string, create bool) *memProject {
+	if p := sh.last; p != nil && p.name == name {
+		return p
+	}
 	p := sh.projects[name]
 	if p == nil && create {
 		p = &memProject{name: name, shard: sh, scopes: map[string]*memScope{}}
 		p.active = p.activeInline[:0]
 		sh.projects[name] = p
+	}
+	if p != nil {
+		sh.last = p
 	}
 	return p
 }
@@ -393,16 +405,17 @@ func (p *memProject) counter(provider string, w Window, create bool) *memCounter
 	return c
 }
 
-// counterSet returns a set of the counters cs, sharing the latest one when
-// it is the same.
-func (p *memProject) counterSet(cs []*memCounter) *memCounterSet {
-	if last := p.lastSet; last != nil && slices.Equal(last.c, cs) {
+// counterSet returns a set of the counters cs for provider and currency,
+// sharing the latest one when it is the same.
+func (p *memProject) counterSet(provider, currency string, cs []*memCounter) *memCounterSet {
+	if last := p.lastSet; last != nil && last.provider == provider && last.currency == currency && slices.Equal(last.c, cs) {
 		return last
 	}
 	set := &p.set0
 	if set.c != nil {
 		set = &memCounterSet{}
 	}
+	set.provider, set.currency = provider, currency
 	set.c = append(set.inline[:0], cs...)
 	p.lastSet = set
 	return set
@@ -503,21 +516,21 @@ func (s *MemoryStore) Reserve(ctx context.Context, req *ReserveRequest) (Hold, b
 	}
 	// The next slot is unused until sh.n counts it.
 	mh := sh.slot(sh.n)
-	*mh = memHold{
-		key: req.Key, provider: req.Scope.Provider, currency: req.Amount.Currency,
-		amount: req.Amount.Amount, createdAt: req.Now, expiresAt: req.ExpiresAt,
-		extra: extra, proj: p, pos: uint32(sh.n), heapIdx: -1, state: memActive,
-	}
+	// The slot is zero (fresh, or cleared below): setting the fields
+	// one by one spares copying a whole hold.
+	mh.key, mh.amount, mh.createdAt, mh.expiresAt = req.Key, req.Amount.Amount, req.Now, req.ExpiresAt
+	mh.extra, mh.proj, mh.pos, mh.heapIdx, mh.state = extra, p, uint32(sh.n), -1, memActive
 	if req.HoldID != "" {
+		// Found by this id, the hold is read under the shard lock held
+		// here, so its set may come after.
 		if _, ok := index(s, s.holdIDs, req.HoldID).putIfAbsent(req.HoldID, mh); !ok {
 			keys.mu.Unlock()
 			*mh = memHold{}
 			return Hold{}, false, errorf(ErrInvalidRequest, "hold id %q already exists", req.HoldID)
 		}
 	}
-	keys.insert(free, kh, mh)
-	keys.mu.Unlock()
-	sh.n++
+	// Nothing can fail now. The counters are created, and the set built,
+	// before the key is published: replays in other shards read the set.
 	for i, c := range req.Checks {
 		ctr := found[i]
 		if ctr == nil {
@@ -526,7 +539,10 @@ func (s *MemoryStore) Reserve(ctx context.Context, req *ReserveRequest) (Hold, b
 		}
 		ctr.held += req.Amount.Amount
 	}
-	mh.set = p.counterSet(found)
+	mh.set = p.counterSet(req.Scope.Provider, req.Amount.Currency, found)
+	keys.insert(free, kh, mh)
+	keys.mu.Unlock()
+	sh.n++
 	heap.Push(&p.active, mh)
 	return mh.hold(s.holdID(mh)), false, nil
 }
@@ -611,7 +627,7 @@ func parseHex(s string) (uint64, bool) {
 // belong to another shard, so only immutable fields are read unless it is in
 // the caller's (locked) project.
 func (s *MemoryStore) replayHold(mh *memHold, req *ReserveRequest) (Hold, bool, error) {
-	if mh.proj.name != req.Scope.Project || mh.provider != req.Scope.Provider || mh.hash() != req.RequestHash ||
+	if mh.proj.name != req.Scope.Project || mh.set.provider != req.Scope.Provider || mh.hash() != req.RequestHash ||
 		(req.RequestHash == "" && !mh.sameRequest(req)) {
 		return Hold{}, false, errorf(ErrIdempotencyConflict, "idempotency key %q was used for a different request", req.Key)
 	}
@@ -626,7 +642,7 @@ func (mh *memHold) sameRequest(req *ReserveRequest) bool {
 	if mh.extra != nil {
 		service = mh.extra.service
 	}
-	return mh.scope() == req.Scope && mh.amount == req.Amount.Amount && mh.currency == req.Amount.Currency && service == req.Service
+	return mh.scope() == req.Scope && mh.amount == req.Amount.Amount && mh.set.currency == req.Amount.Currency && service == req.Service
 }
 
 // Transition implements Store.
