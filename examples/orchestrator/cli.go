@@ -89,7 +89,8 @@ type output struct {
 	stdout io.Writer
 	stderr io.Writer
 	quiet  bool
-	// tick is the interval of waiting's lines; 0 means 5 s.
+	// tick is the interval of waiting's lines; 0 means 1 s on a
+	// terminal, 30 s elsewhere.
 	tick time.Duration
 }
 
@@ -101,19 +102,23 @@ func (o *output) progress(format string, args ...any) {
 }
 
 // waiting shows that a long wait goes on (a device approval, a
-// provisioning poll): every tick (default 5 s), how long it has waited and
-// how long is left until until (zero: no deadline). On a terminal it
-// rewrites one line; elsewhere it adds a line each tick, so logs stay
+// provisioning poll): how long it has waited and how long is left until
+// until (zero: no deadline). On a terminal it rewrites one line every
+// second; elsewhere it adds a line every 30 seconds, so logs stay
 // readable. The returned stop ends it; call it once.
 func (o *output) waiting(what string, until time.Time) (stop func()) {
 	if o.quiet {
 		return func() {}
 	}
-	tick := o.tick
-	if tick <= 0 {
-		tick = 5 * time.Second
-	}
 	term := isTerminal(o.stderr)
+	tick := o.tick
+	switch {
+	case tick > 0:
+	case term:
+		tick = time.Second
+	default:
+		tick = 30 * time.Second
+	}
 	done := make(chan struct{})
 	finished := make(chan struct{})
 	start := time.Now()

@@ -82,7 +82,11 @@ func detail(e *demo.ProviderError) string {
 		b.WriteString(" " + e.Code)
 	}
 	if e.Err != nil {
-		b.WriteString(": " + strings.TrimSuffix(stripPrefixes(e.Err.Error()), "."))
+		msg := strings.TrimSuffix(stripPrefixes(e.Err.Error()), ".")
+		if e.Code != "" {
+			msg = strings.TrimPrefix(msg, e.Code+": ") // said already
+		}
+		b.WriteString(": " + msg)
 	}
 	return b.String()
 }
