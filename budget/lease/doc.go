@@ -49,14 +49,32 @@
 //     A_L ≥ C_L; after, it counts C_L. Either way the store counts at
 //     least the reported spend of L, and the store keeps its total ≤ cap.
 //  5. A lease never grants a sub-hold that outlives its expiry minus
-//     Margin, and settlement runs from then on; if it does not happen in
-//     time (the instance is down and nobody ran Recover), the hold expires
-//     and counts nothing: that is the one window where reported spend can
-//     exceed the cap. Late settlement then records C_L as usage in
-//     arrears, so the books lose nothing and the overrun is reported.
+//     Margin, and settlement runs from then on (by the settler, by Close,
+//     or by recovery: New recovers its journal before it serves). Only if
+//     none of these gets through for all of Margin (the instance is down
+//     and nobody ran Recover on its journal, or the store is unreachable)
+//     does the hold expire and count nothing: that is the one window where
+//     reported spend can exceed the cap, by at most C_L. Late settlement
+//     then records C_L as usage in arrears, so the books lose nothing and
+//     the overrun is reported.
+//
+// # Crashes and expiry
 //
 // The design asked for an expired lease to return only its uncommitted
 // part; the budget.Store contract cannot express that (an expired hold
-// counts nothing), hence the precondition in the claim, long lease TTLs,
-// and recovery on restart.
+// counts nothing), hence the precondition in the claim. The defaults make
+// it hard to miss: a lease lives 6 hours (DefaultLeaseTTL), grants for at
+// most its first 55 minutes and is settled at the latest 5 hours before it
+// expires (DefaultMargin), so a crashed instance that restarts within 5
+// hours settles every lease it left in time, on restart and before it
+// grants anything. The trade-off is under-spend: until it is recovered, a
+// dead instance's leases count their full amounts (at most a few slices
+// per scope it used), so other instances may be refused for room that
+// nothing will spend. An instance that never comes back pins its slices
+// until its leases expire, and when they do, the window of step 5 opens
+// for their commits; so its journal should be on storage from which an
+// operator or another instance can run Recover within Margin, which ends
+// the pin and keeps the claim. Lowering Margin frees such slices sooner and
+// shortens the time a crash may last without risk; never overspend costs
+// exactly this under-spend.
 package lease

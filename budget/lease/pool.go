@@ -19,12 +19,18 @@ import (
 const (
 	// DefaultSlice is the amount of a lease, in minor units.
 	DefaultSlice = 1000
-	// DefaultLeaseTTL is how long a lease hold lives in the shared store.
-	DefaultLeaseTTL = 30 * time.Minute
+	// DefaultLeaseTTL is how long a lease hold lives in the shared store:
+	// long, so that a crashed instance has hours to restart (or to have
+	// its journal recovered) before its lease could expire unsettled.
+	DefaultLeaseTTL = 6 * time.Hour
 	// DefaultHoldTTL is how long a sub-hold lives unless committed.
 	DefaultHoldTTL = 5 * time.Minute
-	// DefaultMargin is how long before its expiry a lease is settled.
-	DefaultMargin = 2 * time.Minute
+	// DefaultMargin is how long before its expiry a lease is settled. With
+	// DefaultLeaseTTL a lease grants for at most 55 minutes and is settled
+	// at the latest 5 hours before it would expire: that is how long a
+	// crashed instance may stay down before any of its reported commits
+	// could go uncounted (see the proof sketch in the package doc).
+	DefaultMargin = 5 * time.Hour
 	// DefaultSettleEvery is how often the background settler runs.
 	DefaultSettleEvery = time.Second
 )
@@ -46,7 +52,11 @@ type Options struct {
 	// LeaseTTL, HoldTTL and Margin: a lease lives LeaseTTL; a sub-hold
 	// lives HoldTTL but never past its lease's expiry minus Margin, when
 	// the lease is settled. Zero means the defaults; HoldTTL+Margin must be
-	// below LeaseTTL.
+	// below LeaseTTL. Margin is the time a crashed instance has to restart
+	// (New recovers its journal before serving) or to have its journal
+	// recovered (Recover) before a lease can expire unsettled; keep it
+	// long. The price is under-spend: a dead instance's leases count their
+	// full amounts until they are recovered or expire.
 	LeaseTTL, HoldTTL, Margin time.Duration
 	// SettleEvery is the period of the background goroutine that settles
 	// idle and expiring leases; zero means DefaultSettleEvery, negative

@@ -147,3 +147,60 @@ func itoa(i int) string {
 		}
 	}
 }
+
+// TestJournalFailure: once the journal fails, a reservation is refused
+// (ErrStore, nothing granted, nothing new held in the store), a commit is
+// refused, and nothing reported before is lost: the store ends with
+// exactly the commits reported while the journal worked.
+func TestJournalFailure(t *testing.T) {
+	ctx := context.Background()
+	shared := budget.NewMemoryStore(nil)
+	j := lease.NewMemoryJournal()
+	opts := &lease.Options{Slice: 100, SettleEvery: -1}
+	p, err := lease.New(ctx, shared, j, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scope := budget.Scope{Project: "hot", Provider: "acme"}
+	h1, err := p.Reserve(ctx, scope, budget.USD(40), "k1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Commit(ctx, h1.ID, budget.USD(30)); err != nil {
+		t.Fatal(err)
+	}
+	h2, err := p.Reserve(ctx, scope, budget.USD(20), "k2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := func() budget.CounterUsage {
+		u, err := p.Ledger().Usage(ctx, scope)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u.Counters[1]
+	}
+	before := held()
+
+	j.Fail(errors.New("disk gone"))
+	// From the current slice and beyond it (a new lease needs the journal).
+	for _, amt := range []int64{10, 90} {
+		if h, err := p.Reserve(ctx, scope, budget.USD(amt), "k-fail-"+itoa(int(amt))); !errors.Is(err, budget.ErrStore) || h.ID != "" {
+			t.Fatalf("reserve %d with a failed journal = %+v, %v; want ErrStore and no hold", amt, h, err)
+		}
+	}
+	if _, err := p.Commit(ctx, h2.ID, budget.USD(20)); !errors.Is(err, budget.ErrStore) {
+		t.Fatalf("commit with a failed journal: %v; want ErrStore", err)
+	}
+	if c := held(); c.Committed != before.Committed || c.Held != before.Held || c.Arrears != before.Arrears {
+		t.Fatalf("store changed while the journal failed: %+v, was %+v", c, before)
+	}
+	// Crash now: the journal is all that survives, and it works again.
+	j.Fail(nil)
+	if _, err := lease.Recover(ctx, shared, j, opts); err != nil {
+		t.Fatal(err)
+	}
+	if c := held(); c.Committed != 30 || c.Held != 0 || c.Arrears != 0 {
+		t.Fatalf("after recovery the store has %+v; want exactly the reported 30 committed", c)
+	}
+}
