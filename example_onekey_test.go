@@ -14,7 +14,7 @@ import (
 	"github.com/agentprov/agentprov/budget"
 	"github.com/agentprov/agentprov/catalogschema"
 	"github.com/agentprov/agentprov/discovery"
-	"github.com/agentprov/agentprov/payment"
+	"github.com/agentprov/agentprov/payment/issuer"
 )
 
 // One key, made once, signs for every role: attestations (authz), payment
@@ -32,7 +32,7 @@ func Example_oneSigningKey() {
 	if err != nil {
 		panic(err)
 	}
-	issuer, err := payment.NewIssuer("https://orchestrator.example", key, ledger, &payment.IssuerOptions{Rail: payment.NewMemoryRail(nil)})
+	iss, err := issuer.NewIssuer("https://orchestrator.example", key, ledger, &issuer.IssuerOptions{Rail: issuer.NewMemoryRail(nil)})
 	if err != nil {
 		panic(err)
 	}
@@ -57,6 +57,6 @@ func Example_oneSigningKey() {
 	}
 
 	kid, _ := authz.KeyThumbprint(key.Key)
-	fmt.Println(attester.ActiveKeyID() == kid, issuer.JWKS().Keys[0].KeyID == kid, published.Keys[0].KeyID == kid)
+	fmt.Println(attester.ActiveKeyID() == kid, iss.JWKS().Keys[0].KeyID == kid, published.Keys[0].KeyID == kid)
 	// Output: true true true
 }

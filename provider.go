@@ -11,7 +11,7 @@ import (
 	"github.com/agentprov/agentprov/budget"
 	"github.com/agentprov/agentprov/catalogschema"
 	"github.com/agentprov/agentprov/discovery"
-	"github.com/agentprov/agentprov/payment"
+	"github.com/agentprov/agentprov/payment/paywall"
 )
 
 // Paths of the provider role under its base URL, as Provider.Mount serves
@@ -32,7 +32,7 @@ type ProviderOptions struct {
 	// Paywall charges paid routes (Provider.Paid). When set, the metadata
 	// announces the agentprov payment method with the base URL as
 	// payment_endpoint, unless they are set already.
-	Paywall *payment.Paywall
+	Paywall *paywall.Paywall
 	// SignedIn tells who is signed in to the provider's own site. When
 	// set and DevicePage is nil, the Provider serves the library's
 	// consent page (authz.DevicePage) at PathDevicePage: the account

@@ -15,7 +15,7 @@ import (
 
 	"github.com/agentprov/agentprov/authz"
 	"github.com/agentprov/agentprov/budget"
-	"github.com/agentprov/agentprov/payment"
+	"github.com/agentprov/agentprov/payment/issuer"
 )
 
 // TestJWKSHandlerMerges: one endpoint publishes the keys of an attester and
@@ -28,7 +28,7 @@ func TestJWKSHandlerMerges(t *testing.T) {
 		t.Fatal(err)
 	}
 	ledger, _ := budget.NewLedger(nil, nil)
-	iss, err := payment.NewIssuer("https://orch.example", shared, ledger, &payment.IssuerOptions{Rail: payment.NewMemoryRail(nil)})
+	iss, err := issuer.NewIssuer("https://orch.example", shared, ledger, &issuer.IssuerOptions{Rail: issuer.NewMemoryRail(nil)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/agentprov/agentprov/budget"
+	"github.com/agentprov/agentprov/internal/paywire"
 )
 
 // Challenge is one "WWW-Authenticate: Payment" challenge
@@ -68,19 +69,19 @@ type ChallengeRequest struct {
 func (r ChallengeRequest) Money() (budget.Money, error) {
 	a := r.Amount
 	if a == "" || len(a) > 19 || (len(a) > 1 && a[0] == '0') {
-		return budget.Money{}, ErrMalformedChallenge.with(nil, "amount %q is not a canonical integer of base units", a)
+		return budget.Money{}, ErrMalformedChallenge.With(nil, "amount %q is not a canonical integer of base units", a)
 	}
 	for i := 0; i < len(a); i++ {
 		if a[i] < '0' || a[i] > '9' {
-			return budget.Money{}, ErrMalformedChallenge.with(nil, "amount %q is not a canonical integer of base units", a)
+			return budget.Money{}, ErrMalformedChallenge.With(nil, "amount %q is not a canonical integer of base units", a)
 		}
 	}
 	n, err := strconv.ParseInt(a, 10, 64)
 	if err != nil {
-		return budget.Money{}, ErrMalformedChallenge.with(err, "amount %q does not fit in 64 bits", a)
+		return budget.Money{}, ErrMalformedChallenge.With(err, "amount %q does not fit in 64 bits", a)
 	}
-	if !hdrIsCurrency(r.Currency) {
-		return budget.Money{}, ErrMalformedChallenge.with(nil, "currency %q is not an upper-case ISO 4217 code", r.Currency)
+	if !paywire.HdrIsCurrency(r.Currency) {
+		return budget.Money{}, ErrMalformedChallenge.With(nil, "currency %q is not an upper-case ISO 4217 code", r.Currency)
 	}
 	return budget.Money{Amount: n, Currency: r.Currency}, nil
 }
@@ -89,18 +90,6 @@ func (r ChallengeRequest) Money() (budget.Money, error) {
 func (r ChallengeRequest) Service() string {
 	s, _ := r.MethodDetails["service"].(string)
 	return s
-}
-
-func hdrIsCurrency(c string) bool {
-	if len(c) != 3 {
-		return false
-	}
-	for i := 0; i < 3; i++ {
-		if c[i] < 'A' || c[i] > 'Z' {
-			return false
-		}
-	}
-	return true
 }
 
 // object returns r as a generic JSON object, omitting empty members, ready
@@ -125,9 +114,9 @@ func (r ChallengeRequest) object() map[string]any {
 // EncodeRequest returns the "request" parameter for r: base64url (no
 // padding) of its JCS-canonical JSON.
 func EncodeRequest(r ChallengeRequest) (string, error) {
-	s, err := jcsB64(r.object())
+	s, err := paywire.JCSB64(r.object())
 	if err != nil {
-		return "", ErrMalformedChallenge.with(err, "request cannot be canonicalised")
+		return "", ErrMalformedChallenge.With(err, "request cannot be canonicalised")
 	}
 	return s, nil
 }
@@ -136,7 +125,7 @@ func EncodeRequest(r ChallengeRequest) (string, error) {
 // intent. Members must have the right types; missing ones are left empty
 // (other implementations omit currency in places), and Money reports them.
 func decodeChallengeRequest(requestB64 string) (ChallengeRequest, error) {
-	raw, err := hdrDecodeB64(requestB64)
+	raw, err := paywire.HdrDecodeB64(requestB64)
 	if err != nil {
 		return ChallengeRequest{}, fmt.Errorf("request is not base64url: %w", err)
 	}
@@ -169,6 +158,12 @@ func (c *Challenge) ExpiresParam() string {
 	return hdrFormatExpires(c.Expires)
 }
 
+// SetOpaqueParam sets the "opaque" parameter as it goes on the wire (the
+// base64url of the JCS form of the server's state), for a server that
+// encoded its opaque state itself (package payment/paywall); OpaqueParam
+// then returns it as is.
+func (c *Challenge) SetOpaqueParam(opaque string) { c.opaqueB64 = opaque }
+
 // OpaqueParam returns the "opaque" parameter (base64url of the JCS form of
 // Opaque) as it is (or was) on the wire; empty when Opaque is nil.
 func (c *Challenge) OpaqueParam() (string, error) {
@@ -178,9 +173,9 @@ func (c *Challenge) OpaqueParam() (string, error) {
 	if c.Opaque == nil {
 		return "", nil
 	}
-	s, err := jcsB64(c.Opaque)
+	s, err := paywire.JCSB64(c.Opaque)
 	if err != nil {
-		return "", ErrMalformedChallenge.with(err, "opaque cannot be canonicalised")
+		return "", ErrMalformedChallenge.With(err, "opaque cannot be canonicalised")
 	}
 	return s, nil
 }
@@ -204,11 +199,11 @@ func FormatChallenge(c *Challenge) (string, error) {
 	}
 	for _, p := range []struct{ n, v string }{{"id", e.ID}, {"realm", e.Realm}, {"method", e.Method}, {"intent", e.Intent}, {"request", e.Request}} {
 		if p.v == "" {
-			return "", ErrMalformedChallenge.with(nil, "parameter %s is required", p.n)
+			return "", ErrMalformedChallenge.With(nil, "parameter %s is required", p.n)
 		}
 	}
 	if !isMethodID(c.Method) {
-		return "", ErrMalformedChallenge.with(nil, "method %q is not 1*LOWERALPHA", c.Method)
+		return "", ErrMalformedChallenge.With(nil, "method %q is not 1*LOWERALPHA", c.Method)
 	}
 	var b strings.Builder
 	b.WriteString(SchemeName)
@@ -220,9 +215,9 @@ func FormatChallenge(c *Challenge) (string, error) {
 		if p.v == "" {
 			continue
 		}
-		q, err := quoteParam(p.n, p.v)
+		q, err := paywire.QuoteParam(p.n, p.v)
 		if err != nil {
-			return "", ErrMalformedChallenge.with(err, "cannot format challenge")
+			return "", ErrMalformedChallenge.With(err, "cannot format challenge")
 		}
 		b.WriteString(sep)
 		b.WriteString(p.n)
@@ -231,7 +226,7 @@ func FormatChallenge(c *Challenge) (string, error) {
 		sep = ", "
 	}
 	if b.Len() > MaxHeaderBytes {
-		return "", ErrMalformedChallenge.with(nil, "challenge is %d bytes, above the %d-byte limit", b.Len(), MaxHeaderBytes)
+		return "", ErrMalformedChallenge.With(nil, "challenge is %d bytes, above the %d-byte limit", b.Len(), MaxHeaderBytes)
 	}
 	return b.String(), nil
 }
@@ -260,11 +255,11 @@ func ParseChallenges(values []string) ([]Challenge, error) {
 	var out []Challenge
 	for _, v := range values {
 		if len(v) > MaxHeaderBytes {
-			return nil, ErrMalformedChallenge.with(nil, "WWW-Authenticate value is %d bytes, above the %d-byte limit", len(v), MaxHeaderBytes)
+			return nil, ErrMalformedChallenge.With(nil, "WWW-Authenticate value is %d bytes, above the %d-byte limit", len(v), MaxHeaderBytes)
 		}
 		chs, err := parseAuthHeader(v)
 		if err != nil {
-			return nil, ErrMalformedChallenge.with(err, "WWW-Authenticate does not parse")
+			return nil, ErrMalformedChallenge.With(err, "WWW-Authenticate does not parse")
 		}
 		for _, ac := range chs {
 			if !strings.EqualFold(ac.scheme, SchemeName) {
@@ -278,14 +273,14 @@ func ParseChallenges(values []string) ([]Challenge, error) {
 		}
 	}
 	if len(out) == 0 {
-		return nil, ErrNoChallenge.with(nil, "no Payment challenge in WWW-Authenticate")
+		return nil, ErrNoChallenge.With(nil, "no Payment challenge in WWW-Authenticate")
 	}
 	return out, nil
 }
 
 func challengeFromParams(ac authChallenge) (Challenge, error) {
 	if ac.params == nil {
-		return Challenge{}, ErrMalformedChallenge.with(nil, "Payment challenge has no auth-params")
+		return Challenge{}, ErrMalformedChallenge.With(nil, "Payment challenge has no auth-params")
 	}
 	p := ac.params
 	c := Challenge{
@@ -294,35 +289,35 @@ func challengeFromParams(ac authChallenge) (Challenge, error) {
 	}
 	for _, n := range []string{"id", "realm", "method", "intent", "request"} {
 		if p[n] == "" {
-			return Challenge{}, ErrMalformedChallenge.with(nil, "Payment challenge lacks %s", n)
+			return Challenge{}, ErrMalformedChallenge.With(nil, "Payment challenge lacks %s", n)
 		}
 	}
 	if !isMethodID(c.Method) {
-		return Challenge{}, ErrMalformedChallenge.with(nil, "method %q is not 1*LOWERALPHA", c.Method)
+		return Challenge{}, ErrMalformedChallenge.With(nil, "method %q is not 1*LOWERALPHA", c.Method)
 	}
-	raw, err := hdrDecodeB64(c.RequestB64)
+	raw, err := paywire.HdrDecodeB64(c.RequestB64)
 	if err != nil {
-		return Challenge{}, ErrMalformedChallenge.with(err, "request is not base64url")
+		return Challenge{}, ErrMalformedChallenge.With(err, "request is not base64url")
 	}
 	if err := hdrCheckObject(raw); err != nil {
-		return Challenge{}, ErrMalformedChallenge.with(err, "request is not a JSON object")
+		return Challenge{}, ErrMalformedChallenge.With(err, "request is not a JSON object")
 	}
 	if c.Intent == IntentCharge {
 		cr, err := decodeChallengeRequest(c.RequestB64)
 		if err != nil {
-			return Challenge{}, ErrMalformedChallenge.with(err, "charge request is invalid")
+			return Challenge{}, ErrMalformedChallenge.With(err, "charge request is invalid")
 		}
 		c.Request = cr
 	}
 	if e := p["expires"]; e != "" {
 		t, err := time.Parse(time.RFC3339Nano, e)
 		if err != nil {
-			return Challenge{}, ErrMalformedChallenge.with(err, "expires %q is not RFC 3339", e)
+			return Challenge{}, ErrMalformedChallenge.With(err, "expires %q is not RFC 3339", e)
 		}
 		c.Expires, c.expiresRaw = t, e
 	}
 	if o, ok := p["opaque"]; ok {
-		m, err := decodeOpaque(o)
+		m, err := DecodeOpaque(o)
 		if err != nil {
 			return Challenge{}, err
 		}
@@ -331,22 +326,22 @@ func challengeFromParams(ac authChallenge) (Challenge, error) {
 	return c, nil
 }
 
-// decodeOpaque decodes an "opaque" parameter: base64url of a JSON object
+// DecodeOpaque decodes an "opaque" parameter: base64url of a JSON object
 // whose members are all strings.
-func decodeOpaque(o string) (map[string]string, error) {
-	raw, err := hdrDecodeB64(o)
+func DecodeOpaque(o string) (map[string]string, error) {
+	raw, err := paywire.HdrDecodeB64(o)
 	if err != nil {
-		return nil, ErrMalformedChallenge.with(err, "opaque is not base64url")
+		return nil, ErrMalformedChallenge.With(err, "opaque is not base64url")
 	}
 	obj, err := hdrDecodeObject(raw)
 	if err != nil {
-		return nil, ErrMalformedChallenge.with(err, "opaque is not a JSON object")
+		return nil, ErrMalformedChallenge.With(err, "opaque is not a JSON object")
 	}
 	m := make(map[string]string, len(obj))
 	for k, v := range obj {
 		s, ok := v.(string)
 		if !ok {
-			return nil, ErrMalformedChallenge.with(nil, "opaque member %q is not a string", k)
+			return nil, ErrMalformedChallenge.With(nil, "opaque member %q is not a string", k)
 		}
 		m[k] = s
 	}

@@ -1,4 +1,4 @@
-package payment
+package payment_test
 
 import (
 	"encoding/json"
@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/agentprov/agentprov/internal/paywire"
+	"github.com/agentprov/agentprov/payment"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -43,17 +45,17 @@ func decodedJSON(t *testing.T, v any) []byte {
 }
 
 func TestGolden402Challenge(t *testing.T) {
-	v, err := FormatChallenge(sampleChallenge(t))
+	v, err := payment.FormatChallenge(sampleChallenge(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	wire := golden402(t, "402_challenge.txt", []byte(v+"\n"))
-	cs, err := ParseChallenges([]string{strings.TrimSpace(string(wire))})
+	cs, err := payment.ParseChallenges([]string{strings.TrimSpace(string(wire))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := cs[0]
-	raw, _ := hdrDecodeB64(c.RequestB64)
+	raw, _ := paywire.HdrDecodeB64(c.RequestB64)
 	var req map[string]any
 	_ = json.Unmarshal(raw, &req)
 	view := map[string]any{
@@ -64,43 +66,43 @@ func TestGolden402Challenge(t *testing.T) {
 }
 
 func TestGolden402Credential(t *testing.T) {
-	cred, err := NewTokenCredential(sampleChallenge(t), fakeToken)
+	cred, err := payment.NewTokenCredential(sampleChallenge(t), fakeToken)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cred.Source = "did:web:agent.example"
-	v, err := FormatCredential(cred)
+	v, err := payment.FormatCredential(cred)
 	if err != nil {
 		t.Fatal(err)
 	}
 	wire := golden402(t, "402_credential.txt", []byte(v+"\n"))
-	got, err := ParseCredential(strings.TrimSpace(string(wire)))
+	got, err := payment.ParseCredential(strings.TrimSpace(string(wire)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if d := cmp.Diff(cred, got); d != "" {
 		t.Fatalf("golden credential parses differently (-want +got):\n%s", d)
 	}
-	raw, _ := hdrDecodeB64(strings.TrimPrefix(strings.TrimSpace(string(wire)), "Payment "))
+	raw, _ := paywire.HdrDecodeB64(strings.TrimPrefix(strings.TrimSpace(string(wire)), "Payment "))
 	var doc any
 	_ = json.Unmarshal(raw, &doc)
 	golden402(t, "402_credential.json", decodedJSON(t, doc))
 }
 
 func TestGolden402Receipt(t *testing.T) {
-	v, err := FormatReceiptHeader(sampleReceiptHeader())
+	v, err := payment.FormatReceiptHeader(sampleReceiptHeader())
 	if err != nil {
 		t.Fatal(err)
 	}
 	wire := golden402(t, "402_receipt.txt", []byte(v+"\n"))
-	got, err := ParseReceiptHeader(strings.TrimSpace(string(wire)))
+	got, err := payment.ParseReceiptHeader(strings.TrimSpace(string(wire)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if d := cmp.Diff(sampleReceiptHeader(), got); d != "" {
 		t.Fatalf("golden receipt parses differently (-want +got):\n%s", d)
 	}
-	raw, _ := hdrDecodeB64(strings.TrimSpace(string(wire)))
+	raw, _ := paywire.HdrDecodeB64(strings.TrimSpace(string(wire)))
 	var doc any
 	_ = json.Unmarshal(raw, &doc)
 	golden402(t, "402_receipt.json", decodedJSON(t, doc))

@@ -6,6 +6,8 @@ import (
 	"crypto/subtle"
 	"errors"
 	"strings"
+
+	"github.com/agentprov/agentprov/internal/paywire"
 )
 
 // ChallengeID computes the HMAC-bound challenge id the draft recommends:
@@ -29,14 +31,14 @@ func ChallengeID(secret []byte, c *Challenge) (string, error) {
 func challengeMAC(secret []byte, e *ChallengeEcho) string {
 	m := hmac.New(sha256.New, secret)
 	m.Write([]byte(strings.Join([]string{e.Realm, e.Method, e.Intent, e.Request, e.Expires, e.Digest, e.Opaque}, "|")))
-	return hdrB64.EncodeToString(m.Sum(nil))
+	return paywire.HdrB64.EncodeToString(m.Sum(nil))
 }
 
-// verifyEchoID reports whether the echo's id is the HMAC of its slots
+// VerifyEchoID reports whether the echo's id is the HMAC of its slots
 // under one of the secrets. The first secret signs new challenges; the
 // others stay accepted so that rotation does not break challenges that
 // are still outstanding.
-func verifyEchoID(secrets [][]byte, e *ChallengeEcho) bool {
+func VerifyEchoID(secrets [][]byte, e *ChallengeEcho) bool {
 	ok := false
 	for _, s := range secrets {
 		want := challengeMAC(s, e)

@@ -1,4 +1,4 @@
-package payment
+package payment_test
 
 import (
 	"errors"
@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentprov/agentprov/internal/paywire"
+	"github.com/agentprov/agentprov/payment"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"pgregory.net/rapid"
@@ -13,17 +15,17 @@ import (
 
 var testChallengeSecret = []byte("0123456789abcdef0123456789abcdef")
 
-func sampleChallenge(t testing.TB) *Challenge {
+func sampleChallenge(t testing.TB) *payment.Challenge {
 	t.Helper()
-	c := &Challenge{
-		Realm: "api.cloudflare.example", Method: MethodID, Intent: IntentCharge,
-		Request: ChallengeRequest{Amount: "250", Currency: "USD", Recipient: "cloudflare",
+	c := &payment.Challenge{
+		Realm: "api.cloudflare.example", Method: payment.MethodID, Intent: payment.IntentCharge,
+		Request: payment.ChallengeRequest{Amount: "250", Currency: "USD", Recipient: "cloudflare",
 			MethodDetails: map[string]any{"service": "cloudflare/registrar:domain"}},
 		Expires:     time.Date(2026, 11, 22, 10, 5, 0, 0, time.UTC),
 		Description: `Domain "check" \ availability`,
 		Opaque:      map[string]string{"route": "GET /v1/domains/check?name=example.dev", "nonce": "q3Zk0xN2eR8pQ1vLm4Ty7w"},
 	}
-	id, err := ChallengeID(testChallengeSecret, c)
+	id, err := payment.ChallengeID(testChallengeSecret, c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,18 +33,18 @@ func sampleChallenge(t testing.TB) *Challenge {
 	return c
 }
 
-var challengeCmp = cmp.Options{cmpopts.IgnoreUnexported(Challenge{}), cmpopts.EquateEmpty()}
+var challengeCmp = cmp.Options{cmpopts.IgnoreUnexported(payment.Challenge{}), cmpopts.EquateEmpty()}
 
 func TestChallengeFormatParseRoundTrip(t *testing.T) {
 	c := sampleChallenge(t)
-	v, err := FormatChallenge(c)
+	v, err := payment.FormatChallenge(c)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.HasPrefix(v, `Payment id="`) {
 		t.Fatalf("value %q does not start with the scheme and id", v)
 	}
-	got, err := ParseChallenges([]string{v})
+	got, err := payment.ParseChallenges([]string{v})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +52,7 @@ func TestChallengeFormatParseRoundTrip(t *testing.T) {
 		t.Fatalf("got %d challenges", len(got))
 	}
 	want := *c
-	want.RequestB64, _ = EncodeRequest(c.Request)
+	want.RequestB64, _ = payment.EncodeRequest(c.Request)
 	if d := cmp.Diff(want, got[0], challengeCmp); d != "" {
 		t.Fatalf("round trip (-want +got):\n%s", d)
 	}
@@ -60,27 +62,27 @@ func TestChallengeFormatParseRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !verifyEchoID([][]byte{[]byte("old-secret-old-secret-old-secret"), testChallengeSecret}, &e) {
+	if !payment.VerifyEchoID([][]byte{[]byte("old-secret-old-secret-old-secret"), testChallengeSecret}, &e) {
 		t.Fatal("parsed challenge id does not verify")
 	}
 	e.Request = strings.Replace(e.Request, "A", "B", 1)
-	if verifyEchoID([][]byte{testChallengeSecret}, &e) {
+	if payment.VerifyEchoID([][]byte{testChallengeSecret}, &e) {
 		t.Fatal("altered request still verifies")
 	}
 }
 
 func TestParseChallengesRFC9110(t *testing.T) {
 	c := sampleChallenge(t)
-	ours, err := FormatChallenge(c)
+	ours, err := payment.FormatChallenge(c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, _ := EncodeRequest(ChallengeRequest{Amount: "1", Currency: "EUR"})
+	req, _ := payment.EncodeRequest(payment.ChallengeRequest{Amount: "1", Currency: "EUR"})
 	cases := []struct {
 		name   string
 		values []string
 		n      int
-		check  func(t *testing.T, cs []Challenge)
+		check  func(t *testing.T, cs []payment.Challenge)
 	}{
 		{"with other schemes around", []string{`Bearer realm="a,b", error="x", ` + ours + `, Basic YWxhZGRpbjpvcGVuc2VzYW1l`}, 1, nil},
 		{"token68 scheme first", []string{`Negotiate abc==, ` + ours}, 1, nil},
@@ -89,20 +91,20 @@ func TestParseChallengesRFC9110(t *testing.T) {
 		{"empty list elements", []string{" , ," + ours + " ,, "}, 1, nil},
 		{"case-insensitive scheme and names, token values", []string{
 			`payment ID=abc, REALM=api, Method=agentprov, intent=charge, request=` + req + `, x-unknown="ignored"`}, 1,
-			func(t *testing.T, cs []Challenge) {
+			func(t *testing.T, cs []payment.Challenge) {
 				if cs[0].ID != "abc" || cs[0].Realm != "api" || cs[0].Request.Currency != "EUR" {
 					t.Fatalf("got %+v", cs[0])
 				}
 			}},
 		{"escaped quotes in description", []string{`Payment id="i", realm="r", method="agentprov", intent="charge", request="` + req + `", description="a \"quoted\" \\ word, with comma"`}, 1,
-			func(t *testing.T, cs []Challenge) {
+			func(t *testing.T, cs []payment.Challenge) {
 				if cs[0].Description != `a "quoted" \ word, with comma` {
 					t.Fatalf("description %q", cs[0].Description)
 				}
 			}},
 		{"BWS around =", []string{`Payment id = "i" , realm= r, method =agentprov, intent=charge, request="` + req + `"`}, 1, nil},
 		{"other intent keeps raw request", []string{`Payment id="i", realm="r", method="tempo", intent="session", request="` + req + `"`}, 1,
-			func(t *testing.T, cs []Challenge) {
+			func(t *testing.T, cs []payment.Challenge) {
 				if cs[0].Request.Amount != "" || cs[0].RequestB64 != req {
 					t.Fatalf("got %+v", cs[0])
 				}
@@ -110,7 +112,7 @@ func TestParseChallengesRFC9110(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			cs, err := ParseChallenges(tc.values)
+			cs, err := payment.ParseChallenges(tc.values)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -125,46 +127,46 @@ func TestParseChallengesRFC9110(t *testing.T) {
 }
 
 func TestParseChallengesErrors(t *testing.T) {
-	req, _ := EncodeRequest(ChallengeRequest{Amount: "1", Currency: "EUR"})
+	req, _ := payment.EncodeRequest(payment.ChallengeRequest{Amount: "1", Currency: "EUR"})
 	base := `Payment id="i", realm="r", method="agentprov", intent="charge", request="` + req + `"`
-	notObject := hdrB64.EncodeToString([]byte(`[1]`))
+	notObject := paywire.HdrB64.EncodeToString([]byte(`[1]`))
 	cases := []struct {
 		name  string
 		value string
-		want  *Error
+		want  *payment.Error
 	}{
-		{"no payment challenge", `Bearer realm="x"`, ErrNoChallenge},
-		{"empty", ``, ErrNoChallenge},
-		{"duplicate param", base + `, id="j"`, ErrMalformedChallenge},
-		{"duplicate param other case", base + `, ID="j"`, ErrMalformedChallenge},
-		{"unterminated quote", base + `, description="abc`, ErrMalformedChallenge},
-		{"control char", base + ", description=\"a\x01b\"", ErrMalformedChallenge},
-		{"missing id", `Payment realm="r", method="agentprov", intent="charge", request="` + req + `"`, ErrMalformedChallenge},
-		{"missing request", `Payment id="i", realm="r", method="agentprov", intent="charge"`, ErrMalformedChallenge},
-		{"bad method id", strings.Replace(base, "agentprov", "Agent-Prov", 1), ErrMalformedChallenge},
-		{"request not base64url", strings.Replace(base, req, "!!", 1), ErrMalformedChallenge},
-		{"request not object", strings.Replace(base, req, notObject, 1), ErrMalformedChallenge},
-		{"currency not a string", strings.Replace(base, req, hdrB64.EncodeToString([]byte(`{"amount":"5","currency":1}`)), 1), ErrMalformedChallenge},
-		{"amount not a string", strings.Replace(base, req, hdrB64.EncodeToString([]byte(`{"amount":5,"currency":"USD"}`)), 1), ErrMalformedChallenge},
-		{"bad expires", base + `, expires="tomorrow"`, ErrMalformedChallenge},
-		{"bad opaque", base + `, opaque="e30x"`, ErrMalformedChallenge},
-		{"opaque with a number", base + `, opaque="` + hdrB64.EncodeToString([]byte(`{"a":1}`)) + `"`, ErrMalformedChallenge},
-		{"missing =", `Payment id "i"`, ErrMalformedChallenge},
-		{"garbage after scheme", `Payment/1 x`, ErrMalformedChallenge},
-		{"params without values", `Payment id=, realm="r"`, ErrMalformedChallenge},
-		{"token68 payment challenge", `Payment abcdef`, ErrMalformedChallenge},
-		{"too large", base + `, description="` + strings.Repeat("a", MaxHeaderBytes) + `"`, ErrMalformedChallenge},
+		{"no payment challenge", `Bearer realm="x"`, payment.ErrNoChallenge},
+		{"empty", ``, payment.ErrNoChallenge},
+		{"duplicate param", base + `, id="j"`, payment.ErrMalformedChallenge},
+		{"duplicate param other case", base + `, ID="j"`, payment.ErrMalformedChallenge},
+		{"unterminated quote", base + `, description="abc`, payment.ErrMalformedChallenge},
+		{"control char", base + ", description=\"a\x01b\"", payment.ErrMalformedChallenge},
+		{"missing id", `Payment realm="r", method="agentprov", intent="charge", request="` + req + `"`, payment.ErrMalformedChallenge},
+		{"missing request", `Payment id="i", realm="r", method="agentprov", intent="charge"`, payment.ErrMalformedChallenge},
+		{"bad method id", strings.Replace(base, "agentprov", "Agent-Prov", 1), payment.ErrMalformedChallenge},
+		{"request not base64url", strings.Replace(base, req, "!!", 1), payment.ErrMalformedChallenge},
+		{"request not object", strings.Replace(base, req, notObject, 1), payment.ErrMalformedChallenge},
+		{"currency not a string", strings.Replace(base, req, paywire.HdrB64.EncodeToString([]byte(`{"amount":"5","currency":1}`)), 1), payment.ErrMalformedChallenge},
+		{"amount not a string", strings.Replace(base, req, paywire.HdrB64.EncodeToString([]byte(`{"amount":5,"currency":"USD"}`)), 1), payment.ErrMalformedChallenge},
+		{"bad expires", base + `, expires="tomorrow"`, payment.ErrMalformedChallenge},
+		{"bad opaque", base + `, opaque="e30x"`, payment.ErrMalformedChallenge},
+		{"opaque with a number", base + `, opaque="` + paywire.HdrB64.EncodeToString([]byte(`{"a":1}`)) + `"`, payment.ErrMalformedChallenge},
+		{"missing =", `Payment id "i"`, payment.ErrMalformedChallenge},
+		{"garbage after scheme", `Payment/1 x`, payment.ErrMalformedChallenge},
+		{"params without values", `Payment id=, realm="r"`, payment.ErrMalformedChallenge},
+		{"token68 payment challenge", `Payment abcdef`, payment.ErrMalformedChallenge},
+		{"too large", base + `, description="` + strings.Repeat("a", payment.MaxHeaderBytes) + `"`, payment.ErrMalformedChallenge},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			cs, err := ParseChallenges([]string{tc.value})
+			cs, err := payment.ParseChallenges([]string{tc.value})
 			if err == nil {
 				t.Fatalf("parsed %+v, want error", cs)
 			}
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("err = %v, want %s", err, tc.want.Code)
 			}
-			var pe *Error
+			var pe *payment.Error
 			if !errors.As(err, &pe) || pe.Detail == "" {
 				t.Fatalf("err %v is not a detailed *Error", err)
 			}
@@ -174,18 +176,18 @@ func TestParseChallengesErrors(t *testing.T) {
 
 func TestFormatChallengeRefuses(t *testing.T) {
 	c := sampleChallenge(t)
-	for name, mut := range map[string]func(*Challenge){
-		"no id":           func(c *Challenge) { c.ID = "" },
-		"no realm":        func(c *Challenge) { c.Realm = "" },
-		"bad method":      func(c *Challenge) { c.Method = "Agent" },
-		"newline":         func(c *Challenge) { c.Description = "a\nb" },
-		"too large":       func(c *Challenge) { c.Description = strings.Repeat("x", MaxHeaderBytes) },
-		"invalid utf8 op": func(c *Challenge) { c.Opaque = map[string]string{"a": "\xff"} },
+	for name, mut := range map[string]func(*payment.Challenge){
+		"no id":           func(c *payment.Challenge) { c.ID = "" },
+		"no realm":        func(c *payment.Challenge) { c.Realm = "" },
+		"bad method":      func(c *payment.Challenge) { c.Method = "Agent" },
+		"newline":         func(c *payment.Challenge) { c.Description = "a\nb" },
+		"too large":       func(c *payment.Challenge) { c.Description = strings.Repeat("x", payment.MaxHeaderBytes) },
+		"invalid utf8 op": func(c *payment.Challenge) { c.Opaque = map[string]string{"a": "\xff"} },
 	} {
 		t.Run(name, func(t *testing.T) {
 			cc := *c
 			mut(&cc)
-			if _, err := FormatChallenge(&cc); !errors.Is(err, ErrMalformedChallenge) {
+			if _, err := payment.FormatChallenge(&cc); !errors.Is(err, payment.ErrMalformedChallenge) {
 				t.Fatalf("err = %v, want malformed_challenge", err)
 			}
 		})
@@ -193,17 +195,17 @@ func TestFormatChallengeRefuses(t *testing.T) {
 }
 
 func TestChallengeRequestMoney(t *testing.T) {
-	good := ChallengeRequest{Amount: "1299", Currency: "USD"}
+	good := payment.ChallengeRequest{Amount: "1299", Currency: "USD"}
 	m, err := good.Money()
 	if err != nil || m.Amount != 1299 || m.Currency != "USD" {
 		t.Fatalf("Money() = %v, %v", m, err)
 	}
-	for _, r := range []ChallengeRequest{
+	for _, r := range []payment.ChallengeRequest{
 		{Amount: "", Currency: "USD"}, {Amount: "01", Currency: "USD"}, {Amount: "-1", Currency: "USD"},
 		{Amount: "1.5", Currency: "USD"}, {Amount: "99999999999999999999", Currency: "USD"},
 		{Amount: "9223372036854775808", Currency: "USD"}, {Amount: "1", Currency: "usd"}, {Amount: "1", Currency: "0x20c0"},
 	} {
-		if _, err := r.Money(); !errors.Is(err, ErrMalformedChallenge) {
+		if _, err := r.Money(); !errors.Is(err, payment.ErrMalformedChallenge) {
 			t.Errorf("Money(%+v) err = %v, want malformed_challenge", r, err)
 		}
 	}
@@ -221,11 +223,11 @@ func TestCanonicalJSON(t *testing.T) {
 		{`{"s":"tab\there\u0001\"\\/"}`, `{"s":"tab\there\u0001\"\\/"}`},
 	}
 	for _, tc := range cases {
-		m, err := hdrDecodeObject([]byte(tc.in))
+		m, err := payment.HdrDecodeObject([]byte(tc.in))
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := jcsEncode(m)
+		got, err := paywire.JCSEncode(m)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -233,7 +235,7 @@ func TestCanonicalJSON(t *testing.T) {
 			t.Errorf("jcs(%s)\n got %s\nwant %s", tc.in, got, tc.want)
 		}
 		// The exported entry point is the same canonicalizer.
-		if got, err := CanonicalJSON([]byte(tc.in)); err != nil || string(got) != tc.want {
+		if got, err := payment.CanonicalJSON([]byte(tc.in)); err != nil || string(got) != tc.want {
 			t.Errorf("CanonicalJSON(%s)\n got %s (%v)\nwant %s", tc.in, got, err, tc.want)
 		}
 	}
@@ -253,11 +255,11 @@ func genHeaderText(min int) *rapid.Generator[string] {
 
 func TestRapidChallengeRoundTrip(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
-		c := &Challenge{
+		c := &payment.Challenge{
 			Realm:  genHeaderText(1).Filter(func(s string) bool { return s != "" }).Draw(t, "realm"),
 			Method: rapid.StringMatching(`[a-z]{1,12}`).Draw(t, "method"),
-			Intent: rapid.SampledFrom([]string{IntentCharge, "session"}).Draw(t, "intent"),
-			Request: ChallengeRequest{
+			Intent: rapid.SampledFrom([]string{payment.IntentCharge, "session"}).Draw(t, "intent"),
+			Request: payment.ChallengeRequest{
 				Amount:      rapid.StringMatching(`0|[1-9][0-9]{0,17}`).Draw(t, "amount"),
 				Currency:    rapid.StringMatching(`[A-Z]{3}`).Draw(t, "currency"),
 				Recipient:   rapid.StringMatching(`[a-z0-9-]{0,10}`).Draw(t, "recipient"),
@@ -272,29 +274,29 @@ func TestRapidChallengeRoundTrip(t *testing.T) {
 		if rapid.Bool().Draw(t, "opaque") {
 			c.Opaque = rapid.MapOf(rapid.StringMatching(`[a-z]{1,5}`), genHeaderText(0)).Draw(t, "opaque")
 		}
-		id, err := ChallengeID([]byte("rapid-secret-rapid-secret-rapid!"), c)
+		id, err := payment.ChallengeID([]byte("rapid-secret-rapid-secret-rapid!"), c)
 		if err != nil {
 			t.Fatal(err)
 		}
 		c.ID = id
-		v, err := FormatChallenge(c)
+		v, err := payment.FormatChallenge(c)
 		if err != nil {
 			t.Fatalf("format: %v", err)
 		}
-		got, err := ParseChallenges([]string{`Basic realm="x, y", ` + v})
+		got, err := payment.ParseChallenges([]string{`Basic realm="x, y", ` + v})
 		if err != nil {
 			t.Fatalf("parse %q: %v", v, err)
 		}
 		want := *c
-		want.RequestB64, _ = EncodeRequest(c.Request)
-		if c.Intent != IntentCharge {
-			want.Request = ChallengeRequest{}
+		want.RequestB64, _ = payment.EncodeRequest(c.Request)
+		if c.Intent != payment.IntentCharge {
+			want.Request = payment.ChallengeRequest{}
 		}
 		if d := cmp.Diff(want, got[0], challengeCmp); d != "" {
 			t.Fatalf("round trip of %q (-want +got):\n%s", v, d)
 		}
 		e, _ := got[0].Echo()
-		if !verifyEchoID([][]byte{[]byte("rapid-secret-rapid-secret-rapid!")}, &e) {
+		if !payment.VerifyEchoID([][]byte{[]byte("rapid-secret-rapid-secret-rapid!")}, &e) {
 			t.Fatal("id does not verify after the round trip")
 		}
 	})
@@ -302,30 +304,30 @@ func TestRapidChallengeRoundTrip(t *testing.T) {
 
 func FuzzParseChallenge(f *testing.F) {
 	c := sampleChallenge(f)
-	v, _ := FormatChallenge(c)
+	v, _ := payment.FormatChallenge(c)
 	f.Add(v)
 	f.Add(`Bearer realm="a", ` + v + `, Basic abc=`)
 	f.Add(`Payment id=a, realm=b, method=agentprov, intent=charge, request=e30`)
 	f.Add(`Payment id="a\"b", realm="\\", method="x", intent="y", request="eyJhbW91bnQiOiIxIiwiY3VycmVuY3kiOiJVU0QifQ", opaque="e30"`)
 	f.Add(`, ,Payment`)
 	f.Fuzz(func(t *testing.T, s string) {
-		cs, err := ParseChallenges([]string{s})
+		cs, err := payment.ParseChallenges([]string{s})
 		if err != nil {
-			var pe *Error
-			if !errors.As(err, &pe) || !(errors.Is(err, ErrMalformedChallenge) || errors.Is(err, ErrNoChallenge)) {
+			var pe *payment.Error
+			if !errors.As(err, &pe) || !(errors.Is(err, payment.ErrMalformedChallenge) || errors.Is(err, payment.ErrNoChallenge)) {
 				t.Fatalf("untyped error %v", err)
 			}
 			return
 		}
 		for _, c := range cs {
-			v, err := FormatChallenge(&c)
+			v, err := payment.FormatChallenge(&c)
 			if err != nil {
 				if strings.Contains(err.Error(), "-byte limit") {
 					return // re-encoding may grow a large value over the limit
 				}
 				t.Fatalf("parsed %+v but cannot format it: %v", c, err)
 			}
-			again, err := ParseChallenges([]string{v})
+			again, err := payment.ParseChallenges([]string{v})
 			if err != nil {
 				t.Fatalf("re-parse %q: %v", v, err)
 			}
@@ -359,15 +361,15 @@ func TestRapidCanonicalJSONIdempotent(t *testing.T) {
 				m[k] = map[string]any{rapid.String().Draw(t, "k2"): rapid.Bool().Draw(t, "b")}
 			}
 		}
-		once, err := jcsEncode(m)
+		once, err := paywire.JCSEncode(m)
 		if err != nil {
 			t.Skip("not representable") // NaN, ±Inf or invalid UTF-8
 		}
-		back, err := hdrDecodeObject(once)
+		back, err := payment.HdrDecodeObject(once)
 		if err != nil {
 			t.Fatalf("JCS output %s is not JSON: %v", once, err)
 		}
-		twice, err := jcsEncode(back)
+		twice, err := paywire.JCSEncode(back)
 		if err != nil || string(twice) != string(once) {
 			t.Fatalf("not idempotent:\n%s\n%s (%v)", once, twice, err)
 		}

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+
+	"github.com/agentprov/agentprov/internal/paywire"
 )
 
 // ChallengeEcho is the challenge as a client echoes it inside a Credential:
@@ -66,7 +68,7 @@ type credTokenPayload struct {
 // payment token.
 func NewTokenCredential(c *Challenge, token string) (*Credential, error) {
 	if token == "" {
-		return nil, ErrMalformedCredential.with(nil, "token is empty")
+		return nil, ErrMalformedCredential.With(nil, "token is empty")
 	}
 	e, err := c.Echo()
 	if err != nil {
@@ -74,7 +76,7 @@ func NewTokenCredential(c *Challenge, token string) (*Credential, error) {
 	}
 	p, err := json.Marshal(credTokenPayload{Token: token})
 	if err != nil {
-		return nil, ErrMalformedCredential.with(err, "encode payload")
+		return nil, ErrMalformedCredential.With(err, "encode payload")
 	}
 	return &Credential{Challenge: e, Payload: p}, nil
 }
@@ -83,7 +85,7 @@ func NewTokenCredential(c *Challenge, token string) (*Credential, error) {
 func (c *Credential) Token() (string, error) {
 	var p credTokenPayload
 	if err := json.Unmarshal(c.Payload, &p); err != nil || p.Token == "" {
-		return "", ErrMalformedCredential.with(err, "payload has no token")
+		return "", ErrMalformedCredential.With(err, "payload has no token")
 	}
 	return p.Token, nil
 }
@@ -106,18 +108,18 @@ func FormatCredential(c *Credential) (string, error) {
 	}
 	var payload bytes.Buffer
 	if err := json.Compact(&payload, c.Payload); err != nil {
-		return "", ErrMalformedCredential.with(err, "payload is not JSON")
+		return "", ErrMalformedCredential.With(err, "payload is not JSON")
 	}
 	// No HTML escaping: the payload must come back byte for byte.
 	var j bytes.Buffer
 	enc := json.NewEncoder(&j)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(credentialWire{Challenge: c.Challenge, Source: c.Source, Payload: payload.Bytes()}); err != nil {
-		return "", ErrMalformedCredential.with(err, "encode credential")
+		return "", ErrMalformedCredential.With(err, "encode credential")
 	}
-	v := SchemeName + " " + hdrB64.EncodeToString(bytes.TrimRight(j.Bytes(), "\n"))
+	v := SchemeName + " " + paywire.HdrB64.EncodeToString(bytes.TrimRight(j.Bytes(), "\n"))
 	if len(v) > MaxHeaderBytes {
-		return "", ErrMalformedCredential.with(nil, "credential is %d bytes, above the %d-byte limit", len(v), MaxHeaderBytes)
+		return "", ErrMalformedCredential.With(nil, "credential is %d bytes, above the %d-byte limit", len(v), MaxHeaderBytes)
 	}
 	return v, nil
 }
@@ -126,18 +128,18 @@ func (c *Credential) validate() error {
 	e := &c.Challenge
 	for _, p := range []struct{ n, v string }{{"id", e.ID}, {"realm", e.Realm}, {"method", e.Method}, {"intent", e.Intent}, {"request", e.Request}} {
 		if p.v == "" {
-			return ErrMalformedCredential.with(nil, "challenge.%s is required", p.n)
+			return ErrMalformedCredential.With(nil, "challenge.%s is required", p.n)
 		}
 	}
 	if !isMethodID(e.Method) {
-		return ErrMalformedCredential.with(nil, "challenge.method %q is not 1*LOWERALPHA", e.Method)
+		return ErrMalformedCredential.With(nil, "challenge.method %q is not 1*LOWERALPHA", e.Method)
 	}
 	p := bytes.TrimSpace(c.Payload)
 	if len(p) == 0 || p[0] != '{' {
-		return ErrMalformedCredential.with(nil, "payload must be a JSON object")
+		return ErrMalformedCredential.With(nil, "payload must be a JSON object")
 	}
 	if err := hdrCheckObject(p); err != nil {
-		return ErrMalformedCredential.with(err, "payload must be a JSON object")
+		return ErrMalformedCredential.With(err, "payload must be a JSON object")
 	}
 	return nil
 }
@@ -148,33 +150,33 @@ func (c *Credential) validate() error {
 // credential at all). The value is limited to MaxHeaderBytes.
 func ParseCredential(value string) (*Credential, error) {
 	if len(value) > MaxHeaderBytes {
-		return nil, ErrMalformedCredential.with(nil, "Authorization value is %d bytes, above the %d-byte limit", len(value), MaxHeaderBytes)
+		return nil, ErrMalformedCredential.With(nil, "Authorization value is %d bytes, above the %d-byte limit", len(value), MaxHeaderBytes)
 	}
 	chs, err := parseAuthHeader(value)
 	if err != nil {
-		return nil, ErrMalformedCredential.with(err, "Authorization does not parse")
+		return nil, ErrMalformedCredential.With(err, "Authorization does not parse")
 	}
 	var ac *authChallenge
 	for i := range chs {
 		if strings.EqualFold(chs[i].scheme, SchemeName) {
 			if ac != nil {
-				return nil, ErrMalformedCredential.with(nil, "more than one Payment credential")
+				return nil, ErrMalformedCredential.With(nil, "more than one Payment credential")
 			}
 			ac = &chs[i]
 		}
 	}
 	if ac == nil {
-		return nil, ErrPaymentRequired.with(nil, "no Payment credential")
+		return nil, ErrPaymentRequired.With(nil, "no Payment credential")
 	}
 	if ac.token68 == "" {
-		return nil, ErrMalformedCredential.with(nil, "Payment credential must be a single base64url value")
+		return nil, ErrMalformedCredential.With(nil, "Payment credential must be a single base64url value")
 	}
-	raw, err := hdrDecodeB64(ac.token68)
+	raw, err := paywire.HdrDecodeB64(ac.token68)
 	if err != nil {
-		return nil, ErrMalformedCredential.with(err, "credential is not base64url")
+		return nil, ErrMalformedCredential.With(err, "credential is not base64url")
 	}
 	if err := hdrCheckObject(raw); err != nil {
-		return nil, ErrMalformedCredential.with(err, "credential is not a JSON object")
+		return nil, ErrMalformedCredential.With(err, "credential is not a JSON object")
 	}
 	var w struct {
 		Challenge *struct {
@@ -192,10 +194,10 @@ func ParseCredential(value string) (*Credential, error) {
 		Payload json.RawMessage `json:"payload"`
 	}
 	if err := json.Unmarshal(raw, &w); err != nil {
-		return nil, ErrMalformedCredential.with(err, "credential members have the wrong types")
+		return nil, ErrMalformedCredential.With(err, "credential members have the wrong types")
 	}
 	if w.Challenge == nil {
-		return nil, ErrMalformedCredential.with(nil, "credential lacks challenge")
+		return nil, ErrMalformedCredential.With(nil, "credential lacks challenge")
 	}
 	ch := w.Challenge
 	str := func(p *string) string {
@@ -216,28 +218,28 @@ func ParseCredential(value string) (*Credential, error) {
 		switch o[0] {
 		case '"':
 			if err := json.Unmarshal(o, &c.Challenge.Opaque); err != nil {
-				return nil, ErrMalformedCredential.with(err, "challenge.opaque")
+				return nil, ErrMalformedCredential.With(err, "challenge.opaque")
 			}
-			if _, err := decodeOpaque(c.Challenge.Opaque); err != nil {
-				return nil, ErrMalformedCredential.with(err, "challenge.opaque")
+			if _, err := DecodeOpaque(c.Challenge.Opaque); err != nil {
+				return nil, ErrMalformedCredential.With(err, "challenge.opaque")
 			}
 		case '{':
 			// Some implementations echo opaque decoded; re-encode it canonically.
 			var m map[string]string
 			if err := json.Unmarshal(o, &m); err != nil {
-				return nil, ErrMalformedCredential.with(err, "challenge.opaque must map strings to strings")
+				return nil, ErrMalformedCredential.With(err, "challenge.opaque must map strings to strings")
 			}
-			s, err := jcsB64(m)
+			s, err := paywire.JCSB64(m)
 			if err != nil {
-				return nil, ErrMalformedCredential.with(err, "challenge.opaque")
+				return nil, ErrMalformedCredential.With(err, "challenge.opaque")
 			}
 			c.Challenge.Opaque = s
 		default:
-			return nil, ErrMalformedCredential.with(nil, "challenge.opaque must be a string")
+			return nil, ErrMalformedCredential.With(nil, "challenge.opaque must be a string")
 		}
 	}
 	if len(bytes.TrimSpace(c.Payload)) == 0 || string(bytes.TrimSpace(c.Payload)) == "null" {
-		return nil, ErrMalformedCredential.with(nil, "credential lacks payload")
+		return nil, ErrMalformedCredential.With(nil, "credential lacks payload")
 	}
 	if err := c.validate(); err != nil {
 		return nil, err

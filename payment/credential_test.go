@@ -1,4 +1,4 @@
-package payment
+package payment_test
 
 import (
 	"context"
@@ -10,36 +10,41 @@ import (
 	"time"
 
 	"github.com/agentprov/agentprov/budget"
+	"github.com/agentprov/agentprov/internal/paywire"
+	"github.com/agentprov/agentprov/payment"
+	"github.com/agentprov/agentprov/payment/paywall"
 	"github.com/google/go-cmp/cmp"
 )
 
 type nopChecker struct{}
 
-func (nopChecker) Verify(context.Context, string) (*TokenClaims, error) { return nil, ErrTokenInvalid }
+func (nopChecker) Verify(context.Context, string) (*payment.TokenClaims, error) {
+	return nil, payment.ErrTokenInvalid
+}
 
 type nopRedeemer struct{}
 
-func (nopRedeemer) Redeem(context.Context, string, budget.Money, string) (*Receipt, error) {
-	return nil, ErrTokenInvalid
+func (nopRedeemer) Redeem(context.Context, string, budget.Money, string) (*payment.Receipt, error) {
+	return nil, payment.ErrTokenInvalid
 }
 
 const fakeToken = "eyJhbGciOiJFZERTQSIsInR5cCI6ImFnZW50cHJvdi1wYXltZW50K2p3dCJ9.e30.c2ln"
 
 func TestCredentialRoundTrip(t *testing.T) {
 	c := sampleChallenge(t)
-	cred, err := NewTokenCredential(c, fakeToken)
+	cred, err := payment.NewTokenCredential(c, fakeToken)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cred.Source = "did:web:agent.example"
-	v, err := FormatCredential(cred)
+	v, err := payment.FormatCredential(cred)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.HasPrefix(v, "Payment ") || strings.ContainsAny(v[len("Payment "):], "= ") {
 		t.Fatalf("value %q is not Payment <base64url no pad>", v)
 	}
-	got, err := ParseCredential(v)
+	got, err := payment.ParseCredential(v)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,29 +56,29 @@ func TestCredentialRoundTrip(t *testing.T) {
 		t.Fatalf("Token() = %q, %v", tok, err)
 	}
 	// The echo verifies under the secret the challenge was made with.
-	if !verifyEchoID([][]byte{testChallengeSecret}, &got.Challenge) {
+	if !payment.VerifyEchoID([][]byte{testChallengeSecret}, &got.Challenge) {
 		t.Fatal("echo does not verify")
 	}
 	// Merged with another scheme in one value, it is still found.
-	got2, err := ParseCredential(`Bearer abc.def, ` + v)
+	got2, err := payment.ParseCredential(`Bearer abc.def, ` + v)
 	if err != nil || got2.Challenge.ID != c.ID {
 		t.Fatalf("merged value: %v, %v", got2, err)
 	}
 }
 
 func TestCredentialRedacted(t *testing.T) {
-	cred, err := NewTokenCredential(sampleChallenge(t), fakeToken)
+	cred, err := payment.NewTokenCredential(sampleChallenge(t), fakeToken)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr, err := NewTransport(PayerFunc(func(context.Context, *PayRequest) (string, error) { return "", nil }),
+	tr, err := payment.NewTransport(payment.PayerFunc(func(context.Context, *payment.PayRequest) (string, error) { return "", nil }),
 		map[string]string{"https://a.example": "a"}, budget.USD(1), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	authz, _ := FormatCredential(cred)
-	tr.store("k", authz, time.Now())
-	pw, err := NewPaywall("r", [][]byte{testChallengeSecret}, nopChecker{}, nopRedeemer{}, nil)
+	authz, _ := payment.FormatCredential(cred)
+	payment.TransportStore(tr, "k", authz, time.Now())
+	pw, err := paywall.NewPaywall("r", [][]byte{testChallengeSecret}, nopChecker{}, nopRedeemer{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,34 +96,34 @@ func TestParseCredentialErrors(t *testing.T) {
 	e, _ := c.Echo()
 	enc := func(v any) string {
 		j, _ := json.Marshal(v)
-		return "Payment " + hdrB64.EncodeToString(j)
+		return "Payment " + paywire.HdrB64.EncodeToString(j)
 	}
 	payload := map[string]any{"token": fakeToken}
 	cases := []struct {
 		name  string
 		value string
-		want  *Error
+		want  *payment.Error
 	}{
-		{"no payment", "Bearer abc", ErrPaymentRequired},
-		{"empty", "", ErrPaymentRequired},
-		{"params instead of token68", `Payment a="b"`, ErrMalformedCredential},
-		{"not base64url", "Payment ***", ErrMalformedCredential},
-		{"not json", "Payment " + hdrB64.EncodeToString([]byte("nope")), ErrMalformedCredential},
-		{"array", enc([]int{1}), ErrMalformedCredential},
-		{"no challenge", enc(map[string]any{"payload": payload}), ErrMalformedCredential},
-		{"challenge not object", enc(map[string]any{"challenge": "x", "payload": payload}), ErrMalformedCredential},
-		{"no payload", enc(map[string]any{"challenge": e}), ErrMalformedCredential},
-		{"payload not object", enc(map[string]any{"challenge": e, "payload": "tok"}), ErrMalformedCredential},
-		{"missing id", enc(map[string]any{"challenge": map[string]any{"realm": "r", "method": "agentprov", "intent": "charge", "request": "e30"}, "payload": payload}), ErrMalformedCredential},
-		{"id not string", enc(map[string]any{"challenge": map[string]any{"id": 1, "realm": "r", "method": "agentprov", "intent": "charge", "request": "e30"}, "payload": payload}), ErrMalformedCredential},
-		{"opaque not base64", enc(map[string]any{"challenge": map[string]any{"id": "i", "realm": "r", "method": "agentprov", "intent": "charge", "request": "e30", "opaque": "!!"}, "payload": payload}), ErrMalformedCredential},
-		{"opaque number", enc(map[string]any{"challenge": map[string]any{"id": "i", "realm": "r", "method": "agentprov", "intent": "charge", "request": "e30", "opaque": 3}, "payload": payload}), ErrMalformedCredential},
-		{"two payment credentials", enc(map[string]any{"challenge": e, "payload": payload}) + ", " + enc(map[string]any{"challenge": e, "payload": payload}), ErrMalformedCredential},
-		{"too large", "Payment " + strings.Repeat("A", MaxHeaderBytes), ErrMalformedCredential},
+		{"no payment", "Bearer abc", payment.ErrPaymentRequired},
+		{"empty", "", payment.ErrPaymentRequired},
+		{"params instead of token68", `Payment a="b"`, payment.ErrMalformedCredential},
+		{"not base64url", "Payment ***", payment.ErrMalformedCredential},
+		{"not json", "Payment " + paywire.HdrB64.EncodeToString([]byte("nope")), payment.ErrMalformedCredential},
+		{"array", enc([]int{1}), payment.ErrMalformedCredential},
+		{"no challenge", enc(map[string]any{"payload": payload}), payment.ErrMalformedCredential},
+		{"challenge not object", enc(map[string]any{"challenge": "x", "payload": payload}), payment.ErrMalformedCredential},
+		{"no payload", enc(map[string]any{"challenge": e}), payment.ErrMalformedCredential},
+		{"payload not object", enc(map[string]any{"challenge": e, "payload": "tok"}), payment.ErrMalformedCredential},
+		{"missing id", enc(map[string]any{"challenge": map[string]any{"realm": "r", "method": "agentprov", "intent": "charge", "request": "e30"}, "payload": payload}), payment.ErrMalformedCredential},
+		{"id not string", enc(map[string]any{"challenge": map[string]any{"id": 1, "realm": "r", "method": "agentprov", "intent": "charge", "request": "e30"}, "payload": payload}), payment.ErrMalformedCredential},
+		{"opaque not base64", enc(map[string]any{"challenge": map[string]any{"id": "i", "realm": "r", "method": "agentprov", "intent": "charge", "request": "e30", "opaque": "!!"}, "payload": payload}), payment.ErrMalformedCredential},
+		{"opaque number", enc(map[string]any{"challenge": map[string]any{"id": "i", "realm": "r", "method": "agentprov", "intent": "charge", "request": "e30", "opaque": 3}, "payload": payload}), payment.ErrMalformedCredential},
+		{"two payment credentials", enc(map[string]any{"challenge": e, "payload": payload}) + ", " + enc(map[string]any{"challenge": e, "payload": payload}), payment.ErrMalformedCredential},
+		{"too large", "Payment " + strings.Repeat("A", payment.MaxHeaderBytes), payment.ErrMalformedCredential},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := ParseCredential(tc.value)
+			got, err := payment.ParseCredential(tc.value)
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("ParseCredential = %v, %v; want %s", got, err, tc.want.Code)
 			}
@@ -126,38 +131,38 @@ func TestParseCredentialErrors(t *testing.T) {
 	}
 	// A parsed credential without a token is refused by Token().
 	v := enc(map[string]any{"challenge": e, "payload": map[string]any{"type": "hash"}})
-	cred, err := ParseCredential(v)
+	cred, err := payment.ParseCredential(v)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cred.Token(); !errors.Is(err, ErrMalformedCredential) {
+	if _, err := cred.Token(); !errors.Is(err, payment.ErrMalformedCredential) {
 		t.Fatalf("Token() err = %v", err)
 	}
 }
 
 func FuzzParseCredential(f *testing.F) {
-	cred, _ := NewTokenCredential(sampleChallenge(f), fakeToken)
-	v, _ := FormatCredential(cred)
+	cred, _ := payment.NewTokenCredential(sampleChallenge(f), fakeToken)
+	v, _ := payment.FormatCredential(cred)
 	f.Add(v)
 	f.Add("Bearer x, " + v)
 	f.Add("Payment eyJjaGFsbGVuZ2UiOnt9LCJwYXlsb2FkIjp7fX0")
 	f.Add("Payment e30=")
 	f.Fuzz(func(t *testing.T, s string) {
-		c, err := ParseCredential(s)
+		c, err := payment.ParseCredential(s)
 		if err != nil {
-			if !errors.Is(err, ErrMalformedCredential) && !errors.Is(err, ErrPaymentRequired) {
+			if !errors.Is(err, payment.ErrMalformedCredential) && !errors.Is(err, payment.ErrPaymentRequired) {
 				t.Fatalf("untyped error %v", err)
 			}
 			return
 		}
-		v, err := FormatCredential(c)
+		v, err := payment.FormatCredential(c)
 		if err != nil {
 			if strings.Contains(err.Error(), "-byte limit") {
 				return // re-encoding may grow a large value over the limit
 			}
 			t.Fatalf("parsed %v but cannot format: %v", c, err)
 		}
-		again, err := ParseCredential(v)
+		again, err := payment.ParseCredential(v)
 		if err != nil {
 			t.Fatalf("re-parse: %v", err)
 		}

@@ -1,4 +1,4 @@
-package payment
+package payment_test
 
 import (
 	"context"
@@ -18,6 +18,9 @@ import (
 	"time"
 
 	"github.com/agentprov/agentprov/budget"
+	"github.com/agentprov/agentprov/payment"
+	"github.com/agentprov/agentprov/payment/issuer"
+	"github.com/agentprov/agentprov/payment/paywall"
 	"github.com/go-jose/go-jose/v4"
 	"pgregory.net/rapid"
 )
@@ -41,32 +44,32 @@ var e2eSecret = []byte("provider-402-secret-0123456789abcdef")
 type e2eConfig struct {
 	cap        int64 // monthly provider cap in cents; 0 = default ($100)
 	ceiling    int64 // per-call ceiling in cents; 0 = 1000
-	paywall    *PaywallOptions
-	transport  *TransportOptions
-	wrapRedeem func(TokenRedeemer) TokenRedeemer
-	wrapPay    func(Payer) Payer
+	paywall    *paywall.PaywallOptions
+	transport  *payment.TransportOptions
+	wrapRedeem func(paywall.TokenRedeemer) paywall.TokenRedeemer
+	wrapPay    func(payment.Payer) payment.Payer
 	origins    func(providerURL string) map[string]string
 	// resolver, when set, makes the provider look keys up through it
 	// (NewResolvingTokenVerifier) instead of holding the JWKS.
-	resolver func(jwks *jose.JSONWebKeySet) KeyResolver
+	resolver func(jwks *jose.JSONWebKeySet) payment.KeyResolver
 }
 
 type e2e struct {
 	t        testing.TB
 	ledger   *budget.Ledger
-	rail     *MemoryRail
-	iss      *Issuer
-	paywall  *Paywall
-	redeemer TokenRedeemer
+	rail     *issuer.MemoryRail
+	iss      *issuer.Issuer
+	paywall  *paywall.Paywall
+	redeemer paywall.TokenRedeemer
 	provider *httptest.Server
 	client   *http.Client
-	tr       *Transport
+	tr       *payment.Transport
 
 	served    atomic.Int64 // handler bodies that ran
 	pays      atomic.Int64 // Payer.Pay calls
 	release   chan struct{}
 	unsettled atomic.Int64
-	lastUnset atomic.Pointer[TokenClaims] // claims of the last unsettled payment
+	lastUnset atomic.Pointer[payment.TokenClaims] // claims of the last unsettled payment
 }
 
 func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
@@ -83,11 +86,11 @@ func newE2E(t testing.TB, cfg e2eConfig) *e2e {
 		t.Fatal(err)
 	}
 	w.ledger = l
-	w.rail = NewMemoryRail(nil)
-	key := SigningKey{KeyID: "orch-402", Key: ed25519.NewKeyFromSeed([]byte("agentprov-402-e2e-test-key-seed!"))}
-	w.iss, err = NewIssuer(e2eIssuer, key, l, &IssuerOptions{
+	w.rail = issuer.NewMemoryRail(nil)
+	key := payment.SigningKey{KeyID: "orch-402", Key: ed25519.NewKeyFromSeed([]byte("agentprov-402-e2e-test-key-seed!"))}
+	w.iss, err = issuer.NewIssuer(e2eIssuer, key, l, &issuer.IssuerOptions{
 		Rail: w.rail, Logger: quiet(),
-		Authenticate: BearerAuthenticator(map[string]string{e2eProvider: "cf-api-key"}),
+		Authenticate: issuer.BearerAuthenticator(map[string]string{e2eProvider: "cf-api-key"}),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -98,14 +101,14 @@ func newE2E(t testing.TB, cfg e2eConfig) *e2e {
 	orch := httptest.NewServer(mux)
 	t.Cleanup(orch.Close)
 
-	verifier, err := NewTokenVerifier(e2eIssuer, e2eProvider, w.iss.JWKS(), nil)
+	verifier, err := payment.NewTokenVerifier(e2eIssuer, e2eProvider, w.iss.JWKS(), nil)
 	if cfg.resolver != nil {
-		verifier, err = NewResolvingTokenVerifier(e2eIssuer, e2eProvider, cfg.resolver(w.iss.JWKS()), nil)
+		verifier, err = payment.NewResolvingTokenVerifier(e2eIssuer, e2eProvider, cfg.resolver(w.iss.JWKS()), nil)
 	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	red, err := NewRedeemer(orch.URL+"/redeem", &RedeemerOptions{APIKey: "cf-api-key", Keys: w.iss.JWKS(), Issuer: e2eIssuer, HTTPClient: orch.Client()})
+	red, err := paywall.NewRedeemer(orch.URL+"/redeem", &paywall.RedeemerOptions{APIKey: "cf-api-key", Keys: w.iss.JWKS(), Issuer: e2eIssuer, HTTPClient: orch.Client()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,17 +116,17 @@ func newE2E(t testing.TB, cfg e2eConfig) *e2e {
 	if cfg.wrapRedeem != nil {
 		w.redeemer = cfg.wrapRedeem(red)
 	}
-	popts := PaywallOptions{Logger: quiet()}
+	popts := paywall.PaywallOptions{Logger: quiet()}
 	if cfg.paywall != nil {
 		popts = *cfg.paywall
 	}
 	// The hold of a failed call comes back through the Paywall's default
 	// release (the Redeemer's Release over HTTP); this hook only counts.
-	popts.OnUnsettled = func(ctx context.Context, c *TokenClaims, _ error) {
+	popts.OnUnsettled = func(ctx context.Context, c *payment.TokenClaims, _ error) {
 		w.unsettled.Add(1)
 		w.lastUnset.Store(c)
 	}
-	w.paywall, err = NewPaywall(e2eRealm, [][]byte{e2eSecret}, verifier, w.redeemer, &popts)
+	w.paywall, err = paywall.NewPaywall(e2eRealm, [][]byte{e2eSecret}, verifier, w.redeemer, &popts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,10 +134,10 @@ func newE2E(t testing.TB, cfg e2eConfig) *e2e {
 	pmux := http.NewServeMux()
 	pmux.Handle("GET /v1/check", paid(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		w.served.Add(1)
-		if strings.Contains(strings.Join(r.Header.Values("Authorization"), ","), SchemeName) {
+		if strings.Contains(strings.Join(r.Header.Values("Authorization"), ","), payment.SchemeName) {
 			t.Error("handler sees the payment credential")
 		}
-		if p, ok := PaidFromContext(r.Context()); !ok || p.Price != budget.USD(e2ePrice) || p.Claims.Audience != e2eProvider {
+		if p, ok := paywall.PaidFromContext(r.Context()); !ok || p.Price != budget.USD(e2ePrice) || p.Claims.Audience != e2eProvider {
 			t.Errorf("PaidFromContext = %+v, %v", p, ok)
 		}
 		rw.Header().Set("Content-Type", "application/json")
@@ -174,11 +177,11 @@ func newE2E(t testing.TB, cfg e2eConfig) *e2e {
 		}
 	})
 
-	payer := IssuerPayer(w.iss, e2eProject)
+	payer := issuer.IssuerPayer(w.iss, e2eProject)
 	if cfg.wrapPay != nil {
 		payer = cfg.wrapPay(payer)
 	}
-	counting := PayerFunc(func(ctx context.Context, r *PayRequest) (string, error) {
+	counting := payment.PayerFunc(func(ctx context.Context, r *payment.PayRequest) (string, error) {
 		w.pays.Add(1)
 		return payer.Pay(ctx, r)
 	})
@@ -186,7 +189,7 @@ func newE2E(t testing.TB, cfg e2eConfig) *e2e {
 	if cfg.origins != nil {
 		origins = cfg.origins(w.provider.URL)
 	}
-	topts := TransportOptions{}
+	topts := payment.TransportOptions{}
 	if cfg.transport != nil {
 		topts = *cfg.transport
 	}
@@ -195,7 +198,7 @@ func newE2E(t testing.TB, cfg e2eConfig) *e2e {
 	if ceiling == 0 {
 		ceiling = 1000
 	}
-	w.tr, err = NewTransport(counting, origins, budget.USD(ceiling), &topts)
+	w.tr, err = payment.NewTransport(counting, origins, budget.USD(ceiling), &topts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,14 +264,14 @@ func TestE2E402PaidUnderCap(t *testing.T) {
 	if cc := resp.Header.Get("Cache-Control"); cc != "private" {
 		t.Errorf("Cache-Control %q, want private", cc)
 	}
-	rh, err := ReceiptFromResponse(resp)
+	rh, err := payment.ReceiptFromResponse(resp)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rh.Method != MethodID || rh.Amount != "250" || rh.Currency != "USD" || rh.Reference == "" || rh.ChallengeID == "" {
+	if rh.Method != payment.MethodID || rh.Amount != "250" || rh.Currency != "USD" || rh.Reference == "" || rh.ChallengeID == "" {
 		t.Fatalf("receipt %+v", rh)
 	}
-	signed, err := VerifyReceipt(rh.Signed, w.iss.JWKS(), e2eIssuer)
+	signed, err := payment.VerifyReceipt(rh.Signed, w.iss.JWKS(), e2eIssuer)
 	if err != nil {
 		t.Fatalf("signed receipt: %v", err)
 	}
@@ -284,7 +287,7 @@ func TestE2E402PaidUnderCap(t *testing.T) {
 func TestE2E402CeilingTooLow(t *testing.T) {
 	w := newE2E(t, e2eConfig{ceiling: 100})
 	_, _, err := w.get("/v1/check?name=example.dev")
-	if !errors.Is(err, ErrCallCeiling) {
+	if !errors.Is(err, payment.ErrCallCeiling) {
 		t.Fatalf("err = %v, want call_ceiling_exceeded", err)
 	}
 	if w.pays.Load() != 0 || w.served.Load() != 0 {
@@ -299,7 +302,7 @@ func TestE2E402MonthlyCapExhausted(t *testing.T) {
 		t.Fatalf("first call: %v %v", resp, err)
 	}
 	_, _, err := w.get("/v1/check?name=b.dev")
-	if !errors.Is(err, ErrCapExceeded) {
+	if !errors.Is(err, payment.ErrCapExceeded) {
 		t.Fatalf("err = %v, want cap_exceeded", err)
 	}
 	var ce *budget.CapError
@@ -336,7 +339,7 @@ func TestE2E402PostBodyReplayed(t *testing.T) {
 	}
 	b2, _ := io.ReadAll(resp2.Body)
 	resp2.Body.Close()
-	if resp2.StatusCode != http.StatusCreated || string(b2) != string(b) || resp2.Header.Get(ReceiptHeaderName) != resp.Header.Get(ReceiptHeaderName) {
+	if resp2.StatusCode != http.StatusCreated || string(b2) != string(b) || resp2.Header.Get(payment.ReceiptHeaderName) != resp.Header.Get(payment.ReceiptHeaderName) {
 		t.Fatalf("repeat got %d %q", resp2.StatusCode, b2)
 	}
 	if w.served.Load() != 1 || w.pays.Load() != 1 {
@@ -346,10 +349,10 @@ func TestE2E402PostBodyReplayed(t *testing.T) {
 }
 
 func TestE2E402BodyNotReplayable(t *testing.T) {
-	w := newE2E(t, e2eConfig{transport: &TransportOptions{MaxBufferedBody: 4}})
+	w := newE2E(t, e2eConfig{transport: &payment.TransportOptions{MaxBufferedBody: 4}})
 	req, _ := http.NewRequest(http.MethodPost, w.provider.URL+"/v1/register", io.NopCloser(strings.NewReader("example.dev")))
 	_, err := w.client.Do(req)
-	if !errors.Is(err, ErrBodyNotReplayable) {
+	if !errors.Is(err, payment.ErrBodyNotReplayable) {
 		t.Fatalf("err = %v, want body_not_replayable", err)
 	}
 	if w.pays.Load() != 0 {
@@ -361,7 +364,7 @@ func TestE2E402BodyNotReplayable(t *testing.T) {
 func TestE2E402OriginChecks(t *testing.T) {
 	t.Run("unlisted origin", func(t *testing.T) {
 		w := newE2E(t, e2eConfig{origins: func(string) map[string]string { return map[string]string{"https://other.example": e2eProvider} }})
-		if _, _, err := w.get("/v1/check"); !errors.Is(err, ErrOriginNotAllowed) {
+		if _, _, err := w.get("/v1/check"); !errors.Is(err, payment.ErrOriginNotAllowed) {
 			t.Fatalf("err = %v", err)
 		}
 		if w.pays.Load() != 0 {
@@ -370,7 +373,7 @@ func TestE2E402OriginChecks(t *testing.T) {
 	})
 	t.Run("origin of another provider", func(t *testing.T) {
 		w := newE2E(t, e2eConfig{origins: func(u string) map[string]string { return map[string]string{u: "neon"} }})
-		if _, _, err := w.get("/v1/check"); !errors.Is(err, ErrOriginNotAllowed) {
+		if _, _, err := w.get("/v1/check"); !errors.Is(err, payment.ErrOriginNotAllowed) {
 			t.Fatalf("err = %v", err)
 		}
 		if w.pays.Load() != 0 {
@@ -392,8 +395,8 @@ func TestTransportPassesForeign402Through(t *testing.T) {
 			}))
 			defer srv.Close()
 			var paid atomic.Int64
-			tr, err := NewTransport(PayerFunc(func(context.Context, *PayRequest) (string, error) { paid.Add(1); return "", nil }),
-				map[string]string{srv.URL: e2eProvider}, budget.USD(1000), &TransportOptions{Base: srv.Client().Transport})
+			tr, err := payment.NewTransport(payment.PayerFunc(func(context.Context, *payment.PayRequest) (string, error) { paid.Add(1); return "", nil }),
+				map[string]string{srv.URL: e2eProvider}, budget.USD(1000), &payment.TransportOptions{Base: srv.Client().Transport})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -422,16 +425,16 @@ func TestTransportHandlerConflictPassesThrough(t *testing.T) {
 		bodies = append(bodies, string(b))
 		mu.Unlock()
 		if calls.Add(1) == 1 {
-			c := &Challenge{Realm: "fake", Method: MethodID, Intent: IntentCharge,
-				Request: ChallengeRequest{Amount: "10", Currency: "USD", Recipient: e2eProvider, MethodDetails: map[string]any{"service": e2eService}},
+			c := &payment.Challenge{Realm: "fake", Method: payment.MethodID, Intent: payment.IntentCharge,
+				Request: payment.ChallengeRequest{Amount: "10", Currency: "USD", Recipient: e2eProvider, MethodDetails: map[string]any{"service": e2eService}},
 				Expires: time.Now().Add(time.Minute)}
-			c.ID, _ = ChallengeID(testChallengeSecret, c)
-			v, _ := FormatChallenge(c)
+			c.ID, _ = payment.ChallengeID(testChallengeSecret, c)
+			v, _ := payment.FormatChallenge(c)
 			w.Header().Set("WWW-Authenticate", v)
 			w.WriteHeader(http.StatusPaymentRequired)
 			return
 		}
-		if _, err := ParseCredential(r.Header.Get("Authorization")); err != nil || r.Header.Get("Idempotency-Key") == "" {
+		if _, err := payment.ParseCredential(r.Header.Get("Authorization")); err != nil || r.Header.Get("Idempotency-Key") == "" {
 			t.Errorf("paid attempt: %v, key %q", err, r.Header.Get("Idempotency-Key"))
 		}
 		w.Header().Set("Retry-After", "1")
@@ -439,8 +442,8 @@ func TestTransportHandlerConflictPassesThrough(t *testing.T) {
 		_, _ = io.WriteString(w, "name already taken")
 	}))
 	defer srv.Close()
-	tr, err := NewTransport(PayerFunc(func(context.Context, *PayRequest) (string, error) { return "tok", nil }),
-		map[string]string{srv.URL: e2eProvider}, budget.USD(1000), &TransportOptions{Base: srv.Client().Transport})
+	tr, err := payment.NewTransport(payment.PayerFunc(func(context.Context, *payment.PayRequest) (string, error) { return "tok", nil }),
+		map[string]string{srv.URL: e2eProvider}, budget.USD(1000), &payment.TransportOptions{Base: srv.Client().Transport})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -469,7 +472,7 @@ func TestPaywallHandlerPanicNotSettled(t *testing.T) {
 	// net/http turns the panic into a dropped connection or a bare 500.
 	if resp, err := send(); err == nil {
 		resp.Body.Close()
-		if resp.StatusCode < 500 || resp.Header.Get(ReceiptHeaderName) != "" {
+		if resp.StatusCode < 500 || resp.Header.Get(payment.ReceiptHeaderName) != "" {
 			t.Fatalf("a panicking handler answered %d", resp.StatusCode)
 		}
 	}
@@ -479,7 +482,7 @@ func TestPaywallHandlerPanicNotSettled(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusInternalServerError || resp.Header.Get(ReceiptHeaderName) != "" {
+	if resp.StatusCode != http.StatusInternalServerError || resp.Header.Get(payment.ReceiptHeaderName) != "" {
 		t.Fatalf("retry got %d", resp.StatusCode)
 	}
 	if w.served.Load() != 1 || w.unsettled.Load() != 1 {
@@ -497,7 +500,7 @@ func TestE2E402HandlerFailureNotSettled(t *testing.T) {
 	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, "registry down") {
 		t.Fatalf("got %d %q, want the handler's own failure", resp.StatusCode, body)
 	}
-	if resp.Header.Get(ReceiptHeaderName) != "" {
+	if resp.Header.Get(payment.ReceiptHeaderName) != "" {
 		t.Fatal("receipt on a failed response")
 	}
 	if w.unsettled.Load() != 1 {
@@ -510,7 +513,7 @@ func TestE2E402HandlerFailureNotSettled(t *testing.T) {
 // re-sends the same credential, gets "in flight", waits, and finally the
 // replayed result: one payment, one handler run.
 func TestE2E402TimeoutThenRetryChargedOnce(t *testing.T) {
-	w := newE2E(t, e2eConfig{transport: &TransportOptions{AttemptTimeout: 150 * time.Millisecond, MaxReplays: 20, MaxRetryAfter: 50 * time.Millisecond}})
+	w := newE2E(t, e2eConfig{transport: &payment.TransportOptions{AttemptTimeout: 150 * time.Millisecond, MaxReplays: 20, MaxRetryAfter: 50 * time.Millisecond}})
 	go func() {
 		for w.served.Load() == 0 {
 			time.Sleep(5 * time.Millisecond)
@@ -522,7 +525,7 @@ func TestE2E402TimeoutThenRetryChargedOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if resp.StatusCode != 200 || body != "slow result" || resp.Header.Get(ReceiptHeaderName) == "" {
+	if resp.StatusCode != 200 || body != "slow result" || resp.Header.Get(payment.ReceiptHeaderName) == "" {
 		t.Fatalf("got %d %q", resp.StatusCode, body)
 	}
 	if w.served.Load() != 1 || w.pays.Load() != 1 {
@@ -534,7 +537,7 @@ func TestE2E402TimeoutThenRetryChargedOnce(t *testing.T) {
 // The caller's own deadline expires; it repeats the request with the same
 // Idempotency-Key and gets the result it paid for, without paying again.
 func TestE2E402CallerTimeoutRepeatChargedOnce(t *testing.T) {
-	w := newE2E(t, e2eConfig{transport: &TransportOptions{MaxRetryAfter: 20 * time.Millisecond, MaxReplays: 50}})
+	w := newE2E(t, e2eConfig{transport: &payment.TransportOptions{MaxRetryAfter: 20 * time.Millisecond, MaxReplays: 50}})
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, w.provider.URL+"/v1/slow", nil)
 	req.Header.Set("Idempotency-Key", "lookup-7")
@@ -563,12 +566,12 @@ func TestE2E402CallerTimeoutRepeatChargedOnce(t *testing.T) {
 
 // flakyRedeemer fails the first n redemptions with a transient error.
 type flakyRedeemer struct {
-	TokenRedeemer
+	paywall.TokenRedeemer
 	fail  atomic.Int64
 	calls atomic.Int64
 }
 
-func (f *flakyRedeemer) Redeem(ctx context.Context, token string, actual budget.Money, key string) (*Receipt, error) {
+func (f *flakyRedeemer) Redeem(ctx context.Context, token string, actual budget.Money, key string) (*payment.Receipt, error) {
 	f.calls.Add(1)
 	if f.fail.Add(-1) >= 0 {
 		return nil, &url.Error{Op: "Post", URL: "https://orchestrator.example/redeem", Err: errors.New("connection reset")}
@@ -579,14 +582,14 @@ func (f *flakyRedeemer) Redeem(ctx context.Context, token string, actual budget.
 // Release forwards to the wrapped redeemer, so that the Paywall's default
 // release of failed calls still reaches the orchestrator.
 func (f *flakyRedeemer) Release(ctx context.Context, token string) error {
-	return f.TokenRedeemer.(TokenReleaser).Release(ctx, token)
+	return f.TokenRedeemer.(paywall.TokenReleaser).Release(ctx, token)
 }
 
 func TestE2E402TransientSettlementRetried(t *testing.T) {
 	var flaky *flakyRedeemer
 	w := newE2E(t, e2eConfig{
-		transport: &TransportOptions{MaxRetryAfter: 10 * time.Millisecond},
-		wrapRedeem: func(r TokenRedeemer) TokenRedeemer {
+		transport: &payment.TransportOptions{MaxRetryAfter: 10 * time.Millisecond},
+		wrapRedeem: func(r paywall.TokenRedeemer) paywall.TokenRedeemer {
 			flaky = &flakyRedeemer{TokenRedeemer: r}
 			flaky.fail.Store(1)
 			return flaky
@@ -596,7 +599,7 @@ func TestE2E402TransientSettlementRetried(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if resp.StatusCode != 200 || !strings.Contains(body, "x.dev") || resp.Header.Get(ReceiptHeaderName) == "" {
+	if resp.StatusCode != 200 || !strings.Contains(body, "x.dev") || resp.Header.Get(payment.ReceiptHeaderName) == "" {
 		t.Fatalf("got %d %q", resp.StatusCode, body)
 	}
 	if w.served.Load() != 1 || w.pays.Load() != 1 || flaky.calls.Load() != 2 {
@@ -608,12 +611,12 @@ func TestE2E402TransientSettlementRetried(t *testing.T) {
 // revokingRedeemer revokes the token before redeeming it: the definitive
 // refusal a revoked token gets at the orchestrator.
 type revokingRedeemer struct {
-	TokenRedeemer
+	paywall.TokenRedeemer
 	w *e2e
 }
 
-func (r *revokingRedeemer) Redeem(ctx context.Context, token string, actual budget.Money, key string) (*Receipt, error) {
-	c, err := ParseTokenClaims(token)
+func (r *revokingRedeemer) Redeem(ctx context.Context, token string, actual budget.Money, key string) (*payment.Receipt, error) {
+	c, err := payment.ParseTokenClaims(token)
 	if err != nil {
 		return nil, err
 	}
@@ -626,10 +629,10 @@ func (r *revokingRedeemer) Redeem(ctx context.Context, token string, actual budg
 func TestE2E402SettlementRefusedDeliversNothing(t *testing.T) {
 	var w *e2e
 	rr := &revokingRedeemer{}
-	w = newE2E(t, e2eConfig{wrapRedeem: func(r TokenRedeemer) TokenRedeemer { rr.TokenRedeemer = r; return rr }})
+	w = newE2E(t, e2eConfig{wrapRedeem: func(r paywall.TokenRedeemer) paywall.TokenRedeemer { rr.TokenRedeemer = r; return rr }})
 	rr.w = w
 	_, _, err := w.get("/v1/check?name=x.dev")
-	if !errors.Is(err, ErrPaymentRejected) {
+	if !errors.Is(err, payment.ErrPaymentRejected) {
 		t.Fatalf("err = %v, want payment_rejected", err)
 	}
 	if w.pays.Load() != 1 {
@@ -649,24 +652,24 @@ func (w *e2e) pay(path string, hdr http.Header) string {
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	discard(resp)
+	payment.Discard(resp)
 	if resp.StatusCode != http.StatusPaymentRequired {
 		w.t.Fatalf("unpaid request got %d", resp.StatusCode)
 	}
-	cs, err := ParseChallenges(resp.Header.Values("WWW-Authenticate"))
+	cs, err := payment.ParseChallenges(resp.Header.Values("WWW-Authenticate"))
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	m, err := w.iss.Mint(context.Background(), MintRequest{Project: e2eProject, Provider: e2eProvider, Service: e2eService,
+	m, err := w.iss.Mint(context.Background(), issuer.MintRequest{Project: e2eProject, Provider: e2eProvider, Service: e2eService,
 		MaxAmount: budget.USD(e2ePrice), ChallengeID: cs[0].ID})
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	cred, err := NewTokenCredential(&cs[0], m.Token)
+	cred, err := payment.NewTokenCredential(&cs[0], m.Token)
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	v, err := FormatCredential(cred)
+	v, err := payment.FormatCredential(cred)
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -697,7 +700,7 @@ func TestPaywallConcurrentSameCredential(t *testing.T) {
 			}
 			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			results <- result{resp.StatusCode, string(b), resp.Header.Get(ReceiptHeaderName)}
+			results <- result{resp.StatusCode, string(b), resp.Header.Get(payment.ReceiptHeaderName)}
 		}()
 	}
 	time.Sleep(100 * time.Millisecond)
@@ -732,7 +735,7 @@ func TestPaywallConcurrentSameCredential(t *testing.T) {
 
 // problemOf asserts a paywall refusal: status, code, problem type, a
 // fresh challenge (for 402) and no-store.
-func problemOf(t *testing.T, resp *http.Response, status int, want *Error) {
+func problemOf(t *testing.T, resp *http.Response, status int, want *payment.Error) {
 	t.Helper()
 	defer resp.Body.Close()
 	var pd struct{ Type, Code string }
@@ -747,10 +750,10 @@ func problemOf(t *testing.T, resp *http.Response, status int, want *Error) {
 		t.Errorf("Cache-Control %q, want no-store", resp.Header.Get("Cache-Control"))
 	}
 	if status == http.StatusPaymentRequired {
-		if _, err := ParseChallenges(resp.Header.Values("WWW-Authenticate")); err != nil {
+		if _, err := payment.ParseChallenges(resp.Header.Values("WWW-Authenticate")); err != nil {
 			t.Errorf("402 without a fresh challenge: %v", err)
 		}
-		if !strings.HasPrefix(pd.Type, ProblemTypeBase) {
+		if !strings.HasPrefix(pd.Type, payment.ProblemTypeBase) {
 			t.Errorf("problem type %q is not the draft's", pd.Type)
 		}
 	}
@@ -775,63 +778,63 @@ func TestPaywallRefusals(t *testing.T) {
 	}
 	t.Run("no credential", func(t *testing.T) {
 		resp := do("/v1/check", "")
-		cs, err := ParseChallenges(resp.Header.Values("WWW-Authenticate"))
-		if err != nil || cs[0].Method != MethodID || cs[0].Intent != IntentCharge || cs[0].Realm != e2eRealm || cs[0].Expires.IsZero() {
+		cs, err := payment.ParseChallenges(resp.Header.Values("WWW-Authenticate"))
+		if err != nil || cs[0].Method != payment.MethodID || cs[0].Intent != payment.IntentCharge || cs[0].Realm != e2eRealm || cs[0].Expires.IsZero() {
 			t.Fatalf("challenge %+v, %v", cs, err)
 		}
 		if m, _ := cs[0].Request.Money(); m != budget.USD(e2ePrice) || cs[0].Request.Recipient != e2eProvider || cs[0].Request.Service() != e2eService {
 			t.Fatalf("request %+v", cs[0].Request)
 		}
-		problemOf(t, resp, 402, ErrPaymentRequired)
+		problemOf(t, resp, 402, payment.ErrPaymentRequired)
 	})
 	t.Run("malformed", func(t *testing.T) {
-		problemOf(t, do("/v1/check", "Payment !!!"), 402, ErrMalformedCredential)
+		problemOf(t, do("/v1/check", "Payment !!!"), 402, payment.ErrMalformedCredential)
 	})
 	t.Run("altered price", func(t *testing.T) {
-		cred, _ := ParseCredential(w.pay("/v1/check", nil))
-		r, _ := EncodeRequest(ChallengeRequest{Amount: "1", Currency: "USD", Recipient: e2eProvider, MethodDetails: map[string]any{"service": e2eService}})
+		cred, _ := payment.ParseCredential(w.pay("/v1/check", nil))
+		r, _ := payment.EncodeRequest(payment.ChallengeRequest{Amount: "1", Currency: "USD", Recipient: e2eProvider, MethodDetails: map[string]any{"service": e2eService}})
 		cred.Challenge.Request = r
-		v, _ := FormatCredential(cred)
-		problemOf(t, do("/v1/check", v), 402, ErrInvalidChallenge)
+		v, _ := payment.FormatCredential(cred)
+		problemOf(t, do("/v1/check", v), 402, payment.ErrInvalidChallenge)
 	})
 	t.Run("other route", func(t *testing.T) {
-		problemOf(t, do("/v1/fail", w.pay("/v1/check", nil)), 402, ErrInvalidChallenge)
+		problemOf(t, do("/v1/fail", w.pay("/v1/check", nil)), 402, payment.ErrInvalidChallenge)
 	})
 	t.Run("other idempotency key", func(t *testing.T) {
 		v := w.pay("/v1/check", http.Header{"Idempotency-Key": {"a"}})
-		problemOf(t, do("/v1/check", v, "Idempotency-Key", "b"), 402, ErrInvalidChallenge)
+		problemOf(t, do("/v1/check", v, "Idempotency-Key", "b"), 402, payment.ErrInvalidChallenge)
 	})
 	t.Run("unknown method", func(t *testing.T) {
-		cred, _ := ParseCredential(w.pay("/v1/check", nil))
+		cred, _ := payment.ParseCredential(w.pay("/v1/check", nil))
 		cred.Challenge.Method = "tempo"
-		v, _ := FormatCredential(cred)
-		problemOf(t, do("/v1/check", v), 400, ErrMethodUnsupported)
+		v, _ := payment.FormatCredential(cred)
+		problemOf(t, do("/v1/check", v), 400, payment.ErrMethodUnsupported)
 	})
 	t.Run("insufficient token", func(t *testing.T) {
-		cred, _ := ParseCredential(w.pay("/v1/check", nil))
-		m, err := w.iss.Mint(context.Background(), MintRequest{Project: e2eProject, Provider: e2eProvider, Service: e2eService, MaxAmount: budget.USD(100), ChallengeID: cred.Challenge.ID})
+		cred, _ := payment.ParseCredential(w.pay("/v1/check", nil))
+		m, err := w.iss.Mint(context.Background(), issuer.MintRequest{Project: e2eProject, Provider: e2eProvider, Service: e2eService, MaxAmount: budget.USD(100), ChallengeID: cred.Challenge.ID})
 		if err != nil {
 			t.Fatal(err)
 		}
 		cred.Payload, _ = json.Marshal(map[string]string{"token": m.Token})
-		v, _ := FormatCredential(cred)
-		problemOf(t, do("/v1/check", v), 402, ErrPaymentInsufficient)
+		v, _ := payment.FormatCredential(cred)
+		problemOf(t, do("/v1/check", v), 402, payment.ErrPaymentInsufficient)
 	})
 	t.Run("garbage token", func(t *testing.T) {
-		cred, _ := ParseCredential(w.pay("/v1/check", nil))
+		cred, _ := payment.ParseCredential(w.pay("/v1/check", nil))
 		cred.Payload = json.RawMessage(`{"token":"a.b.c"}`)
-		v, _ := FormatCredential(cred)
-		problemOf(t, do("/v1/check", v), 402, ErrVerificationFailed)
+		v, _ := payment.FormatCredential(cred)
+		problemOf(t, do("/v1/check", v), 402, payment.ErrVerificationFailed)
 	})
 	t.Run("token used by another credential", func(t *testing.T) {
 		v := w.pay("/v1/check", nil)
 		if resp := do("/v1/check", v); resp.StatusCode != 200 {
 			t.Fatalf("first use: %d", resp.StatusCode)
 		}
-		cred, _ := ParseCredential(v)
+		cred, _ := payment.ParseCredential(v)
 		cred.Source = "did:example:someone-else"
-		v2, _ := FormatCredential(cred)
-		problemOf(t, do("/v1/check", v2), 402, ErrVerificationFailed)
+		v2, _ := payment.FormatCredential(cred)
+		problemOf(t, do("/v1/check", v2), 402, payment.ErrVerificationFailed)
 	})
 	if w.served.Load() != 1 {
 		t.Fatalf("handler ran %d times, want 1 (only the valid credential)", w.served.Load())
@@ -842,7 +845,7 @@ func TestPaywallExpiryAndRotation(t *testing.T) {
 	now := time.Now()
 	var mu sync.Mutex
 	clk := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	w := newE2E(t, e2eConfig{paywall: &PaywallOptions{Now: clk, ChallengeTTL: time.Minute, Logger: quiet()}})
+	w := newE2E(t, e2eConfig{paywall: &paywall.PaywallOptions{Now: clk, ChallengeTTL: time.Minute, Logger: quiet()}})
 	v := w.pay("/v1/check", nil)
 	mu.Lock()
 	now = now.Add(2 * time.Minute)
@@ -853,51 +856,61 @@ func TestPaywallExpiryAndRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	problemOf(t, resp, 402, ErrPaymentExpired)
+	problemOf(t, resp, 402, payment.ErrPaymentExpired)
 
 	// A challenge issued under a secret that has since been rotated out of
 	// first place still verifies; one under an unknown secret does not.
-	cred, _ := ParseCredential(v)
+	cred, _ := payment.ParseCredential(v)
 	e := &cred.Challenge
-	if !verifyEchoID([][]byte{[]byte("new-secret-new-secret-new-secret"), e2eSecret}, e) {
+	if !payment.VerifyEchoID([][]byte{[]byte("new-secret-new-secret-new-secret"), e2eSecret}, e) {
 		t.Fatal("old secret no longer verifies")
 	}
-	if verifyEchoID([][]byte{[]byte("new-secret-new-secret-new-secret")}, e) {
+	if payment.VerifyEchoID([][]byte{[]byte("new-secret-new-secret-new-secret")}, e) {
 		t.Fatal("challenge verifies without its secret")
 	}
 }
 
 func TestNewPaywallValidates(t *testing.T) {
 	w := newE2E(t, e2eConfig{})
-	v, _ := NewTokenVerifier(e2eIssuer, e2eProvider, w.iss.JWKS(), nil)
-	for name, f := range map[string]func() (*Paywall, error){
-		"no realm":     func() (*Paywall, error) { return NewPaywall("", [][]byte{e2eSecret}, v, w.redeemer, nil) },
-		"no secret":    func() (*Paywall, error) { return NewPaywall("r", nil, v, w.redeemer, nil) },
-		"short secret": func() (*Paywall, error) { return NewPaywall("r", [][]byte{[]byte("short")}, v, w.redeemer, nil) },
-		"no verifier":  func() (*Paywall, error) { return NewPaywall("r", [][]byte{e2eSecret}, nil, w.redeemer, nil) },
-		"bad realm":    func() (*Paywall, error) { return NewPaywall("a\nb", [][]byte{e2eSecret}, v, w.redeemer, nil) },
+	v, _ := payment.NewTokenVerifier(e2eIssuer, e2eProvider, w.iss.JWKS(), nil)
+	for name, f := range map[string]func() (*paywall.Paywall, error){
+		"no realm": func() (*paywall.Paywall, error) {
+			return paywall.NewPaywall("", [][]byte{e2eSecret}, v, w.redeemer, nil)
+		},
+		"no secret": func() (*paywall.Paywall, error) { return paywall.NewPaywall("r", nil, v, w.redeemer, nil) },
+		"short secret": func() (*paywall.Paywall, error) {
+			return paywall.NewPaywall("r", [][]byte{[]byte("short")}, v, w.redeemer, nil)
+		},
+		"no verifier": func() (*paywall.Paywall, error) {
+			return paywall.NewPaywall("r", [][]byte{e2eSecret}, nil, w.redeemer, nil)
+		},
+		"bad realm": func() (*paywall.Paywall, error) {
+			return paywall.NewPaywall("a\nb", [][]byte{e2eSecret}, v, w.redeemer, nil)
+		},
 	} {
 		if _, err := f(); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
-	for name, f := range map[string]func() (*Transport, error){
-		"no payer": func() (*Transport, error) {
-			return NewTransport(nil, map[string]string{"https://a": "a"}, budget.USD(1), nil)
+	for name, f := range map[string]func() (*payment.Transport, error){
+		"no payer": func() (*payment.Transport, error) {
+			return payment.NewTransport(nil, map[string]string{"https://a": "a"}, budget.USD(1), nil)
 		},
-		"no origins": func() (*Transport, error) { return NewTransport(IssuerPayer(w.iss, "p"), nil, budget.USD(1), nil) },
-		"path origin": func() (*Transport, error) {
-			return NewTransport(IssuerPayer(w.iss, "p"), map[string]string{"https://a/x": "a"}, budget.USD(1), nil)
+		"no origins": func() (*payment.Transport, error) {
+			return payment.NewTransport(issuer.IssuerPayer(w.iss, "p"), nil, budget.USD(1), nil)
 		},
-		"zero ceiling": func() (*Transport, error) {
-			return NewTransport(IssuerPayer(w.iss, "p"), map[string]string{"https://a": "a"}, budget.Money{}, nil)
+		"path origin": func() (*payment.Transport, error) {
+			return payment.NewTransport(issuer.IssuerPayer(w.iss, "p"), map[string]string{"https://a/x": "a"}, budget.USD(1), nil)
+		},
+		"zero ceiling": func() (*payment.Transport, error) {
+			return payment.NewTransport(issuer.IssuerPayer(w.iss, "p"), map[string]string{"https://a": "a"}, budget.Money{}, nil)
 		},
 		// The credential would travel in clear text.
-		"http origin": func() (*Transport, error) {
-			return NewTransport(IssuerPayer(w.iss, "p"), map[string]string{"http://api.example.com": "a"}, budget.USD(1), nil)
+		"http origin": func() (*payment.Transport, error) {
+			return payment.NewTransport(issuer.IssuerPayer(w.iss, "p"), map[string]string{"http://api.example.com": "a"}, budget.USD(1), nil)
 		},
-		"ftp origin": func() (*Transport, error) {
-			return NewTransport(IssuerPayer(w.iss, "p"), map[string]string{"ftp://api.example.com": "a"}, budget.USD(1), nil)
+		"ftp origin": func() (*payment.Transport, error) {
+			return payment.NewTransport(issuer.IssuerPayer(w.iss, "p"), map[string]string{"ftp://api.example.com": "a"}, budget.USD(1), nil)
 		},
 	} {
 		if _, err := f(); err == nil {
@@ -920,14 +933,16 @@ func BenchmarkRoundTrip402(b *testing.B) {
 	var mintNs, redeemNs atomic.Int64
 	w := newE2E(b, e2eConfig{
 		cap: 1 << 50,
-		wrapPay: func(p Payer) Payer {
-			return PayerFunc(func(ctx context.Context, r *PayRequest) (string, error) {
+		wrapPay: func(p payment.Payer) payment.Payer {
+			return payment.PayerFunc(func(ctx context.Context, r *payment.PayRequest) (string, error) {
 				t0 := time.Now()
 				defer func() { mintNs.Add(int64(time.Since(t0))) }()
 				return p.Pay(ctx, r)
 			})
 		},
-		wrapRedeem: func(r TokenRedeemer) TokenRedeemer { return &timedRedeemer{TokenRedeemer: r, ns: &redeemNs} },
+		wrapRedeem: func(r paywall.TokenRedeemer) paywall.TokenRedeemer {
+			return &timedRedeemer{TokenRedeemer: r, ns: &redeemNs}
+		},
 	})
 	plain := &http.Client{Transport: w.provider.Client().Transport} // the paid client's Base
 	run := func(c *http.Client, path string) {
@@ -969,18 +984,18 @@ func BenchmarkRoundTrip402(b *testing.B) {
 // timedRedeemer adds the time spent in Redeem to ns and forwards Release,
 // so that the Paywall's default release still works.
 type timedRedeemer struct {
-	TokenRedeemer
+	paywall.TokenRedeemer
 	ns *atomic.Int64
 }
 
-func (t *timedRedeemer) Redeem(ctx context.Context, token string, actual budget.Money, key string) (*Receipt, error) {
+func (t *timedRedeemer) Redeem(ctx context.Context, token string, actual budget.Money, key string) (*payment.Receipt, error) {
 	t0 := time.Now()
 	defer func() { t.ns.Add(int64(time.Since(t0))) }()
 	return t.TokenRedeemer.Redeem(ctx, token, actual, key)
 }
 
 func (t *timedRedeemer) Release(ctx context.Context, token string) error {
-	if r, ok := t.TokenRedeemer.(TokenReleaser); ok {
+	if r, ok := t.TokenRedeemer.(paywall.TokenReleaser); ok {
 		return r.Release(ctx, token)
 	}
 	return nil
@@ -995,9 +1010,12 @@ func TestRapidNeverChargedWithoutDelivery(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
 		var flaky *flakyRedeemer
 		w := newE2E(t, e2eConfig{
-			cap:        5000,
-			transport:  &TransportOptions{MaxRetryAfter: time.Millisecond},
-			wrapRedeem: func(r TokenRedeemer) TokenRedeemer { flaky = &flakyRedeemer{TokenRedeemer: r}; return flaky },
+			cap:       5000,
+			transport: &payment.TransportOptions{MaxRetryAfter: time.Millisecond},
+			wrapRedeem: func(r paywall.TokenRedeemer) paywall.TokenRedeemer {
+				flaky = &flakyRedeemer{TokenRedeemer: r}
+				return flaky
+			},
 		})
 		refs := map[string]bool{}
 		for i, n := 0, rapid.IntRange(1, 6).Draw(rt, "n"); i < n; i++ {
@@ -1012,8 +1030,8 @@ func TestRapidNeverChargedWithoutDelivery(t *testing.T) {
 			if err != nil {
 				rt.Fatalf("request %d: %v", i, err)
 			}
-			discard(resp)
-			rh, rerr := ReceiptFromResponse(resp)
+			payment.Discard(resp)
+			rh, rerr := payment.ReceiptFromResponse(resp)
 			switch {
 			case resp.StatusCode == http.StatusOK:
 				if rerr != nil {

@@ -48,7 +48,7 @@ func (e *Error) Is(target error) bool {
 }
 
 // with returns a copy of the sentinel e carrying detail and cause.
-func (e *Error) with(cause error, format string, args ...any) *Error {
+func (e *Error) With(cause error, format string, args ...any) *Error {
 	return &Error{Code: e.Code, Status: e.Status, Detail: fmt.Sprintf(format, args...), Err: cause}
 }
 

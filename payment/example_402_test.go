@@ -13,6 +13,8 @@ import (
 
 	"github.com/agentprov/agentprov/budget"
 	"github.com/agentprov/agentprov/payment"
+	"github.com/agentprov/agentprov/payment/issuer"
+	"github.com/agentprov/agentprov/payment/paywall"
 	"github.com/agentprov/agentprov/payment/sqlstore"
 	"github.com/go-jose/go-jose/v4"
 )
@@ -25,22 +27,22 @@ func Example_http402() {
 	// issuer and redemption endpoint.
 	ledger, _ := budget.NewLedger(budget.NewMemoryStore(nil), nil)
 	key := payment.SigningKey{KeyID: "k1", Key: ed25519.NewKeyFromSeed(make([]byte, 32))}
-	issuer, err := payment.NewIssuer("https://orchestrator.example", key, ledger, &payment.IssuerOptions{
-		Rail:         payment.NewMemoryRail(nil),
-		Authenticate: payment.BearerAuthenticator(map[string]string{"cloudflare": "provider-api-key"}),
+	iss, err := issuer.NewIssuer("https://orchestrator.example", key, ledger, &issuer.IssuerOptions{
+		Rail:         issuer.NewMemoryRail(nil),
+		Authenticate: issuer.BearerAuthenticator(map[string]string{"cloudflare": "provider-api-key"}),
 		Logger:       slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	orchestrator := httptest.NewServer(issuer.RedemptionHandler())
+	orchestrator := httptest.NewServer(iss.RedemptionHandler())
 	defer orchestrator.Close()
 
 	// Provider: verify tokens locally, redeem them at the orchestrator.
-	verifier, _ := payment.NewTokenVerifier("https://orchestrator.example", "cloudflare", issuer.JWKS(), nil)
-	redeemer, _ := payment.NewRedeemer(orchestrator.URL, &payment.RedeemerOptions{APIKey: "provider-api-key"})
-	paywall, err := payment.NewPaywall("api.cloudflare.example",
+	verifier, _ := payment.NewTokenVerifier("https://orchestrator.example", "cloudflare", iss.JWKS(), nil)
+	redeemer, _ := paywall.NewRedeemer(orchestrator.URL, &paywall.RedeemerOptions{APIKey: "provider-api-key"})
+	paywall, err := paywall.NewPaywall("api.cloudflare.example",
 		[][]byte{[]byte("a 32-byte (or longer) HMAC secret")}, verifier, redeemer, nil)
 	if err != nil {
 		fmt.Println(err)
@@ -53,7 +55,7 @@ func Example_http402() {
 	defer provider.Close()
 
 	// Agent: pays this provider's origin only, at most 5 USD per call.
-	tr, err := payment.NewTransport(payment.IssuerPayer(issuer, "my-project"),
+	tr, err := payment.NewTransport(issuer.IssuerPayer(iss, "my-project"),
 		map[string]string{provider.URL: "cloudflare"}, budget.USD(500), nil)
 	if err != nil {
 		fmt.Println(err)
@@ -73,7 +75,7 @@ func Example_http402() {
 	fmt.Println("paid", receipt.Amount, receipt.Currency, "with", receipt.Method)
 
 	// A stricter ceiling refuses before anything is paid.
-	strict, _ := payment.NewTransport(payment.IssuerPayer(issuer, "my-project"),
+	strict, _ := payment.NewTransport(issuer.IssuerPayer(iss, "my-project"),
 		map[string]string{provider.URL: "cloudflare"}, budget.USD(100), nil)
 	_, err = (&http.Client{Transport: strict}).Get(provider.URL + "/check?domain=example.dev")
 	fmt.Println("ceiling refused:", errors.Is(err, payment.ErrCallCeiling))
@@ -108,24 +110,24 @@ func ExampleParseChallenges() {
 
 // readme402 is the snippet of README.md, kept here so that it
 // keeps compiling.
-func readme402(ctx context.Context, db *sql.DB, mux *http.ServeMux, issuer *payment.Issuer, orchestratorIssuer string, orchestratorJWKS *jose.JSONWebKeySet,
+func readme402(ctx context.Context, db *sql.DB, mux *http.ServeMux, iss *issuer.Issuer, orchestratorIssuer string, orchestratorJWKS *jose.JSONWebKeySet,
 	redemptionURL, apiKey string, secret []byte, checkHandler http.Handler) error {
 	// Provider.
 	verifier, _ := payment.NewTokenVerifier(orchestratorIssuer, "cloudflare", orchestratorJWKS, nil)
-	redeemer, _ := payment.NewRedeemer(redemptionURL, &payment.RedeemerOptions{APIKey: apiKey})
+	redeemer, _ := paywall.NewRedeemer(redemptionURL, &paywall.RedeemerOptions{APIKey: apiKey})
 	challenges, err := sqlstore.NewChallengeStore(ctx, db, sqlstore.Postgres, nil) // shared by every instance
 	if err != nil {
 		return err
 	}
-	paywall, err := payment.NewPaywall("api.cloudflare.example", [][]byte{secret}, verifier, redeemer,
-		&payment.PaywallOptions{Store: challenges})
+	paywall, err := paywall.NewPaywall("api.cloudflare.example", [][]byte{secret}, verifier, redeemer,
+		&paywall.PaywallOptions{Store: challenges})
 	if err != nil {
 		return err
 	}
 	mux.Handle("GET /v1/domains/check", paywall.Require("cloudflare/registrar:domain", budget.USD(250))(checkHandler))
 
 	// Agent.
-	tr, err := payment.NewTransport(payment.IssuerPayer(issuer, "my-project"),
+	tr, err := payment.NewTransport(issuer.IssuerPayer(iss, "my-project"),
 		map[string]string{"https://api.cloudflare.example": "cloudflare"}, budget.USD(500), nil)
 	if err != nil {
 		return err

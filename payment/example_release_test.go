@@ -11,6 +11,8 @@ import (
 
 	"github.com/agentprov/agentprov/budget"
 	"github.com/agentprov/agentprov/payment"
+	"github.com/agentprov/agentprov/payment/issuer"
+	"github.com/agentprov/agentprov/payment/paywall"
 )
 
 // A provider verified a token but its work failed: it releases the token,
@@ -23,9 +25,9 @@ func ExampleRedeemer_Release() {
 		log.Fatal(err)
 	}
 	key := payment.SigningKey{KeyID: "k1", Key: ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))}
-	iss, err := payment.NewIssuer("https://orchestrator.example", key, ledger, &payment.IssuerOptions{
-		Rail:         payment.NewMemoryRail(nil),
-		Authenticate: payment.BearerAuthenticator(map[string]string{"cloudflare": "cf-api-key"}),
+	iss, err := issuer.NewIssuer("https://orchestrator.example", key, ledger, &issuer.IssuerOptions{
+		Rail:         issuer.NewMemoryRail(nil),
+		Authenticate: issuer.BearerAuthenticator(map[string]string{"cloudflare": "cf-api-key"}),
 	})
 	if err != nil {
 		log.Fatal(err)
@@ -45,7 +47,7 @@ func ExampleRedeemer_Release() {
 		}
 		return 0
 	}
-	minted, err := iss.Mint(ctx, payment.MintRequest{
+	minted, err := iss.Mint(ctx, issuer.MintRequest{
 		Project: "proj-1", Provider: "cloudflare", Service: "registrar:domain", MaxAmount: budget.USD(2000),
 	})
 	if err != nil {
@@ -53,7 +55,7 @@ func ExampleRedeemer_Release() {
 	}
 	fmt.Println("held after mint:", held())
 
-	redeemer, err := payment.NewRedeemer(srv.URL+"/payment/redemptions", &payment.RedeemerOptions{APIKey: "cf-api-key"})
+	redeemer, err := paywall.NewRedeemer(srv.URL+"/payment/redemptions", &paywall.RedeemerOptions{APIKey: "cf-api-key"})
 	if err != nil {
 		log.Fatal(err)
 	}

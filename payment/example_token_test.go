@@ -12,6 +12,8 @@ import (
 
 	"github.com/agentprov/agentprov/budget"
 	"github.com/agentprov/agentprov/payment"
+	"github.com/agentprov/agentprov/payment/issuer"
+	"github.com/agentprov/agentprov/payment/paywall"
 )
 
 // The whole token flow in one process: the orchestrator mints a token
@@ -27,11 +29,11 @@ func Example_tokenRedemption() {
 		log.Fatal(err)
 	}
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
-	rail := payment.NewMemoryRail(nil)
-	iss, err := payment.NewIssuer("https://orchestrator.example", payment.SigningKey{KeyID: "k1", Key: priv}, ledger,
-		&payment.IssuerOptions{
+	rail := issuer.NewMemoryRail(nil)
+	iss, err := issuer.NewIssuer("https://orchestrator.example", payment.SigningKey{KeyID: "k1", Key: priv}, ledger,
+		&issuer.IssuerOptions{
 			Rail:         rail,
-			Authenticate: payment.BearerAuthenticator(map[string]string{"cloudflare": "cf-api-key"}),
+			Authenticate: issuer.BearerAuthenticator(map[string]string{"cloudflare": "cf-api-key"}),
 		})
 	if err != nil {
 		log.Fatal(err)
@@ -42,7 +44,7 @@ func Example_tokenRedemption() {
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 
-	minted, err := iss.Mint(ctx, payment.MintRequest{
+	minted, err := iss.Mint(ctx, issuer.MintRequest{
 		Project: "proj-1", Provider: "cloudflare", Service: "registrar:domain",
 		MaxAmount: budget.USD(2000), IdempotencyKey: "order-42",
 	})
@@ -61,7 +63,7 @@ func Example_tokenRedemption() {
 	}
 	fmt.Println("token for", claims.Service, "up to", claims.MaxAmount)
 
-	redeemer, err := payment.NewRedeemer(srv.URL+"/payment/redemptions", &payment.RedeemerOptions{
+	redeemer, err := paywall.NewRedeemer(srv.URL+"/payment/redemptions", &paywall.RedeemerOptions{
 		APIKey: "cf-api-key", Keys: iss.JWKS(), Issuer: "https://orchestrator.example",
 	})
 	if err != nil {

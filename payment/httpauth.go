@@ -2,7 +2,6 @@ package payment
 
 import (
 	"bytes"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -207,38 +206,6 @@ func parseAuthHeader(s string) ([]authChallenge, error) {
 		}
 		out = append(out, ch)
 	}
-}
-
-// quoteParam renders v as an RFC 9110 quoted-string. Control characters
-// other than HTAB cannot be carried and are refused.
-func quoteParam(name, v string) (string, error) {
-	var b strings.Builder
-	b.Grow(len(v) + 2)
-	b.WriteByte('"')
-	for i := 0; i < len(v); i++ {
-		c := v[i]
-		switch {
-		case c == '"' || c == '\\':
-			b.WriteByte('\\')
-			b.WriteByte(c)
-		case c != '\t' && (c < 0x20 || c == 0x7f):
-			return "", fmt.Errorf("parameter %s: control character 0x%02x cannot be sent in a header", name, c)
-		default:
-			b.WriteByte(c)
-		}
-	}
-	b.WriteByte('"')
-	return b.String(), nil
-}
-
-// hdrB64 is base64url without padding, the draft's encoding for every JSON
-// value it puts in a header.
-var hdrB64 = base64.RawURLEncoding
-
-// hdrDecodeB64 accepts base64url with or without trailing padding: the draft
-// sends none, but being lenient on padding costs nothing.
-func hdrDecodeB64(s string) ([]byte, error) {
-	return hdrB64.DecodeString(strings.TrimRight(s, "="))
 }
 
 // hdrCheckObject reports whether b is exactly one JSON object (surrounding

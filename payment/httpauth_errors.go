@@ -2,7 +2,6 @@ package payment
 
 import (
 	"net/http"
-	"strings"
 )
 
 // ProblemTypeBase prefixes the problem "type" URIs that the Payment HTTP
@@ -51,14 +50,3 @@ var (
 	// ErrPaymentRejected: the provider answered the paid attempt with 402 again.
 	ErrPaymentRejected = sentinel("payment_rejected", http.StatusPaymentRequired, "provider rejected the payment")
 )
-
-// hdrProblemType maps a code to its problem "type" URI: the draft's registry
-// for the codes it defines, the agentprov base for ours.
-func hdrProblemType(code string) string {
-	switch code {
-	case "payment_required", "malformed_credential", "invalid_challenge", "payment_expired",
-		"verification_failed", "payment_insufficient", "method_unsupported":
-		return ProblemTypeBase + strings.ReplaceAll(code, "_", "-")
-	}
-	return "https://agentprov.dev/problems/" + code
-}

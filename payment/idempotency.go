@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/agentprov/agentprov/internal/clock"
+	"github.com/agentprov/agentprov/internal/paywire"
 	"github.com/agentprov/agentprov/internal/problem"
 	"github.com/agentprov/agentprov/internal/safehttp"
 )
@@ -143,8 +144,8 @@ func Idempotent(store IdempotencyStore, opts *IdempotencyOptions) func(http.Hand
 	}
 	o := *opts
 	o.Retention = max(o.Retention, 24*time.Hour)
-	o.Lease = orDefault(o.Lease, time.Minute)
-	o.RetryAfter = orDefault(o.RetryAfter, time.Second)
+	o.Lease = paywire.OrDefault(o.Lease, time.Minute)
+	o.RetryAfter = paywire.OrDefault(o.RetryAfter, time.Second)
 	if o.MaxBody <= 0 {
 		o.MaxBody = 64 << 10
 	}
@@ -164,11 +165,11 @@ func Idempotent(store IdempotencyStore, opts *IdempotencyOptions) func(http.Hand
 			}
 			key := r.Header.Get("Idempotency-Key")
 			if key == "" {
-				writeErr(w, ErrIdempotencyKeyRequired)
+				WriteErr(w, ErrIdempotencyKeyRequired)
 				return
 			}
 			if len(key) > MaxIdempotencyKeyLength || !printable(key) {
-				writeErr(w, ErrInvalidRequest.with(nil, "Idempotency-Key must be 1-%d printable ASCII characters", MaxIdempotencyKeyLength))
+				WriteErr(w, ErrInvalidRequest.With(nil, "Idempotency-Key must be 1-%d printable ASCII characters", MaxIdempotencyKeyLength))
 				return
 			}
 			var body []byte
@@ -189,7 +190,7 @@ func Idempotent(store IdempotencyStore, opts *IdempotencyOptions) func(http.Hand
 			state, stored, err := store.Begin(r.Context(), skey, fp, now, now.Add(o.Lease))
 			if err != nil {
 				o.Logger.ErrorContext(r.Context(), "payment: idempotency store failed", "err", err)
-				writeErr(w, ErrStore)
+				WriteErr(w, ErrStore)
 				return
 			}
 			switch state {
@@ -197,7 +198,7 @@ func Idempotent(store IdempotencyStore, opts *IdempotencyOptions) func(http.Hand
 				replay(w, stored)
 				return
 			case IdempotencyMismatch:
-				writeErr(w, ErrIdempotencyConflict)
+				WriteErr(w, ErrIdempotencyConflict)
 				return
 			case IdempotencyInFlight:
 				w.Header().Set("Retry-After", retryAfter)
@@ -205,7 +206,7 @@ func Idempotent(store IdempotencyStore, opts *IdempotencyOptions) func(http.Hand
 				return
 			case IdempotencyStarted:
 			default:
-				writeErr(w, ErrStore)
+				WriteErr(w, ErrStore)
 				return
 			}
 			// Store the outcome even if the client went away: a retry must
@@ -366,7 +367,7 @@ func keptHeaders(h http.Header) http.Header {
 
 func replay(w http.ResponseWriter, s *IdempotentResponse) {
 	w.Header().Set("Idempotent-Replayed", "true")
-	writeStored(w, &StoredResponse{Status: s.Status, Header: s.Header, Body: s.Body})
+	WriteStored(w, &StoredResponse{Status: s.Status, Header: s.Header, Body: s.Body})
 }
 
 // Fingerprint is the SHA-256 of the canonical form of a JSON body (see

@@ -1,9 +1,12 @@
-package payment
+package payment_test
 
 import (
 	"bytes"
 	"encoding/json"
 	"testing"
+
+	"github.com/agentprov/agentprov/internal/paywire"
+	"github.com/agentprov/agentprov/payment"
 )
 
 // FuzzCanonicalJSON: canonicalization is idempotent, yields valid JSON,
@@ -13,21 +16,21 @@ func FuzzCanonicalJSON(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
-		c, err := CanonicalJSON(in)
+		c, err := payment.CanonicalJSON(in)
 		if err != nil {
 			return
 		}
 		if !json.Valid(c) {
 			t.Fatalf("invalid output %q", c)
 		}
-		c2, err := CanonicalJSON(c)
+		c2, err := payment.CanonicalJSON(c)
 		if err != nil || !bytes.Equal(c, c2) {
 			t.Fatalf("not idempotent: %q -> %q (%v)", c, c2, err)
 		}
-		// One canonicalizer: the challenge path (decode, then jcsEncode)
+		// One canonicalizer: the challenge path (decode, then JCSEncode)
 		// yields the same bytes for every object both accept.
-		if m, err := hdrDecodeObject(in); err == nil {
-			if j, err := jcsEncode(m); err == nil && !bytes.Equal(j, c) {
+		if m, err := payment.HdrDecodeObject(in); err == nil {
+			if j, err := paywire.JCSEncode(m); err == nil && !bytes.Equal(j, c) {
 				t.Fatalf("challenge encoder disagrees: %q vs %q", j, c)
 			}
 		}

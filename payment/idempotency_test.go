@@ -1,4 +1,4 @@
-package payment
+package payment_test
 
 import (
 	"bytes"
@@ -8,6 +8,10 @@ import (
 	"net/http/httptest"
 	"testing"
 	"time"
+
+	"github.com/agentprov/agentprov/internal/paywire"
+	"github.com/agentprov/agentprov/payment"
+	"github.com/agentprov/agentprov/payment/issuer"
 )
 
 func TestIdempotencyCanonicalJSON(t *testing.T) {
@@ -32,7 +36,7 @@ func TestIdempotencyCanonicalJSON(t *testing.T) {
 		{`"\u2028</script>"`, "\"\u2028</script>\""},
 	}
 	for _, c := range cases {
-		got, err := CanonicalJSON([]byte(c.in))
+		got, err := payment.CanonicalJSON([]byte(c.in))
 		if err != nil {
 			t.Errorf("%s: %v", c.in, err)
 			continue
@@ -42,29 +46,29 @@ func TestIdempotencyCanonicalJSON(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{`{"a":1,"a":2}`, `{"a":{"b":1,"b":1}}`, `{"a":1} x`, `{`, ``, `[1,]`, `1e999`, `-1e400`} {
-		if _, err := CanonicalJSON([]byte(bad)); err == nil {
+		if _, err := payment.CanonicalJSON([]byte(bad)); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
 	}
-	deep := bytes.Repeat([]byte("["), maxJSONDepth+2)
-	if _, err := CanonicalJSON(deep); err == nil {
+	deep := bytes.Repeat([]byte("["), paywire.MaxJSONDepth+2)
+	if _, err := payment.CanonicalJSON(deep); err == nil {
 		t.Error("unbounded nesting accepted")
 	}
-	if !bytes.Equal(Fingerprint([]byte(`{"a":1,"b":[1,2]}`)), Fingerprint([]byte("{ \"b\":[1,2],\n\"a\":1 }"))) {
+	if !bytes.Equal(payment.Fingerprint([]byte(`{"a":1,"b":[1,2]}`)), payment.Fingerprint([]byte("{ \"b\":[1,2],\n\"a\":1 }"))) {
 		t.Error("reordered body has another fingerprint")
 	}
-	if bytes.Equal(Fingerprint([]byte(`{"a":null}`)), Fingerprint([]byte(`{}`))) {
+	if bytes.Equal(payment.Fingerprint([]byte(`{"a":null}`)), payment.Fingerprint([]byte(`{}`))) {
 		t.Error("null and absent share a fingerprint")
 	}
-	if bytes.Equal(Fingerprint([]byte(`[1,2]`)), Fingerprint([]byte(`[2,1]`))) {
+	if bytes.Equal(payment.Fingerprint([]byte(`[1,2]`)), payment.Fingerprint([]byte(`[2,1]`))) {
 		t.Error("array order ignored")
 	}
 }
 
 func TestIdempotentPanicFreesKey(t *testing.T) {
-	store := NewMemoryIdempotencyStore()
+	store := payment.NewMemoryIdempotencyStore()
 	fail := true
-	h := Idempotent(store, nil)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := payment.Idempotent(store, nil)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if fail {
 			panic("boom")
 		}
@@ -89,7 +93,7 @@ func TestIdempotentPanicFreesKey(t *testing.T) {
 
 func TestIdempotentLimitsAndScope(t *testing.T) {
 	calls := 0
-	h := Idempotent(NewMemoryIdempotencyStore(), &IdempotencyOptions{
+	h := payment.Idempotent(payment.NewMemoryIdempotencyStore(), &payment.IdempotencyOptions{
 		MaxBody:  32,
 		Identity: func(r *http.Request) string { return r.Header.Get("X-Who") },
 	})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -148,7 +152,7 @@ func TestRedemptionHandlerMisc(t *testing.T) {
 	if resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("version 1.0: %d", resp.StatusCode)
 	}
-	iss, _ := NewIssuer(testIss, testKey(), w.ledger, &IssuerOptions{Rail: w.rail})
+	iss, _ := issuer.NewIssuer(testIss, testKey(), w.ledger, &issuer.IssuerOptions{Rail: w.rail})
 	rr := httptest.NewRecorder()
 	iss.RedemptionHandler().ServeHTTP(rr, httptest.NewRequest(http.MethodPost, "/", nil))
 	if rr.Code != http.StatusUnauthorized {
@@ -172,7 +176,7 @@ func BenchmarkIdempotent(b *testing.B) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"ok":true}`))
 	})
-	wrapped := Idempotent(NewMemoryIdempotencyStore(), nil)(bare)
+	wrapped := payment.Idempotent(payment.NewMemoryIdempotencyStore(), nil)(bare)
 	body := []byte(`{"token":"a.b.c","amount":{"amount":1299,"currency":"USD"}}`)
 	run := func(h http.Handler, key string) {
 		for range 2 {

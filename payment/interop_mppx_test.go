@@ -1,39 +1,4 @@
-package payment
-
-// Interoperability with mppx, wevm's TypeScript SDK for
-// draft-ryan-httpauth-payment, run for real: testdata/interop/mppx.mjs
-// loads mppx's own codec modules in node and parses or produces headers on
-// request. Both directions are checked field by field, and the HMAC
-// challenge id is checked both ways (mppx's Challenge.verify over our ids,
-// our ChallengeID over theirs), which proves that both sides bind the same
-// seven wire strings.
-//
-// The test needs node and an install of mppx; without them it skips with
-// a message starting "interop: mppx unavailable" (CI treats that skip as
-// a failure). To run it:
-//
-//	npm install --prefix DIR --no-audit --no-fund --legacy-peer-deps mppx@0.11.0
-//	AGENTPROV_MPPX_DIR=DIR go test ./payment/ -run Mppx -v
-//
-// Known differences, each pinned by a test below so that a change on
-// either side is noticed:
-//
-//   - mppx writes characters above U+00FF in quoted-strings as "\uXXXX".
-//     RFC 9110 §5.6.4 reads "\u" as a quoted-pair for "u", so we read
-//     "\u2615" as "u2615". Only description can carry such text and it is
-//     outside the challenge id, so payment is unaffected.
-//   - Header bytes above 0x7F are read by fetch as latin1: a UTF-8
-//     description we send shows up in mppx as mojibake (and mppx sends
-//     U+0080..U+00FF as single latin1 bytes). Again only description.
-//   - mppx's optional "header" parameter (an alternative credential field)
-//     is an mppx extension that adds an eighth slot to the id. The draft
-//     binds seven, so such challenges do not verify under ChallengeID; we
-//     ignore the parameter as the draft requires for unknown ones.
-//   - mppx's BodyDigest.compute writes "sha-256=<base64>", without the
-//     colons of RFC 9530's byte sequence that the draft specifies and we
-//     send ("sha-256=:<base64>:"). Both pass mppx's challenge schema and
-//     are echoed byte for byte, so only a server recomputing the digest
-//     with mppx's helper would disagree.
+package payment_test
 
 import (
 	"bytes"
@@ -53,6 +18,8 @@ import (
 	"time"
 
 	"github.com/agentprov/agentprov/budget"
+	"github.com/agentprov/agentprov/payment"
+	"github.com/agentprov/agentprov/payment/issuer"
 )
 
 // mppxSkipPrefix starts every skip message of these tests; CI looks for it.
@@ -172,7 +139,7 @@ func mppxStdB64(s string) string { return base64.StdEncoding.EncodeToString([]by
 
 // mppxSameChallenge checks that mppx's reading of a challenge and ours agree
 // on every wire parameter.
-func mppxSameChallenge(t *testing.T, what string, theirs mppxChallenge, ours *Challenge) {
+func mppxSameChallenge(t *testing.T, what string, theirs mppxChallenge, ours *payment.Challenge) {
 	t.Helper()
 	e, err := ours.Echo()
 	if err != nil {
@@ -188,7 +155,7 @@ func mppxSameChallenge(t *testing.T, what string, theirs mppxChallenge, ours *Ch
 			t.Errorf("%s: %s: mppx has %q, we have %q", what, f.name, f.theirs, f.ours)
 		}
 	}
-	if ours.Intent == IntentCharge {
+	if ours.Intent == payment.IntentCharge {
 		r := ours.Request
 		for _, f := range []struct{ name, ours string }{{"amount", r.Amount}, {"currency", r.Currency}, {"recipient", r.Recipient}} {
 			if got, _ := theirs.Request[f.name].(string); got != f.ours {
@@ -223,7 +190,7 @@ type mppxRecordAuthz struct {
 
 func (r *mppxRecordAuthz) RoundTrip(req *http.Request) (*http.Response, error) {
 	for _, v := range req.Header.Values("Authorization") {
-		if strings.HasPrefix(v, SchemeName+" ") {
+		if strings.HasPrefix(v, payment.SchemeName+" ") {
 			r.mu.Lock()
 			r.sent = append(r.sent, v)
 			r.mu.Unlock()
@@ -246,22 +213,22 @@ func TestInteropMppxOursToTheirs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	discard(resp)
+	payment.Discard(resp)
 	getVals := resp.Header.Values("WWW-Authenticate")
 	resp, err = plain.Post(w.provider.URL+"/v1/register", "text/plain", strings.NewReader("interop.dev"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	discard(resp)
+	payment.Discard(resp)
 	postVals := resp.Header.Values("WWW-Authenticate")
 	if len(getVals) != 1 || len(postVals) != 1 {
 		t.Fatalf("WWW-Authenticate values: GET %q, POST %q", getVals, postVals)
 	}
-	getCh, err := ParseChallenges(getVals)
+	getCh, err := payment.ParseChallenges(getVals)
 	if err != nil {
 		t.Fatal(err)
 	}
-	postCh, err := ParseChallenges(postVals)
+	postCh, err := payment.ParseChallenges(postVals)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,7 +238,7 @@ func TestInteropMppxOursToTheirs(t *testing.T) {
 
 	// A paid GET through our Transport, recording the credential it sends.
 	rec := &mppxRecordAuthz{base: w.provider.Client().Transport}
-	tr, err := NewTransport(IssuerPayer(w.iss, e2eProject), map[string]string{w.provider.URL: e2eProvider}, budget.USD(1000), &TransportOptions{Base: rec})
+	tr, err := payment.NewTransport(issuer.IssuerPayer(w.iss, e2eProject), map[string]string{w.provider.URL: e2eProvider}, budget.USD(1000), &payment.TransportOptions{Base: rec})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,13 +246,13 @@ func TestInteropMppxOursToTheirs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	discard(paidResp)
-	receiptV := paidResp.Header.Get(ReceiptHeaderName)
+	payment.Discard(paidResp)
+	receiptV := paidResp.Header.Get(payment.ReceiptHeaderName)
 	if paidResp.StatusCode != http.StatusOK || receiptV == "" || len(rec.sent) != 1 {
 		t.Fatalf("paid GET: %d, receipt %q, %d credentials sent", paidResp.StatusCode, receiptV, len(rec.sent))
 	}
 	authz := rec.sent[0]
-	ourCred, err := ParseCredential(authz)
+	ourCred, err := payment.ParseCredential(authz)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -294,22 +261,22 @@ func TestInteropMppxOursToTheirs(t *testing.T) {
 	// two challenges and a foreign scheme in one field value, unknown
 	// parameters between them.
 	edge := sampleChallenge(t) // description `Domain "check" \ availability`, opaque with spaces and '?'
-	edgeV, err := FormatChallenge(edge)
+	edgeV, err := payment.FormatChallenge(edge)
 	if err != nil {
 		t.Fatal(err)
 	}
 	second := *edge
 	second.Description, second.Opaque, second.Expires = "", nil, time.Time{}
 	second.Request.Amount, second.RequestB64 = "999", ""
-	if second.ID, err = ChallengeID(testChallengeSecret, &second); err != nil {
+	if second.ID, err = payment.ChallengeID(testChallengeSecret, &second); err != nil {
 		t.Fatal(err)
 	}
-	secondV, err := FormatChallenge(&second)
+	secondV, err := payment.FormatChallenge(&second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	merged := `Bearer realm="api", ` + edgeV + `, x-ext="a, \"b\", Payment c", token68ish=abc, ` + secondV + `, Basic realm="x"`
-	mergedOurs, err := ParseChallenges([]string{merged})
+	mergedOurs, err := payment.ParseChallenges([]string{merged})
 	if err != nil || len(mergedOurs) != 2 {
 		t.Fatalf("our parse of the merged value: %d, %v", len(mergedOurs), err)
 	}
@@ -325,7 +292,7 @@ func TestInteropMppxOursToTheirs(t *testing.T) {
 
 	for i, c := range []struct {
 		what string
-		ours *Challenge
+		ours *payment.Challenge
 	}{{"GET 402", &getCh[0]}, {"POST 402", &postCh[0]}} {
 		var got []mppxChallenge
 		res[i].value(t, "Challenge.deserializeList("+c.what+")", &got)
@@ -351,11 +318,11 @@ func TestInteropMppxOursToTheirs(t *testing.T) {
 	}
 	fc := fetched.Challenges[0]
 	mppxWantVerified(t, "fetched 402", fc)
-	if fc.RequestB64 != getCh[0].RequestB64 || fc.Realm != e2eRealm || fc.Method != MethodID {
+	if fc.RequestB64 != getCh[0].RequestB64 || fc.Realm != e2eRealm || fc.Method != payment.MethodID {
 		t.Errorf("fetched 402 differs from ours: %+v", fc)
 	}
 	// Every 402 is a fresh challenge: same route, another nonce, another id.
-	if fo, err := decodeOpaque(fc.Opaque); err != nil || fo["route"] != getCh[0].Opaque["route"] ||
+	if fo, err := payment.DecodeOpaque(fc.Opaque); err != nil || fo["route"] != getCh[0].Opaque["route"] ||
 		fo["nonce"] == "" || fo["nonce"] == getCh[0].Opaque["nonce"] || fc.ID == getCh[0].ID {
 		t.Errorf("fetched 402 is not a fresh challenge for the same route: opaque %v (%v), id %s; ours %v, %s", fo, err, fc.ID, getCh[0].Opaque, getCh[0].ID)
 	}
@@ -365,7 +332,7 @@ func TestInteropMppxOursToTheirs(t *testing.T) {
 	var cred mppxCredential
 	res[3].value(t, "Credential.deserialize", &cred)
 	mppxWantVerified(t, "credential echo", cred.Challenge)
-	echoed, err := ParseChallenges([]string{mppStyleChallenge(t, ourCred.Challenge.ID, ourCred.Challenge.Realm, ourCred.Challenge.Method,
+	echoed, err := payment.ParseChallenges([]string{mppStyleChallenge(t, ourCred.Challenge.ID, ourCred.Challenge.Realm, ourCred.Challenge.Method,
 		ourCred.Challenge.Intent, ourCred.Challenge.Request, ourCred.Challenge.Digest, ourCred.Challenge.Expires, ourCred.Challenge.Description, ourCred.Challenge.Opaque)})
 	if err != nil {
 		t.Fatal(err)
@@ -424,7 +391,7 @@ func TestInteropMppxTheirsToOurs(t *testing.T) {
 	desc := `Domain "check", \ availability; price=2.50`
 	tempo := mppxOp{"realm": "api.example.com", "method": "tempo", "intent": "charge",
 		"request": map[string]any{"amount": "1000000", "currency": "0x20c0000000000000000000000000000000000000", "recipient": "0x742d35Cc6634C0532925a3b844Bc9e7595f1B0F2"}}
-	ours := mppxOp{"realm": e2eRealm, "method": MethodID, "intent": IntentCharge,
+	ours := mppxOp{"realm": e2eRealm, "method": payment.MethodID, "intent": payment.IntentCharge,
 		"request":     map[string]any{"amount": "250", "currency": "USD", "recipient": e2eProvider, "methodDetails": map[string]any{"service": e2eService}},
 		"description": desc, "expires": "2026-11-22T10:05:00Z", "digest": "sha-256=:RBNvo1WzZ4oRRq0W9+hknpT7T8If536DEMBg9hyq/4o=:",
 		"meta": map[string]string{"route": "POST /v1/register", "idk": "k-1"}}
@@ -433,9 +400,9 @@ func TestInteropMppxTheirsToOurs(t *testing.T) {
 		"opaque": "eyJwaSI6InBpXzEyMyJ9"} // {"pi":"pi_123"}, given pre-encoded
 	session := mppxOp{"realm": "api.example.com", "method": "tempo", "intent": "session",
 		"request": map[string]any{"amount": "1", "unitType": "token", "methodDetails": map[string]any{"chainId": 42431, "feePayer": true, "escrow": nil}}}
-	unicode := mppxOp{"realm": "api.example.com", "method": MethodID, "intent": IntentCharge,
+	unicode := mppxOp{"realm": "api.example.com", "method": payment.MethodID, "intent": payment.IntentCharge,
 		"request": map[string]any{"amount": "100", "currency": "EUR"}, "description": "caf\u00e9 \u2615"}
-	altHeader := mppxOp{"realm": "api.example.com", "method": MethodID, "intent": IntentCharge,
+	altHeader := mppxOp{"realm": "api.example.com", "method": payment.MethodID, "intent": payment.IntentCharge,
 		"request": map[string]any{"amount": "100", "currency": "EUR"}, "header": "Payment-Authorization"}
 	token := fakeToken
 
@@ -445,7 +412,7 @@ func TestInteropMppxTheirsToOurs(t *testing.T) {
 		mppxOp{"op": "makeChallenges", "secret": secret, "challenges": []mppxOp{altHeader}},
 		mppxOp{"op": "makeCredential", "secret": secret, "challenge": ours, "payload": map[string]string{"token": token}, "source": "did:web:agent.example"},
 		mppxOp{"op": "makeCredential", "secret": secret, "challenge": tempo, "payload": map[string]any{"type": "hash", "hash": "0xabc123"}},
-		mppxOp{"op": "makeReceipt", "receipt": map[string]any{"status": "success", "method": MethodID, "reference": "hold_123", "timestamp": "2026-11-22T10:05:00.123Z", "externalId": "order-9"}},
+		mppxOp{"op": "makeReceipt", "receipt": map[string]any{"status": "success", "method": payment.MethodID, "reference": "hold_123", "timestamp": "2026-11-22T10:05:00.123Z", "externalId": "order-9"}},
 		mppxOp{"op": "makeReceipt", "receipt": map[string]any{"status": "success", "method": "tempo", "reference": "0xdeadbeef", "timestamp": "2026-11-22T10:05:00+02:00", "subscriptionId": "sub_1", "extra": map[string]any{"settled": true}}},
 	)
 
@@ -453,7 +420,7 @@ func TestInteropMppxTheirsToOurs(t *testing.T) {
 		Challenges []mppxChallenge
 		HeaderB64  string
 	}
-	parse := func(r mppxResult, what string) (made, []Challenge) {
+	parse := func(r mppxResult, what string) (made, []payment.Challenge) {
 		t.Helper()
 		var mk made
 		r.value(t, what, &mk)
@@ -461,7 +428,7 @@ func TestInteropMppxTheirsToOurs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cs, err := ParseChallenges([]string{string(wire)})
+		cs, err := payment.ParseChallenges([]string{string(wire)})
 		if err != nil {
 			t.Fatalf("%s: our parser refuses %q: %v", what, wire, err)
 		}
@@ -477,7 +444,7 @@ func TestInteropMppxTheirsToOurs(t *testing.T) {
 		what := mk.Challenges[i].Method + "/" + mk.Challenges[i].Intent
 		mppxSameChallenge(t, what, mk.Challenges[i], &cs[i])
 		mppxWantVerified(t, what, mk.Challenges[i])
-		if id, err := ChallengeID([]byte(secret), &cs[i]); err != nil || id != mk.Challenges[i].ID {
+		if id, err := payment.ChallengeID([]byte(secret), &cs[i]); err != nil || id != mk.Challenges[i].ID {
 			t.Errorf("%s: our ChallengeID %q (%v), mppx's id %q", what, id, err, mk.Challenges[i].ID)
 		}
 	}
@@ -498,7 +465,7 @@ func TestInteropMppxTheirsToOurs(t *testing.T) {
 	if want := "caf\xe9 u2615"; cs[0].Description != want {
 		t.Errorf("unicode description: we read %q, want %q (RFC 9110 quoted-pair)", cs[0].Description, want)
 	}
-	if id, _ := ChallengeID([]byte(secret), &cs[0]); id != mk.Challenges[0].ID {
+	if id, _ := payment.ChallengeID([]byte(secret), &cs[0]); id != mk.Challenges[0].ID {
 		t.Errorf("unicode: id %s, mppx %s", id, mk.Challenges[0].ID)
 	}
 
@@ -508,7 +475,7 @@ func TestInteropMppxTheirsToOurs(t *testing.T) {
 	if mk.Challenges[0].Header != "Payment-Authorization" {
 		t.Fatalf("mppx did not emit the header parameter: %+v", mk.Challenges[0])
 	}
-	if id, _ := ChallengeID([]byte(secret), &cs[0]); id == mk.Challenges[0].ID {
+	if id, _ := payment.ChallengeID([]byte(secret), &cs[0]); id == mk.Challenges[0].ID {
 		t.Error("mppx's header extension now binds like the draft: update the notes in this file")
 	}
 
@@ -519,14 +486,14 @@ func TestInteropMppxTheirsToOurs(t *testing.T) {
 		Header    string
 	}
 	res[3].value(t, "makeCredential", &cm)
-	cred, err := ParseCredential(cm.Header)
+	cred, err := payment.ParseCredential(cm.Header)
 	if err != nil {
 		t.Fatalf("our parser refuses %s: %v", cm.Header, err)
 	}
 	if tok, err := cred.Token(); err != nil || tok != token || cred.Source != "did:web:agent.example" {
 		t.Errorf("token %v, source %q", err, cred.Source)
 	}
-	if !verifyEchoID([][]byte{[]byte(secret)}, &cred.Challenge) || cred.Challenge.ID != cm.Challenge.ID {
+	if !payment.VerifyEchoID([][]byte{[]byte(secret)}, &cred.Challenge) || cred.Challenge.ID != cm.Challenge.ID {
 		t.Error("mppx credential's echo does not verify under our binding")
 	}
 	e := cred.Challenge
@@ -535,29 +502,29 @@ func TestInteropMppxTheirsToOurs(t *testing.T) {
 		t.Errorf("echo %+v, mppx challenge %+v", e, cm.Challenge)
 	}
 	res[4].value(t, "makeCredential(tempo)", &cm)
-	cred, err = ParseCredential(`Basic dXNlcjpwYXNz, ` + cm.Header)
+	cred, err = payment.ParseCredential(`Basic dXNlcjpwYXNz, ` + cm.Header)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var pl map[string]any
 	if err := json.Unmarshal(cred.Payload, &pl); err != nil || !reflect.DeepEqual(pl, map[string]any{"type": "hash", "hash": "0xabc123"}) ||
-		!verifyEchoID([][]byte{[]byte(secret)}, &cred.Challenge) {
+		!payment.VerifyEchoID([][]byte{[]byte(secret)}, &cred.Challenge) {
 		t.Errorf("tempo credential: payload %s", cred.Payload)
 	}
 
 	// Receipts, with mppx's optional and unknown members.
 	for i, want := range []struct{ method, ref, ts, ext string }{
-		{MethodID, "hold_123", "2026-11-22T10:05:00.123Z", "order-9"},
+		{payment.MethodID, "hold_123", "2026-11-22T10:05:00.123Z", "order-9"},
 		{"tempo", "0xdeadbeef", "2026-11-22T08:05:00Z", ""},
 	} {
 		var v string
 		res[5+i].value(t, "makeReceipt", &v)
-		r, err := ParseReceiptHeader(v)
+		r, err := payment.ParseReceiptHeader(v)
 		if err != nil {
 			t.Fatalf("receipt %s: %v", v, err)
 		}
 		ts, _ := time.Parse(time.RFC3339Nano, want.ts)
-		if r.Status != ReceiptStatusSuccess || r.Method != want.method || r.Reference != want.ref || !r.Timestamp.Equal(ts) || r.ExternalID != want.ext {
+		if r.Status != payment.ReceiptStatusSuccess || r.Method != want.method || r.Reference != want.ref || !r.Timestamp.Equal(ts) || r.ExternalID != want.ext {
 			t.Errorf("receipt %d: %+v", i, r)
 		}
 	}
@@ -565,11 +532,11 @@ func TestInteropMppxTheirsToOurs(t *testing.T) {
 	// Full loop: our client answers an mppx challenge, and mppx (the
 	// server side, holding the secret) accepts the echo.
 	_, cs = parse(res[0], "makeChallenges")
-	oc, err := NewTokenCredential(&cs[1], token)
+	oc, err := payment.NewTokenCredential(&cs[1], token)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ov, err := FormatCredential(oc)
+	ov, err := payment.FormatCredential(oc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -594,7 +561,7 @@ func TestInteropMppxClientPaysPaywall(t *testing.T) {
 	theirs := fetched.Challenges[0]
 
 	// The orchestrator pays for that challenge (what an agent would ask for).
-	cs, err := ParseChallenges([]string{mppStyleChallenge(t, theirs.ID, theirs.Realm, theirs.Method, theirs.Intent,
+	cs, err := payment.ParseChallenges([]string{mppStyleChallenge(t, theirs.ID, theirs.Realm, theirs.Method, theirs.Intent,
 		theirs.RequestB64, theirs.Digest, theirs.Expires, theirs.Description, theirs.Opaque)})
 	if err != nil {
 		t.Fatal(err)
@@ -603,7 +570,7 @@ func TestInteropMppxClientPaysPaywall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	token, err := IssuerPayer(w.iss, e2eProject).Pay(context.Background(), &PayRequest{
+	token, err := issuer.IssuerPayer(w.iss, e2eProject).Pay(context.Background(), &payment.PayRequest{
 		Challenge: &cs[0], Origin: w.provider.URL, Provider: e2eProvider, Service: cs[0].Request.Service(),
 		Amount: price, Ceiling: budget.USD(1000), IdempotencyKey: "mppx-loop-1",
 	})
@@ -625,8 +592,8 @@ func TestInteropMppxClientPaysPaywall(t *testing.T) {
 		t.Fatalf("Paywall answered %d to mppx's credential: %s", resp.StatusCode, body)
 	}
 	var receipt map[string]any
-	m.run(mppxOp{"op": "parseReceipt", "header": resp.Header.Get(ReceiptHeaderName)})[0].value(t, "parseReceipt", &receipt)
-	if receipt["challengeId"] != theirs.ID || receipt["status"] != ReceiptStatusSuccess {
+	m.run(mppxOp{"op": "parseReceipt", "header": resp.Header.Get(payment.ReceiptHeaderName)})[0].value(t, "parseReceipt", &receipt)
+	if receipt["challengeId"] != theirs.ID || receipt["status"] != payment.ReceiptStatusSuccess {
 		t.Errorf("receipt %v", receipt)
 	}
 	w.wantMoney(0, e2ePrice, e2ePrice)
@@ -644,17 +611,17 @@ func TestInteropMppxSession(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	discard(resp)
+	payment.Discard(resp)
 	vals := resp.Header.Values("WWW-Authenticate")
-	ours, err := ParseChallenges(vals)
+	ours, err := payment.ParseChallenges(vals)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ours) != 2 || ours[0].Intent != IntentCharge || ours[1].Intent != IntentSession {
+	if len(ours) != 2 || ours[0].Intent != payment.IntentCharge || ours[1].Intent != payment.IntentSession {
 		t.Fatalf("metered 402 offers %d challenges: %+v", len(ours), ours)
 	}
 	rec := &mppxRecordAuthz{base: w.prov.Client().Transport}
-	tr, err := NewTransport(w.payer, map[string]string{w.prov.URL: e2eProvider}, budget.USD(1000), &TransportOptions{Base: rec, Now: w.clock.Now})
+	tr, err := payment.NewTransport(w.payer, map[string]string{w.prov.URL: e2eProvider}, budget.USD(1000), &payment.TransportOptions{Base: rec, Now: w.clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -664,7 +631,7 @@ func TestInteropMppxSession(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		discard(r)
+		payment.Discard(r)
 		if r.StatusCode != http.StatusOK {
 			t.Fatalf("session call: %d", r.StatusCode)
 		}
@@ -698,11 +665,11 @@ func TestInteropMppxSession(t *testing.T) {
 		var cred mppxCredential
 		res[len(vals)+i].value(t, "Credential.deserialize(session call)", &cred)
 		mppxWantVerified(t, "session call echo", cred.Challenge)
-		ourCred, err := ParseCredential(a)
+		ourCred, err := payment.ParseCredential(a)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if cred.Challenge.Intent != IntentSession || cred.Challenge.ID != ourCred.Challenge.ID {
+		if cred.Challenge.Intent != payment.IntentSession || cred.Challenge.ID != ourCred.Challenge.ID {
 			t.Errorf("session call %d: mppx reads a %s challenge %s, we echoed a %s challenge %s", i+1,
 				cred.Challenge.Intent, cred.Challenge.ID, ourCred.Challenge.Intent, ourCred.Challenge.ID)
 		}

@@ -1,37 +1,4 @@
-package payment
-
-// Interoperability with an independent implementation of
-// draft-ryan-httpauth-payment: tempoxyz/mpp-go (pkg/mpp).
-//
-// The module is not reachable from this build's module proxy (403), so it
-// cannot be imported. Instead, read with the team's source-search tool:
-//
-//   - theirs → ours: the challenge-id vectors published in mpp-go's
-//     pkg/mpp/challenge_vectors_test.go (secret, realm, method, intent,
-//     request object, expires, digest, opaque → id) are recomputed with
-//     our ChallengeID, and the headers mpp-go's formatters emit for those
-//     inputs (pkg/mpp/parse.go: FormatAuthenticate quotes every parameter
-//     in the order id, realm, method, intent, request, digest, expires,
-//     description, opaque; FormatAuthorization and FormatPaymentReceipt
-//     are base64url without padding of encoding/json output, keys sorted)
-//     are written out below and parsed with our parsers;
-//   - ours → theirs: mppAccepts* restate, in our own code, the acceptance
-//     rules of mpp-go's ParseChallenge, ParseCredential and ParseReceipt
-//     (pkg/mpp/parse.go, pkg/mpp/errors_receipt_test.go): "Payment" then a
-//     space; auth-param names of [A-Za-z0-9_-], no duplicates; id, realm,
-//     method, intent and request required and non-empty; request and
-//     opaque strictly base64url WITHOUT padding of a JSON object; the
-//     credential's challenge an object with id, method, intent and request
-//     strings and payload an object; a receipt with status "success", a
-//     reference, an RFC 3339 timestamp and a lower-case method. Every
-//     header our code produces must pass them.
-//
-// No code was copied from mpp-go; only its test inputs and expected ids.
-//
-// These checks are a model of a parser. The real thing runs in
-// interop_mppx_test.go: mppx, the draft's TypeScript SDK, parses and
-// produces headers in node against a live Paywall and Transport (it needs
-// AGENTPROV_MPPX_DIR; see that file).
+package payment_test
 
 import (
 	"encoding/base64"
@@ -40,6 +7,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/agentprov/agentprov/internal/paywire"
+	"github.com/agentprov/agentprov/payment"
 )
 
 // mppVectors are mpp-go's published challenge-id vectors
@@ -97,25 +67,25 @@ func mppStyleChallenge(t *testing.T, id, realm, method, intent, req, digest, exp
 func TestInteropMPPChallengeVectors(t *testing.T) {
 	for _, v := range mppVectors {
 		t.Run(v.name, func(t *testing.T) {
-			req, err := jcsB64(v.request)
+			req, err := paywire.JCSB64(v.request)
 			if err != nil {
 				t.Fatal(err)
 			}
 			opaque := ""
 			if v.opaque != nil {
-				if opaque, err = jcsB64(v.opaque); err != nil {
+				if opaque, err = paywire.JCSB64(v.opaque); err != nil {
 					t.Fatal(err)
 				}
 			}
 			// Our HMAC binding over the same slots gives their id.
-			got := challengeMAC([]byte(v.secret), &ChallengeEcho{Realm: v.realm, Method: v.method, Intent: v.intent, Request: req, Expires: v.expires, Digest: v.digest, Opaque: opaque})
+			got := payment.ChallengeMAC([]byte(v.secret), &payment.ChallengeEcho{Realm: v.realm, Method: v.method, Intent: v.intent, Request: req, Expires: v.expires, Digest: v.digest, Opaque: opaque})
 			if got != v.id {
 				t.Fatalf("challenge id %s, mpp-go's vector says %s", got, v.id)
 			}
 			// Their header parses with ours, and the echo we would send
 			// back still verifies under their secret.
 			h := mppStyleChallenge(t, v.id, v.realm, v.method, v.intent, req, v.digest, v.expires, "", opaque)
-			cs, err := ParseChallenges([]string{h})
+			cs, err := payment.ParseChallenges([]string{h})
 			if err != nil {
 				t.Fatalf("parse %s: %v", h, err)
 			}
@@ -123,19 +93,19 @@ func TestInteropMPPChallengeVectors(t *testing.T) {
 			if c.ID != v.id || c.Realm != v.realm || c.Method != v.method || c.Intent != v.intent || c.Digest != v.digest {
 				t.Fatalf("parsed %+v", c)
 			}
-			if v.intent == IntentCharge && v.request["amount"] != nil && c.Request.Amount != v.request["amount"] {
+			if v.intent == payment.IntentCharge && v.request["amount"] != nil && c.Request.Amount != v.request["amount"] {
 				t.Fatalf("amount %q", c.Request.Amount)
 			}
 			e, err := c.Echo()
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !verifyEchoID([][]byte{[]byte(v.secret)}, &e) {
+			if !payment.VerifyEchoID([][]byte{[]byte(v.secret)}, &e) {
 				t.Fatal("echo of a parsed mpp-go challenge does not verify")
 			}
 			// And our own formatting of it stays acceptable to mpp-go.
-			if v.intent == IntentCharge && v.request["currency"] != nil {
-				ours, err := FormatChallenge(&c)
+			if v.intent == payment.IntentCharge && v.request["currency"] != nil {
+				ours, err := payment.FormatChallenge(&c)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -161,13 +131,13 @@ func TestInteropMPPCredentialAndReceipt(t *testing.T) {
 	// A credential as mpp-go's FormatAuthorization writes it (their
 	// TestParseCredential fixture: tempo method, hash payload, DID source).
 	req := mppB64(t, map[string]any{"amount": "100", "currency": "0xabc"})
-	opaque, _ := jcsB64(map[string]string{"trace": "123", "route": "paid"})
+	opaque, _ := paywire.JCSB64(map[string]string{"trace": "123", "route": "paid"})
 	h := "Payment " + mppB64(t, map[string]any{
 		"challenge": map[string]any{"id": "challenge-id", "realm": "api.example.com", "method": "tempo", "intent": "charge", "request": req, "opaque": opaque},
 		"payload":   map[string]any{"type": "hash", "hash": "0xabc123"},
 		"source":    "did:pkh:eip155:42431:0x1234",
 	})
-	cred, err := ParseCredential(h)
+	cred, err := payment.ParseCredential(h)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +149,7 @@ func TestInteropMPPCredentialAndReceipt(t *testing.T) {
 		t.Fatalf("payload %s", cred.Payload)
 	}
 	// Merged with a Digest credential, as in their fixture.
-	if _, err := ParseCredential(`Digest realm="alpha,beta", nonce="123", ` + h); err != nil {
+	if _, err := payment.ParseCredential(`Digest realm="alpha,beta", nonce="123", ` + h); err != nil {
 		t.Fatal(err)
 	}
 
@@ -188,7 +158,7 @@ func TestInteropMPPCredentialAndReceipt(t *testing.T) {
 		{"status": "success", "method": "tempo", "timestamp": "2026-01-01T00:00:00.000Z", "reference": "0xdeadbeef"},
 		{"status": "success", "method": "tempo", "timestamp": "2026-01-01T00:00:00Z", "reference": "ref-123", "externalId": "ext-123", "subscriptionId": "sub-123", "extra": map[string]any{"settled": true}},
 	} {
-		got, err := ParseReceiptHeader(mppB64(t, r))
+		got, err := payment.ParseReceiptHeader(mppB64(t, r))
 		if err != nil {
 			t.Fatalf("receipt %v: %v", r, err)
 		}
@@ -199,16 +169,16 @@ func TestInteropMPPCredentialAndReceipt(t *testing.T) {
 
 	// Ours pass their rules.
 	c := sampleChallenge(t)
-	ch, _ := FormatChallenge(c)
+	ch, _ := payment.FormatChallenge(c)
 	if err := mppAcceptsChallenge(ch); err != nil {
 		t.Fatalf("challenge %s: %v", ch, err)
 	}
-	oc, _ := NewTokenCredential(c, fakeToken)
-	cv, _ := FormatCredential(oc)
+	oc, _ := payment.NewTokenCredential(c, fakeToken)
+	cv, _ := payment.FormatCredential(oc)
 	if err := mppAcceptsCredential(cv); err != nil {
 		t.Fatalf("credential: %v", err)
 	}
-	rv, _ := FormatReceiptHeader(sampleReceiptHeader())
+	rv, _ := payment.FormatReceiptHeader(sampleReceiptHeader())
 	if err := mppAcceptsReceipt(rv); err != nil {
 		t.Fatalf("receipt: %v", err)
 	}
@@ -222,14 +192,14 @@ func TestInteropPaywallHeaders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := mppAcceptsReceipt(resp.Header.Get(ReceiptHeaderName)); err != nil {
+	if err := mppAcceptsReceipt(resp.Header.Get(payment.ReceiptHeaderName)); err != nil {
 		t.Fatalf("receipt: %v", err)
 	}
 	r, err := w.provider.Client().Get(w.provider.URL + "/v1/check?name=interop.dev")
 	if err != nil {
 		t.Fatal(err)
 	}
-	discard(r)
+	payment.Discard(r)
 	for _, v := range r.Header.Values("WWW-Authenticate") {
 		if err := mppAcceptsChallenge(v); err != nil {
 			t.Fatalf("challenge %s: %v", v, err)

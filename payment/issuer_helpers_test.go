@@ -1,4 +1,4 @@
-package payment
+package payment_test
 
 import (
 	"context"
@@ -11,13 +11,17 @@ import (
 
 	"github.com/agentprov/agentprov/budget"
 	"github.com/agentprov/agentprov/internal/clock"
+	"github.com/agentprov/agentprov/internal/paywire"
+	"github.com/agentprov/agentprov/payment"
+	"github.com/agentprov/agentprov/payment/issuer"
+	"github.com/go-jose/go-jose/v4"
 )
 
 // testSeed is the fixed Ed25519 seed of the golden vectors.
 var testSeed = []byte("agentprov-payment-test-key-seed!") // 32 bytes
 
-func testKey() SigningKey {
-	return SigningKey{KeyID: "orch-2026", Key: ed25519.NewKeyFromSeed(testSeed)}
+func testKey() payment.SigningKey {
+	return payment.SigningKey{KeyID: "orch-2026", Key: ed25519.NewKeyFromSeed(testSeed)}
 }
 
 var testStart = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
@@ -37,28 +41,28 @@ type world struct {
 	t      tb
 	clk    *clock.Fake
 	ledger *budget.Ledger
-	holds  Holds
-	store  *MemoryRedemptionStore
-	rail   *MemoryRail
-	iss    *Issuer
+	holds  issuer.Holds
+	store  *issuer.MemoryRedemptionStore
+	rail   *issuer.MemoryRail
+	iss    *issuer.Issuer
 
 	settleTimeout time.Duration
 
 	mu    sync.Mutex
-	final []Redemption
+	final []issuer.Redemption
 }
 
-func (w *world) finals() []Redemption {
+func (w *world) finals() []issuer.Redemption {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return append([]Redemption(nil), w.final...)
+	return append([]issuer.Redemption(nil), w.final...)
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func newWorld(t tb) *world {
 	t.Helper()
-	w := &world{t: t, clk: clock.NewFake(testStart), store: NewMemoryRedemptionStore(), rail: NewMemoryRail(nil)}
+	w := &world{t: t, clk: clock.NewFake(testStart), store: issuer.NewMemoryRedemptionStore(), rail: issuer.NewMemoryRail(nil)}
 	l, err := budget.NewLedger(budget.NewMemoryStore(nil), &budget.LedgerOptions{Now: w.clk.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -70,12 +74,12 @@ func newWorld(t tb) *world {
 
 // restart builds a fresh Issuer over the same stores, ledger and rail: what
 // survives a crash.
-func (w *world) restart() *Issuer {
+func (w *world) restart() *issuer.Issuer {
 	w.t.Helper()
-	iss, err := NewIssuer(testIss, testKey(), w.holds, &IssuerOptions{
+	iss, err := issuer.NewIssuer(testIss, testKey(), w.holds, &issuer.IssuerOptions{
 		Rail: w.rail, Store: w.store, Now: w.clk.Now, Logger: quietLogger(), SettleTimeout: w.settleTimeout,
-		Authenticate: BearerAuthenticator(map[string]string{"cloudflare": "cf-key", "neon": "neon-key"}),
-		OnFinal: func(_ context.Context, r Redemption) {
+		Authenticate: issuer.BearerAuthenticator(map[string]string{"cloudflare": "cf-key", "neon": "neon-key"}),
+		OnFinal: func(_ context.Context, r issuer.Redemption) {
 			w.mu.Lock()
 			w.final = append(w.final, r)
 			w.mu.Unlock()
@@ -88,9 +92,9 @@ func (w *world) restart() *Issuer {
 	return iss
 }
 
-func (w *world) mint(max int64) *Minted {
+func (w *world) mint(max int64) *issuer.Minted {
 	w.t.Helper()
-	m, err := w.iss.Mint(context.Background(), MintRequest{
+	m, err := w.iss.Mint(context.Background(), issuer.MintRequest{
 		Project: "proj-1", Provider: "cloudflare", Service: "registrar:domain", MaxAmount: budget.USD(max),
 	})
 	if err != nil {
@@ -108,7 +112,7 @@ func (w *world) hold(id string) budget.Hold {
 	return h.At(w.clk.Now())
 }
 
-func (w *world) record(id string) Redemption {
+func (w *world) record(id string) issuer.Redemption {
 	w.t.Helper()
 	r, err := w.store.Get(context.Background(), id)
 	if err != nil {
@@ -142,16 +146,16 @@ func (w *world) consistent(ids ...string) {
 		r := w.record(id)
 		h := w.hold(id)
 		switch r.State {
-		case StateSettled:
+		case payment.StateSettled:
 			settled += r.Amount.Amount
 			if h.State != budget.HoldCommitted || h.Committed != r.Amount {
 				w.t.Errorf("%s settled but hold is %s/%v", id, h.State, h.Committed)
 			}
-		case StateReversed:
+		case payment.StateReversed:
 			if h.State != budget.HoldReversed {
 				w.t.Errorf("%s reversed but hold is %s", id, h.State)
 			}
-		case StateRevoked, StateVoid:
+		case payment.StateRevoked, payment.StateVoid:
 			if h.State == budget.HoldActive || h.State == budget.HoldCommitted {
 				w.t.Errorf("%s %s but hold is %s", id, r.State, h.State)
 			}
@@ -174,7 +178,7 @@ func (w *world) consistent(ids ...string) {
 	}
 }
 
-func wantCode(t tb, err error, want *Error) {
+func wantCode(t tb, err error, want *payment.Error) {
 	t.Helper()
 	if !errors.Is(err, want) {
 		t.Fatalf("err = %v, want code %s", err, want.Code)
@@ -185,7 +189,7 @@ func wantCode(t tb, err error, want *Error) {
 // operation and then report an error: a crash between the side effect and
 // the record update.
 type faultHolds struct {
-	Holds
+	issuer.Holds
 	mu                                          sync.Mutex
 	commitBefore, commitAfter, reverse, release int
 	commits                                     int
@@ -240,18 +244,29 @@ func (f *faultHolds) commitCalls() int {
 // crashRail charges through the MemoryRail and then reports an error for
 // the next n calls: the charge happened, the caller never heard.
 type crashRail struct {
-	*MemoryRail
+	*issuer.MemoryRail
 	mu sync.Mutex
 	n  int
 }
 
-func (c *crashRail) Charge(ctx context.Context, req ChargeRequest) (ChargeResult, error) {
+func (c *crashRail) Charge(ctx context.Context, req issuer.ChargeRequest) (issuer.ChargeResult, error) {
 	res, err := c.MemoryRail.Charge(ctx, req)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err == nil && c.n > 0 {
 		c.n--
-		return ChargeResult{}, errInjected
+		return issuer.ChargeResult{}, errInjected
 	}
 	return res, err
+}
+
+// testSigner is a signer of testKey for typ, the one an Issuer made with
+// testKey signs typ with.
+func testSigner(t tb, typ string) jose.Signer {
+	t.Helper()
+	s, err := paywire.SignerFor(testKey(), typ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

@@ -9,34 +9,36 @@ import (
 
 	"github.com/agentprov/agentprov/budget"
 	"github.com/agentprov/agentprov/payment"
+	"github.com/agentprov/agentprov/payment/issuer"
+	"github.com/agentprov/agentprov/payment/paywall"
 )
 
 // readmeSnippet keeps the README.md snippet compiling; it
 // is never run.
-func readmeSnippet(ctx context.Context, ed25519PrivateKey ed25519.PrivateKey, myRail payment.Rail, cfAPIKey string,
+func readmeSnippet(ctx context.Context, ed25519PrivateKey ed25519.PrivateKey, myRail issuer.Rail, cfAPIKey string,
 	mux *http.ServeMux, orchestratorJWKS *jose.JSONWebKeySet) error {
 	ledger, err := budget.NewLedger(budget.NewMemoryStore(nil), nil) // $100/provider/month
 	if err != nil {
 		return err
 	}
-	iss, err := payment.NewIssuer("https://orchestrator.example",
+	iss, err := issuer.NewIssuer("https://orchestrator.example",
 		payment.SigningKey{KeyID: "k1", Key: ed25519PrivateKey}, ledger,
-		&payment.IssuerOptions{
+		&issuer.IssuerOptions{
 			Rail:         myRail, // or payment.NewMemoryRail(nil) in tests
-			Authenticate: payment.BearerAuthenticator(map[string]string{"cloudflare": cfAPIKey}),
+			Authenticate: issuer.BearerAuthenticator(map[string]string{"cloudflare": cfAPIKey}),
 		})
 	if err != nil {
 		return err
 	}
 	mux.Handle("/payment/redemptions", iss.RedemptionHandler())
 	mux.Handle("/payment/redemptions/", iss.RedemptionHandler())
-	settler, err := payment.NewSettler(iss, nil)
+	settler, err := issuer.NewSettler(iss, nil)
 	if err != nil {
 		return err
 	}
 	go settler.Run(ctx) // the outbox; stops when ctx ends
 
-	minted, err := iss.Mint(ctx, payment.MintRequest{
+	minted, err := iss.Mint(ctx, issuer.MintRequest{
 		Project: "proj-1", Provider: "cloudflare", Service: "registrar:domain",
 		MaxAmount: budget.USD(2000), IdempotencyKey: "order-42",
 	})
@@ -46,8 +48,8 @@ func readmeSnippet(ctx context.Context, ed25519PrivateKey ed25519.PrivateKey, my
 	token := minted.Token // handed to the agent, which presents it to the provider
 
 	// Provider:
-	redeemer, err := payment.NewRedeemer("https://orchestrator.example/payment/redemptions",
-		&payment.RedeemerOptions{APIKey: cfAPIKey, Keys: orchestratorJWKS, Issuer: "https://orchestrator.example"})
+	redeemer, err := paywall.NewRedeemer("https://orchestrator.example/payment/redemptions",
+		&paywall.RedeemerOptions{APIKey: cfAPIKey, Keys: orchestratorJWKS, Issuer: "https://orchestrator.example"})
 	if err != nil {
 		return err
 	}

@@ -71,7 +71,7 @@ func NewResolvingTokenVerifier(orchestratorIssuer, providerID string, keys KeyRe
 func VerifyReceiptWithResolver(ctx context.Context, signed string, keys KeyResolver, issuer string) (*Receipt, error) {
 	set, err := resolveKeySet(ctx, keys, signed)
 	if err != nil {
-		return nil, ErrTokenInvalid.with(err, "receipt: no verification key")
+		return nil, ErrTokenInvalid.With(err, "receipt: no verification key")
 	}
 	r, err := VerifyReceipt(signed, set, issuer)
 	if err != nil {
@@ -114,11 +114,4 @@ func resolveKeySet(ctx context.Context, keys KeyResolver, token string) (*jose.J
 		return nil, fmt.Errorf("unknown kid %q", hdr.Kid)
 	}
 	return &jose.JSONWebKeySet{Keys: []jose.JSONWebKey{*k}}, nil
-}
-
-// temporary reports whether err, from a KeyResolver, says the keys cannot
-// be had now (see KeyResolver).
-func temporary(err error) bool {
-	var t interface{ Temporary() bool }
-	return errors.As(err, &t) && t.Temporary()
 }

@@ -1,4 +1,4 @@
-package payment
+package payment_test
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentprov/agentprov/internal/paywire"
+	"github.com/agentprov/agentprov/payment"
 	"github.com/go-jose/go-jose/v4"
 )
 
@@ -24,12 +26,12 @@ func (m mapResolver) Key(_ context.Context, kid string) (*jose.JSONWebKey, error
 // nothing may panic, errors are typed, and only tokens the static verifier
 // also accepts get through.
 func FuzzResolvingVerify(f *testing.F) {
-	signer, err := signerFor(testKey(), TokenType)
+	signer, err := paywire.SignerFor(testKey(), payment.TokenType)
 	if err != nil {
 		f.Fatal(err)
 	}
 	c := goldenClaims()
-	good, err := signJWT(signer, c.wire())
+	good, err := payment.SignJWT(signer, payment.ClaimsWire(&c))
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -38,14 +40,14 @@ func FuzzResolvingVerify(f *testing.F) {
 	}
 	jwk, _ := testKey().PublicJWK()
 	set := &jose.JSONWebKeySet{Keys: []jose.JSONWebKey{jwk}}
-	opts := &TokenVerifierOptions{Now: func() time.Time { return c.IssuedAt }}
-	static, _ := NewTokenVerifier(testIss, c.Audience, set, opts)
-	resolving, _ := NewResolvingTokenVerifier(testIss, c.Audience, mapResolver{set}, opts)
+	opts := &payment.TokenVerifierOptions{Now: func() time.Time { return c.IssuedAt }}
+	static, _ := payment.NewTokenVerifier(testIss, c.Audience, set, opts)
+	resolving, _ := payment.NewResolvingTokenVerifier(testIss, c.Audience, mapResolver{set}, opts)
 	f.Fuzz(func(t *testing.T, tok string) {
 		ctx := context.Background()
 		c, err := resolving.Verify(ctx, tok)
 		if err != nil {
-			var pe *Error
+			var pe *payment.Error
 			if !errors.As(err, &pe) {
 				t.Fatalf("untyped error %T", err)
 			}

@@ -14,6 +14,7 @@ import (
 	"github.com/agentprov/agentprov/authz"
 	"github.com/agentprov/agentprov/budget"
 	"github.com/agentprov/agentprov/payment"
+	"github.com/agentprov/agentprov/payment/issuer"
 )
 
 // authz.KeySet refetches on a failed signature, as payment asks it to.
@@ -67,7 +68,7 @@ func TestIssuerThumbprintKid(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	iss, err := payment.NewIssuer(rotIssuer, payment.SigningKey{Key: priv}, ledger, &payment.IssuerOptions{Rail: payment.NewMemoryRail(nil)})
+	iss, err := issuer.NewIssuer(rotIssuer, payment.SigningKey{Key: priv}, ledger, &issuer.IssuerOptions{Rail: issuer.NewMemoryRail(nil)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +82,7 @@ func TestIssuerThumbprintKid(t *testing.T) {
 	if got := iss.JWKS().Keys[0].KeyID; got != want {
 		t.Fatalf("JWKS kid %q, want the thumbprint %q", got, want)
 	}
-	m, err := iss.Mint(context.Background(), payment.MintRequest{Project: "proj-1", Provider: "acme", Service: "dns", MaxAmount: budget.USD(1)})
+	m, err := iss.Mint(context.Background(), issuer.MintRequest{Project: "proj-1", Provider: "acme", Service: "dns", MaxAmount: budget.USD(1)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +94,7 @@ func TestIssuerThumbprintKid(t *testing.T) {
 	if err := json.Unmarshal(raw, &hdr); err != nil || hdr.Kid != want {
 		t.Fatalf("token kid %q (%v), want %q", hdr.Kid, err, want)
 	}
-	if _, err := payment.NewIssuer(rotIssuer, payment.SigningKey{}, ledger, &payment.IssuerOptions{Rail: payment.NewMemoryRail(nil)}); err == nil {
+	if _, err := issuer.NewIssuer(rotIssuer, payment.SigningKey{}, ledger, &issuer.IssuerOptions{Rail: issuer.NewMemoryRail(nil)}); err == nil {
 		t.Fatal("a SigningKey without key accepted")
 	}
 }

@@ -17,6 +17,8 @@ import (
 	"github.com/agentprov/agentprov/authz"
 	"github.com/agentprov/agentprov/budget"
 	"github.com/agentprov/agentprov/payment"
+	"github.com/agentprov/agentprov/payment/issuer"
+	"github.com/agentprov/agentprov/payment/paywall"
 )
 
 // authz.KeySet is the resolver providers use; no adapter is needed.
@@ -29,9 +31,9 @@ const rotIssuer = "https://orchestrator.example"
 type rotatingOrchestrator struct {
 	t      *testing.T
 	ledger *budget.Ledger
-	rail   *payment.MemoryRail
+	rail   *issuer.MemoryRail
 	mu     sync.Mutex
-	iss    *payment.Issuer
+	iss    *issuer.Issuer
 	old    []jose.JSONWebKey
 	srv    *httptest.Server
 }
@@ -41,7 +43,7 @@ func newRotatingOrchestrator(t *testing.T) *rotatingOrchestrator {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := &rotatingOrchestrator{t: t, ledger: ledger, rail: payment.NewMemoryRail(nil)}
+	o := &rotatingOrchestrator{t: t, ledger: ledger, rail: issuer.NewMemoryRail(nil)}
 	o.rotate("k1")
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /jwks.json", func(w http.ResponseWriter, r *http.Request) {
@@ -54,7 +56,7 @@ func newRotatingOrchestrator(t *testing.T) *rotatingOrchestrator {
 	return o
 }
 
-func (o *rotatingOrchestrator) issuer() *payment.Issuer {
+func (o *rotatingOrchestrator) issuer() *issuer.Issuer {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.iss
@@ -67,8 +69,8 @@ func (o *rotatingOrchestrator) rotate(kid string) {
 	if o.iss != nil {
 		o.old = append(o.old, o.iss.JWKS().Keys...)
 	}
-	iss, err := payment.NewIssuer(rotIssuer, payment.SigningKey{KeyID: kid, Key: priv}, o.ledger, &payment.IssuerOptions{
-		Rail: o.rail, RetiredKeys: o.old, Authenticate: payment.BearerAuthenticator(map[string]string{"acme": "acme-key"}),
+	iss, err := issuer.NewIssuer(rotIssuer, payment.SigningKey{KeyID: kid, Key: priv}, o.ledger, &issuer.IssuerOptions{
+		Rail: o.rail, RetiredKeys: o.old, Authenticate: issuer.BearerAuthenticator(map[string]string{"acme": "acme-key"}),
 	})
 	if err != nil {
 		o.t.Fatal(err)
@@ -77,7 +79,7 @@ func (o *rotatingOrchestrator) rotate(kid string) {
 }
 
 func (o *rotatingOrchestrator) mint(key string) string {
-	m, err := o.issuer().Mint(context.Background(), payment.MintRequest{
+	m, err := o.issuer().Mint(context.Background(), issuer.MintRequest{
 		Project: "proj-1", Provider: "acme", Service: "dns", MaxAmount: budget.USD(100), IdempotencyKey: key,
 	})
 	if err != nil {
@@ -119,11 +121,11 @@ func TestResolvingTokenVerifierFollowsRotation(t *testing.T) {
 	// A key the orchestrator never published is refused, with the
 	// resolver's reason reachable.
 	_, rogueKey, _ := ed25519.GenerateKey(rand.Reader)
-	rogue, err := payment.NewIssuer(rotIssuer, payment.SigningKey{KeyID: "rogue", Key: rogueKey}, o.ledger, &payment.IssuerOptions{Rail: o.rail})
+	rogue, err := issuer.NewIssuer(rotIssuer, payment.SigningKey{KeyID: "rogue", Key: rogueKey}, o.ledger, &issuer.IssuerOptions{Rail: o.rail})
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := rogue.Mint(ctx, payment.MintRequest{Project: "proj-1", Provider: "acme", Service: "dns", MaxAmount: budget.USD(1)})
+	m, err := rogue.Mint(ctx, issuer.MintRequest{Project: "proj-1", Provider: "acme", Service: "dns", MaxAmount: budget.USD(1)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +142,7 @@ func TestVerifyReceiptWithResolver(t *testing.T) {
 	ctx := context.Background()
 	o := newRotatingOrchestrator(t)
 	tok := o.mint("r1")
-	redeemer, err := payment.NewRedeemer(o.srv.URL+"/redemptions", &payment.RedeemerOptions{HTTPClient: o.srv.Client(), APIKey: "acme-key"})
+	redeemer, err := paywall.NewRedeemer(o.srv.URL+"/redemptions", &paywall.RedeemerOptions{HTTPClient: o.srv.Client(), APIKey: "acme-key"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,13 +178,13 @@ func TestRedeemerKeyResolverFollowsRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	pinnedJWKS := o.issuer().JWKS()
-	resolving, err := payment.NewRedeemer(o.srv.URL+"/redemptions", &payment.RedeemerOptions{
+	resolving, err := paywall.NewRedeemer(o.srv.URL+"/redemptions", &paywall.RedeemerOptions{
 		HTTPClient: o.srv.Client(), APIKey: "acme-key", Issuer: rotIssuer, KeyResolver: keys,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	pinned, err := payment.NewRedeemer(o.srv.URL+"/redemptions", &payment.RedeemerOptions{
+	pinned, err := paywall.NewRedeemer(o.srv.URL+"/redemptions", &paywall.RedeemerOptions{
 		HTTPClient: o.srv.Client(), APIKey: "acme-key", Issuer: rotIssuer, Keys: pinnedJWKS,
 	})
 	if err != nil {
@@ -214,7 +216,7 @@ func TestRedeemerKeyResolverFollowsRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	unpublished, err := payment.NewRedeemer(rogueSrv.URL, &payment.RedeemerOptions{
+	unpublished, err := paywall.NewRedeemer(rogueSrv.URL, &paywall.RedeemerOptions{
 		HTTPClient: rogueSrv.Client(), APIKey: "acme-key", Issuer: rotIssuer, KeyResolver: emptyKeys,
 	})
 	if err != nil {
@@ -238,11 +240,11 @@ func TestRedeemerRequiresReceiptWhenVerifying(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, opts := range map[string]*payment.RedeemerOptions{
+	for name, opts := range map[string]*paywall.RedeemerOptions{
 		"resolver": {HTTPClient: srv.Client(), Issuer: rotIssuer, KeyResolver: keys},
 		"pinned":   {HTTPClient: srv.Client(), Issuer: rotIssuer, Keys: o.issuer().JWKS()},
 	} {
-		red, err := payment.NewRedeemer(srv.URL, opts)
+		red, err := paywall.NewRedeemer(srv.URL, opts)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -251,7 +253,7 @@ func TestRedeemerRequiresReceiptWhenVerifying(t *testing.T) {
 		}
 	}
 	// Without verification configured the answer is taken as it is.
-	red, _ := payment.NewRedeemer(srv.URL, &payment.RedeemerOptions{HTTPClient: srv.Client()})
+	red, _ := paywall.NewRedeemer(srv.URL, &paywall.RedeemerOptions{HTTPClient: srv.Client()})
 	if rc, err := red.Redeem(context.Background(), "t", budget.USD(10), "k"); err != nil || rc.State != payment.StateSettled {
 		t.Errorf("unverified: %+v %v", rc, err)
 	}

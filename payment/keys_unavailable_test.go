@@ -1,4 +1,4 @@
-package payment
+package payment_test
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/agentprov/agentprov/payment"
 	"github.com/go-jose/go-jose/v4"
 )
 
@@ -44,7 +45,7 @@ func (k *keysDown) Key(_ context.Context, kid string) (*jose.JSONWebKey, error) 
 // token minted, one call served, one charge.
 func TestPaywallKeysUnavailable(t *testing.T) {
 	var keys *keysDown
-	w := newE2E(t, e2eConfig{resolver: func(set *jose.JSONWebKeySet) KeyResolver {
+	w := newE2E(t, e2eConfig{resolver: func(set *jose.JSONWebKeySet) payment.KeyResolver {
 		keys = &keysDown{set: set}
 		return keys
 	}})
@@ -68,8 +69,8 @@ func TestPaywallKeysUnavailable(t *testing.T) {
 		}
 		resp.Body.Close()
 	} else {
-		var pe *Error
-		if !errors.As(err, &pe) || pe.Code == ErrVerificationFailed.Code {
+		var pe *payment.Error
+		if !errors.As(err, &pe) || pe.Code == payment.ErrVerificationFailed.Code {
 			t.Errorf("keys down: %v, want a retryable failure, not verification_failed", err)
 		}
 	}

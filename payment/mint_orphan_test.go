@@ -10,19 +10,20 @@ import (
 
 	"github.com/agentprov/agentprov/budget"
 	"github.com/agentprov/agentprov/payment"
+	"github.com/agentprov/agentprov/payment/issuer"
 )
 
 // failingCreate is a RedemptionStore whose next Create fails without
 // storing anything.
 type failingCreate struct {
-	*payment.MemoryRedemptionStore
+	*issuer.MemoryRedemptionStore
 	fail bool
 }
 
-func (s *failingCreate) Create(ctx context.Context, r payment.Redemption) (payment.Redemption, bool, error) {
+func (s *failingCreate) Create(ctx context.Context, r issuer.Redemption) (issuer.Redemption, bool, error) {
 	if s.fail {
 		s.fail = false
-		return payment.Redemption{}, false, errors.New("disk full")
+		return issuer.Redemption{}, false, errors.New("disk full")
 	}
 	return s.MemoryRedemptionStore.Create(ctx, r)
 }
@@ -36,10 +37,10 @@ func TestMintStoreFailureReleasesOrphanHold(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := &failingCreate{MemoryRedemptionStore: payment.NewMemoryRedemptionStore()}
+	store := &failingCreate{MemoryRedemptionStore: issuer.NewMemoryRedemptionStore()}
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
-	iss, err := payment.NewIssuer("https://o.example", payment.SigningKey{KeyID: "k1", Key: priv}, ledger,
-		&payment.IssuerOptions{Rail: payment.NewMemoryRail(nil), Store: store, Logger: slog.New(slog.DiscardHandler)})
+	iss, err := issuer.NewIssuer("https://o.example", payment.SigningKey{KeyID: "k1", Key: priv}, ledger,
+		&issuer.IssuerOptions{Rail: issuer.NewMemoryRail(nil), Store: store, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +53,7 @@ func TestMintStoreFailureReleasesOrphanHold(t *testing.T) {
 		return u.Remaining.Amount
 	}
 	full := remaining()
-	req := payment.MintRequest{Project: "proj-1", Provider: "acme", Service: "dns", MaxAmount: budget.USD(40)}
+	req := issuer.MintRequest{Project: "proj-1", Provider: "acme", Service: "dns", MaxAmount: budget.USD(40)}
 
 	store.fail = true
 	if _, err := iss.Mint(ctx, req); !errors.Is(err, payment.ErrStore) {

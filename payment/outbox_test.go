@@ -1,4 +1,4 @@
-package payment
+package payment_test
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/agentprov/agentprov/budget"
+	"github.com/agentprov/agentprov/payment"
+	"github.com/agentprov/agentprov/payment/issuer"
 )
 
 // settleAll advances the clock past every lease and backoff and runs the
@@ -32,7 +34,7 @@ func TestRailFailsThenOutboxConfirms(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rc.State != StateSettling || rc.Signed == "" {
+	if rc.State != payment.StateSettling || rc.Signed == "" {
 		t.Fatalf("receipt while the rail fails = %+v", rc)
 	}
 	// The commit stands while settlement is pending.
@@ -41,14 +43,14 @@ func TestRailFailsThenOutboxConfirms(t *testing.T) {
 	}
 	w.settleAll()
 	r := w.record(m.Claims.HoldID)
-	if r.State != StateSettled || r.Attempts != 4 {
+	if r.State != payment.StateSettled || r.Attempts != 4 {
 		t.Fatalf("record = %s after %d attempts", r.State, r.Attempts)
 	}
 	if len(w.rail.Charges()) != 1 || w.rail.Calls() != 4 {
 		t.Fatalf("charges %d, calls %d", len(w.rail.Charges()), w.rail.Calls())
 	}
 	again, err := w.iss.Redeem(ctx, "cloudflare", m.Token, budget.USD(700))
-	if err != nil || again.State != StateSettled || again.Signed != rc.Signed {
+	if err != nil || again.State != payment.StateSettled || again.Signed != rc.Signed {
 		t.Fatalf("after settlement: %+v %v", again, err)
 	}
 	w.consistent(m.Claims.HoldID)
@@ -66,14 +68,14 @@ func TestRailTimesOutButCharged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rc.State != StateSettling {
+	if rc.State != payment.StateSettling {
 		t.Fatalf("state = %s", rc.State)
 	}
 	if len(w.rail.Charges()) != 1 {
 		t.Fatal("the delayed charge was not made")
 	}
 	w.settleAll()
-	if r := w.record(m.Claims.HoldID); r.State != StateSettled || r.Reference != w.rail.Charges()[0].Reference {
+	if r := w.record(m.Claims.HoldID); r.State != payment.StateSettled || r.Reference != w.rail.Charges()[0].Reference {
 		t.Fatalf("record = %+v", r)
 	}
 	if len(w.rail.Charges()) != 1 || w.rail.Calls() != 2 {
@@ -88,24 +90,24 @@ func TestRailRefuses(t *testing.T) {
 	m := w.mint(1000)
 	w.rail.Refuse(m.Claims.HoldID)
 	_, err := w.iss.Redeem(ctx, "cloudflare", m.Token, budget.USD(400))
-	wantCode(t, err, ErrSettlementRefused)
+	wantCode(t, err, payment.ErrSettlementRefused)
 	r := w.record(m.Claims.HoldID)
-	if r.State != StateReversed {
+	if r.State != payment.StateReversed {
 		t.Fatalf("state = %s", r.State)
 	}
 	if h := w.hold(m.Claims.HoldID); h.State != budget.HoldReversed {
 		t.Fatalf("hold = %s", h.State)
 	}
 	// The provider is told: a callback, and the same answer on retry.
-	var states []RedemptionState
+	var states []payment.RedemptionState
 	for _, f := range w.finals() {
 		states = append(states, f.State)
 	}
-	if len(states) != 2 || states[0] != StateRefused || states[1] != StateReversed {
+	if len(states) != 2 || states[0] != payment.StateRefused || states[1] != payment.StateReversed {
 		t.Fatalf("notifications = %v", states)
 	}
 	_, err = w.iss.Redeem(ctx, "cloudflare", m.Token, budget.USD(400))
-	wantCode(t, err, ErrSettlementRefused)
+	wantCode(t, err, payment.ErrSettlementRefused)
 	w.consistent(m.Claims.HoldID)
 	if w.rail.Total("USD") != 0 || w.spent() != 0 {
 		t.Fatal("money moved on a refusal")
@@ -130,7 +132,7 @@ func TestCrashRecovery(t *testing.T) {
 			f := &faultHolds{Holds: w.ledger}
 			cr := &crashRail{MemoryRail: w.rail}
 			w.holds = f
-			iss, err := NewIssuer(testIss, testKey(), f, &IssuerOptions{Rail: cr, Store: w.store, Now: w.clk.Now, Logger: quietLogger()})
+			iss, err := issuer.NewIssuer(testIss, testKey(), f, &issuer.IssuerOptions{Rail: cr, Store: w.store, Now: w.clk.Now, Logger: quietLogger()})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -140,7 +142,7 @@ func TestCrashRecovery(t *testing.T) {
 			_, _ = w.iss.Redeem(context.Background(), "cloudflare", m.Token, budget.USD(600))
 
 			// Crash: a new process with the same durable state.
-			w.iss, err = NewIssuer(testIss, testKey(), f, &IssuerOptions{Rail: w.rail, Store: w.store, Now: w.clk.Now, Logger: quietLogger()})
+			w.iss, err = issuer.NewIssuer(testIss, testKey(), f, &issuer.IssuerOptions{Rail: w.rail, Store: w.store, Now: w.clk.Now, Logger: quietLogger()})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -148,16 +150,16 @@ func TestCrashRecovery(t *testing.T) {
 			w.consistent(m.Claims.HoldID)
 			r := w.record(m.Claims.HoldID)
 			if tc.name == "before reverse" {
-				if r.State != StateReversed {
+				if r.State != payment.StateReversed {
 					t.Fatalf("state %s", r.State)
 				}
-			} else if r.State != StateSettled || r.Amount != budget.USD(600) {
+			} else if r.State != payment.StateSettled || r.Amount != budget.USD(600) {
 				t.Fatalf("state %s amount %v", r.State, r.Amount)
 			}
 			// The provider retrying after the crash gets the outcome, not a new charge.
 			_, err = w.iss.Redeem(context.Background(), "cloudflare", m.Token, budget.USD(600))
 			if tc.name == "before reverse" {
-				wantCode(t, err, ErrSettlementRefused)
+				wantCode(t, err, payment.ErrSettlementRefused)
 			} else if err != nil {
 				t.Fatal(err)
 			}
@@ -175,21 +177,21 @@ func TestRevokeReleaseRetried(t *testing.T) {
 	if err := w.iss.Revoke(context.Background(), m.Claims.HoldID, "user"); err == nil {
 		t.Fatal("release fault not reported")
 	}
-	if r := w.record(m.Claims.HoldID); r.State != StateRevoking {
+	if r := w.record(m.Claims.HoldID); r.State != payment.StateRevoking {
 		t.Fatalf("state %s", r.State)
 	}
 	_, err := w.iss.Redeem(context.Background(), "cloudflare", m.Token, budget.USD(1))
-	wantCode(t, err, ErrTokenRevoked)
+	wantCode(t, err, payment.ErrTokenRevoked)
 	w.settleAll()
 	w.consistent(m.Claims.HoldID)
-	if r := w.record(m.Claims.HoldID); r.State != StateRevoked {
+	if r := w.record(m.Claims.HoldID); r.State != payment.StateRevoked {
 		t.Fatalf("state %s", r.State)
 	}
 }
 
 func TestSettlerRunStops(t *testing.T) {
 	w := newWorld(t)
-	s, err := NewSettler(w.iss, &SettlerOptions{Interval: time.Millisecond})
+	s, err := issuer.NewSettler(w.iss, &issuer.SettlerOptions{Interval: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +212,7 @@ type rendezvousRail struct {
 	met     chan struct{}
 }
 
-func (r *rendezvousRail) Charge(ctx context.Context, req ChargeRequest) (ChargeResult, error) {
+func (r *rendezvousRail) Charge(ctx context.Context, req issuer.ChargeRequest) (issuer.ChargeResult, error) {
 	r.mu.Lock()
 	r.waiting++
 	if r.waiting == 2 {
@@ -219,9 +221,9 @@ func (r *rendezvousRail) Charge(ctx context.Context, req ChargeRequest) (ChargeR
 	r.mu.Unlock()
 	select {
 	case <-r.met:
-		return ChargeResult{Reference: "r-" + req.HoldID}, nil
+		return issuer.ChargeResult{Reference: "r-" + req.HoldID}, nil
 	case <-ctx.Done():
-		return ChargeResult{}, ctx.Err()
+		return issuer.ChargeResult{}, ctx.Err()
 	}
 }
 
@@ -231,22 +233,22 @@ func TestOutboxDrivesRecordsInParallel(t *testing.T) {
 	w := newWorld(t)
 	rail := &rendezvousRail{met: make(chan struct{})}
 	f := &faultHolds{Holds: w.ledger, commitBefore: 2} // leave both redemptions pending
-	iss, err := NewIssuer(testIss, testKey(), f, &IssuerOptions{Rail: rail, Store: w.store, Now: w.clk.Now, Logger: quietLogger(), SettleTimeout: time.Minute})
+	iss, err := issuer.NewIssuer(testIss, testKey(), f, &issuer.IssuerOptions{Rail: rail, Store: w.store, Now: w.clk.Now, Logger: quietLogger(), SettleTimeout: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
 	w.iss = iss
 	a, b := w.mint(100), w.mint(100)
-	for _, m := range []*Minted{a, b} {
+	for _, m := range []*issuer.Minted{a, b} {
 		_, err := iss.Redeem(context.Background(), "cloudflare", m.Token, budget.USD(100))
-		wantCode(t, err, ErrRedemptionInFlight)
+		wantCode(t, err, payment.ErrRedemptionInFlight)
 	}
 	w.clk.Advance(2 * time.Minute) // past the retry backoff, well within the holds' lives
 	if _, err := iss.SettlePending(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	for _, m := range []*Minted{a, b} {
-		if r := w.record(m.Claims.HoldID); r.State != StateSettled {
+	for _, m := range []*issuer.Minted{a, b} {
+		if r := w.record(m.Claims.HoldID); r.State != payment.StateSettled {
 			t.Fatalf("%s: %s", m.Claims.HoldID, r.State)
 		}
 	}

@@ -2,8 +2,6 @@ package payment
 
 import (
 	"context"
-	"errors"
-	"strings"
 
 	"github.com/agentprov/agentprov/budget"
 )
@@ -45,33 +43,3 @@ type PayerFunc func(ctx context.Context, req *PayRequest) (string, error)
 
 // Pay calls f.
 func (f PayerFunc) Pay(ctx context.Context, req *PayRequest) (string, error) { return f(ctx, req) }
-
-// IssuerPayer returns a Payer that mints tokens in process with issuer for
-// project: the token's maximum is the challenge amount, it is bound to the
-// challenge id, the per-call ceiling is passed on, and the idempotency key
-// makes a repeated Pay return the same token. The hold is reserved before
-// signing, so a cap refusal mints and charges nothing. Safe for concurrent
-// use.
-func IssuerPayer(issuer *Issuer, project string) Payer {
-	return PayerFunc(func(ctx context.Context, req *PayRequest) (string, error) {
-		if issuer == nil {
-			return "", errors.New("payment: issuer payer: issuer is nil")
-		}
-		if req == nil || req.Challenge == nil {
-			return "", ErrInvalidRequest.with(nil, "pay request has no challenge")
-		}
-		ceiling := req.Ceiling
-		service := req.Service
-		if p, _, ok := strings.Cut(service, "/"); !ok || p != req.Provider {
-			return "", ErrInvalidRequest.with(nil, "service %q is not offered by provider %q", service, req.Provider)
-		}
-		m, err := issuer.Mint(ctx, MintRequest{
-			Project: project, Provider: req.Provider, Service: service, MaxAmount: req.Amount,
-			IdempotencyKey: req.IdempotencyKey, ChallengeID: req.Challenge.ID, CallCeiling: &ceiling,
-		})
-		if err != nil {
-			return "", err
-		}
-		return m.Token, nil
-	})
-}

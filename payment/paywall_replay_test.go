@@ -1,4 +1,4 @@
-package payment
+package payment_test
 
 import (
 	"context"
@@ -12,6 +12,9 @@ import (
 	"time"
 
 	"github.com/agentprov/agentprov/budget"
+	"github.com/agentprov/agentprov/payment"
+	"github.com/agentprov/agentprov/payment/issuer"
+	"github.com/agentprov/agentprov/payment/paywall"
 )
 
 // The attack of issue 10: one payment token presented on several
@@ -19,17 +22,17 @@ import (
 // one call per token, whatever the challenges, credentials or concurrency.
 
 // challengeFor fetches a fresh challenge for an unpaid GET of path.
-func (w *e2e) challengeFor(path string) Challenge {
+func (w *e2e) challengeFor(path string) payment.Challenge {
 	w.t.Helper()
 	resp, err := w.provider.Client().Get(w.provider.URL + path)
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	discard(resp)
+	payment.Discard(resp)
 	if resp.StatusCode != http.StatusPaymentRequired {
 		w.t.Fatalf("unpaid request got %d", resp.StatusCode)
 	}
-	cs, err := ParseChallenges(resp.Header.Values("WWW-Authenticate"))
+	cs, err := payment.ParseChallenges(resp.Header.Values("WWW-Authenticate"))
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -40,7 +43,7 @@ func (w *e2e) challengeFor(path string) Challenge {
 // not empty.
 func (w *e2e) mintFor(challengeID string) string {
 	w.t.Helper()
-	m, err := w.iss.Mint(context.Background(), MintRequest{Project: e2eProject, Provider: e2eProvider, Service: e2eService,
+	m, err := w.iss.Mint(context.Background(), issuer.MintRequest{Project: e2eProject, Provider: e2eProvider, Service: e2eService,
 		MaxAmount: budget.USD(e2ePrice), ChallengeID: challengeID})
 	if err != nil {
 		w.t.Fatal(err)
@@ -49,14 +52,14 @@ func (w *e2e) mintFor(challengeID string) string {
 }
 
 // credentialFor answers c with token; source varies the credential's bytes.
-func credentialFor(t testing.TB, c *Challenge, token, source string) string {
+func credentialFor(t testing.TB, c *payment.Challenge, token, source string) string {
 	t.Helper()
-	cred, err := NewTokenCredential(c, token)
+	cred, err := payment.NewTokenCredential(c, token)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cred.Source = source
-	v, err := FormatCredential(cred)
+	v, err := payment.FormatCredential(cred)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,13 +103,13 @@ func TestPaywallTokenPaysForOneCall(t *testing.T) {
 		var ticks atomic.Int64
 		start := time.Now()
 		clk := func() time.Time { return start.Add(time.Duration(ticks.Add(1)) * time.Second) }
-		w := newE2E(t, e2eConfig{paywall: &PaywallOptions{Now: clk, Logger: quiet()}})
+		w := newE2E(t, e2eConfig{paywall: &paywall.PaywallOptions{Now: clk, Logger: quiet()}})
 		token := w.mintFor("")
 		for i := range n {
 			c := w.challengeFor("/v1/check")
 			status, code := w.present("/v1/check", credentialFor(t, &c, token, ""))
-			if status != http.StatusPaymentRequired || code != ErrVerificationFailed.Code {
-				t.Errorf("challenge %d: %d %q, want 402 %q", i, status, code, ErrVerificationFailed.Code)
+			if status != http.StatusPaymentRequired || code != payment.ErrVerificationFailed.Code {
+				t.Errorf("challenge %d: %d %q, want 402 %q", i, status, code, payment.ErrVerificationFailed.Code)
 			}
 		}
 		if got := w.served.Load(); got != 0 {
@@ -123,12 +126,12 @@ func TestPaywallTokenPaysForOneCall(t *testing.T) {
 		}
 		for i := range n {
 			c := w.challengeFor("/v1/check")
-			if status, code := w.present("/v1/check", credentialFor(t, &c, token, "")); status != http.StatusPaymentRequired || code != ErrVerificationFailed.Code {
-				t.Errorf("replay %d: %d %q, want 402 %q", i, status, code, ErrVerificationFailed.Code)
+			if status, code := w.present("/v1/check", credentialFor(t, &c, token, "")); status != http.StatusPaymentRequired || code != payment.ErrVerificationFailed.Code {
+				t.Errorf("replay %d: %d %q, want 402 %q", i, status, code, payment.ErrVerificationFailed.Code)
 			}
 			// The same token on its own challenge, in another credential.
-			if status, code := w.present("/v1/check", credentialFor(t, &first, token, "did:example:"+strconv.Itoa(i))); status != http.StatusPaymentRequired || code != ErrVerificationFailed.Code {
-				t.Errorf("re-wrapped %d: %d %q, want 402 %q", i, status, code, ErrVerificationFailed.Code)
+			if status, code := w.present("/v1/check", credentialFor(t, &first, token, "did:example:"+strconv.Itoa(i))); status != http.StatusPaymentRequired || code != payment.ErrVerificationFailed.Code {
+				t.Errorf("re-wrapped %d: %d %q, want 402 %q", i, status, code, payment.ErrVerificationFailed.Code)
 			}
 		}
 		// The retry of the very same credential still gets its answer.
@@ -167,7 +170,7 @@ func TestPaywallTokenPaysForOneCall(t *testing.T) {
 					mu.Lock()
 					ok++
 					mu.Unlock()
-				case status == http.StatusPaymentRequired && code == ErrVerificationFailed.Code:
+				case status == http.StatusPaymentRequired && code == payment.ErrVerificationFailed.Code:
 				default:
 					t.Errorf("unexpected %d %q", status, code)
 				}
@@ -186,9 +189,9 @@ func TestPaywallTokenPaysForOneCall(t *testing.T) {
 // payers never compete for one challenge.
 func TestPaywallFreshChallenges(t *testing.T) {
 	fixed := time.Now()
-	w := newE2E(t, e2eConfig{paywall: &PaywallOptions{Now: func() time.Time { return fixed }, Logger: quiet()}})
+	w := newE2E(t, e2eConfig{paywall: &paywall.PaywallOptions{Now: func() time.Time { return fixed }, Logger: quiet()}})
 	seen := map[string]bool{}
-	var cs []Challenge
+	var cs []payment.Challenge
 	for range 16 {
 		c := w.challengeFor("/v1/check")
 		if seen[c.ID] {

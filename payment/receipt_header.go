@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/agentprov/agentprov/internal/paywire"
 )
 
 // ReceiptHeaderName is the response header carrying a ReceiptHeader.
@@ -52,10 +54,10 @@ const receiptTimeLayout = "2006-01-02T15:04:05.000Z"
 // padding) of its JSON.
 func FormatReceiptHeader(r *ReceiptHeader) (string, error) {
 	if r.Status != ReceiptStatusSuccess {
-		return "", ErrMalformedReceipt.with(nil, "status %q is not %q", r.Status, ReceiptStatusSuccess)
+		return "", ErrMalformedReceipt.With(nil, "status %q is not %q", r.Status, ReceiptStatusSuccess)
 	}
 	if r.Reference == "" || r.Timestamp.IsZero() {
-		return "", ErrMalformedReceipt.with(nil, "reference and timestamp are required")
+		return "", ErrMalformedReceipt.With(nil, "reference and timestamp are required")
 	}
 	j, err := json.Marshal(receiptHeaderWire{
 		Status: r.Status, Method: r.Method, Timestamp: r.Timestamp.UTC().Format(receiptTimeLayout),
@@ -63,11 +65,11 @@ func FormatReceiptHeader(r *ReceiptHeader) (string, error) {
 		Amount: r.Amount, Currency: r.Currency, Signed: r.Signed,
 	})
 	if err != nil {
-		return "", ErrMalformedReceipt.with(err, "encode receipt")
+		return "", ErrMalformedReceipt.With(err, "encode receipt")
 	}
-	v := hdrB64.EncodeToString(j)
+	v := paywire.HdrB64.EncodeToString(j)
 	if len(v) > MaxHeaderBytes {
-		return "", ErrMalformedReceipt.with(nil, "receipt is %d bytes, above the %d-byte limit", len(v), MaxHeaderBytes)
+		return "", ErrMalformedReceipt.With(nil, "receipt is %d bytes, above the %d-byte limit", len(v), MaxHeaderBytes)
 	}
 	return v, nil
 }
@@ -78,28 +80,28 @@ func FormatReceiptHeader(r *ReceiptHeader) (string, error) {
 func ParseReceiptHeader(value string) (*ReceiptHeader, error) {
 	value = strings.TrimSpace(value)
 	if len(value) > MaxHeaderBytes {
-		return nil, ErrMalformedReceipt.with(nil, "value is %d bytes, above the %d-byte limit", len(value), MaxHeaderBytes)
+		return nil, ErrMalformedReceipt.With(nil, "value is %d bytes, above the %d-byte limit", len(value), MaxHeaderBytes)
 	}
-	raw, err := hdrDecodeB64(value)
+	raw, err := paywire.HdrDecodeB64(value)
 	if err != nil {
-		return nil, ErrMalformedReceipt.with(err, "not base64url")
+		return nil, ErrMalformedReceipt.With(err, "not base64url")
 	}
 	if err := hdrCheckObject(raw); err != nil {
-		return nil, ErrMalformedReceipt.with(err, "not a JSON object")
+		return nil, ErrMalformedReceipt.With(err, "not a JSON object")
 	}
 	var w receiptHeaderWire
 	if err := json.Unmarshal(raw, &w); err != nil {
-		return nil, ErrMalformedReceipt.with(err, "members have the wrong types")
+		return nil, ErrMalformedReceipt.With(err, "members have the wrong types")
 	}
 	if w.Status != ReceiptStatusSuccess {
-		return nil, ErrMalformedReceipt.with(nil, "status %q is not %q", w.Status, ReceiptStatusSuccess)
+		return nil, ErrMalformedReceipt.With(nil, "status %q is not %q", w.Status, ReceiptStatusSuccess)
 	}
 	if w.Reference == "" {
-		return nil, ErrMalformedReceipt.with(nil, "reference is missing")
+		return nil, ErrMalformedReceipt.With(nil, "reference is missing")
 	}
 	ts, err := time.Parse(time.RFC3339Nano, w.Timestamp)
 	if err != nil {
-		return nil, ErrMalformedReceipt.with(err, "timestamp %q is not RFC 3339", w.Timestamp)
+		return nil, ErrMalformedReceipt.With(err, "timestamp %q is not RFC 3339", w.Timestamp)
 	}
 	return &ReceiptHeader{
 		Status: w.Status, Method: w.Method, Timestamp: ts.UTC(), Reference: w.Reference,
@@ -113,7 +115,7 @@ func ParseReceiptHeader(value string) (*ReceiptHeader, error) {
 func ReceiptFromResponse(resp *http.Response) (*ReceiptHeader, error) {
 	v := resp.Header.Get(ReceiptHeaderName)
 	if v == "" {
-		return nil, ErrMalformedReceipt.with(nil, "response has no %s header", ReceiptHeaderName)
+		return nil, ErrMalformedReceipt.With(nil, "response has no %s header", ReceiptHeaderName)
 	}
 	return ParseReceiptHeader(v)
 }

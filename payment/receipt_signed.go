@@ -9,6 +9,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/agentprov/agentprov/budget"
+	"github.com/agentprov/agentprov/internal/paywire"
 )
 
 // Receipt is the orchestrator's answer to a redemption. The fields up to
@@ -74,17 +75,17 @@ func (r *Receipt) wire() receiptWire {
 func VerifyReceipt(signed string, keys *jose.JSONWebKeySet, issuer string) (*Receipt, error) {
 	payload, err := verifyJWS(signed, ReceiptType, keys)
 	if err != nil {
-		return nil, ErrTokenInvalid.with(nil, "receipt: %v", err)
+		return nil, ErrTokenInvalid.With(nil, "receipt: %v", err)
 	}
 	var w receiptWire
 	if err := json.Unmarshal(payload, &w); err != nil {
-		return nil, ErrTokenInvalid.with(nil, "receipt: claims are not a JSON object")
+		return nil, ErrTokenInvalid.With(nil, "receipt: claims are not a JSON object")
 	}
 	if err := w.validate(); err != nil {
-		return nil, ErrTokenInvalid.with(nil, "receipt: %v", err)
+		return nil, ErrTokenInvalid.With(nil, "receipt: %v", err)
 	}
 	if w.Iss != issuer {
-		return nil, ErrTokenInvalid.with(nil, "receipt: iss %q is not %q", w.Iss, issuer)
+		return nil, ErrTokenInvalid.With(nil, "receipt: iss %q is not %q", w.Iss, issuer)
 	}
 	at, _ := time.Parse(time.RFC3339, w.RedeemedAt)
 	return &Receipt{
@@ -94,16 +95,16 @@ func VerifyReceipt(signed string, keys *jose.JSONWebKeySet, issuer string) (*Rec
 }
 
 func (w *receiptWire) validate() error {
-	if w.Iss == "" || w.Jti == "" || !validProvider(w.Aud) || !validProject(w.Sub) {
+	if w.Iss == "" || w.Jti == "" || !paywire.ValidProvider(w.Aud) || !paywire.ValidProject(w.Sub) {
 		return errors.New("iss, jti, aud or sub missing or malformed")
 	}
-	if !majorOK(w.Version) {
+	if !paywire.MajorOK(w.Version) {
 		return fmt.Errorf("unsupported protocol_version %q", w.Version)
 	}
-	if _, _, err := splitRef(w.Service); err != nil {
+	if _, _, err := paywire.SplitRef(w.Service); err != nil {
 		return err
 	}
-	if err := checkMoney(w.Amount); err != nil {
+	if err := paywire.CheckMoney(w.Amount); err != nil {
 		return fmt.Errorf("amount: %w", err)
 	}
 	at, err := time.Parse(time.RFC3339, w.RedeemedAt)

@@ -1,4 +1,4 @@
-package payment
+package payment_test
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 
 	"github.com/agentprov/agentprov/budget"
 	"github.com/agentprov/agentprov/internal/clock"
+	"github.com/agentprov/agentprov/payment"
+	"github.com/agentprov/agentprov/payment/issuer"
 )
 
 // BenchmarkMintRedeem measures Issuer.Mint plus the redemption core
@@ -21,7 +23,7 @@ func BenchmarkMintRedeem(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	iss, err := NewIssuer(testIss, testKey(), l, &IssuerOptions{Rail: NewMemoryRail(nil), Now: clk.Now, Logger: quietLogger()})
+	iss, err := issuer.NewIssuer(testIss, testKey(), l, &issuer.IssuerOptions{Rail: issuer.NewMemoryRail(nil), Now: clk.Now, Logger: quietLogger()})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -46,7 +48,7 @@ func BenchmarkMintRedeem(b *testing.B) {
 		t1 := time.Now()
 		base += t1.Sub(t0)
 		b.StartTimer()
-		m, err := iss.Mint(ctx, MintRequest{Project: "proj-1", Provider: "cloudflare", Service: "registrar:domain",
+		m, err := iss.Mint(ctx, issuer.MintRequest{Project: "proj-1", Provider: "cloudflare", Service: "registrar:domain",
 			MaxAmount: budget.USD(100), IdempotencyKey: fmt.Sprint("b", n)})
 		if err != nil {
 			b.Fatal(err)
@@ -70,7 +72,7 @@ func BenchmarkCanonicalJSON(b *testing.B) {
 		t0 := time.Now()
 		_ = jsonValid(body)
 		t1 := time.Now()
-		_ = Fingerprint(body)
+		_ = payment.Fingerprint(body)
 		work += time.Since(t1)
 		base += t1.Sub(t0)
 	}

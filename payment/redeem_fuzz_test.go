@@ -1,9 +1,12 @@
-package payment
+package payment_test
 
 import (
 	"encoding/json"
 	"errors"
 	"testing"
+
+	"github.com/agentprov/agentprov/internal/paywire"
+	"github.com/agentprov/agentprov/payment"
 )
 
 // FuzzParseRedemptionRequest: no panic; an accepted body has a token and a
@@ -16,21 +19,21 @@ func FuzzParseRedemptionRequest(f *testing.F) {
 	f.Add([]byte(`{"token":"x","amount":{"amount":1e3,"currency":"EUR"}} {}`))
 	f.Add([]byte(`[]`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		req, err := ParseRedemptionRequest(body)
+		req, err := payment.ParseRedemptionRequest(body)
 		if err != nil {
-			if _, ok := err.(*Error); !ok {
+			if _, ok := err.(*payment.Error); !ok {
 				t.Fatalf("untyped error %T", err)
 			}
 			return
 		}
-		if req.Token == "" || req.Amount.Amount <= 0 || checkMoney(req.Amount) != nil {
+		if req.Token == "" || req.Amount.Amount <= 0 || paywire.CheckMoney(req.Amount) != nil {
 			t.Fatalf("accepted %+v", req)
 		}
 		again, err := json.Marshal(req)
 		if err != nil {
 			t.Fatal(err)
 		}
-		back, err := ParseRedemptionRequest(again)
+		back, err := payment.ParseRedemptionRequest(again)
 		if err != nil || back != req {
 			t.Fatalf("round trip: %+v %v", back, err)
 		}
@@ -47,22 +50,22 @@ func FuzzParseReleaseRequest(f *testing.F) {
 	f.Add([]byte(`{"token":1}`))
 	f.Add([]byte(`[]`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		req, err := ParseReleaseRequest(body)
+		req, err := payment.ParseReleaseRequest(body)
 		if err != nil {
-			var pe *Error
-			if !errors.As(err, &pe) || pe.Code != ErrInvalidRequest.Code {
+			var pe *payment.Error
+			if !errors.As(err, &pe) || pe.Code != payment.ErrInvalidRequest.Code {
 				t.Fatalf("error %v is not a typed invalid_request", err)
 			}
 			return
 		}
-		if req.Token == "" || len(req.Token) > MaxTokenSize {
+		if req.Token == "" || len(req.Token) > payment.MaxTokenSize {
 			t.Fatalf("accepted %+v", req)
 		}
 		again, err := json.Marshal(req)
 		if err != nil {
 			t.Fatal(err)
 		}
-		back, err := ParseReleaseRequest(again)
+		back, err := payment.ParseReleaseRequest(again)
 		if err != nil || back != req {
 			t.Fatalf("round trip: %+v %v", back, err)
 		}

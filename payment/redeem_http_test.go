@@ -1,4 +1,4 @@
-package payment
+package payment_test
 
 import (
 	"bytes"
@@ -13,6 +13,8 @@ import (
 	"testing"
 
 	"github.com/agentprov/agentprov/budget"
+	"github.com/agentprov/agentprov/payment"
+	"github.com/agentprov/agentprov/payment/paywall"
 )
 
 func (w *world) server(t testing.TB) *httptest.Server {
@@ -183,28 +185,28 @@ func TestRedemptionEndpointRules(t *testing.T) {
 	}
 
 	// Client side.
-	red, err := NewRedeemer(url, &RedeemerOptions{APIKey: "cf-key", Keys: w.iss.JWKS(), Issuer: testIss})
+	red, err := paywall.NewRedeemer(url, &paywall.RedeemerOptions{APIKey: "cf-key", Keys: w.iss.JWKS(), Issuer: testIss})
 	if err != nil {
 		t.Fatal(err)
 	}
 	rc, err := red.Redeem(context.Background(), m.Token, budget.USD(100), "k2")
-	if err != nil || rc.Signed != first.receipt || rc.State != StateSettled {
+	if err != nil || rc.Signed != first.receipt || rc.State != payment.StateSettled {
 		t.Fatalf("Redeemer: %+v %v", rc, err)
 	}
 	st, err := red.Status(context.Background(), m.Claims.HoldID)
-	if err != nil || st.State != StateSettled || st.Amount != budget.USD(100) {
+	if err != nil || st.State != payment.StateSettled || st.Amount != budget.USD(100) {
 		t.Fatalf("Status: %+v %v", st, err)
 	}
 	_, err = red.Redeem(context.Background(), m.Token, budget.USD(200), "k3")
-	wantCode(t, err, ErrAlreadyRedeemed)
-	var pe *Error
+	wantCode(t, err, payment.ErrAlreadyRedeemed)
+	var pe *payment.Error
 	if !errors.As(err, &pe) || pe.Status != http.StatusConflict {
 		t.Fatalf("client error %#v", err)
 	}
-	neon, _ := NewRedeemer(url, &RedeemerOptions{APIKey: "neon-key"})
+	neon, _ := paywall.NewRedeemer(url, &paywall.RedeemerOptions{APIKey: "neon-key"})
 	_, err = neon.Status(context.Background(), m.Claims.HoldID)
-	wantCode(t, err, ErrNotFound)
-	if _, err := NewRedeemer("http://example.com/x", nil); err == nil {
+	wantCode(t, err, payment.ErrNotFound)
+	if _, err := paywall.NewRedeemer("http://example.com/x", nil); err == nil {
 		t.Fatal("plain http to a remote host accepted")
 	}
 }
@@ -213,7 +215,7 @@ func TestIdempotentMiddleware(t *testing.T) {
 	calls := 0
 	var mu sync.Mutex
 	status := http.StatusCreated
-	h := Idempotent(NewMemoryIdempotencyStore(), nil)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := payment.Idempotent(payment.NewMemoryIdempotencyStore(), nil)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		calls++
 		s := status
@@ -260,7 +262,7 @@ func TestIdempotentMiddleware(t *testing.T) {
 
 func TestIdempotentInFlight(t *testing.T) {
 	entered, release := make(chan struct{}), make(chan struct{})
-	h := Idempotent(NewMemoryIdempotencyStore(), nil)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := payment.Idempotent(payment.NewMemoryIdempotencyStore(), nil)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		close(entered)
 		<-release
 		w.WriteHeader(http.StatusOK)
@@ -290,7 +292,7 @@ func TestProviderToldOfOutcome(t *testing.T) {
 	w := newWorld(t)
 	srv := w.server(t)
 	url := srv.URL + "/payment/redemptions"
-	red, err := NewRedeemer(url, &RedeemerOptions{APIKey: "cf-key", Keys: w.iss.JWKS(), Issuer: testIss})
+	red, err := paywall.NewRedeemer(url, &paywall.RedeemerOptions{APIKey: "cf-key", Keys: w.iss.JWKS(), Issuer: testIss})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,24 +301,24 @@ func TestProviderToldOfOutcome(t *testing.T) {
 	slow := w.mint(500)
 	w.rail.FailNext(1)
 	rc, err := red.Redeem(ctx, slow.Token, budget.USD(500), "a")
-	if err != nil || rc.State != StateSettling || !errors.Is(rc.Err(), ErrSettlementPending) {
+	if err != nil || rc.State != payment.StateSettling || !errors.Is(rc.Err(), payment.ErrSettlementPending) {
 		t.Fatalf("during outage: %+v %v", rc, err)
 	}
-	if _, err := VerifyReceipt(rc.Signed, w.iss.JWKS(), testIss); err != nil {
+	if _, err := payment.VerifyReceipt(rc.Signed, w.iss.JWKS(), testIss); err != nil {
 		t.Fatalf("a pending redemption still has a valid receipt: %v", err)
 	}
 	w.settleAll()
 	st, err := red.Status(ctx, slow.Claims.HoldID)
-	if err != nil || st.State != StateSettled || st.Reference == "" || st.Err() != nil {
+	if err != nil || st.State != payment.StateSettled || st.Reference == "" || st.Err() != nil {
 		t.Fatalf("after outbox: %+v %v", st, err)
 	}
 
 	bad := w.mint(300)
 	w.rail.Refuse(bad.Claims.HoldID)
 	_, err = red.Redeem(ctx, bad.Token, budget.USD(300), "b")
-	wantCode(t, err, ErrSettlementRefused)
+	wantCode(t, err, payment.ErrSettlementRefused)
 	st, err = red.Status(ctx, bad.Claims.HoldID)
-	if err != nil || st.State != StateReversed {
+	if err != nil || st.State != payment.StateReversed {
 		t.Fatalf("refused: %+v %v", st, err)
 	}
 	w.consistent(slow.Claims.HoldID, bad.Claims.HoldID)

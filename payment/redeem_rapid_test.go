@@ -1,4 +1,4 @@
-package payment
+package payment_test
 
 import (
 	"context"
@@ -10,11 +10,13 @@ import (
 	"pgregory.net/rapid"
 
 	"github.com/agentprov/agentprov/budget"
+	"github.com/agentprov/agentprov/payment"
+	"github.com/agentprov/agentprov/payment/issuer"
 )
 
 // tokenModel is what the model knows of one minted token.
 type tokenModel struct {
-	m        *Minted
+	m        *issuer.Minted
 	redeemed int64 // amount of the first accepted redemption, 0 if none
 	revoked  bool
 	refused  bool
@@ -41,7 +43,7 @@ func TestRedemptionStateMachine(t *testing.T) {
 				if len(toks) >= 6 {
 					rt.Skip("enough tokens")
 				}
-				m, err := w.iss.Mint(ctx, MintRequest{Project: "proj-1", Provider: "cloudflare", Service: "registrar:domain",
+				m, err := w.iss.Mint(ctx, issuer.MintRequest{Project: "proj-1", Provider: "cloudflare", Service: "registrar:domain",
 					MaxAmount: budget.USD(1000), IdempotencyKey: fmt.Sprint("m", len(toks))})
 				if err != nil {
 					rt.Fatal(err)
@@ -65,25 +67,25 @@ func TestRedemptionStateMachine(t *testing.T) {
 						rt.Fatalf("receipt %+v", rc)
 					}
 					tm.redeemed = amt
-				case errors.Is(err, ErrAlreadyRedeemed):
+				case errors.Is(err, payment.ErrAlreadyRedeemed):
 					if tm.redeemed == 0 || tm.redeemed == amt {
 						rt.Fatalf("already_redeemed with model %+v amount %d", *tm, amt)
 					}
-				case errors.Is(err, ErrAmountExceedsMax):
+				case errors.Is(err, payment.ErrAmountExceedsMax):
 					if amt <= 1000 {
 						rt.Fatal("amount_exceeds_max for", amt)
 					}
-				case errors.Is(err, ErrTokenRevoked), errors.Is(err, ErrTokenExpired):
-					if rec.State != StateRevoking && rec.State != StateRevoked && rec.State != StateVoid && rec.State != StateIssued {
+				case errors.Is(err, payment.ErrTokenRevoked), errors.Is(err, payment.ErrTokenExpired):
+					if rec.State != payment.StateRevoking && rec.State != payment.StateRevoked && rec.State != payment.StateVoid && rec.State != payment.StateIssued {
 						rt.Fatalf("%v with record %s", err, rec.State)
 					}
-				case errors.Is(err, ErrSettlementRefused):
+				case errors.Is(err, payment.ErrSettlementRefused):
 					if !tm.refused {
 						rt.Fatal("refused without a refusal")
 					}
 					tm.redeemed = amt
-				case errors.Is(err, ErrRedemptionInFlight):
-					if rec.State != StatePending {
+				case errors.Is(err, payment.ErrRedemptionInFlight):
+					if rec.State != payment.StatePending {
 						rt.Fatalf("in flight with %s", rec.State)
 					}
 					tm.redeemed = amt
@@ -125,7 +127,7 @@ func TestRedemptionStateMachine(t *testing.T) {
 						rt.Fatal("revoked a redeemed token")
 					}
 					tm.revoked = true
-				case errors.Is(err, ErrAlreadyRedeemed):
+				case errors.Is(err, payment.ErrAlreadyRedeemed):
 					if tm.redeemed == 0 && !w.record(tm.m.Claims.HoldID).State.Final() {
 						rt.Fatal("already_redeemed on an unredeemed token")
 					}
@@ -149,11 +151,11 @@ func TestRedemptionStateMachine(t *testing.T) {
 					h := w.hold(id)
 					c, isCharged := charged[id]
 					switch r.State {
-					case StateSettled:
+					case payment.StateSettled:
 						if !isCharged || c != r.Amount.Amount || h.State != budget.HoldCommitted || h.Committed != r.Amount {
 							rt.Fatalf("settled %s: charge %v %d, hold %s %v", id, isCharged, c, h.State, h.Committed)
 						}
-					case StateIssued, StateRevoking, StateRevoked, StateVoid, StateRefused, StateReversed, StatePending:
+					case payment.StateIssued, payment.StateRevoking, payment.StateRevoked, payment.StateVoid, payment.StateRefused, payment.StateReversed, payment.StatePending:
 						if isCharged {
 							rt.Fatalf("%s %s but charged", id, r.State)
 						}

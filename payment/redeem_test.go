@@ -1,4 +1,4 @@
-package payment
+package payment_test
 
 import (
 	"context"
@@ -10,6 +10,9 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/agentprov/agentprov/budget"
+	"github.com/agentprov/agentprov/internal/paywire"
+	"github.com/agentprov/agentprov/payment"
+	"github.com/agentprov/agentprov/payment/issuer"
 )
 
 func TestMintRedeemSettle(t *testing.T) {
@@ -26,10 +29,10 @@ func TestMintRedeemSettle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rc.State != StateSettled || rc.Reference == "" || rc.Amount != budget.USD(1299) {
+	if rc.State != payment.StateSettled || rc.Reference == "" || rc.Amount != budget.USD(1299) {
 		t.Fatalf("receipt = %+v", rc)
 	}
-	vr, err := VerifyReceipt(rc.Signed, w.iss.JWKS(), testIss)
+	vr, err := payment.VerifyReceipt(rc.Signed, w.iss.JWKS(), testIss)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +45,7 @@ func TestMintRedeemSettle(t *testing.T) {
 		t.Fatalf("replay = %+v, %v", again, err)
 	}
 	_, err = w.iss.Redeem(ctx, "cloudflare", m.Token, budget.USD(1300))
-	wantCode(t, err, ErrAlreadyRedeemed)
+	wantCode(t, err, payment.ErrAlreadyRedeemed)
 	w.consistent(m.Claims.HoldID)
 	if w.spent() != 1299 || w.rail.Calls() != 1 {
 		t.Fatalf("spent %d, rail calls %d", w.spent(), w.rail.Calls())
@@ -51,8 +54,8 @@ func TestMintRedeemSettle(t *testing.T) {
 
 func TestMintRefusedByCap(t *testing.T) {
 	w := newWorld(t)
-	_, err := w.iss.Mint(context.Background(), MintRequest{Project: "proj-1", Provider: "cloudflare", Service: "registrar:domain", MaxAmount: budget.USD(10001)})
-	wantCode(t, err, ErrCapExceeded)
+	_, err := w.iss.Mint(context.Background(), issuer.MintRequest{Project: "proj-1", Provider: "cloudflare", Service: "registrar:domain", MaxAmount: budget.USD(10001)})
+	wantCode(t, err, payment.ErrCapExceeded)
 	var ce *budget.CapError
 	if !errors.As(err, &ce) {
 		t.Fatalf("cap error not kept as cause: %v", err)
@@ -64,7 +67,7 @@ func TestMintRefusedByCap(t *testing.T) {
 
 func TestMintIdempotent(t *testing.T) {
 	w := newWorld(t)
-	req := MintRequest{Project: "proj-1", Provider: "cloudflare", Service: "registrar:domain", MaxAmount: budget.USD(500), IdempotencyKey: "k1"}
+	req := issuer.MintRequest{Project: "proj-1", Provider: "cloudflare", Service: "registrar:domain", MaxAmount: budget.USD(500), IdempotencyKey: "k1"}
 	a, err := w.iss.Mint(context.Background(), req)
 	if err != nil {
 		t.Fatal(err)
@@ -79,7 +82,7 @@ func TestMintIdempotent(t *testing.T) {
 	}
 	req.MaxAmount = budget.USD(600)
 	_, err = w.iss.Mint(context.Background(), req)
-	wantCode(t, err, ErrIdempotencyConflict)
+	wantCode(t, err, payment.ErrIdempotencyConflict)
 }
 
 func TestTokenRejections(t *testing.T) {
@@ -89,32 +92,32 @@ func TestTokenRejections(t *testing.T) {
 
 	t.Run("wrong typ", func(t *testing.T) {
 		// An attestation-typed JWS with the same key and claims.
-		s, err := signerFor(testKey(), "agentprov-attestation+jwt")
+		s, err := paywire.SignerFor(testKey(), "agentprov-attestation+jwt")
 		if err != nil {
 			t.Fatal(err)
 		}
-		tok, _ := signJWT(s, m.Claims.wire())
+		tok, _ := payment.SignJWT(s, payment.ClaimsWire(&m.Claims))
 		_, err = w.iss.Redeem(ctx, "cloudflare", tok, budget.USD(1))
-		wantCode(t, err, ErrTokenInvalid)
+		wantCode(t, err, payment.ErrTokenInvalid)
 	})
 	t.Run("wrong aud", func(t *testing.T) {
 		_, err := w.iss.Redeem(ctx, "neon", m.Token, budget.USD(1))
-		wantCode(t, err, ErrForbidden)
+		wantCode(t, err, payment.ErrForbidden)
 	})
 	t.Run("foreign key", func(t *testing.T) {
-		other := SigningKey{KeyID: "orch-2026", Key: ed25519.NewKeyFromSeed(make([]byte, 32))}
-		s, _ := signerFor(other, TokenType)
-		tok, _ := signJWT(s, m.Claims.wire())
+		other := payment.SigningKey{KeyID: "orch-2026", Key: ed25519.NewKeyFromSeed(make([]byte, 32))}
+		s, _ := paywire.SignerFor(other, payment.TokenType)
+		tok, _ := payment.SignJWT(s, payment.ClaimsWire(&m.Claims))
 		_, err := w.iss.Redeem(ctx, "cloudflare", tok, budget.USD(1))
-		wantCode(t, err, ErrTokenInvalid)
+		wantCode(t, err, payment.ErrTokenInvalid)
 	})
 	t.Run("amount over max", func(t *testing.T) {
 		_, err := w.iss.Redeem(ctx, "cloudflare", m.Token, budget.USD(1001))
-		wantCode(t, err, ErrAmountExceedsMax)
+		wantCode(t, err, payment.ErrAmountExceedsMax)
 	})
 	t.Run("currency mismatch", func(t *testing.T) {
 		_, err := w.iss.Redeem(ctx, "cloudflare", m.Token, budget.Money{Amount: 5, Currency: "EUR"})
-		wantCode(t, err, ErrCurrencyMismatch)
+		wantCode(t, err, payment.ErrCurrencyMismatch)
 	})
 	t.Run("revoked", func(t *testing.T) {
 		r := w.mint(100)
@@ -122,7 +125,7 @@ func TestTokenRejections(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err := w.iss.Redeem(ctx, "cloudflare", r.Token, budget.USD(1))
-		wantCode(t, err, ErrTokenRevoked)
+		wantCode(t, err, payment.ErrTokenRevoked)
 		if h := w.hold(r.Claims.HoldID); h.State != budget.HoldReleased {
 			t.Fatalf("revoked token's hold is %s", h.State)
 		}
@@ -131,17 +134,17 @@ func TestTokenRejections(t *testing.T) {
 		}
 	})
 	t.Run("expired", func(t *testing.T) {
-		w.clk.Advance(5*time.Minute + DefaultLeeway)
+		w.clk.Advance(5*time.Minute + payment.DefaultLeeway)
 		_, err := w.iss.Redeem(ctx, "cloudflare", m.Token, budget.USD(1))
-		wantCode(t, err, ErrTokenExpired)
-		v, _ := NewTokenVerifier(testIss, "cloudflare", w.iss.JWKS(), &TokenVerifierOptions{Now: w.clk.Now})
+		wantCode(t, err, payment.ErrTokenExpired)
+		v, _ := payment.NewTokenVerifier(testIss, "cloudflare", w.iss.JWKS(), &payment.TokenVerifierOptions{Now: w.clk.Now})
 		_, err = v.Verify(ctx, m.Token)
-		wantCode(t, err, ErrTokenExpired)
+		wantCode(t, err, payment.ErrTokenExpired)
 	})
 	if err := w.iss.Revoke(ctx, m.Claims.HoldID, ""); err != nil {
 		t.Fatal(err)
 	}
-	if rc := w.record(m.Claims.HoldID); rc.State != StateRevoked {
+	if rc := w.record(m.Claims.HoldID); rc.State != payment.StateRevoked {
 		t.Fatalf("state %s", rc.State)
 	}
 }
@@ -161,21 +164,21 @@ func TestExpiredTokensAreSwept(t *testing.T) {
 		t.Fatalf("sweep: %d, %v", n, err)
 	}
 	r := w.record(a.Claims.HoldID)
-	if r.State != StateRevoked || r.Reason != "expired" {
+	if r.State != payment.StateRevoked || r.Reason != "expired" {
 		t.Fatalf("expired token record = %s (%s)", r.State, r.Reason)
 	}
 	if h := w.hold(a.Claims.HoldID); h.State != budget.HoldReleased {
 		t.Fatalf("hold = %s", h.State)
 	}
 	_, err := w.iss.Redeem(ctx, "cloudflare", a.Token, budget.USD(1))
-	wantCode(t, err, ErrTokenExpired)
+	wantCode(t, err, payment.ErrTokenExpired)
 	w.consistent(a.Claims.HoldID, b.Claims.HoldID)
 }
 
 func TestTokenVerifier(t *testing.T) {
 	w := newWorld(t)
 	m := w.mint(100)
-	v, err := NewTokenVerifier(testIss, "cloudflare", w.iss.JWKS(), &TokenVerifierOptions{Now: w.clk.Now})
+	v, err := payment.NewTokenVerifier(testIss, "cloudflare", w.iss.JWKS(), &payment.TokenVerifierOptions{Now: w.clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,15 +189,15 @@ func TestTokenVerifier(t *testing.T) {
 	if *c != m.Claims {
 		t.Fatalf("verified claims %+v != minted %+v", *c, m.Claims)
 	}
-	other, _ := NewTokenVerifier(testIss, "neon", w.iss.JWKS(), nil)
+	other, _ := payment.NewTokenVerifier(testIss, "neon", w.iss.JWKS(), nil)
 	if _, err := other.Verify(context.Background(), m.Token); err == nil {
 		t.Fatal("another provider accepted the token")
 	}
-	wrongIss, _ := NewTokenVerifier("https://evil.example", "cloudflare", w.iss.JWKS(), &TokenVerifierOptions{Now: w.clk.Now})
+	wrongIss, _ := payment.NewTokenVerifier("https://evil.example", "cloudflare", w.iss.JWKS(), &payment.TokenVerifierOptions{Now: w.clk.Now})
 	_, err = wrongIss.Verify(context.Background(), m.Token)
-	wantCode(t, err, ErrTokenInvalid)
+	wantCode(t, err, payment.ErrTokenInvalid)
 	empty := &jose.JSONWebKeySet{}
-	if _, err := NewTokenVerifier(testIss, "cloudflare", empty, nil); err == nil {
+	if _, err := payment.NewTokenVerifier(testIss, "cloudflare", empty, nil); err == nil {
 		t.Fatal("empty key set accepted")
 	}
 }

@@ -1,4 +1,4 @@
-package payment
+package payment_test
 
 import (
 	"context"
@@ -13,6 +13,9 @@ import (
 	"time"
 
 	"github.com/agentprov/agentprov/budget"
+	"github.com/agentprov/agentprov/payment"
+	"github.com/agentprov/agentprov/payment/issuer"
+	"github.com/agentprov/agentprov/payment/paywall"
 )
 
 // A paid handler fails: the Paywall's default releases the hold through
@@ -36,14 +39,14 @@ func TestE2E402HandlerFailureReleasesHold(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rec.State != StateRevoked || rec.Reason != ReleaseReason {
-		t.Fatalf("record %s (%q), want revoked (%q)", rec.State, rec.Reason, ReleaseReason)
+	if rec.State != payment.StateRevoked || rec.Reason != issuer.ReleaseReason {
+		t.Fatalf("record %s (%q), want revoked (%q)", rec.State, rec.Reason, issuer.ReleaseReason)
 	}
 }
 
 // KeepHoldOnFailure turns the release off: the hold stays until expiry.
 func TestE2E402KeepHoldOnFailure(t *testing.T) {
-	w := newE2E(t, e2eConfig{paywall: &PaywallOptions{Logger: quiet(), KeepHoldOnFailure: true}})
+	w := newE2E(t, e2eConfig{paywall: &paywall.PaywallOptions{Logger: quiet(), KeepHoldOnFailure: true}})
 	if _, _, err := w.get("/v1/fail"); err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +54,7 @@ func TestE2E402KeepHoldOnFailure(t *testing.T) {
 	if held == 0 {
 		t.Fatal("hold released although KeepHoldOnFailure is set")
 	}
-	if rec, _ := w.iss.Redemption(context.Background(), w.lastUnset.Load().HoldID); rec.State != StateIssued {
+	if rec, _ := w.iss.Redemption(context.Background(), w.lastUnset.Load().HoldID); rec.State != payment.StateIssued {
 		t.Fatalf("record %s, want issued", rec.State)
 	}
 	w.wantMoney(held, 0, 0)
@@ -70,7 +73,7 @@ func TestPaywallHandlerPanicReleasesHold(t *testing.T) {
 
 func mintE2E(t *testing.T, w *e2e, provider, service string) string {
 	t.Helper()
-	m, err := w.iss.Mint(context.Background(), MintRequest{Project: e2eProject, Provider: provider, Service: service, MaxAmount: budget.USD(e2ePrice)})
+	m, err := w.iss.Mint(context.Background(), issuer.MintRequest{Project: e2eProject, Provider: provider, Service: service, MaxAmount: budget.USD(e2ePrice)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +83,7 @@ func mintE2E(t *testing.T, w *e2e, provider, service string) string {
 func TestRedeemerRelease(t *testing.T) {
 	ctx := context.Background()
 	w := newE2E(t, e2eConfig{})
-	red := w.redeemer.(*Redeemer)
+	red := w.redeemer.(*paywall.Redeemer)
 
 	t.Run("idempotent, then redemption refused", func(t *testing.T) {
 		tok := mintE2E(t, w, e2eProvider, e2eService)
@@ -89,7 +92,7 @@ func TestRedeemerRelease(t *testing.T) {
 				t.Fatalf("Release: %v", err)
 			}
 		}
-		if _, err := red.Redeem(ctx, tok, budget.USD(100), "k-released"); !errors.Is(err, ErrTokenRevoked) {
+		if _, err := red.Redeem(ctx, tok, budget.USD(100), "k-released"); !errors.Is(err, payment.ErrTokenRevoked) {
 			t.Fatalf("Redeem after Release = %v, want token_revoked", err)
 		}
 	})
@@ -103,8 +106,8 @@ func TestRedeemerRelease(t *testing.T) {
 		held0, committed0 := w.usage()
 		railed0 := w.rail.Total("USD")
 		err = red.Release(ctx, tok)
-		var pe *Error
-		if !errors.Is(err, ErrAlreadyRedeemed) || !errors.As(err, &pe) || pe.Status != http.StatusConflict {
+		var pe *payment.Error
+		if !errors.Is(err, payment.ErrAlreadyRedeemed) || !errors.As(err, &pe) || pe.Status != http.StatusConflict {
 			t.Fatalf("Release after Redeem = %v, want 409 already_redeemed", err)
 		}
 		after, _ := w.iss.Redemption(ctx, rc.HoldID)
@@ -118,7 +121,7 @@ func TestRedeemerRelease(t *testing.T) {
 	})
 	t.Run("only the audience provider", func(t *testing.T) {
 		tok := mintE2E(t, w, "other-provider", "other-provider/api")
-		if err := red.Release(ctx, tok); !errors.Is(err, ErrForbidden) {
+		if err := red.Release(ctx, tok); !errors.Is(err, payment.ErrForbidden) {
 			t.Fatalf("Release of another provider's token = %v, want forbidden", err)
 		}
 		if err := w.iss.Release(ctx, "other-provider", tok); err != nil {
@@ -126,7 +129,7 @@ func TestRedeemerRelease(t *testing.T) {
 		}
 	})
 	t.Run("malformed", func(t *testing.T) {
-		if err := red.Release(ctx, "not-a-token"); !errors.Is(err, ErrTokenInvalid) {
+		if err := red.Release(ctx, "not-a-token"); !errors.Is(err, payment.ErrTokenInvalid) {
 			t.Fatalf("err = %v", err)
 		}
 	})
@@ -150,8 +153,8 @@ func TestReleaseEndpointRefusals(t *testing.T) {
 		h.ServeHTTP(rec, req)
 		return rec.Result()
 	}
-	c, _ := ParseTokenClaims(tok)
-	body, _ := json.Marshal(ReleaseRequest{Token: tok})
+	c, _ := payment.ParseTokenClaims(tok)
+	body, _ := json.Marshal(payment.ReleaseRequest{Token: tok})
 	for _, tc := range []struct {
 		name, target, key, idk, body string
 		status                       int
@@ -169,14 +172,14 @@ func TestReleaseEndpointRefusals(t *testing.T) {
 			continue
 		}
 		var doc struct {
-			Code  string          `json:"code"`
-			State RedemptionState `json:"state"`
+			Code  string                  `json:"code"`
+			State payment.RedemptionState `json:"state"`
 		}
 		_ = json.NewDecoder(resp.Body).Decode(&doc)
 		if doc.Code != tc.code {
 			t.Errorf("%s: code %q, want %q", tc.name, doc.Code, tc.code)
 		}
-		if tc.status == 200 && doc.State != StateRevoked {
+		if tc.status == 200 && doc.State != payment.StateRevoked {
 			t.Errorf("%s: state %q, want revoked", tc.name, doc.State)
 		}
 	}
@@ -194,11 +197,11 @@ func TestReleaseGoldenVector(t *testing.T) {
 	}
 	r := goldenReceipt()
 	// A released token was never redeemed: no amount, no redemption time.
-	r.Amount, r.RedeemedAt, r.State = budget.Money{}, time.Time{}, StateRevoked
-	req, _ := json.Marshal(ReleaseRequest{Token: tok.JWS})
-	resp, _ := json.Marshal(viewOf(r))
+	r.Amount, r.RedeemedAt, r.State = budget.Money{}, time.Time{}, payment.StateRevoked
+	req, _ := json.Marshal(payment.ReleaseRequest{Token: tok.JWS})
+	resp, _ := json.Marshal(payment.ViewOf(r))
 	v := exchangeVector(t, "token_release.json", req, resp)
-	if parsed, err := ParseReleaseRequest(v.Request); err != nil || parsed.Token != tok.JWS {
+	if parsed, err := payment.ParseReleaseRequest(v.Request); err != nil || parsed.Token != tok.JWS {
 		t.Fatalf("request vector: %+v %v", parsed, err)
 	}
 }

@@ -7,11 +7,12 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"hash"
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/agentprov/agentprov/internal/paywire"
 )
 
 // IntentSession is the payment intent of a metered session (§5.9): one
@@ -82,7 +83,7 @@ type macBuf struct {
 // LF session id LF seq LF amount SP currency LF route).
 func SessionMAC(key []byte, c *SessionCall) string {
 	var sum [sha256.Size]byte
-	return hdrB64.EncodeToString(sessionMAC(hmac.New(sha256.New, key), c, sum[:0]))
+	return paywire.HdrB64.EncodeToString(sessionMAC(hmac.New(sha256.New, key), c, sum[:0]))
 }
 
 func sessionMAC(m hash.Hash, c *SessionCall, dst []byte) []byte {
@@ -108,8 +109,8 @@ func sessionMAC(m hash.Hash, c *SessionCall, dst []byte) []byte {
 	return m.Sum(dst)
 }
 
-// checkSessionMAC verifies tag (base64url) against c in constant time.
-func checkSessionMAC(m hash.Hash, c *SessionCall, tag string) bool {
+// CheckSessionMAC verifies tag (base64url) against c in constant time.
+func CheckSessionMAC(m hash.Hash, c *SessionCall, tag string) bool {
 	var want, got [sha256.Size]byte
 	if base64.RawURLEncoding.DecodedLen(len(tag)) != sha256.Size {
 		return false
@@ -121,10 +122,10 @@ func checkSessionMAC(m hash.Hash, c *SessionCall, tag string) bool {
 	return subtle.ConstantTimeCompare(w, got[:]) == 1
 }
 
-// sessionPayload is the credential payload of a session call (§5.9.4).
+// SessionPayload is the credential payload of a session call (§5.9.4).
 // Token is present on the calls that open (or reopen) the session at the
 // provider and may be left out afterwards.
-type sessionPayload struct {
+type SessionPayload struct {
 	Token   string `json:"token,omitempty"`
 	Session string `json:"session"`
 	Seq     uint64 `json:"seq"`
@@ -132,45 +133,45 @@ type sessionPayload struct {
 	MAC     string `json:"mac"`
 }
 
-// sessionCredential is the decoded Authorization value of a session call.
-type sessionCredential struct {
+// SessionCredential is the decoded Authorization value of a session call.
+type SessionCredential struct {
 	Challenge ChallengeEcho  `json:"challenge"`
 	Source    string         `json:"source,omitempty"`
-	Payload   sessionPayload `json:"payload"`
+	Payload   SessionPayload `json:"payload"`
 }
 
-// parseSessionCredential is the hot-path parser of a session call's
+// ParseSessionCredential is the hot-path parser of a session call's
 // Authorization value: "Payment" SP token68, the token68 base64url of the
 // credential JSON. It accepts exactly what FormatCredential writes for a
 // session call (one credential, no other schemes in the same value).
-func parseSessionCredential(v string) (*sessionCredential, error) {
+func ParseSessionCredential(v string) (*SessionCredential, error) {
 	if len(v) > MaxHeaderBytes {
-		return nil, ErrMalformedCredential.with(nil, "Authorization value is %d bytes, above the %d-byte limit", len(v), MaxHeaderBytes)
+		return nil, ErrMalformedCredential.With(nil, "Authorization value is %d bytes, above the %d-byte limit", len(v), MaxHeaderBytes)
 	}
 	if len(v) <= len(SchemeName)+1 || !strings.EqualFold(v[:len(SchemeName)], SchemeName) || v[len(SchemeName)] != ' ' {
-		return nil, ErrMalformedCredential.with(nil, "not a Payment credential")
+		return nil, ErrMalformedCredential.With(nil, "not a Payment credential")
 	}
-	raw, err := hdrDecodeB64(strings.TrimSpace(v[len(SchemeName)+1:]))
+	raw, err := paywire.HdrDecodeB64(strings.TrimSpace(v[len(SchemeName)+1:]))
 	if err != nil {
-		return nil, ErrMalformedCredential.with(err, "credential is not base64url")
+		return nil, ErrMalformedCredential.With(err, "credential is not base64url")
 	}
-	var c sessionCredential
+	var c SessionCredential
 	if err := json.Unmarshal(raw, &c); err != nil {
-		return nil, ErrMalformedCredential.with(err, "session credential does not parse")
+		return nil, ErrMalformedCredential.With(err, "session credential does not parse")
 	}
 	p := &c.Payload
 	if p.Session == "" || len(p.Session) > 256 || p.Seq == 0 || p.MAC == "" || len(p.Token) > MaxTokenSize {
-		return nil, ErrMalformedCredential.with(nil, "session payload needs session, seq > 0 and mac")
+		return nil, ErrMalformedCredential.With(nil, "session payload needs session, seq > 0 and mac")
 	}
 	return &c, nil
 }
 
 // formatSessionCredential renders a session call's Authorization value
 // from the pre-encoded JSON of its challenge echo.
-func formatSessionCredential(echoJSON []byte, p *sessionPayload) (string, error) {
+func formatSessionCredential(echoJSON []byte, p *SessionPayload) (string, error) {
 	pj, err := json.Marshal(p)
 	if err != nil {
-		return "", ErrMalformedCredential.with(err, "encode session payload")
+		return "", ErrMalformedCredential.With(err, "encode session payload")
 	}
 	b := make([]byte, 0, len(echoJSON)+len(pj)+26)
 	b = append(b, `{"challenge":`...)
@@ -178,20 +179,13 @@ func formatSessionCredential(echoJSON []byte, p *sessionPayload) (string, error)
 	b = append(b, `,"payload":`...)
 	b = append(b, pj...)
 	b = append(b, '}')
-	out := make([]byte, len(SchemeName)+1+hdrB64.EncodedLen(len(b)))
+	out := make([]byte, len(SchemeName)+1+paywire.HdrB64.EncodedLen(len(b)))
 	copy(out, SchemeName+" ")
-	hdrB64.Encode(out[len(SchemeName)+1:], b)
+	paywire.HdrB64.Encode(out[len(SchemeName)+1:], b)
 	if len(out) > MaxHeaderBytes {
-		return "", ErrMalformedCredential.with(nil, "credential is %d bytes, above the %d-byte limit", len(out), MaxHeaderBytes)
+		return "", ErrMalformedCredential.With(nil, "credential is %d bytes, above the %d-byte limit", len(out), MaxHeaderBytes)
 	}
 	return string(out), nil
-}
-
-func checkSessionSecret(s []byte) error {
-	if len(s) < MinSessionSecretBytes {
-		return errors.New("payment: session secret must be at least 32 bytes")
-	}
-	return nil
 }
 
 // jsonNoEscape encodes v as compact JSON without HTML escaping, so that

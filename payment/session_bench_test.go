@@ -1,4 +1,4 @@
-package payment
+package payment_test
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/agentprov/agentprov/budget"
+	"github.com/agentprov/agentprov/payment"
+	"github.com/agentprov/agentprov/payment/paywall"
 )
 
 // BenchmarkSessionCall measures a paid call inside an open session over
@@ -18,7 +20,7 @@ import (
 // keep-alive connection (paid/unpaid is the ratio).
 func BenchmarkSessionCall(b *testing.B) {
 	w := newSessWorld(b, 1<<50)
-	w.crashAgentWith(&TransportOptions{SessionCalls: 1 << 20})
+	w.crashAgentWith(&payment.TransportOptions{SessionCalls: 1 << 20})
 	plain := &http.Client{Transport: w.prov.Client().Transport}
 	run := func(c *http.Client, path string) {
 		resp, err := c.Get(w.prov.URL + path)
@@ -58,19 +60,19 @@ func BenchmarkSessionCall(b *testing.B) {
 // memory store) against one Ed25519 verification of a payment token's
 // signing input, in the same run, interleaved.
 func BenchmarkSessionCheck(b *testing.B) {
-	key := SessionKey(sessSecret, "hold_bench")
-	store := NewMemorySessionStore()
+	key := payment.SessionKey(sessSecret, "hold_bench")
+	store := paywall.NewMemorySessionStore()
 	ctx := context.Background()
 	now := time.Now()
-	if _, err := store.Open(ctx, SessionRecord{ID: "hold_bench", Max: budget.USD(1 << 60), Deadline: now.Add(time.Hour)}); err != nil {
+	if _, err := store.Open(ctx, paywall.SessionRecord{ID: "hold_bench", Max: budget.USD(1 << 60), Deadline: now.Add(time.Hour)}); err != nil {
 		b.Fatal(err)
 	}
 	echo := []byte(`{"id":"TVss0VTum9GMqfFffbT6sp1H4ReFTmPywmUY_DM3Y2Q","realm":"api.cloudflare.example","method":"agentprov","intent":"session","request":"eyJhbW91bnQiOiIyNTAiLCJjdXJyZW5jeSI6IlVTRCIsIm1ldGhvZERldGFpbHMiOnsic2VydmljZSI6ImNsb3VkZmxhcmUvYXBpOmluZmVyZW5jZSJ9LCJyZWNpcGllbnQiOiJjbG91ZGZsYXJlIn0","expires":"2026-11-22T10:05:00Z"}`)
 	creds := make([]string, 4096)
 	for i := range creds {
 		seq := uint64(i + 1)
-		c := SessionCall{ChallengeID: "TVss0VTum9GMqfFffbT6sp1H4ReFTmPywmUY_DM3Y2Q", SessionID: "hold_bench", Seq: seq, Amount: 250, Currency: "USD", Route: "POST /v1/inference"}
-		v, err := formatSessionCredential(echo, &sessionPayload{Session: "hold_bench", Seq: seq, Amount: "250", MAC: SessionMAC(key, &c)})
+		c := payment.SessionCall{ChallengeID: "TVss0VTum9GMqfFffbT6sp1H4ReFTmPywmUY_DM3Y2Q", SessionID: "hold_bench", Seq: seq, Amount: 250, Currency: "USD", Route: "POST /v1/inference"}
+		v, err := payment.FormatSessionCredential(echo, &payment.SessionPayload{Session: "hold_bench", Seq: seq, Amount: "250", MAC: payment.SessionMAC(key, &c)})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -86,13 +88,13 @@ func BenchmarkSessionCheck(b *testing.B) {
 	var seq uint64
 	for i := range b.N {
 		t0 := time.Now()
-		c, err := parseSessionCredential(creds[i%len(creds)])
+		c, err := payment.ParseSessionCredential(creds[i%len(creds)])
 		if err != nil {
 			b.Fatal(err)
 		}
 		seq++
-		call := SessionCall{ChallengeID: c.Challenge.ID, SessionID: c.Payload.Session, Seq: c.Payload.Seq, Amount: 250, Currency: "USD", Route: "POST /v1/inference"}
-		if !checkSessionMAC(m, &call, c.Payload.MAC) {
+		call := payment.SessionCall{ChallengeID: c.Challenge.ID, SessionID: c.Payload.Session, Seq: c.Payload.Seq, Amount: 250, Currency: "USD", Route: "POST /v1/inference"}
+		if !payment.CheckSessionMAC(m, &call, c.Payload.MAC) {
 			b.Fatal("tag does not verify")
 		}
 		// Fresh sequence numbers for the store (the credentials repeat).
@@ -120,8 +122,8 @@ func BenchmarkSessionCheck(b *testing.B) {
 // redemption), in the same run.
 func BenchmarkSessionOpenClose(b *testing.B) {
 	w := newSessWorld(b, 1<<50)
-	oneShot, err := NewTransport(w.payer, map[string]string{w.prov.URL: e2eProvider}, budget.USD(1000),
-		&TransportOptions{Base: w.prov.Client().Transport, Now: w.clock.Now, SessionCalls: -1})
+	oneShot, err := payment.NewTransport(w.payer, map[string]string{w.prov.URL: e2eProvider}, budget.USD(1000),
+		&payment.TransportOptions{Base: w.prov.Client().Transport, Now: w.clock.Now, SessionCalls: -1})
 	if err != nil {
 		b.Fatal(err)
 	}

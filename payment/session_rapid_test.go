@@ -1,4 +1,4 @@
-package payment
+package payment_test
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentprov/agentprov/payment"
 	"pgregory.net/rapid"
 )
 
@@ -44,7 +45,7 @@ func TestRapidSessionMoney(t *testing.T) {
 		rt.Repeat(map[string]func(*rapid.T){
 			"call": func(rt *rapid.T) {
 				st, err := w.call("/v1/infer")
-				if err != nil && !errors.Is(err, ErrCapExceeded) {
+				if err != nil && !errors.Is(err, payment.ErrCapExceeded) {
 					rt.Fatalf("call: %v", err)
 				}
 				if err == nil && st != 200 {

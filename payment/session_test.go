@@ -1,4 +1,4 @@
-package payment
+package payment_test
 
 import (
 	"context"
@@ -15,6 +15,9 @@ import (
 	"time"
 
 	"github.com/agentprov/agentprov/budget"
+	"github.com/agentprov/agentprov/payment"
+	"github.com/agentprov/agentprov/payment/issuer"
+	"github.com/agentprov/agentprov/payment/paywall"
 )
 
 // The session tests run orchestrator, provider and agent over loopback
@@ -30,17 +33,17 @@ type sessWorld struct {
 	t      testing.TB
 	clock  *fakeClock
 	ledger *budget.Ledger
-	rail   *MemoryRail
-	rstore *MemoryRedemptionStore
-	sstore *MemorySessionStore
-	key    SigningKey
+	rail   *issuer.MemoryRail
+	rstore *issuer.MemoryRedemptionStore
+	sstore *paywall.MemorySessionStore
+	key    payment.SigningKey
 
-	iss     atomic.Pointer[Issuer]
-	paywall atomic.Pointer[Paywall]
+	iss     atomic.Pointer[issuer.Issuer]
+	paywall atomic.Pointer[paywall.Paywall]
 	handler atomic.Pointer[http.Handler]
 	orch    *httptest.Server
 	prov    *httptest.Server
-	tr      *Transport
+	tr      *payment.Transport
 	client  *http.Client
 	payer   *swapPayer
 
@@ -70,14 +73,14 @@ func (c *fakeClock) add(d time.Duration) {
 // session openings.
 type swapPayer struct {
 	w  *sessWorld
-	sp atomic.Pointer[SessionPayer]
+	sp atomic.Pointer[payment.SessionPayer]
 }
 
-func (p *swapPayer) Pay(ctx context.Context, r *PayRequest) (string, error) {
+func (p *swapPayer) Pay(ctx context.Context, r *payment.PayRequest) (string, error) {
 	return (*p.sp.Load()).Pay(ctx, r)
 }
 
-func (p *swapPayer) OpenSession(ctx context.Context, r *SessionRequest) (*SessionGrant, error) {
+func (p *swapPayer) OpenSession(ctx context.Context, r *payment.SessionRequest) (*payment.SessionGrant, error) {
 	p.w.opens.Add(1)
 	return (*p.sp.Load()).OpenSession(ctx, r)
 }
@@ -91,10 +94,10 @@ func newSessWorld(t testing.TB, capCents int64) *sessWorld {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.rail = NewMemoryRail(nil)
-	w.rstore = NewMemoryRedemptionStore()
-	w.sstore = NewMemorySessionStore()
-	w.key = SigningKey{KeyID: "orch-sess", Key: ed25519.NewKeyFromSeed([]byte("agentprov-session-test-key-seed!"))}
+	w.rail = issuer.NewMemoryRail(nil)
+	w.rstore = issuer.NewMemoryRedemptionStore()
+	w.sstore = paywall.NewMemorySessionStore()
+	w.key = payment.SigningKey{KeyID: "orch-sess", Key: ed25519.NewKeyFromSeed([]byte("agentprov-session-test-key-seed!"))}
 	w.orch = httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		w.iss.Load().RedemptionHandler().ServeHTTP(rw, r)
 	}))
@@ -112,15 +115,15 @@ func newSessWorld(t testing.TB, capCents int64) *sessWorld {
 
 // crashOrchestrator replaces the Issuer (and its payer) over the same stores.
 func (w *sessWorld) crashOrchestrator() {
-	iss, err := NewIssuer(e2eIssuer, w.key, w.ledger, &IssuerOptions{
+	iss, err := issuer.NewIssuer(e2eIssuer, w.key, w.ledger, &issuer.IssuerOptions{
 		Rail: w.rail, Store: w.rstore, Logger: quiet(), Now: w.clock.Now,
-		Authenticate: BearerAuthenticator(map[string]string{e2eProvider: "cf-api-key"}),
+		Authenticate: issuer.BearerAuthenticator(map[string]string{e2eProvider: "cf-api-key"}),
 	})
 	if err != nil {
 		w.t.Fatal(err)
 	}
 	w.iss.Store(iss)
-	sp, err := IssuerSessionPayer(iss, e2eProject, map[string][]byte{e2eProvider: sessSecret}, nil)
+	sp, err := issuer.IssuerSessionPayer(iss, e2eProject, map[string][]byte{e2eProvider: sessSecret}, nil)
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -130,16 +133,16 @@ func (w *sessWorld) crashOrchestrator() {
 // crashProvider replaces the Paywall over the same session store.
 func (w *sessWorld) crashProvider() {
 	iss := w.iss.Load()
-	verifier, err := NewTokenVerifier(e2eIssuer, e2eProvider, iss.JWKS(), &TokenVerifierOptions{Now: w.clock.Now})
+	verifier, err := payment.NewTokenVerifier(e2eIssuer, e2eProvider, iss.JWKS(), &payment.TokenVerifierOptions{Now: w.clock.Now})
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	red, err := NewRedeemer(w.orch.URL+"/redeem", &RedeemerOptions{APIKey: "cf-api-key", Keys: iss.JWKS(), Issuer: e2eIssuer, HTTPClient: w.orch.Client()})
+	red, err := paywall.NewRedeemer(w.orch.URL+"/redeem", &paywall.RedeemerOptions{APIKey: "cf-api-key", Keys: iss.JWKS(), Issuer: e2eIssuer, HTTPClient: w.orch.Client()})
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	pw, err := NewPaywall(e2eRealm, [][]byte{e2eSecret}, verifier, red, &PaywallOptions{
-		Logger: quiet(), Now: w.clock.Now, Sessions: &SessionOptions{Secret: sessSecret, Store: w.sstore},
+	pw, err := paywall.NewPaywall(e2eRealm, [][]byte{e2eSecret}, verifier, red, &paywall.PaywallOptions{
+		Logger: quiet(), Now: w.clock.Now, Sessions: &paywall.SessionOptions{Secret: sessSecret, Store: w.sstore},
 	})
 	if err != nil {
 		w.t.Fatal(err)
@@ -148,10 +151,10 @@ func (w *sessWorld) crashProvider() {
 	paid := pw.RequireMetered(e2eService, budget.USD(e2ePrice))
 	mux := http.NewServeMux()
 	mux.Handle("GET /v1/infer", paid(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		if strings.Contains(strings.Join(r.Header.Values("Authorization"), ","), SchemeName) {
+		if strings.Contains(strings.Join(r.Header.Values("Authorization"), ","), payment.SchemeName) {
 			w.t.Error("handler sees the payment credential")
 		}
-		if p, ok := PaidFromContext(r.Context()); !ok || p.Price != budget.USD(e2ePrice) || p.Claims == nil {
+		if p, ok := paywall.PaidFromContext(r.Context()); !ok || p.Price != budget.USD(e2ePrice) || p.Claims == nil {
 			w.t.Errorf("PaidFromContext = %+v, %v", p, ok)
 		}
 		w.served.Add(1)
@@ -171,13 +174,13 @@ func (w *sessWorld) crashProvider() {
 func (w *sessWorld) crashAgent() { w.crashAgentWith(nil) }
 
 // crashAgentWith is crashAgent with options (default: sessions of 8 calls).
-func (w *sessWorld) crashAgentWith(opts *TransportOptions) {
-	o := TransportOptions{SessionCalls: 8}
+func (w *sessWorld) crashAgentWith(opts *payment.TransportOptions) {
+	o := payment.TransportOptions{SessionCalls: 8}
 	if opts != nil {
 		o = *opts
 	}
 	o.Base, o.Now = w.prov.Client().Transport, w.clock.Now
-	tr, err := NewTransport(w.payer, map[string]string{w.prov.URL: e2eProvider}, budget.USD(1000), &o)
+	tr, err := payment.NewTransport(w.payer, map[string]string{w.prov.URL: e2eProvider}, budget.USD(1000), &o)
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -192,7 +195,7 @@ func (w *sessWorld) call(path string) (int, error) {
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, resp.Body)
-	if resp.StatusCode == http.StatusOK && resp.Header.Get(ReceiptHeaderName) == "" {
+	if resp.StatusCode == http.StatusOK && resp.Header.Get(payment.ReceiptHeaderName) == "" {
 		w.t.Error("paid answer without Payment-Receipt")
 	}
 	return resp.StatusCode, nil
@@ -252,7 +255,7 @@ func TestSessionCallsSettleOnce(t *testing.T) {
 	}
 	for id, m := range spend {
 		rec, err := w.paywall.Load().Session(context.Background(), id)
-		if err != nil || rec.State != SessionSettled || rec.Settled != m.Amount {
+		if err != nil || rec.State != paywall.SessionSettled || rec.Settled != m.Amount {
 			t.Errorf("session %s: %+v %v; payer authorized %s", id, rec, err, m)
 		}
 	}
@@ -294,7 +297,7 @@ func TestSessionStopsAtCap(t *testing.T) {
 			t.Fatalf("served %d calls, beyond the cap", w.served.Load())
 		}
 	}
-	if !errors.Is(refused, ErrCapExceeded) {
+	if !errors.Is(refused, payment.ErrCapExceeded) {
 		t.Fatalf("refusal = %v, want cap_exceeded", refused)
 	}
 	if got := w.served.Load(); got != 40 {
@@ -326,36 +329,36 @@ func (w *sessWorld) sessionCred(t *testing.T) (open func(seq uint64, route strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	discard(resp)
-	chs, err := ParseChallenges(resp.Header.Values("WWW-Authenticate"))
+	payment.Discard(resp)
+	chs, err := payment.ParseChallenges(resp.Header.Values("WWW-Authenticate"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var sc *Challenge
+	var sc *payment.Challenge
 	for i := range chs {
-		if chs[i].Intent == IntentSession {
+		if chs[i].Intent == payment.IntentSession {
 			sc = &chs[i]
 		}
 	}
 	if sc == nil {
 		t.Fatal("no session challenge offered")
 	}
-	g, err := w.payer.OpenSession(context.Background(), &SessionRequest{
-		PayRequest: PayRequest{Challenge: sc, Provider: e2eProvider, Service: e2eService, Amount: budget.USD(e2ePrice), IdempotencyKey: "k"},
+	g, err := w.payer.OpenSession(context.Background(), &payment.SessionRequest{
+		PayRequest: payment.PayRequest{Challenge: sc, Provider: e2eProvider, Service: e2eService, Amount: budget.USD(e2ePrice), IdempotencyKey: "k"},
 		MaxAmount:  budget.USD(4 * e2ePrice),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	e, _ := sc.Echo()
-	ej, _ := jsonNoEscape(e)
+	ej, _ := payment.JsonNoEscape(e)
 	return func(seq uint64, route string, withToken bool) string {
-		pl := sessionPayload{Session: g.SessionID, Seq: seq, Amount: "250",
-			MAC: SessionMAC(g.Key, &SessionCall{ChallengeID: sc.ID, SessionID: g.SessionID, Seq: seq, Amount: 250, Currency: "USD", Route: route})}
+		pl := payment.SessionPayload{Session: g.SessionID, Seq: seq, Amount: "250",
+			MAC: payment.SessionMAC(g.Key, &payment.SessionCall{ChallengeID: sc.ID, SessionID: g.SessionID, Seq: seq, Amount: 250, Currency: "USD", Route: route})}
 		if withToken {
 			pl.Token = g.Token
 		}
-		v, err := formatSessionCredential(ej, &pl)
+		v, err := payment.FormatSessionCredential(ej, &pl)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -379,17 +382,17 @@ func TestSessionRefusals(t *testing.T) {
 	cred := w.sessionCred(t)
 
 	// Unknown session without its token: the client is told to send it.
-	sessProblem(t, w.raw(t, cred(1, "GET /v1/infer", false)), 402, ErrSessionUnknown)
+	sessProblem(t, w.raw(t, cred(1, "GET /v1/infer", false)), 402, payment.ErrSessionUnknown)
 	if resp := w.raw(t, cred(1, "GET /v1/infer", true)); resp.StatusCode != 200 {
 		t.Fatalf("first call: %d", resp.StatusCode)
 	}
 	// The same authorization again: never served twice.
-	sessProblem(t, w.raw(t, cred(1, "GET /v1/infer", true)), 409, ErrSessionReplay)
+	sessProblem(t, w.raw(t, cred(1, "GET /v1/infer", true)), 409, payment.ErrSessionReplay)
 	// An authorization for another route does not buy this one.
-	sessProblem(t, w.raw(t, cred(2, "GET /v1/other", false)), 402, ErrVerificationFailed)
+	sessProblem(t, w.raw(t, cred(2, "GET /v1/other", false)), 402, payment.ErrVerificationFailed)
 	// A forged tag.
 	bad := cred(3, "GET /v1/infer", false)
-	sessProblem(t, w.raw(t, bad[:len(bad)-8]+"AAAAAAAA"), 402, ErrMalformedCredential)
+	sessProblem(t, w.raw(t, bad[:len(bad)-8]+"AAAAAAAA"), 402, payment.ErrMalformedCredential)
 	// Out of order is fine, each once.
 	for _, seq := range []uint64{5, 4} {
 		if resp := w.raw(t, cred(seq, "GET /v1/infer", false)); resp.StatusCode != 200 {
@@ -400,7 +403,7 @@ func TestSessionRefusals(t *testing.T) {
 	if resp := w.raw(t, cred(6, "GET /v1/infer", false)); resp.StatusCode != 200 {
 		t.Fatalf("seq 6: %d", resp.StatusCode)
 	}
-	sessProblem(t, w.raw(t, cred(7, "GET /v1/infer", false)), 402, ErrSessionExhausted)
+	sessProblem(t, w.raw(t, cred(7, "GET /v1/infer", false)), 402, payment.ErrSessionExhausted)
 	if got := w.served.Load(); got != 4 {
 		t.Errorf("served %d, want 4", got)
 	}
@@ -440,7 +443,7 @@ func TestSessionConcurrentCalls(t *testing.T) {
 	}
 }
 
-func sessProblem(t *testing.T, resp *http.Response, status int, want *Error) {
+func sessProblem(t *testing.T, resp *http.Response, status int, want *payment.Error) {
 	t.Helper()
 	defer resp.Body.Close()
 	var pd struct{ Code string }
@@ -449,8 +452,8 @@ func sessProblem(t *testing.T, resp *http.Response, status int, want *Error) {
 		t.Fatalf("got %d %q, want %d %q", resp.StatusCode, pd.Code, status, want.Code)
 	}
 	if status == http.StatusPaymentRequired {
-		chs, err := ParseChallenges(resp.Header.Values("WWW-Authenticate"))
-		if err != nil || len(chs) != 2 || chs[0].Intent != IntentCharge || chs[1].Intent != IntentSession {
+		chs, err := payment.ParseChallenges(resp.Header.Values("WWW-Authenticate"))
+		if err != nil || len(chs) != 2 || chs[0].Intent != payment.IntentCharge || chs[1].Intent != payment.IntentSession {
 			t.Errorf("402 without fresh charge and session challenges: %v %v", chs, err)
 		}
 	}

@@ -161,7 +161,7 @@ func (t *Transport) sessionSend(ctx context.Context, req *http.Request, body *re
 	var sum [sha256.Size]byte
 	tag := base64.RawURLEncoding.EncodeToString(sessionMAC(m, &call, sum[:0]))
 	s.macs.Put(m)
-	pl := sessionPayload{Session: s.id, Seq: seq, Amount: strconv.FormatInt(amount.Amount, 10), MAC: tag}
+	pl := SessionPayload{Session: s.id, Seq: seq, Amount: strconv.FormatInt(amount.Amount, 10), MAC: tag}
 	if withToken {
 		pl.Token = s.token
 	}
@@ -228,7 +228,7 @@ func (t *Transport) sessionPaid(ctx context.Context, req *http.Request, body *re
 			cs.mu.Unlock()
 			resp, err, sent = t.sessionSend(ctx, req, body, s, amount, false)
 			if !sent {
-				return nil, ErrPaymentRejected.with(nil, "the new session cannot cover the call")
+				return nil, ErrPaymentRejected.With(nil, "the new session cannot cover the call")
 			}
 		}
 		if err != nil {
@@ -247,7 +247,7 @@ func (t *Transport) sessionPaid(ctx context.Context, req *http.Request, body *re
 			code = pd.Code
 		}
 		if attempt >= 2 {
-			return nil, ErrPaymentRejected.with(nil, "provider answered 402 to the session call: %s", code)
+			return nil, ErrPaymentRejected.With(nil, "provider answered 402 to the session call: %s", code)
 		}
 		switch code {
 		case ErrSessionUnknown.Code:
@@ -257,7 +257,7 @@ func (t *Transport) sessionPaid(ctx context.Context, req *http.Request, body *re
 		case ErrSessionExhausted.Code, ErrSessionClosed.Code:
 			cs.drop(key, s)
 		default:
-			return nil, ErrPaymentRejected.with(nil, "provider answered 402 to the session call: %s", code)
+			return nil, ErrPaymentRejected.With(nil, "provider answered 402 to the session call: %s", code)
 		}
 		// Continue with the fresh challenge of this 402, same request.
 		chs, err := ParseChallenges(resp.Header.Values("WWW-Authenticate"))
@@ -271,7 +271,7 @@ func (t *Transport) sessionPaid(ctx context.Context, req *http.Request, body *re
 			}
 		}
 		if next == nil {
-			return nil, ErrPaymentRejected.with(nil, "provider stopped offering a session for this call")
+			return nil, ErrPaymentRejected.With(nil, "provider stopped offering a session for this call")
 		}
 		sc = next
 	}
@@ -289,7 +289,7 @@ func (t *Transport) openSession(ctx context.Context, origin, provider, service s
 		return nil, err
 	}
 	if g.SessionID == "" || g.Token == "" || len(g.Key) == 0 || g.MaxAmount.Currency != amount.Currency || g.MaxAmount.Amount < amount.Amount {
-		return nil, ErrBadGateway.with(nil, "payer returned an unusable session")
+		return nil, ErrBadGateway.With(nil, "payer returned an unusable session")
 	}
 	e, err := sc.Echo()
 	if err != nil {
@@ -299,7 +299,7 @@ func (t *Transport) openSession(ctx context.Context, origin, provider, service s
 	enc := json.NewEncoder(&j)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(e); err != nil {
-		return nil, ErrMalformedCredential.with(err, "encode challenge echo")
+		return nil, ErrMalformedCredential.With(err, "encode challenge echo")
 	}
 	key := append([]byte(nil), g.Key...)
 	s := &clientSession{id: g.SessionID, token: g.Token, challengeID: sc.ID, echoJSON: bytes.TrimRight(j.Bytes(), "\n"),

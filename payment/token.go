@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	"github.com/agentprov/agentprov/internal/clock"
 	"github.com/agentprov/agentprov/internal/jwstyp"
 	"github.com/agentprov/agentprov/internal/keyid"
+	"github.com/agentprov/agentprov/internal/paywire"
 	"github.com/agentprov/agentprov/internal/signkey"
 )
 
@@ -37,9 +37,6 @@ const MaxTokenSize = 8 << 10
 // DefaultLeeway is the clock leeway applied to exp checks (§2.8).
 const DefaultLeeway = 30 * time.Second
 
-// allowedAlgs is the JOSE algorithm allow-list: asymmetric only.
-var allowedAlgs = []jose.SignatureAlgorithm{jose.EdDSA, jose.ES256}
-
 // SigningKey is a private key that signs tokens and receipts, the same type
 // as authz.SigningKey: one key made once serves every role. Payment tokens
 // and receipts are signed with EdDSA (an ed25519.PrivateKey) or ES256 (an
@@ -50,32 +47,11 @@ var allowedAlgs = []jose.SignatureAlgorithm{jose.EdDSA, jose.ES256}
 // reuses an old kid. Its String and Format never print key material.
 type SigningKey = signkey.Key
 
-// resolveKey fills k's kid and algorithm and checks that payment may sign
-// with it.
-func resolveKey(k SigningKey) (SigningKey, error) {
-	r, err := k.Resolve(allowedAlgs)
-	if err != nil {
-		return k, fmt.Errorf("payment: %w", err)
-	}
-	return r, nil
-}
-
 // KeyThumbprint returns the RFC 7638 SHA-256 JWK thumbprint of key
 // (base64url, no padding): the kid a SigningKey with an empty KeyID gets,
 // and the same value authz.KeyThumbprint gives. key is a public key or a
 // crypto.Signer.
 func KeyThumbprint(key any) (string, error) { return keyid.Thumbprint(key) }
-
-// signerFor builds a go-jose signer for typ with a resolved key. Signers
-// are cheap; one is built per Issuer and typ.
-func signerFor(k SigningKey, typ string) (jose.Signer, error) {
-	k, err := resolveKey(k)
-	if err != nil {
-		return nil, err
-	}
-	opts := (&jose.SignerOptions{}).WithType(jose.ContentType(typ)).WithHeader(jose.HeaderKey("kid"), k.KeyID)
-	return jose.NewSigner(jose.SigningKey{Algorithm: k.Algorithm, Key: k.SigningValue()}, opts)
-}
 
 // TokenClaims are the claims of a payment token (§5.1). Subject and Project
 // both carry the project id ("sub" on the wire); HoldID is the budget hold
@@ -143,9 +119,9 @@ func (w *tokenWire) validate() error {
 	switch {
 	case w.Iss == "":
 		return errors.New("iss is missing")
-	case !validProvider(w.Aud):
+	case !paywire.ValidProvider(w.Aud):
 		return fmt.Errorf("aud %q is not a provider id", w.Aud)
-	case !validProject(w.Sub):
+	case !paywire.ValidProject(w.Sub):
 		return fmt.Errorf("sub %q is not a project id", w.Sub)
 	case w.Jti == "" || len(w.Jti) > 256:
 		return errors.New("jti is missing or too long")
@@ -153,57 +129,23 @@ func (w *tokenWire) validate() error {
 		return errors.New("iat/exp are missing or out of order")
 	case w.Nbf < 0 || (w.Nbf != 0 && w.Nbf >= w.Exp):
 		return errors.New("nbf is not before exp")
-	case !majorOK(w.Version):
+	case !paywire.MajorOK(w.Version):
 		return fmt.Errorf("unsupported protocol_version %q", w.Version)
 	case len(w.ChallengeID) > 256:
 		return errors.New("challenge_id is too long")
 	}
-	p, _, err := splitRef(w.Service)
+	p, _, err := paywire.SplitRef(w.Service)
 	if err != nil {
 		return err
 	}
 	if p != w.Aud {
 		return fmt.Errorf("service %q is not offered by the audience %q", w.Service, w.Aud)
 	}
-	if err := checkMoney(w.MaxAmount); err != nil {
+	if err := paywire.CheckMoney(w.MaxAmount); err != nil {
 		return fmt.Errorf("max_amount: %w", err)
 	}
 	if w.MaxAmount.Amount == 0 {
 		return errors.New("max_amount: must be positive")
-	}
-	return nil
-}
-
-var (
-	providerRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,63}$`)
-	serviceRE  = regexp.MustCompile(`^[a-z0-9][a-z0-9._:_-]{0,127}$`)
-	projectRE  = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
-	currencyRE = regexp.MustCompile(`^[A-Z]{3}$`)
-)
-
-func validProvider(s string) bool { return providerRE.MatchString(s) }
-func validProject(s string) bool  { return projectRE.MatchString(s) }
-
-// splitRef parses a service ref strictly (§2.5).
-func splitRef(ref string) (provider, service string, err error) {
-	p, s, ok := strings.Cut(ref, "/")
-	if !ok || strings.Contains(s, "/") || !providerRE.MatchString(p) || !serviceRE.MatchString(s) {
-		return "", "", fmt.Errorf("service ref %q is not provider/service_id", ref)
-	}
-	return p, s, nil
-}
-
-func majorOK(v string) bool {
-	major, _, ok := strings.Cut(v, ".")
-	return ok && major == "0"
-}
-
-func checkMoney(m budget.Money) error {
-	if !currencyRE.MatchString(m.Currency) {
-		return fmt.Errorf("currency %q is not an upper-case ISO 4217 code", m.Currency)
-	}
-	if m.Amount < 0 {
-		return fmt.Errorf("amount is negative (%s)", m)
 	}
 	return nil
 }
@@ -220,6 +162,16 @@ func signJWT(s jose.Signer, claims any) (string, error) {
 	}
 	return obj.CompactSerialize()
 }
+
+// SignToken signs c as a payment token (JOSE typ TokenType) with s, a
+// signer made for TokenType. It is how an Issuer (package payment/issuer)
+// mints; verify with a TokenVerifier.
+func SignToken(s jose.Signer, c *TokenClaims) (string, error) { return signJWT(s, c.wire()) }
+
+// SignReceipt signs r as a redemption receipt (JOSE typ ReceiptType) with
+// s, a signer made for ReceiptType. It is how an Issuer (package
+// payment/issuer) signs receipts; verify with VerifyReceipt.
+func SignReceipt(s jose.Signer, r *Receipt) (string, error) { return signJWT(s, r.wire()) }
 
 // verifyJWS checks a compact JWS of the expected typ against keys and
 // returns its payload. The header is inspected before any key is used so
@@ -317,7 +269,7 @@ var strictB64 = base64.RawURLEncoding.Strict()
 // verifyJWSJose verifies a JWS whose header verifyJWS already checked
 // (typ, kid, no embedded keys) with go-jose and the algorithm allow-list.
 func verifyJWSJose(token, kid string, keys *jose.JSONWebKeySet) ([]byte, error) {
-	obj, err := jose.ParseSignedCompact(token, allowedAlgs)
+	obj, err := jose.ParseSignedCompact(token, paywire.AllowedAlgs)
 	if err != nil {
 		return nil, errors.New("malformed JWS or algorithm not allowed")
 	}
@@ -344,15 +296,15 @@ func verifyJWSJose(token, kid string, keys *jose.JSONWebKeySet) ([]byte, error) 
 // for display and routing only. Use a TokenVerifier before trusting them.
 func ParseTokenClaims(token string) (*TokenClaims, error) {
 	if len(token) > MaxTokenSize {
-		return nil, ErrTokenInvalid.with(nil, "token longer than %d bytes", MaxTokenSize)
+		return nil, ErrTokenInvalid.With(nil, "token longer than %d bytes", MaxTokenSize)
 	}
 	parts := strings.Split(token, ".")
 	if len(parts) != 3 {
-		return nil, ErrTokenInvalid.with(nil, "not a compact JWS")
+		return nil, ErrTokenInvalid.With(nil, "not a compact JWS")
 	}
 	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
 	if err != nil {
-		return nil, ErrTokenInvalid.with(nil, "payload is not base64url")
+		return nil, ErrTokenInvalid.With(nil, "payload is not base64url")
 	}
 	return decodeTokenClaims(payload)
 }
@@ -361,13 +313,13 @@ func decodeTokenClaims(payload []byte) (*TokenClaims, error) {
 	var w tokenWire
 	dec := json.NewDecoder(bytes.NewReader(payload))
 	if err := dec.Decode(&w); err != nil {
-		return nil, ErrTokenInvalid.with(nil, "claims are not a JSON object")
+		return nil, ErrTokenInvalid.With(nil, "claims are not a JSON object")
 	}
 	if dec.More() {
-		return nil, ErrTokenInvalid.with(nil, "trailing data after claims")
+		return nil, ErrTokenInvalid.With(nil, "trailing data after claims")
 	}
 	if err := w.validate(); err != nil {
-		return nil, ErrTokenInvalid.with(nil, "%v", err)
+		return nil, ErrTokenInvalid.With(nil, "%v", err)
 	}
 	return w.claims(), nil
 }
@@ -409,7 +361,7 @@ func newTokenVerifier(orchestratorIssuer, providerID string, keys *jose.JSONWebK
 	switch {
 	case orchestratorIssuer == "":
 		return nil, errors.New("payment: token verifier: issuer is required")
-	case !validProvider(providerID):
+	case !paywire.ValidProvider(providerID):
 		return nil, fmt.Errorf("payment: token verifier: %q is not a provider id", providerID)
 	case resolver == nil && (keys == nil || len(keys.Keys) == 0):
 		return nil, errors.New("payment: token verifier: keys are required")
@@ -418,14 +370,7 @@ func newTokenVerifier(orchestratorIssuer, providerID string, keys *jose.JSONWebK
 		opts = &TokenVerifierOptions{}
 	}
 	return &TokenVerifier{issuer: orchestratorIssuer, provider: providerID, keys: keys, resolver: resolver,
-		now: opts.Now, leeway: leeway(opts.Leeway)}, nil
-}
-
-func leeway(d time.Duration) time.Duration {
-	if d <= 0 {
-		return DefaultLeeway
-	}
-	return min(d, time.Minute)
+		now: opts.Now, leeway: paywire.Leeway(opts.Leeway)}, nil
 }
 
 // Verify checks token and returns its claims. Errors are *Error with code
@@ -435,62 +380,62 @@ func (v *TokenVerifier) Verify(ctx context.Context, token string) (*TokenClaims,
 	if v.resolver != nil {
 		var err error
 		if keys, err = resolveKeySet(ctx, v.resolver, token); err != nil {
-			return nil, ErrTokenInvalid.with(err, "no verification key")
+			return nil, ErrTokenInvalid.With(err, "no verification key")
 		}
 	}
-	at := tokenTime{now: v.now.Now(), leeway: v.leeway, checkExp: true}
-	c, err := verifyToken(token, keys, v.issuer, v.provider, at)
+	at := TokenTime{Now: v.now.Now(), Leeway: v.leeway, CheckExp: true}
+	c, err := VerifyToken(token, keys, v.issuer, v.provider, at)
 	if err != nil && v.resolver != nil {
 		if fresh := refetchedKeySet(ctx, v.resolver, token, TokenType, keys); fresh != nil {
-			return verifyToken(token, fresh, v.issuer, v.provider, at)
+			return VerifyToken(token, fresh, v.issuer, v.provider, at)
 		}
 	}
 	return c, err
 }
 
-// tokenTime is the time policy of one verification point: every point
+// TokenTime is the time policy of one verification point: every point
 // checks nbf and iat against now (with leeway); checkExp says whether exp
 // is checked too (false only where §5.2 lets an expired token through:
 // the release, and the replay of a finished redemption, which checks exp
 // itself when the redemption is new).
-type tokenTime struct {
-	now      time.Time
-	leeway   time.Duration
-	checkExp bool
+type TokenTime struct {
+	Now      time.Time
+	Leeway   time.Duration
+	CheckExp bool
 }
 
 // check applies the policy to c.
-func (p tokenTime) check(c *TokenClaims) error {
-	if !c.NotBefore.IsZero() && p.now.Add(p.leeway).Before(c.NotBefore) {
-		return ErrTokenInvalid.with(nil, "not valid before %s", c.NotBefore.Format(time.RFC3339))
+func (p TokenTime) Check(c *TokenClaims) error {
+	if !c.NotBefore.IsZero() && p.Now.Add(p.Leeway).Before(c.NotBefore) {
+		return ErrTokenInvalid.With(nil, "not valid before %s", c.NotBefore.Format(time.RFC3339))
 	}
-	if c.IssuedAt.After(p.now.Add(p.leeway)) {
-		return ErrTokenInvalid.with(nil, "issued in the future (%s)", c.IssuedAt.Format(time.RFC3339))
+	if c.IssuedAt.After(p.Now.Add(p.Leeway)) {
+		return ErrTokenInvalid.With(nil, "issued in the future (%s)", c.IssuedAt.Format(time.RFC3339))
 	}
-	if p.checkExp && !p.now.Before(c.Expiry.Add(p.leeway)) {
-		return ErrTokenExpired.with(nil, "expired at %s", c.Expiry.Format(time.RFC3339))
+	if p.CheckExp && !p.Now.Before(c.Expiry.Add(p.Leeway)) {
+		return ErrTokenExpired.With(nil, "expired at %s", c.Expiry.Format(time.RFC3339))
 	}
 	return nil
 }
 
-// verifyToken is the one verification path of payment tokens: header,
+// VerifyToken is the one verification path of payment tokens: header,
 // signature, claims, iss, aud, then the time policy at.
-func verifyToken(token string, keys *jose.JSONWebKeySet, issuer, provider string, at tokenTime) (*TokenClaims, error) {
+func VerifyToken(token string, keys *jose.JSONWebKeySet, issuer, provider string, at TokenTime) (*TokenClaims, error) {
 	payload, err := verifyJWS(token, TokenType, keys)
 	if err != nil {
-		return nil, ErrTokenInvalid.with(nil, "%v", err)
+		return nil, ErrTokenInvalid.With(nil, "%v", err)
 	}
 	c, err := decodeTokenClaims(payload)
 	if err != nil {
 		return nil, err
 	}
 	if c.Issuer != issuer {
-		return nil, ErrTokenInvalid.with(nil, "iss %q is not %q", c.Issuer, issuer)
+		return nil, ErrTokenInvalid.With(nil, "iss %q is not %q", c.Issuer, issuer)
 	}
 	if c.Audience != provider {
-		return nil, ErrForbidden.with(nil, "token is for provider %q", c.Audience)
+		return nil, ErrForbidden.With(nil, "token is for provider %q", c.Audience)
 	}
-	if err := at.check(c); err != nil {
+	if err := at.Check(c); err != nil {
 		return nil, err
 	}
 	return c, nil

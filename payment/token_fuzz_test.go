@@ -1,4 +1,4 @@
-package payment
+package payment_test
 
 import (
 	"context"
@@ -7,6 +7,9 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/agentprov/agentprov/payment"
+	"github.com/agentprov/agentprov/payment/issuer"
 )
 
 // FuzzVerifyToken feeds arbitrary strings to the token parser and
@@ -24,18 +27,18 @@ func FuzzVerifyToken(f *testing.F) {
 	f.Add("a.b.c")
 	f.Add("eyJhbGciOiJub25lIn0.e30.")
 	f.Add(v.JWS[:len(v.JWS)-3] + "AAA")
-	iss, err := NewIssuer(testIss, testKey(), &faultHolds{}, &IssuerOptions{Rail: NewMemoryRail(nil)})
+	iss, err := issuer.NewIssuer(testIss, testKey(), &faultHolds{}, &issuer.IssuerOptions{Rail: issuer.NewMemoryRail(nil)})
 	if err != nil {
 		f.Fatal(err)
 	}
-	verifier, _ := NewTokenVerifier(testIss, "cloudflare", iss.JWKS(), &TokenVerifierOptions{Now: func() time.Time { return goldenClaims().IssuedAt }})
+	verifier, _ := payment.NewTokenVerifier(testIss, "cloudflare", iss.JWKS(), &payment.TokenVerifierOptions{Now: func() time.Time { return goldenClaims().IssuedAt }})
 	f.Fuzz(func(t *testing.T, tok string) {
 		c, err := verifier.Verify(context.Background(), tok)
 		if err == nil && (c.Audience != "cloudflare" || c.Issuer != testIss || c.HoldID == "") {
 			t.Fatalf("accepted bad claims %+v", c)
 		}
-		if _, err := ParseTokenClaims(tok); err != nil {
-			if _, ok := err.(*Error); !ok {
+		if _, err := payment.ParseTokenClaims(tok); err != nil {
+			if _, ok := err.(*payment.Error); !ok {
 				t.Fatalf("untyped error %T", err)
 			}
 		}

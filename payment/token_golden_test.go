@@ -1,4 +1,4 @@
-package payment
+package payment_test
 
 import (
 	"bytes"
@@ -13,6 +13,8 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/agentprov/agentprov/budget"
+	"github.com/agentprov/agentprov/internal/paywire"
+	"github.com/agentprov/agentprov/payment"
 )
 
 var updateTokenVectors = flag.Bool("update-token-vectors", false, "rewrite testdata/token*.json")
@@ -30,9 +32,9 @@ type tokenVector struct {
 	JWS         string          `json:"jws"`
 }
 
-func goldenClaims() TokenClaims {
+func goldenClaims() payment.TokenClaims {
 	iat := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
-	return TokenClaims{
+	return payment.TokenClaims{
 		Issuer: testIss, Audience: "cloudflare", Subject: "proj-1", Project: "proj-1",
 		Service: "cloudflare/registrar:domain", MaxAmount: budget.USD(2000),
 		HoldID: "hold_01JDEXAMPLE", IssuedAt: iat, Expiry: iat.Add(5 * time.Minute),
@@ -40,8 +42,8 @@ func goldenClaims() TokenClaims {
 	}
 }
 
-func goldenReceipt() Receipt {
-	return Receipt{
+func goldenReceipt() payment.Receipt {
+	return payment.Receipt{
 		Issuer: testIss, HoldID: "hold_01JDEXAMPLE", Amount: budget.USD(1299),
 		Provider: "cloudflare", Service: "cloudflare/registrar:domain", Project: "proj-1",
 		RedeemedAt: time.Date(2026, 11, 22, 10, 1, 30, 0, time.UTC),
@@ -51,11 +53,11 @@ func goldenReceipt() Receipt {
 func checkVector(t *testing.T, file, typ, comment string, claims any) []byte {
 	t.Helper()
 	k := testKey()
-	s, err := signerFor(k, typ)
+	s, err := paywire.SignerFor(k, typ)
 	if err != nil {
 		t.Fatal(err)
 	}
-	jws, err := signJWT(s, claims)
+	jws, err := payment.SignJWT(s, claims)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +98,7 @@ func checkVector(t *testing.T, file, typ, comment string, claims any) []byte {
 	if err := json.Unmarshal(v.JWKS, &set); err != nil {
 		t.Fatal(err)
 	}
-	payload, err := verifyJWS(v.JWS, typ, &set)
+	payload, err := payment.VerifyJWS(v.JWS, typ, &set)
 	if err != nil {
 		t.Fatalf("%s: golden JWS does not verify with its JWKS: %v", file, err)
 	}
@@ -105,9 +107,9 @@ func checkVector(t *testing.T, file, typ, comment string, claims any) []byte {
 
 func TestTokenGoldenVector(t *testing.T) {
 	c := goldenClaims()
-	payload := checkVector(t, "token.json", TokenType,
-		"payment token (§5.1) signed with a throwaway Ed25519 test key; never use this key", c.wire())
-	got, err := decodeTokenClaims(payload)
+	payload := checkVector(t, "token.json", payment.TokenType,
+		"payment token (§5.1) signed with a throwaway Ed25519 test key; never use this key", payment.ClaimsWire(&c))
+	got, err := payment.DecodeTokenClaims(payload)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,14 +120,14 @@ func TestTokenGoldenVector(t *testing.T) {
 
 func TestReceiptGoldenVector(t *testing.T) {
 	r := goldenReceipt()
-	checkVector(t, "token_receipt.json", ReceiptType,
-		"redemption receipt (§5.5) signed with the same throwaway test key", r.wire())
+	checkVector(t, "token_receipt.json", payment.ReceiptType,
+		"redemption receipt (§5.5) signed with the same throwaway test key", payment.ReceiptWire(&r))
 	raw, _ := os.ReadFile(filepath.Join("testdata", "token_receipt.json"))
 	var v tokenVector
 	_ = json.Unmarshal(raw, &v)
 	var set jose.JSONWebKeySet
 	_ = json.Unmarshal(v.JWKS, &set)
-	got, err := VerifyReceipt(v.JWS, &set, testIss)
+	got, err := payment.VerifyReceipt(v.JWS, &set, testIss)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,17 +135,17 @@ func TestReceiptGoldenVector(t *testing.T) {
 	if *got != r {
 		t.Fatalf("VerifyReceipt = %+v, want %+v", *got, r)
 	}
-	if _, err := VerifyReceipt(v.JWS, &set, "https://other.example"); err == nil {
+	if _, err := payment.VerifyReceipt(v.JWS, &set, "https://other.example"); err == nil {
 		t.Fatal("receipt accepted for another issuer")
 	}
 	// A receipt is not a token and a token is not a receipt.
 	tv, _ := os.ReadFile(filepath.Join("testdata", "token.json"))
 	var tok tokenVector
 	_ = json.Unmarshal(tv, &tok)
-	if _, err := VerifyReceipt(tok.JWS, &set, testIss); err == nil {
+	if _, err := payment.VerifyReceipt(tok.JWS, &set, testIss); err == nil {
 		t.Fatal("a payment token verified as a receipt")
 	}
-	if _, err := verifyToken(v.JWS, &set, testIss, "cloudflare", tokenTime{now: testStart, leeway: DefaultLeeway}); err == nil {
+	if _, err := payment.VerifyToken(v.JWS, &set, testIss, "cloudflare", payment.TokenTime{Now: testStart, Leeway: payment.DefaultLeeway}); err == nil {
 		t.Fatal("a receipt verified as a payment token")
 	}
 }
@@ -167,12 +169,12 @@ func TestRedemptionGoldenVector(t *testing.T) {
 	rv, _ := os.ReadFile(filepath.Join("testdata", "token_receipt.json"))
 	var rcpt tokenVector
 	_ = json.Unmarshal(rv, &rcpt)
-	r.Signed, r.State, r.Reference = rcpt.JWS, StateSettled, "mem_1"
+	r.Signed, r.State, r.Reference = rcpt.JWS, payment.StateSettled, "mem_1"
 
-	req, _ := json.Marshal(RedemptionRequest{Token: tok.JWS, Amount: budget.USD(1299)})
-	resp, _ := json.Marshal(viewOf(r))
+	req, _ := json.Marshal(payment.RedemptionRequest{Token: tok.JWS, Amount: budget.USD(1299)})
+	resp, _ := json.Marshal(payment.ViewOf(r))
 	v := exchangeVector(t, "token_redemption.json", req, resp)
-	parsed, err := ParseRedemptionRequest(v.Request)
+	parsed, err := payment.ParseRedemptionRequest(v.Request)
 	if err != nil || parsed.Token != tok.JWS || parsed.Amount != budget.USD(1299) {
 		t.Fatalf("request vector: %+v %v", parsed, err)
 	}

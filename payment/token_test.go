@@ -1,4 +1,4 @@
-package payment
+package payment_test
 
 import (
 	"context"
@@ -15,6 +15,9 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/agentprov/agentprov/budget"
+	"github.com/agentprov/agentprov/payment"
+	"github.com/agentprov/agentprov/payment/issuer"
+	"github.com/agentprov/agentprov/payment/paywall"
 )
 
 // forge builds a compact JWS with an arbitrary header over the golden
@@ -23,7 +26,7 @@ func forge(t *testing.T, header map[string]any, sign bool) string {
 	t.Helper()
 	h, _ := json.Marshal(header)
 	c := goldenClaims()
-	p, _ := json.Marshal(c.wire())
+	p, _ := json.Marshal(payment.ClaimsWire(&c))
 	input := base64.RawURLEncoding.EncodeToString(h) + "." + base64.RawURLEncoding.EncodeToString(p)
 	sig := []byte("not-a-signature")
 	if sign {
@@ -36,8 +39,8 @@ func TestVerifyJWSHeaderRules(t *testing.T) {
 	jwk, _ := testKey().PublicJWK()
 	set := &jose.JSONWebKeySet{Keys: []jose.JSONWebKey{jwk}}
 	pub, _ := json.Marshal(jwk)
-	good := map[string]any{"alg": "EdDSA", "kid": "orch-2026", "typ": TokenType}
-	if _, err := verifyJWS(forge(t, good, true), TokenType, set); err != nil {
+	good := map[string]any{"alg": "EdDSA", "kid": "orch-2026", "typ": payment.TokenType}
+	if _, err := payment.VerifyJWS(forge(t, good, true), payment.TokenType, set); err != nil {
 		t.Fatalf("hand-built token rejected: %v", err)
 	}
 	with := func(k string, v any) map[string]any {
@@ -71,15 +74,15 @@ func TestVerifyJWSHeaderRules(t *testing.T) {
 	}
 	for name, hdr := range cases {
 		t.Run(name, func(t *testing.T) {
-			if _, err := verifyJWS(forge(t, hdr, true), TokenType, set); err == nil {
+			if _, err := payment.VerifyJWS(forge(t, hdr, true), payment.TokenType, set); err == nil {
 				t.Fatal("accepted")
 			}
 		})
 	}
-	if _, err := verifyJWS(forge(t, good, false), TokenType, set); err == nil {
+	if _, err := payment.VerifyJWS(forge(t, good, false), payment.TokenType, set); err == nil {
 		t.Fatal("bad signature accepted")
 	}
-	if _, err := verifyJWS(strings.Repeat("a", MaxTokenSize+1), TokenType, set); err == nil {
+	if _, err := payment.VerifyJWS(strings.Repeat("a", payment.MaxTokenSize+1), payment.TokenType, set); err == nil {
 		t.Fatal("oversized token accepted")
 	}
 }
@@ -88,7 +91,7 @@ func TestES256AndKeyRotation(t *testing.T) {
 	w := newWorld(t)
 	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	oldJWK, _ := testKey().PublicJWK()
-	iss, err := NewIssuer(testIss, SigningKey{KeyID: "p256", Key: ec}, w.ledger, &IssuerOptions{
+	iss, err := issuer.NewIssuer(testIss, payment.SigningKey{KeyID: "p256", Key: ec}, w.ledger, &issuer.IssuerOptions{
 		Rail: w.rail, Store: w.store, Now: w.clk.Now, Logger: quietLogger(), RetiredKeys: []jose.JSONWebKey{oldJWK},
 	})
 	if err != nil {
@@ -108,14 +111,14 @@ func TestES256AndKeyRotation(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := VerifyReceipt(rc.Signed, iss.JWKS(), testIss); err != nil {
+		if _, err := payment.VerifyReceipt(rc.Signed, iss.JWKS(), testIss); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := NewIssuer(testIss, SigningKey{KeyID: "p384", Key: mustP384(t)}, w.ledger, &IssuerOptions{Rail: w.rail}); err == nil {
+	if _, err := issuer.NewIssuer(testIss, payment.SigningKey{KeyID: "p384", Key: mustP384(t)}, w.ledger, &issuer.IssuerOptions{Rail: w.rail}); err == nil {
 		t.Fatal("P-384 key accepted")
 	}
-	if _, err := NewIssuer(testIss, testKey(), w.ledger, nil); err == nil {
+	if _, err := issuer.NewIssuer(testIss, testKey(), w.ledger, nil); err == nil {
 		t.Fatal("missing Rail accepted")
 	}
 }
@@ -136,7 +139,7 @@ func TestSigningKeyRedacted(t *testing.T) {
 			t.Errorf("%s printed %s", verb, got)
 		}
 	}
-	r, _ := NewRedeemer("https://orch.example/r", &RedeemerOptions{APIKey: "sekrit"})
+	r, _ := paywall.NewRedeemer("https://orch.example/r", &paywall.RedeemerOptions{APIKey: "sekrit"})
 	for _, verb := range []string{"%v", "%+v", "%#v", "%s"} {
 		if s := fmt.Sprintf(verb, r); strings.Contains(s, "sekrit") {
 			t.Errorf("%s printed the API key: %s", verb, s)

@@ -1,4 +1,4 @@
-package payment
+package payment_test
 
 import (
 	"encoding/json"
@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/agentprov/agentprov/budget"
+	"github.com/agentprov/agentprov/payment"
+	"github.com/agentprov/agentprov/payment/issuer"
 )
 
 // Every verification point checks the time claims of the token it is
@@ -19,21 +21,21 @@ import (
 // can make the verifier refuse.
 type timeCase struct {
 	name  string
-	claim func(c *TokenClaims, now time.Time)
+	claim func(c *payment.TokenClaims, now time.Time)
 }
 
 var tokenTimeCases = []timeCase{
-	{"exp passed", func(c *TokenClaims, now time.Time) {
+	{"exp passed", func(c *payment.TokenClaims, now time.Time) {
 		c.IssuedAt, c.Expiry = now.Add(-2*time.Hour), now.Add(-time.Hour)
 	}},
-	{"nbf ahead", func(c *TokenClaims, now time.Time) { c.NotBefore = now.Add(2 * time.Minute) }},
-	{"iat ahead", func(c *TokenClaims, now time.Time) { c.IssuedAt = now.Add(2 * time.Minute) }},
+	{"nbf ahead", func(c *payment.TokenClaims, now time.Time) { c.NotBefore = now.Add(2 * time.Minute) }},
+	{"iat ahead", func(c *payment.TokenClaims, now time.Time) { c.IssuedAt = now.Add(2 * time.Minute) }},
 }
 
 // resign signs claims with the world's issuer key.
-func (w *world) resign(c TokenClaims) string {
+func (w *world) resign(c payment.TokenClaims) string {
 	w.t.Helper()
-	tok, err := signJWT(w.iss.tokenSig, c.wire())
+	tok, err := payment.SignJWT(testSigner(w.t, payment.TokenType), payment.ClaimsWire(&c))
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -48,11 +50,11 @@ func TestTokenTimeClaimsAtEveryEndpoint(t *testing.T) {
 	for _, tc := range []struct {
 		timeCase
 		redeem, release want
-		verify          *Error // TokenVerifier (the Paywall's check); nil: accepted
+		verify          *payment.Error // TokenVerifier (the Paywall's Check); nil: accepted
 	}{
-		{tokenTimeCases[0], want{401, "token_expired"}, want{200, ""}, ErrTokenExpired}, // an expired token may be released (§5.2.3)
-		{tokenTimeCases[1], want{401, "token_invalid"}, want{401, "token_invalid"}, ErrTokenInvalid},
-		{tokenTimeCases[2], want{401, "token_invalid"}, want{401, "token_invalid"}, ErrTokenInvalid},
+		{tokenTimeCases[0], want{401, "token_expired"}, want{200, ""}, payment.ErrTokenExpired}, // an expired token may be released (§5.2.3)
+		{tokenTimeCases[1], want{401, "token_invalid"}, want{401, "token_invalid"}, payment.ErrTokenInvalid},
+		{tokenTimeCases[2], want{401, "token_invalid"}, want{401, "token_invalid"}, payment.ErrTokenInvalid},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := newWorld(t)
@@ -63,17 +65,17 @@ func TestTokenTimeClaimsAtEveryEndpoint(t *testing.T) {
 			tok := w.resign(c)
 
 			t.Run("redemption POST", func(t *testing.T) {
-				body, _ := json.Marshal(RedemptionRequest{Token: tok, Amount: c.MaxAmount})
+				body, _ := json.Marshal(payment.RedemptionRequest{Token: tok, Amount: c.MaxAmount})
 				r := post(t, srv.URL+"/payment/redemptions", "cf-key", "redeem-1", body)
 				if r.status != tc.redeem.status || r.code != tc.redeem.code {
 					t.Fatalf("got %d %q, want %d %q", r.status, r.code, tc.redeem.status, tc.redeem.code)
 				}
-				if rec := w.record(c.HoldID); rec.State != StateIssued {
+				if rec := w.record(c.HoldID); rec.State != payment.StateIssued {
 					t.Fatalf("record moved to %s", rec.State)
 				}
 			})
 			t.Run("paywall verification", func(t *testing.T) {
-				v, err := NewTokenVerifier(testIss, "cloudflare", w.iss.JWKS(), &TokenVerifierOptions{Now: w.clk.Now})
+				v, err := payment.NewTokenVerifier(testIss, "cloudflare", w.iss.JWKS(), &payment.TokenVerifierOptions{Now: w.clk.Now})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -83,7 +85,7 @@ func TestTokenTimeClaimsAtEveryEndpoint(t *testing.T) {
 				}
 			})
 			t.Run("release", func(t *testing.T) {
-				body, _ := json.Marshal(ReleaseRequest{Token: tok})
+				body, _ := json.Marshal(payment.ReleaseRequest{Token: tok})
 				r := post(t, srv.URL+"/payment/redemptions/"+c.HoldID+"/release", "cf-key", "release-1", body)
 				if r.status != tc.release.status || r.code != tc.release.code {
 					t.Fatalf("got %d %q, want %d %q", r.status, r.code, tc.release.status, tc.release.code)
@@ -98,7 +100,7 @@ func TestTokenTimeClaimsAtEveryEndpoint(t *testing.T) {
 	if tok := w.resign(m.Claims); tok != m.Token {
 		t.Fatal("re-signing the minted claims does not give the minted token")
 	}
-	v, _ := NewTokenVerifier(testIss, "cloudflare", w.iss.JWKS(), &TokenVerifierOptions{Now: w.clk.Now})
+	v, _ := payment.NewTokenVerifier(testIss, "cloudflare", w.iss.JWKS(), &payment.TokenVerifierOptions{Now: w.clk.Now})
 	if _, err := v.Verify(t.Context(), m.Token); err != nil {
 		t.Fatalf("valid token: %v", err)
 	}
@@ -109,19 +111,19 @@ func TestTokenTimeClaimsAtEveryEndpoint(t *testing.T) {
 func TestPaywallRefusesTokenNotYetValid(t *testing.T) {
 	w := newE2E(t, e2eConfig{})
 	c := w.challengeFor("/v1/check")
-	m, err := w.iss.Mint(t.Context(), MintRequest{Project: e2eProject, Provider: e2eProvider, Service: e2eService,
+	m, err := w.iss.Mint(t.Context(), issuer.MintRequest{Project: e2eProject, Provider: e2eProvider, Service: e2eService,
 		MaxAmount: budget.USD(e2ePrice), ChallengeID: c.ID})
 	if err != nil {
 		t.Fatal(err)
 	}
 	claims := m.Claims
 	claims.NotBefore = time.Now().Add(2 * time.Minute)
-	tok, err := signJWT(w.iss.tokenSig, claims.wire())
+	tok, err := payment.SignJWT(testSigner(t, payment.TokenType), payment.ClaimsWire(&claims))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if status, code := w.present("/v1/check", credentialFor(t, &c, tok, "")); status != 402 || code != ErrVerificationFailed.Code {
-		t.Fatalf("got %d %q, want 402 %q", status, code, ErrVerificationFailed.Code)
+	if status, code := w.present("/v1/check", credentialFor(t, &c, tok, "")); status != 402 || code != payment.ErrVerificationFailed.Code {
+		t.Fatalf("got %d %q, want 402 %q", status, code, payment.ErrVerificationFailed.Code)
 	}
 	if w.served.Load() != 0 {
 		t.Fatal("handler ran for a token not yet valid")
@@ -135,7 +137,7 @@ func TestReceiptTimeClaims(t *testing.T) {
 		return map[string]any{
 			"iss": testIss, "aud": "cloudflare", "sub": "proj-1", "jti": "hold_1", "iat": now.Unix(),
 			"service": "cloudflare/registrar:domain", "amount": map[string]any{"amount": 250, "currency": "USD"},
-			"redeemed_at": now.Format(time.RFC3339), "protocol_version": ProtocolVersion,
+			"redeemed_at": now.Format(time.RFC3339), "protocol_version": payment.ProtocolVersion,
 		}
 	}
 	for _, tc := range []struct {
@@ -153,12 +155,12 @@ func TestReceiptTimeClaims(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			claims := base()
 			tc.change(claims)
-			signed, err := signJWT(w.iss.rcptSig, claims)
+			signed, err := payment.SignJWT(testSigner(t, payment.ReceiptType), claims)
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = VerifyReceipt(signed, w.iss.JWKS(), testIss)
-			if tc.ok != (err == nil) || (err != nil && !errors.Is(err, ErrTokenInvalid)) {
+			_, err = payment.VerifyReceipt(signed, w.iss.JWKS(), testIss)
+			if tc.ok != (err == nil) || (err != nil && !errors.Is(err, payment.ErrTokenInvalid)) {
 				t.Fatalf("VerifyReceipt: %v, want ok=%v", err, tc.ok)
 			}
 		})

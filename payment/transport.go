@@ -20,6 +20,7 @@ import (
 
 	"github.com/agentprov/agentprov/budget"
 	"github.com/agentprov/agentprov/internal/clock"
+	"github.com/agentprov/agentprov/internal/paywire"
 	"github.com/agentprov/agentprov/internal/problem"
 	"github.com/agentprov/agentprov/internal/safehttp"
 )
@@ -113,7 +114,7 @@ func NewTransport(payer Payer, origins map[string]string, maxPerCall budget.Mone
 	if len(origins) == 0 {
 		return nil, errors.New("payment: transport: at least one origin is required")
 	}
-	if !hdrIsCurrency(maxPerCall.Currency) || maxPerCall.Amount <= 0 {
+	if !paywire.HdrIsCurrency(maxPerCall.Currency) || maxPerCall.Amount <= 0 {
 		return nil, errors.New("payment: transport: per-call ceiling must be positive with an ISO 4217 currency")
 	}
 	if opts == nil {
@@ -192,7 +193,7 @@ func (b *replayBody) open(first bool) (io.ReadCloser, error) {
 		return b.get()
 	case b.streamed != nil:
 		if !first {
-			return nil, ErrBodyNotReplayable.with(nil, "request body is larger than the replay buffer")
+			return nil, ErrBodyNotReplayable.With(nil, "request body is larger than the replay buffer")
 		}
 		return b.streamed, nil
 	default:
@@ -294,24 +295,24 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	provider, ok := t.origins[origin]
 	if !ok {
-		return nil, ErrOriginNotAllowed.with(nil, "origin %s is not one this client pays", origin)
+		return nil, ErrOriginNotAllowed.With(nil, "origin %s is not one this client pays", origin)
 	}
 	service := ch.Request.Service()
 	if ch.Request.Recipient != provider || !strings.HasPrefix(service, provider+"/") {
-		return nil, ErrOriginNotAllowed.with(nil, "origin %s belongs to %q but the challenge asks payment for %q (%q)", origin, provider, ch.Request.Recipient, service)
+		return nil, ErrOriginNotAllowed.With(nil, "origin %s belongs to %q but the challenge asks payment for %q (%q)", origin, provider, ch.Request.Recipient, service)
 	}
 	amount, err := ch.Request.Money()
 	if err != nil {
 		return nil, err
 	}
 	if amount.Currency != t.ceiling.Currency || amount.Amount > t.ceiling.Amount {
-		return nil, ErrCallCeiling.with(nil, "challenge asks %s, the per-call ceiling is %s", amount, t.ceiling)
+		return nil, ErrCallCeiling.With(nil, "challenge asks %s, the per-call ceiling is %s", amount, t.ceiling)
 	}
 	if !ch.Expires.IsZero() && !t.now.Now().Before(ch.Expires) {
-		return nil, ErrPaymentExpired.with(nil, "challenge expired at %s", ch.ExpiresParam())
+		return nil, ErrPaymentExpired.With(nil, "challenge expired at %s", ch.ExpiresParam())
 	}
 	if body != nil && !body.replayable {
-		return nil, ErrBodyNotReplayable.with(nil, "request body is above %d bytes and has no GetBody", t.maxBody)
+		return nil, ErrBodyNotReplayable.With(nil, "request body is above %d bytes and has no GetBody", t.maxBody)
 	}
 	if t.sess != nil {
 		if sc := pickSession(challenges, ch); sc != nil {
@@ -384,9 +385,9 @@ func (t *Transport) paidAttempts(ctx context.Context, req *http.Request, body *r
 			pd := problem.Read(io.LimitReader(resp.Body, 64<<10), 64<<10)
 			discard(resp)
 			t.forget(memKey)
-			e := ErrPaymentRejected.with(nil, "provider answered 402 to the paid request")
+			e := ErrPaymentRejected.With(nil, "provider answered 402 to the paid request")
 			if pd != nil && pd.Code != "" {
-				e = ErrPaymentRejected.with(nil, "provider answered 402 to the paid request: %s", pd.Code)
+				e = ErrPaymentRejected.With(nil, "provider answered 402 to the paid request: %s", pd.Code)
 			}
 			return nil, e
 		case (resp.StatusCode == http.StatusConflict || resp.StatusCode == http.StatusServiceUnavailable) &&

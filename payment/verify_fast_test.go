@@ -1,4 +1,4 @@
-package payment
+package payment_test
 
 import (
 	"encoding/json"
@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/agentprov/agentprov/internal/paywire"
+	"github.com/agentprov/agentprov/payment"
+	"github.com/agentprov/agentprov/payment/issuer"
 	"github.com/go-jose/go-jose/v4"
 )
 
@@ -15,7 +18,7 @@ import (
 // go-jose for every algorithm.
 func joseOnly(token, typ string, keys *jose.JSONWebKeySet) ([]byte, error) {
 	h, _, _ := strings.Cut(token, ".")
-	raw, err := hdrB64.DecodeString(h)
+	raw, err := paywire.HdrB64.DecodeString(h)
 	if err != nil {
 		return nil, err
 	}
@@ -29,7 +32,7 @@ func joseOnly(token, typ string, keys *jose.JSONWebKeySet) ([]byte, error) {
 	if hdr.Typ != typ {
 		return nil, errors.New("typ")
 	}
-	return verifyJWSJose(token, hdr.Kid, keys)
+	return payment.VerifyJWSJose(token, hdr.Kid, keys)
 }
 
 // The EdDSA fast path of verifyJWS never accepts a token that go-jose
@@ -44,16 +47,16 @@ func TestVerifyJWSFastPathAgreesWithJose(t *testing.T) {
 	if err := json.Unmarshal(raw, &v); err != nil {
 		t.Fatal(err)
 	}
-	iss, err := NewIssuer(testIss, testKey(), &faultHolds{}, &IssuerOptions{Rail: NewMemoryRail(nil)})
+	iss, err := issuer.NewIssuer(testIss, testKey(), &faultHolds{}, &issuer.IssuerOptions{Rail: issuer.NewMemoryRail(nil)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	keys := iss.JWKS()
-	want, err := joseOnly(v.JWS, TokenType, keys)
+	want, err := joseOnly(v.JWS, payment.TokenType, keys)
 	if err != nil {
 		t.Fatalf("reference rejects the golden token: %v", err)
 	}
-	got, err := verifyJWS(v.JWS, TokenType, keys)
+	got, err := payment.VerifyJWS(v.JWS, payment.TokenType, keys)
 	if err != nil || string(got) != string(want) {
 		t.Fatalf("fast path: %q, %v; want %q", got, err, want)
 	}
@@ -64,12 +67,12 @@ func TestVerifyJWSFastPathAgreesWithJose(t *testing.T) {
 				continue
 			}
 			mut := v.JWS[:i] + string(c) + v.JWS[i+1:]
-			p, err := verifyJWS(mut, TokenType, keys)
+			p, err := payment.VerifyJWS(mut, payment.TokenType, keys)
 			if err != nil {
 				continue
 			}
 			accepted++
-			q, rerr := joseOnly(mut, TokenType, keys)
+			q, rerr := joseOnly(mut, payment.TokenType, keys)
 			if rerr != nil || string(p) != string(q) {
 				t.Fatalf("position %d %q: fast path accepts, go-jose says %v", i, c, rerr)
 			}
@@ -83,7 +86,7 @@ func TestVerifyJWSFastPathAgreesWithJose(t *testing.T) {
 	last := v.JWS[len(v.JWS)-1]
 	idx := strings.IndexByte(base64Alphabet, last)
 	alt := v.JWS[:len(v.JWS)-1] + string(base64Alphabet[idx^1])
-	if _, err := verifyJWS(alt, TokenType, keys); err == nil {
+	if _, err := payment.VerifyJWS(alt, payment.TokenType, keys); err == nil {
 		t.Error("non-canonical signature spelling accepted")
 	}
 }

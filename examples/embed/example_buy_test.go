@@ -13,33 +13,35 @@ import (
 	"github.com/agentprov/agentprov/budget"
 	"github.com/agentprov/agentprov/catalogschema"
 	"github.com/agentprov/agentprov/payment"
+	"github.com/agentprov/agentprov/payment/issuer"
+	"github.com/agentprov/agentprov/payment/paywall"
 )
 
 // orchestrator is the user code of a custom orchestrator that pays: a
 // budget ledger (default cap $100 per provider per month), an Issuer that
 // mints payment tokens and serves the redemption endpoint, and an HTTP
 // client that answers 402 challenges of the one provider it trusts.
-func orchestrator(mux *http.ServeMux, providerOrigin string) (*payment.Issuer, *http.Client, error) {
+func orchestrator(mux *http.ServeMux, providerOrigin string) (*issuer.Issuer, *http.Client, error) {
 	ledger, err := budget.NewLedger(budget.NewMemoryStore(nil), nil)
 	if err != nil {
 		return nil, nil, err
 	}
 	key := payment.SigningKey{KeyID: "pay-2026", Key: ed25519.NewKeyFromSeed(make([]byte, 32))}
-	issuer, err := payment.NewIssuer("https://orchestrator.example", key, ledger, &payment.IssuerOptions{
-		Rail:         payment.NewMemoryRail(nil),
-		Authenticate: payment.BearerAuthenticator(map[string]string{"acme": "acme-api-key"}),
+	iss, err := issuer.NewIssuer("https://orchestrator.example", key, ledger, &issuer.IssuerOptions{
+		Rail:         issuer.NewMemoryRail(nil),
+		Authenticate: issuer.BearerAuthenticator(map[string]string{"acme": "acme-api-key"}),
 		Logger:       slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		return nil, nil, err
 	}
-	mux.Handle("/redeem", issuer.RedemptionHandler())
-	tr, err := payment.NewTransport(payment.IssuerPayer(issuer, "blog"),
+	mux.Handle("/redeem", iss.RedemptionHandler())
+	tr, err := payment.NewTransport(issuer.IssuerPayer(iss, "blog"),
 		map[string]string{providerOrigin: "acme"}, budget.USD(500), nil)
 	if err != nil {
 		return nil, nil, err
 	}
-	return issuer, &http.Client{Transport: tr}, nil
+	return iss, &http.Client{Transport: tr}, nil
 }
 
 // A provider charges 2.50 USD for a paid route mounted with its Provider;
@@ -49,13 +51,13 @@ func Example_buy() {
 	orch, prov := httptest.NewServer(orchMux), httptest.NewServer(provMux)
 	defer orch.Close()
 	defer prov.Close()
-	issuer, client, err := orchestrator(orchMux, prov.URL)
+	iss, client, err := orchestrator(orchMux, prov.URL)
 	if err != nil {
 		panic(err)
 	}
 
 	// Provider side, with a Paywall redeeming at the orchestrator.
-	p := newExampleProvider(prov.URL, paywallOptions(issuer, orch.URL))
+	p := newExampleProvider(prov.URL, paywallOptions(iss, orch.URL))
 	p.Mount(provMux)
 	provMux.Handle("GET /agentprov/check", p.Charged("acme/dns", budget.USD(250))(
 		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "example.dev is free") })))
@@ -78,11 +80,11 @@ func Example_buy() {
 
 // paywallOptions gives the provider a Paywall that verifies tokens with
 // the orchestrator's payment keys and redeems them at its endpoint.
-func paywallOptions(issuer *payment.Issuer, orchURL string) *agentprov.ProviderOptions {
-	verifier, _ := payment.NewTokenVerifier("https://orchestrator.example", "acme", issuer.JWKS(), nil)
-	redeemer, _ := payment.NewRedeemer(orchURL+"/redeem", &payment.RedeemerOptions{APIKey: "acme-api-key"})
-	paywall, err := payment.NewPaywall("acme.example", [][]byte{[]byte("a 32-byte (or longer) HMAC secret")}, verifier, redeemer,
-		&payment.PaywallOptions{Logger: slog.New(slog.DiscardHandler)})
+func paywallOptions(iss *issuer.Issuer, orchURL string) *agentprov.ProviderOptions {
+	verifier, _ := payment.NewTokenVerifier("https://orchestrator.example", "acme", iss.JWKS(), nil)
+	redeemer, _ := paywall.NewRedeemer(orchURL+"/redeem", &paywall.RedeemerOptions{APIKey: "acme-api-key"})
+	paywall, err := paywall.NewPaywall("acme.example", [][]byte{[]byte("a 32-byte (or longer) HMAC secret")}, verifier, redeemer,
+		&paywall.PaywallOptions{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		panic(err)
 	}

@@ -31,6 +31,7 @@ import (
 	"github.com/agentprov/agentprov/internal/safehttp"
 	"github.com/agentprov/agentprov/internal/sqldb"
 	"github.com/agentprov/agentprov/payment"
+	"github.com/agentprov/agentprov/payment/issuer"
 )
 
 const usage = `orchestrator — an agent provisioning orchestrator (example CLI on agentprov)
@@ -1510,7 +1511,7 @@ func (c *cli) serve(ctx context.Context) error {
 		fmt.Fprintf(c.out.stderr, "spend page: open %s%s (this link signs you in once)\n", strings.TrimSuffix(c.state.Issuer, "/"), signIn)
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	settler, err := payment.NewSettler(c.orch.Issuer, nil)
+	settler, err := issuer.NewSettler(c.orch.Issuer, nil)
 	if err != nil {
 		ln.Close()
 		return err

@@ -36,6 +36,7 @@ import (
 	"github.com/agentprov/agentprov/discovery"
 	"github.com/agentprov/agentprov/examples/internal/demo"
 	"github.com/agentprov/agentprov/payment"
+	"github.com/agentprov/agentprov/payment/issuer"
 )
 
 func main() {
@@ -98,7 +99,7 @@ type journey struct {
 	out       io.Writer
 	json      bool
 	orch      *demo.Orchestrator
-	rail      *payment.MemoryRail
+	rail      *issuer.MemoryRail
 	registrar *demo.Provider
 	cloud     *demo.Provider
 	rep       report
@@ -191,7 +192,7 @@ func start(ctx context.Context, j *journey) error {
 	redemptionKeys := map[string]string{"registrar": randomKey(), "cloud": randomKey()}
 
 	// The orchestrator: one signed-in user, her project, two trusted providers.
-	j.rail = payment.NewMemoryRail(nil)
+	j.rail = issuer.NewMemoryRail(nil)
 	j.orch, err = demo.NewOrchestrator(demo.OrchestratorConfig{
 		Issuer: orchURL, Key: orchKey,
 		User:           demo.User{ID: "user_ada", Email: "ada@example.com", Name: "Ada"},

@@ -13,23 +13,24 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/agentprov/agentprov/payment"
+	"github.com/agentprov/agentprov/payment/paywall"
 )
 
 // ChallengeHarness is one fresh ChallengeStore.
 type ChallengeHarness struct {
-	Store payment.ChallengeStore
+	Store paywall.ChallengeStore
 	// Reopen, if set, returns a new store over the same data, as after a
 	// provider restart or as another provider instance sharing the
 	// database; the suite then checks that claims are seen there too.
-	Reopen func(ctx context.Context) (payment.ChallengeStore, error)
+	Reopen func(ctx context.Context) (paywall.ChallengeStore, error)
 }
 
 // ChallengeHarnessMaker returns a harness over an empty store. Cleanup is
 // registered on t.
 type ChallengeHarnessMaker func(ctx context.Context, t *testing.T) (*ChallengeHarness, error)
 
-func pendingChallenge(id, fp string) payment.ChallengeRecord {
-	return payment.ChallengeRecord{ID: id, Fingerprint: fp, State: payment.ChallengePending, RetainUntil: t0.Add(24 * time.Hour)}
+func pendingChallenge(id, fp string) paywall.ChallengeRecord {
+	return paywall.ChallengeRecord{ID: id, Fingerprint: fp, State: paywall.ChallengePending, RetainUntil: t0.Add(24 * time.Hour)}
 }
 
 func servedResponse() *payment.StoredResponse {
@@ -104,7 +105,7 @@ func RunChallengeStore(t *testing.T, hm ChallengeHarnessMaker) {
 	t.Run("GetMissing", func(t *testing.T) {
 		t.Parallel()
 		s := harness(t, hm).Store
-		if _, err := s.Get(ctx, "nope"); !errors.Is(err, payment.ErrChallengeNotFound) {
+		if _, err := s.Get(ctx, "nope"); !errors.Is(err, paywall.ErrChallengeNotFound) {
 			t.Fatalf("Get missing = %v, want ErrChallengeNotFound", err)
 		}
 	})
@@ -116,25 +117,25 @@ func RunChallengeStore(t *testing.T, hm ChallengeHarnessMaker) {
 			t.Fatal(err)
 		}
 		served := rec
-		served.State = payment.ChallengeServed
+		served.State = paywall.ChallengeServed
 		served.Response = servedResponse()
-		if err := s.Update(ctx, payment.ChallengeServed, served); !errors.Is(err, payment.ErrConflict) {
+		if err := s.Update(ctx, paywall.ChallengeServed, served); !errors.Is(err, payment.ErrConflict) {
 			t.Fatalf("Update from the wrong state = %v, want ErrConflict", err)
 		}
 		other := served
 		other.Fingerprint = "g"
-		if err := s.Update(ctx, payment.ChallengePending, other); !errors.Is(err, payment.ErrConflict) {
+		if err := s.Update(ctx, paywall.ChallengePending, other); !errors.Is(err, payment.ErrConflict) {
 			t.Fatalf("Update with another fingerprint = %v, want ErrConflict", err)
 		}
-		if err := s.Update(ctx, payment.ChallengePending, served); err != nil {
+		if err := s.Update(ctx, paywall.ChallengePending, served); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.Update(ctx, payment.ChallengePending, served); !errors.Is(err, payment.ErrConflict) {
+		if err := s.Update(ctx, paywall.ChallengePending, served); !errors.Is(err, payment.ErrConflict) {
 			t.Fatalf("second Update from pending = %v, want ErrConflict", err)
 		}
 		missing := served
 		missing.ID = "zz"
-		if err := s.Update(ctx, payment.ChallengePending, missing); !errors.Is(err, payment.ErrChallengeNotFound) {
+		if err := s.Update(ctx, paywall.ChallengePending, missing); !errors.Is(err, paywall.ErrChallengeNotFound) {
 			t.Fatalf("Update of an unknown id = %v, want ErrChallengeNotFound", err)
 		}
 		got, err := s.Get(ctx, "c")
@@ -145,12 +146,12 @@ func RunChallengeStore(t *testing.T, hm ChallengeHarnessMaker) {
 			t.Errorf("Get after Update (-want +got):\n%s", d)
 		}
 		done := served
-		done.State = payment.ChallengeDone
+		done.State = paywall.ChallengeDone
 		done.Response.Header.Set("Payment-Receipt", "r")
-		if err := s.Update(ctx, payment.ChallengeServed, done); err != nil {
+		if err := s.Update(ctx, paywall.ChallengeServed, done); err != nil {
 			t.Fatal(err)
 		}
-		if got, _ := s.Get(ctx, "c"); got.State != payment.ChallengeDone || got.Response.Header.Get("Payment-Receipt") != "r" {
+		if got, _ := s.Get(ctx, "c"); got.State != paywall.ChallengeDone || got.Response.Header.Get("Payment-Receipt") != "r" {
 			t.Errorf("Get after the second Update = %+v", got)
 		}
 	})
@@ -168,9 +169,9 @@ func RunChallengeStore(t *testing.T, hm ChallengeHarnessMaker) {
 			go func() {
 				defer wg.Done()
 				next := rec
-				next.State = payment.ChallengeDone
+				next.State = paywall.ChallengeDone
 				next.Response = &payment.StoredResponse{Status: 200 + i, Header: http.Header{}, Body: []byte{}}
-				err := s.Update(ctx, payment.ChallengePending, next)
+				err := s.Update(ctx, paywall.ChallengePending, next)
 				switch {
 				case err == nil:
 					wins.Add(1)
@@ -188,7 +189,7 @@ func RunChallengeStore(t *testing.T, hm ChallengeHarnessMaker) {
 		t.Parallel()
 		s := harness(t, hm).Store
 		rec := pendingChallenge("c", "f")
-		rec.State = payment.ChallengeDone
+		rec.State = paywall.ChallengeDone
 		rec.Response = servedResponse()
 		if _, _, err := s.Claim(ctx, rec); err != nil {
 			t.Fatal(err)
@@ -241,9 +242,9 @@ func RunChallengeStore(t *testing.T, hm ChallengeHarnessMaker) {
 			t.Fatalf("Claim on the reopened store = %+v, %v, %v", got, ok, err)
 		}
 		served := rec
-		served.State = payment.ChallengeServed
+		served.State = paywall.ChallengeServed
 		served.Response = servedResponse()
-		if err := s2.Update(ctx, payment.ChallengePending, served); err != nil {
+		if err := s2.Update(ctx, paywall.ChallengePending, served); err != nil {
 			t.Fatal(err)
 		}
 		got, err = h.Store.Get(ctx, "c")

@@ -6,7 +6,9 @@ import (
 	"testing"
 
 	"github.com/agentprov/agentprov/payment"
+	"github.com/agentprov/agentprov/payment/issuer"
 	"github.com/agentprov/agentprov/payment/paymenttest"
+	"github.com/agentprov/agentprov/payment/paywall"
 )
 
 // Each example below is the whole hook a store implementation writes: a
@@ -17,7 +19,7 @@ import (
 
 func ExampleRunRedemptionStore() {
 	mk := func(ctx context.Context, t *testing.T) (*paymenttest.RedemptionHarness, error) {
-		return &paymenttest.RedemptionHarness{Store: payment.NewMemoryRedemptionStore()}, nil
+		return &paymenttest.RedemptionHarness{Store: issuer.NewMemoryRedemptionStore()}, nil
 	}
 	// In your store's _test.go file:
 	testRedemptionStore := func(t *testing.T) { paymenttest.RunRedemptionStore(t, mk) }
@@ -42,7 +44,7 @@ func ExampleRunIdempotencyStore() {
 
 func ExampleRunChallengeStore() {
 	mk := func(ctx context.Context, t *testing.T) (*paymenttest.ChallengeHarness, error) {
-		return &paymenttest.ChallengeHarness{Store: payment.NewMemoryChallengeStore(nil)}, nil
+		return &paymenttest.ChallengeHarness{Store: paywall.NewMemoryChallengeStore(nil)}, nil
 	}
 	testChallengeStore := func(t *testing.T) { paymenttest.RunChallengeStore(t, mk) }
 	_ = testChallengeStore
@@ -54,7 +56,7 @@ func ExampleRunChallengeStore() {
 
 func ExampleRunSessionStore() {
 	mk := func(ctx context.Context, t *testing.T) (*paymenttest.SessionHarness, error) {
-		return &paymenttest.SessionHarness{Store: payment.NewMemorySessionStore()}, nil
+		return &paymenttest.SessionHarness{Store: paywall.NewMemorySessionStore()}, nil
 	}
 	testSessionStore := func(t *testing.T) { paymenttest.RunSessionStore(t, mk) }
 	_ = testSessionStore

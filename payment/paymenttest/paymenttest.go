@@ -43,14 +43,15 @@ import (
 
 	"github.com/agentprov/agentprov/budget"
 	"github.com/agentprov/agentprov/payment"
+	"github.com/agentprov/agentprov/payment/issuer"
 )
 
 // RedemptionHarness is one fresh RedemptionStore.
 type RedemptionHarness struct {
-	Store payment.RedemptionStore
+	Store issuer.RedemptionStore
 	// Reopen, if set, returns a new store over the same data, as after a
 	// process restart; the suite then checks durability.
-	Reopen func(ctx context.Context) (payment.RedemptionStore, error)
+	Reopen func(ctx context.Context) (issuer.RedemptionStore, error)
 }
 
 // RedemptionHarnessMaker returns a harness over an empty store. Cleanup is
@@ -82,8 +83,8 @@ var timeEq = cmp.Comparer(func(a, b time.Time) bool { return a.Equal(b) })
 
 // sample returns a record with every field set (times at microsecond
 // precision, which every SQL store keeps).
-func sample(id string) payment.Redemption {
-	return payment.Redemption{
+func sample(id string) issuer.Redemption {
+	return issuer.Redemption{
 		HoldID: id, State: payment.StateSettling, Version: 1,
 		Provider: "cloudflare", Service: "cloudflare/registrar:domain", Project: "proj-1",
 		MaxAmount: budget.USD(2000), IssuedAt: t0, ExpiresAt: t0.Add(5 * time.Minute),
@@ -141,7 +142,7 @@ func RunRedemptionStore(t *testing.T, hm RedemptionHarnessMaker) {
 		s := harness(t, hm).Store
 		var wins atomic.Int32
 		var wg sync.WaitGroup
-		results := make([]payment.Redemption, 100)
+		results := make([]issuer.Redemption, 100)
 		for i := range 100 {
 			wg.Go(func() {
 				r := sample("race")

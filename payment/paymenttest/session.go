@@ -13,16 +13,17 @@ import (
 
 	"github.com/agentprov/agentprov/budget"
 	"github.com/agentprov/agentprov/payment"
+	"github.com/agentprov/agentprov/payment/paywall"
 )
 
 // SessionHarness is one fresh SessionStore.
 type SessionHarness struct {
-	Store payment.SessionStore
+	Store paywall.SessionStore
 	// Reopen, if set, returns a new store over the same data, as after a
 	// provider restart or as another provider instance sharing the
 	// database; the suite then checks that sessions and their consumption
 	// are seen there too.
-	Reopen func(ctx context.Context) (payment.SessionStore, error)
+	Reopen func(ctx context.Context) (paywall.SessionStore, error)
 }
 
 // SessionHarnessMaker returns a harness over an empty store. Cleanup is
@@ -31,8 +32,8 @@ type SessionHarnessMaker func(ctx context.Context, t *testing.T) (*SessionHarnes
 
 // sessionRec is an open record with every field a provider sets at Open
 // (times at microsecond precision, which every SQL store keeps).
-func sessionRec(id string, maxAmount int64) payment.SessionRecord {
-	return payment.SessionRecord{
+func sessionRec(id string, maxAmount int64) paywall.SessionRecord {
+	return paywall.SessionRecord{
 		ID: id, Token: "eyJhbGciOiJFZERTQSJ9.e30.sig-" + id, ChallengeID: "ch-" + id,
 		Service: "acme/inference:chat", Max: budget.Money{Amount: maxAmount, Currency: "USD"},
 		Deadline: t0.Add(50 * time.Minute), Expires: t0.Add(time.Hour),
@@ -61,7 +62,7 @@ func RunSessionStore(t *testing.T, hm SessionHarnessMaker) {
 			t.Fatal(err)
 		}
 		want := rec
-		want.State, want.Version = payment.SessionOpen, 1
+		want.State, want.Version = paywall.SessionOpen, 1
 		if d := cmp.Diff(want, got, timeEq); d != "" {
 			t.Errorf("Open returned (-want +got):\n%s", d)
 		}
@@ -152,7 +153,7 @@ func RunSessionStore(t *testing.T, hm SessionHarnessMaker) {
 		}{
 			{"seq 0", 0, 1, now, payment.ErrSessionReplay},
 			{"replayed seq", 5, 1, now, payment.ErrSessionReplay},
-			{"below the window", 5 + payment.SessionWindow, 1, now, nil}, // accepted, moves the window
+			{"below the window", 5 + paywall.SessionWindow, 1, now, nil}, // accepted, moves the window
 			{"now out of the window", 5, 1, now, payment.ErrSessionReplay},
 			{"amount 0", 1000, 0, now, payment.ErrSessionExhausted},
 			{"negative amount", 1001, -5, now, payment.ErrSessionExhausted},
@@ -264,7 +265,7 @@ func RunSessionStore(t *testing.T, hm SessionHarnessMaker) {
 			t.Fatal(err)
 		}
 		got, _ = s.Get(ctx, "s")
-		if got.Consumed != 20 || got.Calls != 2 || got.InFlight != 0 || got.State != payment.SessionClosing {
+		if got.Consumed != 20 || got.Calls != 2 || got.InFlight != 0 || got.State != paywall.SessionClosing {
 			t.Errorf("refund after close: consumed %d calls %d in flight %d state %s, want 20 2 0 closing",
 				got.Consumed, got.Calls, got.InFlight, got.State)
 		}
@@ -282,14 +283,14 @@ func RunSessionStore(t *testing.T, hm SessionHarnessMaker) {
 		if !errors.Is(err, payment.ErrConflict) {
 			t.Fatalf("Close with a call in flight = %v, want ErrConflict", err)
 		}
-		if got.State != payment.SessionOpen || got.InFlight != 1 {
+		if got.State != paywall.SessionOpen || got.InFlight != 1 {
 			t.Errorf("refused Close returned state %s in flight %d", got.State, got.InFlight)
 		}
 		if err := s.Finish(ctx, "s", 10, false); err != nil {
 			t.Fatal(err)
 		}
 		got, err = s.Close(ctx, "s", now)
-		if err != nil || got.State != payment.SessionClosing || got.Consumed != 10 {
+		if err != nil || got.State != paywall.SessionClosing || got.Consumed != 10 {
 			t.Fatalf("Close = %s consumed %d, %v; want closing 10", got.State, got.Consumed, err)
 		}
 		if _, err := s.Consume(ctx, "s", 2, 1, now); !errors.Is(err, payment.ErrSessionClosed) {
@@ -325,10 +326,10 @@ func RunSessionStore(t *testing.T, hm SessionHarnessMaker) {
 			t.Fatalf("second Settle = %v, want a no-op", err)
 		}
 		got, _ := s.Get(ctx, "s")
-		if got.State != payment.SessionSettled || got.Settled != 40 || got.Reference != "receipt-1" {
+		if got.State != paywall.SessionSettled || got.Settled != 40 || got.Reference != "receipt-1" {
 			t.Errorf("settled record: state %s settled %d reference %q, want settled 40 receipt-1", got.State, got.Settled, got.Reference)
 		}
-		if closed, err := s.Close(ctx, "s", now); err != nil || closed.State != payment.SessionSettled {
+		if closed, err := s.Close(ctx, "s", now); err != nil || closed.State != paywall.SessionSettled {
 			t.Errorf("Close of a settled session = %s, %v", closed.State, err)
 		}
 		if _, err := s.Consume(ctx, "s", 2, 1, now); !errors.Is(err, payment.ErrSessionClosed) {
@@ -386,7 +387,7 @@ func RunSessionStore(t *testing.T, hm SessionHarnessMaker) {
 		t.Parallel()
 		s := harness(t, hm).Store
 		idleBefore := now.Add(-5 * time.Minute)
-		mk := func(id string, edit func(*payment.SessionRecord)) {
+		mk := func(id string, edit func(*paywall.SessionRecord)) {
 			r := sessionRec(id, 100)
 			r.LastUsed = now
 			edit(&r)
@@ -394,12 +395,12 @@ func RunSessionStore(t *testing.T, hm SessionHarnessMaker) {
 				t.Fatal(err)
 			}
 		}
-		mk("busy", func(r *payment.SessionRecord) {})
-		mk("idle", func(r *payment.SessionRecord) { r.LastUsed = idleBefore })
-		mk("late", func(r *payment.SessionRecord) { r.Deadline = now })
-		mk("full", func(r *payment.SessionRecord) {})
-		mk("closing", func(r *payment.SessionRecord) {})
-		mk("settled", func(r *payment.SessionRecord) {})
+		mk("busy", func(r *paywall.SessionRecord) {})
+		mk("idle", func(r *paywall.SessionRecord) { r.LastUsed = idleBefore })
+		mk("late", func(r *paywall.SessionRecord) { r.Deadline = now })
+		mk("full", func(r *paywall.SessionRecord) {})
+		mk("closing", func(r *paywall.SessionRecord) {})
+		mk("settled", func(r *paywall.SessionRecord) {})
 		if _, err := s.Consume(ctx, "full", 1, 100, now); err != nil {
 			t.Fatal(err)
 		}
@@ -444,7 +445,7 @@ func RunSessionStore(t *testing.T, hm SessionHarnessMaker) {
 			t.Fatal(err)
 		}
 		want := sessionRec("s", 100)
-		want.State, want.Version = payment.SessionOpen, 5
+		want.State, want.Version = paywall.SessionOpen, 5
 		want.Consumed, want.Calls, want.InFlight, want.LastUsed = 28, 4, 4, at
 		for _, seq := range []uint64{200, 70, 3, 64} {
 			want.AcceptSeq(seq)

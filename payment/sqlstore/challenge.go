@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/agentprov/agentprov/payment"
+	"github.com/agentprov/agentprov/payment/paywall"
 )
 
 // ChallengeStore is a payment.ChallengeStore on database/sql: the
@@ -23,7 +24,7 @@ type ChallengeStore struct {
 	q  challengeQueries
 }
 
-var _ payment.ChallengeStore = (*ChallengeStore)(nil)
+var _ paywall.ChallengeStore = (*ChallengeStore)(nil)
 
 type challengeQueries struct {
 	claim, get, update, purge string
@@ -85,60 +86,60 @@ func decodeResponse(s string) (*payment.StoredResponse, error) {
 }
 
 // Claim implements payment.ChallengeStore.
-func (s *ChallengeStore) Claim(ctx context.Context, rec payment.ChallengeRecord) (payment.ChallengeRecord, bool, error) {
+func (s *ChallengeStore) Claim(ctx context.Context, rec paywall.ChallengeRecord) (paywall.ChallengeRecord, bool, error) {
 	if rec.ID == "" {
-		return payment.ChallengeRecord{}, false, fmt.Errorf("payment/sqlstore: claim: empty challenge id: %w", payment.ErrInvalidRequest)
+		return paywall.ChallengeRecord{}, false, fmt.Errorf("payment/sqlstore: claim: empty challenge id: %w", payment.ErrInvalidRequest)
 	}
 	resp, err := encodeResponse(rec.Response)
 	if err != nil {
-		return payment.ChallengeRecord{}, false, storeErr("claim", err)
+		return paywall.ChallengeRecord{}, false, storeErr("claim", err)
 	}
 	// A claim that lost and then found no row means the winner's record
 	// was purged in between; try again, a bounded number of times.
 	for range 3 {
 		res, err := s.db.ExecContext(ctx, s.q.claim, rec.ID, rec.Fingerprint, string(rec.State), micros(rec.RetainUntil), resp)
 		if err != nil {
-			return payment.ChallengeRecord{}, false, storeErr("claim", err)
+			return paywall.ChallengeRecord{}, false, storeErr("claim", err)
 		}
 		if n, err := res.RowsAffected(); err != nil {
-			return payment.ChallengeRecord{}, false, storeErr("claim", err)
+			return paywall.ChallengeRecord{}, false, storeErr("claim", err)
 		} else if n == 1 {
 			return rec, true, nil
 		}
 		cur, err := s.Get(ctx, rec.ID)
-		if errors.Is(err, payment.ErrChallengeNotFound) {
+		if errors.Is(err, paywall.ErrChallengeNotFound) {
 			continue
 		}
 		return cur, false, err
 	}
-	return payment.ChallengeRecord{}, false, storeErr("claim", errors.New("record keeps changing"))
+	return paywall.ChallengeRecord{}, false, storeErr("claim", errors.New("record keeps changing"))
 }
 
 // Get implements payment.ChallengeStore.
-func (s *ChallengeStore) Get(ctx context.Context, id string) (payment.ChallengeRecord, error) {
+func (s *ChallengeStore) Get(ctx context.Context, id string) (paywall.ChallengeRecord, error) {
 	var (
 		fp, state, resp string
 		until           int64
 	)
 	err := s.db.QueryRowContext(ctx, s.q.get, id).Scan(&fp, &state, &until, &resp)
 	if errors.Is(err, sql.ErrNoRows) {
-		return payment.ChallengeRecord{}, fmt.Errorf("payment/sqlstore: challenge %q: %w", id, payment.ErrChallengeNotFound)
+		return paywall.ChallengeRecord{}, fmt.Errorf("payment/sqlstore: challenge %q: %w", id, paywall.ErrChallengeNotFound)
 	}
 	if err != nil {
-		return payment.ChallengeRecord{}, storeErr("get challenge", err)
+		return paywall.ChallengeRecord{}, storeErr("get challenge", err)
 	}
 	r, err := decodeResponse(resp)
 	if err != nil {
-		return payment.ChallengeRecord{}, storeErr("get challenge: decode response", err)
+		return paywall.ChallengeRecord{}, storeErr("get challenge: decode response", err)
 	}
-	return payment.ChallengeRecord{
-		ID: id, Fingerprint: fp, State: payment.ChallengeState(state),
+	return paywall.ChallengeRecord{
+		ID: id, Fingerprint: fp, State: paywall.ChallengeState(state),
 		RetainUntil: time.UnixMicro(until).UTC(), Response: r,
 	}, nil
 }
 
 // Update implements payment.ChallengeStore.
-func (s *ChallengeStore) Update(ctx context.Context, from payment.ChallengeState, rec payment.ChallengeRecord) error {
+func (s *ChallengeStore) Update(ctx context.Context, from paywall.ChallengeState, rec paywall.ChallengeRecord) error {
 	resp, err := encodeResponse(rec.Response)
 	if err != nil {
 		return storeErr("update challenge", err)

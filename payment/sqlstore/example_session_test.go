@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/agentprov/agentprov/budget"
-	"github.com/agentprov/agentprov/payment"
+	"github.com/agentprov/agentprov/payment/paywall"
 	"github.com/agentprov/agentprov/payment/sqlstore"
 )
 
@@ -37,7 +37,7 @@ func ExampleNewSessionStore() {
 	}
 	// payment.PaywallOptions{Sessions: &payment.SessionOptions{Store: store, …}}
 	// is where a provider plugs it in; here the store is driven directly.
-	store.Open(ctx, payment.SessionRecord{ID: "hold_1", Max: budget.USD(1000), Deadline: now.Add(time.Hour), LastUsed: now})
+	store.Open(ctx, paywall.SessionRecord{ID: "hold_1", Max: budget.USD(1000), Deadline: now.Add(time.Hour), LastUsed: now})
 	store.Consume(ctx, "hold_1", 1, 250, now)
 	db.Close() // the provider restarts
 

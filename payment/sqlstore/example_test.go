@@ -11,6 +11,7 @@ import (
 	_ "modernc.org/sqlite" // registers "sqlite"; the library itself imports no driver
 
 	"github.com/agentprov/agentprov/payment"
+	"github.com/agentprov/agentprov/payment/issuer"
 	"github.com/agentprov/agentprov/payment/sqlstore"
 )
 
@@ -30,8 +31,8 @@ func Example() {
 	}
 	// The same *Store backs both the Issuer's records and its endpoint's
 	// idempotency: payment.IssuerOptions{Store: store, Idempotency: store}.
-	_, created, _ := store.Create(ctx, payment.Redemption{HoldID: "hold_1", State: payment.StateIssued, Version: 1})
-	_, again, _ := store.Create(ctx, payment.Redemption{HoldID: "hold_1", State: payment.StateIssued, Version: 1})
+	_, created, _ := store.Create(ctx, issuer.Redemption{HoldID: "hold_1", State: payment.StateIssued, Version: 1})
+	_, again, _ := store.Create(ctx, issuer.Redemption{HoldID: "hold_1", State: payment.StateIssued, Version: 1})
 	fmt.Println("created:", created, "created again:", again)
 	// Output: created: true created again: false
 }

@@ -11,6 +11,7 @@ import (
 	budgetsql "github.com/agentprov/agentprov/budget/sqlstore"
 	"github.com/agentprov/agentprov/internal/sqltest"
 	"github.com/agentprov/agentprov/payment"
+	"github.com/agentprov/agentprov/payment/issuer"
 	"github.com/agentprov/agentprov/payment/sqlstore"
 )
 
@@ -20,9 +21,9 @@ import (
 func TestTwoIssuersOnePostgres(t *testing.T) {
 	ctx := context.Background()
 	dsn := sqltest.PostgresSchema(t)
-	rail := payment.NewMemoryRail(nil) // the shared payment network
+	rail := issuer.NewMemoryRail(nil) // the shared payment network
 	key := payment.SigningKey{KeyID: "k1", Key: ed25519.NewKeyFromSeed(make([]byte, 32))}
-	instance := func() *payment.Issuer {
+	instance := func() *issuer.Issuer {
 		db := sqltest.OpenPostgres(t, dsn)
 		bs, err := budgetsql.New(ctx, db, budgetsql.Postgres, nil)
 		if err != nil {
@@ -36,14 +37,14 @@ func TestTwoIssuersOnePostgres(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		iss, err := payment.NewIssuer("https://orch.example", key, ledger, &payment.IssuerOptions{Rail: rail, Store: ps, Idempotency: ps})
+		iss, err := issuer.NewIssuer("https://orch.example", key, ledger, &issuer.IssuerOptions{Rail: rail, Store: ps, Idempotency: ps})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return iss
 	}
 	a, b := instance(), instance()
-	m, err := a.Mint(ctx, payment.MintRequest{Project: "p1", Provider: "neon", Service: "postgres", MaxAmount: budget.USD(900)})
+	m, err := a.Mint(ctx, issuer.MintRequest{Project: "p1", Provider: "neon", Service: "postgres", MaxAmount: budget.USD(900)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/agentprov/agentprov/internal/clock"
 	"github.com/agentprov/agentprov/internal/sqltest"
 	"github.com/agentprov/agentprov/payment"
+	"github.com/agentprov/agentprov/payment/issuer"
 	"github.com/agentprov/agentprov/payment/sqlstore"
 )
 
@@ -21,9 +22,9 @@ func TestIssuerSurvivesRestart(t *testing.T) {
 	ctx := context.Background()
 	path := sqltest.SQLitePath(t)
 	clk := clock.NewFake(time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC))
-	rail := payment.NewMemoryRail(nil) // the payment network outlives the process
+	rail := issuer.NewMemoryRail(nil) // the payment network outlives the process
 	key := payment.SigningKey{KeyID: "k1", Key: ed25519.NewKeyFromSeed(make([]byte, 32))}
-	boot := func() (*payment.Issuer, *budget.Ledger) {
+	boot := func() (*issuer.Issuer, *budget.Ledger) {
 		db := sqltest.SQLite(t, path)
 		bs, err := budgetsql.New(ctx, db, budgetsql.SQLite, nil)
 		if err != nil {
@@ -37,14 +38,14 @@ func TestIssuerSurvivesRestart(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		iss, err := payment.NewIssuer("https://orch.example", key, ledger, &payment.IssuerOptions{Rail: rail, Store: ps, Idempotency: ps, Now: clk.Now})
+		iss, err := issuer.NewIssuer("https://orch.example", key, ledger, &issuer.IssuerOptions{Rail: rail, Store: ps, Idempotency: ps, Now: clk.Now})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return iss, ledger
 	}
 	iss, _ := boot()
-	m, err := iss.Mint(ctx, payment.MintRequest{Project: "p1", Provider: "neon", Service: "postgres", MaxAmount: budget.USD(3000)})
+	m, err := iss.Mint(ctx, issuer.MintRequest{Project: "p1", Provider: "neon", Service: "postgres", MaxAmount: budget.USD(3000)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/agentprov/agentprov/payment"
+	"github.com/agentprov/agentprov/payment/paywall"
 )
 
 // SessionStore is a payment.SessionStore on database/sql: a provider's
@@ -32,7 +33,7 @@ type SessionStore struct {
 	q       sessionQueries
 }
 
-var _ payment.SessionStore = (*SessionStore)(nil)
+var _ paywall.SessionStore = (*SessionStore)(nil)
 
 type sessionQueries struct {
 	open, get, getLocked, update, due string
@@ -85,7 +86,7 @@ func NewSessionStore(ctx context.Context, db *sql.DB, dialect Dialect, opts *Opt
 }
 
 // row is the record's column values in the order of the queries.
-func sessionRow(r payment.SessionRecord) ([]any, error) {
+func sessionRow(r paywall.SessionRecord) ([]any, error) {
 	doc, err := json.Marshal(r)
 	if err != nil {
 		return nil, err
@@ -93,30 +94,30 @@ func sessionRow(r payment.SessionRecord) ([]any, error) {
 	return []any{r.Version, string(r.State), r.Consumed, r.Max.Amount, micros(r.Deadline), micros(r.LastUsed), string(doc)}, nil
 }
 
-func decodeSession(doc string) (payment.SessionRecord, error) {
-	var r payment.SessionRecord
+func decodeSession(doc string) (paywall.SessionRecord, error) {
+	var r paywall.SessionRecord
 	if err := json.Unmarshal([]byte(doc), &r); err != nil {
-		return payment.SessionRecord{}, storeErr("decode session", err)
+		return paywall.SessionRecord{}, storeErr("decode session", err)
 	}
 	return r, nil
 }
 
 // Open implements payment.SessionStore.
-func (s *SessionStore) Open(ctx context.Context, r payment.SessionRecord) (payment.SessionRecord, error) {
+func (s *SessionStore) Open(ctx context.Context, r paywall.SessionRecord) (paywall.SessionRecord, error) {
 	if r.ID == "" {
-		return payment.SessionRecord{}, fmt.Errorf("payment/sqlstore: open session: empty id: %w", payment.ErrInvalidRequest)
+		return paywall.SessionRecord{}, fmt.Errorf("payment/sqlstore: open session: empty id: %w", payment.ErrInvalidRequest)
 	}
-	r.State, r.Version = payment.SessionOpen, 1
+	r.State, r.Version = paywall.SessionOpen, 1
 	row, err := sessionRow(r)
 	if err != nil {
-		return payment.SessionRecord{}, storeErr("open session", err)
+		return paywall.SessionRecord{}, storeErr("open session", err)
 	}
 	res, err := s.db.ExecContext(ctx, s.q.open, append([]any{r.ID}, row...)...)
 	if err != nil {
-		return payment.SessionRecord{}, storeErr("open session", err)
+		return paywall.SessionRecord{}, storeErr("open session", err)
 	}
 	if n, err := res.RowsAffected(); err != nil {
-		return payment.SessionRecord{}, storeErr("open session", err)
+		return paywall.SessionRecord{}, storeErr("open session", err)
 	} else if n == 1 {
 		return r, nil
 	}
@@ -124,7 +125,7 @@ func (s *SessionStore) Open(ctx context.Context, r payment.SessionRecord) (payme
 }
 
 // Get implements payment.SessionStore.
-func (s *SessionStore) Get(ctx context.Context, id string) (payment.SessionRecord, error) {
+func (s *SessionStore) Get(ctx context.Context, id string) (paywall.SessionRecord, error) {
 	return s.get(ctx, s.db, s.q.get, id)
 }
 
@@ -132,14 +133,14 @@ type queryer interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
-func (s *SessionStore) get(ctx context.Context, q queryer, query, id string) (payment.SessionRecord, error) {
+func (s *SessionStore) get(ctx context.Context, q queryer, query, id string) (paywall.SessionRecord, error) {
 	var doc string
 	err := q.QueryRowContext(ctx, query, id).Scan(&doc)
 	if errors.Is(err, sql.ErrNoRows) {
-		return payment.SessionRecord{}, fmt.Errorf("payment/sqlstore: session %q: %w", id, payment.ErrSessionUnknown)
+		return paywall.SessionRecord{}, fmt.Errorf("payment/sqlstore: session %q: %w", id, payment.ErrSessionUnknown)
 	}
 	if err != nil {
-		return payment.SessionRecord{}, storeErr("get session", err)
+		return paywall.SessionRecord{}, storeErr("get session", err)
 	}
 	return decodeSession(doc)
 }
@@ -148,14 +149,14 @@ func (s *SessionStore) get(ctx context.Context, q queryer, query, id string) (pa
 // when fn changed it (its Version moved). fn's error is returned with the
 // record as read; fn must leave the record unchanged when it fails (the
 // Apply methods do).
-func (s *SessionStore) mutate(ctx context.Context, id string, fn func(*payment.SessionRecord) error) (payment.SessionRecord, error) {
+func (s *SessionStore) mutate(ctx context.Context, id string, fn func(*paywall.SessionRecord) error) (paywall.SessionRecord, error) {
 	if s.dialect == Postgres {
 		return s.mutateLocked(ctx, id, fn)
 	}
 	for range sessionCASAttempts {
 		r, err := s.Get(ctx, id)
 		if err != nil {
-			return payment.SessionRecord{}, err
+			return paywall.SessionRecord{}, err
 		}
 		old := r.Version
 		if err := fn(&r); err != nil || r.Version == old {
@@ -163,29 +164,29 @@ func (s *SessionStore) mutate(ctx context.Context, id string, fn func(*payment.S
 		}
 		ok, err := s.write(ctx, s.db, r, old)
 		if err != nil {
-			return payment.SessionRecord{}, err
+			return paywall.SessionRecord{}, err
 		}
 		if ok {
 			return r, nil
 		}
 		if err := ctx.Err(); err != nil {
-			return payment.SessionRecord{}, storeErr("update session", err)
+			return paywall.SessionRecord{}, storeErr("update session", err)
 		}
 	}
-	return payment.SessionRecord{}, storeErr("update session", fmt.Errorf("session %q: lost %d compare-and-sets in a row", id, sessionCASAttempts))
+	return paywall.SessionRecord{}, storeErr("update session", fmt.Errorf("session %q: lost %d compare-and-sets in a row", id, sessionCASAttempts))
 }
 
 // mutateLocked is mutate in one PostgreSQL transaction holding the row's
 // lock from the read to the commit: the update cannot lose.
-func (s *SessionStore) mutateLocked(ctx context.Context, id string, fn func(*payment.SessionRecord) error) (payment.SessionRecord, error) {
+func (s *SessionStore) mutateLocked(ctx context.Context, id string, fn func(*paywall.SessionRecord) error) (paywall.SessionRecord, error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return payment.SessionRecord{}, storeErr("update session", err)
+		return paywall.SessionRecord{}, storeErr("update session", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
 	r, err := s.get(ctx, tx, s.q.getLocked, id)
 	if err != nil {
-		return payment.SessionRecord{}, err
+		return paywall.SessionRecord{}, err
 	}
 	old := r.Version
 	if err := fn(&r); err != nil || r.Version == old {
@@ -193,13 +194,13 @@ func (s *SessionStore) mutateLocked(ctx context.Context, id string, fn func(*pay
 	}
 	ok, err := s.write(ctx, tx, r, old)
 	if err != nil {
-		return payment.SessionRecord{}, err
+		return paywall.SessionRecord{}, err
 	}
 	if !ok { // the row is locked: only a broken invariant gets here
-		return payment.SessionRecord{}, storeErr("update session", fmt.Errorf("session %q changed under its row lock", id))
+		return paywall.SessionRecord{}, storeErr("update session", fmt.Errorf("session %q changed under its row lock", id))
 	}
 	if err := tx.Commit(); err != nil {
-		return payment.SessionRecord{}, storeErr("update session", err)
+		return paywall.SessionRecord{}, storeErr("update session", err)
 	}
 	return r, nil
 }
@@ -209,7 +210,7 @@ type execer interface {
 }
 
 // write stores r if the stored version is still old.
-func (s *SessionStore) write(ctx context.Context, e execer, r payment.SessionRecord, old int64) (bool, error) {
+func (s *SessionStore) write(ctx context.Context, e execer, r paywall.SessionRecord, old int64) (bool, error) {
 	row, err := sessionRow(r)
 	if err != nil {
 		return false, storeErr("update session", err)
@@ -226,28 +227,28 @@ func (s *SessionStore) write(ctx context.Context, e execer, r payment.SessionRec
 }
 
 // Consume implements payment.SessionStore.
-func (s *SessionStore) Consume(ctx context.Context, id string, seq uint64, amount int64, now time.Time) (payment.SessionRecord, error) {
-	r, err := s.mutate(ctx, id, func(r *payment.SessionRecord) error { return r.ApplyConsume(seq, amount, now) })
+func (s *SessionStore) Consume(ctx context.Context, id string, seq uint64, amount int64, now time.Time) (paywall.SessionRecord, error) {
+	r, err := s.mutate(ctx, id, func(r *paywall.SessionRecord) error { return r.ApplyConsume(seq, amount, now) })
 	if err != nil {
-		return payment.SessionRecord{}, err
+		return paywall.SessionRecord{}, err
 	}
 	return r, nil
 }
 
 // Finish implements payment.SessionStore.
 func (s *SessionStore) Finish(ctx context.Context, id string, amount int64, refund bool) error {
-	_, err := s.mutate(ctx, id, func(r *payment.SessionRecord) error { r.ApplyFinish(amount, refund); return nil })
+	_, err := s.mutate(ctx, id, func(r *paywall.SessionRecord) error { r.ApplyFinish(amount, refund); return nil })
 	return err
 }
 
 // Close implements payment.SessionStore.
-func (s *SessionStore) Close(ctx context.Context, id string, now time.Time) (payment.SessionRecord, error) {
-	return s.mutate(ctx, id, func(r *payment.SessionRecord) error { return r.ApplyClose(now) })
+func (s *SessionStore) Close(ctx context.Context, id string, now time.Time) (paywall.SessionRecord, error) {
+	return s.mutate(ctx, id, func(r *paywall.SessionRecord) error { return r.ApplyClose(now) })
 }
 
 // Settle implements payment.SessionStore.
 func (s *SessionStore) Settle(ctx context.Context, id string, amount int64, reference string) error {
-	_, err := s.mutate(ctx, id, func(r *payment.SessionRecord) error {
+	_, err := s.mutate(ctx, id, func(r *paywall.SessionRecord) error {
 		_, err := r.ApplySettle(amount, reference)
 		return err
 	})
@@ -255,7 +256,7 @@ func (s *SessionStore) Settle(ctx context.Context, id string, amount int64, refe
 }
 
 // Due implements payment.SessionStore.
-func (s *SessionStore) Due(ctx context.Context, now, idleBefore time.Time, limit int) ([]payment.SessionRecord, error) {
+func (s *SessionStore) Due(ctx context.Context, now, idleBefore time.Time, limit int) ([]paywall.SessionRecord, error) {
 	n := int64(limit)
 	if limit <= 0 {
 		n = math.MaxInt32
@@ -265,7 +266,7 @@ func (s *SessionStore) Due(ctx context.Context, now, idleBefore time.Time, limit
 		return nil, storeErr("due sessions", err)
 	}
 	defer rows.Close()
-	var out []payment.SessionRecord
+	var out []paywall.SessionRecord
 	for rows.Next() {
 		var doc string
 		if err := rows.Scan(&doc); err != nil {

@@ -24,6 +24,8 @@ import (
 	budgetsql "github.com/agentprov/agentprov/budget/sqlstore"
 	"github.com/agentprov/agentprov/internal/sqltest"
 	"github.com/agentprov/agentprov/payment"
+	"github.com/agentprov/agentprov/payment/issuer"
+	"github.com/agentprov/agentprov/payment/paywall"
 	"github.com/agentprov/agentprov/payment/sqlstore"
 )
 
@@ -60,7 +62,7 @@ var (
 )
 
 // mpsOrchestrator is one orchestrator instance on the shared database.
-func mpsOrchestrator(ctx context.Context, db *sql.DB) (*payment.Issuer, *budget.Ledger, error) {
+func mpsOrchestrator(ctx context.Context, db *sql.DB) (*issuer.Issuer, *budget.Ledger, error) {
 	bs, err := budgetsql.New(ctx, db, budgetsql.Postgres, &budgetsql.Options{TablePrefix: "orch_"})
 	if err != nil {
 		return nil, nil, err
@@ -73,22 +75,22 @@ func mpsOrchestrator(ctx context.Context, db *sql.DB) (*payment.Issuer, *budget.
 	if err != nil {
 		return nil, nil, err
 	}
-	iss, err := payment.NewIssuer(mpsIssuer, mpsKey, ledger, &payment.IssuerOptions{
-		Rail: payment.NewMemoryRail(nil), Store: ps, Idempotency: ps, Logger: slog.New(slog.DiscardHandler),
-		Authenticate: payment.BearerAuthenticator(map[string]string{mpsProvider: mpsAPIKey}),
+	iss, err := issuer.NewIssuer(mpsIssuer, mpsKey, ledger, &issuer.IssuerOptions{
+		Rail: issuer.NewMemoryRail(nil), Store: ps, Idempotency: ps, Logger: slog.New(slog.DiscardHandler),
+		Authenticate: issuer.BearerAuthenticator(map[string]string{mpsProvider: mpsAPIKey}),
 	})
 	return iss, ledger, err
 }
 
 // mpsPaywall is one provider instance on the shared database. served, if
 // set, is called by the handler before it answers.
-func mpsPaywall(ctx context.Context, db *sql.DB, orchURL string, now func() time.Time, served func(*payment.Paid)) (*payment.Paywall, http.Handler, error) {
+func mpsPaywall(ctx context.Context, db *sql.DB, orchURL string, now func() time.Time, served func(*paywall.Paid)) (*paywall.Paywall, http.Handler, error) {
 	// The orchestrator's public keys, as its JWKS endpoint would serve them.
 	mem, err := budget.NewLedger(budget.NewMemoryStore(nil), nil)
 	if err != nil {
 		return nil, nil, err
 	}
-	keys, err := payment.NewIssuer(mpsIssuer, mpsKey, mem, &payment.IssuerOptions{Rail: payment.NewMemoryRail(nil)})
+	keys, err := issuer.NewIssuer(mpsIssuer, mpsKey, mem, &issuer.IssuerOptions{Rail: issuer.NewMemoryRail(nil)})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -96,7 +98,7 @@ func mpsPaywall(ctx context.Context, db *sql.DB, orchURL string, now func() time
 	if err != nil {
 		return nil, nil, err
 	}
-	red, err := payment.NewRedeemer(orchURL+"/redeem", &payment.RedeemerOptions{APIKey: mpsAPIKey, Keys: keys.JWKS(), Issuer: mpsIssuer,
+	red, err := paywall.NewRedeemer(orchURL+"/redeem", &paywall.RedeemerOptions{APIKey: mpsAPIKey, Keys: keys.JWKS(), Issuer: mpsIssuer,
 		HTTPClient: &http.Client{Timeout: 2 * time.Second}})
 	if err != nil {
 		return nil, nil, err
@@ -109,15 +111,15 @@ func mpsPaywall(ctx context.Context, db *sql.DB, orchURL string, now func() time
 	if err != nil {
 		return nil, nil, err
 	}
-	pw, err := payment.NewPaywall("api.acme.example", [][]byte{[]byte("acme-challenge-secret-0123456789abcdef")}, verifier, red, &payment.PaywallOptions{
+	pw, err := paywall.NewPaywall("api.acme.example", [][]byte{[]byte("acme-challenge-secret-0123456789abcdef")}, verifier, red, &paywall.PaywallOptions{
 		Store: cs, Now: now, Logger: slog.New(slog.DiscardHandler),
-		Sessions: &payment.SessionOptions{Secret: mpsSecret, Store: ss, SettleWindow: mpsWindow, IdleTimeout: 300 * time.Millisecond},
+		Sessions: &paywall.SessionOptions{Secret: mpsSecret, Store: ss, SettleWindow: mpsWindow, IdleTimeout: 300 * time.Millisecond},
 	})
 	if err != nil {
 		return nil, nil, err
 	}
 	h := pw.RequireMetered(mpsService, budget.USD(mpsPrice))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if p, ok := payment.PaidFromContext(r.Context()); ok && served != nil {
+		if p, ok := paywall.PaidFromContext(r.Context()); ok && served != nil {
 			served(p)
 		}
 		_, _ = io.WriteString(w, "inferred")
@@ -157,7 +159,7 @@ func TestSessionCrashChild(t *testing.T) {
 			t.Fatal(err)
 		}
 		var mu sync.Mutex
-		served := func(p *payment.Paid) {
+		served := func(p *paywall.Paid) {
 			// One write(2) per call, before the answer: a SIGKILL after it
 			// cannot lose the line (the kernel has it).
 			mu.Lock()
@@ -257,7 +259,7 @@ func TestPostgresSessionsSurviveKill(t *testing.T) {
 	t.Cleanup(func() { prov.kill(); orch.kill() })
 
 	provURL := "http://" + prov.addr
-	sp, err := payment.IssuerSessionPayer(iss, mpsProject, map[string][]byte{mpsProvider: mpsSecret}, &payment.SessionPayerOptions{TTL: mpsTTL})
+	sp, err := issuer.IssuerSessionPayer(iss, mpsProject, map[string][]byte{mpsProvider: mpsSecret}, &issuer.SessionPayerOptions{TTL: mpsTTL})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -332,13 +334,13 @@ func TestPostgresSessionsSurviveKill(t *testing.T) {
 	// Quiet: both processes up; sessions go idle or reach their deadline
 	// (a session whose call was in flight when the provider died waits for
 	// its deadline), are redeemed, and the outbox finishes.
-	var sessions []payment.SessionRecord
+	var sessions []paywall.SessionRecord
 	deadline := time.Now().Add(mpsTTL + 30*time.Second)
 	for {
 		sessions = mpsSessions(t, db)
 		pending := 0
 		for _, s := range sessions {
-			if s.State != payment.SessionSettled {
+			if s.State != paywall.SessionSettled {
 				pending++
 			}
 		}
@@ -384,7 +386,7 @@ func TestPostgresSessionsSurviveKill(t *testing.T) {
 		len(sessions), calls, served, consumed, committed, mpsCap)
 }
 
-func mpsSessions(t *testing.T, db *sql.DB) []payment.SessionRecord {
+func mpsSessions(t *testing.T, db *sql.DB) []paywall.SessionRecord {
 	t.Helper()
 	rows, err := db.Query(`SELECT id FROM prov_payment_sessions ORDER BY id`)
 	if err != nil {
@@ -403,7 +405,7 @@ func mpsSessions(t *testing.T, db *sql.DB) []payment.SessionRecord {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []payment.SessionRecord
+	var out []paywall.SessionRecord
 	for _, id := range ids {
 		r, err := ss.Get(context.Background(), id)
 		if err != nil {

@@ -46,6 +46,7 @@ import (
 
 	"github.com/agentprov/agentprov/internal/sqldb"
 	"github.com/agentprov/agentprov/payment"
+	"github.com/agentprov/agentprov/payment/issuer"
 )
 
 // Dialect names the SQL flavour of the database handed to New (an alias of
@@ -78,7 +79,7 @@ type Store struct {
 }
 
 var (
-	_ payment.RedemptionStore  = (*Store)(nil)
+	_ issuer.RedemptionStore   = (*Store)(nil)
 	_ payment.IdempotencyStore = (*Store)(nil)
 )
 
@@ -170,7 +171,7 @@ func storeErr(op string, err error) error {
 
 func micros(t time.Time) int64 { return t.UnixMicro() }
 
-func openFlag(r payment.Redemption) int {
+func openFlag(r issuer.Redemption) int {
 	if r.State.Final() {
 		return 0
 	}
@@ -178,20 +179,20 @@ func openFlag(r payment.Redemption) int {
 }
 
 // Create implements payment.RedemptionStore.
-func (s *Store) Create(ctx context.Context, r payment.Redemption) (payment.Redemption, bool, error) {
+func (s *Store) Create(ctx context.Context, r issuer.Redemption) (issuer.Redemption, bool, error) {
 	if r.HoldID == "" || r.Version != 1 {
-		return payment.Redemption{}, false, fmt.Errorf("payment/sqlstore: create: %w", payment.ErrInvalidRequest)
+		return issuer.Redemption{}, false, fmt.Errorf("payment/sqlstore: create: %w", payment.ErrInvalidRequest)
 	}
 	doc, err := json.Marshal(r)
 	if err != nil {
-		return payment.Redemption{}, false, storeErr("create", err)
+		return issuer.Redemption{}, false, storeErr("create", err)
 	}
 	res, err := s.db.ExecContext(ctx, s.q.create, r.HoldID, string(r.State), r.Version, openFlag(r), micros(r.NextAttemptAt), string(doc))
 	if err != nil {
-		return payment.Redemption{}, false, storeErr("create", err)
+		return issuer.Redemption{}, false, storeErr("create", err)
 	}
 	if n, err := res.RowsAffected(); err != nil {
-		return payment.Redemption{}, false, storeErr("create", err)
+		return issuer.Redemption{}, false, storeErr("create", err)
 	} else if n == 1 {
 		return r, true, nil
 	}
@@ -200,28 +201,28 @@ func (s *Store) Create(ctx context.Context, r payment.Redemption) (payment.Redem
 }
 
 // Get implements payment.RedemptionStore.
-func (s *Store) Get(ctx context.Context, holdID string) (payment.Redemption, error) {
+func (s *Store) Get(ctx context.Context, holdID string) (issuer.Redemption, error) {
 	var doc string
 	err := s.db.QueryRowContext(ctx, s.q.get, holdID).Scan(&doc)
 	if errors.Is(err, sql.ErrNoRows) {
-		return payment.Redemption{}, payment.ErrNotFound
+		return issuer.Redemption{}, payment.ErrNotFound
 	}
 	if err != nil {
-		return payment.Redemption{}, storeErr("get", err)
+		return issuer.Redemption{}, storeErr("get", err)
 	}
 	return decode(doc)
 }
 
-func decode(doc string) (payment.Redemption, error) {
-	var r payment.Redemption
+func decode(doc string) (issuer.Redemption, error) {
+	var r issuer.Redemption
 	if err := json.Unmarshal([]byte(doc), &r); err != nil {
-		return payment.Redemption{}, storeErr("decode", err)
+		return issuer.Redemption{}, storeErr("decode", err)
 	}
 	return r, nil
 }
 
 // Update implements payment.RedemptionStore.
-func (s *Store) Update(ctx context.Context, r payment.Redemption) error {
+func (s *Store) Update(ctx context.Context, r issuer.Redemption) error {
 	doc, err := json.Marshal(r)
 	if err != nil {
 		return storeErr("update", err)
@@ -249,7 +250,7 @@ func (s *Store) Update(ctx context.Context, r payment.Redemption) error {
 }
 
 // Due implements payment.RedemptionStore.
-func (s *Store) Due(ctx context.Context, now time.Time, limit int) ([]payment.Redemption, error) {
+func (s *Store) Due(ctx context.Context, now time.Time, limit int) ([]issuer.Redemption, error) {
 	if limit <= 0 {
 		limit = 1000
 	}
@@ -258,7 +259,7 @@ func (s *Store) Due(ctx context.Context, now time.Time, limit int) ([]payment.Re
 		return nil, storeErr("due", err)
 	}
 	defer rows.Close()
-	var out []payment.Redemption
+	var out []issuer.Redemption
 	for rows.Next() {
 		var doc string
 		if err := rows.Scan(&doc); err != nil {

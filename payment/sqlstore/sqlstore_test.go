@@ -10,7 +10,9 @@ import (
 
 	"github.com/agentprov/agentprov/internal/sqltest"
 	"github.com/agentprov/agentprov/payment"
+	"github.com/agentprov/agentprov/payment/issuer"
 	"github.com/agentprov/agentprov/payment/paymenttest"
+	"github.com/agentprov/agentprov/payment/paywall"
 	"github.com/agentprov/agentprov/payment/sqlstore"
 )
 
@@ -42,7 +44,7 @@ func run(t *testing.T, mk func(*testing.T) (*sqlstore.Store, func(context.Contex
 	t.Run("Redemptions", func(t *testing.T) {
 		paymenttest.RunRedemptionStore(t, func(ctx context.Context, t *testing.T) (*paymenttest.RedemptionHarness, error) {
 			s, open := mk(t)
-			return &paymenttest.RedemptionHarness{Store: s, Reopen: func(ctx context.Context) (payment.RedemptionStore, error) { return open(ctx) }}, nil
+			return &paymenttest.RedemptionHarness{Store: s, Reopen: func(ctx context.Context) (issuer.RedemptionStore, error) { return open(ctx) }}, nil
 		})
 	})
 	t.Run("Idempotency", func(t *testing.T) {
@@ -56,7 +58,7 @@ func run(t *testing.T, mk func(*testing.T) (*sqlstore.Store, func(context.Contex
 // challengeHarness opens a ChallengeStore on db; Reopen opens a second one
 // (a second provider instance) over the same database.
 func challengeHarness(t *testing.T, db func() *sql.DB, dialect sqlstore.Dialect) *paymenttest.ChallengeHarness {
-	open := func(ctx context.Context) (payment.ChallengeStore, error) {
+	open := func(ctx context.Context) (paywall.ChallengeStore, error) {
 		return sqlstore.NewChallengeStore(ctx, db(), dialect, &sqlstore.Options{TablePrefix: "prov_"})
 	}
 	s, err := open(context.Background())
@@ -88,7 +90,7 @@ func TestChallengePurge(t *testing.T) {
 	}
 	now := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
 	for i, until := range []time.Time{now.Add(-time.Second), now, now.Add(time.Second)} {
-		rec := payment.ChallengeRecord{ID: fmt.Sprint("c", i), Fingerprint: "f", State: payment.ChallengeDone, RetainUntil: until}
+		rec := paywall.ChallengeRecord{ID: fmt.Sprint("c", i), Fingerprint: "f", State: paywall.ChallengeDone, RetainUntil: until}
 		if _, ok, err := s.Claim(ctx, rec); err != nil || !ok {
 			t.Fatalf("Claim %d = %v, %v", i, ok, err)
 		}
@@ -100,7 +102,7 @@ func TestChallengePurge(t *testing.T) {
 	if _, err := s.Get(ctx, "c2"); err != nil {
 		t.Errorf("live record purged: %v", err)
 	}
-	if _, err := s.Get(ctx, "c0"); !errors.Is(err, payment.ErrChallengeNotFound) {
+	if _, err := s.Get(ctx, "c0"); !errors.Is(err, paywall.ErrChallengeNotFound) {
 		t.Errorf("expired record kept: %v", err)
 	}
 	if _, err := sqlstore.NewChallengeStore(ctx, nil, sqlstore.SQLite, nil); err == nil {
@@ -115,7 +117,7 @@ func TestPostgresConformance(t *testing.T) { run(t, postgresStore) }
 // second provider instance, or the same one after a restart) over the same
 // database.
 func sessionHarness(t *testing.T, db func() *sql.DB, dialect sqlstore.Dialect) *paymenttest.SessionHarness {
-	open := func(ctx context.Context) (payment.SessionStore, error) {
+	open := func(ctx context.Context) (paywall.SessionStore, error) {
 		return sqlstore.NewSessionStore(ctx, db(), dialect, &sqlstore.Options{TablePrefix: "prov_"})
 	}
 	s, err := open(context.Background())

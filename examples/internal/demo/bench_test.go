@@ -4,12 +4,14 @@ import (
 	"net/url"
 
 	"context"
-	"github.com/agentprov/agentprov/payment"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/agentprov/agentprov/payment"
+	"github.com/agentprov/agentprov/payment/issuer"
 
 	"github.com/agentprov/agentprov/budget"
 )
@@ -37,7 +39,7 @@ func BenchmarkPaidCall(b *testing.B) {
 	}
 	// The same agent client paying every call one-shot (sessions off).
 	u, _ := url.Parse(p.cloud.BaseURL())
-	one, err := payment.NewTransport(payment.IssuerPayer(p.orch.Issuer, "p"), map[string]string{u.Scheme + "://" + u.Host: "cloud"},
+	one, err := payment.NewTransport(issuer.IssuerPayer(p.orch.Issuer, "p"), map[string]string{u.Scheme + "://" + u.Host: "cloud"},
 		budget.USD(500), &payment.TransportOptions{Base: http.DefaultTransport, SessionCalls: -1})
 	if err != nil {
 		b.Fatal(err)

@@ -19,6 +19,7 @@ import (
 	"github.com/agentprov/agentprov/budget"
 	"github.com/agentprov/agentprov/discovery"
 	"github.com/agentprov/agentprov/payment"
+	"github.com/agentprov/agentprov/payment/issuer"
 )
 
 // User is the orchestrator's signed-in user. A plain value.
@@ -52,9 +53,9 @@ type OrchestratorConfig struct {
 	// Stores.
 	VaultStore  authz.VaultStore
 	Budget      budget.Store
-	Redemptions payment.RedemptionStore
+	Redemptions issuer.RedemptionStore
 	Idempotency payment.IdempotencyStore
-	Rail        payment.Rail
+	Rail        issuer.Rail
 	Resources   ResourceStore
 	// RedemptionKeys maps provider id to the API key it redeems with.
 	RedemptionKeys map[string]string
@@ -75,7 +76,7 @@ type Orchestrator struct {
 	Attester   *authz.Attester
 	Aggregator *discovery.Aggregator
 	Ledger     *budget.Ledger
-	Issuer     *payment.Issuer
+	Issuer     *issuer.Issuer
 	Vault      *authz.Vault
 	Linker     *authz.Linker
 	Revoker    *authz.Revoker
@@ -141,12 +142,12 @@ func NewOrchestrator(cfg OrchestratorConfig) (*Orchestrator, error) {
 	}
 	rail := cfg.Rail
 	if rail == nil {
-		rail = payment.NewMemoryRail(nil)
+		rail = issuer.NewMemoryRail(nil)
 	}
-	if o.Issuer, err = payment.NewIssuer(cfg.Issuer, payment.SigningKey{KeyID: cfg.KeyID, Key: cfg.Key}, o.Ledger,
-		&payment.IssuerOptions{
+	if o.Issuer, err = issuer.NewIssuer(cfg.Issuer, payment.SigningKey{KeyID: cfg.KeyID, Key: cfg.Key}, o.Ledger,
+		&issuer.IssuerOptions{
 			Rail: rail, Store: cfg.Redemptions, Idempotency: cfg.Idempotency, Now: o.now, Logger: o.log,
-			Authenticate: payment.BearerAuthenticator(cfg.RedemptionKeys),
+			Authenticate: issuer.BearerAuthenticator(cfg.RedemptionKeys),
 			OnFinal:      o.charges.record,
 		}); err != nil {
 		return nil, err
@@ -252,11 +253,11 @@ func (o *Orchestrator) serverMetadata(ctx context.Context, provider string) (*au
 	if err != nil || pc.Snapshot == nil {
 		return nil, fmt.Errorf("%w: provider %q has no catalog", ErrNotFound, provider)
 	}
-	issuer := pc.Snapshot.Metadata.AuthorizationServer
-	if issuer == "" {
+	iss := pc.Snapshot.Metadata.AuthorizationServer
+	if iss == "" {
 		return nil, &ProviderError{Provider: provider, Op: "serve its metadata", Err: errors.New("no authorization server")}
 	}
-	m, err = authz.FetchServerMetadata(ctx, o.client, issuer)
+	m, err = authz.FetchServerMetadata(ctx, o.client, iss)
 	if err != nil {
 		return nil, &ProviderError{Provider: provider, Op: "serve its metadata", Err: err}
 	}
@@ -301,7 +302,7 @@ func (o *Orchestrator) AgentClient(project, ref string, ceiling budget.Money) (*
 	if k := o.cfg.RedemptionKeys[provider]; k != "" {
 		secrets[provider] = SessionSecret(k)
 	}
-	payer, err := payment.IssuerSessionPayer(o.Issuer, project, secrets, nil)
+	payer, err := issuer.IssuerSessionPayer(o.Issuer, project, secrets, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/agentprov/agentprov/discovery"
 	"github.com/agentprov/agentprov/internal/problem"
 	"github.com/agentprov/agentprov/payment"
+	"github.com/agentprov/agentprov/payment/paywall"
 )
 
 // Paths every demo orchestrator serves, relative to its issuer URL.
@@ -83,7 +84,7 @@ type Provider struct {
 	base        string
 	accounts    authz.AccountStore
 	Provisioner *authz.Provisioner
-	Paywall     *payment.Paywall
+	Paywall     *paywall.Paywall
 	discovery   *discovery.Handler
 	log         *slog.Logger
 
@@ -244,11 +245,11 @@ func NewProvider(cfg ProviderConfig) (*Provider, error) {
 	}
 	// Receipts are checked like payment tokens: against the pinned keys, or
 	// through the KeySet that follows the orchestrator's rotations.
-	ropts := &payment.RedeemerOptions{APIKey: cfg.RedemptionKey, HTTPClient: client, Issuer: cfg.OrchestratorIssuer, Keys: cfg.OrchestratorKeys}
+	ropts := &paywall.RedeemerOptions{APIKey: cfg.RedemptionKey, HTTPClient: client, Issuer: cfg.OrchestratorIssuer, Keys: cfg.OrchestratorKeys}
 	if keys != nil {
 		ropts.KeyResolver = keys
 	}
-	redeemer, err := payment.NewRedeemer(redemption, ropts)
+	redeemer, err := paywall.NewRedeemer(redemption, ropts)
 	if err != nil {
 		return nil, fmt.Errorf("demo: provider %s: %w", cfg.Profile.ID, err)
 	}
@@ -275,8 +276,8 @@ func NewProvider(cfg ProviderConfig) (*Provider, error) {
 	// Metered calls can also be paid in sessions (one token for many
 	// calls, each checked locally); the session secret is shared with the
 	// orchestrator like the redemption key (SessionSecret).
-	p.Paywall, err = payment.NewPaywall(realm, [][]byte{secret}, checker, redeemer, &payment.PaywallOptions{
-		Logger: log, Sessions: &payment.SessionOptions{Secret: SessionSecret(cfg.RedemptionKey)},
+	p.Paywall, err = paywall.NewPaywall(realm, [][]byte{secret}, checker, redeemer, &paywall.PaywallOptions{
+		Logger: log, Sessions: &paywall.SessionOptions{Secret: SessionSecret(cfg.RedemptionKey)},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("demo: provider %s: %w", cfg.Profile.ID, err)
@@ -446,7 +447,7 @@ func (p *Provider) createHandler(s *catalogschema.Service) http.Handler {
 			Config: req.Config, Status: "active", CreatedAt: time.Now().UTC(),
 			Env: p.envFor(s.ServiceID, req.Config),
 		}
-		if paid, ok := payment.PaidFromContext(r.Context()); ok {
+		if paid, ok := paywall.PaidFromContext(r.Context()); ok {
 			m := paid.Price
 			res.Charged = &m
 		}
@@ -549,7 +550,7 @@ func (p *Provider) deploy(w http.ResponseWriter, r *http.Request) {
 
 // infer is the metered API: the Paywall has already been paid.
 func (p *Provider) infer(w http.ResponseWriter, r *http.Request) {
-	paid, _ := payment.PaidFromContext(r.Context())
+	paid, _ := paywall.PaidFromContext(r.Context())
 	p.mu.Lock()
 	p.calls++
 	n := p.calls

@@ -21,7 +21,7 @@ import (
 	"github.com/agentprov/agentprov/budget"
 	"github.com/agentprov/agentprov/discovery"
 	"github.com/agentprov/agentprov/internal/webform"
-	"github.com/agentprov/agentprov/payment"
+	"github.com/agentprov/agentprov/payment/issuer"
 )
 
 // SpendPath is where "orchestrator serve" serves the spend page.
@@ -39,13 +39,13 @@ const maxCharges = 50
 // receipts. It is safe for concurrent use.
 type chargeLog struct {
 	mu   sync.Mutex
-	recs []payment.Redemption // newest last
+	recs []issuer.Redemption // newest last
 }
 
-func (l *chargeLog) record(_ context.Context, r payment.Redemption) {
+func (l *chargeLog) record(_ context.Context, r issuer.Redemption) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.recs = slices.DeleteFunc(l.recs, func(x payment.Redemption) bool { return x.HoldID == r.HoldID })
+	l.recs = slices.DeleteFunc(l.recs, func(x issuer.Redemption) bool { return x.HoldID == r.HoldID })
 	l.recs = append(l.recs, r)
 	if len(l.recs) > maxCharges {
 		l.recs = l.recs[len(l.recs)-maxCharges:]
@@ -53,10 +53,10 @@ func (l *chargeLog) record(_ context.Context, r payment.Redemption) {
 }
 
 // Charges returns the project's most recent final charges, newest first.
-func (o *Orchestrator) Charges(project string) []payment.Redemption {
+func (o *Orchestrator) Charges(project string) []issuer.Redemption {
 	o.charges.mu.Lock()
 	defer o.charges.mu.Unlock()
-	var out []payment.Redemption
+	var out []issuer.Redemption
 	for i := len(o.charges.recs) - 1; i >= 0; i-- {
 		if r := o.charges.recs[i]; r.Project == project {
 			out = append(out, r)
@@ -119,7 +119,7 @@ type spendData struct {
 	Error, Person                  bool
 	Style                          template.CSS
 	Rows                           []SpendRow
-	Charges                        []payment.Redemption
+	Charges                        []issuer.Redemption
 	Confirm                        *capConfirm
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/agentprov/agentprov/budget"
 	"github.com/agentprov/agentprov/internal/browsertest"
 	"github.com/agentprov/agentprov/payment"
+	"github.com/agentprov/agentprov/payment/issuer"
 )
 
 // spendFixture: one paid resource ($7.00 of the default $100.00 cap) and
@@ -31,7 +32,7 @@ func spendFixture(t *testing.T) (pair, *httptest.Server, string) {
 		t.Fatal(err)
 	}
 	// A charge whose provider-supplied service text is hostile.
-	p.orch.charges.record(ctx, payment.Redemption{HoldID: "h-evil", Provider: "cloud", Project: "p",
+	p.orch.charges.record(ctx, issuer.Redemption{HoldID: "h-evil", Provider: "cloud", Project: "p",
 		Service: `cloud/<script>alert("xss")</script>`, Amount: budget.USD(150), RedeemedAt: time.Now(),
 		State: payment.StateSettled, Receipt: "eyJhbGciOiJFZERTQSJ9.e30.sig"})
 	mux := http.NewServeMux()

@@ -18,6 +18,8 @@ import (
 	"github.com/agentprov/agentprov/catalogschema"
 	"github.com/agentprov/agentprov/discovery"
 	"github.com/agentprov/agentprov/payment"
+	"github.com/agentprov/agentprov/payment/issuer"
+	"github.com/agentprov/agentprov/payment/paywall"
 )
 
 // ProviderSetup is what a provider brings.
@@ -80,12 +82,12 @@ func mountProvider(mux *http.ServeMux, s ProviderSetup, deploy, infer http.Handl
 	if err != nil {
 		return err
 	}
-	redeemer, err := payment.NewRedeemer(s.Orchestrator+"/payment/redemptions", &payment.RedeemerOptions{
+	redeemer, err := paywall.NewRedeemer(s.Orchestrator+"/payment/redemptions", &paywall.RedeemerOptions{
 		HTTPClient: s.HTTPClient, APIKey: s.RedemptionKey, Issuer: s.Orchestrator, KeyResolver: orchKeys})
 	if err != nil {
 		return err
 	}
-	paywall, err := payment.NewPaywall("api.cloud.example", [][]byte{s.PaywallSecret}, tokens, redeemer, nil)
+	paywall, err := paywall.NewPaywall("api.cloud.example", [][]byte{s.PaywallSecret}, tokens, redeemer, nil)
 	if err != nil {
 		return err
 	}
@@ -107,7 +109,7 @@ type OrchestratorSetup struct {
 	VaultKey       []byte // 32 bytes, from your key management
 	Trust          []discovery.TrustedProvider
 	RedemptionKeys map[string]string // provider id → API key
-	Rail           payment.Rail      // your payment network
+	Rail           issuer.Rail       // your payment network
 }
 
 // Orchestrator is the assembled orchestrator.
@@ -115,7 +117,7 @@ type Orchestrator struct {
 	Attester *authz.Attester
 	Catalogs *discovery.Aggregator
 	Ledger   *budget.Ledger
-	Issuer   *payment.Issuer
+	Issuer   *issuer.Issuer
 	Vault    *authz.Vault
 }
 
@@ -135,8 +137,8 @@ func newOrchestrator(mux *http.ServeMux, s OrchestratorSetup) (*Orchestrator, er
 	if err != nil {
 		return nil, err
 	}
-	issuer, err := payment.NewIssuer(s.Issuer, payment.SigningKey{Key: s.Key}, ledger,
-		&payment.IssuerOptions{Rail: s.Rail, Authenticate: payment.BearerAuthenticator(s.RedemptionKeys)})
+	iss, err := issuer.NewIssuer(s.Issuer, payment.SigningKey{Key: s.Key}, ledger,
+		&issuer.IssuerOptions{Rail: s.Rail, Authenticate: issuer.BearerAuthenticator(s.RedemptionKeys)})
 	if err != nil {
 		return nil, err
 	}
@@ -149,9 +151,9 @@ func newOrchestrator(mux *http.ServeMux, s OrchestratorSetup) (*Orchestrator, er
 		return nil, err
 	}
 	mux.Handle("GET /.well-known/jwks.json", attester.JWKSHandler())
-	mux.Handle("/payment/redemptions", issuer.RedemptionHandler())
-	mux.Handle("/payment/redemptions/", issuer.RedemptionHandler())
-	return &Orchestrator{attester, catalogs, ledger, issuer, vault}, nil
+	mux.Handle("/payment/redemptions", iss.RedemptionHandler())
+	mux.Handle("/payment/redemptions/", iss.RedemptionHandler())
+	return &Orchestrator{attester, catalogs, ledger, iss, vault}, nil
 }
 
 // readme:orchestrator:end
@@ -160,7 +162,7 @@ func newOrchestrator(mux *http.ServeMux, s OrchestratorSetup) (*Orchestrator, er
 // agentClient calls a provider's API for the user: the vault's bearer token
 // on every request, 402 challenges paid under the caps, at most 5 USD a call.
 func agentClient(o *Orchestrator, project, provider, origin, ref string) (*http.Client, error) {
-	pay, err := payment.NewTransport(payment.IssuerPayer(o.Issuer, project),
+	pay, err := payment.NewTransport(issuer.IssuerPayer(o.Issuer, project),
 		map[string]string{origin: provider}, budget.USD(500), nil)
 	if err != nil {
 		return nil, err

@@ -19,7 +19,7 @@ import (
 	"github.com/agentprov/agentprov/budget"
 	"github.com/agentprov/agentprov/catalogschema"
 	"github.com/agentprov/agentprov/discovery"
-	"github.com/agentprov/agentprov/payment"
+	"github.com/agentprov/agentprov/payment/issuer"
 )
 
 // TestSnippetsRun runs the README's code: a provider mounted with
@@ -39,7 +39,7 @@ func TestSnippetsRun(t *testing.T) {
 		Issuer: orchSrv.URL, Key: orchKey, VaultKey: make([]byte, 32),
 		Trust:          []discovery.TrustedProvider{{ID: "cloud", BaseURL: provSrv.URL}},
 		RedemptionKeys: map[string]string{"cloud": "cloud-redemption-key"},
-		Rail:           payment.NewMemoryRail(nil),
+		Rail:           issuer.NewMemoryRail(nil),
 	})
 	if err != nil {
 		t.Fatal(err)

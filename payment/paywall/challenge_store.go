@@ -1,4 +1,4 @@
-package payment
+package paywall
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/agentprov/agentprov/internal/clock"
+	"github.com/agentprov/agentprov/payment"
 )
 
 // ChallengeState is the lifecycle of a claim at the provider (a Paywall
@@ -27,21 +28,6 @@ const (
 	ChallengeDone    ChallengeState = "done"
 )
 
-// StoredResponse is a response a Paywall withheld or delivered, replayed to
-// a retry that presents the same credential.
-type StoredResponse struct {
-	Status int
-	Header http.Header
-	Body   []byte
-}
-
-func (r *StoredResponse) clone() *StoredResponse {
-	if r == nil {
-		return nil
-	}
-	return &StoredResponse{Status: r.Status, Header: r.Header.Clone(), Body: append([]byte(nil), r.Body...)}
-}
-
 // ChallengeRecord is what a ChallengeStore keeps per claim.
 type ChallengeRecord struct {
 	// ID is the claim key. A Paywall claims the token, not the challenge
@@ -57,16 +43,16 @@ type ChallengeRecord struct {
 	// challenge has expired and could not be claimed anyway.
 	RetainUntil time.Time
 	// Response is the withheld (served) or final (done) response.
-	Response *StoredResponse
+	Response *payment.StoredResponse
 }
 
 func (r ChallengeRecord) clone() ChallengeRecord {
-	r.Response = r.Response.clone()
+	r.Response = r.Response.Clone()
 	return r
 }
 
 // ErrChallengeNotFound is returned by ChallengeStore.Get for an unknown id.
-var ErrChallengeNotFound = sentinel("challenge_not_found", http.StatusNotFound, "no such challenge")
+var ErrChallengeNotFound = &payment.Error{Code: "challenge_not_found", Status: http.StatusNotFound, Detail: "no such challenge"}
 
 // ChallengeStore makes payment tokens presented at a 402 single-use
 // across every instance of a provider (its records are keyed by
@@ -123,7 +109,7 @@ func NewMemoryChallengeStore(opts *MemoryChallengeStoreOptions) *MemoryChallenge
 // Claim implements ChallengeStore.
 func (s *MemoryChallengeStore) Claim(ctx context.Context, rec ChallengeRecord) (ChallengeRecord, bool, error) {
 	if err := ctx.Err(); err != nil {
-		return ChallengeRecord{}, false, ErrStore.with(err, "claim challenge")
+		return ChallengeRecord{}, false, payment.ErrStore.With(err, "claim challenge")
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -138,7 +124,7 @@ func (s *MemoryChallengeStore) Claim(ctx context.Context, rec ChallengeRecord) (
 			}
 		}
 		if len(s.records) >= s.max {
-			return ChallengeRecord{}, false, ErrStore.with(nil, "challenge store is full (%d records)", s.max)
+			return ChallengeRecord{}, false, payment.ErrStore.With(nil, "challenge store is full (%d records)", s.max)
 		}
 	}
 	s.records[rec.ID] = rec.clone()
@@ -148,13 +134,13 @@ func (s *MemoryChallengeStore) Claim(ctx context.Context, rec ChallengeRecord) (
 // Get implements ChallengeStore.
 func (s *MemoryChallengeStore) Get(ctx context.Context, id string) (ChallengeRecord, error) {
 	if err := ctx.Err(); err != nil {
-		return ChallengeRecord{}, ErrStore.with(err, "get challenge")
+		return ChallengeRecord{}, payment.ErrStore.With(err, "get challenge")
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cur, ok := s.records[id]
 	if !ok {
-		return ChallengeRecord{}, ErrChallengeNotFound.with(nil, "challenge %q", id)
+		return ChallengeRecord{}, ErrChallengeNotFound.With(nil, "challenge %q", id)
 	}
 	return cur.clone(), nil
 }
@@ -162,16 +148,16 @@ func (s *MemoryChallengeStore) Get(ctx context.Context, id string) (ChallengeRec
 // Update implements ChallengeStore.
 func (s *MemoryChallengeStore) Update(ctx context.Context, from ChallengeState, rec ChallengeRecord) error {
 	if err := ctx.Err(); err != nil {
-		return ErrStore.with(err, "update challenge")
+		return payment.ErrStore.With(err, "update challenge")
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cur, ok := s.records[rec.ID]
 	if !ok {
-		return ErrChallengeNotFound.with(nil, "challenge %q", rec.ID)
+		return ErrChallengeNotFound.With(nil, "challenge %q", rec.ID)
 	}
 	if cur.State != from || cur.Fingerprint != rec.Fingerprint {
-		return ErrConflict.with(nil, "challenge %q is %s, not %s", rec.ID, cur.State, from)
+		return payment.ErrConflict.With(nil, "challenge %q is %s, not %s", rec.ID, cur.State, from)
 	}
 	s.records[rec.ID] = rec.clone()
 	return nil

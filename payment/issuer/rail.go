@@ -1,4 +1,4 @@
-package payment
+package issuer
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/agentprov/agentprov/budget"
+	"github.com/agentprov/agentprov/payment"
 )
 
 // ChargeRequest asks a Rail to move money for one redemption.
@@ -121,7 +122,7 @@ func (m *MemoryRail) Refuse(key string) {
 // Charge implements Rail.
 func (m *MemoryRail) Charge(ctx context.Context, req ChargeRequest) (ChargeResult, error) {
 	if req.IdempotencyKey == "" {
-		return ChargeResult{}, fmt.Errorf("%w: memory rail: idempotency key is required", ErrRailRefused)
+		return ChargeResult{}, fmt.Errorf("%w: memory rail: idempotency key is required", payment.ErrRailRefused)
 	}
 	m.mu.Lock()
 	m.calls++
@@ -130,7 +131,7 @@ func (m *MemoryRail) Charge(ctx context.Context, req ChargeRequest) (ChargeResul
 		ref := c.Reference
 		m.mu.Unlock()
 		if c.Amount != req.Amount {
-			return ChargeResult{}, fmt.Errorf("%w: memory rail: key reused with another amount", ErrRailRefused)
+			return ChargeResult{}, fmt.Errorf("%w: memory rail: key reused with another amount", payment.ErrRailRefused)
 		}
 		return ChargeResult{Reference: ref}, nil
 	}
@@ -142,7 +143,7 @@ func (m *MemoryRail) Charge(ctx context.Context, req ChargeRequest) (ChargeResul
 	}
 	if m.refuseAll || m.refuse[req.IdempotencyKey] {
 		m.mu.Unlock()
-		return ChargeResult{}, ErrRailRefused.with(nil, "memory rail refused %s", req.IdempotencyKey)
+		return ChargeResult{}, payment.ErrRailRefused.With(nil, "memory rail refused %s", req.IdempotencyKey)
 	}
 	c := &MemoryCharge{ChargeRequest: req, Reference: fmt.Sprintf("%s%d", m.prefix, len(m.order)+1), Calls: 1}
 	m.charges[req.IdempotencyKey] = c

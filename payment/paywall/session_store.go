@@ -1,4 +1,4 @@
-package payment
+package paywall
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/agentprov/agentprov/budget"
+	"github.com/agentprov/agentprov/payment"
 )
 
 // SessionState is the provider-side state of a metered session (§5.9.5).
@@ -156,14 +157,14 @@ func (r *SessionRecord) shiftSeen(n uint64) {
 // ErrSessionReplay with r unchanged.
 func (r *SessionRecord) ApplyConsume(seq uint64, amount int64, now time.Time) error {
 	if r.State != SessionOpen || !now.Before(r.Deadline) {
-		return ErrSessionClosed
+		return payment.ErrSessionClosed
 	}
 	if amount <= 0 || r.Consumed+amount > r.Max.Amount {
-		return ErrSessionExhausted
+		return payment.ErrSessionExhausted
 	}
 	// AcceptSeq changes the record only when it accepts.
 	if !r.AcceptSeq(seq) {
-		return ErrSessionReplay
+		return payment.ErrSessionReplay
 	}
 	r.Consumed += amount
 	r.Calls++
@@ -198,7 +199,7 @@ func (r *SessionRecord) ApplyClose(now time.Time) error {
 		return nil
 	}
 	if r.InFlight > 0 && now.Before(r.Deadline) {
-		return ErrConflict
+		return payment.ErrConflict
 	}
 	r.State = SessionClosing
 	r.Version++
@@ -217,7 +218,7 @@ func (r *SessionRecord) ApplySettle(amount int64, reference string) (bool, error
 		r.Version++
 		return true, nil
 	}
-	return false, ErrConflict
+	return false, payment.ErrConflict
 }
 
 // IsDue reports whether Due returns r: it is closing, or open and idle
@@ -250,7 +251,7 @@ func NewMemorySessionStore() *MemorySessionStore {
 // Open implements SessionStore.
 func (s *MemorySessionStore) Open(_ context.Context, r SessionRecord) (SessionRecord, error) {
 	if r.ID == "" {
-		return SessionRecord{}, ErrInvalidRequest.with(nil, "session: id required")
+		return SessionRecord{}, payment.ErrInvalidRequest.With(nil, "session: id required")
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -269,7 +270,7 @@ func (s *MemorySessionStore) Get(_ context.Context, id string) (SessionRecord, e
 	defer s.mu.Unlock()
 	r, ok := s.recs[id]
 	if !ok {
-		return SessionRecord{}, ErrSessionUnknown
+		return SessionRecord{}, payment.ErrSessionUnknown
 	}
 	return *r, nil
 }
@@ -280,7 +281,7 @@ func (s *MemorySessionStore) Consume(_ context.Context, id string, seq uint64, a
 	defer s.mu.Unlock()
 	r, ok := s.recs[id]
 	if !ok {
-		return SessionRecord{}, ErrSessionUnknown
+		return SessionRecord{}, payment.ErrSessionUnknown
 	}
 	if err := r.ApplyConsume(seq, amount, now); err != nil {
 		return SessionRecord{}, err
@@ -294,7 +295,7 @@ func (s *MemorySessionStore) Finish(_ context.Context, id string, amount int64, 
 	defer s.mu.Unlock()
 	r, ok := s.recs[id]
 	if !ok {
-		return ErrSessionUnknown
+		return payment.ErrSessionUnknown
 	}
 	r.ApplyFinish(amount, refund)
 	return nil
@@ -306,7 +307,7 @@ func (s *MemorySessionStore) Close(_ context.Context, id string, now time.Time) 
 	defer s.mu.Unlock()
 	r, ok := s.recs[id]
 	if !ok {
-		return SessionRecord{}, ErrSessionUnknown
+		return SessionRecord{}, payment.ErrSessionUnknown
 	}
 	err := r.ApplyClose(now)
 	return *r, err
@@ -318,7 +319,7 @@ func (s *MemorySessionStore) Settle(_ context.Context, id string, amount int64, 
 	defer s.mu.Unlock()
 	r, ok := s.recs[id]
 	if !ok {
-		return ErrSessionUnknown
+		return payment.ErrSessionUnknown
 	}
 	_, err := r.ApplySettle(amount, reference)
 	return err

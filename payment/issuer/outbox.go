@@ -1,4 +1,4 @@
-package payment
+package issuer
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/agentprov/agentprov/budget"
+	"github.com/agentprov/agentprov/payment"
 )
 
 // update writes next over its stored version (compare-and-set) and bumps
@@ -17,8 +18,8 @@ func (i *Issuer) update(ctx context.Context, next *Redemption) error {
 	next.UpdatedAt = i.now.Now().UTC()
 	if err := i.store.Update(ctx, *next); err != nil {
 		next.Version--
-		if errors.Is(err, ErrConflict) {
-			return ErrConflict
+		if errors.Is(err, payment.ErrConflict) {
+			return payment.ErrConflict
 		}
 		return storeErr(err)
 	}
@@ -49,12 +50,12 @@ func (i *Issuer) advance(ctx context.Context, rec Redemption, owned bool) (Redem
 			return rec, nil
 		}
 		now := i.now.Now()
-		if rec.State == StateIssued {
+		if rec.State == payment.StateIssued {
 			if now.Before(rec.ExpiresAt.Add(i.leeway)) {
 				return rec, nil
 			}
 			next := rec
-			next.State, next.Reason, next.NextAttemptAt = StateRevoking, "expired", now
+			next.State, next.Reason, next.NextAttemptAt = payment.StateRevoking, "expired", now
 			if err := i.update(ctx, &next); err != nil {
 				return i.reload(ctx, rec, err)
 			}
@@ -64,14 +65,14 @@ func (i *Issuer) advance(ctx context.Context, rec Redemption, owned bool) (Redem
 		// Claim the record (a compare-and-set that sets a lease) before a
 		// side effect, unless our own last transition already did. A charge
 		// always starts from settling, so a crash mid-charge is visible.
-		if !owned || rec.State == StateCommitted {
+		if !owned || rec.State == payment.StateCommitted {
 			if !owned && rec.NextAttemptAt.After(now) {
 				return rec, nil // someone else's lease, or a retry not yet due
 			}
 			next := rec
 			next.NextAttemptAt = now.Add(i.lease())
-			if next.State == StateCommitted || next.State == StateSettling {
-				next.State = StateSettling
+			if next.State == payment.StateCommitted || next.State == payment.StateSettling {
+				next.State = payment.StateSettling
 				next.Attempts++
 			}
 			if err := i.update(ctx, &next); err != nil {
@@ -95,7 +96,7 @@ func (i *Issuer) advance(ctx context.Context, rec Redemption, owned bool) (Redem
 			return i.reload(ctx, rec, err)
 		}
 		rec = next
-		if rec.State.Final() || rec.State == StateRefused {
+		if rec.State.Final() || rec.State == payment.StateRefused {
 			i.notify(ctx, rec)
 		}
 		// We made the transition, so we keep the lease for the next step.
@@ -106,7 +107,7 @@ func (i *Issuer) advance(ctx context.Context, rec Redemption, owned bool) (Redem
 // reload handles a failed update: a lost compare-and-set means someone
 // else moved the record, so continue from what is stored now.
 func (i *Issuer) reload(ctx context.Context, rec Redemption, err error) (Redemption, error) {
-	if !errors.Is(err, ErrConflict) {
+	if !errors.Is(err, payment.ErrConflict) {
 		return rec, err
 	}
 	cur, gerr := i.store.Get(ctx, rec.HoldID)
@@ -122,12 +123,12 @@ func (i *Issuer) step(ctx context.Context, rec Redemption) (Redemption, error) {
 	next := rec
 	next.NextAttemptAt = i.now.Now().Add(i.lease())
 	switch rec.State {
-	case StatePending:
+	case payment.StatePending:
 		_, err := i.holds.Commit(ctx, rec.HoldID, rec.Amount)
 		if holdGone(err) {
 			// The hold ended before the commit (expired or released): no
 			// money moves. Release is a no-op on an ended hold.
-			next.State, next.Reason = StateVoid, "hold ended before commit"
+			next.State, next.Reason = payment.StateVoid, "hold ended before commit"
 			next.NextAttemptAt = time.Time{}
 			return next, nil
 		}
@@ -135,13 +136,13 @@ func (i *Issuer) step(ctx context.Context, rec Redemption) (Redemption, error) {
 			return rec, fmt.Errorf("commit: %w", err)
 		}
 		rc := i.receiptOf(rec)
-		signed, err := signJWT(i.rcptSig, rc.wire())
+		signed, err := payment.SignReceipt(i.rcptSig, &rc)
 		if err != nil {
 			return rec, fmt.Errorf("sign receipt: %w", err)
 		}
-		next.State, next.Receipt = StateCommitted, signed
+		next.State, next.Receipt = payment.StateCommitted, signed
 		next.NextAttemptAt = time.Time{} // due at once for the outbox
-	case StateCommitted, StateSettling:
+	case payment.StateCommitted, payment.StateSettling:
 		cctx, cancel := context.WithTimeout(ctx, i.settleTimeout)
 		res, err := i.rail.Charge(cctx, ChargeRequest{
 			IdempotencyKey: rec.HoldID, Amount: rec.Amount, Project: rec.Project,
@@ -150,24 +151,24 @@ func (i *Issuer) step(ctx context.Context, rec Redemption) (Redemption, error) {
 		cancel()
 		switch {
 		case err == nil:
-			next.State, next.Reference, next.LastError = StateSettled, res.Reference, ""
+			next.State, next.Reference, next.LastError = payment.StateSettled, res.Reference, ""
 			next.NextAttemptAt = time.Time{}
-		case errors.Is(err, ErrRailRefused):
-			next.State, next.Reason = StateRefused, truncate(err.Error(), 200)
+		case errors.Is(err, payment.ErrRailRefused):
+			next.State, next.Reason = payment.StateRefused, truncate(err.Error(), 200)
 			next.NextAttemptAt = time.Time{}
 		default:
 			return rec, fmt.Errorf("charge: %w", err)
 		}
-	case StateRefused:
+	case payment.StateRefused:
 		if _, err := i.holds.Reverse(ctx, rec.HoldID, "settlement refused"); err != nil && !errors.Is(err, budget.ErrHoldEnded) {
 			return rec, fmt.Errorf("reverse: %w", err)
 		}
-		next.State, next.NextAttemptAt = StateReversed, time.Time{}
-	case StateRevoking:
+		next.State, next.NextAttemptAt = payment.StateReversed, time.Time{}
+	case payment.StateRevoking:
 		if _, err := i.holds.Release(ctx, rec.HoldID); err != nil && !holdGone(err) {
 			return rec, fmt.Errorf("release: %w", err)
 		}
-		next.State, next.NextAttemptAt = StateRevoked, time.Time{}
+		next.State, next.NextAttemptAt = payment.StateRevoked, time.Time{}
 	default:
 		return rec, fmt.Errorf("unexpected state %q", rec.State)
 	}

@@ -1,4 +1,4 @@
-package payment
+package issuer
 
 import (
 	"context"
@@ -7,56 +7,16 @@ import (
 	"time"
 
 	"github.com/agentprov/agentprov/budget"
+	"github.com/agentprov/agentprov/payment"
 )
-
-// RedemptionState is the state of one token's redemption record (§5.4).
-//
-//	issued ──redeem──▶ pending ──commit──▶ committed ──charge──▶ settling ──confirmed──▶ settled
-//	   │                  │                                         │
-//	   │                  └─hold gone──▶ void                        └─refused──▶ refused ──reverse──▶ reversed
-//	   └─revoke/expiry──▶ revoking ──release──▶ revoked
-type RedemptionState string
-
-// The redemption states. settled, reversed, revoked and void are final.
-const (
-	StateIssued    RedemptionState = "issued"
-	StatePending   RedemptionState = "pending"
-	StateCommitted RedemptionState = "committed"
-	StateSettling  RedemptionState = "settling"
-	StateSettled   RedemptionState = "settled"
-	StateRefused   RedemptionState = "refused"
-	StateReversed  RedemptionState = "reversed"
-	StateRevoking  RedemptionState = "revoking"
-	StateRevoked   RedemptionState = "revoked"
-	StateVoid      RedemptionState = "void"
-)
-
-// Final reports whether s is a terminal state.
-func (s RedemptionState) Final() bool {
-	switch s {
-	case StateSettled, StateReversed, StateRevoked, StateVoid:
-		return true
-	}
-	return false
-}
-
-// Valid reports whether s is one of the defined states.
-func (s RedemptionState) Valid() bool {
-	switch s {
-	case StateIssued, StatePending, StateCommitted, StateSettling, StateSettled,
-		StateRefused, StateReversed, StateRevoking, StateRevoked, StateVoid:
-		return true
-	}
-	return false
-}
 
 // Redemption is the orchestrator's record of one payment token, keyed by
 // its hold id, from minting to a final state. Stores keep it verbatim.
 // A plain value: stores hand out copies.
 type Redemption struct {
-	HoldID  string          `json:"hold_id"`
-	State   RedemptionState `json:"state"`
-	Version int64           `json:"version"` // 1 on creation, +1 on every Update (compare-and-set)
+	HoldID  string                  `json:"hold_id"`
+	State   payment.RedemptionState `json:"state"`
+	Version int64                   `json:"version"` // 1 on creation, +1 on every Update (compare-and-set)
 
 	Provider    string       `json:"provider"`
 	Service     string       `json:"service"` // service ref
@@ -116,7 +76,7 @@ func NewMemoryRedemptionStore() *MemoryRedemptionStore {
 // Create implements RedemptionStore.
 func (s *MemoryRedemptionStore) Create(_ context.Context, r Redemption) (Redemption, bool, error) {
 	if r.HoldID == "" || r.Version != 1 {
-		return Redemption{}, false, ErrInvalidRequest.with(nil, "redemption: hold id required and version must be 1")
+		return Redemption{}, false, payment.ErrInvalidRequest.With(nil, "redemption: hold id required and version must be 1")
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -142,7 +102,7 @@ func (s *MemoryRedemptionStore) Get(_ context.Context, holdID string) (Redemptio
 	defer s.mu.Unlock()
 	r, ok := s.recs[holdID]
 	if !ok {
-		return Redemption{}, ErrNotFound
+		return Redemption{}, payment.ErrNotFound
 	}
 	return r, nil
 }
@@ -153,10 +113,10 @@ func (s *MemoryRedemptionStore) Update(_ context.Context, r Redemption) error {
 	defer s.mu.Unlock()
 	old, ok := s.recs[r.HoldID]
 	if !ok {
-		return ErrNotFound
+		return payment.ErrNotFound
 	}
 	if old.Version != r.Version-1 {
-		return ErrConflict
+		return payment.ErrConflict
 	}
 	s.put(r)
 	return nil

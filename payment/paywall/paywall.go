@@ -1,4 +1,4 @@
-package payment
+package paywall
 
 import (
 	"bytes"
@@ -17,21 +17,23 @@ import (
 
 	"github.com/agentprov/agentprov/budget"
 	"github.com/agentprov/agentprov/internal/clock"
+	"github.com/agentprov/agentprov/internal/paywire"
 	"github.com/agentprov/agentprov/internal/problem"
+	"github.com/agentprov/agentprov/payment"
 )
 
 // TokenChecker verifies a payment token locally (signature, typ, iss, aud,
 // exp). *TokenVerifier implements it. Implementations must be safe for
 // concurrent use.
 type TokenChecker interface {
-	Verify(ctx context.Context, token string) (*TokenClaims, error)
+	Verify(ctx context.Context, token string) (*payment.TokenClaims, error)
 }
 
 // TokenRedeemer settles a token at the orchestrator, idempotently under
 // idempotencyKey. *Redeemer implements it. Implementations must be safe
 // for concurrent use.
 type TokenRedeemer interface {
-	Redeem(ctx context.Context, token string, actual budget.Money, idempotencyKey string) (*Receipt, error)
+	Redeem(ctx context.Context, token string, actual budget.Money, idempotencyKey string) (*payment.Receipt, error)
 }
 
 // TokenReleaser gives an unredeemed token's budget hold back at the
@@ -81,7 +83,7 @@ type PaywallOptions struct {
 	// OnUnsettled, if set, is called when a verified payment was not
 	// settled because the handler failed or settlement was refused (after
 	// the release above, when there is one), e.g. to log or to alert.
-	OnUnsettled func(ctx context.Context, claims *TokenClaims, reason error)
+	OnUnsettled func(ctx context.Context, claims *payment.TokenClaims, reason error)
 	// Logger receives operational messages; never credentials (default slog.Default()).
 	Logger *slog.Logger
 	// Sessions, if set, also offers metered sessions (§5.9) on every 402.
@@ -105,7 +107,7 @@ type Paywall struct {
 	maxResp  int64
 	maxReq   int64
 	settleTO time.Duration
-	onUnsett func(context.Context, *TokenClaims, error)
+	onUnsett func(context.Context, *payment.TokenClaims, error)
 	releaser TokenReleaser // nil: keep holds of failed calls
 	log      *slog.Logger
 	sess     *paywallSessions // nil: no metered sessions
@@ -129,7 +131,7 @@ func NewPaywall(realm string, secrets [][]byte, verifier TokenChecker, redeemer 
 	if realm == "" {
 		return nil, errors.New("payment: paywall: realm is required")
 	}
-	if _, err := quoteParam("realm", realm); err != nil {
+	if _, err := paywire.QuoteParam("realm", realm); err != nil {
 		return nil, fmt.Errorf("payment: paywall: %w", err)
 	}
 	if len(secrets) == 0 {
@@ -202,7 +204,7 @@ func (p *Paywall) Require(service string, price budget.Money) func(http.Handler)
 // An invalid service ref makes every request fail with 500 (and an error
 // log) rather than charge for something that cannot be named.
 func (p *Paywall) RequireFunc(service string, price PriceFunc) func(http.Handler) http.Handler {
-	provider, _, err := splitRef(service)
+	provider, _, err := paywire.SplitRef(service)
 	return func(next http.Handler) http.Handler {
 		if err != nil || price == nil {
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -219,7 +221,7 @@ func (p *Paywall) RequireFunc(service string, price PriceFunc) func(http.Handler
 type Paid struct {
 	ChallengeID string
 	Price       budget.Money
-	Claims      *TokenClaims
+	Claims      *payment.TokenClaims
 }
 
 type paidKey struct{}
@@ -253,7 +255,7 @@ func (h *paidHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := h.p
 	price, err := h.price(r)
 	if err != nil {
-		var pe *Error
+		var pe *payment.Error
 		if errors.As(err, &pe) {
 			writeError(w, pe)
 			return
@@ -262,14 +264,14 @@ func (h *paidHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, http.StatusInternalServerError, "price_unavailable", "the price of this request could not be computed")
 		return
 	}
-	if !hdrIsCurrency(price.Currency) || price.Amount <= 0 {
+	if !paywire.HdrIsCurrency(price.Currency) || price.Amount <= 0 {
 		p.log.ErrorContext(r.Context(), "payment: invalid price", "service", h.service, "price", price)
 		problem.Write(w, http.StatusInternalServerError, "price_unavailable", "the price of this request is not valid")
 		return
 	}
 	idk := r.Header.Get("Idempotency-Key")
 	if len(idk) > maxIdempotencyKey {
-		writeError(w, ErrInvalidRequest.with(nil, "Idempotency-Key is longer than %d bytes", maxIdempotencyKey))
+		writeError(w, payment.ErrInvalidRequest.With(nil, "Idempotency-Key is longer than %d bytes", maxIdempotencyKey))
 		return
 	}
 	if h.metered && p.sess != nil && h.serveSession(w, r, price) {
@@ -294,45 +296,45 @@ func (h *paidHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
 	}
-	cr := ChallengeRequest{
+	cr := payment.ChallengeRequest{
 		Amount: strconv.FormatInt(price.Amount, 10), Currency: price.Currency,
 		Recipient: h.provider, MethodDetails: map[string]any{"service": h.service},
 	}
-	if b.requestB64, err = EncodeRequest(cr); err != nil {
+	if b.requestB64, err = payment.EncodeRequest(cr); err != nil {
 		problem.Write(w, http.StatusInternalServerError, "price_unavailable", "the price of this request could not be encoded")
 		return
 	}
 	if _, err := newOpaque(b.route, b.idk); err != nil {
-		writeError(w, ErrInvalidRequest.with(err, "request target cannot be bound"))
+		writeError(w, payment.ErrInvalidRequest.With(err, "request target cannot be bound"))
 		return
 	}
 
 	authz := ""
 	for _, v := range r.Header.Values("Authorization") {
-		if len(v) >= len(SchemeName) && strings.EqualFold(v[:len(SchemeName)], SchemeName) {
+		if len(v) >= len(payment.SchemeName) && strings.EqualFold(v[:len(payment.SchemeName)], payment.SchemeName) {
 			authz = v
 		}
 	}
 	if authz == "" {
-		h.challenge(w, r, &b, ErrPaymentRequired.with(nil, "this resource costs %s", price))
+		h.challenge(w, r, &b, payment.ErrPaymentRequired.With(nil, "this resource costs %s", price))
 		return
 	}
-	cred, err := ParseCredential(authz)
+	cred, err := payment.ParseCredential(authz)
 	if err != nil {
 		h.challenge(w, r, &b, err)
 		return
 	}
 	e := &cred.Challenge
-	if e.Method != MethodID || e.Intent != IntentCharge {
-		h.challenge(w, r, &b, ErrMethodUnsupported.with(nil, "method %q intent %q", e.Method, e.Intent))
+	if e.Method != payment.MethodID || e.Intent != payment.IntentCharge {
+		h.challenge(w, r, &b, payment.ErrMethodUnsupported.With(nil, "method %q intent %q", e.Method, e.Intent))
 		return
 	}
-	if e.Realm != p.realm || !verifyEchoID(p.secrets, e) {
-		h.challenge(w, r, &b, ErrInvalidChallenge.with(nil, "challenge was not issued by this server"))
+	if e.Realm != p.realm || !payment.VerifyEchoID(p.secrets, e) {
+		h.challenge(w, r, &b, payment.ErrInvalidChallenge.With(nil, "challenge was not issued by this server"))
 		return
 	}
 	if e.Request != b.requestB64 || !opaqueMatches(e.Opaque, b.route, b.idk) || e.Digest != b.digest {
-		h.challenge(w, r, &b, ErrInvalidChallenge.with(nil, "challenge was issued for another request, price or body"))
+		h.challenge(w, r, &b, payment.ErrInvalidChallenge.With(nil, "challenge was issued for another request, price or body"))
 		return
 	}
 	sum := sha256.Sum256([]byte(authz))
@@ -348,7 +350,7 @@ func (h *paidHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// token expired), any other credential carrying the token is refused.
 	// The lookup reads the claims unverified; only a byte-identical
 	// credential, verified when it claimed, can match the fingerprint.
-	if pc, err := ParseTokenClaims(token); err == nil {
+	if pc, err := payment.ParseTokenClaims(token); err == nil {
 		if rec, err := p.store.Get(r.Context(), TokenClaimKey(pc.Issuer, pc.HoldID)); err == nil {
 			h.resume(w, r, &b, cred, e.ID, fp, rec)
 			return
@@ -359,16 +361,16 @@ func (h *paidHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	expires, err := time.Parse(time.RFC3339Nano, e.Expires)
 	if err != nil {
-		h.challenge(w, r, &b, ErrInvalidChallenge.with(err, "challenge has no valid expiry"))
+		h.challenge(w, r, &b, payment.ErrInvalidChallenge.With(err, "challenge has no valid expiry"))
 		return
 	}
 	if !p.now.Now().Before(expires) {
-		h.challenge(w, r, &b, ErrPaymentExpired.with(nil, "challenge expired at %s", e.Expires))
+		h.challenge(w, r, &b, payment.ErrPaymentExpired.With(nil, "challenge expired at %s", e.Expires))
 		return
 	}
 	claims, err := p.verifier.Verify(r.Context(), token)
 	if err != nil {
-		if temporary(err) {
+		if paywire.Temporary(err) {
 			// The orchestrator's keys cannot be had now: nothing is
 			// decided, nothing claimed; the same credential may be sent
 			// again.
@@ -376,10 +378,10 @@ func (h *paidHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeUnavailable(w, "the payment token cannot be checked now (the orchestrator's keys are unavailable); retry with the same credential")
 			return
 		}
-		if errors.Is(err, ErrTokenExpired) {
-			h.challenge(w, r, &b, ErrPaymentExpired.with(err, "payment token has expired"))
+		if errors.Is(err, payment.ErrTokenExpired) {
+			h.challenge(w, r, &b, payment.ErrPaymentExpired.With(err, "payment token has expired"))
 		} else {
-			h.challenge(w, r, &b, ErrVerificationFailed.with(err, "payment token is not valid"))
+			h.challenge(w, r, &b, payment.ErrVerificationFailed.With(err, "payment token is not valid"))
 		}
 		return
 	}
@@ -427,18 +429,18 @@ func newOpaque(route, idk string) (string, error) {
 	if _, err := rand.Read(n[:]); err != nil {
 		return "", err
 	}
-	m := map[string]string{"route": route, "nonce": hdrB64.EncodeToString(n[:])}
+	m := map[string]string{"route": route, "nonce": paywire.HdrB64.EncodeToString(n[:])}
 	if idk != "" {
 		m["idk"] = idk
 	}
-	return jcsB64(m)
+	return paywire.JCSB64(m)
 }
 
 // opaqueMatches reports whether an echoed opaque (whose id already
 // verified, so its bytes are the server's) binds this route and
 // idempotency key, with a nonce and nothing else.
 func opaqueMatches(opaque, route, idk string) bool {
-	m, err := decodeOpaque(opaque)
+	m, err := payment.DecodeOpaque(opaque)
 	if err != nil {
 		return false
 	}
@@ -448,34 +450,34 @@ func opaqueMatches(opaque, route, idk string) bool {
 	}
 	gotIdk, hasIdk := m["idk"]
 	return len(m) == want && m["route"] == route && hasIdk == (idk != "") && gotIdk == idk &&
-		len(m["nonce"]) == hdrB64.EncodedLen(opaqueNonceBytes)
+		len(m["nonce"]) == paywire.HdrB64.EncodedLen(opaqueNonceBytes)
 }
 
-func (h *paidHandler) checkClaims(c *TokenClaims, challengeID string, price budget.Money) error {
+func (h *paidHandler) checkClaims(c *payment.TokenClaims, challengeID string, price budget.Money) error {
 	if c.ChallengeID == "" {
-		return ErrVerificationFailed.with(nil, "token is not bound to this challenge (challenge_id is required)")
+		return payment.ErrVerificationFailed.With(nil, "token is not bound to this challenge (challenge_id is required)")
 	}
 	if c.ChallengeID != challengeID {
-		return ErrVerificationFailed.with(nil, "token is bound to another challenge")
+		return payment.ErrVerificationFailed.With(nil, "token is bound to another challenge")
 	}
 	if c.Audience != h.provider {
-		return ErrVerificationFailed.with(nil, "token is for provider %q", c.Audience)
+		return payment.ErrVerificationFailed.With(nil, "token is for provider %q", c.Audience)
 	}
 	if c.Service != "" && c.Service != h.service {
-		return ErrVerificationFailed.with(nil, "token is for service %q", c.Service)
+		return payment.ErrVerificationFailed.With(nil, "token is for service %q", c.Service)
 	}
 	if c.MaxAmount.Currency != price.Currency {
-		return ErrPaymentInsufficient.with(nil, "token is in %s, the price in %s", c.MaxAmount.Currency, price.Currency)
+		return payment.ErrPaymentInsufficient.With(nil, "token is in %s, the price in %s", c.MaxAmount.Currency, price.Currency)
 	}
 	if c.MaxAmount.Amount < price.Amount {
-		return ErrPaymentInsufficient.with(nil, "token covers %s, the price is %s", c.MaxAmount, price)
+		return payment.ErrPaymentInsufficient.With(nil, "token covers %s, the price is %s", c.MaxAmount, price)
 	}
 	return nil
 }
 
 // serve runs the handler for a freshly claimed token, withholding its
 // response until settlement.
-func (h *paidHandler) serve(w http.ResponseWriter, r *http.Request, challengeID string, rec ChallengeRecord, token string, claims *TokenClaims, price budget.Money) {
+func (h *paidHandler) serve(w http.ResponseWriter, r *http.Request, challengeID string, rec ChallengeRecord, token string, claims *payment.TokenClaims, price budget.Money) {
 	p := h.p
 	buf := &bufferedWriter{header: http.Header{}, limit: p.maxResp}
 	ctx := context.WithValue(r.Context(), paidKey{}, &Paid{ChallengeID: challengeID, Price: price, Claims: claims})
@@ -499,7 +501,7 @@ func (h *paidHandler) serve(w http.ResponseWriter, r *http.Request, challengeID 
 	inner.Header = r.Header.Clone()
 	inner.Header.Del("Authorization")
 	for _, v := range r.Header.Values("Authorization") {
-		if len(v) < len(SchemeName) || !strings.EqualFold(v[:len(SchemeName)], SchemeName) {
+		if len(v) < len(payment.SchemeName) || !strings.EqualFold(v[:len(payment.SchemeName)], payment.SchemeName) {
 			inner.Header.Add("Authorization", v)
 		}
 	}
@@ -519,7 +521,7 @@ func (h *paidHandler) serve(w http.ResponseWriter, r *http.Request, challengeID 
 		// it back and can never reach settlement, so releasing is safe.
 		h.release(r.Context(), challengeID, token)
 		h.unsettled(r.Context(), claims, fmt.Errorf("handler answered %d", resp.Status))
-		writeStored(w, resp)
+		payment.WriteStored(w, resp)
 		return
 	}
 	rec.State = ChallengeServed
@@ -536,23 +538,23 @@ func (h *paidHandler) serve(w http.ResponseWriter, r *http.Request, challengeID 
 // settle redeems the token for a served record and delivers the withheld
 // response with its receipt. The redemption is keyed by the token ("402:"
 // + jti): one token, one redemption, whatever the retries.
-func (h *paidHandler) settle(w http.ResponseWriter, r *http.Request, challengeID string, rec ChallengeRecord, token string, claims *TokenClaims, price budget.Money) {
+func (h *paidHandler) settle(w http.ResponseWriter, r *http.Request, challengeID string, rec ChallengeRecord, token string, claims *payment.TokenClaims, price budget.Money) {
 	p := h.p
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), p.settleTO)
 	defer cancel()
 	receipt, err := p.redeemer.Redeem(ctx, token, price, "402:"+claims.HoldID)
-	if err != nil && !(errors.Is(err, ErrSettlementPending) && receipt != nil) {
+	if err != nil && !(errors.Is(err, payment.ErrSettlementPending) && receipt != nil) {
 		if settlementFinal(err) {
 			final := rec
 			final.State = ChallengeDone
-			pe := ErrVerificationFailed.with(err, "payment could not be settled")
+			pe := payment.ErrVerificationFailed.With(err, "payment could not be settled")
 			final.Response = problemResponse(pe.Status, pe.Code, pe.Detail)
 			if uerr := p.store.Update(ctx, ChallengeServed, final); uerr != nil {
 				p.log.ErrorContext(ctx, "payment: record refused settlement", "challenge", challengeID, "err", uerr)
 			}
 			p.log.WarnContext(ctx, "payment: settlement refused", "challenge", challengeID, "code", errCode(err))
 			h.unsettled(ctx, claims, err)
-			writeStored(w, final.Response)
+			payment.WriteStored(w, final.Response)
 			return
 		}
 		// Transient: the record stays "served"; the same credential
@@ -561,8 +563,8 @@ func (h *paidHandler) settle(w http.ResponseWriter, r *http.Request, challengeID
 		writeUnavailable(w, "settlement is temporarily unavailable; retry with the same credential")
 		return
 	}
-	rh := &ReceiptHeader{
-		Status: ReceiptStatusSuccess, Method: MethodID, Timestamp: receipt.RedeemedAt, Reference: receipt.HoldID,
+	rh := &payment.ReceiptHeader{
+		Status: payment.ReceiptStatusSuccess, Method: payment.MethodID, Timestamp: receipt.RedeemedAt, Reference: receipt.HoldID,
 		ChallengeID: challengeID, Amount: strconv.FormatInt(receipt.Amount.Amount, 10), Currency: receipt.Amount.Currency,
 		Signed: receipt.Signed,
 	}
@@ -572,37 +574,37 @@ func (h *paidHandler) settle(w http.ResponseWriter, r *http.Request, challengeID
 	if rh.Reference == "" {
 		rh.Reference = claims.HoldID
 	}
-	v, ferr := FormatReceiptHeader(rh)
+	v, ferr := payment.FormatReceiptHeader(rh)
 	if ferr != nil && rh.Signed != "" {
 		// A signed receipt too large for a header is left out; the
 		// orchestrator keeps it.
 		rh.Signed = ""
-		v, ferr = FormatReceiptHeader(rh)
+		v, ferr = payment.FormatReceiptHeader(rh)
 	}
 	final := rec
 	final.State = ChallengeDone
-	final.Response = rec.Response.clone()
+	final.Response = rec.Response.Clone()
 	if ferr == nil {
-		final.Response.Header.Set(ReceiptHeaderName, v)
+		final.Response.Header.Set(payment.ReceiptHeaderName, v)
 	}
 	final.Response.Header.Set("Cache-Control", "private")
-	if err := p.store.Update(ctx, ChallengeServed, final); err != nil && !errors.Is(err, ErrConflict) {
+	if err := p.store.Update(ctx, ChallengeServed, final); err != nil && !errors.Is(err, payment.ErrConflict) {
 		p.log.ErrorContext(ctx, "payment: record settlement", "challenge", challengeID, "err", err)
 	}
-	writeStored(w, final.Response)
+	payment.WriteStored(w, final.Response)
 }
 
 // resume answers a request whose token is already claimed. The
 // fingerprint covers the whole credential, so a match also means the same
 // challenge as the claim's.
-func (h *paidHandler) resume(w http.ResponseWriter, r *http.Request, b *reqBinding, cred *Credential, challengeID, fp string, rec ChallengeRecord) {
+func (h *paidHandler) resume(w http.ResponseWriter, r *http.Request, b *reqBinding, cred *payment.Credential, challengeID, fp string, rec ChallengeRecord) {
 	if rec.Fingerprint != fp {
-		h.challenge(w, r, b, ErrVerificationFailed.with(nil, "payment token was already used"))
+		h.challenge(w, r, b, payment.ErrVerificationFailed.With(nil, "payment token was already used"))
 		return
 	}
 	switch rec.State {
 	case ChallengeDone:
-		writeStored(w, rec.Response)
+		payment.WriteStored(w, rec.Response)
 	case ChallengeServed:
 		token, err := cred.Token()
 		if err != nil {
@@ -612,16 +614,16 @@ func (h *paidHandler) resume(w http.ResponseWriter, r *http.Request, b *reqBindi
 		claims, err := h.p.verifier.Verify(r.Context(), token)
 		if err != nil {
 			// Expired since: redemption decides; keep the hold id for the receipt.
-			claims, _ = ParseTokenClaims(token)
+			claims, _ = payment.ParseTokenClaims(token)
 			if claims == nil {
-				h.challenge(w, r, b, ErrVerificationFailed.with(err, "payment token is not valid"))
+				h.challenge(w, r, b, payment.ErrVerificationFailed.With(err, "payment token is not valid"))
 				return
 			}
 		}
 		h.settle(w, r, challengeID, rec, token, claims, b.price)
 	default:
 		w.Header().Set("Retry-After", "1")
-		writeError(w, ErrChallengeInFlight.with(nil, "the request paid with this credential is still being served"))
+		writeError(w, payment.ErrChallengeInFlight.With(nil, "the request paid with this credential is still being served"))
 	}
 }
 
@@ -641,7 +643,7 @@ func (h *paidHandler) release(ctx context.Context, challengeID, token string) {
 	}
 }
 
-func (h *paidHandler) unsettled(ctx context.Context, c *TokenClaims, reason error) {
+func (h *paidHandler) unsettled(ctx context.Context, c *payment.TokenClaims, reason error) {
 	if h.p.onUnsett != nil && c != nil {
 		h.p.onUnsett(context.WithoutCancel(ctx), c, reason)
 	}
@@ -650,7 +652,7 @@ func (h *paidHandler) unsettled(ctx context.Context, c *TokenClaims, reason erro
 func (h *paidHandler) storeFailed(w http.ResponseWriter, r *http.Request, err error) {
 	h.p.log.ErrorContext(r.Context(), "payment: challenge store failed", "err", err)
 	w.Header().Set("Retry-After", "1")
-	writeError(w, ErrStore.with(nil, "payment state is temporarily unavailable"))
+	writeError(w, payment.ErrStore.With(nil, "payment state is temporarily unavailable"))
 }
 
 // challenge answers 402 (400 for method-unsupported) with a fresh challenge
@@ -658,18 +660,19 @@ func (h *paidHandler) storeFailed(w http.ResponseWriter, r *http.Request, err er
 func (h *paidHandler) challenge(w http.ResponseWriter, r *http.Request, b *reqBinding, cause error) {
 	p := h.p
 	opaque, err := newOpaque(b.route, b.idk)
-	c := &Challenge{
-		Realm: p.realm, Method: MethodID, Intent: IntentCharge, RequestB64: b.requestB64,
-		Expires: p.now.Now().Add(p.ttl).Truncate(time.Second), Digest: b.digest, opaqueB64: opaque,
+	c := &payment.Challenge{
+		Realm: p.realm, Method: payment.MethodID, Intent: payment.IntentCharge, RequestB64: b.requestB64,
+		Expires: p.now.Now().Add(p.ttl).Truncate(time.Second), Digest: b.digest,
 	}
+	c.SetOpaqueParam(opaque)
 	id := ""
 	if err == nil {
-		id, err = ChallengeID(p.secrets[0], c)
+		id, err = payment.ChallengeID(p.secrets[0], c)
 	}
 	if err == nil {
 		c.ID = id
 		var v string
-		if v, err = FormatChallenge(c); err == nil {
+		if v, err = payment.FormatChallenge(c); err == nil {
 			w.Header().Add("WWW-Authenticate", v)
 			cause = h.sessionChallenge(w, r, b, cause)
 		}
@@ -679,11 +682,11 @@ func (h *paidHandler) challenge(w http.ResponseWriter, r *http.Request, b *reqBi
 		problem.Write(w, http.StatusInternalServerError, "internal_error", "a payment challenge could not be issued")
 		return
 	}
-	var pe *Error
+	var pe *payment.Error
 	if !errors.As(cause, &pe) {
-		pe = ErrMalformedCredential.with(cause, "credential refused")
+		pe = payment.ErrMalformedCredential.With(cause, "credential refused")
 	}
-	if pe.Code != ErrPaymentRequired.Code {
+	if pe.Code != payment.ErrPaymentRequired.Code {
 		p.log.InfoContext(r.Context(), "payment: credential refused", "code", pe.Code, "err", cause)
 	}
 	writeError(w, pe)
@@ -691,14 +694,14 @@ func (h *paidHandler) challenge(w http.ResponseWriter, r *http.Request, b *reqBi
 
 // writeError writes e as a problem document; 402 and 400 from this file
 // carry the draft's problem types. The detail never includes e.Err.
-func writeError(w http.ResponseWriter, e *Error) {
+func writeError(w http.ResponseWriter, e *payment.Error) {
 	w.Header().Set("Cache-Control", "no-store")
 	problem.WriteDetails(w, &problem.Details{
 		Type: hdrProblemType(e.Code), Title: http.StatusText(e.Status), Status: e.Status, Detail: e.Detail, Code: e.Code,
 	})
 }
 
-func problemResponse(status int, code, detail string) *StoredResponse {
+func problemResponse(status int, code, detail string) *payment.StoredResponse {
 	rec := &bufferedWriter{header: http.Header{}, limit: 1 << 16}
 	problem.WriteDetails(rec, &problem.Details{
 		Type: hdrProblemType(code), Title: http.StatusText(status), Status: status, Detail: detail, Code: code,
@@ -706,22 +709,13 @@ func problemResponse(status int, code, detail string) *StoredResponse {
 	return rec.response()
 }
 
-func writeStored(w http.ResponseWriter, r *StoredResponse) {
-	h := w.Header()
-	for k, v := range r.Header {
-		h[k] = append([]string(nil), v...)
-	}
-	w.WriteHeader(r.Status)
-	_, _ = w.Write(r.Body)
-}
-
 // settlementFinal reports whether a redemption error is a definitive
 // refusal (retrying cannot succeed) rather than a transient failure.
 func settlementFinal(err error) bool {
-	for _, s := range []*Error{
-		ErrTokenInvalid, ErrTokenExpired, ErrTokenRevoked, ErrAmountExceedsMax, ErrCurrencyMismatch,
-		ErrInvalidAmount, ErrAlreadyRedeemed, ErrSettlementRefused, ErrCapExceeded, ErrCallCeiling,
-		ErrForbidden, ErrNotFound, ErrIdempotencyConflict, ErrRailRefused, ErrInvalidRequest, ErrUnauthorized,
+	for _, s := range []*payment.Error{
+		payment.ErrTokenInvalid, payment.ErrTokenExpired, payment.ErrTokenRevoked, payment.ErrAmountExceedsMax, payment.ErrCurrencyMismatch,
+		payment.ErrInvalidAmount, payment.ErrAlreadyRedeemed, payment.ErrSettlementRefused, payment.ErrCapExceeded, payment.ErrCallCeiling,
+		payment.ErrForbidden, payment.ErrNotFound, payment.ErrIdempotencyConflict, payment.ErrRailRefused, payment.ErrInvalidRequest, payment.ErrUnauthorized,
 	} {
 		if errors.Is(err, s) {
 			return true
@@ -731,7 +725,7 @@ func settlementFinal(err error) bool {
 }
 
 func errCode(err error) string {
-	var e *Error
+	var e *payment.Error
 	if errors.As(err, &e) {
 		return e.Code
 	}
@@ -762,17 +756,17 @@ func (b *bufferedWriter) Write(p []byte) (int, error) {
 	}
 	if b.limit > 0 && int64(b.body.Len()+len(p)) > b.limit {
 		b.overflow = true
-		return 0, ErrInvalidRequest.with(nil, "response exceeds %d bytes", b.limit)
+		return 0, payment.ErrInvalidRequest.With(nil, "response exceeds %d bytes", b.limit)
 	}
 	return b.body.Write(p)
 }
 
-func (b *bufferedWriter) response() *StoredResponse {
+func (b *bufferedWriter) response() *payment.StoredResponse {
 	s := b.status
 	if s == 0 {
 		s = http.StatusOK
 	}
-	return &StoredResponse{Status: s, Header: b.header.Clone(), Body: append([]byte(nil), b.body.Bytes()...)}
+	return &payment.StoredResponse{Status: s, Header: b.header.Clone(), Body: append([]byte(nil), b.body.Bytes()...)}
 }
 
 // writeUnavailable answers 503 settlement_unavailable with Retry-After:

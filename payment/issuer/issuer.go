@@ -1,4 +1,4 @@
-package payment
+package issuer
 
 import (
 	"context"
@@ -14,6 +14,8 @@ import (
 
 	"github.com/agentprov/agentprov/budget"
 	"github.com/agentprov/agentprov/internal/clock"
+	"github.com/agentprov/agentprov/internal/paywire"
+	"github.com/agentprov/agentprov/payment"
 )
 
 // IssuerOptions configure an Issuer. Rail is required; every other field
@@ -62,7 +64,7 @@ type IssuerOptions struct {
 	Authenticate ProviderAuthenticator
 	// Idempotency stores the redemption endpoint's idempotency records;
 	// default an in-memory store.
-	Idempotency IdempotencyStore
+	Idempotency payment.IdempotencyStore
 }
 
 // Issuer is the orchestrator's side of payment tokens: it mints tokens
@@ -73,7 +75,7 @@ type IssuerOptions struct {
 // may share them.
 type Issuer struct {
 	issuer   string
-	key      SigningKey
+	key      payment.SigningKey
 	holds    Holds
 	rail     Rail
 	store    RedemptionStore
@@ -88,16 +90,16 @@ type Issuer struct {
 	onFinal                            func(context.Context, Redemption)
 	log                                *slog.Logger
 	auth                               ProviderAuthenticator
-	idem                               IdempotencyStore
+	idem                               payment.IdempotencyStore
 }
 
 // NewIssuer returns an Issuer named issuer (the "iss" of its tokens, e.g.
 // the orchestrator's URL) that signs with key and reserves through holds.
-func NewIssuer(issuer string, key SigningKey, holds Holds, opts *IssuerOptions) (*Issuer, error) {
+func NewIssuer(issuer string, key payment.SigningKey, holds Holds, opts *IssuerOptions) (*Issuer, error) {
 	if issuer == "" {
 		return nil, errors.New("payment: issuer: issuer name is required")
 	}
-	key, err := resolveKey(key)
+	key, err := paywire.ResolveKey(key)
 	if err != nil {
 		return nil, err
 	}
@@ -121,10 +123,10 @@ func NewIssuer(issuer string, key SigningKey, holds Holds, opts *IssuerOptions) 
 	i := &Issuer{
 		issuer: issuer, key: key, holds: holds, rail: opts.Rail, store: opts.Store, now: opts.Now,
 		jwks:       &jose.JSONWebKeySet{Keys: keys},
-		defaultTTL: orDefault(opts.DefaultTTL, 5*time.Minute), maxTTL: orDefault(opts.MaxTTL, time.Hour),
-		grace: orDefault(opts.RedeemGrace, 10*time.Minute), leeway: leeway(opts.Leeway),
-		settleTimeout: orDefault(opts.SettleTimeout, 15*time.Second),
-		minBackoff:    orDefault(opts.MinBackoff, time.Second), maxBack: orDefault(opts.MaxBackoff, 5*time.Minute),
+		defaultTTL: paywire.OrDefault(opts.DefaultTTL, 5*time.Minute), maxTTL: paywire.OrDefault(opts.MaxTTL, time.Hour),
+		grace: paywire.OrDefault(opts.RedeemGrace, 10*time.Minute), leeway: paywire.Leeway(opts.Leeway),
+		settleTimeout: paywire.OrDefault(opts.SettleTimeout, 15*time.Second),
+		minBackoff:    paywire.OrDefault(opts.MinBackoff, time.Second), maxBack: paywire.OrDefault(opts.MaxBackoff, 5*time.Minute),
 		onFinal: opts.OnFinal, log: opts.Logger, auth: opts.Authenticate, idem: opts.Idempotency,
 	}
 	if i.store == nil {
@@ -135,7 +137,7 @@ func NewIssuer(issuer string, key SigningKey, holds Holds, opts *IssuerOptions) 
 		i.outboxWorkers = 8
 	}
 	if i.idem == nil {
-		i.idem = NewMemoryIdempotencyStore()
+		i.idem = payment.NewMemoryIdempotencyStore()
 	}
 	if i.log == nil {
 		i.log = slog.Default()
@@ -143,20 +145,13 @@ func NewIssuer(issuer string, key SigningKey, holds Holds, opts *IssuerOptions) 
 	if i.defaultTTL > i.maxTTL {
 		return nil, errors.New("payment: issuer: DefaultTTL exceeds MaxTTL")
 	}
-	if i.tokenSig, err = signerFor(key, TokenType); err != nil {
+	if i.tokenSig, err = paywire.SignerFor(key, payment.TokenType); err != nil {
 		return nil, err
 	}
-	if i.rcptSig, err = signerFor(key, ReceiptType); err != nil {
+	if i.rcptSig, err = paywire.SignerFor(key, payment.ReceiptType); err != nil {
 		return nil, err
 	}
 	return i, nil
-}
-
-func orDefault(d, def time.Duration) time.Duration {
-	if d <= 0 {
-		return def
-	}
-	return d
 }
 
 // Name returns the issuer name ("iss").
@@ -196,7 +191,7 @@ type MintRequest struct {
 // Minted is a freshly minted token and its claims. A plain value.
 type Minted struct {
 	Token  string
-	Claims TokenClaims
+	Claims payment.TokenClaims
 }
 
 // Mint reserves a budget hold for req.MaxAmount and, only once the budget
@@ -209,7 +204,7 @@ func (i *Issuer) Mint(ctx context.Context, req MintRequest) (*Minted, error) {
 	if err != nil {
 		return nil, err
 	}
-	_, serviceID, _ := splitRef(ref)
+	_, serviceID, _ := paywire.SplitRef(ref)
 	key := req.IdempotencyKey
 	if key == "" {
 		key = randomID()
@@ -225,7 +220,7 @@ func (i *Issuer) Mint(ctx context.Context, req MintRequest) (*Minted, error) {
 	}
 	now := i.now.Now().UTC().Truncate(time.Second)
 	rec := Redemption{
-		HoldID: hold.ID, State: StateIssued, Version: 1,
+		HoldID: hold.ID, State: payment.StateIssued, Version: 1,
 		Provider: req.Provider, Service: ref, Project: req.Project, MaxAmount: req.MaxAmount,
 		IssuedAt: now, ExpiresAt: now.Add(ttl), ChallengeID: req.ChallengeID, MintKey: key,
 		NextAttemptAt: now.Add(ttl + i.leeway), UpdatedAt: now,
@@ -239,10 +234,10 @@ func (i *Issuer) Mint(ctx context.Context, req MintRequest) (*Minted, error) {
 	}
 	if !created && (stored.Provider != rec.Provider || stored.Service != rec.Service || stored.Project != rec.Project ||
 		stored.MaxAmount != rec.MaxAmount || stored.ChallengeID != rec.ChallengeID || stored.MintKey != key) {
-		return nil, ErrIdempotencyConflict.with(nil, "mint key reused for a different token")
+		return nil, payment.ErrIdempotencyConflict.With(nil, "mint key reused for a different token")
 	}
 	c := i.claimsOf(stored)
-	tok, err := signJWT(i.tokenSig, c.wire())
+	tok, err := payment.SignToken(i.tokenSig, &c)
 	if err != nil {
 		return nil, fmt.Errorf("payment: sign token: %w", err)
 	}
@@ -257,7 +252,7 @@ func (i *Issuer) Mint(ctx context.Context, req MintRequest) (*Minted, error) {
 // after all keeps its hold, and no token for it was handed out.
 func (i *Issuer) releaseOrphanHold(ctx context.Context, holdID string) {
 	ctx = context.WithoutCancel(ctx)
-	if _, err := i.store.Get(ctx, holdID); !errors.Is(err, ErrNotFound) {
+	if _, err := i.store.Get(ctx, holdID); !errors.Is(err, payment.ErrNotFound) {
 		return
 	}
 	if _, err := i.holds.Release(ctx, holdID); err != nil && !holdGone(err) {
@@ -265,8 +260,8 @@ func (i *Issuer) releaseOrphanHold(ctx context.Context, holdID string) {
 	}
 }
 
-func (i *Issuer) claimsOf(r Redemption) TokenClaims {
-	return TokenClaims{
+func (i *Issuer) claimsOf(r Redemption) payment.TokenClaims {
+	return payment.TokenClaims{
 		Issuer: i.issuer, Audience: r.Provider, Subject: r.Project, Project: r.Project,
 		Service: r.Service, MaxAmount: r.MaxAmount, HoldID: r.HoldID,
 		IssuedAt: r.IssuedAt, Expiry: r.ExpiresAt, ChallengeID: r.ChallengeID,
@@ -274,31 +269,31 @@ func (i *Issuer) claimsOf(r Redemption) TokenClaims {
 }
 
 func (i *Issuer) checkMint(req *MintRequest) (string, error) {
-	if !validProject(req.Project) {
-		return "", ErrInvalidRequest.with(nil, "project %q is not a project id", req.Project)
+	if !paywire.ValidProject(req.Project) {
+		return "", payment.ErrInvalidRequest.With(nil, "project %q is not a project id", req.Project)
 	}
-	if !validProvider(req.Provider) {
-		return "", ErrInvalidRequest.with(nil, "provider %q is not a provider id", req.Provider)
+	if !paywire.ValidProvider(req.Provider) {
+		return "", payment.ErrInvalidRequest.With(nil, "provider %q is not a provider id", req.Provider)
 	}
 	ref := req.Service
 	if !strings.Contains(ref, "/") {
 		ref = req.Provider + "/" + ref
 	}
-	p, _, err := splitRef(ref)
+	p, _, err := paywire.SplitRef(ref)
 	if err != nil {
-		return "", ErrInvalidRequest.with(nil, "%v", err)
+		return "", payment.ErrInvalidRequest.With(nil, "%v", err)
 	}
 	if p != req.Provider {
-		return "", ErrInvalidRequest.with(nil, "service %q is not offered by provider %q", ref, req.Provider)
+		return "", payment.ErrInvalidRequest.With(nil, "service %q is not offered by provider %q", ref, req.Provider)
 	}
-	if err := checkMoney(req.MaxAmount); err != nil || req.MaxAmount.Amount == 0 {
-		return "", ErrInvalidAmount.with(err, "max amount must be positive with an ISO 4217 currency")
+	if err := paywire.CheckMoney(req.MaxAmount); err != nil || req.MaxAmount.Amount == 0 {
+		return "", payment.ErrInvalidAmount.With(err, "max amount must be positive with an ISO 4217 currency")
 	}
 	if req.TTL < 0 || req.TTL > i.maxTTL {
-		return "", ErrInvalidRequest.with(nil, "TTL must be between 0 and %s", i.maxTTL)
+		return "", payment.ErrInvalidRequest.With(nil, "TTL must be between 0 and %s", i.maxTTL)
 	}
 	if len(req.IdempotencyKey) > 255 || len(req.ChallengeID) > 256 {
-		return "", ErrInvalidRequest.with(nil, "idempotency key or challenge id too long")
+		return "", payment.ErrInvalidRequest.With(nil, "idempotency key or challenge id too long")
 	}
 	return ref, nil
 }
@@ -308,27 +303,27 @@ func (i *Issuer) checkMint(req *MintRequest) (string, error) {
 func fromBudget(err error) error {
 	switch {
 	case errors.Is(err, budget.ErrCapExceeded):
-		return ErrCapExceeded.with(err, "budget refused the hold")
+		return payment.ErrCapExceeded.With(err, "budget refused the hold")
 	case errors.Is(err, budget.ErrCallCeiling):
-		return ErrCallCeiling.with(err, "budget refused the hold")
+		return payment.ErrCallCeiling.With(err, "budget refused the hold")
 	case errors.Is(err, budget.ErrCurrencyMismatch):
-		return ErrCurrencyMismatch.with(err, "budget currency differs")
+		return payment.ErrCurrencyMismatch.With(err, "budget currency differs")
 	case errors.Is(err, budget.ErrInvalidAmount):
-		return ErrInvalidAmount.with(err, "budget refused the amount")
+		return payment.ErrInvalidAmount.With(err, "budget refused the amount")
 	case errors.Is(err, budget.ErrIdempotencyConflict):
-		return ErrIdempotencyConflict.with(err, "mint key reused for a different request")
+		return payment.ErrIdempotencyConflict.With(err, "mint key reused for a different request")
 	case errors.Is(err, budget.ErrInvalidRequest):
-		return ErrInvalidRequest.with(err, "budget refused the request")
+		return payment.ErrInvalidRequest.With(err, "budget refused the request")
 	}
-	return ErrStore.with(err, "budget")
+	return payment.ErrStore.With(err, "budget")
 }
 
 func storeErr(err error) error {
-	var e *Error
+	var e *payment.Error
 	if errors.As(err, &e) {
 		return err
 	}
-	return ErrStore.with(err, "redemption store")
+	return payment.ErrStore.With(err, "redemption store")
 }
 
 func randomID() string {
@@ -361,19 +356,19 @@ const ReleaseReason = "released by provider"
 // nothing changes.
 func (i *Issuer) Release(ctx context.Context, provider, token string) error {
 	// An expired token may be released (§5.2.3); one not yet valid may not.
-	claims, err := verifyToken(token, i.jwks, i.issuer, provider, tokenTime{now: i.now.Now(), leeway: i.leeway})
+	claims, err := payment.VerifyToken(token, i.jwks, i.issuer, provider, payment.TokenTime{Now: i.now.Now(), Leeway: i.leeway})
 	if err != nil {
 		return err
 	}
 	rec, err := i.store.Get(ctx, claims.HoldID)
-	if errors.Is(err, ErrNotFound) {
-		return ErrTokenInvalid.with(nil, "unknown token")
+	if errors.Is(err, payment.ErrNotFound) {
+		return payment.ErrTokenInvalid.With(nil, "unknown token")
 	}
 	if err != nil {
 		return storeErr(err)
 	}
 	if rec.Provider != claims.Audience || rec.Service != claims.Service || rec.MaxAmount != claims.MaxAmount {
-		return ErrTokenInvalid.with(nil, "token does not match its record")
+		return payment.ErrTokenInvalid.With(nil, "token does not match its record")
 	}
 	return i.revoke(ctx, claims.HoldID, ReleaseReason)
 }
@@ -387,23 +382,23 @@ func (i *Issuer) revoke(ctx context.Context, holdID, reason string) error {
 			return storeErr(err)
 		}
 		switch rec.State {
-		case StateIssued:
+		case payment.StateIssued:
 			next := rec
-			next.State, next.Reason, next.NextAttemptAt = StateRevoking, reason, i.now.Now()
-			if err := i.update(ctx, &next); errors.Is(err, ErrConflict) {
+			next.State, next.Reason, next.NextAttemptAt = payment.StateRevoking, reason, i.now.Now()
+			if err := i.update(ctx, &next); errors.Is(err, payment.ErrConflict) {
 				continue
 			} else if err != nil {
 				return err
 			}
 			_, err := i.advance(ctx, next, true)
 			return err
-		case StateRevoking:
+		case payment.StateRevoking:
 			_, err := i.advance(ctx, rec, false)
 			return err
-		case StateRevoked:
+		case payment.StateRevoked:
 			return nil
 		default:
-			return ErrAlreadyRedeemed.with(nil, "hold %s is %s", holdID, rec.State)
+			return payment.ErrAlreadyRedeemed.With(nil, "hold %s is %s", holdID, rec.State)
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package payment
+package paywall
 
 import (
 	"context"
@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/agentprov/agentprov/budget"
+	"github.com/agentprov/agentprov/internal/paywire"
+	"github.com/agentprov/agentprov/payment"
 )
 
 // SessionOptions turn on metered sessions (§5.9) in a Paywall. A Paywall
@@ -56,12 +58,12 @@ type liveSession struct {
 	id, challengeID, service string
 	max                      budget.Money
 	deadline                 time.Time
-	claims                   *TokenClaims
+	claims                   *payment.TokenClaims
 	macs                     sync.Pool // hash.Hash keyed with the session key
 }
 
 func newPaywallSessions(o *SessionOptions) (*paywallSessions, error) {
-	if err := checkSessionSecret(o.Secret); err != nil {
+	if err := paywire.CheckSessionSecret(o.Secret); err != nil {
 		return nil, err
 	}
 	s := &paywallSessions{secret: append([]byte(nil), o.Secret...), store: o.Store, window: o.SettleWindow, idle: o.IdleTimeout}
@@ -77,8 +79,8 @@ func newPaywallSessions(o *SessionOptions) (*paywallSessions, error) {
 	return s, nil
 }
 
-func (s *paywallSessions) live(rec *SessionRecord, claims *TokenClaims) *liveSession {
-	key := SessionKey(s.secret, rec.ID)
+func (s *paywallSessions) live(rec *SessionRecord, claims *payment.TokenClaims) *liveSession {
+	key := payment.SessionKey(s.secret, rec.ID)
 	l := &liveSession{id: rec.ID, challengeID: rec.ChallengeID, service: rec.Service, max: rec.Max, deadline: rec.Deadline, claims: claims}
 	l.macs.New = func() any { return hmac.New(sha256.New, key) }
 	v, _ := s.cache.LoadOrStore(rec.ID, l)
@@ -112,10 +114,10 @@ type sessionCauseKey struct{}
 
 // sessionCredentialOf returns the request's Payment credential for the
 // session intent, if it carries one.
-func sessionCredentialOf(r *http.Request) *sessionCredential {
+func sessionCredentialOf(r *http.Request) *payment.SessionCredential {
 	for _, v := range r.Header.Values("Authorization") {
-		if len(v) > len(SchemeName) && strings.EqualFold(v[:len(SchemeName)], SchemeName) {
-			if c, err := parseSessionCredential(v); err == nil && c.Challenge.Intent == IntentSession {
+		if len(v) > len(payment.SchemeName) && strings.EqualFold(v[:len(payment.SchemeName)], payment.SchemeName) {
+			if c, err := payment.ParseSessionCredential(v); err == nil && c.Challenge.Intent == payment.IntentSession {
 				return c
 			}
 		}
@@ -142,13 +144,13 @@ func (h *paidHandler) serveSession(w http.ResponseWriter, r *http.Request, price
 		h.ServeHTTP(w, r2)
 	}
 	e, pl := &c.Challenge, &c.Payload
-	if e.Method != MethodID || e.Realm != p.realm {
-		refuse(ErrInvalidChallenge.with(nil, "challenge was not issued by this server"))
+	if e.Method != payment.MethodID || e.Realm != p.realm {
+		refuse(payment.ErrInvalidChallenge.With(nil, "challenge was not issued by this server"))
 		return true
 	}
 	amount, err := strconv.ParseInt(pl.Amount, 10, 64)
 	if err != nil || amount <= 0 {
-		refuse(ErrMalformedCredential.with(nil, "session call amount is not a positive integer"))
+		refuse(payment.ErrMalformedCredential.With(nil, "session call amount is not a positive integer"))
 		return true
 	}
 	ctx := r.Context()
@@ -156,7 +158,7 @@ func (h *paidHandler) serveSession(w http.ResponseWriter, r *http.Request, price
 	if v, ok := s.cache.Load(pl.Session); ok {
 		ls = v.(*liveSession)
 	} else if ls, err = h.openSession(ctx, e, pl); err != nil {
-		if temporary(err) {
+		if paywire.Temporary(err) {
 			writeUnavailable(w, "the session token cannot be checked now (the orchestrator's keys are unavailable); retry with the same credential")
 			return true
 		}
@@ -165,28 +167,28 @@ func (h *paidHandler) serveSession(w http.ResponseWriter, r *http.Request, price
 	}
 	switch {
 	case e.ID != ls.challengeID || ls.service != h.service:
-		refuse(ErrInvalidChallenge.with(nil, "session was opened for another challenge or service"))
+		refuse(payment.ErrInvalidChallenge.With(nil, "session was opened for another challenge or service"))
 		return true
 	case ls.max.Currency != price.Currency:
-		refuse(ErrPaymentInsufficient.with(nil, "session is in %s, the price in %s", ls.max.Currency, price.Currency))
+		refuse(payment.ErrPaymentInsufficient.With(nil, "session is in %s, the price in %s", ls.max.Currency, price.Currency))
 		return true
 	case amount < price.Amount:
-		refuse(ErrPaymentInsufficient.with(nil, "call authorizes %d, the price is %d", amount, price.Amount))
+		refuse(payment.ErrPaymentInsufficient.With(nil, "call authorizes %d, the price is %d", amount, price.Amount))
 		return true
 	}
-	call := SessionCall{ChallengeID: e.ID, SessionID: ls.id, Seq: pl.Seq, Amount: amount, Currency: price.Currency, Route: r.Method + " " + r.URL.RequestURI()}
+	call := payment.SessionCall{ChallengeID: e.ID, SessionID: ls.id, Seq: pl.Seq, Amount: amount, Currency: price.Currency, Route: r.Method + " " + r.URL.RequestURI()}
 	m := ls.macs.Get().(hash.Hash)
-	ok := checkSessionMAC(m, &call, pl.MAC)
+	ok := payment.CheckSessionMAC(m, &call, pl.MAC)
 	ls.macs.Put(m)
 	if !ok {
-		refuse(ErrVerificationFailed.with(nil, "session call authorization does not verify"))
+		refuse(payment.ErrVerificationFailed.With(nil, "session call authorization does not verify"))
 		return true
 	}
 	if _, err := s.store.Consume(ctx, ls.id, pl.Seq, price.Amount, p.now.Now()); err != nil {
 		switch {
-		case errors.Is(err, ErrSessionReplay):
-			writeError(w, ErrSessionReplay.with(nil, "sequence number %d was already used", pl.Seq))
-		case errors.Is(err, ErrSessionExhausted), errors.Is(err, ErrSessionClosed), errors.Is(err, ErrSessionUnknown):
+		case errors.Is(err, payment.ErrSessionReplay):
+			writeError(w, payment.ErrSessionReplay.With(nil, "sequence number %d was already used", pl.Seq))
+		case errors.Is(err, payment.ErrSessionExhausted), errors.Is(err, payment.ErrSessionClosed), errors.Is(err, payment.ErrSessionUnknown):
 			s.cache.Delete(ls.id)
 			refuse(err)
 		default:
@@ -207,7 +209,7 @@ func (h *paidHandler) serveSession(w http.ResponseWriter, r *http.Request, price
 	inner.Header = r.Header.Clone()
 	inner.Header.Del("Authorization")
 	for _, v := range r.Header.Values("Authorization") {
-		if len(v) < len(SchemeName) || !strings.EqualFold(v[:len(SchemeName)], SchemeName) {
+		if len(v) < len(payment.SchemeName) || !strings.EqualFold(v[:len(payment.SchemeName)], payment.SchemeName) {
 			inner.Header.Add("Authorization", v)
 		}
 	}
@@ -218,51 +220,51 @@ func (h *paidHandler) serveSession(w http.ResponseWriter, r *http.Request, price
 
 // openSession verifies a session token the first time this instance sees
 // the session, and opens it in the store (or finds it there).
-func (h *paidHandler) openSession(ctx context.Context, e *ChallengeEcho, pl *sessionPayload) (*liveSession, error) {
+func (h *paidHandler) openSession(ctx context.Context, e *payment.ChallengeEcho, pl *payment.SessionPayload) (*liveSession, error) {
 	p := h.p
 	s := p.sess
 	if rec, err := s.store.Get(ctx, pl.Session); err == nil {
-		claims, _ := ParseTokenClaims(rec.Token) // verified when it was opened
+		claims, _ := payment.ParseTokenClaims(rec.Token) // verified when it was opened
 		return s.live(&rec, claims), nil
-	} else if !errors.Is(err, ErrSessionUnknown) {
-		return nil, ErrStore.with(err, "session store")
+	} else if !errors.Is(err, payment.ErrSessionUnknown) {
+		return nil, payment.ErrStore.With(err, "session store")
 	}
 	if pl.Token == "" {
-		return nil, ErrSessionUnknown.with(nil, "session %q is not open here; send its token", pl.Session)
+		return nil, payment.ErrSessionUnknown.With(nil, "session %q is not open here; send its token", pl.Session)
 	}
-	if !verifyEchoID(p.secrets, e) {
-		return nil, ErrInvalidChallenge.with(nil, "challenge was not issued by this server")
+	if !payment.VerifyEchoID(p.secrets, e) {
+		return nil, payment.ErrInvalidChallenge.With(nil, "challenge was not issued by this server")
 	}
 	expires, err := time.Parse(time.RFC3339Nano, e.Expires)
 	if err != nil {
-		return nil, ErrInvalidChallenge.with(err, "challenge has no valid expiry")
+		return nil, payment.ErrInvalidChallenge.With(err, "challenge has no valid expiry")
 	}
 	now := p.now.Now()
 	if !now.Before(expires) {
-		return nil, ErrPaymentExpired.with(nil, "session challenge expired at %s", e.Expires)
+		return nil, payment.ErrPaymentExpired.With(nil, "session challenge expired at %s", e.Expires)
 	}
 	claims, err := p.verifier.Verify(ctx, pl.Token)
 	if err != nil {
-		return nil, ErrVerificationFailed.with(err, "session token is not valid")
+		return nil, payment.ErrVerificationFailed.With(err, "session token is not valid")
 	}
 	switch {
 	case claims.HoldID != pl.Session:
-		return nil, ErrVerificationFailed.with(nil, "session token is for another session")
+		return nil, payment.ErrVerificationFailed.With(nil, "session token is for another session")
 	case claims.ChallengeID != e.ID:
-		return nil, ErrVerificationFailed.with(nil, "session token is bound to another challenge")
+		return nil, payment.ErrVerificationFailed.With(nil, "session token is bound to another challenge")
 	case claims.Audience != h.provider || claims.Service != h.service:
-		return nil, ErrVerificationFailed.with(nil, "session token is for %q", claims.Service)
+		return nil, payment.ErrVerificationFailed.With(nil, "session token is for %q", claims.Service)
 	}
 	deadline := claims.Expiry.Add(-s.window)
 	if !now.Before(deadline) {
-		return nil, ErrSessionClosed.with(nil, "session token expires too soon to be settled")
+		return nil, payment.ErrSessionClosed.With(nil, "session token expires too soon to be settled")
 	}
 	rec, err := s.store.Open(ctx, SessionRecord{
 		ID: claims.HoldID, Token: pl.Token, ChallengeID: e.ID, Service: claims.Service, Max: claims.MaxAmount,
 		Deadline: deadline, Expires: claims.Expiry, LastUsed: now, OpenedAt: now,
 	})
 	if err != nil {
-		return nil, ErrStore.with(err, "session store")
+		return nil, payment.ErrStore.With(err, "session store")
 	}
 	return s.live(&rec, claims), nil
 }
@@ -283,10 +285,10 @@ func (sw *sessionWriter) WriteHeader(code int) {
 	if sw.status == 0 {
 		sw.status = code
 		if code >= 200 && code <= 299 {
-			rh := &ReceiptHeader{Status: ReceiptStatusSuccess, Method: MethodID, Timestamp: sw.p.now.Now(), Reference: sw.id,
+			rh := &payment.ReceiptHeader{Status: payment.ReceiptStatusSuccess, Method: payment.MethodID, Timestamp: sw.p.now.Now(), Reference: sw.id,
 				ChallengeID: sw.challengeID, Amount: strconv.FormatInt(sw.price.Amount, 10), Currency: sw.price.Currency}
-			if v, err := FormatReceiptHeader(rh); err == nil {
-				sw.ResponseWriter.Header().Set(ReceiptHeaderName, v)
+			if v, err := payment.FormatReceiptHeader(rh); err == nil {
+				sw.ResponseWriter.Header().Set(payment.ReceiptHeaderName, v)
 			}
 			sw.ResponseWriter.Header().Set("Cache-Control", "private")
 		}
@@ -321,15 +323,15 @@ func (h *paidHandler) sessionChallenge(w http.ResponseWriter, r *http.Request, b
 	}
 	var n [16]byte
 	_, _ = rand.Read(n[:])
-	c := &Challenge{
-		Realm: p.realm, Method: MethodID, Intent: IntentSession, RequestB64: b.requestB64,
-		Expires: p.now.Now().Add(p.ttl).Truncate(time.Second), Opaque: map[string]string{"nonce": hdrB64.EncodeToString(n[:])},
+	c := &payment.Challenge{
+		Realm: p.realm, Method: payment.MethodID, Intent: payment.IntentSession, RequestB64: b.requestB64,
+		Expires: p.now.Now().Add(p.ttl).Truncate(time.Second), Opaque: map[string]string{"nonce": paywire.HdrB64.EncodeToString(n[:])},
 	}
-	id, err := ChallengeID(p.secrets[0], c)
+	id, err := payment.ChallengeID(p.secrets[0], c)
 	if err == nil {
 		c.ID = id
 		var v string
-		if v, err = FormatChallenge(c); err == nil {
+		if v, err = payment.FormatChallenge(c); err == nil {
 			w.Header().Add("WWW-Authenticate", v)
 		}
 	}
@@ -375,7 +377,7 @@ func (p *Paywall) settleDue(ctx context.Context, now, idleBefore time.Time) (int
 	for range 100 {
 		due, err := s.store.Due(ctx, now, idleBefore, 100)
 		if err != nil {
-			return done, ErrStore.with(err, "session store")
+			return done, payment.ErrStore.With(err, "session store")
 		}
 		progress := false
 		for _, rec := range due {
@@ -399,11 +401,11 @@ func (p *Paywall) settleDue(ctx context.Context, now, idleBefore time.Time) (int
 func (p *Paywall) settleSession(ctx context.Context, id string, now time.Time) (bool, error) {
 	s := p.sess
 	rec, err := s.store.Close(ctx, id, now)
-	if errors.Is(err, ErrConflict) {
+	if errors.Is(err, payment.ErrConflict) {
 		return false, nil // calls in flight; next time
 	}
 	if err != nil {
-		return false, ErrStore.with(err, "session store")
+		return false, payment.ErrStore.With(err, "session store")
 	}
 	s.cache.Delete(id)
 	if rec.State == SessionSettled {
@@ -416,7 +418,7 @@ func (p *Paywall) settleSession(ctx context.Context, id string, now time.Time) (
 	if rec.Consumed > 0 {
 		receipt, err := p.redeemer.Redeem(ctx, rec.Token, budget.Money{Amount: rec.Consumed, Currency: rec.Max.Currency}, "session:"+rec.ID)
 		switch {
-		case err == nil || errors.Is(err, ErrSettlementPending) && receipt != nil:
+		case err == nil || errors.Is(err, payment.ErrSettlementPending) && receipt != nil:
 			ref = receipt.Signed
 			if ref == "" {
 				ref = receipt.HoldID
@@ -426,7 +428,7 @@ func (p *Paywall) settleSession(ctx context.Context, id string, now time.Time) (
 			// late). The provider loses these calls; the payer is not charged.
 			p.log.ErrorContext(ctx, "payment: session settlement refused", "session", id, "consumed", rec.Consumed, "code", errCode(err))
 			ref, settled = "refused:"+errCode(err), 0
-			if claims, _ := ParseTokenClaims(rec.Token); claims != nil {
+			if claims, _ := payment.ParseTokenClaims(rec.Token); claims != nil {
 				h := paidHandler{p: p}
 				h.unsettled(ctx, claims, err)
 			}
@@ -443,7 +445,7 @@ func (p *Paywall) settleSession(ctx context.Context, id string, now time.Time) (
 		}
 	}
 	if err := s.store.Settle(ctx, id, settled, ref); err != nil {
-		return false, ErrStore.with(err, "session store")
+		return false, payment.ErrStore.With(err, "session store")
 	}
 	return true, nil
 }
@@ -452,7 +454,7 @@ func (p *Paywall) settleSession(ctx context.Context, id string, now time.Time) (
 // token's jti); ErrSessionUnknown if there is none.
 func (p *Paywall) Session(ctx context.Context, id string) (SessionRecord, error) {
 	if p.sess == nil {
-		return SessionRecord{}, ErrSessionUnknown
+		return SessionRecord{}, payment.ErrSessionUnknown
 	}
 	return p.sess.store.Get(ctx, id)
 }

@@ -1,0 +1,91 @@
+package paywire
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/agentprov/agentprov/budget"
+	"github.com/agentprov/agentprov/internal/signkey"
+)
+
+// AllowedAlgs is the JOSE algorithm allow-list: asymmetric only.
+var AllowedAlgs = []jose.SignatureAlgorithm{jose.EdDSA, jose.ES256}
+
+// ResolveKey fills k's kid and algorithm and checks that payment may sign
+// with it.
+func ResolveKey(k signkey.Key) (signkey.Key, error) {
+	r, err := k.Resolve(AllowedAlgs)
+	if err != nil {
+		return k, fmt.Errorf("payment: %w", err)
+	}
+	return r, nil
+}
+
+// SignerFor builds a go-jose signer for typ with a resolved key. Signers
+// are cheap; one is built per Issuer and typ.
+func SignerFor(k signkey.Key, typ string) (jose.Signer, error) {
+	k, err := ResolveKey(k)
+	if err != nil {
+		return nil, err
+	}
+	opts := (&jose.SignerOptions{}).WithType(jose.ContentType(typ)).WithHeader(jose.HeaderKey("kid"), k.KeyID)
+	return jose.NewSigner(jose.SigningKey{Algorithm: k.Algorithm, Key: k.SigningValue()}, opts)
+}
+
+var (
+	providerRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,63}$`)
+	serviceRE  = regexp.MustCompile(`^[a-z0-9][a-z0-9._:_-]{0,127}$`)
+	projectRE  = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
+	currencyRE = regexp.MustCompile(`^[A-Z]{3}$`)
+)
+
+// ValidProvider reports whether s is a provider id (§2.5).
+func ValidProvider(s string) bool { return providerRE.MatchString(s) }
+
+// ValidProject reports whether s is a project id.
+func ValidProject(s string) bool { return projectRE.MatchString(s) }
+
+// SplitRef parses a service ref strictly (§2.5).
+func SplitRef(ref string) (provider, service string, err error) {
+	p, s, ok := strings.Cut(ref, "/")
+	if !ok || strings.Contains(s, "/") || !providerRE.MatchString(p) || !serviceRE.MatchString(s) {
+		return "", "", fmt.Errorf("service ref %q is not provider/service_id", ref)
+	}
+	return p, s, nil
+}
+
+// MajorOK reports whether protocol version v is of major version 0, the
+// one this module implements.
+func MajorOK(v string) bool {
+	major, _, ok := strings.Cut(v, ".")
+	return ok && major == "0"
+}
+
+// CheckMoney refuses an amount that is negative or whose currency is not
+// an upper-case ISO 4217 code.
+func CheckMoney(m budget.Money) error {
+	if !currencyRE.MatchString(m.Currency) {
+		return fmt.Errorf("currency %q is not an upper-case ISO 4217 code", m.Currency)
+	}
+	if m.Amount < 0 {
+		return fmt.Errorf("amount is negative (%s)", m)
+	}
+	return nil
+}
+
+// DefaultLeeway is payment.DefaultLeeway (payment's tests check that the
+// two agree).
+const DefaultLeeway = 30 * time.Second
+
+// Leeway is the clock leeway to apply for a configured d: DefaultLeeway
+// when d is not positive, and never more than a minute.
+func Leeway(d time.Duration) time.Duration {
+	if d <= 0 {
+		return DefaultLeeway
+	}
+	return min(d, time.Minute)
+}
