@@ -59,7 +59,7 @@ type ProviderOptions struct {
 //
 // Each piece is also usable alone: Discovery, Provisioning and Paid return
 // the handlers and middleware Mount registers, and the packages underneath
-// (discovery.Handler, authz.Provisioner, payment.Paywall) can be mounted
+// (discovery.Handler, authz.Provisioner, paywall.Paywall) can be mounted
 // without a Provider.
 //
 // A Provider is safe for concurrent use.

@@ -84,7 +84,7 @@
 //
 // # Assembly
 //
-// The orchestrator reserves before it mints (payment.Issuer does this for
+// The orchestrator reserves before it mints (issuer.Issuer does this for
 // it) and reads usage for its users:
 //
 //	ledger, _ := budget.NewLedger(budget.NewMemoryStore(nil), nil) // budget/sqlstore in production

@@ -2,7 +2,7 @@
 // already has, as tested examples: an existing net/http service mounts the
 // provider role under a path prefix (agentprov.Provider), and an
 // orchestrator discovers it through a discovery.Aggregator and pays for a
-// charged route with a payment.Issuer and payment.Transport.
+// charged route with a issuer.Issuer and payment.Transport.
 //
 // # Roles
 //

@@ -1,13 +1,13 @@
 // Package paymenttest holds the conformance suites that every
-// implementation of payment.RedemptionStore, payment.IdempotencyStore and
-// payment.ChallengeStore must pass. An implementation's test calls
+// implementation of issuer.RedemptionStore, payment.IdempotencyStore and
+// paywall.ChallengeStore must pass. An implementation's test calls
 // RunRedemptionStore, RunIdempotencyStore or RunChallengeStore with a
 // harness maker that hands out fresh, empty stores (and, when the store is
 // durable, a way to reopen the same data):
 //
 //	func TestConformance(t *testing.T) {
 //		paymenttest.RunRedemptionStore(t, func(ctx context.Context, t *testing.T) (*paymenttest.RedemptionHarness, error) {
-//			return &paymenttest.RedemptionHarness{Store: payment.NewMemoryRedemptionStore()}, nil
+//			return &paymenttest.RedemptionHarness{Store: issuer.NewMemoryRedemptionStore()}, nil
 //		})
 //	}
 //

@@ -12,9 +12,9 @@ import (
 	"github.com/agentprov/agentprov/payment/paywall"
 )
 
-// ChallengeStore is a payment.ChallengeStore on database/sql: the
+// ChallengeStore is a paywall.ChallengeStore on database/sql: the
 // provider-side record that makes each payment token presented at an HTTP
-// 402 single-use (records are keyed by payment.TokenClaimKey) across every
+// 402 single-use (records are keyed by paywall.TokenClaimKey) across every
 // provider instance sharing the database. Claim is one INSERT … ON
 // CONFLICT DO NOTHING (put-if-absent); Update is one UPDATE … WHERE state
 // = … AND fingerprint = … (compare-and-set). A *ChallengeStore is safe for
@@ -85,7 +85,7 @@ func decodeResponse(s string) (*payment.StoredResponse, error) {
 	return &payment.StoredResponse{Status: sr.Status, Header: sr.Header, Body: sr.Body}, nil
 }
 
-// Claim implements payment.ChallengeStore.
+// Claim implements paywall.ChallengeStore.
 func (s *ChallengeStore) Claim(ctx context.Context, rec paywall.ChallengeRecord) (paywall.ChallengeRecord, bool, error) {
 	if rec.ID == "" {
 		return paywall.ChallengeRecord{}, false, fmt.Errorf("payment/sqlstore: claim: empty challenge id: %w", payment.ErrInvalidRequest)
@@ -115,7 +115,7 @@ func (s *ChallengeStore) Claim(ctx context.Context, rec paywall.ChallengeRecord)
 	return paywall.ChallengeRecord{}, false, storeErr("claim", errors.New("record keeps changing"))
 }
 
-// Get implements payment.ChallengeStore.
+// Get implements paywall.ChallengeStore.
 func (s *ChallengeStore) Get(ctx context.Context, id string) (paywall.ChallengeRecord, error) {
 	var (
 		fp, state, resp string
@@ -138,7 +138,7 @@ func (s *ChallengeStore) Get(ctx context.Context, id string) (paywall.ChallengeR
 	}, nil
 }
 
-// Update implements payment.ChallengeStore.
+// Update implements paywall.ChallengeStore.
 func (s *ChallengeStore) Update(ctx context.Context, from paywall.ChallengeState, rec paywall.ChallengeRecord) error {
 	resp, err := encodeResponse(rec.Response)
 	if err != nil {

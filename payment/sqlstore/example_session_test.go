@@ -35,7 +35,7 @@ func ExampleNewSessionStore() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	// payment.PaywallOptions{Sessions: &payment.SessionOptions{Store: store, …}}
+	// paywall.PaywallOptions{Sessions: &paywall.SessionOptions{Store: store, …}}
 	// is where a provider plugs it in; here the store is driven directly.
 	store.Open(ctx, paywall.SessionRecord{ID: "hold_1", Max: budget.USD(1000), Deadline: now.Add(time.Hour), LastUsed: now})
 	store.Consume(ctx, "hold_1", 1, 250, now)

@@ -30,7 +30,7 @@ func Example() {
 		log.Fatal(err)
 	}
 	// The same *Store backs both the Issuer's records and its endpoint's
-	// idempotency: payment.IssuerOptions{Store: store, Idempotency: store}.
+	// idempotency: issuer.IssuerOptions{Store: store, Idempotency: store}.
 	_, created, _ := store.Create(ctx, issuer.Redemption{HoldID: "hold_1", State: payment.StateIssued, Version: 1})
 	_, again, _ := store.Create(ctx, issuer.Redemption{HoldID: "hold_1", State: payment.StateIssued, Version: 1})
 	fmt.Println("created:", created, "created again:", again)

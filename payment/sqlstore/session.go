@@ -13,14 +13,14 @@ import (
 	"github.com/agentprov/agentprov/payment/paywall"
 )
 
-// SessionStore is a payment.SessionStore on database/sql: a provider's
+// SessionStore is a paywall.SessionStore on database/sql: a provider's
 // metered sessions (§5.9), durable across restarts and shared by every
 // Paywall instance on the database, so that what a session consumed is
 // never forgotten (and so never left unredeemed) and a sequence number
 // accepted by one instance is refused by all others.
 //
 // Open is one INSERT … ON CONFLICT DO NOTHING (put-if-absent). Every
-// transition runs the payment.SessionRecord Apply method of the same name
+// transition runs the paywall.SessionRecord Apply method of the same name
 // between a read of the record and an UPDATE … WHERE version = … of it:
 // on PostgreSQL inside one transaction whose read locks the row (SELECT …
 // FOR UPDATE), so concurrent calls on one session queue on the row lock
@@ -102,7 +102,7 @@ func decodeSession(doc string) (paywall.SessionRecord, error) {
 	return r, nil
 }
 
-// Open implements payment.SessionStore.
+// Open implements paywall.SessionStore.
 func (s *SessionStore) Open(ctx context.Context, r paywall.SessionRecord) (paywall.SessionRecord, error) {
 	if r.ID == "" {
 		return paywall.SessionRecord{}, fmt.Errorf("payment/sqlstore: open session: empty id: %w", payment.ErrInvalidRequest)
@@ -124,7 +124,7 @@ func (s *SessionStore) Open(ctx context.Context, r paywall.SessionRecord) (paywa
 	return s.Get(ctx, r.ID) // sessions are never deleted, so it is there
 }
 
-// Get implements payment.SessionStore.
+// Get implements paywall.SessionStore.
 func (s *SessionStore) Get(ctx context.Context, id string) (paywall.SessionRecord, error) {
 	return s.get(ctx, s.db, s.q.get, id)
 }
@@ -226,7 +226,7 @@ func (s *SessionStore) write(ctx context.Context, e execer, r paywall.SessionRec
 	return n == 1, nil
 }
 
-// Consume implements payment.SessionStore.
+// Consume implements paywall.SessionStore.
 func (s *SessionStore) Consume(ctx context.Context, id string, seq uint64, amount int64, now time.Time) (paywall.SessionRecord, error) {
 	r, err := s.mutate(ctx, id, func(r *paywall.SessionRecord) error { return r.ApplyConsume(seq, amount, now) })
 	if err != nil {
@@ -235,18 +235,18 @@ func (s *SessionStore) Consume(ctx context.Context, id string, seq uint64, amoun
 	return r, nil
 }
 
-// Finish implements payment.SessionStore.
+// Finish implements paywall.SessionStore.
 func (s *SessionStore) Finish(ctx context.Context, id string, amount int64, refund bool) error {
 	_, err := s.mutate(ctx, id, func(r *paywall.SessionRecord) error { r.ApplyFinish(amount, refund); return nil })
 	return err
 }
 
-// Close implements payment.SessionStore.
+// Close implements paywall.SessionStore.
 func (s *SessionStore) Close(ctx context.Context, id string, now time.Time) (paywall.SessionRecord, error) {
 	return s.mutate(ctx, id, func(r *paywall.SessionRecord) error { return r.ApplyClose(now) })
 }
 
-// Settle implements payment.SessionStore.
+// Settle implements paywall.SessionStore.
 func (s *SessionStore) Settle(ctx context.Context, id string, amount int64, reference string) error {
 	_, err := s.mutate(ctx, id, func(r *paywall.SessionRecord) error {
 		_, err := r.ApplySettle(amount, reference)
@@ -255,7 +255,7 @@ func (s *SessionStore) Settle(ctx context.Context, id string, amount int64, refe
 	return err
 }
 
-// Due implements payment.SessionStore.
+// Due implements paywall.SessionStore.
 func (s *SessionStore) Due(ctx context.Context, now, idleBefore time.Time, limit int) ([]paywall.SessionRecord, error) {
 	n := int64(limit)
 	if limit <= 0 {

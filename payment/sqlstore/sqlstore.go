@@ -1,9 +1,9 @@
 // Package sqlstore keeps payment redemption records and idempotency
 // records (orchestrator side) and 402 challenge records and metered
 // sessions (provider side) in SQLite or PostgreSQL through database/sql. A
-// *Store is both a payment.RedemptionStore and a payment.IdempotencyStore;
-// a *ChallengeStore is a payment.ChallengeStore; a *SessionStore is a
-// payment.SessionStore. Every operation is atomic (INSERT … ON CONFLICT
+// *Store is both a issuer.RedemptionStore and a payment.IdempotencyStore;
+// a *ChallengeStore is a paywall.ChallengeStore; a *SessionStore is a
+// paywall.SessionStore. Every operation is atomic (INSERT … ON CONFLICT
 // for put-if-absent, UPDATE … WHERE version = … for compare-and-set, and
 // for sessions on PostgreSQL a row lock held from read to write), so any
 // number of processes may share one database.
@@ -15,8 +15,8 @@
 //
 // Orchestrator side: Store, under the Issuer's redemptions and the
 // Idempotent middleware. Provider side: ChallengeStore, under a Paywall run
-// by several instances (payment.PaywallOptions.Store), and SessionStore,
-// under its metered sessions (payment.SessionOptions.Store), which keeps
+// by several instances (paywall.PaywallOptions.Store), and SessionStore,
+// under its metered sessions (paywall.SessionOptions.Store), which keeps
 // what every session consumed across restarts so it is always redeemed.
 //
 // # Stores
@@ -178,7 +178,7 @@ func openFlag(r issuer.Redemption) int {
 	return 1
 }
 
-// Create implements payment.RedemptionStore.
+// Create implements issuer.RedemptionStore.
 func (s *Store) Create(ctx context.Context, r issuer.Redemption) (issuer.Redemption, bool, error) {
 	if r.HoldID == "" || r.Version != 1 {
 		return issuer.Redemption{}, false, fmt.Errorf("payment/sqlstore: create: %w", payment.ErrInvalidRequest)
@@ -200,7 +200,7 @@ func (s *Store) Create(ctx context.Context, r issuer.Redemption) (issuer.Redempt
 	return old, false, err
 }
 
-// Get implements payment.RedemptionStore.
+// Get implements issuer.RedemptionStore.
 func (s *Store) Get(ctx context.Context, holdID string) (issuer.Redemption, error) {
 	var doc string
 	err := s.db.QueryRowContext(ctx, s.q.get, holdID).Scan(&doc)
@@ -221,7 +221,7 @@ func decode(doc string) (issuer.Redemption, error) {
 	return r, nil
 }
 
-// Update implements payment.RedemptionStore.
+// Update implements issuer.RedemptionStore.
 func (s *Store) Update(ctx context.Context, r issuer.Redemption) error {
 	doc, err := json.Marshal(r)
 	if err != nil {
@@ -249,7 +249,7 @@ func (s *Store) Update(ctx context.Context, r issuer.Redemption) error {
 	return payment.ErrConflict
 }
 
-// Due implements payment.RedemptionStore.
+// Due implements issuer.RedemptionStore.
 func (s *Store) Due(ctx context.Context, now time.Time, limit int) ([]issuer.Redemption, error) {
 	if limit <= 0 {
 		limit = 1000

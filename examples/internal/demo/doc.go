@@ -11,14 +11,14 @@
 // A [Provider] is a provider's existing Go service with the protocol mounted
 // on its own *http.ServeMux: discovery documents and a signed catalog
 // (discovery.Handler), account provisioning and linking (authz.Provisioner),
-// a bearer-guarded API, and paid endpoints behind a payment.Paywall whose
+// a bearer-guarded API, and paid endpoints behind a paywall.Paywall whose
 // tokens are checked by a payment.TokenVerifier that follows the
 // orchestrator's key rotations and redeemed at the orchestrator.
 //
 // An [Orchestrator] is the platform with a signed-in user: it attests the
 // user (authz.Attester, JWKS), aggregates the trusted catalogs
 // (discovery.Aggregator), enforces caps (budget.Ledger), mints and redeems
-// payment tokens (payment.Issuer), keeps credentials in an encrypted
+// payment tokens (issuer.Issuer), keeps credentials in an encrypted
 // authz.Vault and revokes them (authz.Revoker). Its Connect method drives
 // the client side of provisioning through authz.Linker (JWT-bearer grant,
 // then the device flow when the user already has an account), mapping its

@@ -587,7 +587,7 @@ func newID(prefix string) string {
 	return prefix + strings.ToLower(idEncoding.EncodeToString(b))
 }
 
-// SessionSecret is the metered-session secret (payment.SessionOptions.Secret)
+// SessionSecret is the metered-session secret (paywall.SessionOptions.Secret)
 // the demo's orchestrator and provider share. The demo derives it from the
 // provider's redemption key so that one registered secret configures both;
 // a real deployment registers a separate random secret of at least 32 bytes.

@@ -87,7 +87,7 @@ func mountProvider(mux *http.ServeMux, s ProviderSetup, deploy, infer http.Handl
 	if err != nil {
 		return err
 	}
-	paywall, err := paywall.NewPaywall("api.cloud.example", [][]byte{s.PaywallSecret}, tokens, redeemer, nil)
+	pw, err := paywall.NewPaywall("api.cloud.example", [][]byte{s.PaywallSecret}, tokens, redeemer, nil)
 	if err != nil {
 		return err
 	}
@@ -95,7 +95,7 @@ func mountProvider(mux *http.ServeMux, s ProviderSetup, deploy, infer http.Handl
 	// Your API: bearer tokens from the provisioner; paid routes put the
 	// Paywall outside, so the bearer check never sees the Payment credential.
 	mux.Handle("POST /v1/deployments", prov.Middleware("deploy")(deploy))
-	mux.Handle("POST /v1/inference", paywall.Require(s.Metadata.ProviderID+"/api:inference", budget.USD(250))(
+	mux.Handle("POST /v1/inference", pw.Require(s.Metadata.ProviderID+"/api:inference", budget.USD(250))(
 		prov.Middleware("inference")(infer)))
 	return nil
 }
