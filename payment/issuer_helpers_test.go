@@ -270,3 +270,17 @@ func testSigner(t tb, typ string) jose.Signer {
 	}
 	return s
 }
+
+// settleAll advances the clock past every lease and backoff and runs the
+// outbox until nothing is due.
+func (w *world) settleAll() {
+	w.t.Helper()
+	for range 20 {
+		w.clk.Advance(10 * time.Minute)
+		n, _ := w.iss.SettlePending(context.Background())
+		if n == 0 {
+			return
+		}
+	}
+	w.t.Fatal("outbox does not converge")
+}

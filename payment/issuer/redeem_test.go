@@ -1,4 +1,4 @@
-package payment_test
+package issuer_test
 
 import (
 	"context"
@@ -96,7 +96,7 @@ func TestTokenRejections(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		tok, _ := payment.SignJWT(s, payment.ClaimsWire(&m.Claims))
+		tok, _ := payment.SignToken(s, &m.Claims)
 		_, err = w.iss.Redeem(ctx, "cloudflare", tok, budget.USD(1))
 		wantCode(t, err, payment.ErrTokenInvalid)
 	})
@@ -107,7 +107,7 @@ func TestTokenRejections(t *testing.T) {
 	t.Run("foreign key", func(t *testing.T) {
 		other := payment.SigningKey{KeyID: "orch-2026", Key: ed25519.NewKeyFromSeed(make([]byte, 32))}
 		s, _ := paywire.SignerFor(other, payment.TokenType)
-		tok, _ := payment.SignJWT(s, payment.ClaimsWire(&m.Claims))
+		tok, _ := payment.SignToken(s, &m.Claims)
 		_, err := w.iss.Redeem(ctx, "cloudflare", tok, budget.USD(1))
 		wantCode(t, err, payment.ErrTokenInvalid)
 	})

@@ -1,4 +1,4 @@
-package payment_test
+package issuer_test
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package payment_test
+package issuer_test
 
 import (
 	"context"
@@ -9,7 +9,6 @@ import (
 
 	"github.com/agentprov/agentprov/budget"
 	"github.com/agentprov/agentprov/internal/clock"
-	"github.com/agentprov/agentprov/payment"
 	"github.com/agentprov/agentprov/payment/issuer"
 )
 
@@ -60,22 +59,4 @@ func BenchmarkMintRedeem(b *testing.B) {
 	}
 	b.ReportMetric(float64(base.Nanoseconds())/float64(b.N), "ed25519-ns/op")
 	b.ReportMetric(float64(work)/float64(base), "x-ed25519")
-}
-
-// BenchmarkCanonicalJSON reports fingerprinting a redemption body
-// (canonical JSON + SHA-256) as a ratio to json.Valid on the same bytes.
-// ns/op covers both.
-func BenchmarkCanonicalJSON(b *testing.B) {
-	body := []byte(`{"token":"eyJhbGciOiJFZERTQSJ9.eyJpc3MiOiJodHRwczovL29yY2hlc3RyYXRvci5leGFtcGxlIn0.sig","amount":{"currency":"USD","amount":1299}}`)
-	var base, work time.Duration
-	for range b.N {
-		t0 := time.Now()
-		_ = jsonValid(body)
-		t1 := time.Now()
-		_ = payment.Fingerprint(body)
-		work += time.Since(t1)
-		base += t1.Sub(t0)
-	}
-	b.ReportMetric(float64(base.Nanoseconds())/float64(b.N), "jsonvalid-ns/op")
-	b.ReportMetric(float64(work)/float64(base), "x-jsonvalid")
 }
