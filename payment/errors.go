@@ -47,7 +47,8 @@ func (e *Error) Is(target error) bool {
 	return t.Code == e.Code
 }
 
-// with returns a copy of the sentinel e carrying detail and cause.
+// With returns a copy of the sentinel e carrying detail and cause; the
+// role packages (payment/issuer, payment/paywall) make their errors so.
 func (e *Error) With(cause error, format string, args ...any) *Error {
 	return &Error{Code: e.Code, Status: e.Status, Detail: fmt.Sprintf(format, args...), Err: cause}
 }

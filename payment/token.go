@@ -394,7 +394,7 @@ func (v *TokenVerifier) Verify(ctx context.Context, token string) (*TokenClaims,
 }
 
 // TokenTime is the time policy of one verification point: every point
-// checks nbf and iat against now (with leeway); checkExp says whether exp
+// checks nbf and iat against Now (with Leeway); CheckExp says whether exp
 // is checked too (false only where §5.2 lets an expired token through:
 // the release, and the replay of a finished redemption, which checks exp
 // itself when the redemption is new).

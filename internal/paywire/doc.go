@@ -1,4 +1,4 @@
-// Package paywire holds the unexported-in-spirit helpers that package
+// Package paywire holds the helpers that package
 // payment and its role packages (payment/issuer, payment/paywall) share:
 // the strict parsers of service refs, project ids and amounts, the
 // canonical JSON (JCS) encoder, the header encodings of the HTTP
