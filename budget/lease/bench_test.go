@@ -16,12 +16,16 @@ import (
 )
 
 // run32 runs n calls of f over 32 goroutines and returns the elapsed time.
-func run32(n int, f func(i int) error) (time.Duration, error) {
+func run32(n int, f func(i int) error) (time.Duration, error) { return run(32, n, f) }
+
+// run runs f(1) … f(n) over workers goroutines and returns the elapsed time
+// or the first error.
+func run(workers, n int, f func(i int) error) (time.Duration, error) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	var first atomic.Value
 	start := time.Now()
-	for g := 0; g < 32; g++ {
+	for g := 0; g < workers; g++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
