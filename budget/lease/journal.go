@@ -57,10 +57,15 @@ type Record struct {
 // power cut for a file journal); the Pool reports no grant or commit
 // before that. An Append that fails must leave the journal failed: later
 // appends fail too, since a failed sync says nothing about what reached
-// the disk. Implementations must be safe for concurrent use.
+// the disk. An Append whose context is already done appends nothing and
+// returns the context's error. Implementations must be safe for concurrent
+// use, and keep each caller's own appends in order. leasetest.RunJournal is
+// the conformance suite an implementation passes.
 type Journal interface {
 	Append(ctx context.Context, r Record) error
-	// Replay calls fn with every durable record in append order.
+	// Replay calls fn with every durable record in append order; it can
+	// be called again and replays the same. It stops at the first error
+	// from fn or ctx and returns it.
 	Replay(ctx context.Context, fn func(Record) error) error
 }
 
@@ -77,8 +82,11 @@ type MemoryJournal struct {
 // NewMemoryJournal returns an empty MemoryJournal.
 func NewMemoryJournal() *MemoryJournal { return &MemoryJournal{} }
 
-// Append stores r unless the journal has failed.
-func (j *MemoryJournal) Append(_ context.Context, r Record) error {
+// Append stores r unless the journal has failed or ctx is done.
+func (j *MemoryJournal) Append(ctx context.Context, r Record) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.err != nil {
@@ -88,12 +96,16 @@ func (j *MemoryJournal) Append(_ context.Context, r Record) error {
 	return nil
 }
 
-// Replay calls fn with every record in order.
-func (j *MemoryJournal) Replay(_ context.Context, fn func(Record) error) error {
+// Replay calls fn with every record in order, stopping at the first error
+// from fn or ctx.
+func (j *MemoryJournal) Replay(ctx context.Context, fn func(Record) error) error {
 	j.mu.Lock()
 	recs := append([]Record(nil), j.recs...)
 	j.mu.Unlock()
 	for _, r := range recs {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		if err := fn(r); err != nil {
 			return err
 		}
