@@ -17,7 +17,8 @@
 // # Stores
 //
 // Any budget.Store is shared; a Journal (FileJournal: append with
-// group-commit fsync; MemoryJournal for tests) is per instance.
+// group-commit fsync; MemoryJournal for tests) is per instance; a Journal of
+// your own passes the conformance suite leasetest.RunJournal.
 //
 // # Errors
 //

@@ -26,7 +26,7 @@ import (
 // outside the measured interval for both modes alike.
 
 const (
-	envBenchMode    = "AGENTPROV_LEASE_BENCH" // "baseline" or "leased"
+	envBenchMode    = "AGENTPROV_LEASE_BENCH" // "update", "baseline" or "leased"
 	envBenchDSN     = "AGENTPROV_LEASE_BENCH_DSN"
 	envBenchJournal = "AGENTPROV_LEASE_BENCH_JOURNAL"
 	envBenchOps     = "AGENTPROV_LEASE_BENCH_OPS"
@@ -63,6 +63,12 @@ func TestLeaseBenchProcess(t *testing.T) {
 	var op func(i int) error
 	var closeFn func() error
 	switch mode {
+	case "update": // one durable single-row UPDATE: the row's ceiling
+		op = func(int) error {
+			_, err := db.ExecContext(ctx, `UPDATE lease_bench_row SET n = n + 1 WHERE id = 1`)
+			return err
+		}
+		closeFn = func() error { return nil }
 	case "baseline":
 		ledger, err := budget.NewLedger(store, benchLedger)
 		if err != nil {
@@ -198,10 +204,12 @@ func runProcesses(b *testing.B, mode, dsn, dir string, ops int) time.Duration {
 
 // BenchmarkLeasedHotProcesses is the fleet case of one hot cap: 4 processes
 // × 32 goroutines, each process with 4 connections to one PostgreSQL,
-// reserve and commit 1 minor unit at a time on one scope. The baseline is
-// plain Ledger Reserve+Commit against the shared rows (min(b.N, 2000)
-// operations); the subject is a lease.Pool per process, each with its own
-// fsync'd FileJournal (b.N operations). x-baseline is the throughput ratio.
+// reserve and commit 1 minor unit at a time on one scope. The subject is a
+// lease.Pool per process, each with its own fsync'd FileJournal (b.N
+// operations). Two baselines run from the same 4 processes in the same
+// run, min(b.N, 2000) operations each: plain Ledger Reserve+Commit against
+// the shared rows (x-baseline), and a bare durable UPDATE of one row, the
+// ceiling of anything that writes one hot row per operation (x-update).
 // After each run the store must have committed exactly the operations done.
 func BenchmarkLeasedHotProcesses(b *testing.B) {
 	dsn := sqltest.PostgresSchema(b) // skips unless AGENTPROV_TEST_POSTGRES is set
@@ -225,8 +233,16 @@ func BenchmarkLeasedHotProcesses(b *testing.B) {
 	perProc := func(n int) int { return max(1, (n+benchProcs-1)/benchProcs) }
 	dir := b.TempDir()
 
+	if _, err := admin.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS lease_bench_row (id INTEGER PRIMARY KEY, n BIGINT NOT NULL)`); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := admin.ExecContext(ctx, `INSERT INTO lease_bench_row VALUES (1, 0) ON CONFLICT (id) DO NOTHING`); err != nil {
+		b.Fatal(err)
+	}
+
 	b.StopTimer()
 	baseOps := perProc(min(b.N, 2000))
+	upd := runProcesses(b, "update", dsn, dir, baseOps)
 	before := committed("baseline")
 	base := runProcesses(b, "baseline", dsn, dir, baseOps)
 	if got := committed("baseline") - before; got != int64(baseOps*benchProcs) {
@@ -247,5 +263,8 @@ func BenchmarkLeasedHotProcesses(b *testing.B) {
 	baseline := float64(baseOps*benchProcs) / base.Seconds()
 	b.ReportMetric(leased, "leased-ops/s")
 	b.ReportMetric(baseline, "baseline-ops/s")
+	update := float64(baseOps*benchProcs) / upd.Seconds()
+	b.ReportMetric(update, "update-ops/s")
 	b.ReportMetric(leased/baseline, "x-baseline")
+	b.ReportMetric(leased/update, "x-update")
 }
