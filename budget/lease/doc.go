@@ -11,8 +11,10 @@
 // current lease under a mutex; a reservation larger than the slice, or that
 // no new lease can fit, goes to the shared store directly. A lease is
 // settled (its hold committed for exactly the sum of its committed
-// sub-holds, the rest returning to the caps) once retired and idle, or
-// Margin before it expires, or at Close.
+// sub-holds, the rest returning to the caps) once it is replaced and has
+// no sub-hold open, once it has granted nothing for IdleAfter with none
+// open (so an instance that stopped using a scope does not pin room other
+// instances need), Margin before it expires, or at Close.
 //
 // # Stores
 //

@@ -33,6 +33,10 @@ const (
 	DefaultMargin = 5 * time.Hour
 	// DefaultSettleEvery is how often the background settler runs.
 	DefaultSettleEvery = time.Second
+	// DefaultIdleAfter is how long a lease may grant nothing, with no
+	// sub-hold open, before it is settled and its unused part goes back to
+	// the caps, where other instances can lease it.
+	DefaultIdleAfter = time.Minute
 )
 
 // subPrefix starts the id of every sub-hold; other ids are shared-store
@@ -63,6 +67,13 @@ type Options struct {
 	// means none (the caller then calls Settle often enough that no lease
 	// reaches its expiry unsettled).
 	SettleEvery time.Duration
+	// IdleAfter: a lease that has granted nothing for IdleAfter and has no
+	// sub-hold open is settled, so that an instance that stopped using a
+	// scope does not pin its slice (other instances would be refused for
+	// room nothing spends). Zero means DefaultIdleAfter; negative means
+	// never (a lease is then settled only when it is replaced, Margin
+	// before its expiry, or at Close).
+	IdleAfter time.Duration
 	// Instance names this instance in lease idempotency keys; empty means a
 	// random name. It must be unique among instances sharing a store.
 	Instance string
@@ -85,6 +96,7 @@ type Pool struct {
 	leaseTTL time.Duration
 	holdTTL  time.Duration
 	margin   time.Duration
+	idle     time.Duration
 	instance string
 	prefix   string // this Pool's sub-hold id prefix
 
@@ -113,7 +125,8 @@ type lease struct {
 	used      int64 // pending, active and committed sub-holds
 	committed int64
 	expires   time.Time
-	inflight  int // journal appends in progress
+	lastGrant time.Time // when it was granted or last granted a sub-hold
+	inflight  int       // journal appends in progress
 	subs      map[string]*sub
 	retired   bool // no new sub-holds
 	settling  bool
@@ -206,6 +219,9 @@ func newPool(shared budget.Store, journal Journal, opts *Options) (*Pool, error)
 	if o.Margin == 0 {
 		o.Margin = DefaultMargin
 	}
+	if o.IdleAfter == 0 {
+		o.IdleAfter = DefaultIdleAfter
+	}
 	if o.Slice < 0 || o.HoldTTL < 0 || o.Margin < 0 || o.HoldTTL+o.Margin >= o.LeaseTTL {
 		return nil, fmt.Errorf("lease: options: slice %d must be positive and hold ttl %v + margin %v below lease ttl %v", o.Slice, o.HoldTTL, o.Margin, o.LeaseTTL)
 	}
@@ -219,7 +235,7 @@ func newPool(shared budget.Store, journal Journal, opts *Options) (*Pool, error)
 	}
 	return &Pool{
 		ledger: ledger, journal: journal, now: o.Now, log: o.Logger,
-		slice: o.Slice, leaseTTL: o.LeaseTTL, holdTTL: o.HoldTTL, margin: o.Margin,
+		slice: o.Slice, leaseTTL: o.LeaseTTL, holdTTL: o.HoldTTL, margin: o.Margin, idle: o.IdleAfter,
 		// The random part keeps lease keys of a restarted instance apart
 		// from those of its previous life.
 		instance: o.Instance + "." + rnd,
@@ -358,6 +374,7 @@ func (p *Pool) reserveLocal(ctx context.Context, scope budget.Scope, amount int6
 		state: subPending, created: now, expires: now.Add(p.holdTTL),
 	}
 	l.used += amount
+	l.lastGrant = now
 	l.inflight++
 	l.subs[s.id] = s
 	p.subs[s.id] = s
@@ -433,7 +450,7 @@ func (p *Pool) renew(ctx context.Context, scope budget.Scope, need int64) error 
 		if err := p.journal.Append(ctx, Record{Kind: KindGranted, LeaseKey: key, LeaseID: h.ID, ExpiresAt: h.ExpiresAt}); err != nil {
 			return storeErr("journal", err) // the hold expires, having granted nothing
 		}
-		l := &lease{key: key, id: h.ID, scope: scope, amount: amount, expires: h.ExpiresAt, subs: map[string]*sub{}}
+		l := &lease{key: key, id: h.ID, scope: scope, amount: amount, expires: h.ExpiresAt, lastGrant: p.now(), subs: map[string]*sub{}}
 		p.mu.Lock()
 		p.leases[key] = l
 		st.cur = l
@@ -552,7 +569,8 @@ func (p *Pool) settle(ctx context.Context, all bool) error {
 			p.expire(s, now)
 		}
 		late := !now.Before(l.expires.Add(-p.margin))
-		if all || late || (l.retired && len(l.subs) == 0) {
+		idle := p.idle > 0 && len(l.subs) == 0 && !now.Before(l.lastGrant.Add(p.idle))
+		if all || late || idle || (l.retired && len(l.subs) == 0) {
 			l.retired, l.settling = true, true
 			// Sub-holds still active end now: they can no longer commit.
 			for _, s := range l.subs {

@@ -26,6 +26,7 @@ func TestRapidLeases(t *testing.T) {
 			Slice:    rapid.Int64Range(50, 800).Draw(rt, "slice"),
 			LeaseTTL: 10 * time.Minute, HoldTTL: 3 * time.Minute, Margin: 2 * time.Minute,
 			SettleEvery: -1, Now: clock,
+			IdleAfter: time.Duration(rapid.IntRange(-1, 90).Draw(rt, "idleSecs")) * time.Second,
 		}
 		scope := budget.Scope{Project: "hot", Provider: "acme"}
 		n := rapid.IntRange(2, 4).Draw(rt, "instances")
@@ -202,5 +203,81 @@ func TestJournalFailure(t *testing.T) {
 	}
 	if c := held(); c.Committed != 30 || c.Held != 0 || c.Arrears != 0 {
 		t.Fatalf("after recovery the store has %+v; want exactly the reported 30 committed", c)
+	}
+}
+
+// TestIdleLeaseReturnsRoom: an instance that stops using a scope gives its
+// unused slice back after IdleAfter, so another instance is not refused for
+// room nothing spends; with IdleAfter negative the slice stays pinned.
+func TestIdleLeaseReturnsRoom(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		idle    time.Duration
+		settled bool
+	}{{"default", 0, true}, {"never", -1, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+			opts := &lease.Options{
+				Ledger:      &budget.LedgerOptions{DefaultProviderCap: budget.USD(1000)},
+				Slice:       800,
+				SettleEvery: -1, IdleAfter: tc.idle,
+				Now: func() time.Time { return now },
+			}
+			shared := budget.NewMemoryStore(nil)
+			a, err := lease.New(ctx, shared, lease.NewMemoryJournal(), opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := lease.New(ctx, shared, lease.NewMemoryJournal(), opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			scope := budget.Scope{Project: "p", Provider: "acme"}
+			h, err := a.Reserve(ctx, scope, budget.USD(100), "a1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := a.Commit(ctx, h.ID, budget.USD(100)); err != nil {
+				t.Fatal(err)
+			}
+			// A's lease of 800 pins the room: 200 is left for B.
+			if _, err := b.Reserve(ctx, scope, budget.USD(500), "b1"); !errors.Is(err, budget.ErrCapExceeded) {
+				t.Fatalf("B while A's lease is live: %v, want cap_exceeded", err)
+			}
+			now = now.Add(time.Minute - time.Second) // DefaultIdleAfter is a minute
+			if err := a.Settle(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := b.Reserve(ctx, scope, budget.USD(500), "b2"); !errors.Is(err, budget.ErrCapExceeded) {
+				t.Fatalf("B before A's lease is idle for IdleAfter: %v, want cap_exceeded", err)
+			}
+			now = now.Add(time.Second)
+			if err := a.Settle(ctx); err != nil {
+				t.Fatal(err)
+			}
+			_, err = b.Reserve(ctx, scope, budget.USD(500), "b3")
+			if tc.settled && err != nil {
+				t.Fatalf("B after A's lease was idle for IdleAfter: %v, want a hold", err)
+			}
+			if !tc.settled && !errors.Is(err, budget.ErrCapExceeded) {
+				t.Fatalf("B with IdleAfter < 0: %v, want cap_exceeded (the slice stays pinned)", err)
+			}
+			u, err := a.Ledger().Usage(ctx, scope)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := u.Counters[1]
+			if tc.settled && (c.Committed != 100 || c.Held != 800) {
+				t.Fatalf("store %+v: want A's 100 committed and B's lease of 800 held", c)
+			}
+			if !tc.settled && (c.Committed != 0 || c.Held != 800) {
+				t.Fatalf("store %+v: want A's lease of 800 held, nothing settled", c)
+			}
+			// A reserves again after its lease was settled: a new lease.
+			if _, err := a.Reserve(ctx, scope, budget.USD(50), "a2"); err != nil && tc.settled {
+				t.Fatalf("A after its idle lease was settled: %v", err)
+			}
+		})
 	}
 }
