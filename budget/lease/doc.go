@@ -20,7 +20,13 @@
 //
 // Any budget.Store is shared; a Journal (FileJournal: append with
 // group-commit fsync; MemoryJournal for tests) is per instance; a Journal of
-// your own passes the conformance suite leasetest.RunJournal.
+// your own passes the conformance suite leasetest.RunJournal. A journal
+// that implements Compacter (both do) is compacted by its Pool after
+// recovery and after every Options.CompactAfter settled leases: the
+// records of settled leases, which recovery skips, are dropped, so the
+// journal holds about what is live. FileJournal compacts beside live
+// appends (they pause only while the tail written meanwhile is copied and
+// the new file renamed into place).
 //
 // # Errors
 //

@@ -3,6 +3,8 @@ package lease_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -279,5 +281,82 @@ func TestIdleLeaseReturnsRoom(t *testing.T) {
 				t.Fatalf("A after its idle lease was settled: %v", err)
 			}
 		})
+	}
+}
+
+// TestPoolCompactsJournal: a Pool over a FileJournal keeps the journal
+// about as large as what is live, and compaction loses nothing: a crash
+// after it still recovers every reported commit.
+func TestPoolCompactsJournal(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "journal")
+	shared := budget.NewMemoryStore(nil)
+	opts := &lease.Options{
+		Ledger:      &budget.LedgerOptions{DefaultProviderCap: budget.USD(1 << 40)},
+		Slice:       10, // every reservation of 10 takes a new lease
+		SettleEvery: -1, CompactAfter: 4,
+	}
+	j, err := lease.OpenFileJournal(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := lease.New(ctx, shared, j, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scope := budget.Scope{Project: "p", Provider: "acme"}
+	records := func() int {
+		n := 0
+		if err := j.Replay(ctx, func(lease.Record) error { n++; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	most := 0
+	for i := 0; i < 40; i++ {
+		h, err := p.Reserve(ctx, scope, budget.USD(10), fmt.Sprintf("k%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.Commit(ctx, h.ID, budget.USD(7)); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Settle(ctx); err != nil {
+			t.Fatal(err)
+		}
+		most = max(most, records())
+	}
+	// A lease's life is 5 records (lease, granted, reserve, commit,
+	// settled); 40 of them without compaction would be 200.
+	if most > 5*(4+2) {
+		t.Fatalf("the journal reached %d records with CompactAfter 4; want it compacted", most)
+	}
+	// One more commit in a live lease, then kill -9: no Close.
+	h, err := p.Reserve(ctx, scope, budget.USD(10), "last")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Commit(ctx, h.ID, budget.USD(3)); err != nil {
+		t.Fatal(err)
+	}
+	j.Close()
+	j, err = lease.OpenFileJournal(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	p, err = lease.New(ctx, shared, j, opts) // recovers, then compacts
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := records(); n != 0 {
+		t.Fatalf("%d records left after recovery and compaction, want 0", n)
+	}
+	u, err := p.Ledger().Usage(ctx, scope)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := u.Counters[1]; c.Committed != 40*7+3 || c.Held != 0 {
+		t.Fatalf("store %+v: want %d committed and nothing held", c, 40*7+3)
 	}
 }

@@ -33,7 +33,10 @@
 // caller's own order, a done context appends nothing, an error from the
 // replay callback stops the replay and is returned, what was appended
 // survives Reopen (a process restart) with later appends after it, and a
-// rapid state-machine test of appends and reopens against a list.
+// rapid state-machine test of appends and reopens against a list. A
+// journal that implements lease.Compacter is also checked to drop exactly
+// the records of settled leases, to lose no append made while it
+// compacts, and to stay compacted across Reopen.
 //
 // # Roles
 //
@@ -90,6 +93,8 @@ func RunJournal(t *testing.T, mk JournalHarnessMaker) {
 		{"DoneContext", testDoneContext},
 		{"ReplayCallbackError", testReplayCallbackError},
 		{"Reopen", testReopen},
+		{"Compact", testCompact},
+		{"CompactWhileAppending", testCompactWhileAppending},
 		{"Model", nil},
 	}
 	for _, tc := range tests {
@@ -273,7 +278,8 @@ func testReopen(t *testing.T, h JournalHarness) {
 	}
 }
 
-// testModel: random appends, replays and reopens against a list.
+// testModel: random appends, replays, reopens and compactions against a
+// list.
 func testModel(t *testing.T, mk JournalHarnessMaker) {
 	rapid.Check(t, func(rt *rapid.T) {
 		h, err := mk(t.Context(), t)
@@ -288,7 +294,7 @@ func testModel(t *testing.T, mk JournalHarnessMaker) {
 			"append": func(rt *rapid.T) {
 				r := lease.Record{
 					Kind:     rapid.SampledFrom(kinds).Draw(rt, "kind"),
-					LeaseKey: rapid.StringMatching(`[a-z0-9:]{1,12}`).Draw(rt, "lease"),
+					LeaseKey: rapid.SampledFrom([]string{"l1", "l2", "l3", "l4"}).Draw(rt, "lease"),
 					Sub:      rapid.StringMatching(`[a-z0-9_]{0,12}`).Draw(rt, "sub"),
 					Amount:   rapid.Int64Range(0, 1<<53).Draw(rt, "amount"),
 				}
@@ -296,6 +302,32 @@ func testModel(t *testing.T, mk JournalHarnessMaker) {
 					rt.Fatalf("Append: %v", err)
 				}
 				model = append(model, r)
+			},
+			"compact": func(rt *rapid.T) {
+				c, ok := h.Journal().(lease.Compacter)
+				if !ok {
+					rt.Skip("not a Compacter")
+				}
+				settled := map[string]bool{}
+				for _, r := range model {
+					if r.Kind == lease.KindSettled {
+						settled[r.LeaseKey] = true
+					}
+				}
+				var kept []lease.Record
+				for _, r := range model {
+					if !settled[r.LeaseKey] {
+						kept = append(kept, r)
+					}
+				}
+				n, err := c.Compact(context.Background())
+				if err != nil {
+					rt.Fatalf("Compact: %v", err)
+				}
+				if n != len(model)-len(kept) {
+					rt.Fatalf("Compact dropped %d records, the model %d", n, len(model)-len(kept))
+				}
+				model = kept
 			},
 			"reopen": func(rt *rapid.T) {
 				if !reopenable {
@@ -322,4 +354,131 @@ func testModel(t *testing.T, mk JournalHarnessMaker) {
 			},
 		})
 	})
+}
+
+func compacter(t *testing.T, h JournalHarness) lease.Compacter {
+	c, ok := h.Journal().(lease.Compacter)
+	if !ok {
+		t.Skip("the journal does not implement lease.Compacter")
+	}
+	return c
+}
+
+// leaseRecords is the life of one lease, settled or not.
+func leaseRecords(key string, settled bool) []lease.Record {
+	recs := []lease.Record{
+		{Kind: lease.KindLease, LeaseKey: key, Amount: 100, Currency: "USD"},
+		{Kind: lease.KindGranted, LeaseKey: key, LeaseID: "id-" + key},
+		{Kind: lease.KindReserve, LeaseKey: key, Sub: key + "-s1", Amount: 10},
+		{Kind: lease.KindCommit, LeaseKey: key, Sub: key + "-s1", Amount: 7},
+	}
+	if settled {
+		recs = append(recs, lease.Record{Kind: lease.KindSettled, LeaseKey: key, LeaseID: "id-" + key, Amount: 7})
+	}
+	return recs
+}
+
+func testCompact(t *testing.T, h JournalHarness) {
+	c := compacter(t, h)
+	var all, want []lease.Record
+	for i := 0; i < 6; i++ {
+		settled := i%2 == 0
+		recs := leaseRecords(fmt.Sprintf("lease-%d", i), settled)
+		all = append(all, recs...)
+		if !settled {
+			want = append(want, recs...)
+		}
+	}
+	appendAll(t, h.Journal(), all)
+	n, err := c.Compact(t.Context())
+	if err != nil {
+		t.Fatalf("Compact: %v", err)
+	}
+	if n != len(all)-len(want) {
+		t.Fatalf("Compact dropped %d records, want %d (the settled leases')", n, len(all)-len(want))
+	}
+	if diff := cmp.Diff(want, replayAll(t, h.Journal())); diff != "" {
+		t.Fatalf("after Compact (-want +got):\n%s", diff)
+	}
+	if n, err := c.Compact(t.Context()); err != nil || n != 0 {
+		t.Fatalf("second Compact = %d, %v; want nothing to drop", n, err)
+	}
+	more := leaseRecords("lease-after", false)
+	appendAll(t, h.Journal(), more)
+	want = append(want, more...)
+	if diff := cmp.Diff(want, replayAll(t, h.Journal())); diff != "" {
+		t.Fatalf("appends after Compact (-want +got):\n%s", diff)
+	}
+	j, err := h.Reopen(t.Context())
+	if errors.Is(err, ErrReopenUnsupported) {
+		return
+	}
+	if err != nil {
+		t.Fatalf("Reopen: %v", err)
+	}
+	if diff := cmp.Diff(want, replayAll(t, j)); diff != "" {
+		t.Fatalf("after Compact and Reopen (-want +got):\n%s", diff)
+	}
+}
+
+func testCompactWhileAppending(t *testing.T, h JournalHarness) {
+	c := compacter(t, h)
+	j := h.Journal()
+	const writers, each = 8, 150
+	var wg sync.WaitGroup
+	errs := make(chan error, writers+1)
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				recs := []lease.Record{{Kind: lease.KindCommit, LeaseKey: fmt.Sprintf("live-%d", w), Sub: fmt.Sprintf("w%d-%d", w, i), Amount: int64(i + 1)}}
+				if i%3 == 0 { // a lease that lives and is settled meanwhile
+					recs = append(recs, leaseRecords(fmt.Sprintf("old-%d-%d", w, i), true)...)
+				}
+				for _, r := range recs {
+					if err := j.Append(context.Background(), r); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	compactions, dropped := 0, 0
+	for running := true; running; {
+		select {
+		case <-done:
+			running = false
+		default:
+		}
+		n, err := c.Compact(t.Context())
+		if err != nil {
+			t.Fatalf("Compact while appending: %v", err)
+		}
+		compactions++
+		dropped += n
+	}
+	close(errs)
+	for err := range errs {
+		t.Fatalf("Append while compacting: %v", err)
+	}
+	got := replayAll(t, j)
+	next := map[string]int64{}
+	live := 0
+	for _, r := range got {
+		if r.LeaseKey[:4] == "old-" {
+			t.Fatalf("a settled lease's record survived the final compaction: %+v", r)
+		}
+		if want := next[r.LeaseKey] + 1; r.Amount != want {
+			t.Fatalf("writer %s: record %d where %d was next: an append was lost or reordered by Compact", r.LeaseKey, r.Amount, want)
+		}
+		next[r.LeaseKey] = r.Amount
+		live++
+	}
+	if live != writers*each {
+		t.Fatalf("%d live records after %d compactions under appends (%d records dropped), want %d", live, compactions, dropped, writers*each)
+	}
 }
