@@ -7,50 +7,20 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
-	"fmt"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/agentprov/agentprov/internal/oauthwire"
 )
 
-// Device-flow errors (RFC 8628 §3.5), answered at the token endpoint while
-// the client polls.
+// Device-linking errors of the provider.
 var (
-	ErrAuthorizationPending = &Error{Code: "authorization_pending", Status: http.StatusBadRequest}
-	ErrSlowDown             = &Error{Code: "slow_down", Status: http.StatusBadRequest}
-	ErrDeviceCodeExpired    = &Error{Code: "expired_token", Status: http.StatusBadRequest}
-	ErrAccessDenied         = &Error{Code: "access_denied", Status: http.StatusBadRequest}
 	// ErrUnknownUserCode: ApproveDevice or DenyDevice got a user code that
 	// is not pending (never issued, expired, already decided).
 	ErrUnknownUserCode = &Error{Code: "unknown_user_code", Status: http.StatusNotFound}
 )
-
-// DeviceAuthorizationResponse is the RFC 8628 §3.2 response body.
-type DeviceAuthorizationResponse struct {
-	DeviceCode              string `json:"device_code"`
-	UserCode                string `json:"user_code"`
-	VerificationURI         string `json:"verification_uri"`
-	VerificationURIComplete string `json:"verification_uri_complete,omitempty"`
-	ExpiresIn               int64  `json:"expires_in"`
-	Interval                int64  `json:"interval"`
-}
-
-// String describes the response without the device code, which is what
-// the polling client redeems for tokens. The user code is shown: the human
-// types it anyway.
-func (d DeviceAuthorizationResponse) String() string {
-	return fmt.Sprintf("DeviceAuthorizationResponse{user_code=%s verification_uri=%s expires_in=%d interval=%d device_code=REDACTED}",
-		d.UserCode, d.VerificationURI, d.ExpiresIn, d.Interval)
-}
-
-// Format prints String for every verb so the device code cannot leak via
-// %v, %+v or %#v.
-func (d DeviceAuthorizationResponse) Format(f fmt.State, _ rune) { fmt.Fprint(f, d.String()) }
-
-// LogValue redacts the device code in structured logs.
-func (d DeviceAuthorizationResponse) LogValue() slog.Value { return slog.StringValue(d.String()) }
 
 // PendingLink describes a device-flow link request awaiting the human, for
 // the provider's approval page: which orchestrator user wants to link.
@@ -144,7 +114,7 @@ func (p *Provisioner) DeviceAuthorizationHandler() http.Handler {
 			return
 		}
 		w.Header().Set("Pragma", "no-cache")
-		writeJSON(w, http.StatusOK, resp, "no-store")
+		oauthwire.WriteJSON(w, http.StatusOK, resp, "no-store")
 	})
 }
 

@@ -13,9 +13,8 @@ import (
 	"testing"
 	"time"
 
-	jose "github.com/go-jose/go-jose/v4"
-
 	"github.com/chromedp/chromedp"
+	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/agentprov/agentprov/authz"
 	"github.com/agentprov/agentprov/internal/browsertest"

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/agentprov/agentprov/internal/oauthwire"
 	"github.com/agentprov/agentprov/internal/safehttp"
 )
 
@@ -118,19 +119,19 @@ func parseTokenAnswer(status int, contentType string, body []byte) (*tokenAnswer
 	case t.AccessToken == "" || len(t.AccessToken) > 4096:
 		return nil, nil, errorf(ErrInvalidResponse, nil, "token response lacks access_token")
 	case !strings.EqualFold(t.TokenType, "Bearer"):
-		return nil, nil, errorf(ErrInvalidResponse, nil, "token type %q is not Bearer", truncate(t.TokenType, 32))
+		return nil, nil, errorf(ErrInvalidResponse, nil, "token type %q is not Bearer", oauthwire.Truncate(t.TokenType, 32))
 	case t.ExpiresIn < 0 || t.ExpiresIn > maxExpiresIn:
 		return nil, nil, errorf(ErrInvalidResponse, nil, "expires_in %d out of range", t.ExpiresIn)
 	case t.LinkAction != LinkCreated && t.LinkAction != LinkExisting:
-		return nil, nil, errorf(ErrInvalidResponse, nil, "link_action %q is neither %q nor %q", truncate(t.LinkAction, 32), LinkCreated, LinkExisting)
+		return nil, nil, errorf(ErrInvalidResponse, nil, "link_action %q is neither %q nor %q", oauthwire.Truncate(t.LinkAction, 32), LinkCreated, LinkExisting)
 	case t.AccountID == "" || len(t.AccountID) > 256:
 		return nil, nil, errorf(ErrInvalidResponse, nil, "token response lacks account_id")
 	case len(t.Scope) > 4096 || len(t.RefreshToken) > 4096:
 		return nil, nil, errorf(ErrInvalidResponse, nil, "token response member too long")
 	}
 	for _, s := range strings.Fields(t.Scope) {
-		if !validScopeToken(s) {
-			return nil, nil, errorf(ErrInvalidResponse, nil, "scope %q is not a scope token", truncate(s, 32))
+		if !oauthwire.ValidScopeToken(s) {
+			return nil, nil, errorf(ErrInvalidResponse, nil, "scope %q is not a scope token", oauthwire.Truncate(s, 32))
 		}
 	}
 	return &t, nil, nil

@@ -10,20 +10,8 @@ import (
 	"time"
 
 	"github.com/agentprov/agentprov/internal/clock"
+	"github.com/agentprov/agentprov/internal/oauthwire"
 	"github.com/agentprov/agentprov/internal/problem"
-)
-
-// Bearer-token errors answered by the provider middleware (RFC 6750 §3.1).
-var (
-	// ErrMissingToken: the request carries no bearer token at all.
-	ErrMissingToken = &Error{Code: "missing_token", Status: http.StatusUnauthorized}
-	// ErrInvalidToken: the token is malformed, unknown, expired or revoked.
-	// The response does not say which, so it cannot be used as an oracle.
-	ErrInvalidToken = &Error{Code: "invalid_token", Status: http.StatusUnauthorized}
-	// ErrInsufficientScope: the token is valid but lacks a required scope.
-	ErrInsufficientScope = &Error{Code: "insufficient_scope", Status: http.StatusForbidden}
-	// ErrTemporarilyUnavailable: a store failed; the client may retry.
-	ErrTemporarilyUnavailable = &Error{Code: "temporarily_unavailable", Status: http.StatusServiceUnavailable}
 )
 
 // maxBearerLen bounds the Authorization value looked at; tokens this
@@ -187,7 +175,7 @@ func parseBearer(v string) (string, bool) {
 		return "", false
 	}
 	for i := 0; i < len(tok); i++ {
-		if !isToken68Char(tok[i]) && tok[i] != '=' {
+		if !oauthwire.IsToken68Char(tok[i]) && tok[i] != '=' {
 			return "", false
 		}
 	}
@@ -212,12 +200,12 @@ func (m *Middleware) fail(w http.ResponseWriter, r *http.Request, err error, sco
 	}
 	switch e.Code {
 	case ErrMissingToken.Code:
-		w.Header().Set("WWW-Authenticate", formatChallenge("Bearer", "resource_metadata", prm))
+		w.Header().Set("WWW-Authenticate", oauthwire.FormatChallenge("Bearer", "resource_metadata", prm))
 	case ErrInvalidToken.Code:
-		w.Header().Set("WWW-Authenticate", formatChallenge("Bearer",
+		w.Header().Set("WWW-Authenticate", oauthwire.FormatChallenge("Bearer",
 			"error", "invalid_token", "error_description", e.Detail, "resource_metadata", prm))
 	case ErrInsufficientScope.Code:
-		w.Header().Set("WWW-Authenticate", formatChallenge("Bearer",
+		w.Header().Set("WWW-Authenticate", oauthwire.FormatChallenge("Bearer",
 			"error", "insufficient_scope", "scope", strings.Join(scopes, " "), "resource_metadata", prm))
 	default:
 		m.log.Error("authz: bearer check failed", "code", e.Code, "err", e.Err)

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentprov/agentprov/internal/oauthwire"
 	"github.com/agentprov/agentprov/internal/safehttp"
 )
 
@@ -80,7 +81,7 @@ func (p *Provisioner) AuthorizeHandler() http.Handler {
 			return
 		}
 		switch m := q.Get("code_challenge_method"); m {
-		case pkceMethod:
+		case oauthwire.PKCEMethod:
 		case "":
 			fail(errorf(ErrInvalidRequest, nil, "code_challenge_method S256 is required"))
 			return
@@ -154,7 +155,7 @@ func authorizeParams(r *http.Request) (url.Values, error) {
 	}
 	for k, v := range q {
 		if len(v) != 1 {
-			return nil, errorf(ErrInvalidRequest, nil, "parameter %q repeated", truncate(k, 64))
+			return nil, errorf(ErrInvalidRequest, nil, "parameter %q repeated", oauthwire.Truncate(k, 64))
 		}
 	}
 	return q, nil

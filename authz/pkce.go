@@ -6,10 +6,6 @@ import (
 	"encoding/base64"
 )
 
-// pkceMethod is the only PKCE method accepted: RFC 7636 "plain" would send
-// the verifier itself through the browser and defeats the purpose.
-const pkceMethod = "S256"
-
 // validPKCEString reports whether s is 43–128 characters of the RFC 7636
 // §4.1 alphabet (unreserved characters), the shape of both a code verifier
 // and an S256 challenge.

@@ -13,28 +13,9 @@ import (
 	"time"
 
 	"github.com/agentprov/agentprov/internal/clock"
+	"github.com/agentprov/agentprov/internal/oauthwire"
 	"github.com/agentprov/agentprov/internal/problem"
 	"github.com/agentprov/agentprov/internal/safehttp"
-)
-
-// OAuth grant types accepted at the provider's token endpoint.
-const (
-	// GrantTypeJWTBearer is the RFC 7523 grant that carries an identity
-	// attestation as its assertion: the account provisioning grant.
-	GrantTypeJWTBearer = "urn:ietf:params:oauth:grant-type:jwt-bearer"
-	// GrantTypeDeviceCode is the RFC 8628 device grant (linking).
-	GrantTypeDeviceCode = "urn:ietf:params:oauth:grant-type:device_code"
-	// GrantTypeAuthorizationCode is the RFC 6749 code grant with PKCE (linking).
-	GrantTypeAuthorizationCode = "authorization_code"
-)
-
-// Link actions reported in a token response.
-const (
-	// LinkCreated: the provider created a new account for the identity.
-	LinkCreated = "created"
-	// LinkExisting: the identity is linked to an account that existed
-	// before this request (linked earlier, or just now after consent).
-	LinkExisting = "linked_existing"
 )
 
 // Endpoint paths served by Provisioner.Handler, relative to the issuer.
@@ -49,50 +30,6 @@ const (
 // maxFormBytes bounds a token-endpoint request body: an attestation is at
 // most 8 KiB, plus a consent receipt inside it.
 const maxFormBytes = 32 << 10
-
-// OAuth errors of the provider's token, authorization and device endpoints.
-// They travel as RFC 6749 §5.2 error JSON (see PROTOCOL §4.5), with Code as
-// the "error" member.
-var (
-	ErrInvalidGrant         = &Error{Code: "invalid_grant", Status: http.StatusBadRequest}
-	ErrUnsupportedGrantType = &Error{Code: "unsupported_grant_type", Status: http.StatusBadRequest}
-	ErrInvalidClient        = &Error{Code: "invalid_client", Status: http.StatusUnauthorized}
-	ErrInvalidScope         = &Error{Code: "invalid_scope", Status: http.StatusBadRequest}
-	ErrServerError          = &Error{Code: "server_error", Status: http.StatusInternalServerError}
-	// ErrConsentRequired: an account exists for the attested email but is
-	// not linked to this identity; the user must consent through OAuth.
-	ErrConsentRequired = &Error{Code: "consent_required", Status: http.StatusUnauthorized}
-	// ErrTermsNotAccepted: creating an account needs a consent receipt for
-	// the provider's current terms, accepted by the human.
-	ErrTermsNotAccepted = &Error{Code: "terms_not_accepted", Status: http.StatusBadRequest}
-	// ErrEmailNotVerified: the attested email is not verified, so no
-	// account may be created from it.
-	ErrEmailNotVerified = &Error{Code: "email_not_verified", Status: http.StatusBadRequest}
-)
-
-// TokenResponse is the RFC 6749 §5.1 success body of the token endpoint,
-// extended with account_id and link_action. Its String and Format redact
-// the access token.
-type TokenResponse struct {
-	AccessToken string `json:"access_token"`
-	TokenType   string `json:"token_type"`
-	ExpiresIn   int64  `json:"expires_in"`
-	Scope       string `json:"scope,omitempty"`
-	AccountID   string `json:"account_id"`
-	LinkAction  string `json:"link_action"`
-}
-
-// String describes the response without the token.
-func (t TokenResponse) String() string {
-	return fmt.Sprintf("TokenResponse{account_id=%s link_action=%s scope=%q expires_in=%d access_token=REDACTED}",
-		t.AccountID, t.LinkAction, t.Scope, t.ExpiresIn)
-}
-
-// Format prints String for every verb so the token cannot leak via %#v.
-func (t TokenResponse) Format(f fmt.State, _ rune) { fmt.Fprint(f, t.String()) }
-
-// LogValue redacts the token in structured logs.
-func (t TokenResponse) LogValue() slog.Value { return slog.StringValue(t.String()) }
 
 // EmailLinkPolicy decides whether an attested, verified email may be linked
 // to an existing account holding the same email without the user's OAuth
@@ -245,14 +182,14 @@ func NewProvisioner(verifier *Verifier, accounts AccountStore, tokens TokenStore
 	}
 	for k, v := range opts.ServiceScopes {
 		for _, s := range v {
-			if !validScopeToken(s) {
+			if !oauthwire.ValidScopeToken(s) {
 				return nil, fmt.Errorf("authz: provisioner: scope %q of %s is not a valid scope token", s, k)
 			}
 		}
 		p.serviceScopes[k] = slices.Clone(v)
 	}
 	for _, s := range p.defaultScopes {
-		if !validScopeToken(s) {
+		if !oauthwire.ValidScopeToken(s) {
 			return nil, fmt.Errorf("authz: provisioner: default scope %q is not a valid scope token", s)
 		}
 	}
@@ -286,7 +223,7 @@ func NewProvisioner(verifier *Verifier, accounts AccountStore, tokens TokenStore
 	if p.grants == nil {
 		p.grants = NewMemoryGrantStore(&MemoryGrantStoreOptions{MaxGrants: opts.MaxPendingGrants, Clock: p.now})
 	}
-	prm, err := wellKnownURL(p.resource, PathResourceMetadata)
+	prm, err := oauthwire.WellKnownURL(p.resource, PathResourceMetadata)
 	if err != nil {
 		return nil, fmt.Errorf("authz: provisioner: bad Resource %q: %w", p.resource, err)
 	}
@@ -303,7 +240,7 @@ func (p *Provisioner) endpoint(path string) string {
 // ResourceMetadataURL is the URL of the RFC 9728 document, as sent in
 // resource_metadata challenge parameters.
 func (p *Provisioner) ResourceMetadataURL() string {
-	u, _ := wellKnownURL(p.resource, PathResourceMetadata)
+	u, _ := oauthwire.WellKnownURL(p.resource, PathResourceMetadata)
 	return u
 }
 
@@ -316,7 +253,7 @@ func (p *Provisioner) ResourceMetadataURLFor(r *http.Request) string {
 	if !ok {
 		return ""
 	}
-	u, _ := wellKnownURL(id, PathResourceMetadata)
+	u, _ := oauthwire.WellKnownURL(id, PathResourceMetadata)
 	return u
 }
 
@@ -415,7 +352,7 @@ func mustPath(raw string) string {
 }
 
 func (p *Provisioner) serverMetadataURL() string {
-	u, _ := wellKnownURL(p.issuer, PathServerMetadata)
+	u, _ := oauthwire.WellKnownURL(p.issuer, PathServerMetadata)
 	return u
 }
 
@@ -452,7 +389,7 @@ func (p *Provisioner) ServerMetadata() *AuthorizationServerMetadata {
 		m.AuthorizationEndpoint = p.endpoint(PathAuthorize)
 		m.ResponseTypesSupported = []string{"code"}
 		m.GrantTypesSupported = append(m.GrantTypesSupported, GrantTypeAuthorizationCode)
-		m.CodeChallengeMethodsSupported = []string{pkceMethod}
+		m.CodeChallengeMethodsSupported = []string{oauthwire.PKCEMethod}
 		m.AuthorizationResponseIssParameterSupported = true
 	}
 	return m
@@ -486,7 +423,7 @@ func (p *Provisioner) allScopes() []string {
 func (p *Provisioner) ResourceMetadataHandler() http.Handler {
 	root := mustPath(p.ResourceMetadataURL())
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !getOrHead(w, r) {
+		if !oauthwire.GetOrHead(w, r) {
 			return
 		}
 		m := p.ResourceMetadata()
@@ -498,28 +435,17 @@ func (p *Provisioner) ResourceMetadataHandler() http.Handler {
 			}
 			m.Resource = id
 		}
-		writeJSON(w, http.StatusOK, m, metadataMaxAge)
+		oauthwire.WriteJSON(w, http.StatusOK, m, oauthwire.MetadataMaxAge)
 	})
 }
 
 // ServerMetadataHandler serves ServerMetadata as JSON to GET and HEAD.
 func (p *Provisioner) ServerMetadataHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if getOrHead(w, r) {
-			writeJSON(w, http.StatusOK, p.ServerMetadata(), metadataMaxAge)
+		if oauthwire.GetOrHead(w, r) {
+			oauthwire.WriteJSON(w, http.StatusOK, p.ServerMetadata(), oauthwire.MetadataMaxAge)
 		}
 	})
-}
-
-// getOrHead reports whether r is a GET or HEAD, answering 405 otherwise:
-// the handlers are exported and may be mounted without a method pattern.
-func getOrHead(w http.ResponseWriter, r *http.Request) bool {
-	if r.Method == http.MethodGet || r.Method == http.MethodHead {
-		return true
-	}
-	w.Header().Set("Allow", "GET, HEAD")
-	problem.Write(w, http.StatusMethodNotAllowed, "method_not_allowed", "use GET")
-	return false
 }
 
 // TokenHandler serves the token endpoint: POST, form-encoded, answering
@@ -537,7 +463,7 @@ func (p *Provisioner) TokenHandler() http.Handler {
 			return
 		}
 		w.Header().Set("Pragma", "no-cache")
-		writeJSON(w, http.StatusOK, resp, "no-store")
+		oauthwire.WriteJSON(w, http.StatusOK, resp, "no-store")
 	})
 }
 
@@ -575,7 +501,7 @@ func ParseTokenForm(contentType string, body []byte) (url.Values, error) {
 	}
 	for k, v := range form {
 		if len(v) != 1 {
-			return nil, errorf(ErrInvalidRequest, nil, "parameter %q repeated", truncate(k, 64))
+			return nil, errorf(ErrInvalidRequest, nil, "parameter %q repeated", oauthwire.Truncate(k, 64))
 		}
 		if strings.IndexByte(k, 0) >= 0 || strings.IndexByte(v[0], 0) >= 0 {
 			return nil, errorf(ErrInvalidRequest, nil, "parameter contains NUL")
@@ -615,10 +541,10 @@ func (p *Provisioner) writeOAuthError(w http.ResponseWriter, err error) {
 	case ErrConsentRequired.Code:
 		body.ResourceMetadata = p.ResourceMetadataURL()
 		body.AuthorizationServer = p.issuer
-		w.Header().Set("WWW-Authenticate", formatChallenge("Bearer",
+		w.Header().Set("WWW-Authenticate", oauthwire.FormatChallenge("Bearer",
 			"error", "consent_required", "resource_metadata", body.ResourceMetadata))
 	case ErrInvalidClient.Code:
-		w.Header().Set("WWW-Authenticate", formatChallenge("Bearer", "error", "invalid_client"))
+		w.Header().Set("WWW-Authenticate", oauthwire.FormatChallenge("Bearer", "error", "invalid_client"))
 	case ErrSlowDown.Code:
 		// The interval the server now enforces, the same one the
 		// description names, never the base interval.
@@ -629,7 +555,7 @@ func (p *Provisioner) writeOAuthError(w http.ResponseWriter, err error) {
 	if status == 0 {
 		status = http.StatusBadRequest
 	}
-	writeJSON(w, status, body, "no-store")
+	oauthwire.WriteJSON(w, status, body, "no-store")
 }
 
 // Exchange runs one token request given its form parameters, as
@@ -654,7 +580,7 @@ func (p *Provisioner) Exchange(ctx context.Context, form url.Values) (*TokenResp
 	case "":
 		return nil, errorf(ErrInvalidRequest, nil, "grant_type is required")
 	default:
-		return nil, errorf(ErrUnsupportedGrantType, nil, "grant_type %q is not supported", truncate(gt, 100))
+		return nil, errorf(ErrUnsupportedGrantType, nil, "grant_type %q is not supported", oauthwire.Truncate(gt, 100))
 	}
 }
 
@@ -786,7 +712,7 @@ func (p *Provisioner) checkTerms(ctx context.Context, att *Attestation) (Consent
 	case rc.Issuer != att.Issuer || rc.Subject != att.Subject:
 		return ConsentRecord{}, errorf(ErrTermsNotAccepted, nil, "consent receipt is for another user")
 	case rc.TermsVersion != p.terms:
-		return ConsentRecord{}, errorf(ErrTermsNotAccepted, nil, "consent receipt covers terms version %q, current is %q", truncate(rc.TermsVersion, 64), p.terms)
+		return ConsentRecord{}, errorf(ErrTermsNotAccepted, nil, "consent receipt covers terms version %q, current is %q", oauthwire.Truncate(rc.TermsVersion, 64), p.terms)
 	}
 	return ConsentRecord{TermsVersion: rc.TermsVersion, AcceptedAt: rc.AcceptedAt.UTC(), Receipt: att.Consent}, nil
 }
@@ -804,27 +730,13 @@ func (p *Provisioner) grantScopes(service, requested string) ([]string, error) {
 	var out []string
 	for _, s := range strings.Fields(requested) {
 		if !slices.Contains(allowed, s) {
-			return nil, errorf(ErrInvalidScope, nil, "scope %q is not available for %q", truncate(s, 64), service)
+			return nil, errorf(ErrInvalidScope, nil, "scope %q is not available for %q", oauthwire.Truncate(s, 64), service)
 		}
 		if !slices.Contains(out, s) {
 			out = append(out, s)
 		}
 	}
 	return out, nil
-}
-
-// validScopeToken reports RFC 6749 §3.3 scope-token syntax.
-func validScopeToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
-			return false
-		}
-	}
-	return true
 }
 
 // issue mints and stores a token for accountID.

@@ -3,13 +3,13 @@ package authz
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
 	"errors"
-	"fmt"
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/agentprov/agentprov/internal/oauthwire"
 )
 
 // Token store contract errors, checked by authztest.RunTokenStore.
@@ -21,35 +21,6 @@ var (
 	// ErrInvalidTokenRecord reports a record missing a required field.
 	ErrInvalidTokenRecord = errors.New("authz: invalid token record")
 )
-
-// TokenHash is the SHA-256 digest of an access token. Stores keep only
-// this: a leaked table does not yield usable credentials.
-type TokenHash [sha256.Size]byte
-
-// HashToken returns the digest under which token is stored.
-func HashToken(token string) TokenHash { return sha256.Sum256([]byte(token)) }
-
-// String renders the hash in unpadded base64url, the form used on the wire
-// in revocation events.
-func (h TokenHash) String() string { return base64.RawURLEncoding.EncodeToString(h[:]) }
-
-// ParseTokenHash decodes the unpadded base64url form produced by String.
-func ParseTokenHash(s string) (TokenHash, error) {
-	var h TokenHash
-	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil || len(b) != len(h) {
-		return h, fmt.Errorf("authz: token hash %q is not 32 bytes of base64url", truncate(s, 64))
-	}
-	copy(h[:], b)
-	return h, nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
-}
 
 // tokenPrefix marks tokens issued by this package so secret scanners can
 // find leaked ones.
@@ -119,7 +90,7 @@ func NewMemoryTokenStore() *MemoryTokenStore {
 
 func validTokenRecord(t *IssuedToken) bool {
 	for _, s := range t.Scopes {
-		if !validScopeToken(s) {
+		if !oauthwire.ValidScopeToken(s) {
 			return false
 		}
 	}

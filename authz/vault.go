@@ -15,6 +15,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/agentprov/agentprov/internal/clock"
+	"github.com/agentprov/agentprov/internal/oauthwire"
 )
 
 // Secret is a credential value — an access token, a refresh token, an API
@@ -112,7 +113,7 @@ func (k VaultKey) String() string { return k.Project + ":" + k.Provider + "/" + 
 // Valid reports whether the key's parts are a project id, a provider id
 // and a service id (PROTOCOL §2.5).
 func (k VaultKey) Valid() bool {
-	return validProjectID(k.Project) && validProviderID(k.Provider) && validServiceID(k.Service)
+	return oauthwire.ValidProjectID(k.Project) && oauthwire.ValidProviderID(k.Provider) && oauthwire.ValidServiceID(k.Service)
 }
 
 // VaultRecord is one stored credential: opaque bytes (plaintext or, under
@@ -272,10 +273,10 @@ func decodeCredential(rec VaultRecord) (*Credential, error) {
 // checkCredential validates c before any write, so a bad credential never
 // reaches the store.
 func checkCredential(c *Credential) error {
-	if !validProjectID(c.Project) {
+	if !oauthwire.ValidProjectID(c.Project) {
 		return errorf(ErrInvalidRequest, nil, "project %q is not a valid project id", c.Project)
 	}
-	if !validProviderID(c.Provider) || !validServiceID(c.Service) {
+	if !oauthwire.ValidProviderID(c.Provider) || !oauthwire.ValidServiceID(c.Service) {
 		return errorf(ErrInvalidRequest, nil, "%q is not a valid service ref", c.Provider+"/"+c.Service)
 	}
 	for name := range c.Env {
@@ -308,10 +309,10 @@ func validEnvName(s string) bool {
 func parseKey(project, ref string) (VaultKey, error) {
 	p, s, ok := strings.Cut(ref, "/")
 	k := VaultKey{Project: project, Provider: p, Service: s}
-	if !ok || !validServiceRef(ref) {
+	if !ok || !oauthwire.ValidServiceRef(ref) {
 		return k, errorf(ErrInvalidRequest, nil, "%q is not a valid service ref", ref)
 	}
-	if !validProjectID(project) {
+	if !oauthwire.ValidProjectID(project) {
 		return k, errorf(ErrInvalidRequest, nil, "project %q is not a valid project id", project)
 	}
 	return k, nil
@@ -370,10 +371,10 @@ func (v *Vault) get(ctx context.Context, project, ref string) (*Credential, int6
 // List returns the project's credentials, only provider's when provider is
 // not empty, ordered by service ref.
 func (v *Vault) List(ctx context.Context, project, provider string) ([]Credential, error) {
-	if !validProjectID(project) {
+	if !oauthwire.ValidProjectID(project) {
 		return nil, errorf(ErrInvalidRequest, nil, "project %q is not a valid project id", project)
 	}
-	if provider != "" && !validProviderID(provider) {
+	if provider != "" && !oauthwire.ValidProviderID(provider) {
 		return nil, errorf(ErrInvalidRequest, nil, "provider %q is not a valid provider id", provider)
 	}
 	recs, err := v.store.List(ctx, project, provider)
