@@ -17,6 +17,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/authz/vault"
 	"github.com/agentprov/agentprov/internal/browsertest"
 )
 
@@ -29,7 +30,7 @@ const hostileDescription = `Managed DNS <script>alert("xss")</script><img src=x 
 type devicePageFixture struct {
 	srv    *httptest.Server
 	prov   *authz.Provisioner
-	linker *authz.Linker
+	linker *vault.Linker
 }
 
 func newDevicePageFixture(t *testing.T) *devicePageFixture {
@@ -87,11 +88,11 @@ func newDevicePageFixture(t *testing.T) *devicePageFixture {
 		http.Redirect(w, r, "/device", http.StatusSeeOther)
 	})
 	srv.Config.Handler = mux
-	vault, err := authz.NewVault(authz.NewMemoryVaultStore(), nil)
+	vlt, err := vault.NewVault(vault.NewMemoryVaultStore(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	linker, err := authz.NewLinker(attester, vault, &authz.LinkerOptions{HTTPClient: srv.Client(), Logger: slog.New(slog.DiscardHandler)})
+	linker, err := vault.NewLinker(attester, vlt, &vault.LinkerOptions{HTTPClient: srv.Client(), Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,13 +100,13 @@ func newDevicePageFixture(t *testing.T) *devicePageFixture {
 }
 
 // start asks for grace's link and returns the pending consent.
-func (f *devicePageFixture) start(t *testing.T) *authz.PendingConsent {
+func (f *devicePageFixture) start(t *testing.T) *vault.PendingConsent {
 	t.Helper()
-	_, err := f.linker.Link(context.Background(), authz.LinkRequest{
+	_, err := f.linker.Link(context.Background(), vault.LinkRequest{
 		Project: "proj_blog", Service: "acme/dns", Issuer: f.srv.URL,
 		Subject: "sub-grace", Email: "grace@example.com", Name: "Grace H.", EmailVerified: true, Scope: "dns:write",
 	})
-	var pending *authz.PendingConsent
+	var pending *vault.PendingConsent
 	if !errors.As(err, &pending) {
 		t.Fatalf("Link: %v, want a pending consent", err)
 	}
@@ -113,7 +114,7 @@ func (f *devicePageFixture) start(t *testing.T) *authz.PendingConsent {
 }
 
 // wait runs the orchestrator's polling in the background.
-func wait(p *authz.PendingConsent) <-chan error {
+func wait(p *vault.PendingConsent) <-chan error {
 	done := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

@@ -23,6 +23,7 @@ import (
 
 	"github.com/agentprov/agentprov/authz"
 	"github.com/agentprov/agentprov/authz/sqlstore"
+	"github.com/agentprov/agentprov/authz/vault"
 	"github.com/agentprov/agentprov/internal/clock"
 	"github.com/agentprov/agentprov/internal/sqltest"
 )
@@ -36,8 +37,8 @@ const (
 
 // orchestrator is the orchestrator side of the tests: an attester and a vault.
 type orchestrator struct {
-	att   *authz.Attester
-	vault *authz.Vault
+	att *authz.Attester
+	vlt *vault.Vault
 }
 
 func newOrchestrator(t testing.TB, issuer string) *orchestrator {
@@ -50,11 +51,11 @@ func newOrchestrator(t testing.TB, issuer string) *orchestrator {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vault, err := authz.NewVault(authz.NewMemoryVaultStore(), nil)
+	vlt, err := vault.NewVault(vault.NewMemoryVaultStore(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &orchestrator{att: att, vault: vault}
+	return &orchestrator{att: att, vlt: vlt}
 }
 
 type user struct {
@@ -191,7 +192,7 @@ func jwtBearer(assertion string) url.Values {
 func whoami(t testing.TB, ctx context.Context, p *provider, o *orchestrator, project, ref string) (int, map[string]string, http.Header) {
 	t.Helper()
 	ctx = context.WithValue(ctx, oauth2.HTTPClient, p.srv.Client())
-	client := oauth2.NewClient(ctx, o.vault.TokenSource(project, ref))
+	client := oauth2.NewClient(ctx, o.vlt.TokenSource(project, ref))
 	resp, err := client.Get(p.srv.URL + "/v1/whoami")
 	if err != nil {
 		t.Fatal(err)
@@ -208,9 +209,9 @@ func whoami(t testing.TB, ctx context.Context, p *provider, o *orchestrator, pro
 
 func storeCredential(t testing.TB, o *orchestrator, project, provider string, tok *oauth2.Token) {
 	t.Helper()
-	err := o.vault.Put(context.Background(), authz.Credential{
+	err := o.vlt.Put(context.Background(), vault.Credential{
 		Project: project, Provider: provider, Service: "dns",
-		AccessToken: authz.Secret(tok.AccessToken), TokenType: tok.TokenType, Expiry: tok.Expiry,
+		AccessToken: vault.Secret(tok.AccessToken), TokenType: tok.TokenType, Expiry: tok.Expiry,
 		Scopes:    strings.Fields(fmt.Sprint(tok.Extra("scope"))),
 		AccountID: fmt.Sprint(tok.Extra("account_id")), LinkAction: fmt.Sprint(tok.Extra("link_action")),
 	})
@@ -254,7 +255,7 @@ func TestE2ENewUserAutoCreated(t *testing.T) {
 	}
 
 	storeCredential(t, o, "proj_1", "acme", tokenFromBody(body))
-	env, err := o.vault.Env(ctx, "proj_1", "acme/dns")
+	env, err := o.vlt.Env(ctx, "proj_1", "acme/dns")
 	if err != nil || len(env) == 0 {
 		t.Fatalf("vault env = %v, %v", env, err)
 	}
@@ -519,7 +520,7 @@ func TestE2ERevocation(t *testing.T) {
 		}
 	}
 	// Keep the tokens to try them after the vault forgot them.
-	creds, err := o.vault.List(ctx, "proj_1", "")
+	creds, err := o.vlt.List(ctx, "proj_1", "")
 	if err != nil || len(creds) != 2 {
 		t.Fatalf("vault = %v, %v", creds, err)
 	}
@@ -527,12 +528,12 @@ func TestE2ERevocation(t *testing.T) {
 
 	var sleeps []time.Duration
 	var mu sync.Mutex
-	rv, err := authz.NewRevoker(o.att, o.vault, authz.StaticTargets{
+	rv, err := vault.NewRevoker(o.att, o.vlt, vault.StaticTargets{
 		"acme": {Audience: "acme", Endpoint: acme.srv.URL + authz.PathRevocationEvent},
 		"beta": {Audience: "beta", Endpoint: beta.srv.URL + authz.PathRevocationEvent},
-	}, acme.srv.Client(), &authz.RevokerOptions{
+	}, acme.srv.Client(), &vault.RevokerOptions{
 		MaxAttempts: 4,
-		Subject:     func(*authz.Credential) string { return u.sub },
+		Subject:     func(*vault.Credential) string { return u.sub },
 		Sleep: func(_ context.Context, d time.Duration) error {
 			mu.Lock()
 			sleeps = append(sleeps, d)
@@ -543,11 +544,11 @@ func TestE2ERevocation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := rv.Revoke(ctx, authz.RevokeRequest{Project: "proj_1"})
+	rep, err := rv.Revoke(ctx, vault.RevokeRequest{Project: "proj_1"})
 	if err != nil {
 		t.Fatalf("Revoke: %v (report %+v)", err, rep)
 	}
-	got := map[string]authz.RevocationResult{}
+	got := map[string]vault.RevocationResult{}
 	for _, r := range rep.Results {
 		got[r.Provider] = r
 	}
@@ -563,7 +564,7 @@ func TestE2ERevocation(t *testing.T) {
 	if beta.revocationCalls.Load() != 3 {
 		t.Errorf("beta saw %d revocation calls, want 3", beta.revocationCalls.Load())
 	}
-	if left, _ := o.vault.List(ctx, "proj_1", ""); len(left) != 0 {
+	if left, _ := o.vlt.List(ctx, "proj_1", ""); len(left) != 0 {
 		t.Errorf("vault still holds %d credentials", len(left))
 	}
 	// The providers' middleware now rejects the tokens.
@@ -591,21 +592,21 @@ func TestE2ERevocationRejectedIsNotRetried(t *testing.T) {
 	_, body := postToken(t, acme, jwtBearer(o.attest(t, "acme", user{sub: "u", email: "u@example.com", verified: true}, false)))
 	storeCredential(t, o, "proj_1", "acme", tokenFromBody(body))
 	// Wrong audience: the provider's verifier refuses with 401.
-	rv, err := authz.NewRevoker(o.att, o.vault, authz.StaticTargets{
+	rv, err := vault.NewRevoker(o.att, o.vlt, vault.StaticTargets{
 		"acme": {Audience: "not-acme", Endpoint: acme.srv.URL + authz.PathRevocationEvent},
-	}, acme.srv.Client(), &authz.RevokerOptions{Sleep: func(context.Context, time.Duration) error { return nil }})
+	}, acme.srv.Client(), &vault.RevokerOptions{Sleep: func(context.Context, time.Duration) error { return nil }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := rv.Revoke(ctx, authz.RevokeRequest{Project: "proj_1", Provider: "acme"})
-	if !errors.Is(err, authz.ErrRevocationIncomplete) {
+	rep, err := rv.Revoke(ctx, vault.RevokeRequest{Project: "proj_1", Provider: "acme"})
+	if !errors.Is(err, vault.ErrRevocationIncomplete) {
 		t.Fatalf("err = %v, want ErrRevocationIncomplete", err)
 	}
 	f := rep.Failed()
-	if len(f) != 1 || f[0].Attempts != 1 || !errors.Is(f[0].Err, authz.ErrRevocationRejected) {
+	if len(f) != 1 || f[0].Attempts != 1 || !errors.Is(f[0].Err, vault.ErrRevocationRejected) {
 		t.Fatalf("failed = %+v", f)
 	}
-	if left, _ := o.vault.List(ctx, "proj_1", ""); len(left) != 1 {
+	if left, _ := o.vlt.List(ctx, "proj_1", ""); len(left) != 1 {
 		t.Fatalf("credential must stay in the vault after a failed revocation, have %d", len(left))
 	}
 }

@@ -9,6 +9,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/authz/vault"
 )
 
 // The orchestrator attests its user to a provider; the provider verifies
@@ -66,34 +67,34 @@ func ExampleAttester() {
 func ExampleVault() {
 	ctx := context.Background()
 	// A 32-byte AES-256 key from the platform's key management, by id.
-	store, err := authz.NewEncryptedVaultStore(authz.NewMemoryVaultStore(),
+	store, err := vault.NewEncryptedVaultStore(vault.NewMemoryVaultStore(),
 		map[string][]byte{"vault-2026": []byte("0123456789abcdef0123456789abcdef")}, "vault-2026")
 	if err != nil {
 		log.Fatal(err)
 	}
-	vault, err := authz.NewVault(store, nil)
+	vlt, err := vault.NewVault(store, nil)
 	if err != nil {
 		log.Fatal(err)
 	}
-	err = vault.Put(ctx, authz.Credential{
+	err = vlt.Put(ctx, vault.Credential{
 		Project:     "proj_1",
 		Provider:    "neon",
 		Service:     "postgres",
 		AccessToken: "neon_at_s3cr3t",
 		Expiry:      time.Now().Add(time.Hour),
-		Env:         map[string]authz.Secret{"DATABASE_URL": "postgres://app:pw@db.neon.example/app"},
+		Env:         map[string]vault.Secret{"DATABASE_URL": "postgres://app:pw@db.neon.example/app"},
 		LinkAction:  "created",
 	})
 	if err != nil {
 		log.Fatal(err)
 	}
-	c, err := vault.Get(ctx, "proj_1", "neon/postgres")
+	c, err := vlt.Get(ctx, "proj_1", "neon/postgres")
 	if err != nil {
 		log.Fatal(err)
 	}
 	fmt.Printf("%v %+v\n", c.AccessToken, c.Env)
 
-	env, err := vault.Env(ctx, "proj_1", "neon/postgres")
+	env, err := vlt.Env(ctx, "proj_1", "neon/postgres")
 	if err != nil {
 		log.Fatal(err)
 	}

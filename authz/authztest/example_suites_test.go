@@ -7,6 +7,7 @@ import (
 
 	"github.com/agentprov/agentprov/authz"
 	"github.com/agentprov/agentprov/authz/authztest"
+	"github.com/agentprov/agentprov/authz/vault"
 )
 
 // Each example below is the whole hook a store implementation writes: a
@@ -74,7 +75,7 @@ func ExampleRunReplayStore() {
 
 func ExampleRunVaultStore() {
 	mk := func(ctx context.Context, t *testing.T) (*authztest.VaultHarness, error) {
-		return &authztest.VaultHarness{Store: authz.NewMemoryVaultStore()}, nil
+		return &authztest.VaultHarness{Store: vault.NewMemoryVaultStore()}, nil
 	}
 	testVaultStore := func(t *testing.T) { authztest.RunVaultStore(t, mk) }
 	_ = testVaultStore

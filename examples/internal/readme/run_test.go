@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/authz/vault"
 	"github.com/agentprov/agentprov/budget"
 	"github.com/agentprov/agentprov/catalogschema"
 	"github.com/agentprov/agentprov/discovery"
@@ -106,8 +107,8 @@ func TestSnippetsRun(t *testing.T) {
 	if err := jsonUnmarshal(body, &tok); err != nil {
 		t.Fatal(err)
 	}
-	if err := o.Vault.Put(ctx, authz.Credential{Project: "p1", Provider: "cloud", Service: "api:inference",
-		AccessToken: authz.Secret(tok.AccessToken), Expiry: time.Now().Add(time.Hour), AccountID: tok.AccountID}); err != nil {
+	if err := o.Vault.Put(ctx, vault.Credential{Project: "p1", Provider: "cloud", Service: "api:inference",
+		AccessToken: vault.Secret(tok.AccessToken), Expiry: time.Now().Add(time.Hour), AccountID: tok.AccountID}); err != nil {
 		t.Fatal(err)
 	}
 

@@ -1,4 +1,4 @@
-package authz_test
+package vault_test
 
 import (
 	"bytes"
@@ -15,15 +15,20 @@ import (
 
 	"github.com/agentprov/agentprov/authz"
 	"github.com/agentprov/agentprov/authz/authztest"
+	"github.com/agentprov/agentprov/authz/vault"
 	"github.com/agentprov/agentprov/internal/clock"
 )
 
+// idT0 is the fixed "now" of the vault tests (the same instant as the
+// identity tests in package authz).
+var idT0 = time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+
 func TestMemoryVaultStore(t *testing.T) {
 	authztest.RunVaultStore(t, func(ctx context.Context, t *testing.T) (*authztest.VaultHarness, error) {
-		s := authz.NewMemoryVaultStore()
+		s := vault.NewMemoryVaultStore()
 		return &authztest.VaultHarness{
 			Store:  s,
-			Reopen: func(context.Context) (authz.VaultStore, error) { return s, nil },
+			Reopen: func(context.Context) (vault.VaultStore, error) { return s, nil },
 		}, nil
 	})
 }
@@ -34,8 +39,8 @@ const (
 	secretDB      = "postgres://u:pw-very-secret@db/x"
 )
 
-func idCredential() authz.Credential {
-	return authz.Credential{
+func idCredential() vault.Credential {
+	return vault.Credential{
 		Project:      "proj_1",
 		Provider:     "neon",
 		Service:      "postgres",
@@ -44,7 +49,7 @@ func idCredential() authz.Credential {
 		TokenType:    "Bearer",
 		Expiry:       idT0.Add(time.Hour),
 		Scopes:       []string{"projects:write"},
-		Env:          map[string]authz.Secret{"DATABASE_URL": secretDB},
+		Env:          map[string]vault.Secret{"DATABASE_URL": secretDB},
 		AccountID:    "acct_42",
 		LinkAction:   "created",
 	}
@@ -90,15 +95,15 @@ func TestSecretsAreRedacted(t *testing.T) {
 	if c.AccessToken.Reveal() != secretAccess {
 		t.Fatal("Reveal lost the value")
 	}
-	if fmt.Sprint(authz.Secret("")) != "" {
+	if fmt.Sprint(vault.Secret("")) != "" {
 		t.Fatal("an empty secret should print empty")
 	}
 }
 
-func newIDVault(t *testing.T, opts *authz.VaultOptions) (*authz.Vault, *authz.MemoryVaultStore) {
+func newIDVault(t *testing.T, opts *vault.VaultOptions) (*vault.Vault, *vault.MemoryVaultStore) {
 	t.Helper()
-	s := authz.NewMemoryVaultStore()
-	v, err := authz.NewVault(s, opts)
+	s := vault.NewMemoryVaultStore()
+	v, err := vault.NewVault(s, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +125,7 @@ func TestVaultPutGetListDelete(t *testing.T) {
 		!got.Expiry.Equal(c.Expiry) || got.AccountID != "acct_42" || got.LinkAction != "created" || got.Scopes[0] != "projects:write" {
 		t.Fatalf("Get = %+v", got)
 	}
-	if err := v.Create(ctx, c); !errors.Is(err, authz.ErrVersionConflict) {
+	if err := v.Create(ctx, c); !errors.Is(err, vault.ErrVersionConflict) {
 		t.Fatalf("Create over an existing credential: %v", err)
 	}
 	c2 := idCredential()
@@ -144,7 +149,7 @@ func TestVaultPutGetListDelete(t *testing.T) {
 	if err := v.Delete(ctx, "proj_1", "neon/postgres"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := v.Get(ctx, "proj_1", "neon/postgres"); !errors.Is(err, authz.ErrCredentialNotFound) {
+	if _, err := v.Get(ctx, "proj_1", "neon/postgres"); !errors.Is(err, vault.ErrCredentialNotFound) {
 		t.Fatalf("Get after Delete: %v", err)
 	}
 	if _, err := v.Get(ctx, "proj_2", "neon/postgres"); err != nil {
@@ -155,12 +160,12 @@ func TestVaultPutGetListDelete(t *testing.T) {
 func TestVaultRejectsBadInput(t *testing.T) {
 	v, s := newIDVault(t, nil)
 	ctx := context.Background()
-	for name, mod := range map[string]func(*authz.Credential){
-		"bad project":     func(c *authz.Credential) { c.Project = "a b" },
-		"bad provider":    func(c *authz.Credential) { c.Provider = "Neon" },
-		"bad service":     func(c *authz.Credential) { c.Service = "" },
-		"bad env name":    func(c *authz.Credential) { c.Env = map[string]authz.Secret{"database-url": "x"} },
-		"bad link action": func(c *authz.Credential) { c.LinkAction = "stolen" },
+	for name, mod := range map[string]func(*vault.Credential){
+		"bad project":     func(c *vault.Credential) { c.Project = "a b" },
+		"bad provider":    func(c *vault.Credential) { c.Provider = "Neon" },
+		"bad service":     func(c *vault.Credential) { c.Service = "" },
+		"bad env name":    func(c *vault.Credential) { c.Env = map[string]vault.Secret{"database-url": "x"} },
+		"bad link action": func(c *vault.Credential) { c.LinkAction = "stolen" },
 	} {
 		c := idCredential()
 		mod(&c)
@@ -188,7 +193,7 @@ func TestVaultUpdateLosesNothing(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			_, err := v.Update(ctx, "proj_1", "neon/postgres", func(c *authz.Credential) error {
+			_, err := v.Update(ctx, "proj_1", "neon/postgres", func(c *vault.Credential) error {
 				c.Scopes = append(c.Scopes, fmt.Sprint("s", i))
 				return nil
 			})
@@ -202,7 +207,7 @@ func TestVaultUpdateLosesNothing(t *testing.T) {
 	if len(c.Scopes) != n+1 {
 		t.Fatalf("%d scopes after %d concurrent updates, want %d: %v", len(c.Scopes), n, n+1, c.Scopes)
 	}
-	_, err := v.Update(ctx, "proj_1", "neon/postgres", func(c *authz.Credential) error { c.Project = "other"; return nil })
+	_, err := v.Update(ctx, "proj_1", "neon/postgres", func(c *vault.Credential) error { c.Project = "other"; return nil })
 	if !errors.Is(err, authz.ErrInvalidRequest) {
 		t.Fatalf("Update moving the key: %v", err)
 	}
@@ -210,7 +215,7 @@ func TestVaultUpdateLosesNothing(t *testing.T) {
 
 func TestVaultTokenAndEnv(t *testing.T) {
 	clk := clock.NewFake(idT0)
-	v, _ := newIDVault(t, &authz.VaultOptions{Clock: clk.Now})
+	v, _ := newIDVault(t, &vault.VaultOptions{Clock: clk.Now})
 	ctx := context.Background()
 	if err := v.Put(ctx, idCredential()); err != nil {
 		t.Fatal(err)
@@ -230,11 +235,11 @@ func TestVaultTokenAndEnv(t *testing.T) {
 	if fmt.Sprint(env) != fmt.Sprint(want) {
 		t.Fatalf("Env = %v", env)
 	}
-	if got := authz.EnvName("fly-io"); got != "FLY_IO_API_TOKEN" {
+	if got := vault.EnvName("fly-io"); got != "FLY_IO_API_TOKEN" {
 		t.Fatalf("EnvName = %s", got)
 	}
 	clk.Advance(2 * time.Hour)
-	if _, err := v.Token(ctx, "proj_1", "neon/postgres"); !errors.Is(err, authz.ErrCredentialExpired) {
+	if _, err := v.Token(ctx, "proj_1", "neon/postgres"); !errors.Is(err, vault.ErrCredentialExpired) {
 		t.Fatalf("expired token without refresher: %v", err)
 	}
 }
@@ -242,10 +247,10 @@ func TestVaultTokenAndEnv(t *testing.T) {
 func TestVaultRefreshStoresOneWinner(t *testing.T) {
 	clk := clock.NewFake(idT0)
 	var calls atomic.Int32
-	v, s := newIDVault(t, &authz.VaultOptions{Clock: clk.Now, Logger: slog.New(slog.DiscardHandler),
-		Refresh: func(ctx context.Context, c authz.Credential) (authz.Credential, error) {
+	v, s := newIDVault(t, &vault.VaultOptions{Clock: clk.Now, Logger: slog.New(slog.DiscardHandler),
+		Refresh: func(ctx context.Context, c vault.Credential) (vault.Credential, error) {
 			n := calls.Add(1)
-			c.AccessToken = authz.Secret(fmt.Sprint("refreshed-", n))
+			c.AccessToken = vault.Secret(fmt.Sprint("refreshed-", n))
 			c.Expiry = idT0.Add(3 * time.Hour)
 			return c, nil
 		}})
@@ -268,7 +273,7 @@ func TestVaultRefreshStoresOneWinner(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	rec, _ := s.Get(ctx, authz.VaultKey{Project: "proj_1", Provider: "neon", Service: "postgres"})
+	rec, _ := s.Get(ctx, vault.VaultKey{Project: "proj_1", Provider: "neon", Service: "postgres"})
 	stored, _ := v.Get(ctx, "proj_1", "neon/postgres")
 	for _, g := range got {
 		if g != stored.AccessToken.Reveal() {

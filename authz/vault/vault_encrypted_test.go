@@ -1,4 +1,4 @@
-package authz_test
+package vault_test
 
 import (
 	"bytes"
@@ -6,8 +6,8 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/agentprov/agentprov/authz"
 	"github.com/agentprov/agentprov/authz/authztest"
+	"github.com/agentprov/agentprov/authz/vault"
 )
 
 func vaultKeys() map[string][]byte {
@@ -16,32 +16,32 @@ func vaultKeys() map[string][]byte {
 
 func TestEncryptedVaultStore(t *testing.T) {
 	authztest.RunVaultStore(t, func(ctx context.Context, t *testing.T) (*authztest.VaultHarness, error) {
-		inner := authz.NewMemoryVaultStore()
-		s, err := authz.NewEncryptedVaultStore(inner, vaultKeys(), "2026-06")
+		inner := vault.NewMemoryVaultStore()
+		s, err := vault.NewEncryptedVaultStore(inner, vaultKeys(), "2026-06")
 		if err != nil {
 			return nil, err
 		}
 		return &authztest.VaultHarness{
 			Store: s,
-			Reopen: func(context.Context) (authz.VaultStore, error) {
-				return authz.NewEncryptedVaultStore(inner, vaultKeys(), "2026-06")
+			Reopen: func(context.Context) (vault.VaultStore, error) {
+				return vault.NewEncryptedVaultStore(inner, vaultKeys(), "2026-06")
 			},
 		}, nil
 	})
 }
 
 func TestEncryptedVaultStoreHoldsOnlyCiphertext(t *testing.T) {
-	inner := authz.NewMemoryVaultStore()
-	enc, err := authz.NewEncryptedVaultStore(inner, vaultKeys(), "2026-06")
+	inner := vault.NewMemoryVaultStore()
+	enc, err := vault.NewEncryptedVaultStore(inner, vaultKeys(), "2026-06")
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, _ := authz.NewVault(enc, nil)
+	v, _ := vault.NewVault(enc, nil)
 	ctx := context.Background()
 	if err := v.Put(ctx, idCredential()); err != nil {
 		t.Fatal(err)
 	}
-	k := authz.VaultKey{Project: "proj_1", Provider: "neon", Service: "postgres"}
+	k := vault.VaultKey{Project: "proj_1", Provider: "neon", Service: "postgres"}
 	rec, err := inner.Get(ctx, k)
 	if err != nil {
 		t.Fatal(err)
@@ -59,9 +59,9 @@ func TestEncryptedVaultStoreHoldsOnlyCiphertext(t *testing.T) {
 
 func TestEncryptedVaultStoreDetectsTampering(t *testing.T) {
 	ctx := context.Background()
-	inner := authz.NewMemoryVaultStore()
-	enc, _ := authz.NewEncryptedVaultStore(inner, vaultKeys(), "2026-06")
-	k := authz.VaultKey{Project: "proj_1", Provider: "neon", Service: "postgres"}
+	inner := vault.NewMemoryVaultStore()
+	enc, _ := vault.NewEncryptedVaultStore(inner, vaultKeys(), "2026-06")
+	k := vault.VaultKey{Project: "proj_1", Provider: "neon", Service: "postgres"}
 	if _, err := enc.Put(ctx, k, []byte(`{"v":1}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -76,38 +76,38 @@ func TestEncryptedVaultStoreDetectsTampering(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err := enc.Get(ctx, k)
-		if !errors.Is(err, authz.ErrVaultTampered) && !errors.Is(err, authz.ErrUnknownVaultKey) {
+		if !errors.Is(err, vault.ErrVaultTampered) && !errors.Is(err, vault.ErrUnknownVaultKey) {
 			t.Fatalf("byte %d flipped: %v", i, err)
 		}
 	}
 	// A record moved to another key (another project) does not open.
-	other := authz.VaultKey{Project: "proj_2", Provider: "neon", Service: "postgres"}
+	other := vault.VaultKey{Project: "proj_2", Provider: "neon", Service: "postgres"}
 	if _, err := inner.Put(ctx, other, rec.Data); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := enc.Get(ctx, other); !errors.Is(err, authz.ErrVaultTampered) {
+	if _, err := enc.Get(ctx, other); !errors.Is(err, vault.ErrVaultTampered) {
 		t.Fatalf("moved record: %v", err)
 	}
 	// Truncated and empty records.
 	for _, d := range [][]byte{{}, {1}, rec.Data[:10], rec.Data[:len(rec.Data)-1]} {
 		_, _ = inner.Put(ctx, k, d)
-		if _, err := enc.Get(ctx, k); !errors.Is(err, authz.ErrVaultTampered) {
+		if _, err := enc.Get(ctx, k); !errors.Is(err, vault.ErrVaultTampered) {
 			t.Fatalf("truncated record of %d bytes: %v", len(d), err)
 		}
 	}
 	// A key id the store was not given.
-	only, _ := authz.NewEncryptedVaultStore(inner, map[string][]byte{"2027": bytes.Repeat([]byte{3}, 32)}, "2027")
+	only, _ := vault.NewEncryptedVaultStore(inner, map[string][]byte{"2027": bytes.Repeat([]byte{3}, 32)}, "2027")
 	_, _ = inner.Put(ctx, k, rec.Data)
-	if _, err := only.Get(ctx, k); !errors.Is(err, authz.ErrUnknownVaultKey) {
+	if _, err := only.Get(ctx, k); !errors.Is(err, vault.ErrUnknownVaultKey) {
 		t.Fatalf("unknown key id: %v", err)
 	}
 }
 
 func TestEncryptedVaultStoreRotation(t *testing.T) {
 	ctx := context.Background()
-	inner := authz.NewMemoryVaultStore()
-	old, _ := authz.NewEncryptedVaultStore(inner, map[string][]byte{"2026-01": vaultKeys()["2026-01"]}, "2026-01")
-	v, _ := authz.NewVault(old, nil)
+	inner := vault.NewMemoryVaultStore()
+	old, _ := vault.NewEncryptedVaultStore(inner, map[string][]byte{"2026-01": vaultKeys()["2026-01"]}, "2026-01")
+	v, _ := vault.NewVault(old, nil)
 	for _, svc := range []string{"postgres", "branch"} {
 		c := idCredential()
 		c.Service = svc
@@ -115,7 +115,7 @@ func TestEncryptedVaultStoreRotation(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	rotated, _ := authz.NewEncryptedVaultStore(inner, vaultKeys(), "2026-06")
+	rotated, _ := vault.NewEncryptedVaultStore(inner, vaultKeys(), "2026-06")
 	n, err := rotated.Rewrap(ctx, "proj_1", "")
 	if err != nil || n != 2 {
 		t.Fatalf("Rewrap = %d, %v; want 2", n, err)
@@ -124,8 +124,8 @@ func TestEncryptedVaultStoreRotation(t *testing.T) {
 		t.Fatalf("second Rewrap rewrote %d records", n)
 	}
 	// The retired key can go now.
-	newOnly, _ := authz.NewEncryptedVaultStore(inner, map[string][]byte{"2026-06": vaultKeys()["2026-06"]}, "2026-06")
-	v2, _ := authz.NewVault(newOnly, nil)
+	newOnly, _ := vault.NewEncryptedVaultStore(inner, map[string][]byte{"2026-06": vaultKeys()["2026-06"]}, "2026-06")
+	v2, _ := vault.NewVault(newOnly, nil)
 	list, err := v2.List(ctx, "proj_1", "")
 	if err != nil || len(list) != 2 || list[0].AccessToken.Reveal() != secretAccess {
 		t.Fatalf("after rotation: %v, %v", list, err)
@@ -133,18 +133,18 @@ func TestEncryptedVaultStoreRotation(t *testing.T) {
 }
 
 func TestNewEncryptedVaultStoreValidates(t *testing.T) {
-	inner := authz.NewMemoryVaultStore()
+	inner := vault.NewMemoryVaultStore()
 	for name, f := range map[string]func() error{
 		"short key": func() error {
-			_, err := authz.NewEncryptedVaultStore(inner, map[string][]byte{"k": make([]byte, 16)}, "k")
+			_, err := vault.NewEncryptedVaultStore(inner, map[string][]byte{"k": make([]byte, 16)}, "k")
 			return err
 		},
-		"missing active": func() error { _, err := authz.NewEncryptedVaultStore(inner, vaultKeys(), "nope"); return err },
+		"missing active": func() error { _, err := vault.NewEncryptedVaultStore(inner, vaultKeys(), "nope"); return err },
 		"empty key id": func() error {
-			_, err := authz.NewEncryptedVaultStore(inner, map[string][]byte{"": make([]byte, 32)}, "")
+			_, err := vault.NewEncryptedVaultStore(inner, map[string][]byte{"": make([]byte, 32)}, "")
 			return err
 		},
-		"nil inner": func() error { _, err := authz.NewEncryptedVaultStore(nil, vaultKeys(), "2026-06"); return err },
+		"nil inner": func() error { _, err := vault.NewEncryptedVaultStore(nil, vaultKeys(), "2026-06"); return err },
 	} {
 		if f() == nil {
 			t.Errorf("%s accepted", name)

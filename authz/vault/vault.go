@@ -1,4 +1,4 @@
-package authz
+package vault
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/oauth2"
 
+	"github.com/agentprov/agentprov/authz"
 	"github.com/agentprov/agentprov/internal/clock"
 	"github.com/agentprov/agentprov/internal/oauthwire"
 )
@@ -274,20 +275,20 @@ func decodeCredential(rec VaultRecord) (*Credential, error) {
 // reaches the store.
 func checkCredential(c *Credential) error {
 	if !oauthwire.ValidProjectID(c.Project) {
-		return errorf(ErrInvalidRequest, nil, "project %q is not a valid project id", c.Project)
+		return errorf(authz.ErrInvalidRequest, nil, "project %q is not a valid project id", c.Project)
 	}
 	if !oauthwire.ValidProviderID(c.Provider) || !oauthwire.ValidServiceID(c.Service) {
-		return errorf(ErrInvalidRequest, nil, "%q is not a valid service ref", c.Provider+"/"+c.Service)
+		return errorf(authz.ErrInvalidRequest, nil, "%q is not a valid service ref", c.Provider+"/"+c.Service)
 	}
 	for name := range c.Env {
 		if !validEnvName(name) {
-			return errorf(ErrInvalidRequest, nil, "env name %q must match [A-Z_][A-Z0-9_]*", name)
+			return errorf(authz.ErrInvalidRequest, nil, "env name %q must match [A-Z_][A-Z0-9_]*", name)
 		}
 	}
 	switch c.LinkAction {
 	case "", "created", "linked_existing":
 	default:
-		return errorf(ErrInvalidRequest, nil, "link action %q must be created or linked_existing", c.LinkAction)
+		return errorf(authz.ErrInvalidRequest, nil, "link action %q must be created or linked_existing", c.LinkAction)
 	}
 	return nil
 }
@@ -310,10 +311,10 @@ func parseKey(project, ref string) (VaultKey, error) {
 	p, s, ok := strings.Cut(ref, "/")
 	k := VaultKey{Project: project, Provider: p, Service: s}
 	if !ok || !oauthwire.ValidServiceRef(ref) {
-		return k, errorf(ErrInvalidRequest, nil, "%q is not a valid service ref", ref)
+		return k, errorf(authz.ErrInvalidRequest, nil, "%q is not a valid service ref", ref)
 	}
 	if !oauthwire.ValidProjectID(project) {
-		return k, errorf(ErrInvalidRequest, nil, "project %q is not a valid project id", project)
+		return k, errorf(authz.ErrInvalidRequest, nil, "project %q is not a valid project id", project)
 	}
 	return k, nil
 }
@@ -372,10 +373,10 @@ func (v *Vault) get(ctx context.Context, project, ref string) (*Credential, int6
 // not empty, ordered by service ref.
 func (v *Vault) List(ctx context.Context, project, provider string) ([]Credential, error) {
 	if !oauthwire.ValidProjectID(project) {
-		return nil, errorf(ErrInvalidRequest, nil, "project %q is not a valid project id", project)
+		return nil, errorf(authz.ErrInvalidRequest, nil, "project %q is not a valid project id", project)
 	}
 	if provider != "" && !oauthwire.ValidProviderID(provider) {
-		return nil, errorf(ErrInvalidRequest, nil, "provider %q is not a valid provider id", provider)
+		return nil, errorf(authz.ErrInvalidRequest, nil, "provider %q is not a valid provider id", provider)
 	}
 	recs, err := v.store.List(ctx, project, provider)
 	if err != nil {
@@ -418,7 +419,7 @@ func (v *Vault) Update(ctx context.Context, project, ref string, fn func(*Creden
 			return nil, err
 		}
 		if c.Key() != key {
-			return nil, errorf(ErrInvalidRequest, nil, "update may not change the project or service ref")
+			return nil, errorf(authz.ErrInvalidRequest, nil, "update may not change the project or service ref")
 		}
 		if err := checkCredential(c); err != nil {
 			return nil, err

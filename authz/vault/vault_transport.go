@@ -1,4 +1,4 @@
-package authz
+package vault
 
 import (
 	"context"
@@ -17,7 +17,7 @@ import (
 // as the bearer token of every request, so code calling a provider's API
 // never copies tokens out of the vault by hand:
 //
-//	client := &http.Client{Transport: &authz.VaultTransport{
+//	client := &http.Client{Transport: &VaultTransport{
 //		Vault: vault, Project: "blog", Ref: "cloud/compute", Origin: "https://api.cloud.example",
 //	}}
 //

@@ -1,4 +1,4 @@
-package authz
+package vault
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentprov/agentprov/authz"
 	"github.com/agentprov/agentprov/internal/oauthwire"
 	"github.com/agentprov/agentprov/internal/problem"
 	"github.com/agentprov/agentprov/internal/safehttp"
@@ -27,10 +28,10 @@ const (
 var (
 	// ErrRevocationIncomplete: Revoke could not revoke every credential;
 	// the report says which failed and why.
-	ErrRevocationIncomplete = &Error{Code: "revocation_incomplete", Status: http.StatusBadGateway}
+	ErrRevocationIncomplete = &authz.Error{Code: "revocation_incomplete", Status: http.StatusBadGateway}
 	// ErrRevocationRejected: the provider refused a revocation event with
 	// a 4xx answer; retrying the same request cannot help.
-	ErrRevocationRejected = &Error{Code: "revocation_rejected", Status: http.StatusBadGateway}
+	ErrRevocationRejected = &authz.Error{Code: "revocation_rejected", Status: http.StatusBadGateway}
 )
 
 // RevocationTarget is where and to whom a provider's revocation events go.
@@ -123,7 +124,7 @@ func (r *RevocationReport) Failed() []RevocationResult {
 // revoke the tokens held in the vault, then forgets them. It is safe for
 // concurrent use.
 type Revoker struct {
-	attester *Attester
+	attester *authz.Attester
 	vault    *Vault
 	targets  RevocationTargets
 	client   *http.Client
@@ -138,7 +139,7 @@ type Revoker struct {
 // NewRevoker returns a Revoker signing events with attester, reading and
 // deleting credentials in vault and finding providers through targets.
 // client may be nil for http.DefaultClient; it is never modified.
-func NewRevoker(attester *Attester, vault *Vault, targets RevocationTargets, client *http.Client, opts *RevokerOptions) (*Revoker, error) {
+func NewRevoker(attester *authz.Attester, vault *Vault, targets RevocationTargets, client *http.Client, opts *RevokerOptions) (*Revoker, error) {
 	switch {
 	case attester == nil:
 		return nil, errors.New("authz: revoker: attester is required")
@@ -229,7 +230,7 @@ func (r *Revoker) revokeOne(ctx context.Context, c *Credential) (int, error) {
 	if _, err := safehttp.CheckURL(target.Endpoint); err != nil {
 		return 0, err
 	}
-	ev := RevocationEvent{
+	ev := authz.RevocationEvent{
 		Audience:  target.Audience,
 		AccountID: c.AccountID,
 		Project:   c.Project,
@@ -240,7 +241,7 @@ func (r *Revoker) revokeOne(ctx context.Context, c *Credential) (int, error) {
 	}
 	for _, s := range []Secret{c.AccessToken, c.RefreshToken} {
 		if s != "" {
-			ev.TokenHashes = append(ev.TokenHashes, HashToken(s.Reveal()).String())
+			ev.TokenHashes = append(ev.TokenHashes, authz.HashToken(s.Reveal()).String())
 		}
 	}
 	wait := r.backoff
@@ -255,7 +256,7 @@ func (r *Revoker) revokeOne(ctx context.Context, c *Credential) (int, error) {
 		}
 		// A fresh event (new jti) per attempt: the provider consumes jti
 		// even when our read of its answer failed.
-		jwt, err := r.attester.Sign(ctx, TypeRevocation, ev)
+		jwt, err := r.attester.Sign(ctx, authz.TypeRevocation, ev)
 		if err != nil {
 			return attempt, err
 		}
@@ -290,7 +291,7 @@ func (r *Revoker) send(ctx context.Context, endpoint, jwt string) (retry bool, e
 		if rerr != nil {
 			return true, rerr
 		}
-		var ack RevocationAck
+		var ack authz.RevocationAck
 		if err := json.Unmarshal(body, &ack); err != nil {
 			return true, fmt.Errorf("authz: malformed acknowledgement: %w", err)
 		}

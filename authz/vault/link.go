@@ -1,4 +1,4 @@
-package authz
+package vault
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/agentprov/agentprov/authz"
 	"github.com/agentprov/agentprov/internal/clock"
 	"github.com/agentprov/agentprov/internal/safehttp"
 )
@@ -24,7 +25,7 @@ const MaxLinkResponseBytes = 64 << 10
 // answered something that is not a valid OAuth response (wrong status,
 // malformed JSON, missing members, a token type other than Bearer, an
 // insecure verification URI).
-var ErrInvalidResponse = &Error{Code: "invalid_response", Status: http.StatusBadGateway}
+var ErrInvalidResponse = &authz.Error{Code: "invalid_response", Status: http.StatusBadGateway}
 
 // Bounds the Linker applies to what a provider says about polling, so that
 // a provider cannot keep an orchestrator polling forever or flooding it.
@@ -66,7 +67,7 @@ type LinkerOptions struct {
 // holder can approve the link. Every credential obtained is stored in the
 // Vault. A Linker is safe for concurrent use.
 type Linker struct {
-	attester *Attester
+	attester *authz.Attester
 	vault    *Vault
 	client   *http.Client
 	log      *slog.Logger
@@ -80,13 +81,13 @@ type Linker struct {
 }
 
 type cachedMetadata struct {
-	m       *AuthorizationServerMetadata
+	m       *authz.AuthorizationServerMetadata
 	expires time.Time
 }
 
 // NewLinker returns a Linker signing attestations with attester and storing
 // credentials in vault.
-func NewLinker(attester *Attester, vault *Vault, opts *LinkerOptions) (*Linker, error) {
+func NewLinker(attester *authz.Attester, vault *Vault, opts *LinkerOptions) (*Linker, error) {
 	switch {
 	case attester == nil:
 		return nil, errors.New("authz: linker: attester is required")
@@ -134,7 +135,7 @@ type LinkRequest struct {
 	Service string
 	// Server is the provider's RFC 8414 metadata. When nil it is fetched
 	// from Issuer (and cached).
-	Server *AuthorizationServerMetadata
+	Server *authz.AuthorizationServerMetadata
 	// Issuer is the provider's authorization server identifier, used when
 	// Server is nil (the catalog's authorization_server).
 	Issuer string
@@ -144,7 +145,7 @@ type LinkRequest struct {
 	EmailVerified bool
 	Name          string
 	// Actor names the agent acting for the user.
-	Actor *Actor
+	Actor *authz.Actor
 	// Consent is a consent receipt signed with Attester.SignConsent after
 	// the human accepted the provider's terms. Without it the provider
 	// creates no account (terms_not_accepted).
@@ -188,7 +189,7 @@ func (l *Linker) Link(ctx context.Context, req LinkRequest) (*LinkResult, error)
 	if err != nil {
 		return nil, err
 	}
-	form := url.Values{"grant_type": {GrantTypeJWTBearer}, "assertion": {assertion}}
+	form := url.Values{"grant_type": {authz.GrantTypeJWTBearer}, "assertion": {assertion}}
 	if req.Scope != "" {
 		form.Set("scope", req.Scope)
 	}
@@ -196,7 +197,7 @@ func (l *Linker) Link(ctx context.Context, req LinkRequest) (*LinkResult, error)
 	if err == nil {
 		return l.store(ctx, key, req.Scope, tr)
 	}
-	if !errors.Is(err, ErrConsentRequired) || server.DeviceAuthorizationEndpoint == "" {
+	if !errors.Is(err, authz.ErrConsentRequired) || server.DeviceAuthorizationEndpoint == "" {
 		return nil, err
 	}
 	if err := l.checkResource(ctx, server, hint); err != nil {
@@ -207,11 +208,11 @@ func (l *Linker) Link(ctx context.Context, req LinkRequest) (*LinkResult, error)
 
 // serverMetadata returns req.Server, or the cached or fetched metadata of
 // req.Issuer.
-func (l *Linker) serverMetadata(ctx context.Context, req *LinkRequest) (*AuthorizationServerMetadata, error) {
+func (l *Linker) serverMetadata(ctx context.Context, req *LinkRequest) (*authz.AuthorizationServerMetadata, error) {
 	m := req.Server
 	if m == nil {
 		if req.Issuer == "" {
-			return nil, errorf(ErrInvalidRequest, nil, "link request needs Server or Issuer")
+			return nil, errorf(authz.ErrInvalidRequest, nil, "link request needs Server or Issuer")
 		}
 		now := l.now.Now()
 		l.mu.Lock()
@@ -221,7 +222,7 @@ func (l *Linker) serverMetadata(ctx context.Context, req *LinkRequest) (*Authori
 			m = c.m
 		} else {
 			var err error
-			if m, err = FetchServerMetadata(ctx, l.client, req.Issuer); err != nil {
+			if m, err = authz.FetchServerMetadata(ctx, l.client, req.Issuer); err != nil {
 				return nil, err
 			}
 			l.mu.Lock()
@@ -241,18 +242,18 @@ func (l *Linker) serverMetadata(ctx context.Context, req *LinkRequest) (*Authori
 		}
 	}
 	if _, err := safehttp.CheckURL(m.TokenEndpoint); err != nil {
-		return nil, errorf(ErrInvalidMetadata, err, "token endpoint %q", m.TokenEndpoint)
+		return nil, errorf(authz.ErrInvalidMetadata, err, "token endpoint %q", m.TokenEndpoint)
 	}
 	if m.DeviceAuthorizationEndpoint != "" {
 		if _, err := safehttp.CheckURL(m.DeviceAuthorizationEndpoint); err != nil {
-			return nil, errorf(ErrInvalidMetadata, err, "device authorization endpoint %q", m.DeviceAuthorizationEndpoint)
+			return nil, errorf(authz.ErrInvalidMetadata, err, "device authorization endpoint %q", m.DeviceAuthorizationEndpoint)
 		}
 	}
 	return m, nil
 }
 
 func (l *Linker) attest(ctx context.Context, req *LinkRequest, provider, consent string) (string, error) {
-	return l.attester.Attest(ctx, AttestRequest{
+	return l.attester.Attest(ctx, authz.AttestRequest{
 		Audience: provider, Subject: req.Subject, Email: req.Email, EmailVerified: req.EmailVerified,
 		Name: req.Name, Actor: req.Actor, Project: req.Project, Service: req.Service, Consent: consent,
 	})
@@ -262,23 +263,23 @@ func (l *Linker) attest(ctx context.Context, req *LinkRequest, provider, consent
 // answer (RFC 9728) and requires the resource to name the authorization
 // server the Linker is talking to, so that a provider cannot send the
 // human to approve at someone else's server.
-func (l *Linker) checkResource(ctx context.Context, server *AuthorizationServerMetadata, hint *oauthErrorBody) error {
+func (l *Linker) checkResource(ctx context.Context, server *authz.AuthorizationServerMetadata, hint *oauthErrorBody) error {
 	if hint == nil || hint.ResourceMetadata == "" {
 		return nil
 	}
-	rm, err := FetchResourceMetadata(ctx, l.client, hint.ResourceMetadata, "")
+	rm, err := authz.FetchResourceMetadata(ctx, l.client, hint.ResourceMetadata, "")
 	if err != nil {
 		return err
 	}
 	if !slices.Contains(rm.AuthorizationServers, server.Issuer) {
-		return errorf(ErrInvalidMetadata, nil, "resource %q does not list authorization server %q", rm.Resource, server.Issuer)
+		return errorf(authz.ErrInvalidMetadata, nil, "resource %q does not list authorization server %q", rm.Resource, server.Issuer)
 	}
 	return nil
 }
 
 // startDevice runs the RFC 8628 device authorization request with a fresh
 // attestation (no consent receipt: linking creates nothing).
-func (l *Linker) startDevice(ctx context.Context, req *LinkRequest, key VaultKey, server *AuthorizationServerMetadata, cause error) error {
+func (l *Linker) startDevice(ctx context.Context, req *LinkRequest, key VaultKey, server *authz.AuthorizationServerMetadata, cause error) error {
 	assertion, err := l.attest(ctx, req, key.Provider, "")
 	if err != nil {
 		return err
@@ -332,11 +333,11 @@ func (l *Linker) token(ctx context.Context, endpoint string, form url.Values) (*
 // post sends an OAuth form and returns the bounded answer.
 func (l *Linker) post(ctx context.Context, endpoint string, form url.Values) (int, string, []byte, error) {
 	if _, err := safehttp.CheckURL(endpoint); err != nil {
-		return 0, "", nil, errorf(ErrInvalidMetadata, err, "refusing to post to %q", endpoint)
+		return 0, "", nil, errorf(authz.ErrInvalidMetadata, err, "refusing to post to %q", endpoint)
 	}
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
 	if err != nil {
-		return 0, "", nil, errorf(ErrInvalidMetadata, err, "bad endpoint %q", endpoint)
+		return 0, "", nil, errorf(authz.ErrInvalidMetadata, err, "bad endpoint %q", endpoint)
 	}
 	hreq.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	hreq.Header.Set("Accept", "application/json")
@@ -345,7 +346,7 @@ func (l *Linker) post(ctx context.Context, endpoint string, form url.Values) (in
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return 0, "", nil, ctxErr
 		}
-		return 0, "", nil, errorf(ErrTemporarilyUnavailable, err, "%s unreachable", endpoint)
+		return 0, "", nil, errorf(authz.ErrTemporarilyUnavailable, err, "%s unreachable", endpoint)
 	}
 	defer resp.Body.Close()
 	body, err := safehttp.ReadAll(resp.Body, MaxLinkResponseBytes)
@@ -443,7 +444,7 @@ func (p *PendingConsent) Format(f fmt.State, _ rune) { _, _ = fmt.Fprint(f, p.Er
 func (p *PendingConsent) Unwrap() error { return p.cause }
 
 // Is matches ErrConsentRequired even when the cause was lost.
-func (p *PendingConsent) Is(target error) bool { return target == ErrConsentRequired }
+func (p *PendingConsent) Is(target error) bool { return target == authz.ErrConsentRequired }
 
 // Wait polls the provider's token endpoint at the interval it asked for
 // (growing by 5 seconds on slow_down) until the human approves, denies or
@@ -454,7 +455,7 @@ func (p *PendingConsent) Is(target error) bool { return target == ErrConsentRequ
 // returns the same outcome.
 func (p *PendingConsent) Wait(ctx context.Context) (*LinkResult, error) {
 	if p.linker == nil {
-		return nil, errorf(ErrInvalidRequest, nil, "PendingConsent was not returned by a Linker")
+		return nil, errorf(authz.ErrInvalidRequest, nil, "PendingConsent was not returned by a Linker")
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -462,10 +463,10 @@ func (p *PendingConsent) Wait(ctx context.Context) (*LinkResult, error) {
 		return p.result, p.err
 	}
 	l := p.linker
-	form := url.Values{"grant_type": {GrantTypeDeviceCode}, "device_code": {p.deviceCode}, "client_id": {l.attester.Issuer()}}
+	form := url.Values{"grant_type": {authz.GrantTypeDeviceCode}, "device_code": {p.deviceCode}, "client_id": {l.attester.Issuer()}}
 	for {
 		if !l.now.Now().Before(p.ExpiresAt) {
-			p.err = errorf(ErrDeviceCodeExpired, nil, "the human did not decide before %s", p.ExpiresAt.UTC().Format(time.RFC3339))
+			p.err = errorf(authz.ErrDeviceCodeExpired, nil, "the human did not decide before %s", p.ExpiresAt.UTC().Format(time.RFC3339))
 			return nil, p.err
 		}
 		if err := l.sleep(ctx, p.interval); err != nil {
@@ -476,14 +477,14 @@ func (p *PendingConsent) Wait(ctx context.Context) (*LinkResult, error) {
 		case err == nil:
 			p.result, p.err = l.store(ctx, p.key, p.scope, tr)
 			return p.result, p.err
-		case errors.Is(err, ErrAuthorizationPending):
-		case errors.Is(err, ErrSlowDown):
+		case errors.Is(err, authz.ErrAuthorizationPending):
+		case errors.Is(err, authz.ErrSlowDown):
 			next := p.interval + 5*time.Second
 			if hint != nil && hint.Interval > 0 {
 				next = max(next, time.Duration(hint.Interval)*time.Second)
 			}
 			p.interval = clampInterval(next)
-		case errors.Is(err, ErrTemporarilyUnavailable), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		case errors.Is(err, authz.ErrTemporarilyUnavailable), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 			return nil, err // transient: a later Wait resumes
 		default:
 			p.err = err

@@ -1,19 +1,23 @@
-package authz
+package vault
+
+import (
+	"github.com/agentprov/agentprov/authz"
+)
 
 // Vault errors.
 var (
 	// ErrCredentialNotFound: the vault holds no credential under that key.
-	ErrCredentialNotFound = &Error{Code: "credential_not_found", Status: 404}
+	ErrCredentialNotFound = &authz.Error{Code: "credential_not_found", Status: 404}
 	// ErrVersionConflict: a compare-and-set on a vault record lost a race
 	// (the record changed, or already exists when creation was asked).
-	ErrVersionConflict = &Error{Code: "version_conflict", Status: 409}
+	ErrVersionConflict = &authz.Error{Code: "version_conflict", Status: 409}
 	// ErrVaultTampered: an encrypted vault record failed authentication:
 	// it was altered, or moved under another record key.
-	ErrVaultTampered = &Error{Code: "vault_tampered", Status: 500}
+	ErrVaultTampered = &authz.Error{Code: "vault_tampered", Status: 500}
 	// ErrUnknownVaultKey: an encrypted vault record names a key id the
 	// store was not given.
-	ErrUnknownVaultKey = &Error{Code: "unknown_vault_key", Status: 500}
+	ErrUnknownVaultKey = &authz.Error{Code: "unknown_vault_key", Status: 500}
 	// ErrCredentialExpired: the stored access token has expired and no
 	// refresher is configured (or it failed).
-	ErrCredentialExpired = &Error{Code: "credential_expired", Status: 401}
+	ErrCredentialExpired = &authz.Error{Code: "credential_expired", Status: 401}
 )

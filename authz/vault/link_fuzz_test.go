@@ -1,9 +1,10 @@
-package authz
+package vault
 
 import (
 	"strings"
 	"testing"
 
+	"github.com/agentprov/agentprov/authz"
 	"github.com/agentprov/agentprov/internal/safehttp"
 )
 
@@ -21,9 +22,9 @@ func FuzzLinkAnswers(f *testing.F) {
 		tok, hint, err := parseTokenAnswer(status, ctype, body)
 		switch {
 		case err == nil && (tok == nil || tok.AccessToken == "" || !strings.EqualFold(tok.TokenType, "bearer") ||
-			(tok.LinkAction != LinkCreated && tok.LinkAction != LinkExisting) || tok.ExpiresIn < 0 || tok.ExpiresIn > maxExpiresIn):
+			(tok.LinkAction != authz.LinkCreated && tok.LinkAction != authz.LinkExisting) || tok.ExpiresIn < 0 || tok.ExpiresIn > maxExpiresIn):
 			t.Fatalf("accepted a bad token answer: %+v", tok)
-		case err != nil && AsError(err) == nil:
+		case err != nil && authz.AsError(err) == nil:
 			t.Fatalf("error is not an *Error: %v", err)
 		case err != nil && strings.ContainsAny(err.Error(), "\x00\x1b\r\n"):
 			t.Fatalf("control characters in error: %q", err)

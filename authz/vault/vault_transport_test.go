@@ -1,4 +1,4 @@
-package authz_test
+package vault_test
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/authz/vault"
 )
 
 // bearerServer answers 200 with the path to requests carrying one of the
@@ -40,15 +40,15 @@ func bearerServer(t *testing.T, accepted ...string) (*httptest.Server, *atomic.I
 
 // vaultWith returns a vault holding one credential and a refresher that
 // hands out "fresh-N" tokens, counting its calls.
-func vaultWith(t *testing.T, c authz.Credential, now time.Time) (*authz.Vault, *atomic.Int64) {
+func vaultWith(t *testing.T, c vault.Credential, now time.Time) (*vault.Vault, *atomic.Int64) {
 	t.Helper()
 	var refreshes atomic.Int64
-	v, err := authz.NewVault(authz.NewMemoryVaultStore(), &authz.VaultOptions{
+	v, err := vault.NewVault(vault.NewMemoryVaultStore(), &vault.VaultOptions{
 		Clock: func() time.Time { return now },
-		Refresh: func(ctx context.Context, c authz.Credential) (authz.Credential, error) {
+		Refresh: func(ctx context.Context, c vault.Credential) (vault.Credential, error) {
 			n := refreshes.Add(1)
 			time.Sleep(5 * time.Millisecond) // widen the race window
-			c.AccessToken = authz.Secret(fmt.Sprintf("fresh-%d", n))
+			c.AccessToken = vault.Secret(fmt.Sprintf("fresh-%d", n))
 			c.Expiry = now.Add(time.Hour)
 			return c, nil
 		},
@@ -79,10 +79,10 @@ func get(t *testing.T, client *http.Client, url string) (int, string) {
 
 func TestVaultTransportRefreshesExpiredTokenOnceUnderConcurrency(t *testing.T) {
 	srv, _ := bearerServer(t, "fresh-1")
-	v, refreshes := vaultWith(t, authz.Credential{
+	v, refreshes := vaultWith(t, vault.Credential{
 		AccessToken: "stale", RefreshToken: "r1", Expiry: transportNow.Add(-time.Minute),
 	}, transportNow)
-	client := &http.Client{Transport: &authz.VaultTransport{Vault: v, Project: "blog", Ref: "cloud/compute"}}
+	client := &http.Client{Transport: &vault.VaultTransport{Vault: v, Project: "blog", Ref: "cloud/compute"}}
 
 	var wg sync.WaitGroup
 	for range 16 {
@@ -110,10 +110,10 @@ func TestVaultTransportRefreshesExpiredTokenOnceUnderConcurrency(t *testing.T) {
 func TestVaultTransportRefreshesOnceOn401AndReplaysBody(t *testing.T) {
 	srv, hits := bearerServer(t, "fresh-1")
 	// Not expired, but the provider revoked it.
-	v, refreshes := vaultWith(t, authz.Credential{
+	v, refreshes := vaultWith(t, vault.Credential{
 		AccessToken: "revoked", RefreshToken: "r1", Expiry: transportNow.Add(time.Hour),
 	}, transportNow)
-	client := &http.Client{Transport: &authz.VaultTransport{Vault: v, Project: "blog", Ref: "cloud/compute"}}
+	client := &http.Client{Transport: &vault.VaultTransport{Vault: v, Project: "blog", Ref: "cloud/compute"}}
 
 	var wg sync.WaitGroup
 	for range 8 {
@@ -143,8 +143,8 @@ func TestVaultTransportRefreshesOnceOn401AndReplaysBody(t *testing.T) {
 
 func TestVaultTransport401WithoutRefreshTokenIsReturned(t *testing.T) {
 	srv, hits := bearerServer(t, "never")
-	v, refreshes := vaultWith(t, authz.Credential{AccessToken: "api-key"}, transportNow)
-	client := &http.Client{Transport: &authz.VaultTransport{Vault: v, Project: "blog", Ref: "cloud/compute"}}
+	v, refreshes := vaultWith(t, vault.Credential{AccessToken: "api-key"}, transportNow)
+	client := &http.Client{Transport: &vault.VaultTransport{Vault: v, Project: "blog", Ref: "cloud/compute"}}
 	if code, _ := get(t, client, srv.URL+"/"); code != http.StatusUnauthorized {
 		t.Errorf("status %d, want 401", code)
 	}
@@ -157,10 +157,10 @@ func TestVaultTransport401WithoutRefreshTokenIsReturned(t *testing.T) {
 // retried once, not in a loop.
 func TestVaultTransportRetriesAtMostOnce(t *testing.T) {
 	srv, hits := bearerServer(t, "never")
-	v, refreshes := vaultWith(t, authz.Credential{
+	v, refreshes := vaultWith(t, vault.Credential{
 		AccessToken: "revoked", RefreshToken: "r1", Expiry: transportNow.Add(time.Hour),
 	}, transportNow)
-	client := &http.Client{Transport: &authz.VaultTransport{Vault: v, Project: "blog", Ref: "cloud/compute"}}
+	client := &http.Client{Transport: &vault.VaultTransport{Vault: v, Project: "blog", Ref: "cloud/compute"}}
 	if code, _ := get(t, client, srv.URL+"/"); code != http.StatusUnauthorized {
 		t.Errorf("status %d, want 401", code)
 	}
@@ -171,8 +171,8 @@ func TestVaultTransportRetriesAtMostOnce(t *testing.T) {
 
 func TestVaultTransportLeavesCallersRequestUntouched(t *testing.T) {
 	srv, _ := bearerServer(t, "tok")
-	v, _ := vaultWith(t, authz.Credential{AccessToken: "tok"}, transportNow)
-	tr := &authz.VaultTransport{Vault: v, Project: "blog", Ref: "cloud/compute"}
+	v, _ := vaultWith(t, vault.Credential{AccessToken: "tok"}, transportNow)
+	tr := &vault.VaultTransport{Vault: v, Project: "blog", Ref: "cloud/compute"}
 	req, _ := http.NewRequest("GET", srv.URL+"/", nil)
 	req.Header.Set("X-Caller", "kept")
 	resp, err := tr.RoundTrip(req)
@@ -200,16 +200,16 @@ func (c *closeCounter) Close() error { c.closed.Add(1); return nil }
 
 func TestVaultTransportClosesBodyOnErrors(t *testing.T) {
 	srv, hits := bearerServer(t, "tok")
-	v, _ := vaultWith(t, authz.Credential{AccessToken: "tok"}, transportNow)
+	v, _ := vaultWith(t, vault.Credential{AccessToken: "tok"}, transportNow)
 	cases := map[string]struct {
-		tr  *authz.VaultTransport
+		tr  *vault.VaultTransport
 		url string
 		is  error
 	}{
-		"no credential": {&authz.VaultTransport{Vault: v, Project: "blog", Ref: "cloud/other"}, srv.URL, authz.ErrCredentialNotFound},
-		"other origin":  {&authz.VaultTransport{Vault: v, Project: "blog", Ref: "cloud/compute", Origin: "https://api.cloud.example"}, srv.URL, authz.ErrOriginRefused},
-		"cleartext":     {&authz.VaultTransport{Vault: v, Project: "blog", Ref: "cloud/compute"}, "http://api.cloud.example/", authz.ErrOriginRefused},
-		"base fails":    {&authz.VaultTransport{Vault: v, Project: "blog", Ref: "cloud/compute", Base: failing{}}, srv.URL, errBase},
+		"no credential": {&vault.VaultTransport{Vault: v, Project: "blog", Ref: "cloud/other"}, srv.URL, vault.ErrCredentialNotFound},
+		"other origin":  {&vault.VaultTransport{Vault: v, Project: "blog", Ref: "cloud/compute", Origin: "https://api.cloud.example"}, srv.URL, vault.ErrOriginRefused},
+		"cleartext":     {&vault.VaultTransport{Vault: v, Project: "blog", Ref: "cloud/compute"}, "http://api.cloud.example/", vault.ErrOriginRefused},
+		"base fails":    {&vault.VaultTransport{Vault: v, Project: "blog", Ref: "cloud/compute", Base: failing{}}, srv.URL, errBase},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -245,20 +245,20 @@ func ExampleVaultTransport() {
 	defer api.Close()
 
 	ctx := context.Background()
-	vault, _ := authz.NewVault(authz.NewMemoryVaultStore(), &authz.VaultOptions{
-		Refresh: func(ctx context.Context, c authz.Credential) (authz.Credential, error) {
+	vlt, _ := vault.NewVault(vault.NewMemoryVaultStore(), &vault.VaultOptions{
+		Refresh: func(ctx context.Context, c vault.Credential) (vault.Credential, error) {
 			// Normally an OAuth refresh-token grant at the provider.
 			c.AccessToken, c.Expiry = "renewed", time.Now().Add(time.Hour)
 			return c, nil
 		},
 	})
-	_ = vault.Put(ctx, authz.Credential{
+	_ = vlt.Put(ctx, vault.Credential{
 		Project: "blog", Provider: "cloud", Service: "compute",
 		AccessToken: "old", RefreshToken: "r", Expiry: time.Now().Add(-time.Minute),
 	})
 
-	client := &http.Client{Transport: &authz.VaultTransport{
-		Vault: vault, Project: "blog", Ref: "cloud/compute", Origin: api.URL,
+	client := &http.Client{Transport: &vault.VaultTransport{
+		Vault: vlt, Project: "blog", Ref: "cloud/compute", Origin: api.URL,
 	}}
 	resp, err := client.Get(api.URL + "/vms")
 	if err != nil {

@@ -1,4 +1,4 @@
-package authz
+package vault
 
 import (
 	"bytes"
@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/agentprov/agentprov/authz"
 	"github.com/agentprov/agentprov/internal/oauthwire"
 	"github.com/agentprov/agentprov/internal/safehttp"
 )
@@ -61,7 +62,7 @@ func parseOAuthError(status int, body []byte) (*oauthErrorBody, error) {
 	if _, err := safehttp.CheckURL(eb.ResourceMetadata); err != nil {
 		eb.ResourceMetadata = ""
 	}
-	return &eb, &Error{Code: eb.Error, Status: status, Detail: cleanDescription(eb.ErrorDescription)}
+	return &eb, &authz.Error{Code: eb.Error, Status: status, Detail: cleanDescription(eb.ErrorDescription)}
 }
 
 // validErrorCode accepts snake_case codes of at most 64 bytes, which covers
@@ -122,8 +123,8 @@ func parseTokenAnswer(status int, contentType string, body []byte) (*tokenAnswer
 		return nil, nil, errorf(ErrInvalidResponse, nil, "token type %q is not Bearer", oauthwire.Truncate(t.TokenType, 32))
 	case t.ExpiresIn < 0 || t.ExpiresIn > maxExpiresIn:
 		return nil, nil, errorf(ErrInvalidResponse, nil, "expires_in %d out of range", t.ExpiresIn)
-	case t.LinkAction != LinkCreated && t.LinkAction != LinkExisting:
-		return nil, nil, errorf(ErrInvalidResponse, nil, "link_action %q is neither %q nor %q", oauthwire.Truncate(t.LinkAction, 32), LinkCreated, LinkExisting)
+	case t.LinkAction != authz.LinkCreated && t.LinkAction != authz.LinkExisting:
+		return nil, nil, errorf(ErrInvalidResponse, nil, "link_action %q is neither %q nor %q", oauthwire.Truncate(t.LinkAction, 32), authz.LinkCreated, authz.LinkExisting)
 	case t.AccountID == "" || len(t.AccountID) > 256:
 		return nil, nil, errorf(ErrInvalidResponse, nil, "token response lacks account_id")
 	case len(t.Scope) > 4096 || len(t.RefreshToken) > 4096:
@@ -139,8 +140,8 @@ func parseTokenAnswer(status int, contentType string, body []byte) (*tokenAnswer
 
 // parseDeviceAnswer parses a device authorization answer (RFC 8628 §3.2):
 // every member present, URIs HTTPS or loopback, durations in range.
-func parseDeviceAnswer(status int, contentType string, body []byte) (*DeviceAuthorizationResponse, *oauthErrorBody, error) {
-	var d DeviceAuthorizationResponse
+func parseDeviceAnswer(status int, contentType string, body []byte) (*authz.DeviceAuthorizationResponse, *oauthErrorBody, error) {
+	var d authz.DeviceAuthorizationResponse
 	if hint, err := decodeAnswer(status, contentType, body, "device authorization response", &d); err != nil {
 		return nil, hint, err
 	}

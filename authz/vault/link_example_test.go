@@ -1,4 +1,4 @@
-package authz_test
+package vault_test
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/authz/vault"
 )
 
 // An orchestrator links its user at a provider: a new account when the
@@ -50,11 +51,11 @@ func ExampleLinker() {
 	srv.Config.Handler = prov.Handler()
 
 	// The orchestrator.
-	vault, err := authz.NewVault(authz.NewMemoryVaultStore(), nil)
+	vlt, err := vault.NewVault(vault.NewMemoryVaultStore(), nil)
 	if err != nil {
 		log.Fatal(err)
 	}
-	linker, err := authz.NewLinker(attester, vault, &authz.LinkerOptions{
+	linker, err := vault.NewLinker(attester, vlt, &vault.LinkerOptions{
 		HTTPClient: srv.Client(), Logger: slog.New(slog.DiscardHandler),
 		// Only so that this example runs at once: the human below
 		// approves before the first poll.
@@ -73,7 +74,7 @@ func ExampleLinker() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	res, err := linker.Link(ctx, authz.LinkRequest{
+	res, err := linker.Link(ctx, vault.LinkRequest{
 		Project: "proj_site", Service: "acme/dns", Issuer: srv.URL,
 		Subject: "sub-ada", Email: "ada@example.com", EmailVerified: true, Consent: consent,
 	})
@@ -83,11 +84,11 @@ func ExampleLinker() {
 	fmt.Println("ada:", res.LinkAction, res.Credential.Scopes)
 
 	// Grace already has an Acme account: her approval is needed.
-	_, err = linker.Link(ctx, authz.LinkRequest{
+	_, err = linker.Link(ctx, vault.LinkRequest{
 		Project: "proj_blog", Service: "acme/dns", Issuer: srv.URL,
 		Subject: "sub-grace", Email: "grace@example.com", EmailVerified: true,
 	})
-	var pending *authz.PendingConsent
+	var pending *vault.PendingConsent
 	if !errors.As(err, &pending) {
 		log.Fatal(err)
 	}
@@ -100,7 +101,7 @@ func ExampleLinker() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	cred, _ := vault.Get(ctx, "proj_blog", "acme/dns")
+	cred, _ := vlt.Get(ctx, "proj_blog", "acme/dns")
 	fmt.Println("grace:", res.LinkAction, cred.AccountID)
 	// Output:
 	// ada: created [dns:write]
