@@ -17,6 +17,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/authz/provision"
 	"github.com/agentprov/agentprov/authz/vault"
 	"github.com/agentprov/agentprov/internal/browsertest"
 )
@@ -29,7 +30,7 @@ const hostileDescription = `Managed DNS <script>alert("xss")</script><img src=x 
 // orchestrator whose Linker waits on it for grace@example.com.
 type devicePageFixture struct {
 	srv    *httptest.Server
-	prov   *authz.Provisioner
+	prov   *provision.Provisioner
 	linker *vault.Linker
 }
 
@@ -49,14 +50,14 @@ func newDevicePageFixture(t *testing.T) *devicePageFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	accounts := authz.NewMemoryAccountStore()
-	if err := accounts.Seed(ctx, authz.Account{ID: "acct_grace", Email: "grace@example.com", CreatedAt: time.Now()}); err != nil {
+	accounts := provision.NewMemoryAccountStore()
+	if err := accounts.Seed(ctx, provision.Account{ID: "acct_grace", Email: "grace@example.com", CreatedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewUnstartedServer(nil)
 	srv.Start()
 	t.Cleanup(srv.Close)
-	prov, err := authz.NewProvisioner(verifier, accounts, authz.NewMemoryTokenStore(), &authz.ProvisionerOptions{
+	prov, err := provision.NewProvisioner(verifier, accounts, provision.NewMemoryTokenStore(), &provision.ProvisionerOptions{
 		Issuer: srv.URL, TermsVersion: "1", TermsURL: srv.URL + "/terms", DeviceInterval: 200 * time.Millisecond,
 		ServiceScopes: map[string][]string{"acme/dns": {"dns:write", "dns:read"}}, Logger: slog.New(slog.DiscardHandler),
 	})
@@ -64,17 +65,17 @@ func newDevicePageFixture(t *testing.T) *devicePageFixture {
 		t.Fatal(err)
 	}
 	// The provider's own login: a test cookie naming the account.
-	signedIn := func(r *http.Request) (authz.SignedInUser, bool) {
+	signedIn := func(r *http.Request) (provision.SignedInUser, bool) {
 		c, err := r.Cookie("test_session")
 		if err != nil || c.Value != "acct_grace" {
-			return authz.SignedInUser{}, false
+			return provision.SignedInUser{}, false
 		}
-		return authz.SignedInUser{AccountID: c.Value, Display: "grace@example.com"}, true
+		return provision.SignedInUser{AccountID: c.Value, Display: "grace@example.com"}, true
 	}
-	page, err := authz.NewDevicePage(prov, signedIn, &authz.DevicePageOptions{
+	page, err := provision.NewDevicePage(prov, signedIn, &provision.DevicePageOptions{
 		ProviderName: "Acme", SignInURL: "/test-login", Logger: slog.New(slog.DiscardHandler),
-		Service: func(_ context.Context, ref string) (authz.DeviceService, bool) {
-			return authz.DeviceService{Title: "Acme DNS", Description: hostileDescription, Price: "$1.50 / month"}, ref == "acme/dns"
+		Service: func(_ context.Context, ref string) (provision.DeviceService, bool) {
+			return provision.DeviceService{Title: "Acme DNS", Description: hostileDescription, Price: "$1.50 / month"}, ref == "acme/dns"
 		},
 	})
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/authz/provision"
 	"github.com/agentprov/agentprov/authz/vault"
 	"github.com/agentprov/agentprov/internal/clock"
 )
@@ -84,7 +85,7 @@ func (e *linkEnv) request(t *testing.T, u user, withConsent bool) vault.LinkRequ
 func (e *linkEnv) startPending(t *testing.T, withConsent bool) *vault.PendingConsent {
 	t.Helper()
 	ctx := context.Background()
-	if err := e.p.accounts.Seed(ctx, authz.Account{ID: "acct_old", Email: "old@example.com", CreatedAt: time.Now()}); err != nil {
+	if err := e.p.accounts.Seed(ctx, provision.Account{ID: "acct_old", Email: "old@example.com", CreatedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	_, err := e.linker.Link(ctx, e.request(t, user{sub: "u-old", email: "old@example.com", verified: true}, withConsent))

@@ -7,20 +7,20 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/authz/provision"
 )
 
 func TestAuthorizeEndpointErrors(t *testing.T) {
 	o := newOrchestrator(t, orchIssuer)
 	var handled bool
 	p := newProvider(t, "acme", providerConfig{trust: []*orchestrator{o}, issuers: []string{orchIssuer},
-		authorize: func(w http.ResponseWriter, r *http.Request, req *authz.AuthorizationRequest) (string, error) {
+		authorize: func(w http.ResponseWriter, r *http.Request, req *provision.AuthorizationRequest) (string, error) {
 			switch r.Header.Get("X-Mode") {
 			case "login":
 				handled = true
 				w.WriteHeader(http.StatusOK)
 				_, _ = w.Write([]byte("<form>sign in</form>"))
-				return "", authz.ErrAuthorizationHandled
+				return "", provision.ErrAuthorizationHandled
 			case "broken":
 				return "", errors.New("session store down")
 			}
@@ -37,9 +37,9 @@ func TestAuthorizeEndpointErrors(t *testing.T) {
 		t.Helper()
 		var req *http.Request
 		if method == http.MethodGet {
-			req, _ = http.NewRequest(method, p.srv.URL+authz.PathAuthorize+"?"+q.Encode(), nil)
+			req, _ = http.NewRequest(method, p.srv.URL+provision.PathAuthorize+"?"+q.Encode(), nil)
 		} else {
-			req, _ = http.NewRequest(method, p.srv.URL+authz.PathAuthorize, strings.NewReader(q.Encode()))
+			req, _ = http.NewRequest(method, p.srv.URL+provision.PathAuthorize, strings.NewReader(q.Encode()))
 			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		}
 		req.Header.Set("X-Mode", mode)

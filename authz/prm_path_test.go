@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/authz/provision"
 )
 
 // TestResourceMetadataPathInsertion: a 401 from a protected path below the
@@ -83,7 +84,7 @@ func TestResourceMetadataURLForBelowResource(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	prov, err := authz.NewProvisioner(v, authz.NewMemoryAccountStore(), authz.NewMemoryTokenStore(), &authz.ProvisionerOptions{
+	prov, err := provision.NewProvisioner(v, provision.NewMemoryAccountStore(), provision.NewMemoryTokenStore(), &provision.ProvisionerOptions{
 		Issuer: "https://acme.example", Resource: "https://acme.example/api", TermsVersion: "1", TermsURL: "https://acme.example/terms",
 		Logger: slog.New(slog.DiscardHandler),
 	})
@@ -134,7 +135,7 @@ func FuzzResourceMetadataPath(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	prov, err := authz.NewProvisioner(v, authz.NewMemoryAccountStore(), authz.NewMemoryTokenStore(), &authz.ProvisionerOptions{
+	prov, err := provision.NewProvisioner(v, provision.NewMemoryAccountStore(), provision.NewMemoryTokenStore(), &provision.ProvisionerOptions{
 		Issuer: "https://acme.example", Resource: "https://acme.example/api", TermsVersion: "1", TermsURL: "https://acme.example/terms",
 		Logger: slog.New(slog.DiscardHandler),
 	})

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/authz/provision"
 )
 
 // BenchmarkAutoCreateFlow measures the whole first-contact flow over
@@ -41,7 +42,7 @@ func BenchmarkAutoCreateFlow(b *testing.B) {
 
 	b.ResetTimer()
 	for range b.N {
-		resp, err := client.PostForm(p.srv.URL+authz.PathToken, jwtBearer(o.attest(b, "acme", nextUser(), false)))
+		resp, err := client.PostForm(p.srv.URL+provision.PathToken, jwtBearer(o.attest(b, "acme", nextUser(), false)))
 		if err != nil {
 			b.Fatal(err)
 		}

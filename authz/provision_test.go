@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/authz/provision"
 	"github.com/agentprov/agentprov/internal/clock"
 )
 
@@ -24,37 +25,37 @@ func TestNewProvisionerValidates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, tk := authz.NewMemoryAccountStore(), authz.NewMemoryTokenStore()
-	good := authz.ProvisionerOptions{Issuer: "https://acme.example", TermsVersion: "1"}
-	cases := map[string]func() (*authz.Provisioner, error){
-		"nil verifier": func() (*authz.Provisioner, error) { return authz.NewProvisioner(nil, a, tk, &good) },
-		"nil accounts": func() (*authz.Provisioner, error) { return authz.NewProvisioner(v, nil, tk, &good) },
-		"nil tokens":   func() (*authz.Provisioner, error) { return authz.NewProvisioner(v, a, nil, &good) },
-		"nil options":  func() (*authz.Provisioner, error) { return authz.NewProvisioner(v, a, tk, nil) },
-		"http issuer": func() (*authz.Provisioner, error) {
+	a, tk := provision.NewMemoryAccountStore(), provision.NewMemoryTokenStore()
+	good := provision.ProvisionerOptions{Issuer: "https://acme.example", TermsVersion: "1"}
+	cases := map[string]func() (*provision.Provisioner, error){
+		"nil verifier": func() (*provision.Provisioner, error) { return provision.NewProvisioner(nil, a, tk, &good) },
+		"nil accounts": func() (*provision.Provisioner, error) { return provision.NewProvisioner(v, nil, tk, &good) },
+		"nil tokens":   func() (*provision.Provisioner, error) { return provision.NewProvisioner(v, a, nil, &good) },
+		"nil options":  func() (*provision.Provisioner, error) { return provision.NewProvisioner(v, a, tk, nil) },
+		"http issuer": func() (*provision.Provisioner, error) {
 			o := good
 			o.Issuer = "http://acme.example"
-			return authz.NewProvisioner(v, a, tk, &o)
+			return provision.NewProvisioner(v, a, tk, &o)
 		},
-		"pattern in issuer path": func() (*authz.Provisioner, error) {
+		"pattern in issuer path": func() (*provision.Provisioner, error) {
 			o := good
 			o.Issuer = "https://acme.example/{x}"
-			return authz.NewProvisioner(v, a, tk, &o)
+			return provision.NewProvisioner(v, a, tk, &o)
 		},
-		"no terms": func() (*authz.Provisioner, error) {
+		"no terms": func() (*provision.Provisioner, error) {
 			o := good
 			o.TermsVersion = ""
-			return authz.NewProvisioner(v, a, tk, &o)
+			return provision.NewProvisioner(v, a, tk, &o)
 		},
-		"bad scope": func() (*authz.Provisioner, error) {
+		"bad scope": func() (*provision.Provisioner, error) {
 			o := good
 			o.DefaultScopes = []string{"two words"}
-			return authz.NewProvisioner(v, a, tk, &o)
+			return provision.NewProvisioner(v, a, tk, &o)
 		},
-		"insecure redirect": func() (*authz.Provisioner, error) {
+		"insecure redirect": func() (*provision.Provisioner, error) {
 			o := good
 			o.RedirectURIs = map[string][]string{orchIssuer: {"http://evil.example/cb"}}
-			return authz.NewProvisioner(v, a, tk, &o)
+			return provision.NewProvisioner(v, a, tk, &o)
 		},
 	}
 	for name, mk := range cases {
@@ -62,7 +63,7 @@ func TestNewProvisionerValidates(t *testing.T) {
 			t.Errorf("%s: accepted", name)
 		}
 	}
-	if _, err := authz.NewProvisioner(v, a, tk, &good); err != nil {
+	if _, err := provision.NewProvisioner(v, a, tk, &good); err != nil {
 		t.Fatalf("good options: %v", err)
 	}
 }
@@ -73,7 +74,7 @@ func TestTokenEndpointRequestErrors(t *testing.T) {
 	c := p.srv.Client()
 	do := func(method, ctype, body string) (int, string) {
 		t.Helper()
-		req, _ := http.NewRequest(method, p.srv.URL+authz.PathToken, strings.NewReader(body))
+		req, _ := http.NewRequest(method, p.srv.URL+provision.PathToken, strings.NewReader(body))
 		if ctype != "" {
 			req.Header.Set("Content-Type", ctype)
 		}
@@ -124,7 +125,7 @@ func TestDevicePolling(t *testing.T) {
 	fake := clock.NewFake(time.Now())
 	o := newOrchestrator(t, orchIssuer)
 	p := newProvider(t, "acme", providerConfig{trust: []*orchestrator{o}, issuers: []string{orchIssuer}, clock: fake})
-	if err := p.accounts.Seed(context.Background(), authz.Account{ID: "acct_dev", Email: "dev@example.com"}); err != nil {
+	if err := p.accounts.Seed(context.Background(), provision.Account{ID: "acct_dev", Email: "dev@example.com"}); err != nil {
 		t.Fatal(err)
 	}
 	u := user{sub: "dev", email: "dev@example.com", verified: true}
@@ -162,13 +163,13 @@ func TestDevicePolling(t *testing.T) {
 	if err := poll(da); !errors.Is(err, authz.ErrAccessDenied) {
 		t.Fatalf("after denial: %v", err)
 	}
-	if err := p.prov.ApproveDevice(ctx, da.UserCode, "acct_dev"); !errors.Is(err, authz.ErrUnknownUserCode) {
+	if err := p.prov.ApproveDevice(ctx, da.UserCode, "acct_dev"); !errors.Is(err, provision.ErrUnknownUserCode) {
 		t.Fatalf("approve after denial: %v", err)
 	}
 
 	da = start()
 	fake.Advance(11 * time.Minute)
-	if err := p.prov.ApproveDevice(ctx, da.UserCode, "acct_dev"); !errors.Is(err, authz.ErrUnknownUserCode) {
+	if err := p.prov.ApproveDevice(ctx, da.UserCode, "acct_dev"); !errors.Is(err, provision.ErrUnknownUserCode) {
 		t.Fatalf("approve expired: %v", err)
 	}
 	if err := poll(da); !errors.Is(err, authz.ErrDeviceCodeExpired) {
@@ -182,7 +183,7 @@ func TestDevicePolling(t *testing.T) {
 		t.Fatal(err)
 	}
 	fake.Advance(5 * time.Second)
-	if err := poll(da); !errors.Is(err, authz.ErrInvalidGrant) || !errors.Is(err, authz.ErrAccountNotFound) {
+	if err := poll(da); !errors.Is(err, authz.ErrInvalidGrant) || !errors.Is(err, provision.ErrAccountNotFound) {
 		t.Fatalf("approval naming an unknown account: %v", err)
 	}
 }
@@ -193,12 +194,12 @@ func TestEmailLinkPolicy(t *testing.T) {
 	var asked int
 	p := newProvider(t, "acme", providerConfig{
 		trust: []*orchestrator{o}, issuers: []string{orchIssuer},
-		policy: func(_ context.Context, att *authz.Attestation, existing *authz.Account) bool {
+		policy: func(_ context.Context, att *authz.Attestation, existing *provision.Account) bool {
 			asked++
 			return att.Issuer == orchIssuer && existing.ID == "acct_trusted"
 		},
 	})
-	if err := p.accounts.Seed(context.Background(), authz.Account{ID: "acct_trusted", Email: "t@example.com"}); err != nil {
+	if err := p.accounts.Seed(context.Background(), provision.Account{ID: "acct_trusted", Email: "t@example.com"}); err != nil {
 		t.Fatal(err)
 	}
 	tr, err := p.prov.Exchange(ctx, jwtBearer(o.attest(t, "acme", user{sub: "t", email: "t@example.com", verified: true}, true)))
@@ -219,7 +220,7 @@ func TestRFC7009Revoke(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tok := range []string{tr.AccessToken, "unknown-token"} {
-		resp, err := p.srv.Client().PostForm(p.srv.URL+authz.PathRevoke, url.Values{"token": {tok}})
+		resp, err := p.srv.Client().PostForm(p.srv.URL+provision.PathRevoke, url.Values{"token": {tok}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -250,7 +251,7 @@ func TestRevocationEventValidation(t *testing.T) {
 		return s
 	}
 	post := func(ctype, body string) (int, string) {
-		req, _ := http.NewRequest(http.MethodPost, p.srv.URL+authz.PathRevocationEvent, strings.NewReader(body))
+		req, _ := http.NewRequest(http.MethodPost, p.srv.URL+provision.PathRevocationEvent, strings.NewReader(body))
 		req.Header.Set("Content-Type", ctype)
 		resp, err := p.srv.Client().Do(req)
 		if err != nil {
@@ -302,7 +303,7 @@ func FuzzParseTokenForm(f *testing.F) {
 	f.Add("application/x-www-form-urlencoded", "%zz=1")
 	f.Add("application/x-www-form-urlencoded", "a=%00")
 	f.Fuzz(func(t *testing.T, ctype, body string) {
-		form, err := authz.ParseTokenForm(ctype, []byte(body))
+		form, err := provision.ParseTokenForm(ctype, []byte(body))
 		if err != nil {
 			if !errors.Is(err, authz.ErrInvalidRequest) {
 				t.Fatalf("error %v is not invalid_request", err)
@@ -322,7 +323,7 @@ func FuzzParseTokenForm(f *testing.F) {
 		if len(enc) > 32<<10 {
 			return
 		}
-		again, err := authz.ParseTokenForm("application/x-www-form-urlencoded", []byte(enc))
+		again, err := provision.ParseTokenForm("application/x-www-form-urlencoded", []byte(enc))
 		if err != nil || len(again) != len(form) {
 			t.Fatalf("re-encoded form rejected: %v", err)
 		}
@@ -341,7 +342,7 @@ func TestPendingGrantsBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := authz.NewProvisioner(v, authz.NewMemoryAccountStore(), authz.NewMemoryTokenStore(), &authz.ProvisionerOptions{
+	p, err := provision.NewProvisioner(v, provision.NewMemoryAccountStore(), provision.NewMemoryTokenStore(), &provision.ProvisionerOptions{
 		Issuer: "https://acme.example", TermsVersion: "1", MaxPendingGrants: 2, Clock: fake.Now,
 	})
 	if err != nil {
@@ -386,8 +387,8 @@ func TestProvisionerRefusesUnsupportedVersion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := authz.NewProvisioner(v, authz.NewMemoryAccountStore(), authz.NewMemoryTokenStore(),
-		&authz.ProvisionerOptions{Issuer: "https://acme.example", TermsVersion: "1"})
+	p, err := provision.NewProvisioner(v, provision.NewMemoryAccountStore(), provision.NewMemoryTokenStore(),
+		&provision.ProvisionerOptions{Issuer: "https://acme.example", TermsVersion: "1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -398,7 +399,7 @@ func TestProvisionerRefusesUnsupportedVersion(t *testing.T) {
 	}{{"1.0", http.StatusBadRequest}, {"garbage", http.StatusBadRequest}, {"0.1", http.StatusOK}, {"", http.StatusOK}} {
 		req, _ := http.NewRequest(http.MethodGet, p.ResourceMetadataURL(), nil)
 		if tc.version != "" {
-			req.Header.Set(authz.VersionHeader, tc.version)
+			req.Header.Set(provision.VersionHeader, tc.version)
 		}
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)

@@ -11,6 +11,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/authz/provision"
 	"github.com/agentprov/agentprov/authz/vault"
 )
 
@@ -37,7 +38,7 @@ func TestFormatRedactsSecrets(t *testing.T) {
 	mem := vault.NewMemoryVaultStore()
 	v2, _ := vault.NewVault(mem, nil)
 	_ = v2.Put(context.Background(), vault.Credential{Project: "p", Provider: "acme", Service: "dns", AccessToken: "SUPERSECRETTOKEN"})
-	tokens := authz.NewMemoryTokenStore()
+	tokens := provision.NewMemoryTokenStore()
 	device := authz.DeviceAuthorizationResponse{DeviceCode: "SUPERSECRETDEVICECODE", UserCode: "WDJB-MJHT", VerificationURI: "https://acme.example/device"}
 	if s := fmt.Sprint(device); !strings.Contains(s, "WDJB-MJHT") {
 		t.Errorf("device response lost its user code: %s", s)

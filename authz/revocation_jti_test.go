@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/authz/provision"
 )
 
 // An event refused for its content (invalid_revocation) is refused before
@@ -37,7 +38,7 @@ func TestRevocationInvalidEventKeepsJTI(t *testing.T) {
 		bad := sign(ev)
 		for range 2 {
 			_, err := p.prov.HandleRevocation(ctx, bad)
-			if !errors.Is(err, authz.ErrInvalidRevocation) {
+			if !errors.Is(err, provision.ErrInvalidRevocation) {
 				t.Fatalf("%s: err = %v, want invalid_revocation", name, err)
 			}
 		}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/authz/provision"
 )
 
 // TestRevocationEventTimeClaims: the revocation event endpoint checks the
@@ -40,7 +41,7 @@ func TestRevocationEventTimeClaims(t *testing.T) {
 	}
 	post := func(event string) int {
 		t.Helper()
-		req, _ := http.NewRequest(http.MethodPost, p.srv.URL+authz.PathRevocationEvent, strings.NewReader(event))
+		req, _ := http.NewRequest(http.MethodPost, p.srv.URL+provision.PathRevocationEvent, strings.NewReader(event))
 		req.Header.Set("Content-Type", "application/jwt")
 		resp, err := p.srv.Client().Do(req)
 		if err != nil {

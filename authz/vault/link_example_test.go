@@ -12,6 +12,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/authz/provision"
 	"github.com/agentprov/agentprov/authz/vault"
 )
 
@@ -36,12 +37,12 @@ func ExampleLinker() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	accounts := authz.NewMemoryAccountStore()
-	_ = accounts.Seed(ctx, authz.Account{ID: "acct_grace", Email: "grace@example.com", CreatedAt: time.Now()})
+	accounts := provision.NewMemoryAccountStore()
+	_ = accounts.Seed(ctx, provision.Account{ID: "acct_grace", Email: "grace@example.com", CreatedAt: time.Now()})
 	srv := httptest.NewUnstartedServer(nil)
 	srv.Start()
 	defer srv.Close()
-	prov, err := authz.NewProvisioner(verifier, accounts, authz.NewMemoryTokenStore(), &authz.ProvisionerOptions{
+	prov, err := provision.NewProvisioner(verifier, accounts, provision.NewMemoryTokenStore(), &provision.ProvisionerOptions{
 		Issuer: srv.URL, TermsVersion: "2026-04", TermsURL: srv.URL + "/terms",
 		ServiceScopes: map[string][]string{"acme/dns": {"dns:write"}}, Logger: slog.New(slog.DiscardHandler),
 	})

@@ -10,7 +10,7 @@
 //
 // A [Provider] is a provider's existing Go service with the protocol mounted
 // on its own *http.ServeMux: discovery documents and a signed catalog
-// (discovery.Handler), account provisioning and linking (authz.Provisioner),
+// (discovery.Handler), account provisioning and linking (provision.Provisioner),
 // a bearer-guarded API, and paid endpoints behind a payment.Paywall whose
 // tokens are checked by a payment.TokenVerifier that follows the
 // orchestrator's key rotations and redeemed at the orchestrator.

@@ -14,6 +14,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/authz/provision"
 	"github.com/agentprov/agentprov/authz/vault"
 	"github.com/agentprov/agentprov/budget"
 	"github.com/agentprov/agentprov/catalogschema"
@@ -53,8 +54,8 @@ func mountProvider(mux *http.ServeMux, s ProviderSetup, deploy, infer http.Handl
 	if err != nil {
 		return err
 	}
-	prov, err := authz.NewProvisioner(verifier, authz.NewMemoryAccountStore(), authz.NewMemoryTokenStore(),
-		&authz.ProvisionerOptions{
+	prov, err := provision.NewProvisioner(verifier, provision.NewMemoryAccountStore(), provision.NewMemoryTokenStore(),
+		&provision.ProvisionerOptions{
 			Issuer:       s.Metadata.AuthorizationServer,
 			TermsVersion: s.Metadata.TermsOfService.Version,
 			TermsURL:     s.Metadata.TermsOfService.URL,

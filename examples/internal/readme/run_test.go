@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/authz/provision"
 	"github.com/agentprov/agentprov/authz/vault"
 	"github.com/agentprov/agentprov/budget"
 	"github.com/agentprov/agentprov/catalogschema"
@@ -52,7 +53,7 @@ func TestSnippetsRun(t *testing.T) {
 		TermsOfService: catalogschema.Terms{URL: "https://cloud.example/terms", Version: "2026-04"},
 		JWKSURI:        base + "/.well-known/jwks.json", CatalogURI: base + "/catalog",
 		CatalogSigning: catalogschema.SigningJWS, AuthorizationServer: base,
-		AccountProvisioningEndpoint: base + authz.PathToken, PaymentEndpoint: base + "/v1",
+		AccountProvisioningEndpoint: base + provision.PathToken, PaymentEndpoint: base + "/v1",
 		AuthModes:      []catalogschema.AuthMode{catalogschema.AuthAttestation},
 		PaymentMethods: []string{catalogschema.PaymentMethodAgentprovToken},
 	}
@@ -91,7 +92,7 @@ func TestSnippetsRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.PostForm(base+authz.PathToken, url.Values{"grant_type": {authz.GrantTypeJWTBearer}, "assertion": {assertion}})
+	resp, err := http.PostForm(base+provision.PathToken, url.Values{"grant_type": {authz.GrantTypeJWTBearer}, "assertion": {assertion}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package authz_test
+package provision_test
 
 import (
 	"context"
@@ -16,11 +16,12 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/authz/provision"
 )
 
 // exampleSetup builds an orchestrator attester and a provider provisioner
 // trusting it, as two separate services would.
-func exampleSetup() (*authz.Attester, *authz.Provisioner) {
+func exampleSetup() (*authz.Attester, *provision.Provisioner) {
 	key, err := authz.GenerateSigningKey("orch-2026", jose.EdDSA)
 	if err != nil {
 		log.Fatal(err)
@@ -36,8 +37,8 @@ func exampleSetup() (*authz.Attester, *authz.Provisioner) {
 	if err != nil {
 		log.Fatal(err)
 	}
-	prov, err := authz.NewProvisioner(verifier, authz.NewMemoryAccountStore(), authz.NewMemoryTokenStore(),
-		&authz.ProvisionerOptions{
+	prov, err := provision.NewProvisioner(verifier, provision.NewMemoryAccountStore(), provision.NewMemoryTokenStore(),
+		&provision.ProvisionerOptions{
 			Issuer:        "https://acme.example",
 			TermsVersion:  "2026-04",
 			TermsURL:      "https://acme.example/terms",
@@ -83,7 +84,7 @@ func ExampleProvisioner() {
 		func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "[]") })))
 
 	form := url.Values{"grant_type": {authz.GrantTypeJWTBearer}, "assertion": {exampleAttestation(attester)}}
-	req := httptest.NewRequest(http.MethodPost, "https://acme.example"+authz.PathToken, strings.NewReader(form.Encode()))
+	req := httptest.NewRequest(http.MethodPost, "https://acme.example"+provision.PathToken, strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	rec := httptest.NewRecorder()
 	mux.ServeHTTP(rec, req)
@@ -117,7 +118,7 @@ func ExampleProvisioner_Middleware() {
 	}
 
 	api := prov.Middleware("dns:write")(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, _ := authz.IdentityFromContext(r.Context())
+		id, _ := provision.IdentityFromContext(r.Context())
 		fmt.Fprintf(w, "hello %s from %s, project %s", id.User.Subject, id.User.Issuer, id.Project)
 	}))
 

@@ -1,4 +1,4 @@
-package authz
+package provision
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/agentprov/agentprov/authz"
 	"github.com/agentprov/agentprov/internal/oauthwire"
 	"github.com/agentprov/agentprov/internal/problem"
 	"github.com/agentprov/agentprov/internal/safehttp"
@@ -24,7 +25,7 @@ const (
 var (
 	// ErrInvalidRevocation: a revocation event is well signed but its
 	// claims are unusable (no account_id, bad token hash, too many hashes).
-	ErrInvalidRevocation = &Error{Code: "invalid_revocation", Status: http.StatusBadRequest}
+	ErrInvalidRevocation = &authz.Error{Code: "invalid_revocation", Status: http.StatusBadRequest}
 )
 
 // RevokeHandler serves the RFC 7009 token revocation endpoint: a holder of
@@ -39,16 +40,16 @@ func (p *Provisioner) RevokeHandler() http.Handler {
 		}
 		token := form.Get("token")
 		if token == "" {
-			p.writeOAuthError(w, errorf(ErrInvalidRequest, nil, "token is required"))
+			p.writeOAuthError(w, errorf(authz.ErrInvalidRequest, nil, "token is required"))
 			return
 		}
-		h := HashToken(token)
+		h := authz.HashToken(token)
 		t, err := p.tokens.Lookup(r.Context(), h)
 		if err == nil {
 			_, err = p.tokens.Revoke(r.Context(), h, t.User.Issuer, p.now.Now().UTC())
 		}
 		if err != nil && !errors.Is(err, ErrTokenNotFound) {
-			p.writeOAuthError(w, errorf(ErrTemporarilyUnavailable, err, "token store unavailable"))
+			p.writeOAuthError(w, errorf(authz.ErrTemporarilyUnavailable, err, "token store unavailable"))
 			return
 		}
 		w.Header().Set("Cache-Control", "no-store")
@@ -72,27 +73,27 @@ func (p *Provisioner) RevocationEventHandler() http.Handler {
 			return
 		}
 		if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/jwt" {
-			problem.Write(w, http.StatusUnsupportedMediaType, ErrInvalidRequest.Code, "content type must be application/jwt")
+			problem.Write(w, http.StatusUnsupportedMediaType, authz.ErrInvalidRequest.Code, "content type must be application/jwt")
 			return
 		}
 		body, err := safehttp.ReadAll(r.Body, maxRevocationBody)
 		if errors.Is(err, safehttp.ErrTooLarge) {
-			problem.Write(w, http.StatusRequestEntityTooLarge, ErrInvalidRequest.Code, "event too large")
+			problem.Write(w, http.StatusRequestEntityTooLarge, authz.ErrInvalidRequest.Code, "event too large")
 			return
 		}
 		if err != nil {
-			problem.Write(w, http.StatusBadRequest, ErrInvalidRequest.Code, "could not read the event")
+			problem.Write(w, http.StatusBadRequest, authz.ErrInvalidRequest.Code, "could not read the event")
 			return
 		}
 		n, err := p.HandleRevocation(r.Context(), strings.TrimSpace(string(body)))
 		if err != nil {
-			if e := AsError(err); e != nil && e.Status >= 500 {
+			if e := authz.AsError(err); e != nil && e.Status >= 500 {
 				p.log.Error("authz: revocation failed", "code", e.Code, "err", e.Err)
 			}
 			writeProblem(w, err)
 			return
 		}
-		oauthwire.WriteJSON(w, http.StatusOK, RevocationAck{ProtocolVersion: "0.1", Revoked: n}, "no-store")
+		oauthwire.WriteJSON(w, http.StatusOK, authz.RevocationAck{ProtocolVersion: "0.1", Revoked: n}, "no-store")
 	})
 }
 
@@ -102,8 +103,8 @@ func (p *Provisioner) RevocationEventHandler() http.Handler {
 // (account_id, token_hashes, the sub link) is checked before its jti is
 // consumed, so only an event that is acted on spends its id.
 func (p *Provisioner) HandleRevocation(ctx context.Context, event string) (int, error) {
-	var ev RevocationEvent
-	var hashes []TokenHash
+	var ev authz.RevocationEvent
+	var hashes []authz.TokenHash
 	// The content is checked before the jti is consumed, so an event
 	// refused as invalid_revocation (or for an unavailable account store)
 	// does not burn its id; only an event that will be acted on does.
@@ -112,9 +113,9 @@ func (p *Provisioner) HandleRevocation(ctx context.Context, event string) (int, 
 		hashes, err = p.checkRevocation(ctx, &ev)
 		return err
 	}
-	if err := p.verifier.VerifyTypedFunc(ctx, event, TypeRevocation, &ev, check); err != nil {
-		if AsError(err) == nil {
-			return 0, errorf(ErrTemporarilyUnavailable, err, "event could not be checked")
+	if err := p.verifier.VerifyTypedFunc(ctx, event, authz.TypeRevocation, &ev, check); err != nil {
+		if authz.AsError(err) == nil {
+			return 0, errorf(authz.ErrTemporarilyUnavailable, err, "event could not be checked")
 		}
 		return 0, err
 	}
@@ -122,7 +123,7 @@ func (p *Provisioner) HandleRevocation(ctx context.Context, event string) (int, 
 	if len(hashes) == 0 {
 		n, err := p.tokens.RevokeAccount(ctx, ev.AccountID, ev.Issuer, now)
 		if err != nil {
-			return 0, errorf(ErrTemporarilyUnavailable, err, "token store unavailable")
+			return 0, errorf(authz.ErrTemporarilyUnavailable, err, "token store unavailable")
 		}
 		return n, nil
 	}
@@ -133,11 +134,11 @@ func (p *Provisioner) HandleRevocation(ctx context.Context, event string) (int, 
 			continue // unknown or someone else's: silently nothing to do
 		}
 		if err != nil {
-			return n, errorf(ErrTemporarilyUnavailable, err, "token store unavailable")
+			return n, errorf(authz.ErrTemporarilyUnavailable, err, "token store unavailable")
 		}
 		ok, err := p.tokens.Revoke(ctx, h, ev.Issuer, now)
 		if err != nil {
-			return n, errorf(ErrTemporarilyUnavailable, err, "token store unavailable")
+			return n, errorf(authz.ErrTemporarilyUnavailable, err, "token store unavailable")
 		}
 		if ok {
 			n++
@@ -150,16 +151,16 @@ func (p *Provisioner) HandleRevocation(ctx context.Context, event string) (int, 
 // checkRevocation validates a verified event's content — account_id,
 // token hashes, and the link of sub to the account — and returns the
 // parsed hashes. It only reads.
-func (p *Provisioner) checkRevocation(ctx context.Context, ev *RevocationEvent) ([]TokenHash, error) {
+func (p *Provisioner) checkRevocation(ctx context.Context, ev *authz.RevocationEvent) ([]authz.TokenHash, error) {
 	if ev.AccountID == "" {
 		return nil, errorf(ErrInvalidRevocation, nil, "account_id is required")
 	}
 	if len(ev.TokenHashes) > maxRevocationHashes {
 		return nil, errorf(ErrInvalidRevocation, nil, "at most %d token hashes per event", maxRevocationHashes)
 	}
-	hashes := make([]TokenHash, 0, len(ev.TokenHashes))
+	hashes := make([]authz.TokenHash, 0, len(ev.TokenHashes))
 	for _, s := range ev.TokenHashes {
-		h, err := ParseTokenHash(s)
+		h, err := authz.ParseTokenHash(s)
 		if err != nil {
 			return nil, errorf(ErrInvalidRevocation, nil, "token_hashes holds a malformed hash")
 		}
@@ -171,7 +172,7 @@ func (p *Provisioner) checkRevocation(ctx context.Context, ev *RevocationEvent) 
 		case errors.Is(err, ErrAccountNotFound) || (err == nil && acct.ID != ev.AccountID):
 			return nil, errorf(ErrInvalidRevocation, nil, "account is not linked to this subject")
 		case err != nil:
-			return nil, errorf(ErrTemporarilyUnavailable, err, "account store unavailable")
+			return nil, errorf(authz.ErrTemporarilyUnavailable, err, "account store unavailable")
 		}
 	}
 	return hashes, nil

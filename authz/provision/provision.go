@@ -1,4 +1,4 @@
-package authz
+package provision
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentprov/agentprov/authz"
 	"github.com/agentprov/agentprov/internal/clock"
 	"github.com/agentprov/agentprov/internal/oauthwire"
 	"github.com/agentprov/agentprov/internal/problem"
@@ -36,7 +37,7 @@ const maxFormBytes = 32 << 10
 // consent. Returning false (the default) sends the client to the consent
 // flow. Allow it only for issuers whose email verification you trust as
 // much as your own.
-type EmailLinkPolicy func(ctx context.Context, att *Attestation, existing *Account) bool
+type EmailLinkPolicy func(ctx context.Context, att *authz.Attestation, existing *Account) bool
 
 // ProvisionerOptions configure a Provisioner. Issuer and TermsVersion are
 // required.
@@ -109,7 +110,7 @@ type ProvisionerOptions struct {
 // in-flight grants of the linking flows), so several instances sharing
 // SQL stores serve one provider. A Provisioner is safe for concurrent use.
 type Provisioner struct {
-	verifier      *Verifier
+	verifier      *authz.Verifier
 	accounts      AccountStore
 	tokens        TokenStore
 	issuer        string
@@ -135,7 +136,7 @@ type Provisioner struct {
 
 // NewProvisioner returns a Provisioner verifying attestations with verifier
 // and keeping accounts and tokens in the given stores.
-func NewProvisioner(verifier *Verifier, accounts AccountStore, tokens TokenStore, opts *ProvisionerOptions) (*Provisioner, error) {
+func NewProvisioner(verifier *authz.Verifier, accounts AccountStore, tokens TokenStore, opts *ProvisionerOptions) (*Provisioner, error) {
 	switch {
 	case verifier == nil:
 		return nil, errors.New("authz: provisioner: verifier is required")
@@ -223,7 +224,7 @@ func NewProvisioner(verifier *Verifier, accounts AccountStore, tokens TokenStore
 	if p.grants == nil {
 		p.grants = NewMemoryGrantStore(&MemoryGrantStoreOptions{MaxGrants: opts.MaxPendingGrants, Clock: p.now})
 	}
-	prm, err := oauthwire.WellKnownURL(p.resource, PathResourceMetadata)
+	prm, err := oauthwire.WellKnownURL(p.resource, authz.PathResourceMetadata)
 	if err != nil {
 		return nil, fmt.Errorf("authz: provisioner: bad Resource %q: %w", p.resource, err)
 	}
@@ -240,7 +241,7 @@ func (p *Provisioner) endpoint(path string) string {
 // ResourceMetadataURL is the URL of the RFC 9728 document, as sent in
 // resource_metadata challenge parameters.
 func (p *Provisioner) ResourceMetadataURL() string {
-	u, _ := oauthwire.WellKnownURL(p.resource, PathResourceMetadata)
+	u, _ := oauthwire.WellKnownURL(p.resource, authz.PathResourceMetadata)
 	return u
 }
 
@@ -253,7 +254,7 @@ func (p *Provisioner) ResourceMetadataURLFor(r *http.Request) string {
 	if !ok {
 		return ""
 	}
-	u, _ := oauthwire.WellKnownURL(id, PathResourceMetadata)
+	u, _ := oauthwire.WellKnownURL(id, authz.PathResourceMetadata)
 	return u
 }
 
@@ -307,7 +308,7 @@ func (p *Provisioner) Handler() http.Handler {
 	mux := http.NewServeMux()
 	prm, _ := url.Parse(p.ResourceMetadataURL())
 	mux.Handle("GET "+prm.Path, p.ResourceMetadataHandler())
-	mux.Handle("GET "+PathResourceMetadata+"/", p.ResourceMetadataHandler())
+	mux.Handle("GET "+authz.PathResourceMetadata+"/", p.ResourceMetadataHandler())
 	asm, _ := url.Parse(p.serverMetadataURL())
 	mux.Handle("GET "+asm.Path, p.ServerMetadataHandler())
 	base := strings.TrimSuffix(mustPath(p.issuer), "/")
@@ -352,13 +353,13 @@ func mustPath(raw string) string {
 }
 
 func (p *Provisioner) serverMetadataURL() string {
-	u, _ := oauthwire.WellKnownURL(p.issuer, PathServerMetadata)
+	u, _ := oauthwire.WellKnownURL(p.issuer, authz.PathServerMetadata)
 	return u
 }
 
 // ResourceMetadata returns the RFC 9728 document of the provider's API.
-func (p *Provisioner) ResourceMetadata() *ProtectedResourceMetadata {
-	return &ProtectedResourceMetadata{
+func (p *Provisioner) ResourceMetadata() *authz.ProtectedResourceMetadata {
+	return &authz.ProtectedResourceMetadata{
 		Resource:               p.resource,
 		AuthorizationServers:   []string{p.issuer},
 		ScopesSupported:        p.allScopes(),
@@ -370,8 +371,8 @@ func (p *Provisioner) ResourceMetadata() *ProtectedResourceMetadata {
 
 // ServerMetadata returns the RFC 8414 document of the provider's
 // authorization server.
-func (p *Provisioner) ServerMetadata() *AuthorizationServerMetadata {
-	m := &AuthorizationServerMetadata{
+func (p *Provisioner) ServerMetadata() *authz.AuthorizationServerMetadata {
+	m := &authz.AuthorizationServerMetadata{
 		Issuer:                                 p.issuer,
 		TokenEndpoint:                          p.endpoint(PathToken),
 		DeviceAuthorizationEndpoint:            p.endpoint(PathDeviceAuthorization),
@@ -379,7 +380,7 @@ func (p *Provisioner) ServerMetadata() *AuthorizationServerMetadata {
 		RevocationEventEndpoint:                p.endpoint(PathRevocationEvent),
 		ScopesSupported:                        p.allScopes(),
 		ResponseTypesSupported:                 []string{},
-		GrantTypesSupported:                    []string{GrantTypeJWTBearer, GrantTypeDeviceCode},
+		GrantTypesSupported:                    []string{authz.GrantTypeJWTBearer, authz.GrantTypeDeviceCode},
 		TokenEndpointAuthMethodsSupported:      []string{"none"},
 		RevocationEndpointAuthMethodsSupported: []string{"none"},
 		OpTOSURI:                               p.termsURL,
@@ -388,7 +389,7 @@ func (p *Provisioner) ServerMetadata() *AuthorizationServerMetadata {
 	if p.authorizer != nil {
 		m.AuthorizationEndpoint = p.endpoint(PathAuthorize)
 		m.ResponseTypesSupported = []string{"code"}
-		m.GrantTypesSupported = append(m.GrantTypesSupported, GrantTypeAuthorizationCode)
+		m.GrantTypesSupported = append(m.GrantTypesSupported, authz.GrantTypeAuthorizationCode)
 		m.CodeChallengeMethodsSupported = []string{oauthwire.PKCEMethod}
 		m.AuthorizationResponseIssParameterSupported = true
 	}
@@ -427,7 +428,7 @@ func (p *Provisioner) ResourceMetadataHandler() http.Handler {
 			return
 		}
 		m := p.ResourceMetadata()
-		if rest, ok := strings.CutPrefix(requestPath(r), PathResourceMetadata+"/"); ok && "/"+rest != strings.TrimPrefix(root, PathResourceMetadata) {
+		if rest, ok := strings.CutPrefix(requestPath(r), authz.PathResourceMetadata+"/"); ok && "/"+rest != strings.TrimPrefix(root, authz.PathResourceMetadata) {
 			id, under := p.resourceAt("/" + rest)
 			if !under {
 				problem.Write(w, http.StatusNotFound, "not_found", "no protected resource at this path")
@@ -471,11 +472,11 @@ func (p *Provisioner) TokenHandler() http.Handler {
 func readForm(w http.ResponseWriter, r *http.Request) (url.Values, error) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		return nil, &Error{Code: ErrInvalidRequest.Code, Status: http.StatusMethodNotAllowed, Detail: "use POST"}
+		return nil, &authz.Error{Code: authz.ErrInvalidRequest.Code, Status: http.StatusMethodNotAllowed, Detail: "use POST"}
 	}
 	body, err := safehttp.ReadAll(r.Body, maxFormBytes)
 	if err != nil {
-		return nil, errorf(ErrInvalidRequest, err, "request body too large or unreadable")
+		return nil, errorf(authz.ErrInvalidRequest, err, "request body too large or unreadable")
 	}
 	return ParseTokenForm(r.Header.Get("Content-Type"), body)
 }
@@ -487,24 +488,24 @@ func readForm(w http.ResponseWriter, r *http.Request) (url.Values, error) {
 func ParseTokenForm(contentType string, body []byte) (url.Values, error) {
 	mt, params, err := mime.ParseMediaType(contentType)
 	if err != nil || mt != "application/x-www-form-urlencoded" {
-		return nil, errorf(ErrInvalidRequest, nil, "content type must be application/x-www-form-urlencoded")
+		return nil, errorf(authz.ErrInvalidRequest, nil, "content type must be application/x-www-form-urlencoded")
 	}
 	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
-		return nil, errorf(ErrInvalidRequest, nil, "charset must be utf-8")
+		return nil, errorf(authz.ErrInvalidRequest, nil, "charset must be utf-8")
 	}
 	if len(body) > maxFormBytes {
-		return nil, errorf(ErrInvalidRequest, nil, "body exceeds %d bytes", maxFormBytes)
+		return nil, errorf(authz.ErrInvalidRequest, nil, "body exceeds %d bytes", maxFormBytes)
 	}
 	form, err := url.ParseQuery(string(body))
 	if err != nil {
-		return nil, errorf(ErrInvalidRequest, nil, "body is not valid form encoding")
+		return nil, errorf(authz.ErrInvalidRequest, nil, "body is not valid form encoding")
 	}
 	for k, v := range form {
 		if len(v) != 1 {
-			return nil, errorf(ErrInvalidRequest, nil, "parameter %q repeated", oauthwire.Truncate(k, 64))
+			return nil, errorf(authz.ErrInvalidRequest, nil, "parameter %q repeated", oauthwire.Truncate(k, 64))
 		}
 		if strings.IndexByte(k, 0) >= 0 || strings.IndexByte(v[0], 0) >= 0 {
-			return nil, errorf(ErrInvalidRequest, nil, "parameter contains NUL")
+			return nil, errorf(authz.ErrInvalidRequest, nil, "parameter contains NUL")
 		}
 	}
 	return form, nil
@@ -523,10 +524,10 @@ type oauthError struct {
 
 // oauthErrorOf maps any error to the *Error sent on the wire: protocol
 // errors keep their code; anything else is a server_error.
-func (p *Provisioner) oauthErrorOf(err error) *Error {
-	e := AsError(err)
+func (p *Provisioner) oauthErrorOf(err error) *authz.Error {
+	e := authz.AsError(err)
 	if e == nil {
-		return errorf(ErrServerError, err, "internal error")
+		return errorf(authz.ErrServerError, err, "internal error")
 	}
 	return e
 }
@@ -538,14 +539,14 @@ func (p *Provisioner) writeOAuthError(w http.ResponseWriter, err error) {
 	}
 	body := oauthError{Error: e.Code, ErrorDescription: e.Detail}
 	switch e.Code {
-	case ErrConsentRequired.Code:
+	case authz.ErrConsentRequired.Code:
 		body.ResourceMetadata = p.ResourceMetadataURL()
 		body.AuthorizationServer = p.issuer
 		w.Header().Set("WWW-Authenticate", oauthwire.FormatChallenge("Bearer",
 			"error", "consent_required", "resource_metadata", body.ResourceMetadata))
-	case ErrInvalidClient.Code:
+	case authz.ErrInvalidClient.Code:
 		w.Header().Set("WWW-Authenticate", oauthwire.FormatChallenge("Bearer", "error", "invalid_client"))
-	case ErrSlowDown.Code:
+	case authz.ErrSlowDown.Code:
 		// The interval the server now enforces, the same one the
 		// description names, never the base interval.
 		body.Interval = wholeSeconds(max(e.RetryInterval, p.interval))
@@ -566,51 +567,51 @@ func (p *Provisioner) writeOAuthError(w http.ResponseWriter, err error) {
 //	errors.Is(err, authz.ErrInvalidGrant) && errors.Is(err, authz.ErrTokenReplayed)
 //
 // both hold for a replayed attestation.
-func (p *Provisioner) Exchange(ctx context.Context, form url.Values) (*TokenResponse, error) {
+func (p *Provisioner) Exchange(ctx context.Context, form url.Values) (*authz.TokenResponse, error) {
 	switch gt := form.Get("grant_type"); gt {
-	case GrantTypeJWTBearer:
+	case authz.GrantTypeJWTBearer:
 		return p.exchangeAttestation(ctx, form)
-	case GrantTypeDeviceCode:
+	case authz.GrantTypeDeviceCode:
 		return p.exchangeDeviceCode(ctx, form)
-	case GrantTypeAuthorizationCode:
+	case authz.GrantTypeAuthorizationCode:
 		if p.authorizer == nil {
-			return nil, errorf(ErrUnsupportedGrantType, nil, "authorization_code is not enabled")
+			return nil, errorf(authz.ErrUnsupportedGrantType, nil, "authorization_code is not enabled")
 		}
 		return p.exchangeAuthCode(ctx, form)
 	case "":
-		return nil, errorf(ErrInvalidRequest, nil, "grant_type is required")
+		return nil, errorf(authz.ErrInvalidRequest, nil, "grant_type is required")
 	default:
-		return nil, errorf(ErrUnsupportedGrantType, nil, "grant_type %q is not supported", oauthwire.Truncate(gt, 100))
+		return nil, errorf(authz.ErrUnsupportedGrantType, nil, "grant_type %q is not supported", oauthwire.Truncate(gt, 100))
 	}
 }
 
 // verifyAssertion verifies an attestation parameter, mapping failure to
 // invalid_grant with the verifier's error as cause.
-func (p *Provisioner) verifyAssertion(ctx context.Context, assertion string) (*Attestation, error) {
+func (p *Provisioner) verifyAssertion(ctx context.Context, assertion string) (*authz.Attestation, error) {
 	if assertion == "" {
-		return nil, errorf(ErrInvalidRequest, nil, "assertion is required")
+		return nil, errorf(authz.ErrInvalidRequest, nil, "assertion is required")
 	}
 	att, err := p.verifier.Verify(ctx, assertion)
 	if err != nil {
 		// The verifier reports every defect of the token as an *Error; a
 		// bare error, or one with a 5xx status, is an outage (replay store,
 		// JWKS fetch) the client may retry, not a bad grant.
-		e := AsError(err)
+		e := authz.AsError(err)
 		if e == nil || e.Status >= 500 {
-			return nil, errorf(ErrTemporarilyUnavailable, err, "attestation could not be checked now; retry later")
+			return nil, errorf(authz.ErrTemporarilyUnavailable, err, "attestation could not be checked now; retry later")
 		}
 		code := e.Code
 		// An embedded consent receipt not accepted by the human is a terms
 		// problem, not a broken attestation: say so.
-		if errors.Is(err, ErrHumanAcceptanceRequired) {
-			return nil, errorf(ErrTermsNotAccepted, err, "terms must be accepted by the human, not the agent")
+		if errors.Is(err, authz.ErrHumanAcceptanceRequired) {
+			return nil, errorf(authz.ErrTermsNotAccepted, err, "terms must be accepted by the human, not the agent")
 		}
-		return nil, errorf(ErrInvalidGrant, err, "attestation rejected: %s", code)
+		return nil, errorf(authz.ErrInvalidGrant, err, "attestation rejected: %s", code)
 	}
 	return att, nil
 }
 
-func (p *Provisioner) exchangeAttestation(ctx context.Context, form url.Values) (*TokenResponse, error) {
+func (p *Provisioner) exchangeAttestation(ctx context.Context, form url.Values) (*authz.TokenResponse, error) {
 	att, err := p.verifyAssertion(ctx, form.Get("assertion"))
 	if err != nil {
 		return nil, err
@@ -623,12 +624,12 @@ func (p *Provisioner) exchangeAttestation(ctx context.Context, form url.Values) 
 	acct, err := p.accounts.FindBySubject(ctx, user)
 	switch {
 	case err == nil:
-		return p.issue(ctx, acct.ID, user, att, scopes, LinkExisting)
+		return p.issue(ctx, acct.ID, user, att, scopes, authz.LinkExisting)
 	case !errors.Is(err, ErrAccountNotFound):
-		return nil, errorf(ErrServerError, err, "account store unavailable")
+		return nil, errorf(authz.ErrServerError, err, "account store unavailable")
 	}
 	if !att.EmailVerified || NormalizeEmail(att.Email) == "" {
-		return nil, errorf(ErrEmailNotVerified, nil, "the attested email is missing or not verified; no account can be created")
+		return nil, errorf(authz.ErrEmailNotVerified, nil, "the attested email is missing or not verified; no account can be created")
 	}
 	// Only a hint for choosing the error: the creation below is atomic and
 	// reports a concurrent holder of the email as ErrEmailTaken.
@@ -637,7 +638,7 @@ func (p *Provisioner) exchangeAttestation(ctx context.Context, form url.Values) 
 	case err == nil:
 		return p.emailMatch(ctx, existing, user, att, scopes)
 	case !errors.Is(err, ErrAccountNotFound):
-		return nil, errorf(ErrServerError, err, "account store unavailable")
+		return nil, errorf(authz.ErrServerError, err, "account store unavailable")
 	}
 	rec, err := p.checkTerms(ctx, att)
 	if err != nil {
@@ -654,15 +655,15 @@ func (p *Provisioner) exchangeAttestation(ctx context.Context, form url.Values) 
 	case errors.Is(err, ErrEmailTaken):
 		existing, ferr := p.accounts.FindByEmail(ctx, att.Email)
 		if ferr != nil {
-			return nil, errorf(ErrServerError, ferr, "account store unavailable")
+			return nil, errorf(authz.ErrServerError, ferr, "account store unavailable")
 		}
 		return p.emailMatch(ctx, existing, user, att, scopes)
 	case err != nil:
-		return nil, errorf(ErrServerError, err, "account store unavailable")
+		return nil, errorf(authz.ErrServerError, err, "account store unavailable")
 	}
-	action := LinkExisting
+	action := authz.LinkExisting
 	if created {
-		action = LinkCreated
+		action = authz.LinkCreated
 		p.log.Info("authz: account created", "account_id", stored.ID, "iss", user.Issuer, "sub", user.Subject)
 	}
 	return p.issue(ctx, stored.ID, user, att, scopes, action)
@@ -670,49 +671,49 @@ func (p *Provisioner) exchangeAttestation(ctx context.Context, form url.Values) 
 
 // emailMatch handles an unlinked identity whose email belongs to an
 // existing account: consent, unless the policy explicitly allows linking.
-func (p *Provisioner) emailMatch(ctx context.Context, existing *Account, user UserRef, att *Attestation, scopes []string) (*TokenResponse, error) {
+func (p *Provisioner) emailMatch(ctx context.Context, existing *Account, user UserRef, att *authz.Attestation, scopes []string) (*authz.TokenResponse, error) {
 	// A concurrent first request of this same identity may have created
 	// the account between our lookup by subject and by email: then the
 	// email match is this identity's own account.
 	if slices.Contains(existing.Users, user) {
-		return p.issue(ctx, existing.ID, user, att, scopes, LinkExisting)
+		return p.issue(ctx, existing.ID, user, att, scopes, authz.LinkExisting)
 	}
 	if acct, err := p.accounts.FindBySubject(ctx, user); err == nil {
-		return p.issue(ctx, acct.ID, user, att, scopes, LinkExisting)
+		return p.issue(ctx, acct.ID, user, att, scopes, authz.LinkExisting)
 	}
 	if p.emailPolicy == nil || !p.emailPolicy(ctx, att, existing) {
-		return nil, errorf(ErrConsentRequired, nil, "an account with this email exists; the account holder must approve linking through OAuth")
+		return nil, errorf(authz.ErrConsentRequired, nil, "an account with this email exists; the account holder must approve linking through OAuth")
 	}
 	if _, err := p.accounts.LinkSubject(ctx, existing.ID, user); err != nil {
 		if errors.Is(err, ErrAlreadyLinked) {
-			return nil, errorf(ErrInvalidGrant, err, "identity is linked to another account")
+			return nil, errorf(authz.ErrInvalidGrant, err, "identity is linked to another account")
 		}
-		return nil, errorf(ErrServerError, err, "account store unavailable")
+		return nil, errorf(authz.ErrServerError, err, "account store unavailable")
 	}
 	p.log.Info("authz: identity linked by email policy", "account_id", existing.ID, "iss", user.Issuer, "sub", user.Subject)
-	return p.issue(ctx, existing.ID, user, att, scopes, LinkExisting)
+	return p.issue(ctx, existing.ID, user, att, scopes, authz.LinkExisting)
 }
 
 // checkTerms requires the attestation's consent receipt to record the
 // human accepting the provider's current terms for this very identity.
-func (p *Provisioner) checkTerms(ctx context.Context, att *Attestation) (ConsentRecord, error) {
+func (p *Provisioner) checkTerms(ctx context.Context, att *authz.Attestation) (ConsentRecord, error) {
 	if att.Consent == "" {
-		return ConsentRecord{}, errorf(ErrTermsNotAccepted, nil, "creating an account requires a consent receipt for terms version %q", p.terms)
+		return ConsentRecord{}, errorf(authz.ErrTermsNotAccepted, nil, "creating an account requires a consent receipt for terms version %q", p.terms)
 	}
 	rc := att.ConsentReceipt
 	if rc == nil {
 		var err error
 		if rc, err = p.verifier.VerifyConsent(ctx, att.Consent); err != nil {
-			return ConsentRecord{}, errorf(ErrTermsNotAccepted, err, "consent receipt rejected")
+			return ConsentRecord{}, errorf(authz.ErrTermsNotAccepted, err, "consent receipt rejected")
 		}
 	}
 	switch {
 	case !rc.Human:
-		return ConsentRecord{}, errorf(ErrTermsNotAccepted, ErrHumanAcceptanceRequired, "terms must be accepted by the human, not the agent")
+		return ConsentRecord{}, errorf(authz.ErrTermsNotAccepted, authz.ErrHumanAcceptanceRequired, "terms must be accepted by the human, not the agent")
 	case rc.Issuer != att.Issuer || rc.Subject != att.Subject:
-		return ConsentRecord{}, errorf(ErrTermsNotAccepted, nil, "consent receipt is for another user")
+		return ConsentRecord{}, errorf(authz.ErrTermsNotAccepted, nil, "consent receipt is for another user")
 	case rc.TermsVersion != p.terms:
-		return ConsentRecord{}, errorf(ErrTermsNotAccepted, nil, "consent receipt covers terms version %q, current is %q", oauthwire.Truncate(rc.TermsVersion, 64), p.terms)
+		return ConsentRecord{}, errorf(authz.ErrTermsNotAccepted, nil, "consent receipt covers terms version %q, current is %q", oauthwire.Truncate(rc.TermsVersion, 64), p.terms)
 	}
 	return ConsentRecord{TermsVersion: rc.TermsVersion, AcceptedAt: rc.AcceptedAt.UTC(), Receipt: att.Consent}, nil
 }
@@ -730,7 +731,7 @@ func (p *Provisioner) grantScopes(service, requested string) ([]string, error) {
 	var out []string
 	for _, s := range strings.Fields(requested) {
 		if !slices.Contains(allowed, s) {
-			return nil, errorf(ErrInvalidScope, nil, "scope %q is not available for %q", oauthwire.Truncate(s, 64), service)
+			return nil, errorf(authz.ErrInvalidScope, nil, "scope %q is not available for %q", oauthwire.Truncate(s, 64), service)
 		}
 		if !slices.Contains(out, s) {
 			out = append(out, s)
@@ -740,11 +741,11 @@ func (p *Provisioner) grantScopes(service, requested string) ([]string, error) {
 }
 
 // issue mints and stores a token for accountID.
-func (p *Provisioner) issue(ctx context.Context, accountID string, user UserRef, att *Attestation, scopes []string, action string) (*TokenResponse, error) {
+func (p *Provisioner) issue(ctx context.Context, accountID string, user UserRef, att *authz.Attestation, scopes []string, action string) (*authz.TokenResponse, error) {
 	token := newAccessToken()
 	now := p.now.Now().UTC()
 	rec := IssuedToken{
-		Hash:      HashToken(token),
+		Hash:      authz.HashToken(token),
 		AccountID: accountID,
 		User:      user,
 		Scopes:    scopes,
@@ -755,9 +756,9 @@ func (p *Provisioner) issue(ctx context.Context, accountID string, user UserRef,
 		rec.Service, rec.Project = att.Service, att.Project
 	}
 	if err := p.tokens.Put(ctx, rec); err != nil {
-		return nil, errorf(ErrServerError, err, "token store unavailable")
+		return nil, errorf(authz.ErrServerError, err, "token store unavailable")
 	}
-	return &TokenResponse{
+	return &authz.TokenResponse{
 		AccessToken: token,
 		TokenType:   "Bearer",
 		ExpiresIn:   int64(p.tokenTTL / time.Second),
@@ -769,9 +770,9 @@ func (p *Provisioner) issue(ctx context.Context, accountID string, user UserRef,
 
 // writeProblem answers a non-OAuth endpoint error as problem+json.
 func writeProblem(w http.ResponseWriter, err error) {
-	e := AsError(err)
+	e := authz.AsError(err)
 	if e == nil {
-		e = errorf(ErrServerError, err, "internal error")
+		e = errorf(authz.ErrServerError, err, "internal error")
 	}
 	status := e.Status
 	if status == 0 {

@@ -1,4 +1,4 @@
-package authz_test
+package provision_test
 
 import (
 	"fmt"
@@ -13,6 +13,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/authz/provision"
 )
 
 // A provider serves the device-flow verification page next to its OAuth
@@ -24,7 +25,7 @@ func ExampleNewDevicePage() {
 		authz.NewMemoryReplayStore(nil), nil)
 	srv := httptest.NewServer(nil)
 	defer srv.Close()
-	prov, err := authz.NewProvisioner(verifier, authz.NewMemoryAccountStore(), authz.NewMemoryTokenStore(), &authz.ProvisionerOptions{
+	prov, err := provision.NewProvisioner(verifier, provision.NewMemoryAccountStore(), provision.NewMemoryTokenStore(), &provision.ProvisionerOptions{
 		Issuer: srv.URL, TermsVersion: "1", TermsURL: srv.URL + "/terms", Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
@@ -33,11 +34,11 @@ func ExampleNewDevicePage() {
 
 	// The provider's session lookup (here: a header set by a test
 	// front end; a real provider reads its own session cookie).
-	signedIn := func(r *http.Request) (authz.SignedInUser, bool) {
+	signedIn := func(r *http.Request) (provision.SignedInUser, bool) {
 		id := r.Header.Get("X-Test-Account")
-		return authz.SignedInUser{AccountID: id, Display: id}, id != ""
+		return provision.SignedInUser{AccountID: id, Display: id}, id != ""
 	}
-	page, err := authz.NewDevicePage(prov, signedIn, &authz.DevicePageOptions{ProviderName: "Acme", SignInURL: "/login"})
+	page, err := provision.NewDevicePage(prov, signedIn, &provision.DevicePageOptions{ProviderName: "Acme", SignInURL: "/login"})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package authz
+package provision
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentprov/agentprov/authz"
 	"github.com/agentprov/agentprov/internal/clock"
 	"github.com/agentprov/agentprov/internal/oauthwire"
 	"github.com/agentprov/agentprov/internal/problem"
@@ -29,7 +30,7 @@ type Identity struct {
 	IssuedAt  time.Time
 	ExpiresAt time.Time
 	// TokenHash identifies the token without revealing it.
-	TokenHash TokenHash
+	TokenHash authz.TokenHash
 }
 
 // HasScope reports whether the identity's token carries scope.
@@ -108,7 +109,7 @@ func (m *Middleware) Require(scopes ...string) func(http.Handler) http.Handler {
 			if err == nil {
 				for _, s := range scopes {
 					if !id.HasScope(s) {
-						err = errorf(ErrInsufficientScope, nil, "token lacks scope %q", s)
+						err = errorf(authz.ErrInsufficientScope, nil, "token lacks scope %q", s)
 						break
 					}
 				}
@@ -128,26 +129,26 @@ func (m *Middleware) Require(scopes ...string) func(http.Handler) http.Handler {
 func (m *Middleware) Authenticate(ctx context.Context, r *http.Request) (*Identity, error) {
 	vals := r.Header.Values("Authorization")
 	if len(vals) == 0 {
-		return nil, errorf(ErrMissingToken, nil, "no bearer token")
+		return nil, errorf(authz.ErrMissingToken, nil, "no bearer token")
 	}
 	if len(vals) > 1 {
-		return nil, errorf(ErrInvalidToken, nil, "more than one Authorization header")
+		return nil, errorf(authz.ErrInvalidToken, nil, "more than one Authorization header")
 	}
 	token, ok := parseBearer(vals[0])
 	if !ok {
-		return nil, errorf(ErrInvalidToken, nil, "Authorization is not a well-formed Bearer token")
+		return nil, errorf(authz.ErrInvalidToken, nil, "Authorization is not a well-formed Bearer token")
 	}
-	h := HashToken(token)
+	h := authz.HashToken(token)
 	t, err := m.tokens.Lookup(ctx, h)
 	switch {
 	case errors.Is(err, ErrTokenNotFound):
-		return nil, errorf(ErrInvalidToken, nil, "token is not valid")
+		return nil, errorf(authz.ErrInvalidToken, nil, "token is not valid")
 	case err != nil:
-		return nil, errorf(ErrTemporarilyUnavailable, err, "token store unavailable")
+		return nil, errorf(authz.ErrTemporarilyUnavailable, err, "token store unavailable")
 	}
 	now := m.now.Now()
 	if t.Revoked() || !now.Before(t.ExpiresAt) {
-		return nil, errorf(ErrInvalidToken, nil, "token is not valid")
+		return nil, errorf(authz.ErrInvalidToken, nil, "token is not valid")
 	}
 	return &Identity{
 		AccountID: t.AccountID,
@@ -194,17 +195,17 @@ func (m *Middleware) metadataURL(r *http.Request) string {
 
 func (m *Middleware) fail(w http.ResponseWriter, r *http.Request, err error, scopes []string) {
 	prm := m.metadataURL(r)
-	e := AsError(err)
+	e := authz.AsError(err)
 	if e == nil {
-		e = errorf(ErrTemporarilyUnavailable, err, "internal error")
+		e = errorf(authz.ErrTemporarilyUnavailable, err, "internal error")
 	}
 	switch e.Code {
-	case ErrMissingToken.Code:
+	case authz.ErrMissingToken.Code:
 		w.Header().Set("WWW-Authenticate", oauthwire.FormatChallenge("Bearer", "resource_metadata", prm))
-	case ErrInvalidToken.Code:
+	case authz.ErrInvalidToken.Code:
 		w.Header().Set("WWW-Authenticate", oauthwire.FormatChallenge("Bearer",
 			"error", "invalid_token", "error_description", e.Detail, "resource_metadata", prm))
-	case ErrInsufficientScope.Code:
+	case authz.ErrInsufficientScope.Code:
 		w.Header().Set("WWW-Authenticate", oauthwire.FormatChallenge("Bearer",
 			"error", "insufficient_scope", "scope", strings.Join(scopes, " "), "resource_metadata", prm))
 	default:

@@ -1,4 +1,4 @@
-package authz_test
+package provision_test
 
 import (
 	"context"
@@ -6,11 +6,12 @@ import (
 
 	"github.com/agentprov/agentprov/authz"
 	"github.com/agentprov/agentprov/authz/authztest"
+	"github.com/agentprov/agentprov/authz/provision"
 )
 
 func TestMemoryTokenStore(t *testing.T) {
 	authztest.RunTokenStore(t, func(ctx context.Context, t *testing.T) (*authztest.TokenHarness, error) {
-		return &authztest.TokenHarness{Store: authz.NewMemoryTokenStore()}, nil
+		return &authztest.TokenHarness{Store: provision.NewMemoryTokenStore()}, nil
 	})
 }
 

@@ -1,4 +1,4 @@
-package authz
+package provision
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentprov/agentprov/authz"
 	"github.com/agentprov/agentprov/internal/oauthwire"
 	"github.com/agentprov/agentprov/internal/safehttp"
 )
@@ -23,7 +24,7 @@ var ErrAuthorizationHandled = errors.New("authz: authorizer handled the response
 
 // ErrUnsupportedResponseType: the authorization request's response_type is
 // not "code".
-var ErrUnsupportedResponseType = &Error{Code: "unsupported_response_type", Status: http.StatusBadRequest}
+var ErrUnsupportedResponseType = &authz.Error{Code: "unsupported_response_type", Status: http.StatusBadRequest}
 
 // AuthorizationRequest is a validated authorization-code request shown to
 // the provider's user for consent.
@@ -71,11 +72,11 @@ func (p *Provisioner) AuthorizeHandler() http.Handler {
 		}
 		clientID, redirectURI := q.Get("client_id"), q.Get("redirect_uri")
 		if clientID == "" || !slices.Contains(p.redirects[clientID], redirectURI) {
-			writeProblem(w, errorf(ErrInvalidClient, nil, "unknown client_id or unregistered redirect_uri"))
+			writeProblem(w, errorf(authz.ErrInvalidClient, nil, "unknown client_id or unregistered redirect_uri"))
 			return
 		}
 		state := q.Get("state")
-		fail := func(e *Error) { p.redirectError(w, r, redirectURI, state, e) }
+		fail := func(e *authz.Error) { p.redirectError(w, r, redirectURI, state, e) }
 		if q.Get("response_type") != "code" {
 			fail(errorf(ErrUnsupportedResponseType, nil, "response_type must be code"))
 			return
@@ -83,22 +84,22 @@ func (p *Provisioner) AuthorizeHandler() http.Handler {
 		switch m := q.Get("code_challenge_method"); m {
 		case oauthwire.PKCEMethod:
 		case "":
-			fail(errorf(ErrInvalidRequest, nil, "code_challenge_method S256 is required"))
+			fail(errorf(authz.ErrInvalidRequest, nil, "code_challenge_method S256 is required"))
 			return
 		default:
-			fail(errorf(ErrInvalidRequest, nil, "code_challenge_method must be S256"))
+			fail(errorf(authz.ErrInvalidRequest, nil, "code_challenge_method must be S256"))
 			return
 		}
 		challenge := q.Get("code_challenge")
 		if !validPKCEString(challenge) || len(challenge) != 43 {
-			fail(errorf(ErrInvalidRequest, nil, "code_challenge must be a base64url SHA-256 digest"))
+			fail(errorf(authz.ErrInvalidRequest, nil, "code_challenge must be a base64url SHA-256 digest"))
 			return
 		}
 		scope := strings.Fields(q.Get("scope"))
 		all := p.allScopes()
 		for _, s := range scope {
 			if !slices.Contains(all, s) {
-				fail(errorf(ErrInvalidScope, nil, "unknown scope"))
+				fail(errorf(authz.ErrInvalidScope, nil, "unknown scope"))
 				return
 			}
 		}
@@ -107,12 +108,12 @@ func (p *Provisioner) AuthorizeHandler() http.Handler {
 		switch {
 		case errors.Is(err, ErrAuthorizationHandled):
 			return
-		case errors.Is(err, ErrAccessDenied):
-			fail(errorf(ErrAccessDenied, nil, "the user denied the request"))
+		case errors.Is(err, authz.ErrAccessDenied):
+			fail(errorf(authz.ErrAccessDenied, nil, "the user denied the request"))
 			return
 		case err != nil || accountID == "":
 			p.log.Error("authz: authorizer failed", "err", err)
-			fail(errorf(ErrServerError, err, "authorization failed"))
+			fail(errorf(authz.ErrServerError, err, "authorization failed"))
 			return
 		}
 		code := newOpaqueCode()
@@ -136,32 +137,32 @@ func authorizeParams(r *http.Request) (url.Values, error) {
 	switch r.Method {
 	case http.MethodGet:
 		if len(r.URL.RawQuery) > maxFormBytes {
-			return nil, errorf(ErrInvalidRequest, nil, "query too long")
+			return nil, errorf(authz.ErrInvalidRequest, nil, "query too long")
 		}
 		var err error
 		if q, err = url.ParseQuery(r.URL.RawQuery); err != nil {
-			return nil, errorf(ErrInvalidRequest, nil, "malformed query")
+			return nil, errorf(authz.ErrInvalidRequest, nil, "malformed query")
 		}
 	case http.MethodPost:
 		body, err := safehttp.ReadAll(r.Body, maxFormBytes)
 		if err != nil {
-			return nil, errorf(ErrInvalidRequest, err, "body too large")
+			return nil, errorf(authz.ErrInvalidRequest, err, "body too large")
 		}
 		if q, err = ParseTokenForm(r.Header.Get("Content-Type"), body); err != nil {
 			return nil, err
 		}
 	default:
-		return nil, &Error{Code: ErrInvalidRequest.Code, Status: http.StatusMethodNotAllowed, Detail: "use GET or POST"}
+		return nil, &authz.Error{Code: authz.ErrInvalidRequest.Code, Status: http.StatusMethodNotAllowed, Detail: "use GET or POST"}
 	}
 	for k, v := range q {
 		if len(v) != 1 {
-			return nil, errorf(ErrInvalidRequest, nil, "parameter %q repeated", oauthwire.Truncate(k, 64))
+			return nil, errorf(authz.ErrInvalidRequest, nil, "parameter %q repeated", oauthwire.Truncate(k, 64))
 		}
 	}
 	return q, nil
 }
 
-func (p *Provisioner) redirectError(w http.ResponseWriter, r *http.Request, redirectURI, state string, e *Error) {
+func (p *Provisioner) redirectError(w http.ResponseWriter, r *http.Request, redirectURI, state string, e *authz.Error) {
 	p.redirect(w, r, redirectURI, url.Values{
 		"error": {e.Code}, "error_description": {e.Detail}, "state": {state}, "iss": {p.issuer},
 	})
@@ -170,7 +171,7 @@ func (p *Provisioner) redirectError(w http.ResponseWriter, r *http.Request, redi
 func (p *Provisioner) redirect(w http.ResponseWriter, r *http.Request, redirectURI string, params url.Values) {
 	u, err := url.Parse(redirectURI)
 	if err != nil {
-		writeProblem(w, errorf(ErrInvalidClient, err, "bad redirect_uri"))
+		writeProblem(w, errorf(authz.ErrInvalidClient, err, "bad redirect_uri"))
 		return
 	}
 	q := u.Query()
@@ -186,15 +187,15 @@ func (p *Provisioner) redirect(w http.ResponseWriter, r *http.Request, redirectU
 
 // exchangeAuthCode redeems an authorization code (RFC 6749 §4.1.3) with its
 // PKCE verifier and a fresh attestation naming the orchestrator user to link.
-func (p *Provisioner) exchangeAuthCode(ctx context.Context, form url.Values) (*TokenResponse, error) {
+func (p *Provisioner) exchangeAuthCode(ctx context.Context, form url.Values) (*authz.TokenResponse, error) {
 	code, clientID := form.Get("code"), form.Get("client_id")
 	if code == "" || clientID == "" {
-		return nil, errorf(ErrInvalidRequest, nil, "code and client_id are required")
+		return nil, errorf(authz.ErrInvalidRequest, nil, "code and client_id are required")
 	}
 	key := codeKey(code)
 	g, err := p.grants.Get(ctx, key)
 	if errors.Is(err, ErrGrantNotFound) {
-		return nil, errorf(ErrInvalidGrant, nil, "unknown or expired authorization code")
+		return nil, errorf(authz.ErrInvalidGrant, nil, "unknown or expired authorization code")
 	}
 	if err != nil {
 		return nil, grantStoreError(err)
@@ -207,20 +208,20 @@ func (p *Provisioner) exchangeAuthCode(ctx context.Context, form url.Values) (*T
 	}
 	switch {
 	case !deleted || g.Kind != GrantCode || !p.now.Now().Before(g.ExpiresAt):
-		return nil, errorf(ErrInvalidGrant, nil, "unknown or expired authorization code")
+		return nil, errorf(authz.ErrInvalidGrant, nil, "unknown or expired authorization code")
 	case g.ClientID != clientID:
-		return nil, errorf(ErrInvalidGrant, nil, "code was issued to another client")
+		return nil, errorf(authz.ErrInvalidGrant, nil, "code was issued to another client")
 	case g.RedirectURI != form.Get("redirect_uri"):
-		return nil, errorf(ErrInvalidGrant, nil, "redirect_uri does not match the authorization request")
+		return nil, errorf(authz.ErrInvalidGrant, nil, "redirect_uri does not match the authorization request")
 	case !verifyPKCE(form.Get("code_verifier"), g.Challenge):
-		return nil, errorf(ErrInvalidGrant, nil, "code_verifier does not match code_challenge")
+		return nil, errorf(authz.ErrInvalidGrant, nil, "code_verifier does not match code_challenge")
 	}
 	att, err := p.verifyAssertion(ctx, form.Get("assertion"))
 	if err != nil {
 		return nil, err
 	}
 	if att.Issuer != clientID {
-		return nil, errorf(ErrInvalidGrant, nil, "assertion issuer is not the client")
+		return nil, errorf(authz.ErrInvalidGrant, nil, "assertion issuer is not the client")
 	}
 	scopes, err := p.grantScopes(att.Service, g.Scope)
 	if err != nil {

@@ -1,7 +1,8 @@
-package authz_test
+package provision_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -12,12 +13,20 @@ import (
 	"time"
 
 	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/authz/provision"
 	"github.com/agentprov/agentprov/internal/clock"
 )
 
-type failingTokens struct{ authz.TokenStore }
+// orchIssuer is the orchestrator the middleware tests' tokens were issued to.
+const orchIssuer = "https://orchestrator.example"
 
-func (failingTokens) Lookup(context.Context, authz.TokenHash) (*authz.IssuedToken, error) {
+func jsonDecode(r io.Reader, v any) error {
+	return json.NewDecoder(io.LimitReader(r, 1<<20)).Decode(v)
+}
+
+type failingTokens struct{ provision.TokenStore }
+
+func (failingTokens) Lookup(context.Context, authz.TokenHash) (*provision.IssuedToken, error) {
 	return nil, errors.New("database is down")
 }
 
@@ -25,11 +34,11 @@ func TestMiddleware(t *testing.T) {
 	ctx := context.Background()
 	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
 	fake := clock.NewFake(now)
-	tokens := authz.NewMemoryTokenStore()
+	tokens := provision.NewMemoryTokenStore()
 	put := func(secret string, scopes []string, exp time.Time) {
 		t.Helper()
-		err := tokens.Put(ctx, authz.IssuedToken{
-			Hash: authz.HashToken(secret), AccountID: "acct_1", User: authz.UserRef{Issuer: orchIssuer, Subject: "s"},
+		err := tokens.Put(ctx, provision.IssuedToken{
+			Hash: authz.HashToken(secret), AccountID: "acct_1", User: provision.UserRef{Issuer: orchIssuer, Subject: "s"},
 			Scopes: scopes, IssuedAt: now, ExpiresAt: exp,
 		})
 		if err != nil {
@@ -44,13 +53,13 @@ func TestMiddleware(t *testing.T) {
 		t.Fatal(err)
 	}
 	const prm = "https://acme.example/.well-known/oauth-protected-resource"
-	mw, err := authz.NewMiddleware(tokens, &authz.MiddlewareOptions{ResourceMetadataURL: prm, Clock: fake.Now})
+	mw, err := provision.NewMiddleware(tokens, &provision.MiddlewareOptions{ResourceMetadataURL: prm, Clock: fake.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
-	broken, _ := authz.NewMiddleware(failingTokens{tokens}, &authz.MiddlewareOptions{ResourceMetadataURL: prm, Logger: slog.New(slog.DiscardHandler)})
+	broken, _ := provision.NewMiddleware(failingTokens{tokens}, &provision.MiddlewareOptions{ResourceMetadataURL: prm, Logger: slog.New(slog.DiscardHandler)})
 	api := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, ok := authz.IdentityFromContext(r.Context())
+		id, ok := provision.IdentityFromContext(r.Context())
 		if !ok {
 			t.Error("no identity in context")
 		}
@@ -58,7 +67,7 @@ func TestMiddleware(t *testing.T) {
 	})
 	cases := []struct {
 		name      string
-		mw        *authz.Middleware
+		mw        *provision.Middleware
 		auth      []string
 		status    int
 		code      string
@@ -119,7 +128,7 @@ func TestMiddleware(t *testing.T) {
 			t.Errorf("%s: challenge error %q", c.name, chs[0].Params["error"])
 		}
 	}
-	if _, err := authz.NewMiddleware(nil, nil); err == nil {
+	if _, err := provision.NewMiddleware(nil, nil); err == nil {
 		t.Error("NewMiddleware(nil) accepted")
 	}
 }

@@ -1,4 +1,4 @@
-package authz
+package provision
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/agentprov/agentprov/authz"
 	"github.com/agentprov/agentprov/internal/oauthwire"
 )
 
@@ -38,8 +39,8 @@ func newAccessToken() string {
 // IssuedToken is a provider-issued bearer token as stored: never the token
 // itself, only its hash.
 type IssuedToken struct {
-	Hash      TokenHash `json:"hash"`
-	AccountID string    `json:"account_id"`
+	Hash      authz.TokenHash `json:"hash"`
+	AccountID string          `json:"account_id"`
 	// User is the orchestrator user the token was issued to; only
 	// that orchestrator may revoke it.
 	User      UserRef   `json:"user"`
@@ -66,12 +67,12 @@ type TokenStore interface {
 	Put(ctx context.Context, tok IssuedToken) error
 	// Lookup returns the token with hash h (revoked or not), or
 	// ErrTokenNotFound.
-	Lookup(ctx context.Context, h TokenHash) (*IssuedToken, error)
+	Lookup(ctx context.Context, h authz.TokenHash) (*IssuedToken, error)
 	// Revoke marks the token with hash h revoked at `at` if it was issued
 	// to issuer. It reports whether a live token was revoked by this call;
 	// unknown hashes and other issuers' tokens are not errors (revoked=false)
 	// so a revocation never reveals which tokens exist.
-	Revoke(ctx context.Context, h TokenHash, issuer string, at time.Time) (revoked bool, err error)
+	Revoke(ctx context.Context, h authz.TokenHash, issuer string, at time.Time) (revoked bool, err error)
 	// RevokeAccount revokes every live token of accountID issued to
 	// issuer and returns how many it revoked.
 	RevokeAccount(ctx context.Context, accountID, issuer string, at time.Time) (int, error)
@@ -80,12 +81,12 @@ type TokenStore interface {
 // MemoryTokenStore is an in-process TokenStore, safe for concurrent use.
 type MemoryTokenStore struct {
 	mu     sync.Mutex
-	tokens map[TokenHash]*IssuedToken
+	tokens map[authz.TokenHash]*IssuedToken
 }
 
 // NewMemoryTokenStore returns an empty in-memory TokenStore.
 func NewMemoryTokenStore() *MemoryTokenStore {
-	return &MemoryTokenStore{tokens: map[TokenHash]*IssuedToken{}}
+	return &MemoryTokenStore{tokens: map[authz.TokenHash]*IssuedToken{}}
 }
 
 func validTokenRecord(t *IssuedToken) bool {
@@ -94,7 +95,7 @@ func validTokenRecord(t *IssuedToken) bool {
 			return false
 		}
 	}
-	return t.Hash != (TokenHash{}) && t.AccountID != "" && t.User.valid() && !t.ExpiresAt.IsZero()
+	return t.Hash != (authz.TokenHash{}) && t.AccountID != "" && t.User.valid() && !t.ExpiresAt.IsZero()
 }
 
 // Put implements TokenStore.
@@ -116,7 +117,7 @@ func (s *MemoryTokenStore) Put(ctx context.Context, tok IssuedToken) error {
 }
 
 // Lookup implements TokenStore.
-func (s *MemoryTokenStore) Lookup(ctx context.Context, h TokenHash) (*IssuedToken, error) {
+func (s *MemoryTokenStore) Lookup(ctx context.Context, h authz.TokenHash) (*IssuedToken, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -132,7 +133,7 @@ func (s *MemoryTokenStore) Lookup(ctx context.Context, h TokenHash) (*IssuedToke
 }
 
 // Revoke implements TokenStore.
-func (s *MemoryTokenStore) Revoke(ctx context.Context, h TokenHash, issuer string, at time.Time) (bool, error) {
+func (s *MemoryTokenStore) Revoke(ctx context.Context, h authz.TokenHash, issuer string, at time.Time) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}

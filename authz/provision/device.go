@@ -1,4 +1,4 @@
-package authz
+package provision
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentprov/agentprov/authz"
 	"github.com/agentprov/agentprov/internal/oauthwire"
 )
 
@@ -19,7 +20,7 @@ import (
 var (
 	// ErrUnknownUserCode: ApproveDevice or DenyDevice got a user code that
 	// is not pending (never issued, expired, already decided).
-	ErrUnknownUserCode = &Error{Code: "unknown_user_code", Status: http.StatusNotFound}
+	ErrUnknownUserCode = &authz.Error{Code: "unknown_user_code", Status: http.StatusNotFound}
 )
 
 // PendingLink describes a device-flow link request awaiting the human, for
@@ -46,11 +47,11 @@ func codeKey(code string) string {
 const maxGrantRetries = 8
 
 // grantStoreError maps a grant store failure to the wire.
-func grantStoreError(err error) *Error {
+func grantStoreError(err error) *authz.Error {
 	if errors.Is(err, ErrGrantStoreFull) {
-		return errorf(ErrTemporarilyUnavailable, err, "too many pending authorizations")
+		return errorf(authz.ErrTemporarilyUnavailable, err, "too many pending authorizations")
 	}
-	return errorf(ErrTemporarilyUnavailable, err, "grant store unavailable")
+	return errorf(authz.ErrTemporarilyUnavailable, err, "grant store unavailable")
 }
 
 // userCodeAlphabet avoids vowels (no words) and look-alike characters, as
@@ -120,17 +121,17 @@ func (p *Provisioner) DeviceAuthorizationHandler() http.Handler {
 
 // StartDevice runs a device authorization request given its form
 // parameters, as DeviceAuthorizationHandler does.
-func (p *Provisioner) StartDevice(ctx context.Context, form url.Values) (*DeviceAuthorizationResponse, error) {
+func (p *Provisioner) StartDevice(ctx context.Context, form url.Values) (*authz.DeviceAuthorizationResponse, error) {
 	clientID := form.Get("client_id")
 	if clientID == "" {
-		return nil, errorf(ErrInvalidRequest, nil, "client_id is required")
+		return nil, errorf(authz.ErrInvalidRequest, nil, "client_id is required")
 	}
 	att, err := p.verifyAssertion(ctx, form.Get("assertion"))
 	if err != nil {
 		return nil, err
 	}
 	if att.Issuer != clientID {
-		return nil, errorf(ErrInvalidClient, nil, "client_id must be the attestation issuer")
+		return nil, errorf(authz.ErrInvalidClient, nil, "client_id must be the attestation issuer")
 	}
 	scope := form.Get("scope")
 	if _, err := p.grantScopes(att.Service, scope); err != nil {
@@ -163,7 +164,7 @@ func (p *Provisioner) StartDevice(ctx context.Context, form url.Values) (*Device
 			return nil, grantStoreError(err)
 		}
 	}
-	return &DeviceAuthorizationResponse{
+	return &authz.DeviceAuthorizationResponse{
 		DeviceCode:              device,
 		UserCode:                g.UserCode,
 		VerificationURI:         p.verifyURI,
@@ -206,7 +207,7 @@ func (p *Provisioner) PendingDevice(ctx context.Context, userCode string) (*Pend
 // is made when the client next polls.
 func (p *Provisioner) ApproveDevice(ctx context.Context, userCode, accountID string) error {
 	if accountID == "" {
-		return errorf(ErrInvalidRequest, nil, "account id is required")
+		return errorf(authz.ErrInvalidRequest, nil, "account id is required")
 	}
 	return p.decideDevice(ctx, userCode, GrantApproved, accountID)
 }
@@ -235,42 +236,42 @@ func (p *Provisioner) decideDevice(ctx context.Context, userCode string, st Gran
 }
 
 // exchangeDeviceCode answers one poll of the RFC 8628 §3.4 token request.
-func (p *Provisioner) exchangeDeviceCode(ctx context.Context, form url.Values) (*TokenResponse, error) {
+func (p *Provisioner) exchangeDeviceCode(ctx context.Context, form url.Values) (*authz.TokenResponse, error) {
 	clientID, device := form.Get("client_id"), form.Get("device_code")
 	if clientID == "" || device == "" {
-		return nil, errorf(ErrInvalidRequest, nil, "client_id and device_code are required")
+		return nil, errorf(authz.ErrInvalidRequest, nil, "client_id and device_code are required")
 	}
 	key := codeKey(device)
 	for range maxGrantRetries {
 		g, err := p.grants.Get(ctx, key)
 		switch {
 		case errors.Is(err, ErrGrantNotFound):
-			return nil, errorf(ErrInvalidGrant, nil, "unknown device code")
+			return nil, errorf(authz.ErrInvalidGrant, nil, "unknown device code")
 		case err != nil:
 			return nil, grantStoreError(err)
 		case g.Kind != GrantDevice || g.ClientID != clientID:
-			return nil, errorf(ErrInvalidGrant, nil, "unknown device code")
+			return nil, errorf(authz.ErrInvalidGrant, nil, "unknown device code")
 		}
 		now := p.now.Now()
 		if !now.Before(g.ExpiresAt) {
 			_, _ = p.grants.Delete(ctx, key)
-			return nil, errorf(ErrDeviceCodeExpired, nil, "device code expired")
+			return nil, errorf(authz.ErrDeviceCodeExpired, nil, "device code expired")
 		}
-		var answer *Error
+		var answer *authz.Error
 		switch {
 		// A poll sooner than three quarters of the interval is too fast;
 		// the slack absorbs network jitter of well-behaved clients.
 		case !g.LastPoll.IsZero() && now.Sub(g.LastPoll) < g.Interval*3/4:
 			g.Interval += 5 * time.Second
-			answer = errorf(ErrSlowDown, nil, "polling too fast; wait %d seconds", wholeSeconds(g.Interval))
+			answer = errorf(authz.ErrSlowDown, nil, "polling too fast; wait %d seconds", wholeSeconds(g.Interval))
 			answer.RetryInterval = g.Interval
 		case g.State == GrantPending:
-			answer = errorf(ErrAuthorizationPending, nil, "waiting for the user")
+			answer = errorf(authz.ErrAuthorizationPending, nil, "waiting for the user")
 		case g.State == GrantDenied:
 			if _, err := p.grants.Delete(ctx, key); err != nil {
 				return nil, grantStoreError(err)
 			}
-			return nil, errorf(ErrAccessDenied, nil, "the user denied the request")
+			return nil, errorf(authz.ErrAccessDenied, nil, "the user denied the request")
 		default:
 			// Approved: only the caller whose Delete removes the grant
 			// gets a token, so concurrent polls never both succeed.
@@ -279,13 +280,13 @@ func (p *Provisioner) exchangeDeviceCode(ctx context.Context, form url.Values) (
 				return nil, grantStoreError(err)
 			}
 			if !deleted {
-				return nil, errorf(ErrInvalidGrant, nil, "device code already used")
+				return nil, errorf(authz.ErrInvalidGrant, nil, "device code already used")
 			}
 			scopes, err := p.grantScopes(g.Service, g.Scope)
 			if err != nil {
 				return nil, err
 			}
-			return p.link(ctx, g.AccountID, g.User, &Attestation{Service: g.Service, Project: g.Project}, scopes)
+			return p.link(ctx, g.AccountID, g.User, &authz.Attestation{Service: g.Service, Project: g.Project}, scopes)
 		}
 		g.LastPoll = now
 		err = p.grants.Update(ctx, *g)
@@ -300,20 +301,20 @@ func (p *Provisioner) exchangeDeviceCode(ctx context.Context, form url.Values) (
 }
 
 // link links user to accountID (compare-and-set) and issues a token.
-func (p *Provisioner) link(ctx context.Context, accountID string, user UserRef, att *Attestation, scopes []string) (*TokenResponse, error) {
+func (p *Provisioner) link(ctx context.Context, accountID string, user UserRef, att *authz.Attestation, scopes []string) (*authz.TokenResponse, error) {
 	linked, err := p.accounts.LinkSubject(ctx, accountID, user)
 	switch {
 	case errors.Is(err, ErrAlreadyLinked):
-		return nil, errorf(ErrInvalidGrant, err, "this identity is already linked to another account")
+		return nil, errorf(authz.ErrInvalidGrant, err, "this identity is already linked to another account")
 	case errors.Is(err, ErrAccountNotFound):
-		return nil, errorf(ErrInvalidGrant, err, "the approving account does not exist")
+		return nil, errorf(authz.ErrInvalidGrant, err, "the approving account does not exist")
 	case err != nil:
-		return nil, errorf(ErrServerError, err, "account store unavailable")
+		return nil, errorf(authz.ErrServerError, err, "account store unavailable")
 	}
 	if linked {
 		p.log.Info("authz: identity linked after consent", "account_id", accountID, "iss", user.Issuer, "sub", user.Subject)
 	}
-	return p.issue(ctx, accountID, user, att, scopes, LinkExisting)
+	return p.issue(ctx, accountID, user, att, scopes, authz.LinkExisting)
 }
 
 // wholeSeconds rounds d up to whole seconds, as RFC 8628 intervals are.
