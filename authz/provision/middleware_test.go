@@ -2,7 +2,6 @@ package provision_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -16,13 +15,6 @@ import (
 	"github.com/agentprov/agentprov/authz/provision"
 	"github.com/agentprov/agentprov/internal/clock"
 )
-
-// orchIssuer is the orchestrator the middleware tests' tokens were issued to.
-const orchIssuer = "https://orchestrator.example"
-
-func jsonDecode(r io.Reader, v any) error {
-	return json.NewDecoder(io.LimitReader(r, 1<<20)).Decode(v)
-}
 
 type failingTokens struct{ provision.TokenStore }
 
