@@ -10,7 +10,7 @@ import (
 	"github.com/agentprov/agentprov/authz/provision"
 )
 
-// AccountStore is an provision.AccountStore in three tables: accounts (unique
+// AccountStore is a provision.AccountStore in three tables: accounts (unique
 // normalized email), the orchestrator users linked to them (primary key
 // issuer+subject) and their consent receipts. The unique keys arbitrate
 // every race: CreateIfAbsent inserts the link and the account in one

@@ -10,7 +10,7 @@ import (
 	"github.com/agentprov/agentprov/authz/provision"
 )
 
-// GrantStore is an provision.GrantStore in one table: the grant as JSON, its
+// GrantStore is a provision.GrantStore in one table: the grant as JSON, its
 // key (the hash of the code), its user code (unique, NULL for
 // authorization codes), its expiry and a version. Put takes over rows whose
 // grant has expired; Update is a conditional UPDATE on the version; Delete

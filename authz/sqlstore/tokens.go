@@ -11,7 +11,7 @@ import (
 	"github.com/agentprov/agentprov/authz/provision"
 )
 
-// TokenStore is an provision.TokenStore in one table keyed by the token's
+// TokenStore is a provision.TokenStore in one table keyed by the token's
 // SHA-256 hash; the token itself never reaches the database. Revocations
 // are conditional UPDATEs (WHERE revoked_at IS NULL), so they are
 // idempotent and keep the first revocation time.

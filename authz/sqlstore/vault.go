@@ -11,7 +11,7 @@ import (
 	"github.com/agentprov/agentprov/authz/vault"
 )
 
-// VaultStore is an vault.VaultStore in a SQL table: one row per credential
+// VaultStore is a vault.VaultStore in a SQL table: one row per credential
 // with its opaque data and a version. Writes are single statements —
 // an UPSERT for Put, a conditional INSERT or UPDATE for CompareAndSwap — so
 // concurrent writers never lose an update. Wrap it in an
