@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/authz/provision"
 	"github.com/agentprov/agentprov/budget"
 	"github.com/agentprov/agentprov/catalogschema"
 	"github.com/agentprov/agentprov/discovery"
@@ -35,14 +36,14 @@ type ProviderOptions struct {
 	Paywall *paywall.Paywall
 	// SignedIn tells who is signed in to the provider's own site. When
 	// set and DevicePage is nil, the Provider serves the library's
-	// consent page (authz.DevicePage) at PathDevicePage: the account
+	// consent page (provision.DevicePage) at PathDevicePage: the account
 	// holder enters the user code, sees the orchestrator, the service as
 	// the catalog describes it (title, description, price) and the
 	// scopes, and approves or denies. This is what a Linker on the
 	// orchestrator side waits for.
-	SignedIn authz.SignedInFunc
+	SignedIn provision.SignedInFunc
 	// SignInURL is where the consent page sends a person who is not
-	// signed in (see authz.DevicePageOptions.SignInURL).
+	// signed in (see provision.DevicePageOptions.SignInURL).
 	SignInURL string
 	// DevicePage replaces the library's consent page with the service's
 	// own handler, served at PathDevicePage: it signs the user in, shows
@@ -59,7 +60,7 @@ type ProviderOptions struct {
 //
 // Each piece is also usable alone: Discovery, Provisioning and Paid return
 // the handlers and middleware Mount registers, and the packages underneath
-// (discovery.Handler, authz.Provisioner, paywall.Paywall) can be mounted
+// (discovery.Handler, provision.Provisioner, paywall.Paywall) can be mounted
 // without a Provider.
 //
 // A Provider is safe for concurrent use.
@@ -67,7 +68,7 @@ type Provider struct {
 	base, prefix string
 	meta         *catalogschema.ProviderMetadata
 	disc         *discovery.Handler
-	prov         *authz.Provisioner
+	prov         *provision.Provisioner
 	opts         ProviderOptions
 }
 
@@ -76,7 +77,7 @@ type Provider struct {
 // issuer (ProvisionerOptions.Issuer) must be baseURL. meta needs the
 // provider's identity — ProviderID, Name, TermsOfService, AuthModes —
 // and every endpoint URL left empty is filled in from baseURL.
-func NewProvider(baseURL string, meta catalogschema.ProviderMetadata, cat *catalogschema.Catalog, prov *authz.Provisioner, opts *ProviderOptions) (*Provider, error) {
+func NewProvider(baseURL string, meta catalogschema.ProviderMetadata, cat *catalogschema.Catalog, prov *provision.Provisioner, opts *ProviderOptions) (*Provider, error) {
 	u, err := url.Parse(baseURL)
 	if err != nil || u.Scheme == "" || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
 		return nil, errors.New("agentprov: provider: base URL must be an absolute URL without query or fragment")
@@ -103,8 +104,8 @@ func NewProvider(baseURL string, meta catalogschema.ProviderMetadata, cat *catal
 	fill(&meta.CatalogURI, base+PathCatalog)
 	fill(&meta.JWKSURI, base+PathJWKS)
 	fill(&meta.AuthorizationServer, base)
-	fill(&meta.AccountProvisioningEndpoint, base+authz.PathToken)
-	fill(&meta.RevocationEndpoint, base+authz.PathRevocationEvent)
+	fill(&meta.AccountProvisioningEndpoint, base+provision.PathToken)
+	fill(&meta.RevocationEndpoint, base+provision.PathRevocationEvent)
 	if meta.CatalogSigning == "" {
 		meta.CatalogSigning = catalogschema.SigningNone
 	}
@@ -127,7 +128,7 @@ func NewProvider(baseURL string, meta catalogschema.ProviderMetadata, cat *catal
 	hopts.BasePath = p.prefix
 	p.meta = &meta
 	if p.opts.DevicePage == nil && p.opts.SignedIn != nil {
-		page, err := authz.NewDevicePage(prov, p.opts.SignedIn, &authz.DevicePageOptions{
+		page, err := provision.NewDevicePage(prov, p.opts.SignedIn, &provision.DevicePageOptions{
 			ProviderName: meta.Name, SignInURL: p.opts.SignInURL, Service: catalogService(cat)})
 		if err != nil {
 			return nil, err
@@ -148,7 +149,7 @@ func (p *Provider) Metadata() *catalogschema.ProviderMetadata { return p.meta }
 func (p *Provider) Discovery() *discovery.Handler { return p.disc }
 
 // Provisioning serves the account provisioning, OAuth, device flow and
-// revocation endpoints (authz.Provisioner.Handler).
+// revocation endpoints (provision.Provisioner.Handler).
 func (p *Provider) Provisioning() http.Handler { return p.prov.Handler() }
 
 // Paid is the middleware of a paid route of service ref ("provider/service")
@@ -192,7 +193,7 @@ func (p *Provider) Mount(mux *http.ServeMux) {
 	mux.Handle("GET "+cat, p.disc)
 	mux.Handle("GET "+jwks, p.disc)
 	prov := p.Provisioning()
-	for _, path := range []string{authz.PathToken, authz.PathAuthorize, authz.PathDeviceAuthorization, authz.PathRevoke, authz.PathRevocationEvent} {
+	for _, path := range []string{provision.PathToken, provision.PathAuthorize, provision.PathDeviceAuthorization, provision.PathRevoke, provision.PathRevocationEvent} {
 		mux.Handle(p.prefix+path, prov)
 	}
 	mux.Handle("GET "+mustPath(p.prov.ResourceMetadataURL()), prov)
@@ -214,17 +215,17 @@ func mustPath(raw string) string {
 // catalogService describes a service ref for the consent page from the
 // catalog: its description as title text and its first price in major
 // units with the currency ("12.99 USD one_time").
-func catalogService(cat *catalogschema.Catalog) func(ctx context.Context, ref string) (authz.DeviceService, bool) {
-	return func(_ context.Context, ref string) (authz.DeviceService, bool) {
+func catalogService(cat *catalogschema.Catalog) func(ctx context.Context, ref string) (provision.DeviceService, bool) {
+	return func(_ context.Context, ref string) (provision.DeviceService, bool) {
 		r, err := catalogschema.ParseRef(ref)
 		if err != nil || r.Provider != cat.ProviderID {
-			return authz.DeviceService{}, false
+			return provision.DeviceService{}, false
 		}
 		for _, s := range cat.Services {
 			if s == nil || s.ServiceID != r.Service {
 				continue
 			}
-			d := authz.DeviceService{Title: s.ServiceID, Description: s.Description}
+			d := provision.DeviceService{Title: s.ServiceID, Description: s.Description}
 			if s.Pricing.Type == catalogschema.PricingFree {
 				d.Price = "free"
 			} else if len(s.Prices) > 0 {
@@ -233,6 +234,6 @@ func catalogService(cat *catalogschema.Catalog) func(ctx context.Context, ref st
 			}
 			return d, true
 		}
-		return authz.DeviceService{}, false
+		return provision.DeviceService{}, false
 	}
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/agentprov/agentprov"
 	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/authz/provision"
 	"github.com/agentprov/agentprov/catalogschema"
 )
 
@@ -39,11 +40,11 @@ func TestProviderServesConsentPage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	accounts := authz.NewMemoryAccountStore()
-	if err := accounts.Seed(ctx, authz.Account{ID: "acct_ada", Email: "ada@example.com"}); err != nil {
+	accounts := provision.NewMemoryAccountStore()
+	if err := accounts.Seed(ctx, provision.Account{ID: "acct_ada", Email: "ada@example.com"}); err != nil {
 		t.Fatal(err)
 	}
-	prov, err := authz.NewProvisioner(ver, accounts, authz.NewMemoryTokenStore(), &authz.ProvisionerOptions{
+	prov, err := provision.NewProvisioner(ver, accounts, provision.NewMemoryTokenStore(), &provision.ProvisionerOptions{
 		Issuer: base, TermsVersion: "1", TermsURL: srv.URL + "/terms", Logger: slog.New(slog.DiscardHandler),
 		ServiceScopes: map[string][]string{"acme/dns": {"dns:write"}}, DeviceInterval: time.Second})
 	if err != nil {
@@ -54,11 +55,11 @@ func TestProviderServesConsentPage(t *testing.T) {
 		Services: []*catalogschema.Service{{ServiceID: "dns", Description: "Zones <script>alert(1)</script>", Kind: catalogschema.KindDeployable,
 			Scope: catalogschema.ScopeProject, Categories: []string{"dns"}, Pricing: catalogschema.Pricing{Type: catalogschema.PricingPaid},
 			Prices: []catalogschema.Price{{Amount: 150, Currency: "USD", Basis: catalogschema.BasisMonthly}}}}}
-	signedIn := func(r *http.Request) (authz.SignedInUser, bool) {
+	signedIn := func(r *http.Request) (provision.SignedInUser, bool) {
 		if c, err := r.Cookie("session"); err == nil && c.Value == "ada" {
-			return authz.SignedInUser{AccountID: "acct_ada", Display: "ada@example.com"}, true
+			return provision.SignedInUser{AccountID: "acct_ada", Display: "ada@example.com"}, true
 		}
-		return authz.SignedInUser{}, false
+		return provision.SignedInUser{}, false
 	}
 	p, err := agentprov.NewProvider(base, catalogschema.ProviderMetadata{ProviderID: "acme", Name: "Acme Cloud",
 		TermsOfService: catalogschema.Terms{URL: srv.URL + "/terms", Version: "1"},

@@ -12,6 +12,7 @@ import (
 
 	"github.com/agentprov/agentprov"
 	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/authz/provision"
 	"github.com/agentprov/agentprov/catalogschema"
 )
 
@@ -28,8 +29,8 @@ func TestProviderMountServesEveryPieceUnderPrefix(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	prov, err := authz.NewProvisioner(ver, authz.NewMemoryAccountStore(), authz.NewMemoryTokenStore(),
-		&authz.ProvisionerOptions{Issuer: base, TermsVersion: "1", TermsURL: srv.URL + "/terms", Logger: slog.New(slog.DiscardHandler)})
+	prov, err := provision.NewProvisioner(ver, provision.NewMemoryAccountStore(), provision.NewMemoryTokenStore(),
+		&provision.ProvisionerOptions{Issuer: base, TermsVersion: "1", TermsURL: srv.URL + "/terms", Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +73,7 @@ func TestProviderMountServesEveryPieceUnderPrefix(t *testing.T) {
 		t.Errorf("GET resource metadata: %d", resp.StatusCode)
 	}
 	// The token endpoint answers (a bad request), not 404.
-	resp, err = http.Post(base+authz.PathToken, "application/x-www-form-urlencoded", strings.NewReader(""))
+	resp, err = http.Post(base+provision.PathToken, "application/x-www-form-urlencoded", strings.NewReader(""))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +82,7 @@ func TestProviderMountServesEveryPieceUnderPrefix(t *testing.T) {
 		t.Errorf("POST token endpoint: %d", resp.StatusCode)
 	}
 	m := p.Metadata()
-	if m.CatalogURI != base+"/catalog" || m.AccountProvisioningEndpoint != base+authz.PathToken || m.RevocationEndpoint != base+authz.PathRevocationEvent {
+	if m.CatalogURI != base+"/catalog" || m.AccountProvisioningEndpoint != base+provision.PathToken || m.RevocationEndpoint != base+provision.PathRevocationEvent {
 		t.Errorf("endpoints not filled from the base URL: %+v", m)
 	}
 }
@@ -90,8 +91,8 @@ func TestNewProviderRefusesIssuerOtherThanBase(t *testing.T) {
 	key, _ := authz.GenerateSigningKey("orch", jose.EdDSA)
 	att, _ := authz.NewAttester("https://orch.example", key, nil)
 	ver, _ := authz.NewVerifier("acme", []authz.TrustedIssuer{{Issuer: "https://orch.example", Keys: att.JWKS()}}, authz.NewMemoryReplayStore(nil), nil)
-	prov, err := authz.NewProvisioner(ver, authz.NewMemoryAccountStore(), authz.NewMemoryTokenStore(),
-		&authz.ProvisionerOptions{Issuer: "https://acme.example", TermsVersion: "1", TermsURL: "https://acme.example/terms"})
+	prov, err := provision.NewProvisioner(ver, provision.NewMemoryAccountStore(), provision.NewMemoryTokenStore(),
+		&provision.ProvisionerOptions{Issuer: "https://acme.example", TermsVersion: "1", TermsURL: "https://acme.example/terms"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/agentprov/agentprov/internal/clock"
+	"github.com/agentprov/agentprov/internal/oauthwire"
 )
 
 // JOSE "typ" values of the objects this package signs (PROTOCOL §2.3).
@@ -388,10 +389,10 @@ func checkAttestRequest(req *AttestRequest) error {
 			return err
 		}
 	}
-	if req.Project != "" && !validProjectID(req.Project) {
+	if req.Project != "" && !oauthwire.ValidProjectID(req.Project) {
 		return errorf(ErrInvalidRequest, nil, "project %q is not a valid project id", req.Project)
 	}
-	if req.Service != "" && !validServiceRef(req.Service) {
+	if req.Service != "" && !oauthwire.ValidServiceRef(req.Service) {
 		return errorf(ErrInvalidRequest, nil, "service %q is not a valid service ref", req.Service)
 	}
 	if p, _, _ := strings.Cut(req.Service, "/"); req.Service != "" && p != req.Audience {
@@ -506,56 +507,4 @@ func PairwiseSubject(secret []byte, userID, providerID string) string {
 	m.Write([]byte{0})
 	m.Write([]byte(userID))
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
-}
-
-// validProjectID reports whether s is a project id (PROTOCOL §2.5).
-func validProjectID(s string) bool {
-	if len(s) == 0 || len(s) > 128 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
-
-// validProviderID reports whether s is a provider id (PROTOCOL §2.5).
-func validProviderID(s string) bool {
-	if len(s) == 0 || len(s) > 64 || s[0] == '-' {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
-
-// validServiceID reports whether s is a service id (PROTOCOL §2.5).
-func validServiceID(s string) bool {
-	if len(s) == 0 || len(s) > 128 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		alnum := c >= 'a' && c <= 'z' || c >= '0' && c <= '9'
-		if i == 0 && !alnum {
-			return false
-		}
-		if !(alnum || c == '.' || c == '_' || c == ':' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
-
-// validServiceRef reports whether s is "provider/service" (PROTOCOL §2.5).
-func validServiceRef(s string) bool {
-	p, svc, ok := strings.Cut(s, "/")
-	return ok && validProviderID(p) && validServiceID(svc)
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/agentprov/agentprov/internal/clock"
 	"github.com/agentprov/agentprov/internal/jwstyp"
+	"github.com/agentprov/agentprov/internal/oauthwire"
 )
 
 // TrustedIssuer is an orchestrator a provider accepts attestations from.
@@ -621,13 +622,13 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Attestation, erro
 	if err := v.checkTimes(c.IssuedAt, c.NotBefore, c.Expiry); err != nil {
 		return nil, err
 	}
-	if c.Service != "" && !validServiceRef(c.Service) {
+	if c.Service != "" && !oauthwire.ValidServiceRef(c.Service) {
 		return nil, errorf(ErrMalformedToken, nil, "service %q is not a valid service ref", clip(c.Service))
 	}
 	if p, _, _ := strings.Cut(c.Service, "/"); c.Service != "" && p != c.Audience {
 		return nil, errorf(ErrMalformedToken, nil, "service %q is not offered by the audience", clip(c.Service))
 	}
-	if c.Project != "" && !validProjectID(c.Project) {
+	if c.Project != "" && !oauthwire.ValidProjectID(c.Project) {
 		return nil, errorf(ErrMalformedToken, nil, "project %q is not a valid project id", clip(c.Project))
 	}
 	att := &Attestation{
@@ -688,14 +689,14 @@ type registeredClaims struct {
 // verifier's audience, exp/nbf/iat with leeway, maximum lifetime, and
 // single use of "jti" — then decodes the payload into claims.
 func (v *Verifier) VerifyTyped(ctx context.Context, token, typ string, claims any) error {
-	return v.verifyTyped(ctx, token, typ, claims, nil)
+	return v.VerifyTypedFunc(ctx, token, typ, claims, nil)
 }
 
-// verifyTyped is VerifyTyped with a hook: check, when not nil, runs after
-// every other check and the decoding of claims but before "jti" is
+// VerifyTypedFunc is VerifyTyped with a hook: check, when not nil, runs
+// after every other check and the decoding of claims but before "jti" is
 // consumed, so a caller that refuses the token's content (an invalid
 // revocation event) leaves its jti unspent. check's error is returned as is.
-func (v *Verifier) verifyTyped(ctx context.Context, token, typ string, claims any, check func() error) error {
+func (v *Verifier) VerifyTypedFunc(ctx context.Context, token, typ string, claims any, check func() error) error {
 	var c registeredClaims
 	payload, iss, claimsErr, err := v.verifySignature(ctx, token, typ, &c)
 	if err != nil {

@@ -13,11 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	jose "github.com/go-jose/go-jose/v4"
 
-	"github.com/chromedp/chromedp"
-
 	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/authz/provision"
+	"github.com/agentprov/agentprov/authz/vault"
 	"github.com/agentprov/agentprov/internal/browsertest"
 )
 
@@ -29,8 +30,8 @@ const hostileDescription = `Managed DNS <script>alert("xss")</script><img src=x 
 // orchestrator whose Linker waits on it for grace@example.com.
 type devicePageFixture struct {
 	srv    *httptest.Server
-	prov   *authz.Provisioner
-	linker *authz.Linker
+	prov   *provision.Provisioner
+	linker *vault.Linker
 }
 
 func newDevicePageFixture(t *testing.T) *devicePageFixture {
@@ -49,14 +50,14 @@ func newDevicePageFixture(t *testing.T) *devicePageFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	accounts := authz.NewMemoryAccountStore()
-	if err := accounts.Seed(ctx, authz.Account{ID: "acct_grace", Email: "grace@example.com", CreatedAt: time.Now()}); err != nil {
+	accounts := provision.NewMemoryAccountStore()
+	if err := accounts.Seed(ctx, provision.Account{ID: "acct_grace", Email: "grace@example.com", CreatedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewUnstartedServer(nil)
 	srv.Start()
 	t.Cleanup(srv.Close)
-	prov, err := authz.NewProvisioner(verifier, accounts, authz.NewMemoryTokenStore(), &authz.ProvisionerOptions{
+	prov, err := provision.NewProvisioner(verifier, accounts, provision.NewMemoryTokenStore(), &provision.ProvisionerOptions{
 		Issuer: srv.URL, TermsVersion: "1", TermsURL: srv.URL + "/terms", DeviceInterval: 200 * time.Millisecond,
 		ServiceScopes: map[string][]string{"acme/dns": {"dns:write", "dns:read"}}, Logger: slog.New(slog.DiscardHandler),
 	})
@@ -64,17 +65,17 @@ func newDevicePageFixture(t *testing.T) *devicePageFixture {
 		t.Fatal(err)
 	}
 	// The provider's own login: a test cookie naming the account.
-	signedIn := func(r *http.Request) (authz.SignedInUser, bool) {
+	signedIn := func(r *http.Request) (provision.SignedInUser, bool) {
 		c, err := r.Cookie("test_session")
 		if err != nil || c.Value != "acct_grace" {
-			return authz.SignedInUser{}, false
+			return provision.SignedInUser{}, false
 		}
-		return authz.SignedInUser{AccountID: c.Value, Display: "grace@example.com"}, true
+		return provision.SignedInUser{AccountID: c.Value, Display: "grace@example.com"}, true
 	}
-	page, err := authz.NewDevicePage(prov, signedIn, &authz.DevicePageOptions{
+	page, err := provision.NewDevicePage(prov, signedIn, &provision.DevicePageOptions{
 		ProviderName: "Acme", SignInURL: "/test-login", Logger: slog.New(slog.DiscardHandler),
-		Service: func(_ context.Context, ref string) (authz.DeviceService, bool) {
-			return authz.DeviceService{Title: "Acme DNS", Description: hostileDescription, Price: "$1.50 / month"}, ref == "acme/dns"
+		Service: func(_ context.Context, ref string) (provision.DeviceService, bool) {
+			return provision.DeviceService{Title: "Acme DNS", Description: hostileDescription, Price: "$1.50 / month"}, ref == "acme/dns"
 		},
 	})
 	if err != nil {
@@ -88,11 +89,11 @@ func newDevicePageFixture(t *testing.T) *devicePageFixture {
 		http.Redirect(w, r, "/device", http.StatusSeeOther)
 	})
 	srv.Config.Handler = mux
-	vault, err := authz.NewVault(authz.NewMemoryVaultStore(), nil)
+	vlt, err := vault.NewVault(vault.NewMemoryVaultStore(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	linker, err := authz.NewLinker(attester, vault, &authz.LinkerOptions{HTTPClient: srv.Client(), Logger: slog.New(slog.DiscardHandler)})
+	linker, err := vault.NewLinker(attester, vlt, &vault.LinkerOptions{HTTPClient: srv.Client(), Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,13 +101,13 @@ func newDevicePageFixture(t *testing.T) *devicePageFixture {
 }
 
 // start asks for grace's link and returns the pending consent.
-func (f *devicePageFixture) start(t *testing.T) *authz.PendingConsent {
+func (f *devicePageFixture) start(t *testing.T) *vault.PendingConsent {
 	t.Helper()
-	_, err := f.linker.Link(context.Background(), authz.LinkRequest{
+	_, err := f.linker.Link(context.Background(), vault.LinkRequest{
 		Project: "proj_blog", Service: "acme/dns", Issuer: f.srv.URL,
 		Subject: "sub-grace", Email: "grace@example.com", Name: "Grace H.", EmailVerified: true, Scope: "dns:write",
 	})
-	var pending *authz.PendingConsent
+	var pending *vault.PendingConsent
 	if !errors.As(err, &pending) {
 		t.Fatalf("Link: %v, want a pending consent", err)
 	}
@@ -114,7 +115,7 @@ func (f *devicePageFixture) start(t *testing.T) *authz.PendingConsent {
 }
 
 // wait runs the orchestrator's polling in the background.
-func wait(p *authz.PendingConsent) <-chan error {
+func wait(p *vault.PendingConsent) <-chan error {
 	done := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

@@ -22,7 +22,9 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/authz/provision"
 	"github.com/agentprov/agentprov/authz/sqlstore"
+	"github.com/agentprov/agentprov/authz/vault"
 	"github.com/agentprov/agentprov/internal/clock"
 	"github.com/agentprov/agentprov/internal/sqltest"
 )
@@ -36,8 +38,8 @@ const (
 
 // orchestrator is the orchestrator side of the tests: an attester and a vault.
 type orchestrator struct {
-	att   *authz.Attester
-	vault *authz.Vault
+	att *authz.Attester
+	vlt *vault.Vault
 }
 
 func newOrchestrator(t testing.TB, issuer string) *orchestrator {
@@ -50,11 +52,11 @@ func newOrchestrator(t testing.TB, issuer string) *orchestrator {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vault, err := authz.NewVault(authz.NewMemoryVaultStore(), nil)
+	vlt, err := vault.NewVault(vault.NewMemoryVaultStore(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &orchestrator{att: att, vault: vault}
+	return &orchestrator{att: att, vlt: vlt}
 }
 
 type user struct {
@@ -92,9 +94,9 @@ func (o *orchestrator) attest(t testing.TB, aud string, u user, noConsent bool) 
 type provider struct {
 	id       string
 	srv      *httptest.Server
-	prov     *authz.Provisioner
-	accounts *authz.MemoryAccountStore
-	tokens   *authz.MemoryTokenStore
+	prov     *provision.Provisioner
+	accounts *provision.MemoryAccountStore
+	tokens   *provision.MemoryTokenStore
 	// revocationFailures makes the next N revocation events answer 503.
 	revocationFailures atomic.Int32
 	revocationCalls    atomic.Int32
@@ -103,14 +105,14 @@ type provider struct {
 type providerConfig struct {
 	trust     []*orchestrator
 	issuers   []string
-	authorize authz.AuthorizerFunc
+	authorize provision.AuthorizerFunc
 	clock     *clock.Fake
-	policy    authz.EmailLinkPolicy
+	policy    provision.EmailLinkPolicy
 }
 
 func newProvider(t testing.TB, id string, cfg providerConfig) *provider {
 	t.Helper()
-	p := &provider{id: id, accounts: authz.NewMemoryAccountStore(), tokens: authz.NewMemoryTokenStore()}
+	p := &provider{id: id, accounts: provision.NewMemoryAccountStore(), tokens: provision.NewMemoryTokenStore()}
 	var handler http.Handler
 	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
 	t.Cleanup(p.srv.Close)
@@ -122,7 +124,7 @@ func newProvider(t testing.TB, id string, cfg providerConfig) *provider {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := &authz.ProvisionerOptions{
+	opts := &provision.ProvisionerOptions{
 		Issuer:        p.srv.URL,
 		ResourceName:  id + " API",
 		TermsVersion:  termsVersion,
@@ -141,14 +143,14 @@ func newProvider(t testing.TB, id string, cfg providerConfig) *provider {
 		opts.Clock = cfg.clock.Now
 	}
 	opts.EmailLinkPolicy = cfg.policy
-	p.prov, err = authz.NewProvisioner(v, p.accounts, p.tokens, opts)
+	p.prov, err = provision.NewProvisioner(v, p.accounts, p.tokens, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
 	oauthHandler := p.prov.Handler()
 	mux.Handle("/", oauthHandler)
-	mux.Handle(authz.PathRevocationEvent, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle(provision.PathRevocationEvent, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p.revocationCalls.Add(1)
 		if p.revocationFailures.Add(-1) >= 0 {
 			http.Error(w, "try later", http.StatusServiceUnavailable)
@@ -157,7 +159,7 @@ func newProvider(t testing.TB, id string, cfg providerConfig) *provider {
 		oauthHandler.ServeHTTP(w, r)
 	}))
 	mux.Handle("GET /v1/whoami", p.prov.Middleware("zones:read")(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, ok := authz.IdentityFromContext(r.Context())
+		id, ok := provision.IdentityFromContext(r.Context())
 		if !ok {
 			http.Error(w, "no identity", http.StatusInternalServerError)
 			return
@@ -171,7 +173,7 @@ func newProvider(t testing.TB, id string, cfg providerConfig) *provider {
 // postToken posts form to the token endpoint and decodes the JSON answer.
 func postToken(t testing.TB, p *provider, form url.Values) (*http.Response, map[string]any) {
 	t.Helper()
-	resp, err := p.srv.Client().PostForm(p.srv.URL+authz.PathToken, form)
+	resp, err := p.srv.Client().PostForm(p.srv.URL+provision.PathToken, form)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +193,7 @@ func jwtBearer(assertion string) url.Values {
 func whoami(t testing.TB, ctx context.Context, p *provider, o *orchestrator, project, ref string) (int, map[string]string, http.Header) {
 	t.Helper()
 	ctx = context.WithValue(ctx, oauth2.HTTPClient, p.srv.Client())
-	client := oauth2.NewClient(ctx, o.vault.TokenSource(project, ref))
+	client := oauth2.NewClient(ctx, o.vlt.TokenSource(project, ref))
 	resp, err := client.Get(p.srv.URL + "/v1/whoami")
 	if err != nil {
 		t.Fatal(err)
@@ -208,9 +210,9 @@ func whoami(t testing.TB, ctx context.Context, p *provider, o *orchestrator, pro
 
 func storeCredential(t testing.TB, o *orchestrator, project, provider string, tok *oauth2.Token) {
 	t.Helper()
-	err := o.vault.Put(context.Background(), authz.Credential{
+	err := o.vlt.Put(context.Background(), vault.Credential{
 		Project: project, Provider: provider, Service: "dns",
-		AccessToken: authz.Secret(tok.AccessToken), TokenType: tok.TokenType, Expiry: tok.Expiry,
+		AccessToken: vault.Secret(tok.AccessToken), TokenType: tok.TokenType, Expiry: tok.Expiry,
 		Scopes:    strings.Fields(fmt.Sprint(tok.Extra("scope"))),
 		AccountID: fmt.Sprint(tok.Extra("account_id")), LinkAction: fmt.Sprint(tok.Extra("link_action")),
 	})
@@ -254,7 +256,7 @@ func TestE2ENewUserAutoCreated(t *testing.T) {
 	}
 
 	storeCredential(t, o, "proj_1", "acme", tokenFromBody(body))
-	env, err := o.vault.Env(ctx, "proj_1", "acme/dns")
+	env, err := o.vlt.Env(ctx, "proj_1", "acme/dns")
 	if err != nil || len(env) == 0 {
 		t.Fatalf("vault env = %v, %v", env, err)
 	}
@@ -286,7 +288,7 @@ func TestE2EConcurrentFirstRequestsCreateOneAccount(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			resp, err := p.srv.Client().PostForm(p.srv.URL+authz.PathToken, jwtBearer(assertions[i]))
+			resp, err := p.srv.Client().PostForm(p.srv.URL+provision.PathToken, jwtBearer(assertions[i]))
 			if err != nil {
 				t.Error(err)
 				return
@@ -346,7 +348,7 @@ func TestE2EExistingAccountDeviceFlow(t *testing.T) {
 	p := newProvider(t, "acme", providerConfig{
 		trust: []*orchestrator{o, other}, issuers: []string{orchIssuer, "https://other-orchestrator.example"},
 	})
-	if err := p.accounts.Seed(context.Background(), authz.Account{ID: "acct_existing", Email: "old@example.com", CreatedAt: time.Now()}); err != nil {
+	if err := p.accounts.Seed(context.Background(), provision.Account{ID: "acct_existing", Email: "old@example.com", CreatedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	u := user{sub: "user-old", email: "old@example.com", verified: true}
@@ -410,7 +412,7 @@ func TestE2EExistingAccountCodeFlowPKCE(t *testing.T) {
 	ctx := t.Context()
 	o := newOrchestrator(t, orchIssuer)
 	// The simulated human is signed in at the provider as X-Test-Account.
-	authorize := authz.AuthorizerFunc(func(w http.ResponseWriter, r *http.Request, req *authz.AuthorizationRequest) (string, error) {
+	authorize := provision.AuthorizerFunc(func(w http.ResponseWriter, r *http.Request, req *provision.AuthorizationRequest) (string, error) {
 		switch acct := r.Header.Get("X-Test-Account"); acct {
 		case "":
 			return "", authz.ErrAccessDenied
@@ -419,7 +421,7 @@ func TestE2EExistingAccountCodeFlowPKCE(t *testing.T) {
 		}
 	})
 	p := newProvider(t, "acme", providerConfig{trust: []*orchestrator{o}, issuers: []string{orchIssuer}, authorize: authorize})
-	if err := p.accounts.Seed(context.Background(), authz.Account{ID: "acct_code", Email: "code@example.com", CreatedAt: time.Now()}); err != nil {
+	if err := p.accounts.Seed(context.Background(), provision.Account{ID: "acct_code", Email: "code@example.com", CreatedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	u := user{sub: "user-code", email: "code@example.com", verified: true}
@@ -519,7 +521,7 @@ func TestE2ERevocation(t *testing.T) {
 		}
 	}
 	// Keep the tokens to try them after the vault forgot them.
-	creds, err := o.vault.List(ctx, "proj_1", "")
+	creds, err := o.vlt.List(ctx, "proj_1", "")
 	if err != nil || len(creds) != 2 {
 		t.Fatalf("vault = %v, %v", creds, err)
 	}
@@ -527,12 +529,12 @@ func TestE2ERevocation(t *testing.T) {
 
 	var sleeps []time.Duration
 	var mu sync.Mutex
-	rv, err := authz.NewRevoker(o.att, o.vault, authz.StaticTargets{
-		"acme": {Audience: "acme", Endpoint: acme.srv.URL + authz.PathRevocationEvent},
-		"beta": {Audience: "beta", Endpoint: beta.srv.URL + authz.PathRevocationEvent},
-	}, acme.srv.Client(), &authz.RevokerOptions{
+	rv, err := vault.NewRevoker(o.att, o.vlt, vault.StaticTargets{
+		"acme": {Audience: "acme", Endpoint: acme.srv.URL + provision.PathRevocationEvent},
+		"beta": {Audience: "beta", Endpoint: beta.srv.URL + provision.PathRevocationEvent},
+	}, acme.srv.Client(), &vault.RevokerOptions{
 		MaxAttempts: 4,
-		Subject:     func(*authz.Credential) string { return u.sub },
+		Subject:     func(*vault.Credential) string { return u.sub },
 		Sleep: func(_ context.Context, d time.Duration) error {
 			mu.Lock()
 			sleeps = append(sleeps, d)
@@ -543,11 +545,11 @@ func TestE2ERevocation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := rv.Revoke(ctx, authz.RevokeRequest{Project: "proj_1"})
+	rep, err := rv.Revoke(ctx, vault.RevokeRequest{Project: "proj_1"})
 	if err != nil {
 		t.Fatalf("Revoke: %v (report %+v)", err, rep)
 	}
-	got := map[string]authz.RevocationResult{}
+	got := map[string]vault.RevocationResult{}
 	for _, r := range rep.Results {
 		got[r.Provider] = r
 	}
@@ -563,7 +565,7 @@ func TestE2ERevocation(t *testing.T) {
 	if beta.revocationCalls.Load() != 3 {
 		t.Errorf("beta saw %d revocation calls, want 3", beta.revocationCalls.Load())
 	}
-	if left, _ := o.vault.List(ctx, "proj_1", ""); len(left) != 0 {
+	if left, _ := o.vlt.List(ctx, "proj_1", ""); len(left) != 0 {
 		t.Errorf("vault still holds %d credentials", len(left))
 	}
 	// The providers' middleware now rejects the tokens.
@@ -591,21 +593,21 @@ func TestE2ERevocationRejectedIsNotRetried(t *testing.T) {
 	_, body := postToken(t, acme, jwtBearer(o.attest(t, "acme", user{sub: "u", email: "u@example.com", verified: true}, false)))
 	storeCredential(t, o, "proj_1", "acme", tokenFromBody(body))
 	// Wrong audience: the provider's verifier refuses with 401.
-	rv, err := authz.NewRevoker(o.att, o.vault, authz.StaticTargets{
-		"acme": {Audience: "not-acme", Endpoint: acme.srv.URL + authz.PathRevocationEvent},
-	}, acme.srv.Client(), &authz.RevokerOptions{Sleep: func(context.Context, time.Duration) error { return nil }})
+	rv, err := vault.NewRevoker(o.att, o.vlt, vault.StaticTargets{
+		"acme": {Audience: "not-acme", Endpoint: acme.srv.URL + provision.PathRevocationEvent},
+	}, acme.srv.Client(), &vault.RevokerOptions{Sleep: func(context.Context, time.Duration) error { return nil }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := rv.Revoke(ctx, authz.RevokeRequest{Project: "proj_1", Provider: "acme"})
-	if !errors.Is(err, authz.ErrRevocationIncomplete) {
+	rep, err := rv.Revoke(ctx, vault.RevokeRequest{Project: "proj_1", Provider: "acme"})
+	if !errors.Is(err, vault.ErrRevocationIncomplete) {
 		t.Fatalf("err = %v, want ErrRevocationIncomplete", err)
 	}
 	f := rep.Failed()
-	if len(f) != 1 || f[0].Attempts != 1 || !errors.Is(f[0].Err, authz.ErrRevocationRejected) {
+	if len(f) != 1 || f[0].Attempts != 1 || !errors.Is(f[0].Err, vault.ErrRevocationRejected) {
 		t.Fatalf("failed = %+v", f)
 	}
-	if left, _ := o.vault.List(ctx, "proj_1", ""); len(left) != 1 {
+	if left, _ := o.vlt.List(ctx, "proj_1", ""); len(left) != 1 {
 		t.Fatalf("credential must stay in the vault after a failed revocation, have %d", len(left))
 	}
 }
@@ -689,7 +691,7 @@ func TestProvisionerRejectsAttacks(t *testing.T) {
 					t.Errorf("err = %v; want errors.Is %v", err, w)
 				}
 			}
-			if _, err := p.accounts.FindByEmail(ctx, good.email); !errors.Is(err, authz.ErrAccountNotFound) {
+			if _, err := p.accounts.FindByEmail(ctx, good.email); !errors.Is(err, provision.ErrAccountNotFound) {
 				t.Fatalf("an account was created: %v", err)
 			}
 			// Over HTTP the same attack is an RFC 6749 error body.
@@ -745,9 +747,9 @@ func TestE2ESQLStores(t *testing.T) {
 				t.Fatal(err)
 			}
 			// Two instances of the provider share every store.
-			var instances [2]*authz.Provisioner
+			var instances [2]*provision.Provisioner
 			for i := range instances {
-				instances[i], err = authz.NewProvisioner(v, accounts, tokens, &authz.ProvisionerOptions{
+				instances[i], err = provision.NewProvisioner(v, accounts, tokens, &provision.ProvisionerOptions{
 					Issuer: "https://acme.example", TermsVersion: termsVersion, DefaultScopes: []string{"zones:read"},
 					Grants: grants, Logger: slog.New(slog.DiscardHandler),
 				})
@@ -818,7 +820,7 @@ func TestE2ESQLStores(t *testing.T) {
 
 			// A device flow started on one instance, approved through the
 			// other and redeemed on the first.
-			if err := accounts.Seed(ctx, authz.Account{ID: "acct_sql_old", Email: "old-sql@example.com", CreatedAt: time.Now()}); err != nil {
+			if err := accounts.Seed(ctx, provision.Account{ID: "acct_sql_old", Email: "old-sql@example.com", CreatedAt: time.Now()}); err != nil {
 				t.Fatal(err)
 			}
 			old := user{sub: "sql-old", email: "old-sql@example.com", verified: true}

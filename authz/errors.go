@@ -71,9 +71,10 @@ func AsError(err error) *Error {
 	return nil
 }
 
-// Codes owned by identity attestation, keys, consent receipts, replay
-// protection and the vault. Provisioning, OAuth, middleware and revocation
-// define their own codes in their files, with the same type.
+// Codes owned by identity attestation, keys, consent receipts and replay
+// protection. The OAuth wire codes both roles read are in oauth_wire.go;
+// the role packages (authz/provision, authz/vault) define their own codes
+// with the same type.
 var (
 	// ErrMalformedToken: the token is not a compact JWS with a JSON header
 	// and payload, or a required claim is missing or has the wrong type.
@@ -119,19 +120,4 @@ var (
 	// ErrReplayStoreFull: the in-memory replay store reached its bound with
 	// no expired entry to evict; tokens are refused rather than let through.
 	ErrReplayStoreFull = &Error{Code: "replay_store_full", Status: 503}
-
-	// ErrCredentialNotFound: the vault holds no credential under that key.
-	ErrCredentialNotFound = &Error{Code: "credential_not_found", Status: 404}
-	// ErrVersionConflict: a compare-and-set on a vault record lost a race
-	// (the record changed, or already exists when creation was asked).
-	ErrVersionConflict = &Error{Code: "version_conflict", Status: 409}
-	// ErrVaultTampered: an encrypted vault record failed authentication:
-	// it was altered, or moved under another record key.
-	ErrVaultTampered = &Error{Code: "vault_tampered", Status: 500}
-	// ErrUnknownVaultKey: an encrypted vault record names a key id the
-	// store was not given.
-	ErrUnknownVaultKey = &Error{Code: "unknown_vault_key", Status: 500}
-	// ErrCredentialExpired: the stored access token has expired and no
-	// refresher is configured (or it failed).
-	ErrCredentialExpired = &Error{Code: "credential_expired", Status: 401}
 )

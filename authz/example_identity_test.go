@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log"
-	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
 
@@ -59,46 +58,4 @@ func ExampleAttester() {
 	// Output:
 	// ada@example.com true claude-code neon/postgres 5m0s
 	// token_replayed
-}
-
-// The vault keeps provider credentials encrypted at rest and never prints
-// their secrets.
-func ExampleVault() {
-	ctx := context.Background()
-	// A 32-byte AES-256 key from the platform's key management, by id.
-	store, err := authz.NewEncryptedVaultStore(authz.NewMemoryVaultStore(),
-		map[string][]byte{"vault-2026": []byte("0123456789abcdef0123456789abcdef")}, "vault-2026")
-	if err != nil {
-		log.Fatal(err)
-	}
-	vault, err := authz.NewVault(store, nil)
-	if err != nil {
-		log.Fatal(err)
-	}
-	err = vault.Put(ctx, authz.Credential{
-		Project:     "proj_1",
-		Provider:    "neon",
-		Service:     "postgres",
-		AccessToken: "neon_at_s3cr3t",
-		Expiry:      time.Now().Add(time.Hour),
-		Env:         map[string]authz.Secret{"DATABASE_URL": "postgres://app:pw@db.neon.example/app"},
-		LinkAction:  "created",
-	})
-	if err != nil {
-		log.Fatal(err)
-	}
-	c, err := vault.Get(ctx, "proj_1", "neon/postgres")
-	if err != nil {
-		log.Fatal(err)
-	}
-	fmt.Printf("%v %+v\n", c.AccessToken, c.Env)
-
-	env, err := vault.Env(ctx, "proj_1", "neon/postgres")
-	if err != nil {
-		log.Fatal(err)
-	}
-	fmt.Println(env["NEON_API_TOKEN"])
-	// Output:
-	// [REDACTED] map[DATABASE_URL:[REDACTED]]
-	// neon_at_s3cr3t
 }

@@ -17,6 +17,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/agentprov/agentprov/internal/clock"
+	"github.com/agentprov/agentprov/internal/oauthwire"
 	"github.com/agentprov/agentprov/internal/safehttp"
 )
 
@@ -37,7 +38,7 @@ const (
 // reflects key rotations immediately and is safe for concurrent use.
 func (a *Attester) JWKSHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !getOrHead(w, r) {
+		if !oauthwire.GetOrHead(w, r) {
 			return
 		}
 		ring := a.ring.Load()
@@ -203,7 +204,7 @@ func NewKeySet(jwksURL string, opts *KeySetOptions) (*KeySet, error) {
 	if base == nil {
 		base = &http.Client{Timeout: 10 * time.Second}
 	}
-	s.client = safeClient(base)
+	s.client = oauthwire.SafeClient(base)
 	return s, nil
 }
 

@@ -14,6 +14,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
+	"github.com/agentprov/agentprov/internal/oauthwire"
 	"github.com/agentprov/agentprov/internal/problem"
 )
 
@@ -70,7 +71,7 @@ func NewJWKSHandler(sources []KeySource, opts *JWKSHandlerOptions) (http.Handler
 	}
 	sources = append([]KeySource(nil), sources...)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !getOrHead(w, r) {
+		if !oauthwire.GetOrHead(w, r) {
 			return
 		}
 		body, err := mergeJWKS(sources)

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/authz/provision"
+	"github.com/agentprov/agentprov/authz/vault"
 	"github.com/agentprov/agentprov/internal/clock"
 )
 
@@ -25,7 +27,7 @@ type linkEnv struct {
 	o      *orchestrator
 	p      *provider
 	clock  *clock.Fake
-	linker *authz.Linker
+	linker *vault.Linker
 	logs   *bytes.Buffer
 	// onSleep runs after every device-flow wait, with the number of waits
 	// so far: the simulated human acts there.
@@ -38,7 +40,7 @@ func newLinkEnv(t *testing.T) *linkEnv {
 	e := &linkEnv{o: newOrchestrator(t, orchIssuer), clock: clock.NewFake(time.Now()), logs: &bytes.Buffer{}}
 	e.p = newProvider(t, "acme", providerConfig{trust: []*orchestrator{e.o}, issuers: []string{orchIssuer}, clock: e.clock})
 	var err error
-	e.linker, err = authz.NewLinker(e.o.att, e.o.vault, &authz.LinkerOptions{
+	e.linker, err = vault.NewLinker(e.o.att, e.o.vlt, &vault.LinkerOptions{
 		HTTPClient: e.p.srv.Client(),
 		Logger:     slog.New(slog.NewTextHandler(e.logs, nil)),
 		Clock:      e.clock.Now,
@@ -57,9 +59,9 @@ func newLinkEnv(t *testing.T) *linkEnv {
 	return e
 }
 
-func (e *linkEnv) request(t *testing.T, u user, withConsent bool) authz.LinkRequest {
+func (e *linkEnv) request(t *testing.T, u user, withConsent bool) vault.LinkRequest {
 	t.Helper()
-	req := authz.LinkRequest{
+	req := vault.LinkRequest{
 		Project: "proj_1", Service: "acme/dns", Issuer: e.p.srv.URL,
 		Subject: u.sub, Email: u.email, EmailVerified: u.verified, Name: "Test " + u.sub,
 		Actor: &authz.Actor{Sub: "agent-7"},
@@ -80,14 +82,14 @@ func (e *linkEnv) request(t *testing.T, u user, withConsent bool) authz.LinkRequ
 // startPending seeds an account holding old@example.com and links a new
 // identity with that email: the provider answers consent_required and the
 // Linker returns the device flow it started.
-func (e *linkEnv) startPending(t *testing.T, withConsent bool) *authz.PendingConsent {
+func (e *linkEnv) startPending(t *testing.T, withConsent bool) *vault.PendingConsent {
 	t.Helper()
 	ctx := context.Background()
-	if err := e.p.accounts.Seed(ctx, authz.Account{ID: "acct_old", Email: "old@example.com", CreatedAt: time.Now()}); err != nil {
+	if err := e.p.accounts.Seed(ctx, provision.Account{ID: "acct_old", Email: "old@example.com", CreatedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	_, err := e.linker.Link(ctx, e.request(t, user{sub: "u-old", email: "old@example.com", verified: true}, withConsent))
-	var pending *authz.PendingConsent
+	var pending *vault.PendingConsent
 	if !errors.As(err, &pending) || !errors.Is(err, authz.ErrConsentRequired) {
 		t.Fatalf("Link = %v, want a PendingConsent", err)
 	}
@@ -105,7 +107,7 @@ func TestLinkerCreatesAccount(t *testing.T) {
 	if res.LinkAction != authz.LinkCreated || res.Credential.AccountID == "" {
 		t.Fatalf("result = %+v", res)
 	}
-	stored, err := e.o.vault.Get(ctx, "proj_1", "acme/dns")
+	stored, err := e.o.vlt.Get(ctx, "proj_1", "acme/dns")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,8 +124,8 @@ func TestLinkerCreatesAccount(t *testing.T) {
 	}
 	// Env the provider returned later survives a token renewal for the
 	// same account.
-	if _, err := e.o.vault.Update(ctx, "proj_1", "acme/dns", func(c *authz.Credential) error {
-		c.Env = map[string]authz.Secret{"ACME_ZONE": "z1"}
+	if _, err := e.o.vlt.Update(ctx, "proj_1", "acme/dns", func(c *vault.Credential) error {
+		c.Env = map[string]vault.Secret{"ACME_ZONE": "z1"}
 		return nil
 	}); err != nil {
 		t.Fatal(err)
@@ -158,7 +160,7 @@ func TestLinkerConsentThroughDeviceFlow(t *testing.T) {
 	if strings.Contains(err.Error(), pending.UserCode) {
 		t.Fatalf("error text shows the user code: %v", err)
 	}
-	if _, err := e.o.vault.Get(ctx, "proj_1", "acme/dns"); !errors.Is(err, authz.ErrCredentialNotFound) {
+	if _, err := e.o.vlt.Get(ctx, "proj_1", "acme/dns"); !errors.Is(err, vault.ErrCredentialNotFound) {
 		t.Fatalf("vault before approval: %v", err)
 	}
 	// The human signs in at the provider and approves after the agent's
@@ -177,7 +179,7 @@ func TestLinkerConsentThroughDeviceFlow(t *testing.T) {
 	if res.LinkAction != authz.LinkExisting || res.Credential.AccountID != "acct_old" || e.sleeps.Load() != 3 {
 		t.Fatalf("result = %+v after %d polls", res, e.sleeps.Load())
 	}
-	if c, err := e.o.vault.Get(ctx, "proj_1", "acme/dns"); err != nil || c.AccountID != "acct_old" || c.LinkAction != authz.LinkExisting {
+	if c, err := e.o.vlt.Get(ctx, "proj_1", "acme/dns"); err != nil || c.AccountID != "acct_old" || c.LinkAction != authz.LinkExisting {
 		t.Fatalf("vault = %+v, %v", c, err)
 	}
 	// Decided: Wait again answers the same without polling.
@@ -193,7 +195,7 @@ func TestLinkerConsentThroughDeviceFlow(t *testing.T) {
 
 func TestLinkerDeviceFlowRefusals(t *testing.T) {
 	ctx := context.Background()
-	start := func(t *testing.T) (*linkEnv, *authz.PendingConsent) {
+	start := func(t *testing.T) (*linkEnv, *vault.PendingConsent) {
 		e := newLinkEnv(t)
 		return e, e.startPending(t, false)
 	}
@@ -261,7 +263,7 @@ func TestLinkerProvisioningErrors(t *testing.T) {
 	if _, err = e.linker.Link(ctx, req); !errors.Is(err, authz.ErrInvalidMetadata) {
 		t.Fatalf("plain http endpoint: %v", err)
 	}
-	if _, err := authz.NewLinker(nil, e.o.vault, nil); err == nil {
+	if _, err := vault.NewLinker(nil, e.o.vlt, nil); err == nil {
 		t.Fatal("NewLinker accepted a nil attester")
 	}
 }
@@ -297,35 +299,35 @@ func TestLinkerRejectsBadAnswers(t *testing.T) {
 		answer func(w http.ResponseWriter)
 		want   *authz.Error
 	}{
-		"mac token":        {jsonAnswer(200, strings.Replace(good, "Bearer", "mac", 1)), authz.ErrInvalidResponse},
-		"no link action":   {jsonAnswer(200, strings.Replace(good, `"created"`, `"maybe"`, 1)), authz.ErrInvalidResponse},
-		"trailing data":    {jsonAnswer(200, good+"{}"), authz.ErrInvalidResponse},
-		"not json":         {func(w http.ResponseWriter) { _, _ = w.Write([]byte(good)) }, authz.ErrInvalidResponse},
-		"huge body":        {jsonAnswer(200, `{"access_token":"`+strings.Repeat("a", authz.MaxLinkResponseBytes)+`"}`), authz.ErrInvalidResponse},
-		"html error":       {func(w http.ResponseWriter) { http.Error(w, "<h1>oops</h1>", 502) }, authz.ErrInvalidResponse},
-		"redirect":         {func(w http.ResponseWriter) { w.Header().Set("Location", "https://evil.example/"); w.WriteHeader(307) }, authz.ErrInvalidResponse},
+		"mac token":        {jsonAnswer(200, strings.Replace(good, "Bearer", "mac", 1)), vault.ErrInvalidResponse},
+		"no link action":   {jsonAnswer(200, strings.Replace(good, `"created"`, `"maybe"`, 1)), vault.ErrInvalidResponse},
+		"trailing data":    {jsonAnswer(200, good+"{}"), vault.ErrInvalidResponse},
+		"not json":         {func(w http.ResponseWriter) { _, _ = w.Write([]byte(good)) }, vault.ErrInvalidResponse},
+		"huge body":        {jsonAnswer(200, `{"access_token":"`+strings.Repeat("a", vault.MaxLinkResponseBytes)+`"}`), vault.ErrInvalidResponse},
+		"html error":       {func(w http.ResponseWriter) { http.Error(w, "<h1>oops</h1>", 502) }, vault.ErrInvalidResponse},
+		"redirect":         {func(w http.ResponseWriter) { w.Header().Set("Location", "https://evil.example/"); w.WriteHeader(307) }, vault.ErrInvalidResponse},
 		"no device flow":   {jsonAnswer(401, `{"error":"consent_required"}`), authz.ErrConsentRequired},
 		"provider refusal": {jsonAnswer(400, `{"error":"invalid_grant","error_description":"bad \u001b[31mthing"}`), authz.ErrInvalidGrant},
 	} {
 		t.Run(name, func(t *testing.T) {
 			srv, _ := fakeTokenEndpoint(t, tc.answer)
-			l, err := authz.NewLinker(o.att, o.vault, &authz.LinkerOptions{HTTPClient: srv.Client()})
+			l, err := vault.NewLinker(o.att, o.vlt, &vault.LinkerOptions{HTTPClient: srv.Client()})
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = l.Link(ctx, authz.LinkRequest{Project: "p1", Service: "acme/dns", Subject: "s1",
+			_, err = l.Link(ctx, vault.LinkRequest{Project: "p1", Service: "acme/dns", Subject: "s1",
 				Server: &authz.AuthorizationServerMetadata{Issuer: srv.URL, TokenEndpoint: srv.URL + "/token"}})
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("Link = %v, want %s", err, tc.want.Code)
 			}
-			var pending *authz.PendingConsent
+			var pending *vault.PendingConsent
 			if errors.As(err, &pending) {
 				t.Fatalf("a PendingConsent without a device flow: %v", err)
 			}
 			if strings.ContainsRune(err.Error(), 0x1b) {
 				t.Fatalf("control characters reached the error: %q", err)
 			}
-			if _, err := o.vault.Get(ctx, "p1", "acme/dns"); !errors.Is(err, authz.ErrCredentialNotFound) {
+			if _, err := o.vlt.Get(ctx, "p1", "acme/dns"); !errors.Is(err, vault.ErrCredentialNotFound) {
 				t.Fatalf("vault written after a bad answer: %v", err)
 			}
 		})
@@ -347,14 +349,14 @@ func TestLinkerSlowDown(t *testing.T) {
 	)
 	devURL = srv.URL + "/device"
 	var waits []time.Duration
-	l, err := authz.NewLinker(o.att, o.vault, &authz.LinkerOptions{HTTPClient: srv.Client(),
+	l, err := vault.NewLinker(o.att, o.vlt, &vault.LinkerOptions{HTTPClient: srv.Client(),
 		Sleep: func(_ context.Context, d time.Duration) error { waits = append(waits, d); return nil }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = l.Link(ctx, authz.LinkRequest{Project: "p1", Service: "acme/dns", Subject: "s1",
+	_, err = l.Link(ctx, vault.LinkRequest{Project: "p1", Service: "acme/dns", Subject: "s1",
 		Server: &authz.AuthorizationServerMetadata{Issuer: srv.URL, TokenEndpoint: srv.URL + "/token", DeviceAuthorizationEndpoint: srv.URL + "/device_authorization"}})
-	var pending *authz.PendingConsent
+	var pending *vault.PendingConsent
 	if !errors.As(err, &pending) {
 		t.Fatalf("Link = %v", err)
 	}
@@ -374,13 +376,13 @@ func TestLinkerRefusesUnsafeVerificationURI(t *testing.T) {
 		jsonAnswer(401, `{"error":"consent_required"}`),
 		jsonAnswer(200, `{"device_code":"dc","user_code":"BCDF-GHJK","verification_uri":"javascript:alert(1)","expires_in":600}`),
 	)
-	l, err := authz.NewLinker(o.att, o.vault, &authz.LinkerOptions{HTTPClient: srv.Client()})
+	l, err := vault.NewLinker(o.att, o.vlt, &vault.LinkerOptions{HTTPClient: srv.Client()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = l.Link(ctx, authz.LinkRequest{Project: "p1", Service: "acme/dns", Subject: "s1",
+	_, err = l.Link(ctx, vault.LinkRequest{Project: "p1", Service: "acme/dns", Subject: "s1",
 		Server: &authz.AuthorizationServerMetadata{Issuer: srv.URL, TokenEndpoint: srv.URL + "/token", DeviceAuthorizationEndpoint: srv.URL + "/device_authorization"}})
-	if !errors.Is(err, authz.ErrInvalidResponse) {
+	if !errors.Is(err, vault.ErrInvalidResponse) {
 		t.Fatalf("Link = %v", err)
 	}
 }
@@ -419,11 +421,11 @@ func TestLinkerChecksResourceMetadata(t *testing.T) {
 		},
 	)
 	base = srv.URL
-	l, err := authz.NewLinker(o.att, o.vault, &authz.LinkerOptions{HTTPClient: srv.Client()})
+	l, err := vault.NewLinker(o.att, o.vlt, &vault.LinkerOptions{HTTPClient: srv.Client()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = l.Link(ctx, authz.LinkRequest{Project: "p1", Service: "acme/dns", Subject: "s1",
+	_, err = l.Link(ctx, vault.LinkRequest{Project: "p1", Service: "acme/dns", Subject: "s1",
 		Server: &authz.AuthorizationServerMetadata{Issuer: srv.URL, TokenEndpoint: srv.URL + "/token", DeviceAuthorizationEndpoint: srv.URL + "/device_authorization"}})
 	if !errors.Is(err, authz.ErrInvalidMetadata) || calls.Load() != 2 {
 		t.Fatalf("Link = %v after %d calls; want invalid_metadata before any device request", err, calls.Load())
@@ -441,7 +443,7 @@ func TestPendingConsentHidesDeviceCode(t *testing.T) {
 		}
 	}
 	// Zero value: no panic, a clear error.
-	if _, err := new(authz.PendingConsent).Wait(ctx); !errors.Is(err, authz.ErrInvalidRequest) {
+	if _, err := new(vault.PendingConsent).Wait(ctx); !errors.Is(err, authz.ErrInvalidRequest) {
 		t.Fatalf("zero PendingConsent: %v", err)
 	}
 }
@@ -451,11 +453,11 @@ func TestLinkerConcurrentLinks(t *testing.T) {
 	ctx := context.Background()
 	u := user{sub: "u-par", email: "par@example.com", verified: true}
 	const n = 8
-	reqs := make([]authz.LinkRequest, n)
+	reqs := make([]vault.LinkRequest, n)
 	for i := range reqs {
 		reqs[i] = e.request(t, u, true)
 	}
-	results := make([]*authz.LinkResult, n)
+	results := make([]*vault.LinkResult, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
@@ -474,7 +476,7 @@ func TestLinkerConcurrentLinks(t *testing.T) {
 			t.Fatalf("links ended on different accounts: %s, %s", results[i].Credential.AccountID, results[0].Credential.AccountID)
 		}
 	}
-	list, err := e.o.vault.List(ctx, "proj_1", "acme")
+	list, err := e.o.vlt.List(ctx, "proj_1", "acme")
 	if err != nil || len(list) != 1 || created != 1 {
 		t.Fatalf("vault holds %d credentials (%v); %d links created an account", len(list), err, created)
 	}

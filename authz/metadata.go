@@ -3,15 +3,13 @@ package authz
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"mime"
 	"net/http"
-	"net/url"
 	"slices"
-	"strings"
 
 	"golang.org/x/oauth2"
 
+	"github.com/agentprov/agentprov/internal/oauthwire"
 	"github.com/agentprov/agentprov/internal/safehttp"
 )
 
@@ -85,20 +83,6 @@ func (m *AuthorizationServerMetadata) Endpoint() oauth2.Endpoint {
 	}
 }
 
-// wellKnownURL inserts a well-known path between host and path of id, as
-// RFC 8414 §3.1 and RFC 9728 §3.1 specify.
-func wellKnownURL(id, wellKnown string) (string, error) {
-	u, err := url.Parse(id)
-	if err != nil {
-		return "", err
-	}
-	path := strings.TrimSuffix(u.EscapedPath(), "/")
-	u.RawQuery, u.Fragment, u.RawFragment = "", "", ""
-	u.RawPath = ""
-	u.Path = wellKnown + path
-	return u.String(), nil
-}
-
 // FetchResourceMetadata fetches the RFC 9728 document at metadataURL (from
 // a resource_metadata challenge parameter, or built from the resource id)
 // and, when resource is non-empty, checks that it describes resource. The
@@ -128,7 +112,7 @@ func FetchResourceMetadata(ctx context.Context, client *http.Client, metadataURL
 // "issuer" equals issuer exactly (§3.3), every endpoint is HTTPS or loopback,
 // and PKCE S256 is supported when an authorization endpoint is given.
 func FetchServerMetadata(ctx context.Context, client *http.Client, issuer string) (*AuthorizationServerMetadata, error) {
-	u, err := wellKnownURL(issuer, PathServerMetadata)
+	u, err := oauthwire.WellKnownURL(issuer, PathServerMetadata)
 	if err != nil {
 		return nil, errorf(ErrInvalidMetadata, err, "bad issuer %q", issuer)
 	}
@@ -150,33 +134,10 @@ func FetchServerMetadata(ctx context.Context, client *http.Client, issuer string
 			return nil, errorf(ErrInvalidMetadata, err, "endpoint %q is not https", e)
 		}
 	}
-	if m.AuthorizationEndpoint != "" && !slices.Contains(m.CodeChallengeMethodsSupported, pkceMethod) {
+	if m.AuthorizationEndpoint != "" && !slices.Contains(m.CodeChallengeMethodsSupported, oauthwire.PKCEMethod) {
 		return nil, errorf(ErrInvalidMetadata, nil, "server does not support PKCE S256")
 	}
 	return &m, nil
-}
-
-// safeClient returns a shallow copy of client whose redirects are held to
-// the HTTPS-or-loopback rule; the caller's client is left untouched.
-func safeClient(client *http.Client) *http.Client {
-	if client == nil {
-		client = http.DefaultClient
-	}
-	c := *client
-	prev := client.CheckRedirect
-	c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
-		if _, err := safehttp.CheckURL(req.URL.String()); err != nil {
-			return err
-		}
-		if len(via) >= 5 {
-			return errors.New("too many redirects")
-		}
-		if prev != nil {
-			return prev(req, via)
-		}
-		return nil
-	}
-	return &c
 }
 
 func fetchJSON(ctx context.Context, client *http.Client, rawURL string, dst any) error {
@@ -188,7 +149,7 @@ func fetchJSON(ctx context.Context, client *http.Client, rawURL string, dst any)
 		return errorf(ErrInvalidMetadata, err, "bad metadata URL")
 	}
 	req.Header.Set("Accept", "application/json")
-	resp, err := safeClient(client).Do(req)
+	resp, err := oauthwire.SafeClient(client).Do(req)
 	if err != nil {
 		return errorf(ErrInvalidMetadata, err, "fetch %s", rawURL)
 	}
@@ -208,21 +169,3 @@ func fetchJSON(ctx context.Context, client *http.Client, rawURL string, dst any)
 	}
 	return nil
 }
-
-// writeJSON sends v as a JSON body with the given status.
-func writeJSON(w http.ResponseWriter, status int, v any, cache string) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		http.Error(w, "internal error", http.StatusInternalServerError)
-		return
-	}
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", cache)
-	h.Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	_, _ = w.Write(append(b, '\n'))
-}
-
-// metadataMaxAge is the caching allowed for discovery documents.
-const metadataMaxAge = "public, max-age=300"

@@ -14,27 +14,28 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/authz/provision"
 	"github.com/agentprov/agentprov/internal/safehttp"
 )
 
 // goldenProvisioner is a provisioner at a fixed issuer so that its wire
 // documents are stable.
-func goldenProvisioner(t *testing.T) (*authz.Provisioner, *orchestrator, *authz.MemoryAccountStore) {
+func goldenProvisioner(t *testing.T) (*provision.Provisioner, *orchestrator, *provision.MemoryAccountStore) {
 	t.Helper()
 	o := newOrchestrator(t, orchIssuer)
 	v, err := authz.NewVerifier("acme", []authz.TrustedIssuer{{Issuer: orchIssuer, Keys: o.att.JWKS()}}, authz.NewMemoryReplayStore(nil), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	accounts := authz.NewMemoryAccountStore()
-	p, err := authz.NewProvisioner(v, accounts, authz.NewMemoryTokenStore(), &authz.ProvisionerOptions{
+	accounts := provision.NewMemoryAccountStore()
+	p, err := provision.NewProvisioner(v, accounts, provision.NewMemoryTokenStore(), &provision.ProvisionerOptions{
 		Issuer:        "https://acme.example",
 		ResourceName:  "Acme API",
 		TermsVersion:  "2026-04",
 		TermsURL:      "https://acme.example/terms",
 		ServiceScopes: map[string][]string{"acme/dns": {"dns:write", "zones:read"}},
 		DefaultScopes: []string{"zones:read"},
-		Authorizer: authz.AuthorizerFunc(func(http.ResponseWriter, *http.Request, *authz.AuthorizationRequest) (string, error) {
+		Authorizer: provision.AuthorizerFunc(func(http.ResponseWriter, *http.Request, *provision.AuthorizationRequest) (string, error) {
 			return "", authz.ErrAccessDenied
 		}),
 		RedirectURIs: map[string][]string{orchIssuer: {callbackURL}},
@@ -115,11 +116,11 @@ func TestGoldenProvisioningDocuments(t *testing.T) {
 	checkWireGolden(t, "server_metadata.json", rec.Body.Bytes(), &authz.AuthorizationServerMetadata{})
 
 	// consent_required: an account holds the attested email.
-	if err := accounts.Seed(context.Background(), authz.Account{ID: "acct_1", Email: "old@example.com"}); err != nil {
+	if err := accounts.Seed(context.Background(), provision.Account{ID: "acct_1", Email: "old@example.com"}); err != nil {
 		t.Fatal(err)
 	}
 	form := jwtBearer(o.attest(t, "acme", user{sub: "u1", email: "old@example.com", verified: true}, false)).Encode()
-	rec = serve(h, http.MethodPost, "https://acme.example"+authz.PathToken, "application/x-www-form-urlencoded", form)
+	rec = serve(h, http.MethodPost, "https://acme.example"+provision.PathToken, "application/x-www-form-urlencoded", form)
 	if rec.Code != http.StatusUnauthorized {
 		t.Fatalf("consent_required status %d", rec.Code)
 	}
@@ -220,8 +221,8 @@ func TestIssuerWithPath(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := authz.NewProvisioner(v, authz.NewMemoryAccountStore(), authz.NewMemoryTokenStore(),
-		&authz.ProvisionerOptions{Issuer: "https://acme.example/auth", TermsVersion: "1"})
+	p, err := provision.NewProvisioner(v, provision.NewMemoryAccountStore(), provision.NewMemoryTokenStore(),
+		&provision.ProvisionerOptions{Issuer: "https://acme.example/auth", TermsVersion: "1"})
 	if err != nil {
 		t.Fatal(err)
 	}

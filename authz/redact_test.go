@@ -11,6 +11,8 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/authz/provision"
+	"github.com/agentprov/agentprov/authz/vault"
 )
 
 // %v, %+v and %#v of the types that hold keys or secrets never print them:
@@ -22,27 +24,27 @@ func TestFormatRedactsSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 	vaultKey := []byte("0123456789abcdef0123456789abcdef")
-	enc, err := authz.NewEncryptedVaultStore(authz.NewMemoryVaultStore(), map[string][]byte{"v1": vaultKey}, "v1")
+	enc, err := vault.NewEncryptedVaultStore(vault.NewMemoryVaultStore(), map[string][]byte{"v1": vaultKey}, "v1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	vault, err := authz.NewVault(enc, nil)
+	vlt, err := vault.NewVault(enc, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := vault.Put(context.Background(), authz.Credential{Project: "p", Provider: "acme", Service: "dns", AccessToken: "SUPERSECRETTOKEN"}); err != nil {
+	if err := vlt.Put(context.Background(), vault.Credential{Project: "p", Provider: "acme", Service: "dns", AccessToken: "SUPERSECRETTOKEN"}); err != nil {
 		t.Fatal(err)
 	}
-	mem := authz.NewMemoryVaultStore()
-	v2, _ := authz.NewVault(mem, nil)
-	_ = v2.Put(context.Background(), authz.Credential{Project: "p", Provider: "acme", Service: "dns", AccessToken: "SUPERSECRETTOKEN"})
-	tokens := authz.NewMemoryTokenStore()
+	mem := vault.NewMemoryVaultStore()
+	v2, _ := vault.NewVault(mem, nil)
+	_ = v2.Put(context.Background(), vault.Credential{Project: "p", Provider: "acme", Service: "dns", AccessToken: "SUPERSECRETTOKEN"})
+	tokens := provision.NewMemoryTokenStore()
 	device := authz.DeviceAuthorizationResponse{DeviceCode: "SUPERSECRETDEVICECODE", UserCode: "WDJB-MJHT", VerificationURI: "https://acme.example/device"}
 	if s := fmt.Sprint(device); !strings.Contains(s, "WDJB-MJHT") {
 		t.Errorf("device response lost its user code: %s", s)
 	}
 	bad := []string{"SUPERSECRET", fmt.Sprint([]byte(priv))[:40], fmt.Sprint(vaultKey)[:40]}
-	for name, x := range map[string]any{"attester": att, "encrypted store": enc, "vault": vault, "memory vault": mem, "tokens": tokens,
+	for name, x := range map[string]any{"attester": att, "encrypted store": enc, "vault": vlt, "memory vault": mem, "tokens": tokens,
 		"device response": device, "device response pointer": &device} {
 		for _, verb := range []string{"%v", "%+v", "%#v"} {
 			s := fmt.Sprintf(verb, x)

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/authz/vault"
 )
 
 // A cancelled context stops the retries at once and leaves the credential.
@@ -21,25 +21,25 @@ func TestRevokerStopsOnCancel(t *testing.T) {
 		w.WriteHeader(http.StatusBadGateway)
 	}))
 	defer down.Close()
-	rv, err := authz.NewRevoker(o.att, o.vault, authz.StaticTargets{"acme": {Audience: "acme", Endpoint: down.URL}}, down.Client(),
-		&authz.RevokerOptions{MaxAttempts: 10, InitialBackoff: time.Hour})
+	rv, err := vault.NewRevoker(o.att, o.vlt, vault.StaticTargets{"acme": {Audience: "acme", Endpoint: down.URL}}, down.Client(),
+		&vault.RevokerOptions{MaxAttempts: 10, InitialBackoff: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	rep, err := rv.Revoke(ctx, authz.RevokeRequest{Project: "proj_1"})
-	if !errors.Is(err, authz.ErrRevocationIncomplete) {
+	rep, err := rv.Revoke(ctx, vault.RevokeRequest{Project: "proj_1"})
+	if !errors.Is(err, vault.ErrRevocationIncomplete) {
 		t.Fatalf("err = %v", err)
 	}
 	f := rep.Failed()
 	if len(f) != 1 || f[0].Attempts != 1 || !errors.Is(f[0].Err, context.DeadlineExceeded) {
 		t.Fatalf("failed = %+v", f)
 	}
-	if left, _ := o.vault.List(context.Background(), "proj_1", ""); len(left) != 1 {
+	if left, _ := o.vlt.List(context.Background(), "proj_1", ""); len(left) != 1 {
 		t.Fatal("credential deleted after a failed revocation")
 	}
-	if _, err := authz.NewRevoker(nil, o.vault, authz.StaticTargets{}, nil, nil); err == nil {
+	if _, err := vault.NewRevoker(nil, o.vlt, vault.StaticTargets{}, nil, nil); err == nil {
 		t.Fatal("nil attester accepted")
 	}
 }

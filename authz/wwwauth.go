@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+
+	"github.com/agentprov/agentprov/internal/oauthwire"
 )
 
 // ErrMalformedChallenge reports a WWW-Authenticate value that does not
@@ -72,14 +74,6 @@ func isTokenChar(c byte) bool {
 		return true
 	}
 	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
-}
-
-func isToken68Char(c byte) bool {
-	switch {
-	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		return true
-	}
-	return strings.IndexByte("-._~+/", c) >= 0
 }
 
 type chParser struct {
@@ -222,7 +216,7 @@ func parseChallenges(s string) ([]Challenge, error) {
 func (p *chParser) token68() (string, bool) {
 	j := p.i
 	k := j
-	for k < len(p.s) && isToken68Char(p.s[k]) {
+	for k < len(p.s) && oauthwire.IsToken68Char(p.s[k]) {
 		k++
 	}
 	if k == j {
@@ -243,29 +237,4 @@ func (p *chParser) token68() (string, bool) {
 	// reaching here with e>k means trailing '=' padding of a token68.
 	p.i = r
 	return p.s[j:e], true
-}
-
-// formatChallenge renders a challenge with every parameter quoted, in the
-// order given (pairs of name, value; empty values are skipped).
-func formatChallenge(scheme string, kv ...string) string {
-	var b strings.Builder
-	b.WriteString(scheme)
-	first := true
-	for i := 0; i+1 < len(kv); i += 2 {
-		if kv[i+1] == "" {
-			continue
-		}
-		if first {
-			b.WriteByte(' ')
-			first = false
-		} else {
-			b.WriteString(", ")
-		}
-		b.WriteString(kv[i])
-		b.WriteString(`="`)
-		v := strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(kv[i+1])
-		b.WriteString(v)
-		b.WriteByte('"')
-	}
-	return b.String()
 }

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"pgregory.net/rapid"
+
+	"github.com/agentprov/agentprov/internal/oauthwire"
 )
 
 func TestParseWWWAuthenticate(t *testing.T) {
@@ -95,7 +97,7 @@ func TestFormatChallengeRoundTrip(t *testing.T) {
 			kv = append(kv, name, v)
 			want[name] = v
 		}
-		s := formatChallenge("Bearer", kv...)
+		s := oauthwire.FormatChallenge("Bearer", kv...)
 		got, err := ParseWWWAuthenticate(s)
 		if err != nil {
 			t.Fatalf("%q: %v", s, err)
@@ -145,8 +147,8 @@ func FuzzParseWWWAuthenticate(f *testing.F) {
 				parts = append(parts, c.Scheme)
 				continue
 			}
-			// Empty values are skipped by formatChallenge; keep them.
-			f := formatChallenge(c.Scheme, kv...)
+			// Empty values are skipped by oauthwire.FormatChallenge; keep them.
+			f := oauthwire.FormatChallenge(c.Scheme, kv...)
 			for k, v := range c.Params {
 				if v == "" {
 					if f == c.Scheme {

@@ -12,18 +12,19 @@ import (
 	"pgregory.net/rapid"
 
 	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/authz/provision"
 )
 
 // AccountHarness is what an AccountStore implementation hands the suite.
 type AccountHarness struct {
 	// Store is a fresh, empty store.
-	Store authz.AccountStore
+	Store provision.AccountStore
 	// Seed inserts an account that predates the protocol: no linked
-	// identity. It must fail with authz.ErrEmailTaken on a used email.
-	Seed func(ctx context.Context, acct authz.Account) error
+	// identity. It must fail with provision.ErrEmailTaken on a used email.
+	Seed func(ctx context.Context, acct provision.Account) error
 	// Reopen, when set, returns a new store over the same data (a process
 	// restart); the suite then checks durability.
-	Reopen func(ctx context.Context) (authz.AccountStore, error)
+	Reopen func(ctx context.Context) (provision.AccountStore, error)
 }
 
 // AccountHarnessMaker builds a fresh harness for one subtest.
@@ -32,9 +33,9 @@ type AccountHarnessMaker func(ctx context.Context, t *testing.T) (*AccountHarnes
 // TokenHarness is what a TokenStore implementation hands the suite.
 type TokenHarness struct {
 	// Store is a fresh, empty store.
-	Store authz.TokenStore
+	Store provision.TokenStore
 	// Reopen, when set, returns a new store over the same data.
-	Reopen func(ctx context.Context) (authz.TokenStore, error)
+	Reopen func(ctx context.Context) (provision.TokenStore, error)
 }
 
 // ExpiredTokenDeleter is the optional clean-up capability of a token
@@ -48,8 +49,8 @@ type TokenHarnessMaker func(ctx context.Context, t *testing.T) (*TokenHarness, e
 
 var t0 = time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
 
-func acct(id, email string) authz.Account {
-	return authz.Account{ID: id, Email: email, Name: "User " + id, CreatedAt: t0}
+func acct(id, email string) provision.Account {
+	return provision.Account{ID: id, Email: email, Name: "User " + id, CreatedAt: t0}
 }
 
 // RunAccountStore runs the AccountStore conformance suite. Every subtest is
@@ -58,7 +59,7 @@ func RunAccountStore(t *testing.T, mk AccountHarnessMaker) {
 	t.Run("CreateThenFind", func(t *testing.T) {
 		t.Parallel()
 		ctx, h := newHarness(t, mk)
-		id := authz.UserRef{Issuer: "https://orch.example", Subject: "u1"}
+		id := provision.UserRef{Issuer: "https://orch.example", Subject: "u1"}
 		got, created, err := h.Store.CreateIfAbsent(ctx, acct("acct_1", "Alice@Example.com"), id)
 		if err != nil || !created {
 			t.Fatalf("CreateIfAbsent = %v, created=%v; want created", err, created)
@@ -66,9 +67,9 @@ func RunAccountStore(t *testing.T, mk AccountHarnessMaker) {
 		if got.ID != "acct_1" || got.Email != "alice@example.com" {
 			t.Fatalf("created %+v; want id acct_1, normalized email", got)
 		}
-		for name, find := range map[string]func() (*authz.Account, error){
-			"subject": func() (*authz.Account, error) { return h.Store.FindBySubject(ctx, id) },
-			"email":   func() (*authz.Account, error) { return h.Store.FindByEmail(ctx, " ALICE@example.COM") },
+		for name, find := range map[string]func() (*provision.Account, error){
+			"subject": func() (*provision.Account, error) { return h.Store.FindBySubject(ctx, id) },
+			"email":   func() (*provision.Account, error) { return h.Store.FindByEmail(ctx, " ALICE@example.COM") },
 		} {
 			a, err := find()
 			if err != nil {
@@ -85,7 +86,7 @@ func RunAccountStore(t *testing.T, mk AccountHarnessMaker) {
 		if err != nil || created || again.ID != "acct_1" {
 			t.Fatalf("second CreateIfAbsent = %+v, %v, %v; want existing acct_1", again, created, err)
 		}
-		if _, err := h.Store.FindByEmail(ctx, "other@example.com"); !errors.Is(err, authz.ErrAccountNotFound) {
+		if _, err := h.Store.FindByEmail(ctx, "other@example.com"); !errors.Is(err, provision.ErrAccountNotFound) {
 			t.Fatalf("second create must not write: FindByEmail err = %v", err)
 		}
 	})
@@ -93,17 +94,17 @@ func RunAccountStore(t *testing.T, mk AccountHarnessMaker) {
 	t.Run("NotFound", func(t *testing.T) {
 		t.Parallel()
 		ctx, h := newHarness(t, mk)
-		if _, err := h.Store.FindBySubject(ctx, authz.UserRef{Issuer: "i", Subject: "s"}); !errors.Is(err, authz.ErrAccountNotFound) {
+		if _, err := h.Store.FindBySubject(ctx, provision.UserRef{Issuer: "i", Subject: "s"}); !errors.Is(err, provision.ErrAccountNotFound) {
 			t.Fatalf("FindBySubject err = %v, want ErrAccountNotFound", err)
 		}
-		if _, err := h.Store.FindByEmail(ctx, "nobody@example.com"); !errors.Is(err, authz.ErrAccountNotFound) {
+		if _, err := h.Store.FindByEmail(ctx, "nobody@example.com"); !errors.Is(err, provision.ErrAccountNotFound) {
 			t.Fatalf("FindByEmail err = %v, want ErrAccountNotFound", err)
 		}
-		if _, err := h.Store.LinkSubject(ctx, "acct_missing", authz.UserRef{Issuer: "i", Subject: "s"}); !errors.Is(err, authz.ErrAccountNotFound) {
+		if _, err := h.Store.LinkSubject(ctx, "acct_missing", provision.UserRef{Issuer: "i", Subject: "s"}); !errors.Is(err, provision.ErrAccountNotFound) {
 			t.Fatalf("LinkSubject err = %v, want ErrAccountNotFound", err)
 		}
-		err := h.Store.AttachConsent(ctx, "acct_missing", authz.ConsentRecord{TermsVersion: "1", Receipt: "r", AcceptedAt: t0})
-		if !errors.Is(err, authz.ErrAccountNotFound) {
+		err := h.Store.AttachConsent(ctx, "acct_missing", provision.ConsentRecord{TermsVersion: "1", Receipt: "r", AcceptedAt: t0})
+		if !errors.Is(err, provision.ErrAccountNotFound) {
 			t.Fatalf("AttachConsent err = %v, want ErrAccountNotFound", err)
 		}
 	})
@@ -114,15 +115,15 @@ func RunAccountStore(t *testing.T, mk AccountHarnessMaker) {
 		if err := h.Seed(ctx, acct("acct_old", "bob@example.com")); err != nil {
 			t.Fatal(err)
 		}
-		id := authz.UserRef{Issuer: "https://orch.example", Subject: "bob"}
+		id := provision.UserRef{Issuer: "https://orch.example", Subject: "bob"}
 		_, created, err := h.Store.CreateIfAbsent(ctx, acct("acct_new", "BOB@example.com"), id)
-		if !errors.Is(err, authz.ErrEmailTaken) || created {
+		if !errors.Is(err, provision.ErrEmailTaken) || created {
 			t.Fatalf("CreateIfAbsent = created %v, err %v; want ErrEmailTaken", created, err)
 		}
-		if _, err := h.Store.FindBySubject(ctx, id); !errors.Is(err, authz.ErrAccountNotFound) {
+		if _, err := h.Store.FindBySubject(ctx, id); !errors.Is(err, provision.ErrAccountNotFound) {
 			t.Fatalf("identity must stay unlinked, FindBySubject err = %v", err)
 		}
-		if err := h.Seed(ctx, acct("acct_dup", "bob@example.com")); !errors.Is(err, authz.ErrEmailTaken) {
+		if err := h.Seed(ctx, acct("acct_dup", "bob@example.com")); !errors.Is(err, provision.ErrEmailTaken) {
 			t.Fatalf("Seed on used email err = %v, want ErrEmailTaken", err)
 		}
 	})
@@ -136,14 +137,14 @@ func RunAccountStore(t *testing.T, mk AccountHarnessMaker) {
 		if err := h.Seed(ctx, acct("acct_b", "b@example.com")); err != nil {
 			t.Fatal(err)
 		}
-		id := authz.UserRef{Issuer: "https://orch.example", Subject: "sa"}
+		id := provision.UserRef{Issuer: "https://orch.example", Subject: "sa"}
 		if linked, err := h.Store.LinkSubject(ctx, "acct_a", id); err != nil || !linked {
 			t.Fatalf("first link = %v, %v; want linked", linked, err)
 		}
 		if linked, err := h.Store.LinkSubject(ctx, "acct_a", id); err != nil || linked {
 			t.Fatalf("repeat link = %v, %v; want no-op", linked, err)
 		}
-		if _, err := h.Store.LinkSubject(ctx, "acct_b", id); !errors.Is(err, authz.ErrAlreadyLinked) {
+		if _, err := h.Store.LinkSubject(ctx, "acct_b", id); !errors.Is(err, provision.ErrAlreadyLinked) {
 			t.Fatalf("link elsewhere err = %v, want ErrAlreadyLinked", err)
 		}
 		a, err := h.Store.FindBySubject(ctx, id)
@@ -151,7 +152,7 @@ func RunAccountStore(t *testing.T, mk AccountHarnessMaker) {
 			t.Fatalf("FindBySubject = %+v, %v; want acct_a", a, err)
 		}
 		// A second orchestrator may be linked to the same account.
-		id2 := authz.UserRef{Issuer: "https://other.example", Subject: "sa"}
+		id2 := provision.UserRef{Issuer: "https://other.example", Subject: "sa"}
 		if linked, err := h.Store.LinkSubject(ctx, "acct_a", id2); err != nil || !linked {
 			t.Fatalf("second identity link = %v, %v", linked, err)
 		}
@@ -169,13 +170,13 @@ func RunAccountStore(t *testing.T, mk AccountHarnessMaker) {
 	t.Run("Consent", func(t *testing.T) {
 		t.Parallel()
 		ctx, h := newHarness(t, mk)
-		id := authz.UserRef{Issuer: "https://orch.example", Subject: "c"}
+		id := provision.UserRef{Issuer: "https://orch.example", Subject: "c"}
 		a := acct("acct_c", "c@example.com")
-		a.Consents = []authz.ConsentRecord{{TermsVersion: "2026-01", AcceptedAt: t0, Receipt: "eyJ.receipt.1"}}
+		a.Consents = []provision.ConsentRecord{{TermsVersion: "2026-01", AcceptedAt: t0, Receipt: "eyJ.receipt.1"}}
 		if _, _, err := h.Store.CreateIfAbsent(ctx, a, id); err != nil {
 			t.Fatal(err)
 		}
-		rec := authz.ConsentRecord{TermsVersion: "2026-05", AcceptedAt: t0.Add(time.Hour), Receipt: "eyJ.receipt.2"}
+		rec := provision.ConsentRecord{TermsVersion: "2026-05", AcceptedAt: t0.Add(time.Hour), Receipt: "eyJ.receipt.2"}
 		if err := h.Store.AttachConsent(ctx, "acct_c", rec); err != nil {
 			t.Fatal(err)
 		}
@@ -187,7 +188,7 @@ func RunAccountStore(t *testing.T, mk AccountHarnessMaker) {
 			!got.Consents[1].AcceptedAt.Equal(rec.AcceptedAt) {
 			t.Fatalf("consents = %+v", got.Consents)
 		}
-		if err := h.Store.AttachConsent(ctx, "acct_c", authz.ConsentRecord{}); !errors.Is(err, authz.ErrInvalidAccount) {
+		if err := h.Store.AttachConsent(ctx, "acct_c", provision.ConsentRecord{}); !errors.Is(err, provision.ErrInvalidAccount) {
 			t.Fatalf("empty consent err = %v, want ErrInvalidAccount", err)
 		}
 	})
@@ -195,22 +196,22 @@ func RunAccountStore(t *testing.T, mk AccountHarnessMaker) {
 	t.Run("InvalidInput", func(t *testing.T) {
 		t.Parallel()
 		ctx, h := newHarness(t, mk)
-		id := authz.UserRef{Issuer: "i", Subject: "s"}
+		id := provision.UserRef{Issuer: "i", Subject: "s"}
 		cases := []struct {
-			a  authz.Account
-			id authz.UserRef
+			a  provision.Account
+			id provision.UserRef
 		}{
 			{acct("", "e@example.com"), id},
 			{acct("acct_1", " "), id},
-			{acct("acct_1", "e@example.com"), authz.UserRef{Issuer: "i"}},
-			{acct("acct_1", "e@example.com"), authz.UserRef{Subject: "s"}},
+			{acct("acct_1", "e@example.com"), provision.UserRef{Issuer: "i"}},
+			{acct("acct_1", "e@example.com"), provision.UserRef{Subject: "s"}},
 		}
 		for i, c := range cases {
-			if _, _, err := h.Store.CreateIfAbsent(ctx, c.a, c.id); !errors.Is(err, authz.ErrInvalidAccount) {
+			if _, _, err := h.Store.CreateIfAbsent(ctx, c.a, c.id); !errors.Is(err, provision.ErrInvalidAccount) {
 				t.Errorf("case %d: err = %v, want ErrInvalidAccount", i, err)
 			}
 		}
-		if _, err := h.Store.FindByEmail(ctx, "e@example.com"); !errors.Is(err, authz.ErrAccountNotFound) {
+		if _, err := h.Store.FindByEmail(ctx, "e@example.com"); !errors.Is(err, provision.ErrAccountNotFound) {
 			t.Fatalf("invalid input wrote an account: %v", err)
 		}
 	})
@@ -218,7 +219,7 @@ func RunAccountStore(t *testing.T, mk AccountHarnessMaker) {
 	t.Run("ConcurrentCreateSameIdentity", func(t *testing.T) {
 		t.Parallel()
 		ctx, h := newHarness(t, mk)
-		id := authz.UserRef{Issuer: "https://orch.example", Subject: "race"}
+		id := provision.UserRef{Issuer: "https://orch.example", Subject: "race"}
 		const n = 64
 		var createdN atomic.Int32
 		ids := make([]string, n)
@@ -270,10 +271,10 @@ func RunAccountStore(t *testing.T, mk AccountHarnessMaker) {
 			go func() {
 				defer wg.Done()
 				<-start
-				id := authz.UserRef{Issuer: fmt.Sprintf("https://orch%d.example", i), Subject: "same"}
+				id := provision.UserRef{Issuer: fmt.Sprintf("https://orch%d.example", i), Subject: "same"}
 				_, created, err := h.Store.CreateIfAbsent(ctx, acct(fmt.Sprintf("acct_%d", i), "same@example.com"), id)
 				switch {
-				case errors.Is(err, authz.ErrEmailTaken):
+				case errors.Is(err, provision.ErrEmailTaken):
 					taken.Add(1)
 				case err != nil:
 					t.Errorf("goroutine %d: %v", i, err)
@@ -301,7 +302,7 @@ func RunAccountStore(t *testing.T, mk AccountHarnessMaker) {
 		if h.Reopen == nil {
 			t.Skip("harness has no Reopen")
 		}
-		id := authz.UserRef{Issuer: "https://orch.example", Subject: "d"}
+		id := provision.UserRef{Issuer: "https://orch.example", Subject: "d"}
 		if _, _, err := h.Store.CreateIfAbsent(ctx, acct("acct_d", "d@example.com"), id); err != nil {
 			t.Fatal(err)
 		}
@@ -316,11 +317,11 @@ func RunAccountStore(t *testing.T, mk AccountHarnessMaker) {
 	})
 }
 
-func tok(secret, account, issuer string) authz.IssuedToken {
-	return authz.IssuedToken{
+func tok(secret, account, issuer string) provision.IssuedToken {
+	return provision.IssuedToken{
 		Hash:      authz.HashToken(secret),
 		AccountID: account,
-		User:      authz.UserRef{Issuer: issuer, Subject: "sub-" + account},
+		User:      provision.UserRef{Issuer: issuer, Subject: "sub-" + account},
 		Scopes:    []string{"dns:write", "zones:read"},
 		Service:   "example/dns",
 		Project:   "proj_1",
@@ -351,14 +352,14 @@ func RunTokenStore(t *testing.T, mk TokenHarnessMaker) {
 			!got.IssuedAt.Equal(want.IssuedAt) || !got.ExpiresAt.Equal(want.ExpiresAt) || got.Revoked() {
 			t.Fatalf("Lookup = %+v, want %+v", got, want)
 		}
-		if err := h.Store.Put(ctx, tok("s1", "acct_2", iss)); !errors.Is(err, authz.ErrTokenExists) {
+		if err := h.Store.Put(ctx, tok("s1", "acct_2", iss)); !errors.Is(err, provision.ErrTokenExists) {
 			t.Fatalf("duplicate Put err = %v, want ErrTokenExists", err)
 		}
 		got, _ = h.Store.Lookup(ctx, authz.HashToken("s1"))
 		if got.AccountID != "acct_1" {
 			t.Fatalf("duplicate Put overwrote: %+v", got)
 		}
-		if _, err := h.Store.Lookup(ctx, authz.HashToken("nope")); !errors.Is(err, authz.ErrTokenNotFound) {
+		if _, err := h.Store.Lookup(ctx, authz.HashToken("nope")); !errors.Is(err, provision.ErrTokenNotFound) {
 			t.Fatalf("Lookup unknown err = %v, want ErrTokenNotFound", err)
 		}
 	})
@@ -366,7 +367,7 @@ func RunTokenStore(t *testing.T, mk TokenHarnessMaker) {
 	t.Run("InvalidRecord", func(t *testing.T) {
 		t.Parallel()
 		ctx, h := newHarness(t, mk)
-		bad := []authz.IssuedToken{tok("a", "", iss), tok("b", "acct", "")}
+		bad := []provision.IssuedToken{tok("a", "", iss), tok("b", "acct", "")}
 		noHash := tok("c", "acct", iss)
 		noHash.Hash = authz.TokenHash{}
 		noExp := tok("d", "acct", iss)
@@ -375,7 +376,7 @@ func RunTokenStore(t *testing.T, mk TokenHarnessMaker) {
 		badScope.Scopes = []string{"two words"}
 		bad = append(bad, noHash, noExp, badScope)
 		for i, b := range bad {
-			if err := h.Store.Put(ctx, b); !errors.Is(err, authz.ErrInvalidTokenRecord) {
+			if err := h.Store.Put(ctx, b); !errors.Is(err, provision.ErrInvalidTokenRecord) {
 				t.Errorf("case %d: err = %v, want ErrInvalidTokenRecord", i, err)
 			}
 		}
@@ -413,7 +414,7 @@ func RunTokenStore(t *testing.T, mk TokenHarnessMaker) {
 	t.Run("RevokeAccount", func(t *testing.T) {
 		t.Parallel()
 		ctx, h := newHarness(t, mk)
-		for _, tk := range []authz.IssuedToken{
+		for _, tk := range []provision.IssuedToken{
 			tok("a1", "acct_a", iss), tok("a2", "acct_a", iss), tok("a3", "acct_a", "https://other.example"),
 			tok("b1", "acct_b", iss),
 		} {
@@ -453,7 +454,7 @@ func RunTokenStore(t *testing.T, mk TokenHarnessMaker) {
 		old := tok("old", "acct_e", iss) // expires t0+1h
 		young := tok("young", "acct_e", iss)
 		young.ExpiresAt = t0.Add(48 * time.Hour)
-		for _, tk := range []authz.IssuedToken{old, young} {
+		for _, tk := range []provision.IssuedToken{old, young} {
 			if err := h.Store.Put(ctx, tk); err != nil {
 				t.Fatal(err)
 			}
@@ -462,7 +463,7 @@ func RunTokenStore(t *testing.T, mk TokenHarnessMaker) {
 		if err != nil || n != 1 {
 			t.Fatalf("DeleteExpired = %d, %v; want 1", n, err)
 		}
-		if _, err := h.Store.Lookup(ctx, authz.HashToken("old")); !errors.Is(err, authz.ErrTokenNotFound) {
+		if _, err := h.Store.Lookup(ctx, authz.HashToken("old")); !errors.Is(err, provision.ErrTokenNotFound) {
 			t.Fatalf("expired token still there: %v", err)
 		}
 		if _, err := h.Store.Lookup(ctx, authz.HashToken("young")); err != nil {
@@ -528,12 +529,12 @@ func runAccountModel(ctx context.Context, t *testing.T, h *AccountHarness) {
 	var run atomic.Int64
 	rapid.Check(t, func(rt *rapid.T) {
 		ns := fmt.Sprintf("m%d-", run.Add(1))
-		users := make([]authz.UserRef, 4)
+		users := make([]provision.UserRef, 4)
 		for i := range users {
-			users[i] = authz.UserRef{Issuer: fmt.Sprintf("https://%so%d.example", ns, i%2), Subject: fmt.Sprintf("s%d", i/2)}
+			users[i] = provision.UserRef{Issuer: fmt.Sprintf("https://%so%d.example", ns, i%2), Subject: fmt.Sprintf("s%d", i/2)}
 		}
 		emails := []string{ns + "a@example.com", ns + "b@example.com", ns + "c@example.com"}
-		byUser := map[authz.UserRef]string{}
+		byUser := map[provision.UserRef]string{}
 		byEmail := map[string]string{}
 		var ids []string
 		steps := rapid.IntRange(1, 12).Draw(rt, "steps")
@@ -550,7 +551,7 @@ func runAccountModel(ctx context.Context, t *testing.T, h *AccountHarness) {
 						rt.Fatalf("create for linked %v = %v, %v, %v; want %s", u, got, created, err, want)
 					}
 				case byEmail[email] != "":
-					if !errors.Is(err, authz.ErrEmailTaken) {
+					if !errors.Is(err, provision.ErrEmailTaken) {
 						rt.Fatalf("create with taken email = %v, %v", created, err)
 					}
 				default:
@@ -564,7 +565,7 @@ func runAccountModel(ctx context.Context, t *testing.T, h *AccountHarness) {
 				id := fmt.Sprintf("acct_%s%d", ns, step)
 				err := h.Seed(ctx, acct(id, email))
 				if byEmail[email] != "" {
-					if !errors.Is(err, authz.ErrEmailTaken) {
+					if !errors.Is(err, provision.ErrEmailTaken) {
 						rt.Fatalf("seed on taken email: %v", err)
 					}
 					continue
@@ -591,7 +592,7 @@ func runAccountModel(ctx context.Context, t *testing.T, h *AccountHarness) {
 						rt.Fatalf("relink = %v, %v", linked, err)
 					}
 				default:
-					if !errors.Is(err, authz.ErrAlreadyLinked) {
+					if !errors.Is(err, provision.ErrAlreadyLinked) {
 						rt.Fatalf("link elsewhere = %v, %v", linked, err)
 					}
 				}

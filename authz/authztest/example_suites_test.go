@@ -7,6 +7,8 @@ import (
 
 	"github.com/agentprov/agentprov/authz"
 	"github.com/agentprov/agentprov/authz/authztest"
+	"github.com/agentprov/agentprov/authz/provision"
+	"github.com/agentprov/agentprov/authz/vault"
 )
 
 // Each example below is the whole hook a store implementation writes: a
@@ -18,7 +20,7 @@ import (
 
 func ExampleRunAccountStore() {
 	mk := func(ctx context.Context, t *testing.T) (*authztest.AccountHarness, error) {
-		s := authz.NewMemoryAccountStore()
+		s := provision.NewMemoryAccountStore()
 		return &authztest.AccountHarness{Store: s, Seed: s.Seed}, nil
 	}
 	// In your store's _test.go file:
@@ -32,7 +34,7 @@ func ExampleRunAccountStore() {
 
 func ExampleRunTokenStore() {
 	mk := func(ctx context.Context, t *testing.T) (*authztest.TokenHarness, error) {
-		return &authztest.TokenHarness{Store: authz.NewMemoryTokenStore()}, nil
+		return &authztest.TokenHarness{Store: provision.NewMemoryTokenStore()}, nil
 	}
 	testTokenStore := func(t *testing.T) { authztest.RunTokenStore(t, mk) }
 	_ = testTokenStore
@@ -44,7 +46,7 @@ func ExampleRunTokenStore() {
 
 func ExampleRunGrantStore() {
 	mk := func(ctx context.Context, t *testing.T) (*authztest.GrantHarness, error) {
-		return &authztest.GrantHarness{Store: authz.NewMemoryGrantStore(nil)}, nil
+		return &authztest.GrantHarness{Store: provision.NewMemoryGrantStore(nil)}, nil
 	}
 	testGrantStore := func(t *testing.T) { authztest.RunGrantStore(t, mk) }
 	_ = testGrantStore
@@ -74,7 +76,7 @@ func ExampleRunReplayStore() {
 
 func ExampleRunVaultStore() {
 	mk := func(ctx context.Context, t *testing.T) (*authztest.VaultHarness, error) {
-		return &authztest.VaultHarness{Store: authz.NewMemoryVaultStore()}, nil
+		return &authztest.VaultHarness{Store: vault.NewMemoryVaultStore()}, nil
 	}
 	testVaultStore := func(t *testing.T) { authztest.RunVaultStore(t, mk) }
 	_ = testVaultStore

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/authz/provision"
 )
 
 // GrantHarness is what a GrantStore implementation hands the suite. The
@@ -16,25 +16,25 @@ import (
 // past or an hour in the future.
 type GrantHarness struct {
 	// Store is a fresh, empty store.
-	Store authz.GrantStore
+	Store provision.GrantStore
 	// Reopen, when set, returns a new store over the same data.
-	Reopen func(ctx context.Context) (authz.GrantStore, error)
+	Reopen func(ctx context.Context) (provision.GrantStore, error)
 }
 
 // GrantHarnessMaker builds a fresh harness for one subtest.
 type GrantHarnessMaker func(ctx context.Context, t *testing.T) (*GrantHarness, error)
 
-func deviceGrant(key, userCode string, exp time.Time) authz.Grant {
-	return authz.Grant{
-		Key: key, Kind: authz.GrantDevice, UserCode: userCode, ClientID: "https://orch.example",
-		User:  authz.UserRef{Issuer: "https://orch.example", Subject: "u"},
+func deviceGrant(key, userCode string, exp time.Time) provision.Grant {
+	return provision.Grant{
+		Key: key, Kind: provision.GrantDevice, UserCode: userCode, ClientID: "https://orch.example",
+		User:  provision.UserRef{Issuer: "https://orch.example", Subject: "u"},
 		Email: "u@example.com", Name: "U", Service: "acme/dns", Project: "proj_1", Scope: "zones:read",
-		ExpiresAt: exp.UTC().Truncate(time.Microsecond), Interval: 5 * time.Second, State: authz.GrantPending,
+		ExpiresAt: exp.UTC().Truncate(time.Microsecond), Interval: 5 * time.Second, State: provision.GrantPending,
 	}
 }
 
 // sameGrant compares everything but Version, times by instant.
-func sameGrant(a, b *authz.Grant) bool {
+func sameGrant(a, b *provision.Grant) bool {
 	x, y := *a, *b
 	if !x.ExpiresAt.Equal(y.ExpiresAt) || !x.LastPoll.Equal(y.LastPoll) {
 		return false
@@ -56,17 +56,17 @@ func RunGrantStore(t *testing.T, mk GrantHarnessMaker) {
 		if err := h.Store.Put(ctx, g); err != nil {
 			t.Fatal(err)
 		}
-		for name, get := range map[string]func() (*authz.Grant, error){
-			"key":       func() (*authz.Grant, error) { return h.Store.Get(ctx, "k1") },
-			"user code": func() (*authz.Grant, error) { return h.Store.GetByUserCode(ctx, "BCDF-GHJK") },
+		for name, get := range map[string]func() (*provision.Grant, error){
+			"key":       func() (*provision.Grant, error) { return h.Store.Get(ctx, "k1") },
+			"user code": func() (*provision.Grant, error) { return h.Store.GetByUserCode(ctx, "BCDF-GHJK") },
 		} {
 			got, err := get()
 			if err != nil || got.Version != 1 || !sameGrant(got, &g) {
 				t.Fatalf("by %s = %+v, %v; want %+v at version 1", name, got, err, g)
 			}
 		}
-		code := authz.Grant{Key: "k2", Kind: authz.GrantCode, ClientID: "c", RedirectURI: "http://127.0.0.1/cb",
-			Challenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", AccountID: "acct_1", State: authz.GrantApproved,
+		code := provision.Grant{Key: "k2", Kind: provision.GrantCode, ClientID: "c", RedirectURI: "http://127.0.0.1/cb",
+			Challenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", AccountID: "acct_1", State: provision.GrantApproved,
 			ExpiresAt: later.UTC().Truncate(time.Microsecond)}
 		if err := h.Store.Put(ctx, code); err != nil {
 			t.Fatal(err)
@@ -74,16 +74,16 @@ func RunGrantStore(t *testing.T, mk GrantHarnessMaker) {
 		if got, err := h.Store.Get(ctx, "k2"); err != nil || !sameGrant(got, &code) {
 			t.Fatalf("code grant = %+v, %v", got, err)
 		}
-		if err := h.Store.Put(ctx, deviceGrant("k1", "ZZZZ-ZZZZ", later)); !errors.Is(err, authz.ErrGrantExists) {
+		if err := h.Store.Put(ctx, deviceGrant("k1", "ZZZZ-ZZZZ", later)); !errors.Is(err, provision.ErrGrantExists) {
 			t.Fatalf("same key err = %v, want ErrGrantExists", err)
 		}
-		if err := h.Store.Put(ctx, deviceGrant("k3", "BCDF-GHJK", later)); !errors.Is(err, authz.ErrGrantExists) {
+		if err := h.Store.Put(ctx, deviceGrant("k3", "BCDF-GHJK", later)); !errors.Is(err, provision.ErrGrantExists) {
 			t.Fatalf("same user code err = %v, want ErrGrantExists", err)
 		}
-		if _, err := h.Store.Get(ctx, "k3"); !errors.Is(err, authz.ErrGrantNotFound) {
+		if _, err := h.Store.Get(ctx, "k3"); !errors.Is(err, provision.ErrGrantNotFound) {
 			t.Fatalf("refused Put wrote: %v", err)
 		}
-		if _, err := h.Store.GetByUserCode(ctx, ""); !errors.Is(err, authz.ErrGrantNotFound) {
+		if _, err := h.Store.GetByUserCode(ctx, ""); !errors.Is(err, provision.ErrGrantNotFound) {
 			t.Fatalf("empty user code err = %v", err)
 		}
 	})
@@ -110,7 +110,7 @@ func RunGrantStore(t *testing.T, mk GrantHarnessMaker) {
 		}
 		g, _ := h.Store.Get(ctx, "k")
 		stale := *g
-		g.State, g.AccountID = authz.GrantApproved, "acct_9"
+		g.State, g.AccountID = provision.GrantApproved, "acct_9"
 		g.LastPoll = time.Now().UTC().Truncate(time.Microsecond)
 		g.Interval = 10 * time.Second
 		if err := h.Store.Update(ctx, *g); err != nil {
@@ -120,12 +120,12 @@ func RunGrantStore(t *testing.T, mk GrantHarnessMaker) {
 		if err != nil || got.Version != 2 || !sameGrant(got, g) {
 			t.Fatalf("after update = %+v, %v; want %+v at version 2", got, err, g)
 		}
-		if err := h.Store.Update(ctx, stale); !errors.Is(err, authz.ErrGrantConflict) {
+		if err := h.Store.Update(ctx, stale); !errors.Is(err, provision.ErrGrantConflict) {
 			t.Fatalf("stale update err = %v, want ErrGrantConflict", err)
 		}
 		missing := deviceGrant("nope", "", later)
 		missing.Version = 1
-		if err := h.Store.Update(ctx, missing); !errors.Is(err, authz.ErrGrantConflict) {
+		if err := h.Store.Update(ctx, missing); !errors.Is(err, provision.ErrGrantConflict) {
 			t.Fatalf("update of missing grant err = %v, want ErrGrantConflict", err)
 		}
 	})
@@ -142,10 +142,10 @@ func RunGrantStore(t *testing.T, mk GrantHarnessMaker) {
 		if ok, err := h.Store.Delete(ctx, "k"); err != nil || ok {
 			t.Fatalf("second Delete = %v, %v; want false", ok, err)
 		}
-		if _, err := h.Store.Get(ctx, "k"); !errors.Is(err, authz.ErrGrantNotFound) {
+		if _, err := h.Store.Get(ctx, "k"); !errors.Is(err, provision.ErrGrantNotFound) {
 			t.Fatalf("Get after delete: %v", err)
 		}
-		if _, err := h.Store.GetByUserCode(ctx, "RRRR-SSSS"); !errors.Is(err, authz.ErrGrantNotFound) {
+		if _, err := h.Store.GetByUserCode(ctx, "RRRR-SSSS"); !errors.Is(err, provision.ErrGrantNotFound) {
 			t.Fatalf("GetByUserCode after delete: %v", err)
 		}
 	})
@@ -169,7 +169,7 @@ func RunGrantStore(t *testing.T, mk GrantHarnessMaker) {
 				switch err := h.Store.Update(ctx, u); {
 				case err == nil:
 					updated.Add(1)
-				case !errors.Is(err, authz.ErrGrantConflict):
+				case !errors.Is(err, provision.ErrGrantConflict):
 					t.Errorf("update: %v", err)
 				}
 			}()

@@ -12,22 +12,23 @@ import (
 	"pgregory.net/rapid"
 
 	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/authz/vault"
 )
 
 // VaultHarness is what a VaultStore implementation hands the suite.
 type VaultHarness struct {
 	// Store is a fresh, empty store.
-	Store authz.VaultStore
+	Store vault.VaultStore
 	// Reopen, when set, returns a new store over the same data; the suite
 	// then checks durability.
-	Reopen func(ctx context.Context) (authz.VaultStore, error)
+	Reopen func(ctx context.Context) (vault.VaultStore, error)
 }
 
 // VaultHarnessMaker builds a fresh harness for one subtest.
 type VaultHarnessMaker func(ctx context.Context, t *testing.T) (*VaultHarness, error)
 
-func vkey(project, provider, service string) authz.VaultKey {
-	return authz.VaultKey{Project: project, Provider: provider, Service: service}
+func vkey(project, provider, service string) vault.VaultKey {
+	return vault.VaultKey{Project: project, Provider: provider, Service: service}
 }
 
 func wantCode(t *testing.T, what string, err error, sentinel *authz.Error) {
@@ -37,7 +38,7 @@ func wantCode(t *testing.T, what string, err error, sentinel *authz.Error) {
 	}
 }
 
-func mustGet(ctx context.Context, t *testing.T, s authz.VaultStore, k authz.VaultKey, data []byte, version int64) {
+func mustGet(ctx context.Context, t *testing.T, s vault.VaultStore, k vault.VaultKey, data []byte, version int64) {
 	t.Helper()
 	rec, err := s.Get(ctx, k)
 	if err != nil {
@@ -60,7 +61,7 @@ func RunVaultStore(t *testing.T, mk VaultHarnessMaker) {
 		t.Parallel()
 		ctx, h := newHarness(t, mk)
 		_, err := h.Store.Get(ctx, k)
-		wantCode(t, "Get of a missing key", err, authz.ErrCredentialNotFound)
+		wantCode(t, "Get of a missing key", err, vault.ErrCredentialNotFound)
 	})
 
 	t.Run("PutBumpsVersion", func(t *testing.T) {
@@ -95,26 +96,26 @@ func RunVaultStore(t *testing.T, mk VaultHarnessMaker) {
 		t.Parallel()
 		ctx, h := newHarness(t, mk)
 		_, err := h.Store.CompareAndSwap(ctx, k, 3, []byte("x"))
-		wantCode(t, "CAS on a missing key", err, authz.ErrCredentialNotFound)
+		wantCode(t, "CAS on a missing key", err, vault.ErrCredentialNotFound)
 		v, err := h.Store.CompareAndSwap(ctx, k, 0, []byte("created"))
 		if err != nil || v != 1 {
 			t.Fatalf("create = %d, %v; want 1, nil", v, err)
 		}
 		_, err = h.Store.CompareAndSwap(ctx, k, 0, []byte("again"))
-		wantCode(t, "create of an existing key", err, authz.ErrVersionConflict)
+		wantCode(t, "create of an existing key", err, vault.ErrVersionConflict)
 		v, err = h.Store.CompareAndSwap(ctx, k, 1, []byte("rotated"))
 		if err != nil || v != 2 {
 			t.Fatalf("CAS from 1 = %d, %v; want 2, nil", v, err)
 		}
 		_, err = h.Store.CompareAndSwap(ctx, k, 1, []byte("stale"))
-		wantCode(t, "CAS from a stale version", err, authz.ErrVersionConflict)
+		wantCode(t, "CAS from a stale version", err, vault.ErrVersionConflict)
 		mustGet(ctx, t, h.Store, k, []byte("rotated"), 2)
 	})
 
 	t.Run("Delete", func(t *testing.T) {
 		t.Parallel()
 		ctx, h := newHarness(t, mk)
-		wantCode(t, "Delete of a missing key", h.Store.Delete(ctx, k), authz.ErrCredentialNotFound)
+		wantCode(t, "Delete of a missing key", h.Store.Delete(ctx, k), vault.ErrCredentialNotFound)
 		if _, err := h.Store.Put(ctx, k, []byte("x")); err != nil {
 			t.Fatal(err)
 		}
@@ -122,8 +123,8 @@ func RunVaultStore(t *testing.T, mk VaultHarnessMaker) {
 			t.Fatalf("Delete: %v", err)
 		}
 		_, err := h.Store.Get(ctx, k)
-		wantCode(t, "Get after Delete", err, authz.ErrCredentialNotFound)
-		wantCode(t, "second Delete", h.Store.Delete(ctx, k), authz.ErrCredentialNotFound)
+		wantCode(t, "Get after Delete", err, vault.ErrCredentialNotFound)
+		wantCode(t, "second Delete", h.Store.Delete(ctx, k), vault.ErrCredentialNotFound)
 		// A deleted key can be created again.
 		if v, err := h.Store.CompareAndSwap(ctx, k, 0, []byte("y")); err != nil || v != 1 {
 			t.Fatalf("re-create = %d, %v; want 1, nil", v, err)
@@ -133,7 +134,7 @@ func RunVaultStore(t *testing.T, mk VaultHarnessMaker) {
 	t.Run("List", func(t *testing.T) {
 		t.Parallel()
 		ctx, h := newHarness(t, mk)
-		keys := []authz.VaultKey{
+		keys := []vault.VaultKey{
 			vkey("p", "neon", "postgres"),
 			vkey("p", "cloudflare", "registrar:domain"),
 			vkey("p", "cloudflare", "dns"),
@@ -208,7 +209,7 @@ func RunVaultStore(t *testing.T, mk VaultHarnessMaker) {
 				switch {
 				case err == nil:
 					wins.Add(1)
-				case !errors.Is(err, authz.ErrVersionConflict):
+				case !errors.Is(err, vault.ErrVersionConflict):
 					t.Errorf("CAS: %v", err)
 				}
 			})
@@ -238,7 +239,7 @@ func RunVaultStore(t *testing.T, mk VaultHarnessMaker) {
 				switch {
 				case err == nil:
 					wins.Add(1)
-				case !errors.Is(err, authz.ErrVersionConflict):
+				case !errors.Is(err, vault.ErrVersionConflict):
 					t.Errorf("create: %v", err)
 				}
 			})
@@ -293,14 +294,14 @@ func RunVaultStore(t *testing.T, mk VaultHarnessMaker) {
 		}
 		mustGet(ctx, t, s2, k, []byte("b"), 2)
 		_, err = s2.CompareAndSwap(ctx, k, 1, []byte("stale"))
-		wantCode(t, "stale CAS after reopen", err, authz.ErrVersionConflict)
+		wantCode(t, "stale CAS after reopen", err, vault.ErrVersionConflict)
 	})
 }
 
 // runVaultModel drives the store with random operation sequences and
 // compares every result with a map-based model. Each sequence works in its
 // own project, so one store serves all of them.
-func runVaultModel(ctx context.Context, t *testing.T, s authz.VaultStore) {
+func runVaultModel(ctx context.Context, t *testing.T, s vault.VaultStore) {
 	type entry struct {
 		data    string
 		version int64
@@ -309,8 +310,8 @@ func runVaultModel(ctx context.Context, t *testing.T, s authz.VaultStore) {
 	rapid.Check(t, func(rt *rapid.T) {
 		run++
 		project := fmt.Sprintf("model-%d", run)
-		model := map[authz.VaultKey]entry{}
-		keyGen := rapid.Custom(func(rt *rapid.T) authz.VaultKey {
+		model := map[vault.VaultKey]entry{}
+		keyGen := rapid.Custom(func(rt *rapid.T) vault.VaultKey {
 			return vkey(project, rapid.SampledFrom([]string{"neon", "fly"}).Draw(rt, "provider"),
 				rapid.SampledFrom([]string{"db", "app"}).Draw(rt, "service"))
 		})
@@ -342,11 +343,11 @@ func runVaultModel(ctx context.Context, t *testing.T, s authz.VaultStore) {
 					}
 					model[k] = entry{d, ver + 1}
 				case !ok:
-					if !errors.Is(err, authz.ErrCredentialNotFound) {
+					if !errors.Is(err, vault.ErrCredentialNotFound) {
 						rt.Fatalf("CAS(%d) on a missing key = %v", ver, err)
 					}
 				default:
-					if !errors.Is(err, authz.ErrVersionConflict) {
+					if !errors.Is(err, vault.ErrVersionConflict) {
 						rt.Fatalf("CAS(%d) at version %d = %v", ver, cur.version, err)
 					}
 				}
@@ -359,7 +360,7 @@ func runVaultModel(ctx context.Context, t *testing.T, s authz.VaultStore) {
 						rt.Fatalf("Delete: %v", err)
 					}
 					delete(model, k)
-				} else if !errors.Is(err, authz.ErrCredentialNotFound) {
+				} else if !errors.Is(err, vault.ErrCredentialNotFound) {
 					rt.Fatalf("Delete of a missing key = %v", err)
 				}
 			},

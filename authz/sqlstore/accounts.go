@@ -7,10 +7,10 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/authz/provision"
 )
 
-// AccountStore is an authz.AccountStore in three tables: accounts (unique
+// AccountStore is a provision.AccountStore in three tables: accounts (unique
 // normalized email), the orchestrator users linked to them (primary key
 // issuer+subject) and their consent receipts. The unique keys arbitrate
 // every race: CreateIfAbsent inserts the link and the account in one
@@ -22,7 +22,7 @@ type AccountStore struct {
 	c conn
 }
 
-var _ authz.AccountStore = (*AccountStore)(nil)
+var _ provision.AccountStore = (*AccountStore)(nil)
 
 // NewAccountStore returns an AccountStore on db. Run Migrate before first use.
 func NewAccountStore(db *sql.DB, dialect Dialect, opts *Options) (*AccountStore, error) {
@@ -67,18 +67,18 @@ func (s *AccountStore) Migrate(ctx context.Context) error {
 	)
 }
 
-func validAccount(a *authz.Account, id authz.UserRef) bool {
-	return a.ID != "" && authz.NormalizeEmail(a.Email) != "" && id.Issuer != "" && id.Subject != ""
+func validAccount(a *provision.Account, id provision.UserRef) bool {
+	return a.ID != "" && provision.NormalizeEmail(a.Email) != "" && id.Issuer != "" && id.Subject != ""
 }
 
-// CreateIfAbsent implements authz.AccountStore.
-func (s *AccountStore) CreateIfAbsent(ctx context.Context, acct authz.Account, id authz.UserRef) (*authz.Account, bool, error) {
+// CreateIfAbsent implements provision.AccountStore.
+func (s *AccountStore) CreateIfAbsent(ctx context.Context, acct provision.Account, id provision.UserRef) (*provision.Account, bool, error) {
 	if !validAccount(&acct, id) {
-		return nil, false, authz.ErrInvalidAccount
+		return nil, false, provision.ErrInvalidAccount
 	}
 	for _, c := range acct.Consents {
 		if c.Receipt == "" || c.TermsVersion == "" {
-			return nil, false, authz.ErrInvalidAccount
+			return nil, false, provision.ErrInvalidAccount
 		}
 	}
 	created, err := s.create(ctx, &acct, id)
@@ -92,7 +92,7 @@ func (s *AccountStore) CreateIfAbsent(ctx context.Context, acct authz.Account, i
 	return a, created, nil
 }
 
-func (s *AccountStore) create(ctx context.Context, acct *authz.Account, id authz.UserRef) (created bool, err error) {
+func (s *AccountStore) create(ctx context.Context, acct *provision.Account, id provision.UserRef) (created bool, err error) {
 	tx, err := s.c.db.BeginTx(ctx, nil)
 	if err != nil {
 		return false, err
@@ -116,7 +116,7 @@ func (s *AccountStore) create(ctx context.Context, acct *authz.Account, id authz
 	}
 	res, err = tx.ExecContext(ctx, s.c.q(
 		`INSERT INTO {accounts} (id, email, name, created_at) VALUES ($1, $2, $3, $4)
-		 ON CONFLICT DO NOTHING`), acct.ID, authz.NormalizeEmail(acct.Email), acct.Name, acct.CreatedAt.UnixNano())
+		 ON CONFLICT DO NOTHING`), acct.ID, provision.NormalizeEmail(acct.Email), acct.Name, acct.CreatedAt.UnixNano())
 	if err != nil {
 		return false, err
 	}
@@ -126,9 +126,9 @@ func (s *AccountStore) create(ctx context.Context, acct *authz.Account, id authz
 		var one int
 		err := tx.QueryRowContext(ctx, s.c.q(`SELECT 1 FROM {accounts} WHERE id = $1`), acct.ID).Scan(&one)
 		if err == nil {
-			return false, fmt.Errorf("%w: account id %q in use", authz.ErrInvalidAccount, acct.ID)
+			return false, fmt.Errorf("%w: account id %q in use", provision.ErrInvalidAccount, acct.ID)
 		}
-		return false, authz.ErrEmailTaken
+		return false, provision.ErrEmailTaken
 	}
 	for _, c := range acct.Consents {
 		if _, err := tx.ExecContext(ctx, s.c.q(
@@ -143,26 +143,26 @@ func (s *AccountStore) create(ctx context.Context, acct *authz.Account, id authz
 	return true, nil
 }
 
-// FindBySubject implements authz.AccountStore.
-func (s *AccountStore) FindBySubject(ctx context.Context, id authz.UserRef) (*authz.Account, error) {
+// FindBySubject implements provision.AccountStore.
+func (s *AccountStore) FindBySubject(ctx context.Context, id provision.UserRef) (*provision.Account, error) {
 	return s.load(ctx, s.c.q(
 		`SELECT a.id, a.email, a.name, a.created_at FROM {accounts} a
 		 JOIN {account_users} u ON u.account_id = a.id
 		 WHERE u.issuer = $1 AND u.subject = $2`), id.Issuer, id.Subject)
 }
 
-// FindByEmail implements authz.AccountStore.
-func (s *AccountStore) FindByEmail(ctx context.Context, email string) (*authz.Account, error) {
+// FindByEmail implements provision.AccountStore.
+func (s *AccountStore) FindByEmail(ctx context.Context, email string) (*provision.Account, error) {
 	return s.load(ctx, s.c.q(`SELECT id, email, name, created_at FROM {accounts} WHERE email = $1`),
-		authz.NormalizeEmail(email))
+		provision.NormalizeEmail(email))
 }
 
-func (s *AccountStore) load(ctx context.Context, query string, args ...any) (*authz.Account, error) {
-	var a authz.Account
+func (s *AccountStore) load(ctx context.Context, query string, args ...any) (*provision.Account, error) {
+	var a provision.Account
 	var created int64
 	err := s.c.db.QueryRowContext(ctx, query, args...).Scan(&a.ID, &a.Email, &a.Name, &created)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, authz.ErrAccountNotFound
+		return nil, provision.ErrAccountNotFound
 	}
 	if err != nil {
 		return nil, err
@@ -174,7 +174,7 @@ func (s *AccountStore) load(ctx context.Context, query string, args ...any) (*au
 		return nil, err
 	}
 	for rows.Next() {
-		var u authz.UserRef
+		var u provision.UserRef
 		if err := rows.Scan(&u.Issuer, &u.Subject); err != nil {
 			rows.Close()
 			return nil, err
@@ -192,7 +192,7 @@ func (s *AccountStore) load(ctx context.Context, query string, args ...any) (*au
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var c authz.ConsentRecord
+		var c provision.ConsentRecord
 		var at int64
 		if err := rows.Scan(&c.TermsVersion, &at, &c.Receipt); err != nil {
 			return nil, err
@@ -203,10 +203,10 @@ func (s *AccountStore) load(ctx context.Context, query string, args ...any) (*au
 	return &a, rows.Err()
 }
 
-// LinkSubject implements authz.AccountStore with one conditional INSERT.
-func (s *AccountStore) LinkSubject(ctx context.Context, accountID string, id authz.UserRef) (bool, error) {
+// LinkSubject implements provision.AccountStore with one conditional INSERT.
+func (s *AccountStore) LinkSubject(ctx context.Context, accountID string, id provision.UserRef) (bool, error) {
 	if accountID == "" || id.Issuer == "" || id.Subject == "" {
-		return false, authz.ErrInvalidAccount
+		return false, provision.ErrInvalidAccount
 	}
 	res, err := s.c.db.ExecContext(ctx, s.c.q(
 		`INSERT INTO {account_users} (issuer, subject, account_id, linked_at)
@@ -229,20 +229,20 @@ func (s *AccountStore) LinkSubject(ctx context.Context, accountID string, id aut
 		`SELECT account_id FROM {account_users} WHERE issuer = $1 AND subject = $2`), id.Issuer, id.Subject).Scan(&cur)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		return false, authz.ErrAccountNotFound
+		return false, provision.ErrAccountNotFound
 	case err != nil:
 		return false, err
 	case cur == accountID:
 		return false, nil
 	default:
-		return false, authz.ErrAlreadyLinked
+		return false, provision.ErrAlreadyLinked
 	}
 }
 
-// AttachConsent implements authz.AccountStore.
-func (s *AccountStore) AttachConsent(ctx context.Context, accountID string, rec authz.ConsentRecord) error {
+// AttachConsent implements provision.AccountStore.
+func (s *AccountStore) AttachConsent(ctx context.Context, accountID string, rec provision.ConsentRecord) error {
 	if rec.Receipt == "" || rec.TermsVersion == "" {
-		return authz.ErrInvalidAccount
+		return provision.ErrInvalidAccount
 	}
 	res, err := s.c.db.ExecContext(ctx, s.c.q(
 		`INSERT INTO {account_consents} (account_id, terms_version, accepted_at, receipt)
@@ -255,28 +255,28 @@ func (s *AccountStore) AttachConsent(ctx context.Context, accountID string, rec 
 	if n, err := res.RowsAffected(); err != nil {
 		return err
 	} else if n == 0 {
-		return authz.ErrAccountNotFound
+		return provision.ErrAccountNotFound
 	}
 	return nil
 }
 
 // Seed inserts an account that predates the protocol (no linked user), as
-// the provider's own sign-up would; authz.ErrEmailTaken when the email is
+// the provider's own sign-up would; provision.ErrEmailTaken when the email is
 // in use.
-func (s *AccountStore) Seed(ctx context.Context, acct authz.Account) error {
-	if acct.ID == "" || authz.NormalizeEmail(acct.Email) == "" {
-		return authz.ErrInvalidAccount
+func (s *AccountStore) Seed(ctx context.Context, acct provision.Account) error {
+	if acct.ID == "" || provision.NormalizeEmail(acct.Email) == "" {
+		return provision.ErrInvalidAccount
 	}
 	res, err := s.c.db.ExecContext(ctx, s.c.q(
 		`INSERT INTO {accounts} (id, email, name, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`),
-		acct.ID, authz.NormalizeEmail(acct.Email), acct.Name, acct.CreatedAt.UnixNano())
+		acct.ID, provision.NormalizeEmail(acct.Email), acct.Name, acct.CreatedAt.UnixNano())
 	if err != nil {
 		return err
 	}
 	if n, err := res.RowsAffected(); err != nil {
 		return err
 	} else if n == 0 {
-		return authz.ErrEmailTaken
+		return provision.ErrEmailTaken
 	}
 	return nil
 }

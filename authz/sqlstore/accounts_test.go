@@ -4,8 +4,8 @@ import (
 	"context"
 	"testing"
 
-	"github.com/agentprov/agentprov/authz"
 	"github.com/agentprov/agentprov/authz/authztest"
+	"github.com/agentprov/agentprov/authz/provision"
 	"github.com/agentprov/agentprov/authz/sqlstore"
 )
 
@@ -20,7 +20,7 @@ func TestAccountStore(t *testing.T) {
 			return &authztest.AccountHarness{
 				Store: s,
 				Seed:  s.Seed,
-				Reopen: func(ctx context.Context) (authz.AccountStore, error) {
+				Reopen: func(ctx context.Context) (provision.AccountStore, error) {
 					return migrated(ctx, sqlstore.NewAccountStore, open(), d)
 				},
 			}, nil

@@ -7,10 +7,10 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/authz/provision"
 )
 
-// GrantStore is an authz.GrantStore in one table: the grant as JSON, its
+// GrantStore is a provision.GrantStore in one table: the grant as JSON, its
 // key (the hash of the code), its user code (unique, NULL for
 // authorization codes), its expiry and a version. Put takes over rows whose
 // grant has expired; Update is a conditional UPDATE on the version; Delete
@@ -22,7 +22,7 @@ type GrantStore struct {
 	c conn
 }
 
-var _ authz.GrantStore = (*GrantStore)(nil)
+var _ provision.GrantStore = (*GrantStore)(nil)
 
 // NewGrantStore returns a GrantStore on db. Run Migrate before first use.
 func NewGrantStore(db *sql.DB, dialect Dialect, opts *Options) (*GrantStore, error) {
@@ -49,9 +49,9 @@ func (s *GrantStore) Migrate(ctx context.Context) error {
 
 func nullable(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
 
-// Put implements authz.GrantStore. Expired grants holding the key or the
+// Put implements provision.GrantStore. Expired grants holding the key or the
 // user code are removed first, each by its own conditional DELETE.
-func (s *GrantStore) Put(ctx context.Context, g authz.Grant) error {
+func (s *GrantStore) Put(ctx context.Context, g provision.Grant) error {
 	if g.Key == "" || g.ExpiresAt.IsZero() {
 		return errors.New("sqlstore: grant needs a key and an expiry")
 	}
@@ -75,22 +75,22 @@ func (s *GrantStore) Put(ctx context.Context, g authz.Grant) error {
 	if n, err := res.RowsAffected(); err != nil {
 		return err
 	} else if n == 0 {
-		return authz.ErrGrantExists
+		return provision.ErrGrantExists
 	}
 	return nil
 }
 
-func (s *GrantStore) get(ctx context.Context, where string, arg any) (*authz.Grant, error) {
+func (s *GrantStore) get(ctx context.Context, where string, arg any) (*provision.Grant, error) {
 	var data string
 	var version int64
 	err := s.c.db.QueryRowContext(ctx, s.c.q(`SELECT data, version FROM {grants} WHERE `+where), arg).Scan(&data, &version)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, authz.ErrGrantNotFound
+		return nil, provision.ErrGrantNotFound
 	}
 	if err != nil {
 		return nil, err
 	}
-	var g authz.Grant
+	var g provision.Grant
 	if err := json.Unmarshal([]byte(data), &g); err != nil {
 		return nil, fmt.Errorf("sqlstore: decode grant: %w", err)
 	}
@@ -98,21 +98,21 @@ func (s *GrantStore) get(ctx context.Context, where string, arg any) (*authz.Gra
 	return &g, nil
 }
 
-// Get implements authz.GrantStore.
-func (s *GrantStore) Get(ctx context.Context, key string) (*authz.Grant, error) {
+// Get implements provision.GrantStore.
+func (s *GrantStore) Get(ctx context.Context, key string) (*provision.Grant, error) {
 	return s.get(ctx, `grant_key = $1`, key)
 }
 
-// GetByUserCode implements authz.GrantStore.
-func (s *GrantStore) GetByUserCode(ctx context.Context, userCode string) (*authz.Grant, error) {
+// GetByUserCode implements provision.GrantStore.
+func (s *GrantStore) GetByUserCode(ctx context.Context, userCode string) (*provision.Grant, error) {
 	if userCode == "" {
-		return nil, authz.ErrGrantNotFound
+		return nil, provision.ErrGrantNotFound
 	}
 	return s.get(ctx, `user_code = $1`, userCode)
 }
 
-// Update implements authz.GrantStore.
-func (s *GrantStore) Update(ctx context.Context, g authz.Grant) error {
+// Update implements provision.GrantStore.
+func (s *GrantStore) Update(ctx context.Context, g provision.Grant) error {
 	data, err := json.Marshal(g)
 	if err != nil {
 		return fmt.Errorf("sqlstore: encode grant: %w", err)
@@ -127,12 +127,12 @@ func (s *GrantStore) Update(ctx context.Context, g authz.Grant) error {
 	if n, err := res.RowsAffected(); err != nil {
 		return err
 	} else if n == 0 {
-		return authz.ErrGrantConflict
+		return provision.ErrGrantConflict
 	}
 	return nil
 }
 
-// Delete implements authz.GrantStore.
+// Delete implements provision.GrantStore.
 func (s *GrantStore) Delete(ctx context.Context, key string) (bool, error) {
 	res, err := s.c.db.ExecContext(ctx, s.c.q(`DELETE FROM {grants} WHERE grant_key = $1`), key)
 	if err != nil {

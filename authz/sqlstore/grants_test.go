@@ -4,8 +4,8 @@ import (
 	"context"
 	"testing"
 
-	"github.com/agentprov/agentprov/authz"
 	"github.com/agentprov/agentprov/authz/authztest"
+	"github.com/agentprov/agentprov/authz/provision"
 	"github.com/agentprov/agentprov/authz/sqlstore"
 )
 
@@ -19,7 +19,7 @@ func TestGrantStore(t *testing.T) {
 			}
 			return &authztest.GrantHarness{
 				Store: s,
-				Reopen: func(ctx context.Context) (authz.GrantStore, error) {
+				Reopen: func(ctx context.Context) (provision.GrantStore, error) {
 					return migrated(ctx, sqlstore.NewGrantStore, open(), d)
 				},
 			}, nil

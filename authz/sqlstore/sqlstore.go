@@ -15,14 +15,14 @@
 //
 // Provider side: replay, account, token and grant stores shared by every
 // instance of a provider. Orchestrator side: the vault store (wrap it in
-// authz.NewEncryptedVaultStore).
+// vault.NewEncryptedVaultStore).
 //
 // # Stores
 //
 // ReplayStore implements authz.ReplayStore with one INSERT … ON CONFLICT
 // statement that also takes over expired ids; VaultStore implements
-// authz.VaultStore with versioned rows and conditional UPDATEs. Wrap the
-// VaultStore in authz.EncryptedVaultStore so that only ciphertext reaches
+// vault.VaultStore with versioned rows and conditional UPDATEs. Wrap the
+// VaultStore in vault.EncryptedVaultStore so that only ciphertext reaches
 // the database. AccountStore (create-if-absent on a unique key, linking by
 // conditional UPDATE), TokenStore (hashes only) and GrantStore (codes of
 // linking flows in progress) serve the provider side. Every store passes the

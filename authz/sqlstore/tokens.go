@@ -8,9 +8,10 @@ import (
 	"time"
 
 	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/authz/provision"
 )
 
-// TokenStore is an authz.TokenStore in one table keyed by the token's
+// TokenStore is a provision.TokenStore in one table keyed by the token's
 // SHA-256 hash; the token itself never reaches the database. Revocations
 // are conditional UPDATEs (WHERE revoked_at IS NULL), so they are
 // idempotent and keep the first revocation time.
@@ -20,7 +21,7 @@ type TokenStore struct {
 	c conn
 }
 
-var _ authz.TokenStore = (*TokenStore)(nil)
+var _ provision.TokenStore = (*TokenStore)(nil)
 
 // NewTokenStore returns a TokenStore on db. Run Migrate before first use.
 func NewTokenStore(db *sql.DB, dialect Dialect, opts *Options) (*TokenStore, error) {
@@ -50,15 +51,15 @@ func (s *TokenStore) Migrate(ctx context.Context) error {
 	)
 }
 
-// Put implements authz.TokenStore.
-func (s *TokenStore) Put(ctx context.Context, t authz.IssuedToken) error {
+// Put implements provision.TokenStore.
+func (s *TokenStore) Put(ctx context.Context, t provision.IssuedToken) error {
 	if t.Hash == (authz.TokenHash{}) || t.AccountID == "" || t.User.Issuer == "" || t.User.Subject == "" || t.ExpiresAt.IsZero() {
-		return authz.ErrInvalidTokenRecord
+		return provision.ErrInvalidTokenRecord
 	}
 	for _, sc := range t.Scopes {
 		// Scopes are stored space-joined: RFC 6749 scope tokens only.
 		if sc == "" || strings.ContainsFunc(sc, func(r rune) bool { return r <= 0x20 || r >= 0x7f || r == '"' || r == '\\' }) {
-			return authz.ErrInvalidTokenRecord
+			return provision.ErrInvalidTokenRecord
 		}
 	}
 	res, err := s.c.db.ExecContext(ctx, s.c.q(
@@ -72,14 +73,14 @@ func (s *TokenStore) Put(ctx context.Context, t authz.IssuedToken) error {
 	if n, err := res.RowsAffected(); err != nil {
 		return err
 	} else if n == 0 {
-		return authz.ErrTokenExists
+		return provision.ErrTokenExists
 	}
 	return nil
 }
 
-// Lookup implements authz.TokenStore.
-func (s *TokenStore) Lookup(ctx context.Context, h authz.TokenHash) (*authz.IssuedToken, error) {
-	var t authz.IssuedToken
+// Lookup implements provision.TokenStore.
+func (s *TokenStore) Lookup(ctx context.Context, h authz.TokenHash) (*provision.IssuedToken, error) {
+	var t provision.IssuedToken
 	var scopes string
 	var issued, expires int64
 	var revoked sql.NullInt64
@@ -88,7 +89,7 @@ func (s *TokenStore) Lookup(ctx context.Context, h authz.TokenHash) (*authz.Issu
 		 FROM {tokens} WHERE hash = $1`), h.String()).
 		Scan(&t.AccountID, &t.User.Issuer, &t.User.Subject, &scopes, &t.Service, &t.Project, &issued, &expires, &revoked)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, authz.ErrTokenNotFound
+		return nil, provision.ErrTokenNotFound
 	}
 	if err != nil {
 		return nil, err
@@ -103,7 +104,7 @@ func (s *TokenStore) Lookup(ctx context.Context, h authz.TokenHash) (*authz.Issu
 	return &t, nil
 }
 
-// Revoke implements authz.TokenStore.
+// Revoke implements provision.TokenStore.
 func (s *TokenStore) Revoke(ctx context.Context, h authz.TokenHash, issuer string, at time.Time) (bool, error) {
 	res, err := s.c.db.ExecContext(ctx, s.c.q(
 		`UPDATE {tokens} SET revoked_at = $1 WHERE hash = $2 AND issuer = $3 AND revoked_at IS NULL`),
@@ -115,7 +116,7 @@ func (s *TokenStore) Revoke(ctx context.Context, h authz.TokenHash, issuer strin
 	return n == 1, err
 }
 
-// RevokeAccount implements authz.TokenStore.
+// RevokeAccount implements provision.TokenStore.
 func (s *TokenStore) RevokeAccount(ctx context.Context, accountID, issuer string, at time.Time) (int, error) {
 	res, err := s.c.db.ExecContext(ctx, s.c.q(
 		`UPDATE {tokens} SET revoked_at = $1 WHERE account_id = $2 AND issuer = $3 AND revoked_at IS NULL`),

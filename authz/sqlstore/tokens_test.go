@@ -4,8 +4,8 @@ import (
 	"context"
 	"testing"
 
-	"github.com/agentprov/agentprov/authz"
 	"github.com/agentprov/agentprov/authz/authztest"
+	"github.com/agentprov/agentprov/authz/provision"
 	"github.com/agentprov/agentprov/authz/sqlstore"
 )
 
@@ -19,7 +19,7 @@ func TestTokenStore(t *testing.T) {
 			}
 			return &authztest.TokenHarness{
 				Store: s,
-				Reopen: func(ctx context.Context) (authz.TokenStore, error) {
+				Reopen: func(ctx context.Context) (provision.TokenStore, error) {
 					return migrated(ctx, sqlstore.NewTokenStore, open(), d)
 				},
 			}, nil

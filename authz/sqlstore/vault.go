@@ -8,20 +8,21 @@ import (
 	"slices"
 
 	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/authz/vault"
 )
 
-// VaultStore is an authz.VaultStore in a SQL table: one row per credential
+// VaultStore is a vault.VaultStore in a SQL table: one row per credential
 // with its opaque data and a version. Writes are single statements —
 // an UPSERT for Put, a conditional INSERT or UPDATE for CompareAndSwap — so
 // concurrent writers never lose an update. Wrap it in an
-// authz.EncryptedVaultStore so that the database holds only ciphertext.
+// vault.EncryptedVaultStore so that the database holds only ciphertext.
 //
 // A VaultStore is safe for concurrent use, also across processes.
 type VaultStore struct {
 	c conn
 }
 
-var _ authz.VaultStore = (*VaultStore)(nil)
+var _ vault.VaultStore = (*VaultStore)(nil)
 
 // NewVaultStore returns a VaultStore on db. Run Migrate before first use.
 func NewVaultStore(db *sql.DB, dialect Dialect, opts *Options) (*VaultStore, error) {
@@ -45,31 +46,31 @@ func (s *VaultStore) Migrate(ctx context.Context) error {
 	)`)
 }
 
-func notFound(key authz.VaultKey) error {
-	return &authz.Error{Code: authz.ErrCredentialNotFound.Code, Status: authz.ErrCredentialNotFound.Status, Detail: "no credential " + key.String()}
+func notFound(key vault.VaultKey) error {
+	return &authz.Error{Code: vault.ErrCredentialNotFound.Code, Status: vault.ErrCredentialNotFound.Status, Detail: "no credential " + key.String()}
 }
 
-func conflict(key authz.VaultKey, why string) error {
-	return &authz.Error{Code: authz.ErrVersionConflict.Code, Status: authz.ErrVersionConflict.Status, Detail: "credential " + key.String() + " " + why}
+func conflict(key vault.VaultKey, why string) error {
+	return &authz.Error{Code: vault.ErrVersionConflict.Code, Status: vault.ErrVersionConflict.Status, Detail: "credential " + key.String() + " " + why}
 }
 
-// Get implements authz.VaultStore.
-func (s *VaultStore) Get(ctx context.Context, key authz.VaultKey) (authz.VaultRecord, error) {
-	rec := authz.VaultRecord{Key: key}
+// Get implements vault.VaultStore.
+func (s *VaultStore) Get(ctx context.Context, key vault.VaultKey) (vault.VaultRecord, error) {
+	rec := vault.VaultRecord{Key: key}
 	err := s.c.db.QueryRowContext(ctx, s.c.q(
 		`SELECT data, version FROM {vault} WHERE project = $1 AND provider = $2 AND service = $3`),
 		key.Project, key.Provider, key.Service).Scan(&rec.Data, &rec.Version)
 	if errors.Is(err, sql.ErrNoRows) {
-		return authz.VaultRecord{}, notFound(key)
+		return vault.VaultRecord{}, notFound(key)
 	}
 	if err != nil {
-		return authz.VaultRecord{}, err
+		return vault.VaultRecord{}, err
 	}
 	return rec, nil
 }
 
-// Put implements authz.VaultStore.
-func (s *VaultStore) Put(ctx context.Context, key authz.VaultKey, data []byte) (int64, error) {
+// Put implements vault.VaultStore.
+func (s *VaultStore) Put(ctx context.Context, key vault.VaultKey, data []byte) (int64, error) {
 	var v int64
 	err := s.c.db.QueryRowContext(ctx, s.c.q(
 		`INSERT INTO {vault} (project, provider, service, data, version, updated_at)
@@ -81,8 +82,8 @@ func (s *VaultStore) Put(ctx context.Context, key authz.VaultKey, data []byte) (
 	return v, err
 }
 
-// CompareAndSwap implements authz.VaultStore.
-func (s *VaultStore) CompareAndSwap(ctx context.Context, key authz.VaultKey, version int64, data []byte) (int64, error) {
+// CompareAndSwap implements vault.VaultStore.
+func (s *VaultStore) CompareAndSwap(ctx context.Context, key vault.VaultKey, version int64, data []byte) (int64, error) {
 	if version < 0 {
 		return 0, conflict(key, "negative version")
 	}
@@ -123,8 +124,8 @@ func (s *VaultStore) CompareAndSwap(ctx context.Context, key authz.VaultKey, ver
 	return v, err
 }
 
-// Delete implements authz.VaultStore.
-func (s *VaultStore) Delete(ctx context.Context, key authz.VaultKey) error {
+// Delete implements vault.VaultStore.
+func (s *VaultStore) Delete(ctx context.Context, key vault.VaultKey) error {
 	res, err := s.c.db.ExecContext(ctx, s.c.q(
 		`DELETE FROM {vault} WHERE project = $1 AND provider = $2 AND service = $3`),
 		key.Project, key.Provider, key.Service)
@@ -141,9 +142,9 @@ func (s *VaultStore) Delete(ctx context.Context, key authz.VaultKey) error {
 	return nil
 }
 
-// List implements authz.VaultStore. Rows are ordered in Go, by bytes, so the
+// List implements vault.VaultStore. Rows are ordered in Go, by bytes, so the
 // order does not depend on the database's collation.
-func (s *VaultStore) List(ctx context.Context, project, provider string) ([]authz.VaultRecord, error) {
+func (s *VaultStore) List(ctx context.Context, project, provider string) ([]vault.VaultRecord, error) {
 	var rows *sql.Rows
 	var err error
 	if provider == "" {
@@ -157,9 +158,9 @@ func (s *VaultStore) List(ctx context.Context, project, provider string) ([]auth
 		return nil, err
 	}
 	defer rows.Close()
-	var out []authz.VaultRecord
+	var out []vault.VaultRecord
 	for rows.Next() {
-		r := authz.VaultRecord{Key: authz.VaultKey{Project: project}}
+		r := vault.VaultRecord{Key: vault.VaultKey{Project: project}}
 		if err := rows.Scan(&r.Key.Provider, &r.Key.Service, &r.Data, &r.Version); err != nil {
 			return nil, err
 		}
@@ -168,7 +169,7 @@ func (s *VaultStore) List(ctx context.Context, project, provider string) ([]auth
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	slices.SortFunc(out, func(a, b authz.VaultRecord) int {
+	slices.SortFunc(out, func(a, b vault.VaultRecord) int {
 		return cmp.Or(cmp.Compare(a.Key.Provider, b.Key.Provider), cmp.Compare(a.Key.Service, b.Key.Service))
 	})
 	return out, nil

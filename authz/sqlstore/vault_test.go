@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentprov/agentprov/authz"
 	"github.com/agentprov/agentprov/authz/authztest"
 	"github.com/agentprov/agentprov/authz/sqlstore"
+	"github.com/agentprov/agentprov/authz/vault"
 )
 
 func newVault(ctx context.Context, db *sql.DB, d sqlstore.Dialect) (*sqlstore.VaultStore, error) {
@@ -30,7 +30,7 @@ func TestVaultStore(t *testing.T) {
 				}
 				return &authztest.VaultHarness{
 					Store:  s,
-					Reopen: func(ctx context.Context) (authz.VaultStore, error) { return newVault(ctx, open(), d) },
+					Reopen: func(ctx context.Context) (vault.VaultStore, error) { return newVault(ctx, open(), d) },
 				}, nil
 			})
 		})
@@ -48,18 +48,18 @@ func TestEncryptedVaultStoreOverSQL(t *testing.T) {
 				if err != nil {
 					return nil, err
 				}
-				s, err := authz.NewEncryptedVaultStore(inner, encKeys, "k1")
+				s, err := vault.NewEncryptedVaultStore(inner, encKeys, "k1")
 				if err != nil {
 					return nil, err
 				}
 				return &authztest.VaultHarness{
 					Store: s,
-					Reopen: func(ctx context.Context) (authz.VaultStore, error) {
+					Reopen: func(ctx context.Context) (vault.VaultStore, error) {
 						inner, err := newVault(ctx, open(), d)
 						if err != nil {
 							return nil, err
 						}
-						return authz.NewEncryptedVaultStore(inner, encKeys, "k1")
+						return vault.NewEncryptedVaultStore(inner, encKeys, "k1")
 					},
 				}, nil
 			})
@@ -78,11 +78,11 @@ func TestOnlyCiphertextReachesSQL(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			enc, _ := authz.NewEncryptedVaultStore(inner, encKeys, "k1")
-			v, _ := authz.NewVault(enc, nil)
-			c := authz.Credential{Project: "p", Provider: "neon", Service: "postgres",
+			enc, _ := vault.NewEncryptedVaultStore(inner, encKeys, "k1")
+			v, _ := vault.NewVault(enc, nil)
+			c := vault.Credential{Project: "p", Provider: "neon", Service: "postgres",
 				AccessToken: "plain-secret-token", Expiry: time.Now().Add(time.Hour),
-				Env: map[string]authz.Secret{"DATABASE_URL": "postgres://plain-secret-pw@x"}}
+				Env: map[string]vault.Secret{"DATABASE_URL": "postgres://plain-secret-pw@x"}}
 			if err := v.Put(ctx, c); err != nil {
 				t.Fatal(err)
 			}

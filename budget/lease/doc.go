@@ -11,13 +11,22 @@
 // current lease under a mutex; a reservation larger than the slice, or that
 // no new lease can fit, goes to the shared store directly. A lease is
 // settled (its hold committed for exactly the sum of its committed
-// sub-holds, the rest returning to the caps) once retired and idle, or
-// Margin before it expires, or at Close.
+// sub-holds, the rest returning to the caps) once it is replaced and has
+// no sub-hold open, once it has granted nothing for IdleAfter with none
+// open (so an instance that stopped using a scope does not pin room other
+// instances need), Margin before it expires, or at Close.
 //
 // # Stores
 //
 // Any budget.Store is shared; a Journal (FileJournal: append with
-// group-commit fsync; MemoryJournal for tests) is per instance.
+// group-commit fsync; MemoryJournal for tests) is per instance; a Journal of
+// your own passes the conformance suite leasetest.RunJournal. A journal
+// that implements Compacter (both do) is compacted by its Pool after
+// recovery and after every Options.CompactAfter settled leases: the
+// records of settled leases, which recovery skips, are dropped, so the
+// journal holds about what is live. FileJournal compacts beside live
+// appends (they pause only while the tail written meanwhile is copied and
+// the new file renamed into place).
 //
 // # Errors
 //

@@ -57,10 +57,15 @@ type Record struct {
 // power cut for a file journal); the Pool reports no grant or commit
 // before that. An Append that fails must leave the journal failed: later
 // appends fail too, since a failed sync says nothing about what reached
-// the disk. Implementations must be safe for concurrent use.
+// the disk. An Append whose context is already done appends nothing and
+// returns the context's error. Implementations must be safe for concurrent
+// use, and keep each caller's own appends in order. leasetest.RunJournal is
+// the conformance suite an implementation passes.
 type Journal interface {
 	Append(ctx context.Context, r Record) error
-	// Replay calls fn with every durable record in append order.
+	// Replay calls fn with every durable record in append order; it can
+	// be called again and replays the same. It stops at the first error
+	// from fn or ctx and returns it.
 	Replay(ctx context.Context, fn func(Record) error) error
 }
 
@@ -77,8 +82,11 @@ type MemoryJournal struct {
 // NewMemoryJournal returns an empty MemoryJournal.
 func NewMemoryJournal() *MemoryJournal { return &MemoryJournal{} }
 
-// Append stores r unless the journal has failed.
-func (j *MemoryJournal) Append(_ context.Context, r Record) error {
+// Append stores r unless the journal has failed or ctx is done.
+func (j *MemoryJournal) Append(ctx context.Context, r Record) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.err != nil {
@@ -88,17 +96,46 @@ func (j *MemoryJournal) Append(_ context.Context, r Record) error {
 	return nil
 }
 
-// Replay calls fn with every record in order.
-func (j *MemoryJournal) Replay(_ context.Context, fn func(Record) error) error {
+// Replay calls fn with every record in order, stopping at the first error
+// from fn or ctx.
+func (j *MemoryJournal) Replay(ctx context.Context, fn func(Record) error) error {
 	j.mu.Lock()
 	recs := append([]Record(nil), j.recs...)
 	j.mu.Unlock()
 	for _, r := range recs {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		if err := fn(r); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// Compact drops the records of every lease whose KindSettled record it
+// holds (see Compacter).
+func (j *MemoryJournal) Compact(ctx context.Context) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	settled := map[string]bool{}
+	for _, r := range j.recs {
+		if r.Kind == KindSettled {
+			settled[r.LeaseKey] = true
+		}
+	}
+	kept := j.recs[:0:0]
+	for _, r := range j.recs {
+		if !settled[r.LeaseKey] {
+			kept = append(kept, r)
+		}
+	}
+	n := len(j.recs) - len(kept)
+	j.recs = kept
+	return n, nil
 }
 
 // Fail makes every later Append return err (nil restores the journal).
@@ -126,6 +163,21 @@ type FileJournal struct {
 	synced  uint64 // records durable
 	syncing bool
 	err     error // sticky: the first write or sync failure
+
+	compact sync.Mutex // one Compact at a time
+}
+
+// Compacter is implemented by a Journal that can drop the records of
+// settled leases, which recovery skips anyway. A Pool whose journal
+// implements it compacts it after every Options.CompactAfter settled
+// leases, so that the journal stays about as large as what is live.
+type Compacter interface {
+	// Compact drops every record of each lease whose KindSettled record
+	// is durable, keeping the order of the rest, and returns how many
+	// records it dropped. Appends may run concurrently. A failed Compact
+	// leaves the journal as it was, unless the journal reports itself
+	// failed (every later Append failing too).
+	Compact(ctx context.Context) (int, error)
 }
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
@@ -306,4 +358,136 @@ func (j *FileJournal) Close() error {
 		j.err = errors.New("lease: journal: closed")
 	}
 	return j.f.Close()
+}
+
+// Compact rewrites the journal without the records of settled leases: it
+// copies what is kept to a new file beside it without blocking appends,
+// then, with appends paused, adds what was appended meanwhile, syncs the
+// new file, renames it over the old one and syncs the directory. A crash at
+// any point leaves either the old file or the new one, each a complete
+// journal. A failure before the rename leaves the journal as it was; a
+// failure after it fails the journal.
+func (j *FileJournal) Compact(ctx context.Context) (int, error) {
+	j.compact.Lock()
+	defer j.compact.Unlock()
+	// Everything before off is durable, and no write is in flight.
+	j.mu.Lock()
+	for j.syncing {
+		j.cond.Wait()
+	}
+	if j.err != nil {
+		j.mu.Unlock()
+		return 0, j.err
+	}
+	off, err := j.f.Seek(0, io.SeekCurrent)
+	j.mu.Unlock()
+	if err != nil {
+		return 0, fmt.Errorf("lease: journal: compact: %w", err)
+	}
+
+	old, err := os.Open(j.path)
+	if err != nil {
+		return 0, fmt.Errorf("lease: journal: compact: %w", err)
+	}
+	defer old.Close()
+	// Every line before off is a complete, valid record.
+	type line struct {
+		raw []byte
+		key string
+	}
+	var lines []line
+	settled := map[string]bool{}
+	r := bufio.NewReaderSize(io.NewSectionReader(old, 0, off), 1<<16)
+	for {
+		raw, err := r.ReadBytes('\n')
+		if err == io.EOF && len(raw) == 0 {
+			break
+		}
+		if err != nil && err != io.EOF {
+			return 0, fmt.Errorf("lease: journal: compact: %w", err)
+		}
+		rec, ok := decodeLine(raw)
+		if !ok {
+			return 0, fmt.Errorf("lease: journal: compact: corrupt record in %s", j.path)
+		}
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		if rec.Kind == KindSettled {
+			settled[rec.LeaseKey] = true
+		}
+		lines = append(lines, line{raw, rec.LeaseKey})
+	}
+	var kept []byte
+	dropped := 0
+	for _, l := range lines {
+		if settled[l.key] {
+			dropped++
+			continue
+		}
+		kept = append(kept, l.raw...)
+	}
+	if dropped == 0 {
+		return 0, nil
+	}
+	tmpPath := j.path + ".compact"
+	tmp, err := os.OpenFile(tmpPath, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return 0, fmt.Errorf("lease: journal: compact: %w", err)
+	}
+	abandon := func(err error) (int, error) {
+		tmp.Close()
+		os.Remove(tmpPath)
+		return 0, fmt.Errorf("lease: journal: compact: %w", err)
+	}
+	if _, err := tmp.Write(kept); err != nil {
+		return abandon(err)
+	}
+
+	// Appends pause from here to the swap.
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for j.syncing {
+		j.cond.Wait()
+	}
+	if j.err != nil {
+		tmp.Close()
+		os.Remove(tmpPath)
+		return 0, j.err
+	}
+	end, err := j.f.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return abandon(err)
+	}
+	if end > off {
+		if _, err := io.Copy(tmp, io.NewSectionReader(j.f, off, end-off)); err != nil {
+			return abandon(err)
+		}
+	}
+	if err := tmp.Sync(); err != nil {
+		return abandon(err)
+	}
+	if err := os.Rename(tmpPath, j.path); err != nil {
+		return abandon(err)
+	}
+	// From here the new file is the journal: a failure fails the journal,
+	// since appends to a file whose name may not survive are not durable.
+	fail := func(err error) (int, error) {
+		tmp.Close()
+		j.err = fmt.Errorf("lease: journal %s: compact: %w", j.path, err)
+		j.cond.Broadcast()
+		return 0, j.err
+	}
+	d, err := os.Open(filepath.Dir(j.path))
+	if err != nil {
+		return fail(err)
+	}
+	err = d.Sync()
+	d.Close()
+	if err != nil {
+		return fail(err)
+	}
+	j.f.Close()
+	j.f = tmp
+	return dropped, nil
 }

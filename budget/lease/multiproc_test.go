@@ -50,6 +50,8 @@ func killOptions(instance string) *lease.Options {
 		Ledger:   &budget.LedgerOptions{DefaultProviderCap: budget.USD(killCap)},
 		Slice:    killSlice,
 		Instance: instance,
+		// The parent audits every journal record of every life.
+		CompactAfter: -1,
 	}
 }
 

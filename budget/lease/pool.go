@@ -33,6 +33,13 @@ const (
 	DefaultMargin = 5 * time.Hour
 	// DefaultSettleEvery is how often the background settler runs.
 	DefaultSettleEvery = time.Second
+	// DefaultIdleAfter is how long a lease may grant nothing, with no
+	// sub-hold open, before it is settled and its unused part goes back to
+	// the caps, where other instances can lease it.
+	DefaultIdleAfter = time.Minute
+	// DefaultCompactAfter is how many leases a Pool settles between two
+	// compactions of its journal.
+	DefaultCompactAfter = 64
 )
 
 // subPrefix starts the id of every sub-hold; other ids are shared-store
@@ -63,6 +70,19 @@ type Options struct {
 	// means none (the caller then calls Settle often enough that no lease
 	// reaches its expiry unsettled).
 	SettleEvery time.Duration
+	// IdleAfter: a lease that has granted nothing for IdleAfter and has no
+	// sub-hold open is settled, so that an instance that stopped using a
+	// scope does not pin its slice (other instances would be refused for
+	// room nothing spends). Zero means DefaultIdleAfter; negative means
+	// never (a lease is then settled only when it is replaced, Margin
+	// before its expiry, or at Close).
+	IdleAfter time.Duration
+	// CompactAfter: when the journal implements Compacter (FileJournal
+	// does), New compacts it after recovery and the Pool compacts it again
+	// after every CompactAfter settled leases, so the journal holds about
+	// what is live rather than everything ever granted. Zero means
+	// DefaultCompactAfter; negative means never.
+	CompactAfter int
 	// Instance names this instance in lease idempotency keys; empty means a
 	// random name. It must be unique among instances sharing a store.
 	Instance string
@@ -85,6 +105,8 @@ type Pool struct {
 	leaseTTL time.Duration
 	holdTTL  time.Duration
 	margin   time.Duration
+	idle     time.Duration
+	compact  int
 	instance string
 	prefix   string // this Pool's sub-hold id prefix
 
@@ -95,6 +117,8 @@ type Pool struct {
 	subs   map[string]*sub   // by id
 	keys   map[string]*sub   // by idempotency key
 	closed bool
+
+	settledSince int // leases settled since the last compaction
 
 	stop chan struct{}
 	done chan struct{}
@@ -113,7 +137,8 @@ type lease struct {
 	used      int64 // pending, active and committed sub-holds
 	committed int64
 	expires   time.Time
-	inflight  int // journal appends in progress
+	lastGrant time.Time // when it was granted or last granted a sub-hold
+	inflight  int       // journal appends in progress
 	subs      map[string]*sub
 	retired   bool // no new sub-holds
 	settling  bool
@@ -152,6 +177,7 @@ func New(ctx context.Context, shared budget.Store, journal Journal, opts *Option
 	if _, err := recoverJournal(ctx, p.ledger, journal, p.log); err != nil {
 		return nil, err
 	}
+	_ = p.compactJournal(ctx) // logged; a journal it failed fails every grant
 	var every time.Duration = DefaultSettleEvery
 	if opts != nil && opts.SettleEvery != 0 {
 		every = opts.SettleEvery
@@ -206,6 +232,12 @@ func newPool(shared budget.Store, journal Journal, opts *Options) (*Pool, error)
 	if o.Margin == 0 {
 		o.Margin = DefaultMargin
 	}
+	if o.IdleAfter == 0 {
+		o.IdleAfter = DefaultIdleAfter
+	}
+	if o.CompactAfter == 0 {
+		o.CompactAfter = DefaultCompactAfter
+	}
 	if o.Slice < 0 || o.HoldTTL < 0 || o.Margin < 0 || o.HoldTTL+o.Margin >= o.LeaseTTL {
 		return nil, fmt.Errorf("lease: options: slice %d must be positive and hold ttl %v + margin %v below lease ttl %v", o.Slice, o.HoldTTL, o.Margin, o.LeaseTTL)
 	}
@@ -219,7 +251,7 @@ func newPool(shared budget.Store, journal Journal, opts *Options) (*Pool, error)
 	}
 	return &Pool{
 		ledger: ledger, journal: journal, now: o.Now, log: o.Logger,
-		slice: o.Slice, leaseTTL: o.LeaseTTL, holdTTL: o.HoldTTL, margin: o.Margin,
+		slice: o.Slice, leaseTTL: o.LeaseTTL, holdTTL: o.HoldTTL, margin: o.Margin, idle: o.IdleAfter, compact: o.CompactAfter,
 		// The random part keeps lease keys of a restarted instance apart
 		// from those of its previous life.
 		instance: o.Instance + "." + rnd,
@@ -358,6 +390,7 @@ func (p *Pool) reserveLocal(ctx context.Context, scope budget.Scope, amount int6
 		state: subPending, created: now, expires: now.Add(p.holdTTL),
 	}
 	l.used += amount
+	l.lastGrant = now
 	l.inflight++
 	l.subs[s.id] = s
 	p.subs[s.id] = s
@@ -433,7 +466,7 @@ func (p *Pool) renew(ctx context.Context, scope budget.Scope, need int64) error 
 		if err := p.journal.Append(ctx, Record{Kind: KindGranted, LeaseKey: key, LeaseID: h.ID, ExpiresAt: h.ExpiresAt}); err != nil {
 			return storeErr("journal", err) // the hold expires, having granted nothing
 		}
-		l := &lease{key: key, id: h.ID, scope: scope, amount: amount, expires: h.ExpiresAt, subs: map[string]*sub{}}
+		l := &lease{key: key, id: h.ID, scope: scope, amount: amount, expires: h.ExpiresAt, lastGrant: p.now(), subs: map[string]*sub{}}
 		p.mu.Lock()
 		p.leases[key] = l
 		st.cur = l
@@ -552,7 +585,8 @@ func (p *Pool) settle(ctx context.Context, all bool) error {
 			p.expire(s, now)
 		}
 		late := !now.Before(l.expires.Add(-p.margin))
-		if all || late || (l.retired && len(l.subs) == 0) {
+		idle := p.idle > 0 && len(l.subs) == 0 && !now.Before(l.lastGrant.Add(p.idle))
+		if all || late || idle || (l.retired && len(l.subs) == 0) {
 			l.retired, l.settling = true, true
 			// Sub-holds still active end now: they can no longer commit.
 			for _, s := range l.subs {
@@ -586,10 +620,44 @@ func (p *Pool) settle(ctx context.Context, all bool) error {
 		}
 		p.mu.Unlock()
 		if err == nil {
-			_ = p.journal.Append(ctx, Record{Kind: KindSettled, LeaseKey: l.key, Amount: l.committed})
+			if p.journal.Append(ctx, Record{Kind: KindSettled, LeaseKey: l.key, Amount: l.committed}) == nil {
+				p.mu.Lock()
+				p.settledSince++
+				p.mu.Unlock()
+			}
+		}
+	}
+	p.mu.Lock()
+	compactDue := p.compact > 0 && p.settledSince >= p.compact
+	p.mu.Unlock()
+	if compactDue {
+		if err := p.compactJournal(ctx); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// compactJournal drops the settled leases' records from the journal, when
+// it can and compaction is on.
+func (p *Pool) compactJournal(ctx context.Context) error {
+	c, ok := p.journal.(Compacter)
+	if !ok || p.compact < 0 {
+		return nil
+	}
+	p.mu.Lock()
+	since := p.settledSince
+	p.mu.Unlock()
+	n, err := c.Compact(ctx)
+	if err != nil {
+		p.log.LogAttrs(ctx, slog.LevelError, "lease: journal compaction failed", slog.Any("error", err))
+		return storeErr("journal compaction", err)
+	}
+	p.mu.Lock()
+	p.settledSince -= since
+	p.mu.Unlock()
+	p.log.LogAttrs(ctx, slog.LevelDebug, "lease: journal compacted", slog.Int("records_dropped", n))
+	return nil
 }
 
 // settleLease commits lease hold id for committed. A lease that expired

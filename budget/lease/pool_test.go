@@ -3,6 +3,8 @@ package lease_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -26,6 +28,7 @@ func TestRapidLeases(t *testing.T) {
 			Slice:    rapid.Int64Range(50, 800).Draw(rt, "slice"),
 			LeaseTTL: 10 * time.Minute, HoldTTL: 3 * time.Minute, Margin: 2 * time.Minute,
 			SettleEvery: -1, Now: clock,
+			IdleAfter: time.Duration(rapid.IntRange(-1, 90).Draw(rt, "idleSecs")) * time.Second,
 		}
 		scope := budget.Scope{Project: "hot", Provider: "acme"}
 		n := rapid.IntRange(2, 4).Draw(rt, "instances")
@@ -202,5 +205,158 @@ func TestJournalFailure(t *testing.T) {
 	}
 	if c := held(); c.Committed != 30 || c.Held != 0 || c.Arrears != 0 {
 		t.Fatalf("after recovery the store has %+v; want exactly the reported 30 committed", c)
+	}
+}
+
+// TestIdleLeaseReturnsRoom: an instance that stops using a scope gives its
+// unused slice back after IdleAfter, so another instance is not refused for
+// room nothing spends; with IdleAfter negative the slice stays pinned.
+func TestIdleLeaseReturnsRoom(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		idle    time.Duration
+		settled bool
+	}{{"default", 0, true}, {"never", -1, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+			opts := &lease.Options{
+				Ledger:      &budget.LedgerOptions{DefaultProviderCap: budget.USD(1000)},
+				Slice:       800,
+				SettleEvery: -1, IdleAfter: tc.idle,
+				Now: func() time.Time { return now },
+			}
+			shared := budget.NewMemoryStore(nil)
+			a, err := lease.New(ctx, shared, lease.NewMemoryJournal(), opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := lease.New(ctx, shared, lease.NewMemoryJournal(), opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			scope := budget.Scope{Project: "p", Provider: "acme"}
+			h, err := a.Reserve(ctx, scope, budget.USD(100), "a1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := a.Commit(ctx, h.ID, budget.USD(100)); err != nil {
+				t.Fatal(err)
+			}
+			// A's lease of 800 pins the room: 200 is left for B.
+			if _, err := b.Reserve(ctx, scope, budget.USD(500), "b1"); !errors.Is(err, budget.ErrCapExceeded) {
+				t.Fatalf("B while A's lease is live: %v, want cap_exceeded", err)
+			}
+			now = now.Add(time.Minute - time.Second) // DefaultIdleAfter is a minute
+			if err := a.Settle(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := b.Reserve(ctx, scope, budget.USD(500), "b2"); !errors.Is(err, budget.ErrCapExceeded) {
+				t.Fatalf("B before A's lease is idle for IdleAfter: %v, want cap_exceeded", err)
+			}
+			now = now.Add(time.Second)
+			if err := a.Settle(ctx); err != nil {
+				t.Fatal(err)
+			}
+			_, err = b.Reserve(ctx, scope, budget.USD(500), "b3")
+			if tc.settled && err != nil {
+				t.Fatalf("B after A's lease was idle for IdleAfter: %v, want a hold", err)
+			}
+			if !tc.settled && !errors.Is(err, budget.ErrCapExceeded) {
+				t.Fatalf("B with IdleAfter < 0: %v, want cap_exceeded (the slice stays pinned)", err)
+			}
+			u, err := a.Ledger().Usage(ctx, scope)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := u.Counters[1]
+			if tc.settled && (c.Committed != 100 || c.Held != 800) {
+				t.Fatalf("store %+v: want A's 100 committed and B's lease of 800 held", c)
+			}
+			if !tc.settled && (c.Committed != 0 || c.Held != 800) {
+				t.Fatalf("store %+v: want A's lease of 800 held, nothing settled", c)
+			}
+			// A reserves again after its lease was settled: a new lease.
+			if _, err := a.Reserve(ctx, scope, budget.USD(50), "a2"); err != nil && tc.settled {
+				t.Fatalf("A after its idle lease was settled: %v", err)
+			}
+		})
+	}
+}
+
+// TestPoolCompactsJournal: a Pool over a FileJournal keeps the journal
+// about as large as what is live, and compaction loses nothing: a crash
+// after it still recovers every reported commit.
+func TestPoolCompactsJournal(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "journal")
+	shared := budget.NewMemoryStore(nil)
+	opts := &lease.Options{
+		Ledger:      &budget.LedgerOptions{DefaultProviderCap: budget.USD(1 << 40)},
+		Slice:       10, // every reservation of 10 takes a new lease
+		SettleEvery: -1, CompactAfter: 4,
+	}
+	j, err := lease.OpenFileJournal(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := lease.New(ctx, shared, j, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scope := budget.Scope{Project: "p", Provider: "acme"}
+	records := func() int {
+		n := 0
+		if err := j.Replay(ctx, func(lease.Record) error { n++; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	most := 0
+	for i := 0; i < 40; i++ {
+		h, err := p.Reserve(ctx, scope, budget.USD(10), fmt.Sprintf("k%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.Commit(ctx, h.ID, budget.USD(7)); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Settle(ctx); err != nil {
+			t.Fatal(err)
+		}
+		most = max(most, records())
+	}
+	// A lease's life is 5 records (lease, granted, reserve, commit,
+	// settled); 40 of them without compaction would be 200.
+	if most > 5*(4+2) {
+		t.Fatalf("the journal reached %d records with CompactAfter 4; want it compacted", most)
+	}
+	// One more commit in a live lease, then kill -9: no Close.
+	h, err := p.Reserve(ctx, scope, budget.USD(10), "last")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Commit(ctx, h.ID, budget.USD(3)); err != nil {
+		t.Fatal(err)
+	}
+	j.Close()
+	j, err = lease.OpenFileJournal(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	p, err = lease.New(ctx, shared, j, opts) // recovers, then compacts
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := records(); n != 0 {
+		t.Fatalf("%d records left after recovery and compaction, want 0", n)
+	}
+	u, err := p.Ledger().Usage(ctx, scope)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := u.Counters[1]; c.Committed != 40*7+3 || c.Held != 0 {
+		t.Fatalf("store %+v: want %d committed and nothing held", c, 40*7+3)
 	}
 }

@@ -7,7 +7,7 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/authz/vault"
 	"github.com/agentprov/agentprov/budget"
 )
 
@@ -33,11 +33,11 @@ func TestVaultTransportOverPaymentTransport(t *testing.T) {
 			io.WriteString(w, "done")
 		})))
 
-	vault, _ := authz.NewVault(authz.NewMemoryVaultStore(), nil)
-	if err := vault.Put(context.Background(), authz.Credential{Project: "blog", Provider: "acme", Service: "dns", AccessToken: "acme-token"}); err != nil {
+	vlt, _ := vault.NewVault(vault.NewMemoryVaultStore(), nil)
+	if err := vlt.Put(context.Background(), vault.Credential{Project: "blog", Provider: "acme", Service: "dns", AccessToken: "acme-token"}); err != nil {
 		t.Fatal(err)
 	}
-	client := &http.Client{Transport: &authz.VaultTransport{Vault: vault, Project: "blog", Ref: "acme/dns", Base: payClient.Transport}}
+	client := &http.Client{Transport: &vault.VaultTransport{Vault: vlt, Project: "blog", Ref: "acme/dns", Base: payClient.Transport}}
 	resp, err := client.Get(prov.URL + "/agentprov/infer")
 	if err != nil {
 		t.Fatal(err)

@@ -6,7 +6,7 @@
 //
 // # Roles
 //
-// Provider: build an authz.Provisioner trusting the orchestrator, hand it
+// Provider: build a provision.Provisioner trusting the orchestrator, hand it
 // with the metadata and catalog to agentprov.NewProvider, and call Mount on
 // the service's mux; paid routes are the service's own handlers wrapped in
 // Provider.Paid. Orchestrator: trust the provider's base URL in an

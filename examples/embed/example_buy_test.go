@@ -10,6 +10,7 @@ import (
 
 	"github.com/agentprov/agentprov"
 	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/authz/provision"
 	"github.com/agentprov/agentprov/budget"
 	"github.com/agentprov/agentprov/catalogschema"
 	"github.com/agentprov/agentprov/payment"
@@ -97,8 +98,8 @@ func newExampleProvider(origin string, opts *agentprov.ProviderOptions) *agentpr
 	attester, _ := authz.NewAttester("https://orchestrator.example", mustKey(), nil)
 	verifier, _ := authz.NewVerifier("acme", []authz.TrustedIssuer{{Issuer: "https://orchestrator.example", Keys: attester.JWKS()}},
 		authz.NewMemoryReplayStore(nil), nil)
-	prov, _ := authz.NewProvisioner(verifier, authz.NewMemoryAccountStore(), authz.NewMemoryTokenStore(),
-		&authz.ProvisionerOptions{Issuer: base, TermsVersion: "2026-04", TermsURL: origin + "/terms", Logger: slog.New(slog.DiscardHandler)})
+	prov, _ := provision.NewProvisioner(verifier, provision.NewMemoryAccountStore(), provision.NewMemoryTokenStore(),
+		&provision.ProvisionerOptions{Issuer: base, TermsVersion: "2026-04", TermsURL: origin + "/terms", Logger: slog.New(slog.DiscardHandler)})
 	p, err := agentprov.NewProvider(base, catalogschema.ProviderMetadata{
 		ProviderID: "acme", Name: "Acme Cloud",
 		TermsOfService: catalogschema.Terms{URL: origin + "/terms", Version: "2026-04"},

@@ -13,6 +13,7 @@ import (
 
 	"github.com/agentprov/agentprov"
 	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/authz/provision"
 	"github.com/agentprov/agentprov/catalogschema"
 	"github.com/agentprov/agentprov/discovery"
 )
@@ -40,8 +41,8 @@ func mountProvider(mux *http.ServeMux, origin string, orchestrator *jose.JSONWeb
 	if err != nil {
 		return err
 	}
-	prov, err := authz.NewProvisioner(verifier, authz.NewMemoryAccountStore(), authz.NewMemoryTokenStore(),
-		&authz.ProvisionerOptions{Issuer: base, TermsVersion: "2026-04", TermsURL: origin + "/terms",
+	prov, err := provision.NewProvisioner(verifier, provision.NewMemoryAccountStore(), provision.NewMemoryTokenStore(),
+		&provision.ProvisionerOptions{Issuer: base, TermsVersion: "2026-04", TermsURL: origin + "/terms",
 			ServiceScopes: map[string][]string{"acme/dns": {"dns:write"}}, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return err

@@ -23,7 +23,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/authz/vault"
 	"github.com/agentprov/agentprov/budget"
 	"github.com/agentprov/agentprov/catalogschema"
 	"github.com/agentprov/agentprov/discovery"
@@ -340,7 +340,7 @@ func classify(err error) error {
 		return wrap(exitPayment, "call_ceiling", err, "refused by the per-call ceiling")
 	case errors.As(err, &capErr), errors.Is(err, payment.ErrCapExceeded), errors.Is(err, budget.ErrCapExceeded):
 		return wrap(exitPayment, "cap_exceeded", err, "refused by a spending cap")
-	case errors.Is(err, demo.ErrNotFound), errors.Is(err, authz.ErrCredentialNotFound), errors.Is(err, discovery.ErrUnknownService), errors.Is(err, discovery.ErrUnknownProvider):
+	case errors.Is(err, demo.ErrNotFound), errors.Is(err, vault.ErrCredentialNotFound), errors.Is(err, discovery.ErrUnknownService), errors.Is(err, discovery.ErrUnknownProvider):
 		return wrap(exitNotFound, "not_found", err, "not found")
 	case errors.As(err, &ve):
 		return wrap(exitUsage, "invalid_config", err, "invalid configuration")
@@ -1106,7 +1106,7 @@ func (c *cli) env(ctx context.Context) error {
 		vars := map[string]string{}
 		for k, v := range env {
 			if !c.o.reveal {
-				v = authz.Secret(v).String()
+				v = vault.Secret(v).String()
 			}
 			vars[k] = v
 			seen[k]++

@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	_ "modernc.org/sqlite" // the driver lives in the program, never in the library
 	"net"
 	"net/http"
 	"os"
@@ -31,9 +32,7 @@ import (
 	"syscall"
 	"time"
 
-	_ "modernc.org/sqlite" // the driver lives in the program, never in the library
-
-	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/authz/provision"
 	"github.com/agentprov/agentprov/examples/internal/demo"
 	"github.com/agentprov/agentprov/internal/sqldb"
 )
@@ -109,7 +108,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if *seed != "" {
-		if _, err := prov.SeedAccount(ctx, *seed); err != nil && !errors.Is(err, authz.ErrEmailTaken) {
+		if _, err := prov.SeedAccount(ctx, *seed); err != nil && !errors.Is(err, provision.ErrEmailTaken) {
 			ln.Close()
 			return fmt.Errorf("seed account: %w", err)
 		}

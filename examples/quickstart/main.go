@@ -31,7 +31,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
-	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/authz/vault"
 	"github.com/agentprov/agentprov/budget"
 	"github.com/agentprov/agentprov/discovery"
 	"github.com/agentprov/agentprov/examples/internal/demo"
@@ -491,7 +491,7 @@ func revoke(ctx context.Context, j *journey) error {
 		j.printf("   the old %s token now gets HTTP %d\n", ref, resp.StatusCode)
 	}
 	left, err := j.orch.Vault.List(ctx, project, "")
-	if err != nil && !errors.Is(err, authz.ErrCredentialNotFound) {
+	if err != nil && !errors.Is(err, vault.ErrCredentialNotFound) {
 		return err
 	}
 	j.rep.VaultLeft = len(left)

@@ -2,7 +2,7 @@
 // protection (Go's cross-origin check in front of a signed double-submit
 // token bound to a cookie), the security headers every page sends, and
 // amounts formatted for people. It is internal: the pages that use it
-// (authz.DevicePage, the example orchestrator's spend page) are the API.
+// (provision.DevicePage, the example orchestrator's spend page) are the API.
 package webform
 
 import (

@@ -13,7 +13,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/authz/vault"
 	"github.com/agentprov/agentprov/budget"
 	"github.com/agentprov/agentprov/catalogschema"
 	"github.com/agentprov/agentprov/payment"
@@ -390,7 +390,7 @@ func (o *Orchestrator) Discard(ctx context.Context, project, name string) (*Disc
 // the idempotency key made, if any. Without a credential for the service
 // no create can have been sent (the create call needs its bearer token).
 func (o *Orchestrator) createdUnder(ctx context.Context, project, service, key string) (*Resource, error) {
-	if _, err := o.Vault.Get(ctx, project, service); errors.Is(err, authz.ErrCredentialNotFound) {
+	if _, err := o.Vault.Get(ctx, project, service); errors.Is(err, vault.ErrCredentialNotFound) {
 		return nil, nil
 	} else if err != nil {
 		return nil, err

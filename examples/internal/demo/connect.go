@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/authz/vault"
 	"github.com/agentprov/agentprov/budget"
 	"github.com/agentprov/agentprov/internal/problem"
 	"github.com/agentprov/agentprov/internal/safehttp"
@@ -119,13 +120,13 @@ type Connection struct {
 	Device *DeviceLink `json:"device,omitempty"`
 }
 
-func connectionOf(c *authz.Credential) *Connection {
+func connectionOf(c *vault.Credential) *Connection {
 	return &Connection{Provider: c.Provider, Service: c.Ref(), AccountID: c.AccountID, LinkAction: c.LinkAction,
 		Scopes: c.Scopes, Expiry: c.Expiry}
 }
 
 // Connect obtains a credential for req.Ref at its provider and stores it in
-// the vault through the orchestrator's authz.Linker: the JWT-bearer grant
+// the vault through the orchestrator's vault.Linker: the JWT-bearer grant
 // with an identity attestation (creating the account when the human
 // accepted the terms), or, when the provider says an account with the
 // user's email exists, the device flow approved by the account holder at
@@ -152,7 +153,7 @@ func (o *Orchestrator) Connect(ctx context.Context, req ConnectRequest) (*Connec
 		return nil, err
 	}
 	sub := o.subject(provider)
-	lreq := authz.LinkRequest{
+	lreq := vault.LinkRequest{
 		Project: req.Project, Service: ref, Server: asm,
 		Subject: sub, Email: o.cfg.User.Email, EmailVerified: true, Name: o.cfg.User.Name,
 		Actor: &authz.Actor{ClientID: agentName(req.Agent)},
@@ -171,7 +172,7 @@ func (o *Orchestrator) Connect(ctx context.Context, req ConnectRequest) (*Connec
 	}
 	res, err := o.Linker.Link(ctx, lreq)
 	var device *DeviceLink
-	var pending *authz.PendingConsent
+	var pending *vault.PendingConsent
 	switch {
 	case err == nil:
 	case errors.Is(err, authz.ErrTermsNotAccepted):
@@ -283,12 +284,12 @@ func (o *Orchestrator) Add(ctx context.Context, req AddRequest) (_ *Resource, er
 		return nil, err
 	}
 	if len(res.Env) > 0 {
-		_, err = o.Vault.Update(ctx, req.Project, ref, func(c *authz.Credential) error {
+		_, err = o.Vault.Update(ctx, req.Project, ref, func(c *vault.Credential) error {
 			if c.Env == nil {
-				c.Env = map[string]authz.Secret{}
+				c.Env = map[string]vault.Secret{}
 			}
 			for k, v := range res.Env {
-				c.Env[k] = authz.Secret(v)
+				c.Env[k] = vault.Secret(v)
 			}
 			return nil
 		})
@@ -339,7 +340,7 @@ func (o *Orchestrator) dropCredentialIfLast(ctx context.Context, project, servic
 		}
 	}
 	cred, err := o.Vault.Get(ctx, project, service)
-	if errors.Is(err, authz.ErrCredentialNotFound) {
+	if errors.Is(err, vault.ErrCredentialNotFound) {
 		return nil
 	}
 	if err != nil {
@@ -348,14 +349,14 @@ func (o *Orchestrator) dropCredentialIfLast(ctx context.Context, project, servic
 	if err := o.revokeToken(ctx, project, cred); err != nil {
 		return fmt.Errorf("its credential was not revoked: %w", err)
 	}
-	if err := o.Vault.Delete(ctx, project, service); err != nil && !errors.Is(err, authz.ErrCredentialNotFound) {
+	if err := o.Vault.Delete(ctx, project, service); err != nil && !errors.Is(err, vault.ErrCredentialNotFound) {
 		return err
 	}
 	return nil
 }
 
 // revokeToken sends the provider a revocation event for cred's token.
-func (o *Orchestrator) revokeToken(ctx context.Context, project string, cred *authz.Credential) error {
+func (o *Orchestrator) revokeToken(ctx context.Context, project string, cred *vault.Credential) error {
 	target, err := targets{o}.RevocationTarget(ctx, cred.Provider)
 	if err != nil {
 		return err
@@ -399,7 +400,7 @@ func (o *Orchestrator) do(client *http.Client, provider, op string, req *http.Re
 		if errors.As(err, &ue) && ue.Err != nil {
 			err = ue.Err
 		}
-		if errors.Is(err, ErrNotFound) || errors.Is(err, authz.ErrCredentialNotFound) {
+		if errors.Is(err, ErrNotFound) || errors.Is(err, vault.ErrCredentialNotFound) {
 			return fmt.Errorf("%w: %v", ErrNotFound, err)
 		}
 		var payErr *payment.Error

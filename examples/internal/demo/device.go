@@ -18,13 +18,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/authz/provision"
 	"github.com/agentprov/agentprov/internal/webform"
 )
 
 // Paths of the provider's human pages.
 const (
-	// DevicePath is the RFC 8628 verification page (authz.DevicePage).
+	// DevicePath is the RFC 8628 verification page (provision.DevicePage).
 	DevicePath = "/device"
 	// DemoSignInPath is the demo-only sign-in page.
 	DemoSignInPath = "/login"
@@ -66,18 +66,18 @@ func (s *demoSessions) email(r *http.Request) (string, bool) {
 	return string(b), true
 }
 
-// SignedIn is the demo's authz.SignedInFunc: the account whose email the
+// SignedIn is the demo's provision.SignedInFunc: the account whose email the
 // demo session cookie names.
-func (p *Provider) SignedIn(r *http.Request) (authz.SignedInUser, bool) {
+func (p *Provider) SignedIn(r *http.Request) (provision.SignedInUser, bool) {
 	email, ok := p.sessions.email(r)
 	if !ok {
-		return authz.SignedInUser{}, false
+		return provision.SignedInUser{}, false
 	}
 	acct, err := p.accounts.FindByEmail(r.Context(), email)
 	if err != nil {
-		return authz.SignedInUser{}, false
+		return provision.SignedInUser{}, false
 	}
-	return authz.SignedInUser{AccountID: acct.ID, Display: email}, true
+	return provision.SignedInUser{AccountID: acct.ID, Display: email}, true
 }
 
 var signInTemplate = template.Must(template.New("login").Parse(`<!doctype html>
@@ -128,16 +128,16 @@ func (p *Provider) DemoSignInHandler() http.Handler {
 }
 
 // serviceForPage describes a service of the catalog for the device page.
-func (p *Provider) serviceForPage(ref string) (authz.DeviceService, bool) {
+func (p *Provider) serviceForPage(ref string) (provision.DeviceService, bool) {
 	id, ok := strings.CutPrefix(ref, p.profile.ID+"/")
 	if !ok {
-		return authz.DeviceService{}, false
+		return provision.DeviceService{}, false
 	}
 	s := p.profile.Service(id)
 	if s == nil {
-		return authz.DeviceService{}, false
+		return provision.DeviceService{}, false
 	}
-	out := authz.DeviceService{Title: s.ServiceID, Description: s.Description}
+	out := provision.DeviceService{Title: s.ServiceID, Description: s.Description}
 	if amount, currency := upfront(s); amount > 0 {
 		out.Price = webform.Money(amount, currency)
 	} else if price, ok := metered(s); ok {

@@ -10,7 +10,7 @@
 //
 // A [Provider] is a provider's existing Go service with the protocol mounted
 // on its own *http.ServeMux: discovery documents and a signed catalog
-// (discovery.Handler), account provisioning and linking (authz.Provisioner),
+// (discovery.Handler), account provisioning and linking (provision.Provisioner),
 // a bearer-guarded API, and paid endpoints behind a paywall.Paywall whose
 // tokens are checked by a payment.TokenVerifier that follows the
 // orchestrator's key rotations and redeemed at the orchestrator.
@@ -19,8 +19,8 @@
 // user (authz.Attester, JWKS), aggregates the trusted catalogs
 // (discovery.Aggregator), enforces caps (budget.Ledger), mints and redeems
 // payment tokens (issuer.Issuer), keeps credentials in an encrypted
-// authz.Vault and revokes them (authz.Revoker). Its Connect method drives
-// the client side of provisioning through authz.Linker (JWT-bearer grant,
+// vault.Vault and revokes them (vault.Revoker). Its Connect method drives
+// the client side of provisioning through vault.Linker (JWT-bearer grant,
 // then the device flow when the user already has an account), mapping its
 // outcomes to what the programs show the human; AgentClient is the
 // http.Client an agent calls a provider with: the vault's bearer token plus

@@ -6,7 +6,7 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/authz/provision"
 	"github.com/agentprov/agentprov/internal/problem"
 )
 
@@ -64,10 +64,10 @@ func (p *Provider) replayCreate(ref string, next http.Handler) http.Handler {
 		probe := r.Clone(r.Context())
 		probe.Header.Set("Authorization", bearer)
 		probe.Body = http.NoBody
-		var id *authz.Identity
+		var id *provision.Identity
 		var ok bool
 		bearerCheck(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
-			id, ok = authz.IdentityFromContext(r.Context())
+			id, ok = provision.IdentityFromContext(r.Context())
 		})).ServeHTTP(&discardWriter{h: http.Header{}}, probe)
 		if !ok || id == nil || id.Service != ref {
 			next.ServeHTTP(w, r)

@@ -16,6 +16,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/authz/vault"
 	"github.com/agentprov/agentprov/budget"
 	"github.com/agentprov/agentprov/discovery"
 	"github.com/agentprov/agentprov/payment"
@@ -51,7 +52,7 @@ type OrchestratorConfig struct {
 	VaultKey   []byte
 	VaultKeyID string
 	// Stores.
-	VaultStore  authz.VaultStore
+	VaultStore  vault.VaultStore
 	Budget      budget.Store
 	Redemptions issuer.RedemptionStore
 	Idempotency payment.IdempotencyStore
@@ -77,9 +78,9 @@ type Orchestrator struct {
 	Aggregator *discovery.Aggregator
 	Ledger     *budget.Ledger
 	Issuer     *issuer.Issuer
-	Vault      *authz.Vault
-	Linker     *authz.Linker
-	Revoker    *authz.Revoker
+	Vault      *vault.Vault
+	Linker     *vault.Linker
+	Revoker    *vault.Revoker
 	Resources  ResourceStore
 
 	cfg    OrchestratorConfig
@@ -154,24 +155,24 @@ func NewOrchestrator(cfg OrchestratorConfig) (*Orchestrator, error) {
 	}
 	vs := cfg.VaultStore
 	if vs == nil {
-		vs = authz.NewMemoryVaultStore()
+		vs = vault.NewMemoryVaultStore()
 	}
 	kid := cfg.VaultKeyID
 	if kid == "" {
 		kid = "vault-1"
 	}
-	sealed, err := authz.NewEncryptedVaultStore(vs, map[string][]byte{kid: cfg.VaultKey}, kid)
+	sealed, err := vault.NewEncryptedVaultStore(vs, map[string][]byte{kid: cfg.VaultKey}, kid)
 	if err != nil {
 		return nil, err
 	}
-	if o.Vault, err = authz.NewVault(sealed, &authz.VaultOptions{Clock: o.now, Logger: o.log}); err != nil {
+	if o.Vault, err = vault.NewVault(sealed, &vault.VaultOptions{Clock: o.now, Logger: o.log}); err != nil {
 		return nil, err
 	}
-	if o.Linker, err = authz.NewLinker(o.Attester, o.Vault, &authz.LinkerOptions{HTTPClient: o.client, Logger: o.log, Clock: o.now}); err != nil {
+	if o.Linker, err = vault.NewLinker(o.Attester, o.Vault, &vault.LinkerOptions{HTTPClient: o.client, Logger: o.log, Clock: o.now}); err != nil {
 		return nil, err
 	}
-	if o.Revoker, err = authz.NewRevoker(o.Attester, o.Vault, targets{o}, o.client,
-		&authz.RevokerOptions{MaxAttempts: 3, InitialBackoff: 100 * time.Millisecond, MaxBackoff: time.Second, Logger: o.log}); err != nil {
+	if o.Revoker, err = vault.NewRevoker(o.Attester, o.Vault, targets{o}, o.client,
+		&vault.RevokerOptions{MaxAttempts: 3, InitialBackoff: 100 * time.Millisecond, MaxBackoff: time.Second, Logger: o.log}); err != nil {
 		return nil, err
 	}
 	o.Resources = cfg.Resources
@@ -270,12 +271,12 @@ func (o *Orchestrator) serverMetadata(ctx context.Context, provider string) (*au
 // targets resolves revocation endpoints from the providers' metadata.
 type targets struct{ o *Orchestrator }
 
-func (t targets) RevocationTarget(ctx context.Context, provider string) (authz.RevocationTarget, error) {
+func (t targets) RevocationTarget(ctx context.Context, provider string) (vault.RevocationTarget, error) {
 	m, err := t.o.serverMetadata(ctx, provider)
 	if err != nil {
-		return authz.RevocationTarget{}, err
+		return vault.RevocationTarget{}, err
 	}
-	return authz.RevocationTarget{Audience: provider, Endpoint: m.RevocationEventEndpoint}, nil
+	return vault.RevocationTarget{Audience: provider, Endpoint: m.RevocationEventEndpoint}, nil
 }
 
 // AgentClient is the HTTP client an agent uses to call provider's API for
@@ -319,7 +320,7 @@ func (o *Orchestrator) AgentClient(project, ref string, ceiling budget.Money) (*
 // would do, but it replaces the request's context-free token source
 // lookups with a background context; this one uses the request's.)
 type bearer struct {
-	vault        *authz.Vault
+	vault        *vault.Vault
 	project, ref string
 	base         http.RoundTripper
 }
@@ -372,8 +373,8 @@ func (o *Orchestrator) Spend(ctx context.Context, project string) ([]Spend, erro
 // RevokeAll revokes every credential of project (of one provider when
 // provider is set) at the providers, then forgets the project's resources
 // there.
-func (o *Orchestrator) RevokeAll(ctx context.Context, project, provider string) (*authz.RevocationReport, error) {
-	rep, err := o.Revoker.Revoke(ctx, authz.RevokeRequest{Project: project, Provider: provider})
+func (o *Orchestrator) RevokeAll(ctx context.Context, project, provider string) (*vault.RevocationReport, error) {
+	rep, err := o.Revoker.Revoke(ctx, vault.RevokeRequest{Project: project, Provider: provider})
 	if err != nil {
 		return rep, err
 	}

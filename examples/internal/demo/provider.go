@@ -21,6 +21,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/authz/provision"
 	"github.com/agentprov/agentprov/budget"
 	"github.com/agentprov/agentprov/catalogschema"
 	"github.com/agentprov/agentprov/discovery"
@@ -65,8 +66,8 @@ type ProviderConfig struct {
 	// random when nil.
 	PaywallSecret []byte
 	// Stores; in-memory when nil.
-	Accounts authz.AccountStore
-	Tokens   authz.TokenStore
+	Accounts provision.AccountStore
+	Tokens   provision.TokenStore
 	Replay   authz.ReplayStore
 	// Resources records what the provider provisioned.
 	Resources ProviderResources
@@ -82,15 +83,15 @@ type ProviderConfig struct {
 type Provider struct {
 	profile     Profile
 	base        string
-	accounts    authz.AccountStore
-	Provisioner *authz.Provisioner
+	accounts    provision.AccountStore
+	Provisioner *provision.Provisioner
 	Paywall     *paywall.Paywall
 	discovery   *discovery.Handler
 	log         *slog.Logger
 
 	resources ProviderResources
 	sessions  *demoSessions
-	device    *authz.DevicePage
+	device    *provision.DevicePage
 
 	mu    sync.Mutex
 	calls int
@@ -177,8 +178,8 @@ func NewProvider(cfg ProviderConfig) (*Provider, error) {
 		CatalogURI:                  base + "/catalog",
 		CatalogSigning:              catalogschema.SigningNone,
 		AuthorizationServer:         base,
-		AccountProvisioningEndpoint: base + authz.PathToken,
-		RevocationEndpoint:          base + authz.PathRevocationEvent,
+		AccountProvisioningEndpoint: base + provision.PathToken,
+		RevocationEndpoint:          base + provision.PathRevocationEvent,
 		PaymentEndpoint:             base + "/v1/services",
 		AuthModes:                   []catalogschema.AuthMode{catalogschema.AuthAttestation, catalogschema.AuthOAuthDeviceCode},
 		PaymentMethods:              []string{catalogschema.PaymentMethodAgentprovToken},
@@ -215,17 +216,17 @@ func NewProvider(cfg ProviderConfig) (*Provider, error) {
 	}
 	p.accounts = cfg.Accounts
 	if p.accounts == nil {
-		p.accounts = authz.NewMemoryAccountStore()
+		p.accounts = provision.NewMemoryAccountStore()
 	}
 	tokens := cfg.Tokens
 	if tokens == nil {
-		tokens = authz.NewMemoryTokenStore()
+		tokens = provision.NewMemoryTokenStore()
 	}
 	scopes := map[string][]string{}
 	for id, s := range cfg.Profile.Scopes {
 		scopes[cfg.Profile.ID+"/"+id] = s
 	}
-	p.Provisioner, err = authz.NewProvisioner(verifier, p.accounts, tokens, &authz.ProvisionerOptions{
+	p.Provisioner, err = provision.NewProvisioner(verifier, p.accounts, tokens, &provision.ProvisionerOptions{
 		Issuer:         base,
 		ResourceName:   cfg.Profile.Name + " API",
 		TermsVersion:   cfg.Profile.TermsVersion,
@@ -283,9 +284,9 @@ func NewProvider(cfg ProviderConfig) (*Provider, error) {
 		return nil, fmt.Errorf("demo: provider %s: %w", cfg.Profile.ID, err)
 	}
 	// The RFC 8628 verification page, with the demo's stand-in login.
-	if p.device, err = authz.NewDevicePage(p.Provisioner, p.SignedIn, &authz.DevicePageOptions{
+	if p.device, err = provision.NewDevicePage(p.Provisioner, p.SignedIn, &provision.DevicePageOptions{
 		ProviderName: cfg.Profile.Name, SignInURL: DemoSignInPath, Logger: log,
-		Service: func(_ context.Context, ref string) (authz.DeviceService, bool) { return p.serviceForPage(ref) },
+		Service: func(_ context.Context, ref string) (provision.DeviceService, bool) { return p.serviceForPage(ref) },
 	}); err != nil {
 		return nil, fmt.Errorf("demo: provider %s: %w", cfg.Profile.ID, err)
 	}
@@ -354,13 +355,13 @@ func (p *Provider) Handler() http.Handler {
 // SeedAccount creates an account that existed before the protocol, as the
 // provider's own sign-up would, and returns its id.
 func (p *Provider) SeedAccount(ctx context.Context, email string) (string, error) {
-	acct := authz.Account{ID: authz.NewAccountID(), Email: email, CreatedAt: time.Now()}
+	acct := provision.Account{ID: provision.NewAccountID(), Email: email, CreatedAt: time.Now()}
 	var err error
 	switch s := p.accounts.(type) {
-	case interface{ Seed(authz.Account) error }:
+	case interface{ Seed(provision.Account) error }:
 		err = s.Seed(acct)
 	case interface {
-		Seed(context.Context, authz.Account) error
+		Seed(context.Context, provision.Account) error
 	}:
 		err = s.Seed(ctx, acct)
 	default:
@@ -375,7 +376,7 @@ func (p *Provider) SeedAccount(ctx context.Context, email string) (string, error
 // ApproveDevice is the provider's own "Allow" button: the account holder
 // with email, signed in at the provider, approves the link of userCode.
 // A real provider authenticates that user first.
-func (p *Provider) ApproveDevice(ctx context.Context, userCode, email string) (*authz.PendingLink, error) {
+func (p *Provider) ApproveDevice(ctx context.Context, userCode, email string) (*provision.PendingLink, error) {
 	pending, err := p.Provisioner.PendingDevice(ctx, userCode)
 	if err != nil {
 		return nil, err
@@ -402,7 +403,7 @@ type createRequest struct {
 func (p *Provider) createHandler(s *catalogschema.Service) http.Handler {
 	ref := p.profile.ID + "/" + s.ServiceID
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, _ := authz.IdentityFromContext(r.Context())
+		id, _ := provision.IdentityFromContext(r.Context())
 		if id.Service != ref {
 			problem.Write(w, http.StatusForbidden, "wrong_service", "this token was issued for "+id.Service)
 			return
@@ -481,7 +482,7 @@ func (p *Provider) envFor(service string, config json.RawMessage) map[string]str
 }
 
 func (p *Provider) listResources(w http.ResponseWriter, r *http.Request) {
-	id, _ := authz.IdentityFromContext(r.Context())
+	id, _ := provision.IdentityFromContext(r.Context())
 	out, err := p.resources.ByAccount(r.Context(), id.AccountID)
 	if err != nil {
 		problem.Write(w, http.StatusServiceUnavailable, "temporarily_unavailable", "try again")
@@ -498,7 +499,7 @@ func (p *Provider) listResources(w http.ResponseWriter, r *http.Request) {
 }
 
 func (p *Provider) deleteResource(w http.ResponseWriter, r *http.Request) {
-	id, _ := authz.IdentityFromContext(r.Context())
+	id, _ := provision.IdentityFromContext(r.Context())
 	list, err := p.resources.ByAccount(r.Context(), id.AccountID)
 	if err != nil {
 		problem.Write(w, http.StatusServiceUnavailable, "temporarily_unavailable", "try again")
@@ -526,7 +527,7 @@ type deployRequest struct {
 
 // deploy runs an app on the account's compute plan.
 func (p *Provider) deploy(w http.ResponseWriter, r *http.Request) {
-	id, _ := authz.IdentityFromContext(r.Context())
+	id, _ := provision.IdentityFromContext(r.Context())
 	var req deployRequest
 	if err := decodeBody(r, &req); err != nil || req.App == "" {
 		problem.Write(w, http.StatusBadRequest, "invalid_request", "a JSON body with \"app\" is required")

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/authz/provision"
 	"github.com/agentprov/agentprov/budget"
 )
 
@@ -74,9 +74,9 @@ func createHandlerFor(t testing.TB) (*Provider, http.Handler) {
 		t.Fatal(err)
 	}
 	h := p.createHandler(p.profile.Service(ServiceDomain))
-	id := &authz.Identity{AccountID: "acct_1", Service: "registrar/" + ServiceDomain, Project: "p"}
+	id := &provision.Identity{AccountID: "acct_1", Service: "registrar/" + ServiceDomain, Project: "p"}
 	return p, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h.ServeHTTP(w, r.WithContext(authz.ContextWithIdentity(r.Context(), id)))
+		h.ServeHTTP(w, r.WithContext(provision.ContextWithIdentity(r.Context(), id)))
 	})
 }
 

@@ -14,6 +14,8 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/authz/provision"
+	"github.com/agentprov/agentprov/authz/vault"
 	"github.com/agentprov/agentprov/budget"
 	"github.com/agentprov/agentprov/catalogschema"
 	"github.com/agentprov/agentprov/discovery"
@@ -54,8 +56,8 @@ func mountProvider(mux *http.ServeMux, s ProviderSetup, deploy, infer http.Handl
 	if err != nil {
 		return err
 	}
-	prov, err := authz.NewProvisioner(verifier, authz.NewMemoryAccountStore(), authz.NewMemoryTokenStore(),
-		&authz.ProvisionerOptions{
+	prov, err := provision.NewProvisioner(verifier, provision.NewMemoryAccountStore(), provision.NewMemoryTokenStore(),
+		&provision.ProvisionerOptions{
 			Issuer:       s.Metadata.AuthorizationServer,
 			TermsVersion: s.Metadata.TermsOfService.Version,
 			TermsURL:     s.Metadata.TermsOfService.URL,
@@ -118,7 +120,7 @@ type Orchestrator struct {
 	Catalogs *discovery.Aggregator
 	Ledger   *budget.Ledger
 	Issuer   *issuer.Issuer
-	Vault    *authz.Vault
+	Vault    *vault.Vault
 }
 
 // readme:orchestrator:begin
@@ -142,18 +144,18 @@ func newOrchestrator(mux *http.ServeMux, s OrchestratorSetup) (*Orchestrator, er
 	if err != nil {
 		return nil, err
 	}
-	sealed, err := authz.NewEncryptedVaultStore(authz.NewMemoryVaultStore(), map[string][]byte{"v1": s.VaultKey}, "v1")
+	sealed, err := vault.NewEncryptedVaultStore(vault.NewMemoryVaultStore(), map[string][]byte{"v1": s.VaultKey}, "v1")
 	if err != nil {
 		return nil, err
 	}
-	vault, err := authz.NewVault(sealed, nil)
+	vlt, err := vault.NewVault(sealed, nil)
 	if err != nil {
 		return nil, err
 	}
 	mux.Handle("GET /.well-known/jwks.json", attester.JWKSHandler())
 	mux.Handle("/payment/redemptions", iss.RedemptionHandler())
 	mux.Handle("/payment/redemptions/", iss.RedemptionHandler())
-	return &Orchestrator{attester, catalogs, ledger, iss, vault}, nil
+	return &Orchestrator{attester, catalogs, ledger, iss, vlt}, nil
 }
 
 // readme:orchestrator:end

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/authz/provision"
+	"github.com/agentprov/agentprov/authz/vault"
 	"github.com/agentprov/agentprov/budget"
 	"github.com/agentprov/agentprov/catalogschema"
 	"github.com/agentprov/agentprov/discovery"
@@ -51,7 +53,7 @@ func TestSnippetsRun(t *testing.T) {
 		TermsOfService: catalogschema.Terms{URL: "https://cloud.example/terms", Version: "2026-04"},
 		JWKSURI:        base + "/.well-known/jwks.json", CatalogURI: base + "/catalog",
 		CatalogSigning: catalogschema.SigningJWS, AuthorizationServer: base,
-		AccountProvisioningEndpoint: base + authz.PathToken, PaymentEndpoint: base + "/v1",
+		AccountProvisioningEndpoint: base + provision.PathToken, PaymentEndpoint: base + "/v1",
 		AuthModes:      []catalogschema.AuthMode{catalogschema.AuthAttestation},
 		PaymentMethods: []string{catalogschema.PaymentMethodAgentprovToken},
 	}
@@ -90,7 +92,7 @@ func TestSnippetsRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.PostForm(base+authz.PathToken, url.Values{"grant_type": {authz.GrantTypeJWTBearer}, "assertion": {assertion}})
+	resp, err := http.PostForm(base+provision.PathToken, url.Values{"grant_type": {authz.GrantTypeJWTBearer}, "assertion": {assertion}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,8 +108,8 @@ func TestSnippetsRun(t *testing.T) {
 	if err := jsonUnmarshal(body, &tok); err != nil {
 		t.Fatal(err)
 	}
-	if err := o.Vault.Put(ctx, authz.Credential{Project: "p1", Provider: "cloud", Service: "api:inference",
-		AccessToken: authz.Secret(tok.AccessToken), Expiry: time.Now().Add(time.Hour), AccountID: tok.AccountID}); err != nil {
+	if err := o.Vault.Put(ctx, vault.Credential{Project: "p1", Provider: "cloud", Service: "api:inference",
+		AccessToken: vault.Secret(tok.AccessToken), Expiry: time.Now().Add(time.Hour), AccountID: tok.AccountID}); err != nil {
 		t.Fatal(err)
 	}
 
