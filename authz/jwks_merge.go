@@ -19,7 +19,7 @@ import (
 )
 
 // KeySource is anything that publishes public signing keys: an *Attester,
-// a *payment.Issuer, or a fixed set (StaticKeys). JWKS is called on every
+// an *issuer.Issuer (payment/issuer), or a fixed set (StaticKeys). JWKS is called on every
 // request, so rotations show at once; it must be safe for concurrent use.
 type KeySource interface {
 	JWKS() *jose.JSONWebKeySet

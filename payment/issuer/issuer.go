@@ -163,7 +163,7 @@ func (i *Issuer) JWKS() *jose.JSONWebKeySet { return i.jwks }
 
 // String names the issuer without its signing key.
 func (i *Issuer) String() string {
-	return fmt.Sprintf("payment.Issuer{%s kid=%q}", i.issuer, i.key.KeyID)
+	return fmt.Sprintf("issuer.Issuer{%s kid=%q}", i.issuer, i.key.KeyID)
 }
 
 // Format prints String for every verb, so that %v, %+v and %#v of an

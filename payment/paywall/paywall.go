@@ -115,7 +115,7 @@ type Paywall struct {
 
 // Format prints the Paywall without its secrets, for every fmt verb.
 func (p *Paywall) Format(f fmt.State, _ rune) {
-	_, _ = fmt.Fprintf(f, "payment.Paywall{realm:%q secrets:%d [REDACTED]}", p.realm, len(p.secrets))
+	_, _ = fmt.Fprintf(f, "paywall.Paywall{realm:%q secrets:%d [REDACTED]}", p.realm, len(p.secrets))
 }
 
 // MinSecretBytes is the shortest challenge secret NewPaywall accepts.

@@ -43,7 +43,7 @@ func (o RedeemerOptions) Format(f fmt.State, _ rune) {
 	if o.APIKey != "" {
 		key = "[redacted]"
 	}
-	_, _ = fmt.Fprintf(f, "payment.RedeemerOptions{APIKey:%s Issuer:%q Keys:%t KeyResolver:%t}", key, o.Issuer, o.Keys != nil, o.KeyResolver != nil)
+	_, _ = fmt.Fprintf(f, "paywall.RedeemerOptions{APIKey:%s Issuer:%q Keys:%t KeyResolver:%t}", key, o.Issuer, o.Keys != nil, o.KeyResolver != nil)
 }
 
 // Redeemer is the provider's client of an orchestrator's redemption
@@ -58,7 +58,7 @@ type Redeemer struct {
 }
 
 // String redacts the API key.
-func (r *Redeemer) String() string { return fmt.Sprintf("payment.Redeemer{%s}", r.endpoint) }
+func (r *Redeemer) String() string { return fmt.Sprintf("paywall.Redeemer{%s}", r.endpoint) }
 
 // GoString redacts the API key for %#v.
 func (r *Redeemer) GoString() string { return r.String() }
