@@ -15,8 +15,11 @@
 //
 // The orchestrator is a platform with signed-in users and a payment method on
 // file; it acts for its user. The provider sells services. The agent drives
-// both and never sees card data. Every concern package holds both roles under
-// role-named types, and neither role needs the other to compile:
+// both and never sees card data. Each concern package holds what every role
+// shares (wire formats and their verification); where a concern has
+// machinery only one role runs, it lives in a role sub-package that imports
+// the shared package and never the other role's, so neither role needs the
+// other to compile:
 //
 //   - [github.com/agentprov/agentprov/catalogschema]: the discovery documents
 //     (ProviderMetadata, Catalog, Service), their embedded JSON Schemas,
@@ -25,18 +28,32 @@
 //   - [github.com/agentprov/agentprov/discovery]: the provider's Handler
 //     (metadata, signed catalog, JWKS) and the orchestrator's Aggregator
 //     (fetch, verify, cache, drift, quarantine, Search and Lookup).
-//   - [github.com/agentprov/agentprov/authz]: on the orchestrator side the
-//     Attester (identity attestations, consent receipts, JWKS), the Linker
-//     (account created, or an existing one linked through the device flow),
-//     the Vault of credentials and the Revoker; on the provider side the
-//     Verifier, KeySet and Provisioner (token endpoint, OAuth linking,
-//     bearer middleware, revocation).
+//   - [github.com/agentprov/agentprov/authz], shared: the attestation format
+//     (Attester signs, Verifier checks), consent receipts, signing keys,
+//     KeySet and NewJWKSHandler, RFC 9728 / RFC 8414 metadata, the OAuth
+//     wire types and errors.
+//   - [github.com/agentprov/agentprov/authz/provision], provider: the
+//     Provisioner (token endpoint, accounts created for new users, OAuth and
+//     device-flow linking of existing ones), the DevicePage consent page,
+//     the bearer Middleware, the revocation receiver, and the account,
+//     token and grant stores.
+//   - [github.com/agentprov/agentprov/authz/vault], orchestrator: the Linker,
+//     the Vault of credentials (plain or encrypted), VaultTransport and the
+//     Revoker.
 //   - [github.com/agentprov/agentprov/budget]: spending caps enforced by a
-//     Ledger over a small atomic Store.
-//   - [github.com/agentprov/agentprov/payment]: on the orchestrator side the
-//     Issuer (mint, redemption endpoint, settlement outbox over a Rail) and
-//     the Transport (the agent's HTTP 402 client); on the provider side the
-//     TokenVerifier, the Redeemer and the Paywall (HTTP 402 middleware).
+//     Ledger over a small atomic Store (orchestrator); budget/lease leases
+//     slices of a hot cap to many instances.
+//   - [github.com/agentprov/agentprov/payment], shared and agent: payment
+//     tokens and TokenVerifier, the HTTP "Payment" scheme's challenges and
+//     credentials, receipts, session MACs, idempotency, and the agent's
+//     Transport (the HTTP 402 client).
+//   - [github.com/agentprov/agentprov/payment/issuer], orchestrator: the
+//     Issuer (mint, redemption endpoint, release, revoke), its redemption
+//     store, the settlement outbox over a Rail, and the Payers the
+//     Transport calls.
+//   - [github.com/agentprov/agentprov/payment/paywall], provider: the Paywall
+//     (HTTP 402 middleware, one-shot and metered sessions), the Redeemer,
+//     and the challenge and session stores.
 //
 // # The flow
 //
