@@ -12,6 +12,13 @@
 // the redemption request) are package payment's; the provider's side is
 // package payment/paywall.
 //
+// # Roles
+//
+// Orchestrator only: the platform that holds its users' payment methods and
+// caps runs the Issuer. Providers talk to it over the redemption endpoint,
+// never by importing this package; an agent in the orchestrator's process
+// pays through IssuerPayer or IssuerSessionPayer.
+//
 // # Assembly
 //
 // An orchestrator with an in-memory ledger and rail (see examples/embed):

@@ -18,6 +18,13 @@
 // The wire formats are package payment's; the orchestrator's side is
 // package payment/issuer.
 //
+// # Roles
+//
+// Provider only: a service that sells API calls mounts the Paywall in front
+// of its handlers and redeems through the Redeemer. Nothing here is needed
+// by an orchestrator or an agent, which use packages payment/issuer and
+// payment.
+//
 // # Assembly
 //
 // A provider selling GET /check for $2.50 a call (see examples/provider):
