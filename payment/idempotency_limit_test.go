@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/agentprov/agentprov/internal/paytest"
 	"github.com/agentprov/agentprov/internal/problem"
 	"github.com/agentprov/agentprov/payment"
 )
@@ -19,7 +20,7 @@ func TestIdempotentMaxResponseBytes(t *testing.T) {
 	const limit = 64
 	calls := map[string]int{}
 	status := http.StatusCreated
-	h := payment.Idempotent(payment.NewMemoryIdempotencyStore(), &payment.IdempotencyOptions{MaxResponseBytes: limit, Logger: quietLogger()})(
+	h := payment.Idempotent(payment.NewMemoryIdempotencyStore(), &payment.IdempotencyOptions{MaxResponseBytes: limit, Logger: paytest.QuietLogger()})(
 		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			calls[r.URL.Path]++
 			w.Header().Set("Content-Type", "text/plain")

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentprov/agentprov/internal/paytest"
 	"github.com/agentprov/agentprov/internal/paywire"
 	"github.com/agentprov/agentprov/payment"
 	"github.com/agentprov/agentprov/payment/issuer"
@@ -129,8 +130,8 @@ func TestIdempotentLimitsAndScope(t *testing.T) {
 }
 
 func TestRedemptionHandlerMisc(t *testing.T) {
-	w := newWorld(t)
-	srv := w.server(t)
+	w := paytest.NewWorld(t)
+	srv := server(w, t)
 	req, _ := http.NewRequest(http.MethodDelete, srv.URL+"/payment/redemptions", nil)
 	req.Header.Set("Authorization", "Bearer cf-key")
 	resp, err := http.DefaultClient.Do(req)
@@ -152,7 +153,7 @@ func TestRedemptionHandlerMisc(t *testing.T) {
 	if resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("version 1.0: %d", resp.StatusCode)
 	}
-	iss, _ := issuer.NewIssuer(testIss, testKey(), w.ledger, &issuer.IssuerOptions{Rail: w.rail})
+	iss, _ := issuer.NewIssuer(paytest.IssuerURL, paytest.Key(), w.Ledger, &issuer.IssuerOptions{Rail: w.Rail})
 	rr := httptest.NewRecorder()
 	iss.RedemptionHandler().ServeHTTP(rr, httptest.NewRequest(http.MethodPost, "/", nil))
 	if rr.Code != http.StatusUnauthorized {

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentprov/agentprov/internal/paytest"
 	"github.com/agentprov/agentprov/internal/paywire"
 	"github.com/agentprov/agentprov/payment"
 	"github.com/go-jose/go-jose/v4"
@@ -26,7 +27,7 @@ func (m mapResolver) Key(_ context.Context, kid string) (*jose.JSONWebKey, error
 // nothing may panic, errors are typed, and only tokens the static verifier
 // also accepts get through.
 func FuzzResolvingVerify(f *testing.F) {
-	signer, err := paywire.SignerFor(testKey(), payment.TokenType)
+	signer, err := paywire.SignerFor(paytest.Key(), payment.TokenType)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -38,11 +39,11 @@ func FuzzResolvingVerify(f *testing.F) {
 	for _, seed := range []string{good, "", "eyJraWQiOiJvcmNoLTIwMjYifQ.e30.", "e30.e30.e30", good[:len(good)-4] + "AAAA"} {
 		f.Add(seed)
 	}
-	jwk, _ := testKey().PublicJWK()
+	jwk, _ := paytest.Key().PublicJWK()
 	set := &jose.JSONWebKeySet{Keys: []jose.JSONWebKey{jwk}}
 	opts := &payment.TokenVerifierOptions{Now: func() time.Time { return c.IssuedAt }}
-	static, _ := payment.NewTokenVerifier(testIss, c.Audience, set, opts)
-	resolving, _ := payment.NewResolvingTokenVerifier(testIss, c.Audience, mapResolver{set}, opts)
+	static, _ := payment.NewTokenVerifier(paytest.IssuerURL, c.Audience, set, opts)
+	resolving, _ := payment.NewResolvingTokenVerifier(paytest.IssuerURL, c.Audience, mapResolver{set}, opts)
 	f.Fuzz(func(t *testing.T, tok string) {
 		ctx := context.Background()
 		c, err := resolving.Verify(ctx, tok)

@@ -13,13 +13,14 @@ import (
 	"testing"
 
 	"github.com/agentprov/agentprov/budget"
+	"github.com/agentprov/agentprov/internal/paytest"
 	"github.com/agentprov/agentprov/payment"
 	"github.com/agentprov/agentprov/payment/paywall"
 )
 
-func (w *world) server(t testing.TB) *httptest.Server {
+func server(w *paytest.World, t testing.TB) *httptest.Server {
 	mux := http.NewServeMux()
-	h := w.iss.RedemptionHandler()
+	h := w.Issuer.RedemptionHandler()
 	mux.Handle("/payment/redemptions", h)
 	mux.Handle("/payment/redemptions/", h)
 	srv := httptest.NewServer(mux)
@@ -61,13 +62,13 @@ func post(t testing.TB, url, apiKey, key string, body []byte) httpResult {
 // mixing one idempotency key with the same body, the same body reordered,
 // a different body, and fresh keys. Exactly one commit and one charge.
 func Test100ConcurrentRedemptions(t *testing.T) {
-	w := newWorld(t)
-	f := &faultHolds{Holds: w.ledger}
-	w.holds = f
-	w.restart()
-	srv := w.server(t)
+	w := paytest.NewWorld(t)
+	f := &paytest.FaultHolds{Holds: w.Ledger}
+	w.Holds = f
+	w.Restart()
+	srv := server(w, t)
 	url := srv.URL + "/payment/redemptions"
-	m := w.mint(5000)
+	m := w.Mint(5000)
 	same := fmt.Appendf(nil, `{"token":%q,"amount":{"amount":2500,"currency":"USD"}}`, m.Token)
 	reordered := fmt.Appendf(nil, `{ "amount": {"currency":"USD", "amount":2500}, "token": %q }`, m.Token)
 	other := fmt.Appendf(nil, `{"token":%q,"amount":{"amount":2600,"currency":"USD"}}`, m.Token)
@@ -101,11 +102,11 @@ func Test100ConcurrentRedemptions(t *testing.T) {
 	close(start)
 	wg.Wait()
 
-	if n := f.commitCalls(); n != 1 {
+	if n := f.CommitCalls(); n != 1 {
 		t.Errorf("Commit called %d times, want 1", n)
 	}
-	if n := len(w.rail.Charges()); n != 1 || w.rail.Calls() != 1 {
-		t.Errorf("charges %d, rail calls %d, want 1 and 1", n, w.rail.Calls())
+	if n := len(w.Rail.Charges()); n != 1 || w.Rail.Calls() != 1 {
+		t.Errorf("charges %d, rail calls %d, want 1 and 1", n, w.Rail.Calls())
 	}
 	firsts, receipts := 0, map[string]bool{}
 	for i, r := range results {
@@ -136,10 +137,10 @@ func Test100ConcurrentRedemptions(t *testing.T) {
 	if firsts < 1 {
 		t.Error("no request succeeded")
 	}
-	rec := w.record(m.Claims.HoldID)
-	w.consistent(m.Claims.HoldID)
-	if w.spent() != rec.Amount.Amount {
-		t.Errorf("spent %d", w.spent())
+	rec := w.Record(m.Claims.HoldID)
+	w.Consistent(m.Claims.HoldID)
+	if w.Spent() != rec.Amount.Amount {
+		t.Errorf("spent %d", w.Spent())
 	}
 
 	// Afterwards: the same key and body replays, a different body is 422.
@@ -150,10 +151,10 @@ func Test100ConcurrentRedemptions(t *testing.T) {
 }
 
 func TestRedemptionEndpointRules(t *testing.T) {
-	w := newWorld(t)
-	srv := w.server(t)
+	w := paytest.NewWorld(t)
+	srv := server(w, t)
 	url := srv.URL + "/payment/redemptions"
-	m := w.mint(1000)
+	m := w.Mint(1000)
 	body := fmt.Appendf(nil, `{"token":%q,"amount":{"amount":100,"currency":"USD"}}`, m.Token)
 
 	if r := post(t, url, "cf-key", "", body); r.status != 400 || r.code != "idempotency_key_required" {
@@ -185,7 +186,7 @@ func TestRedemptionEndpointRules(t *testing.T) {
 	}
 
 	// Client side.
-	red, err := paywall.NewRedeemer(url, &paywall.RedeemerOptions{APIKey: "cf-key", Keys: w.iss.JWKS(), Issuer: testIss})
+	red, err := paywall.NewRedeemer(url, &paywall.RedeemerOptions{APIKey: "cf-key", Keys: w.Issuer.JWKS(), Issuer: paytest.IssuerURL})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,14 +199,14 @@ func TestRedemptionEndpointRules(t *testing.T) {
 		t.Fatalf("Status: %+v %v", st, err)
 	}
 	_, err = red.Redeem(context.Background(), m.Token, budget.USD(200), "k3")
-	wantCode(t, err, payment.ErrAlreadyRedeemed)
+	paytest.WantCode(t, err, payment.ErrAlreadyRedeemed)
 	var pe *payment.Error
 	if !errors.As(err, &pe) || pe.Status != http.StatusConflict {
 		t.Fatalf("client error %#v", err)
 	}
 	neon, _ := paywall.NewRedeemer(url, &paywall.RedeemerOptions{APIKey: "neon-key"})
 	_, err = neon.Status(context.Background(), m.Claims.HoldID)
-	wantCode(t, err, payment.ErrNotFound)
+	paytest.WantCode(t, err, payment.ErrNotFound)
 	if _, err := paywall.NewRedeemer("http://example.com/x", nil); err == nil {
 		t.Fatal("plain http to a remote host accepted")
 	}
@@ -289,37 +290,37 @@ func TestIdempotentInFlight(t *testing.T) {
 // TestProviderToldOfOutcome: a 202 while the rail is down, then GET shows
 // settled once the outbox ran; a refusal is a 402 and GET shows reversed.
 func TestProviderToldOfOutcome(t *testing.T) {
-	w := newWorld(t)
-	srv := w.server(t)
+	w := paytest.NewWorld(t)
+	srv := server(w, t)
 	url := srv.URL + "/payment/redemptions"
-	red, err := paywall.NewRedeemer(url, &paywall.RedeemerOptions{APIKey: "cf-key", Keys: w.iss.JWKS(), Issuer: testIss})
+	red, err := paywall.NewRedeemer(url, &paywall.RedeemerOptions{APIKey: "cf-key", Keys: w.Issuer.JWKS(), Issuer: paytest.IssuerURL})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
 
-	slow := w.mint(500)
-	w.rail.FailNext(1)
+	slow := w.Mint(500)
+	w.Rail.FailNext(1)
 	rc, err := red.Redeem(ctx, slow.Token, budget.USD(500), "a")
 	if err != nil || rc.State != payment.StateSettling || !errors.Is(rc.Err(), payment.ErrSettlementPending) {
 		t.Fatalf("during outage: %+v %v", rc, err)
 	}
-	if _, err := payment.VerifyReceipt(rc.Signed, w.iss.JWKS(), testIss); err != nil {
+	if _, err := payment.VerifyReceipt(rc.Signed, w.Issuer.JWKS(), paytest.IssuerURL); err != nil {
 		t.Fatalf("a pending redemption still has a valid receipt: %v", err)
 	}
-	w.settleAll()
+	w.SettleAll()
 	st, err := red.Status(ctx, slow.Claims.HoldID)
 	if err != nil || st.State != payment.StateSettled || st.Reference == "" || st.Err() != nil {
 		t.Fatalf("after outbox: %+v %v", st, err)
 	}
 
-	bad := w.mint(300)
-	w.rail.Refuse(bad.Claims.HoldID)
+	bad := w.Mint(300)
+	w.Rail.Refuse(bad.Claims.HoldID)
 	_, err = red.Redeem(ctx, bad.Token, budget.USD(300), "b")
-	wantCode(t, err, payment.ErrSettlementRefused)
+	paytest.WantCode(t, err, payment.ErrSettlementRefused)
 	st, err = red.Status(ctx, bad.Claims.HoldID)
 	if err != nil || st.State != payment.StateReversed {
 		t.Fatalf("refused: %+v %v", st, err)
 	}
-	w.consistent(slow.Claims.HoldID, bad.Claims.HoldID)
+	w.Consistent(slow.Claims.HoldID, bad.Claims.HoldID)
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentprov/agentprov/internal/paytest"
 	"github.com/agentprov/agentprov/payment"
 	"github.com/agentprov/agentprov/payment/issuer"
 )
@@ -27,14 +28,14 @@ func FuzzVerifyToken(f *testing.F) {
 	f.Add("a.b.c")
 	f.Add("eyJhbGciOiJub25lIn0.e30.")
 	f.Add(v.JWS[:len(v.JWS)-3] + "AAA")
-	iss, err := issuer.NewIssuer(testIss, testKey(), &faultHolds{}, &issuer.IssuerOptions{Rail: issuer.NewMemoryRail(nil)})
+	iss, err := issuer.NewIssuer(paytest.IssuerURL, paytest.Key(), &paytest.FaultHolds{}, &issuer.IssuerOptions{Rail: issuer.NewMemoryRail(nil)})
 	if err != nil {
 		f.Fatal(err)
 	}
-	verifier, _ := payment.NewTokenVerifier(testIss, "cloudflare", iss.JWKS(), &payment.TokenVerifierOptions{Now: func() time.Time { return goldenClaims().IssuedAt }})
+	verifier, _ := payment.NewTokenVerifier(paytest.IssuerURL, "cloudflare", iss.JWKS(), &payment.TokenVerifierOptions{Now: func() time.Time { return goldenClaims().IssuedAt }})
 	f.Fuzz(func(t *testing.T, tok string) {
 		c, err := verifier.Verify(context.Background(), tok)
-		if err == nil && (c.Audience != "cloudflare" || c.Issuer != testIss || c.HoldID == "") {
+		if err == nil && (c.Audience != "cloudflare" || c.Issuer != paytest.IssuerURL || c.HoldID == "") {
 			t.Fatalf("accepted bad claims %+v", c)
 		}
 		if _, err := payment.ParseTokenClaims(tok); err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/agentprov/agentprov/budget"
+	"github.com/agentprov/agentprov/internal/paytest"
 	"github.com/agentprov/agentprov/internal/paywire"
 	"github.com/agentprov/agentprov/payment"
 )
@@ -35,7 +36,7 @@ type tokenVector struct {
 func goldenClaims() payment.TokenClaims {
 	iat := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
 	return payment.TokenClaims{
-		Issuer: testIss, Audience: "cloudflare", Subject: "proj-1", Project: "proj-1",
+		Issuer: paytest.IssuerURL, Audience: "cloudflare", Subject: "proj-1", Project: "proj-1",
 		Service: "cloudflare/registrar:domain", MaxAmount: budget.USD(2000),
 		HoldID: "hold_01JDEXAMPLE", IssuedAt: iat, Expiry: iat.Add(5 * time.Minute),
 		ChallengeID: "ch_7Qm2",
@@ -44,7 +45,7 @@ func goldenClaims() payment.TokenClaims {
 
 func goldenReceipt() payment.Receipt {
 	return payment.Receipt{
-		Issuer: testIss, HoldID: "hold_01JDEXAMPLE", Amount: budget.USD(1299),
+		Issuer: paytest.IssuerURL, HoldID: "hold_01JDEXAMPLE", Amount: budget.USD(1299),
 		Provider: "cloudflare", Service: "cloudflare/registrar:domain", Project: "proj-1",
 		RedeemedAt: time.Date(2026, 11, 22, 10, 1, 30, 0, time.UTC),
 	}
@@ -52,7 +53,7 @@ func goldenReceipt() payment.Receipt {
 
 func checkVector(t *testing.T, file, typ, comment string, claims any) []byte {
 	t.Helper()
-	k := testKey()
+	k := paytest.Key()
 	s, err := paywire.SignerFor(k, typ)
 	if err != nil {
 		t.Fatal(err)
@@ -67,7 +68,7 @@ func checkVector(t *testing.T, file, typ, comment string, claims any) []byte {
 		set, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{jwk}})
 		cj, _ := json.Marshal(claims)
 		hdr := []byte(`{"alg":"EdDSA","kid":"orch-2026","typ":"` + typ + `"}`)
-		v := tokenVector{Comment: comment, KeyID: k.KeyID, Ed25519Seed: hex.EncodeToString(testSeed), JWKS: set, Header: hdr, Claims: cj, JWS: jws}
+		v := tokenVector{Comment: comment, KeyID: k.KeyID, Ed25519Seed: hex.EncodeToString(paytest.Seed), JWKS: set, Header: hdr, Claims: cj, JWS: jws}
 		out, _ := json.MarshalIndent(v, "", "  ")
 		if err := os.WriteFile(path, append(out, '\n'), 0o644); err != nil {
 			t.Fatal(err)
@@ -91,7 +92,7 @@ func checkVector(t *testing.T, file, typ, comment string, claims any) []byte {
 		t.Errorf("%s: claims drifted:\n%s\nwant\n%s", file, want, compact.Bytes())
 	}
 	seed, _ := hex.DecodeString(v.Ed25519Seed)
-	if !bytes.Equal(seed, testSeed) {
+	if !bytes.Equal(seed, paytest.Seed) {
 		t.Error("seed drifted")
 	}
 	var set jose.JSONWebKeySet
@@ -127,7 +128,7 @@ func TestReceiptGoldenVector(t *testing.T) {
 	_ = json.Unmarshal(raw, &v)
 	var set jose.JSONWebKeySet
 	_ = json.Unmarshal(v.JWKS, &set)
-	got, err := payment.VerifyReceipt(v.JWS, &set, testIss)
+	got, err := payment.VerifyReceipt(v.JWS, &set, paytest.IssuerURL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,10 +143,10 @@ func TestReceiptGoldenVector(t *testing.T) {
 	tv, _ := os.ReadFile(filepath.Join("testdata", "token.json"))
 	var tok tokenVector
 	_ = json.Unmarshal(tv, &tok)
-	if _, err := payment.VerifyReceipt(tok.JWS, &set, testIss); err == nil {
+	if _, err := payment.VerifyReceipt(tok.JWS, &set, paytest.IssuerURL); err == nil {
 		t.Fatal("a payment token verified as a receipt")
 	}
-	if _, err := payment.VerifyToken(v.JWS, &set, testIss, "cloudflare", payment.TokenTime{Now: testStart, Leeway: payment.DefaultLeeway}); err == nil {
+	if _, err := payment.VerifyToken(v.JWS, &set, paytest.IssuerURL, "cloudflare", payment.TokenTime{Now: paytest.Start, Leeway: payment.DefaultLeeway}); err == nil {
 		t.Fatal("a receipt verified as a payment token")
 	}
 }

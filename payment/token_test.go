@@ -15,6 +15,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/agentprov/agentprov/budget"
+	"github.com/agentprov/agentprov/internal/paytest"
 	"github.com/agentprov/agentprov/payment"
 	"github.com/agentprov/agentprov/payment/issuer"
 	"github.com/agentprov/agentprov/payment/paywall"
@@ -30,13 +31,13 @@ func forge(t *testing.T, header map[string]any, sign bool) string {
 	input := base64.RawURLEncoding.EncodeToString(h) + "." + base64.RawURLEncoding.EncodeToString(p)
 	sig := []byte("not-a-signature")
 	if sign {
-		sig = ed25519.Sign(testKey().Key.(ed25519.PrivateKey), []byte(input))
+		sig = ed25519.Sign(paytest.Key().Key.(ed25519.PrivateKey), []byte(input))
 	}
 	return input + "." + base64.RawURLEncoding.EncodeToString(sig)
 }
 
 func TestVerifyJWSHeaderRules(t *testing.T) {
-	jwk, _ := testKey().PublicJWK()
+	jwk, _ := paytest.Key().PublicJWK()
 	set := &jose.JSONWebKeySet{Keys: []jose.JSONWebKey{jwk}}
 	pub, _ := json.Marshal(jwk)
 	good := map[string]any{"alg": "EdDSA", "kid": "orch-2026", "typ": payment.TokenType}
@@ -88,18 +89,18 @@ func TestVerifyJWSHeaderRules(t *testing.T) {
 }
 
 func TestES256AndKeyRotation(t *testing.T) {
-	w := newWorld(t)
+	w := paytest.NewWorld(t)
 	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	oldJWK, _ := testKey().PublicJWK()
-	iss, err := issuer.NewIssuer(testIss, payment.SigningKey{KeyID: "p256", Key: ec}, w.ledger, &issuer.IssuerOptions{
-		Rail: w.rail, Store: w.store, Now: w.clk.Now, Logger: quietLogger(), RetiredKeys: []jose.JSONWebKey{oldJWK},
+	oldJWK, _ := paytest.Key().PublicJWK()
+	iss, err := issuer.NewIssuer(paytest.IssuerURL, payment.SigningKey{KeyID: "p256", Key: ec}, w.Ledger, &issuer.IssuerOptions{
+		Rail: w.Rail, Store: w.Store, Now: w.Clock.Now, Logger: paytest.QuietLogger(), RetiredKeys: []jose.JSONWebKey{oldJWK},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	old := w.mint(100) // signed by the Ed25519 key before the rotation
-	w.iss = iss
-	fresh := w.mint(100)
+	old := w.Mint(100) // signed by the Ed25519 key before the rotation
+	w.Issuer = iss
+	fresh := w.Mint(100)
 	if !strings.HasPrefix(fresh.Token, base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"ES256"`))) {
 		t.Fatalf("not ES256: %.40s", fresh.Token)
 	}
@@ -111,14 +112,14 @@ func TestES256AndKeyRotation(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := payment.VerifyReceipt(rc.Signed, iss.JWKS(), testIss); err != nil {
+		if _, err := payment.VerifyReceipt(rc.Signed, iss.JWKS(), paytest.IssuerURL); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := issuer.NewIssuer(testIss, payment.SigningKey{KeyID: "p384", Key: mustP384(t)}, w.ledger, &issuer.IssuerOptions{Rail: w.rail}); err == nil {
+	if _, err := issuer.NewIssuer(paytest.IssuerURL, payment.SigningKey{KeyID: "p384", Key: mustP384(t)}, w.Ledger, &issuer.IssuerOptions{Rail: w.Rail}); err == nil {
 		t.Fatal("P-384 key accepted")
 	}
-	if _, err := issuer.NewIssuer(testIss, testKey(), w.ledger, nil); err == nil {
+	if _, err := issuer.NewIssuer(paytest.IssuerURL, paytest.Key(), w.Ledger, nil); err == nil {
 		t.Fatal("missing Rail accepted")
 	}
 }
@@ -132,7 +133,7 @@ func mustP384(t *testing.T) *ecdsa.PrivateKey {
 }
 
 func TestSigningKeyRedacted(t *testing.T) {
-	k := testKey()
+	k := paytest.Key()
 	want := `SigningKey{kid="orch-2026" alg=EdDSA key=[redacted]}`
 	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x"} {
 		if got := fmt.Sprintf(verb, k); got != want {

@@ -7,8 +7,11 @@ import (
 	"time"
 
 	"github.com/agentprov/agentprov/budget"
+	"github.com/agentprov/agentprov/internal/paytest"
+	"github.com/agentprov/agentprov/internal/paywire"
 	"github.com/agentprov/agentprov/payment"
 	"github.com/agentprov/agentprov/payment/issuer"
+	"github.com/go-jose/go-jose/v4"
 )
 
 // Every verification point checks the time claims of the token it is
@@ -32,12 +35,23 @@ var tokenTimeCases = []timeCase{
 	{"iat ahead", func(c *payment.TokenClaims, now time.Time) { c.IssuedAt = now.Add(2 * time.Minute) }},
 }
 
-// resign signs claims with the world's issuer key.
-func (w *world) resign(c payment.TokenClaims) string {
-	w.t.Helper()
-	tok, err := payment.SignJWT(testSigner(w.t, payment.TokenType), payment.ClaimsWire(&c))
+// testSigner is a signer of paytest.Key for typ, the one an Issuer made
+// with paytest.Key signs typ with.
+func testSigner(t paytest.TB, typ string) jose.Signer {
+	t.Helper()
+	s, err := paywire.SignerFor(paytest.Key(), typ)
 	if err != nil {
-		w.t.Fatal(err)
+		t.Fatal(err)
+	}
+	return s
+}
+
+// resign signs claims with the world's issuer key.
+func resign(w *paytest.World, c payment.TokenClaims) string {
+	w.T.Helper()
+	tok, err := payment.SignJWT(testSigner(w.T, payment.TokenType), payment.ClaimsWire(&c))
+	if err != nil {
+		w.T.Fatal(err)
 	}
 	return tok
 }
@@ -57,12 +71,12 @@ func TestTokenTimeClaimsAtEveryEndpoint(t *testing.T) {
 		{tokenTimeCases[2], want{401, "token_invalid"}, want{401, "token_invalid"}, payment.ErrTokenInvalid},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			w := newWorld(t)
-			srv := w.server(t)
-			m := w.mint(500)
+			w := paytest.NewWorld(t)
+			srv := server(w, t)
+			m := w.Mint(500)
 			c := m.Claims
-			tc.claim(&c, w.clk.Now())
-			tok := w.resign(c)
+			tc.claim(&c, w.Clock.Now())
+			tok := resign(w, c)
 
 			t.Run("redemption POST", func(t *testing.T) {
 				body, _ := json.Marshal(payment.RedemptionRequest{Token: tok, Amount: c.MaxAmount})
@@ -70,12 +84,12 @@ func TestTokenTimeClaimsAtEveryEndpoint(t *testing.T) {
 				if r.status != tc.redeem.status || r.code != tc.redeem.code {
 					t.Fatalf("got %d %q, want %d %q", r.status, r.code, tc.redeem.status, tc.redeem.code)
 				}
-				if rec := w.record(c.HoldID); rec.State != payment.StateIssued {
+				if rec := w.Record(c.HoldID); rec.State != payment.StateIssued {
 					t.Fatalf("record moved to %s", rec.State)
 				}
 			})
 			t.Run("paywall verification", func(t *testing.T) {
-				v, err := payment.NewTokenVerifier(testIss, "cloudflare", w.iss.JWKS(), &payment.TokenVerifierOptions{Now: w.clk.Now})
+				v, err := payment.NewTokenVerifier(paytest.IssuerURL, "cloudflare", w.Issuer.JWKS(), &payment.TokenVerifierOptions{Now: w.Clock.Now})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -95,12 +109,12 @@ func TestTokenTimeClaimsAtEveryEndpoint(t *testing.T) {
 	}
 	// The untouched token passes the same checks: the cases above fail
 	// for their claim alone.
-	w := newWorld(t)
-	m := w.mint(500)
-	if tok := w.resign(m.Claims); tok != m.Token {
+	w := paytest.NewWorld(t)
+	m := w.Mint(500)
+	if tok := resign(w, m.Claims); tok != m.Token {
 		t.Fatal("re-signing the minted claims does not give the minted token")
 	}
-	v, _ := payment.NewTokenVerifier(testIss, "cloudflare", w.iss.JWKS(), &payment.TokenVerifierOptions{Now: w.clk.Now})
+	v, _ := payment.NewTokenVerifier(paytest.IssuerURL, "cloudflare", w.Issuer.JWKS(), &payment.TokenVerifierOptions{Now: w.Clock.Now})
 	if _, err := v.Verify(t.Context(), m.Token); err != nil {
 		t.Fatalf("valid token: %v", err)
 	}
@@ -131,11 +145,11 @@ func TestPaywallRefusesTokenNotYetValid(t *testing.T) {
 }
 
 func TestReceiptTimeClaims(t *testing.T) {
-	w := newWorld(t)
-	now := w.clk.Now().UTC().Truncate(time.Second)
+	w := paytest.NewWorld(t)
+	now := w.Clock.Now().UTC().Truncate(time.Second)
 	base := func() map[string]any {
 		return map[string]any{
-			"iss": testIss, "aud": "cloudflare", "sub": "proj-1", "jti": "hold_1", "iat": now.Unix(),
+			"iss": paytest.IssuerURL, "aud": "cloudflare", "sub": "proj-1", "jti": "hold_1", "iat": now.Unix(),
 			"service": "cloudflare/registrar:domain", "amount": map[string]any{"amount": 250, "currency": "USD"},
 			"redeemed_at": now.Format(time.RFC3339), "protocol_version": payment.ProtocolVersion,
 		}
@@ -159,7 +173,7 @@ func TestReceiptTimeClaims(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = payment.VerifyReceipt(signed, w.iss.JWKS(), testIss)
+			_, err = payment.VerifyReceipt(signed, w.Issuer.JWKS(), paytest.IssuerURL)
 			if tc.ok != (err == nil) || (err != nil && !errors.Is(err, payment.ErrTokenInvalid)) {
 				t.Fatalf("VerifyReceipt: %v, want ok=%v", err, tc.ok)
 			}

@@ -3,6 +3,7 @@ package payment_test
 import (
 	"testing"
 
+	"github.com/agentprov/agentprov/internal/paytest"
 	"github.com/agentprov/agentprov/payment"
 	jose "github.com/go-jose/go-jose/v4"
 )
@@ -10,7 +11,7 @@ import (
 // typ is a media type (RFC 7515 §4.1.9): tokens and receipts accept any
 // case and an optional "application/" prefix, and still refuse another type.
 func TestVerifyJWSTypSpelling(t *testing.T) {
-	jwk, _ := testKey().PublicJWK()
+	jwk, _ := paytest.Key().PublicJWK()
 	set := &jose.JSONWebKeySet{Keys: []jose.JSONWebKey{jwk}}
 	for _, want := range []string{payment.TokenType, payment.ReceiptType} {
 		for typ, ok := range map[string]bool{

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/agentprov/agentprov/internal/paytest"
 	"github.com/agentprov/agentprov/internal/paywire"
 	"github.com/agentprov/agentprov/payment"
 	"github.com/agentprov/agentprov/payment/issuer"
@@ -47,7 +48,7 @@ func TestVerifyJWSFastPathAgreesWithJose(t *testing.T) {
 	if err := json.Unmarshal(raw, &v); err != nil {
 		t.Fatal(err)
 	}
-	iss, err := issuer.NewIssuer(testIss, testKey(), &faultHolds{}, &issuer.IssuerOptions{Rail: issuer.NewMemoryRail(nil)})
+	iss, err := issuer.NewIssuer(paytest.IssuerURL, paytest.Key(), &paytest.FaultHolds{}, &issuer.IssuerOptions{Rail: issuer.NewMemoryRail(nil)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,30 +7,17 @@ import (
 	"time"
 
 	"github.com/agentprov/agentprov/budget"
+	"github.com/agentprov/agentprov/internal/paytest"
 	"github.com/agentprov/agentprov/payment"
 	"github.com/agentprov/agentprov/payment/issuer"
 )
 
-// settleAll advances the clock past every lease and backoff and runs the
-// outbox until nothing is due.
-func (w *world) settleAll() {
-	w.t.Helper()
-	for range 20 {
-		w.clk.Advance(10 * time.Minute)
-		n, _ := w.iss.SettlePending(context.Background())
-		if n == 0 {
-			return
-		}
-	}
-	w.t.Fatal("outbox does not converge")
-}
-
 func TestRailFailsThenOutboxConfirms(t *testing.T) {
-	w := newWorld(t)
+	w := paytest.NewWorld(t)
 	ctx := context.Background()
-	m := w.mint(1000)
-	w.rail.FailNext(3)
-	rc, err := w.iss.Redeem(ctx, "cloudflare", m.Token, budget.USD(700))
+	m := w.Mint(1000)
+	w.Rail.FailNext(3)
+	rc, err := w.Issuer.Redeem(ctx, "cloudflare", m.Token, budget.USD(700))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,78 +25,78 @@ func TestRailFailsThenOutboxConfirms(t *testing.T) {
 		t.Fatalf("receipt while the rail fails = %+v", rc)
 	}
 	// The commit stands while settlement is pending.
-	if h := w.hold(m.Claims.HoldID); h.State != budget.HoldCommitted {
+	if h := w.Hold(m.Claims.HoldID); h.State != budget.HoldCommitted {
 		t.Fatalf("hold = %s", h.State)
 	}
-	w.settleAll()
-	r := w.record(m.Claims.HoldID)
+	w.SettleAll()
+	r := w.Record(m.Claims.HoldID)
 	if r.State != payment.StateSettled || r.Attempts != 4 {
 		t.Fatalf("record = %s after %d attempts", r.State, r.Attempts)
 	}
-	if len(w.rail.Charges()) != 1 || w.rail.Calls() != 4 {
-		t.Fatalf("charges %d, calls %d", len(w.rail.Charges()), w.rail.Calls())
+	if len(w.Rail.Charges()) != 1 || w.Rail.Calls() != 4 {
+		t.Fatalf("charges %d, calls %d", len(w.Rail.Charges()), w.Rail.Calls())
 	}
-	again, err := w.iss.Redeem(ctx, "cloudflare", m.Token, budget.USD(700))
+	again, err := w.Issuer.Redeem(ctx, "cloudflare", m.Token, budget.USD(700))
 	if err != nil || again.State != payment.StateSettled || again.Signed != rc.Signed {
 		t.Fatalf("after settlement: %+v %v", again, err)
 	}
-	w.consistent(m.Claims.HoldID)
+	w.Consistent(m.Claims.HoldID)
 }
 
 func TestRailTimesOutButCharged(t *testing.T) {
-	w := newWorld(t)
-	w.settleTimeout = 20 * time.Millisecond
-	w.restart()
+	w := paytest.NewWorld(t)
+	w.SettleTimeout = 20 * time.Millisecond
+	w.Restart()
 	ctx := context.Background()
-	m := w.mint(1000)
+	m := w.Mint(1000)
 	// The rail charges, then answers long after the caller's deadline.
-	w.rail.DelayNext(1, 5*time.Second)
-	rc, err := w.iss.Redeem(ctx, "cloudflare", m.Token, budget.USD(400))
+	w.Rail.DelayNext(1, 5*time.Second)
+	rc, err := w.Issuer.Redeem(ctx, "cloudflare", m.Token, budget.USD(400))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if rc.State != payment.StateSettling {
 		t.Fatalf("state = %s", rc.State)
 	}
-	if len(w.rail.Charges()) != 1 {
+	if len(w.Rail.Charges()) != 1 {
 		t.Fatal("the delayed charge was not made")
 	}
-	w.settleAll()
-	if r := w.record(m.Claims.HoldID); r.State != payment.StateSettled || r.Reference != w.rail.Charges()[0].Reference {
+	w.SettleAll()
+	if r := w.Record(m.Claims.HoldID); r.State != payment.StateSettled || r.Reference != w.Rail.Charges()[0].Reference {
 		t.Fatalf("record = %+v", r)
 	}
-	if len(w.rail.Charges()) != 1 || w.rail.Calls() != 2 {
-		t.Fatalf("charges %d calls %d", len(w.rail.Charges()), w.rail.Calls())
+	if len(w.Rail.Charges()) != 1 || w.Rail.Calls() != 2 {
+		t.Fatalf("charges %d calls %d", len(w.Rail.Charges()), w.Rail.Calls())
 	}
-	w.consistent(m.Claims.HoldID)
+	w.Consistent(m.Claims.HoldID)
 }
 
 func TestRailRefuses(t *testing.T) {
-	w := newWorld(t)
+	w := paytest.NewWorld(t)
 	ctx := context.Background()
-	m := w.mint(1000)
-	w.rail.Refuse(m.Claims.HoldID)
-	_, err := w.iss.Redeem(ctx, "cloudflare", m.Token, budget.USD(400))
-	wantCode(t, err, payment.ErrSettlementRefused)
-	r := w.record(m.Claims.HoldID)
+	m := w.Mint(1000)
+	w.Rail.Refuse(m.Claims.HoldID)
+	_, err := w.Issuer.Redeem(ctx, "cloudflare", m.Token, budget.USD(400))
+	paytest.WantCode(t, err, payment.ErrSettlementRefused)
+	r := w.Record(m.Claims.HoldID)
 	if r.State != payment.StateReversed {
 		t.Fatalf("state = %s", r.State)
 	}
-	if h := w.hold(m.Claims.HoldID); h.State != budget.HoldReversed {
+	if h := w.Hold(m.Claims.HoldID); h.State != budget.HoldReversed {
 		t.Fatalf("hold = %s", h.State)
 	}
 	// The provider is told: a callback, and the same answer on retry.
 	var states []payment.RedemptionState
-	for _, f := range w.finals() {
+	for _, f := range w.Finals() {
 		states = append(states, f.State)
 	}
 	if len(states) != 2 || states[0] != payment.StateRefused || states[1] != payment.StateReversed {
 		t.Fatalf("notifications = %v", states)
 	}
-	_, err = w.iss.Redeem(ctx, "cloudflare", m.Token, budget.USD(400))
-	wantCode(t, err, payment.ErrSettlementRefused)
-	w.consistent(m.Claims.HoldID)
-	if w.rail.Total("USD") != 0 || w.spent() != 0 {
+	_, err = w.Issuer.Redeem(ctx, "cloudflare", m.Token, budget.USD(400))
+	paytest.WantCode(t, err, payment.ErrSettlementRefused)
+	w.Consistent(m.Claims.HoldID)
+	if w.Rail.Total("USD") != 0 || w.Spent() != 0 {
 		t.Fatal("money moved on a refusal")
 	}
 }
@@ -119,36 +106,39 @@ func TestRailRefuses(t *testing.T) {
 func TestCrashRecovery(t *testing.T) {
 	cases := []struct {
 		name   string
-		inject func(w *world, f *faultHolds, cr *crashRail, holdID string)
+		inject func(w *paytest.World, f *paytest.FaultHolds, cr *paytest.CrashRail, holdID string)
 	}{
-		{"before commit", func(w *world, f *faultHolds, _ *crashRail, _ string) { f.commitBefore = 1 }},
-		{"after commit", func(w *world, f *faultHolds, _ *crashRail, _ string) { f.commitAfter = 1 }},
-		{"after charge", func(w *world, _ *faultHolds, cr *crashRail, _ string) { cr.n = 1 }},
-		{"before reverse", func(w *world, f *faultHolds, _ *crashRail, id string) { f.reverse = 1; w.rail.Refuse(id) }},
+		{"before commit", func(w *paytest.World, f *paytest.FaultHolds, _ *paytest.CrashRail, _ string) { f.FailBeforeCommit = 1 }},
+		{"after commit", func(w *paytest.World, f *paytest.FaultHolds, _ *paytest.CrashRail, _ string) { f.FailAfterCommit = 1 }},
+		{"after charge", func(w *paytest.World, _ *paytest.FaultHolds, cr *paytest.CrashRail, _ string) { cr.Crashes = 1 }},
+		{"before reverse", func(w *paytest.World, f *paytest.FaultHolds, _ *paytest.CrashRail, id string) {
+			f.FailReverse = 1
+			w.Rail.Refuse(id)
+		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			w := newWorld(t)
-			f := &faultHolds{Holds: w.ledger}
-			cr := &crashRail{MemoryRail: w.rail}
-			w.holds = f
-			iss, err := issuer.NewIssuer(testIss, testKey(), f, &issuer.IssuerOptions{Rail: cr, Store: w.store, Now: w.clk.Now, Logger: quietLogger()})
+			w := paytest.NewWorld(t)
+			f := &paytest.FaultHolds{Holds: w.Ledger}
+			cr := &paytest.CrashRail{MemoryRail: w.Rail}
+			w.Holds = f
+			iss, err := issuer.NewIssuer(paytest.IssuerURL, paytest.Key(), f, &issuer.IssuerOptions{Rail: cr, Store: w.Store, Now: w.Clock.Now, Logger: paytest.QuietLogger()})
 			if err != nil {
 				t.Fatal(err)
 			}
-			w.iss = iss
-			m := w.mint(900)
+			w.Issuer = iss
+			m := w.Mint(900)
 			tc.inject(w, f, cr, m.Claims.HoldID)
-			_, _ = w.iss.Redeem(context.Background(), "cloudflare", m.Token, budget.USD(600))
+			_, _ = w.Issuer.Redeem(context.Background(), "cloudflare", m.Token, budget.USD(600))
 
 			// Crash: a new process with the same durable state.
-			w.iss, err = issuer.NewIssuer(testIss, testKey(), f, &issuer.IssuerOptions{Rail: w.rail, Store: w.store, Now: w.clk.Now, Logger: quietLogger()})
+			w.Issuer, err = issuer.NewIssuer(paytest.IssuerURL, paytest.Key(), f, &issuer.IssuerOptions{Rail: w.Rail, Store: w.Store, Now: w.Clock.Now, Logger: paytest.QuietLogger()})
 			if err != nil {
 				t.Fatal(err)
 			}
-			w.settleAll()
-			w.consistent(m.Claims.HoldID)
-			r := w.record(m.Claims.HoldID)
+			w.SettleAll()
+			w.Consistent(m.Claims.HoldID)
+			r := w.Record(m.Claims.HoldID)
 			if tc.name == "before reverse" {
 				if r.State != payment.StateReversed {
 					t.Fatalf("state %s", r.State)
@@ -157,41 +147,41 @@ func TestCrashRecovery(t *testing.T) {
 				t.Fatalf("state %s amount %v", r.State, r.Amount)
 			}
 			// The provider retrying after the crash gets the outcome, not a new charge.
-			_, err = w.iss.Redeem(context.Background(), "cloudflare", m.Token, budget.USD(600))
+			_, err = w.Issuer.Redeem(context.Background(), "cloudflare", m.Token, budget.USD(600))
 			if tc.name == "before reverse" {
-				wantCode(t, err, payment.ErrSettlementRefused)
+				paytest.WantCode(t, err, payment.ErrSettlementRefused)
 			} else if err != nil {
 				t.Fatal(err)
 			}
-			w.consistent(m.Claims.HoldID)
+			w.Consistent(m.Claims.HoldID)
 		})
 	}
 }
 
 func TestRevokeReleaseRetried(t *testing.T) {
-	w := newWorld(t)
-	f := &faultHolds{Holds: w.ledger, release: 1}
-	w.holds = f
-	w.restart()
-	m := w.mint(300)
-	if err := w.iss.Revoke(context.Background(), m.Claims.HoldID, "user"); err == nil {
+	w := paytest.NewWorld(t)
+	f := &paytest.FaultHolds{Holds: w.Ledger, FailRelease: 1}
+	w.Holds = f
+	w.Restart()
+	m := w.Mint(300)
+	if err := w.Issuer.Revoke(context.Background(), m.Claims.HoldID, "user"); err == nil {
 		t.Fatal("release fault not reported")
 	}
-	if r := w.record(m.Claims.HoldID); r.State != payment.StateRevoking {
+	if r := w.Record(m.Claims.HoldID); r.State != payment.StateRevoking {
 		t.Fatalf("state %s", r.State)
 	}
-	_, err := w.iss.Redeem(context.Background(), "cloudflare", m.Token, budget.USD(1))
-	wantCode(t, err, payment.ErrTokenRevoked)
-	w.settleAll()
-	w.consistent(m.Claims.HoldID)
-	if r := w.record(m.Claims.HoldID); r.State != payment.StateRevoked {
+	_, err := w.Issuer.Redeem(context.Background(), "cloudflare", m.Token, budget.USD(1))
+	paytest.WantCode(t, err, payment.ErrTokenRevoked)
+	w.SettleAll()
+	w.Consistent(m.Claims.HoldID)
+	if r := w.Record(m.Claims.HoldID); r.State != payment.StateRevoked {
 		t.Fatalf("state %s", r.State)
 	}
 }
 
 func TestSettlerRunStops(t *testing.T) {
-	w := newWorld(t)
-	s, err := issuer.NewSettler(w.iss, &issuer.SettlerOptions{Interval: time.Millisecond})
+	w := paytest.NewWorld(t)
+	s, err := issuer.NewSettler(w.Issuer, &issuer.SettlerOptions{Interval: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,25 +220,25 @@ func (r *rendezvousRail) Charge(ctx context.Context, req issuer.ChargeRequest) (
 // TestOutboxDrivesRecordsInParallel: one slow charge does not hold up the
 // others; both charges meet, which only happens if they run at once.
 func TestOutboxDrivesRecordsInParallel(t *testing.T) {
-	w := newWorld(t)
+	w := paytest.NewWorld(t)
 	rail := &rendezvousRail{met: make(chan struct{})}
-	f := &faultHolds{Holds: w.ledger, commitBefore: 2} // leave both redemptions pending
-	iss, err := issuer.NewIssuer(testIss, testKey(), f, &issuer.IssuerOptions{Rail: rail, Store: w.store, Now: w.clk.Now, Logger: quietLogger(), SettleTimeout: time.Minute})
+	f := &paytest.FaultHolds{Holds: w.Ledger, FailBeforeCommit: 2} // leave both redemptions pending
+	iss, err := issuer.NewIssuer(paytest.IssuerURL, paytest.Key(), f, &issuer.IssuerOptions{Rail: rail, Store: w.Store, Now: w.Clock.Now, Logger: paytest.QuietLogger(), SettleTimeout: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.iss = iss
-	a, b := w.mint(100), w.mint(100)
+	w.Issuer = iss
+	a, b := w.Mint(100), w.Mint(100)
 	for _, m := range []*issuer.Minted{a, b} {
 		_, err := iss.Redeem(context.Background(), "cloudflare", m.Token, budget.USD(100))
-		wantCode(t, err, payment.ErrRedemptionInFlight)
+		paytest.WantCode(t, err, payment.ErrRedemptionInFlight)
 	}
-	w.clk.Advance(2 * time.Minute) // past the retry backoff, well within the holds' lives
+	w.Clock.Advance(2 * time.Minute) // past the retry backoff, well within the holds' lives
 	if _, err := iss.SettlePending(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	for _, m := range []*issuer.Minted{a, b} {
-		if r := w.record(m.Claims.HoldID); r.State != payment.StateSettled {
+		if r := w.Record(m.Claims.HoldID); r.State != payment.StateSettled {
 			t.Fatalf("%s: %s", m.Claims.HoldID, r.State)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/agentprov/agentprov/budget"
 	"github.com/agentprov/agentprov/internal/clock"
+	"github.com/agentprov/agentprov/internal/paytest"
 	"github.com/agentprov/agentprov/payment/issuer"
 )
 
@@ -17,12 +18,12 @@ import (
 // memory, and reports it as a ratio to the raw Ed25519 work inside it
 // (two signatures and one verification) measured in the same run.
 func BenchmarkMintRedeem(b *testing.B) {
-	clk := clock.NewFake(testStart)
+	clk := clock.NewFake(paytest.Start)
 	l, err := budget.NewLedger(budget.NewMemoryStore(nil), &budget.LedgerOptions{Now: clk.Now, DefaultProviderCap: budget.USD(1 << 50)})
 	if err != nil {
 		b.Fatal(err)
 	}
-	iss, err := issuer.NewIssuer(testIss, testKey(), l, &issuer.IssuerOptions{Rail: issuer.NewMemoryRail(nil), Now: clk.Now, Logger: quietLogger()})
+	iss, err := issuer.NewIssuer(paytest.IssuerURL, paytest.Key(), l, &issuer.IssuerOptions{Rail: issuer.NewMemoryRail(nil), Now: clk.Now, Logger: paytest.QuietLogger()})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -30,7 +31,7 @@ func BenchmarkMintRedeem(b *testing.B) {
 
 	// Baseline: the raw signatures inside one mint+redeem, timed in the same
 	// iterations (interleaved, so machine load hits both alike).
-	priv := ed25519.NewKeyFromSeed(testSeed)
+	priv := ed25519.NewKeyFromSeed(paytest.Seed)
 	pub := priv.Public().(ed25519.PublicKey)
 	msg := make([]byte, 400) // about the size of a token's signing input
 	var base, work time.Duration

@@ -10,6 +10,7 @@ import (
 	"pgregory.net/rapid"
 
 	"github.com/agentprov/agentprov/budget"
+	"github.com/agentprov/agentprov/internal/paytest"
 	"github.com/agentprov/agentprov/payment"
 	"github.com/agentprov/agentprov/payment/issuer"
 )
@@ -28,11 +29,11 @@ type tokenModel struct {
 // lost and that each token is charged at most once.
 func TestRedemptionStateMachine(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
-		w := newWorld(rt)
-		w.settleTimeout = 5 * time.Millisecond
-		f := &faultHolds{Holds: w.ledger}
-		w.holds = f
-		w.restart()
+		w := paytest.NewWorld(rt)
+		w.SettleTimeout = 5 * time.Millisecond
+		f := &paytest.FaultHolds{Holds: w.Ledger}
+		w.Holds = f
+		w.Restart()
 		ctx := context.Background()
 		var toks []*tokenModel
 		pick := func() *tokenModel {
@@ -43,7 +44,7 @@ func TestRedemptionStateMachine(t *testing.T) {
 				if len(toks) >= 6 {
 					rt.Skip("enough tokens")
 				}
-				m, err := w.iss.Mint(ctx, issuer.MintRequest{Project: "proj-1", Provider: "cloudflare", Service: "registrar:domain",
+				m, err := w.Issuer.Mint(ctx, issuer.MintRequest{Project: "proj-1", Provider: "cloudflare", Service: "registrar:domain",
 					MaxAmount: budget.USD(1000), IdempotencyKey: fmt.Sprint("m", len(toks))})
 				if err != nil {
 					rt.Fatal(err)
@@ -56,8 +57,8 @@ func TestRedemptionStateMachine(t *testing.T) {
 				}
 				tm := pick()
 				amt := int64(rapid.SampledFrom([]int64{100, 250, 1000, 1001}).Draw(rt, "amount"))
-				rc, err := w.iss.Redeem(ctx, "cloudflare", tm.m.Token, budget.USD(amt))
-				rec := w.record(tm.m.Claims.HoldID)
+				rc, err := w.Issuer.Redeem(ctx, "cloudflare", tm.m.Token, budget.USD(amt))
+				rec := w.Record(tm.m.Claims.HoldID)
 				switch {
 				case err == nil:
 					if tm.revoked || (tm.redeemed != 0 && tm.redeemed != amt) || amt > 1000 {
@@ -93,8 +94,8 @@ func TestRedemptionStateMachine(t *testing.T) {
 					rt.Fatalf("redeem: %v", err)
 				}
 			},
-			"railFails": func(rt *rapid.T) { w.rail.FailNext(rapid.IntRange(1, 3).Draw(rt, "n")) },
-			"railSlow":  func(rt *rapid.T) { w.rail.DelayNext(1, time.Second) },
+			"railFails": func(rt *rapid.T) { w.Rail.FailNext(rapid.IntRange(1, 3).Draw(rt, "n")) },
+			"railSlow":  func(rt *rapid.T) { w.Rail.DelayNext(1, time.Second) },
 			"refuse": func(rt *rapid.T) {
 				if len(toks) == 0 {
 					rt.Skip("no token")
@@ -104,23 +105,23 @@ func TestRedemptionStateMachine(t *testing.T) {
 					rt.Skip("already redeemed")
 				}
 				tm.refused = true
-				w.rail.Refuse(tm.m.Claims.HoldID)
+				w.Rail.Refuse(tm.m.Claims.HoldID)
 			},
 			"commitFault": func(rt *rapid.T) {
-				f.mu.Lock()
+				f.Mu.Lock()
 				if rapid.Bool().Draw(rt, "after") {
-					f.commitAfter = 1
+					f.FailAfterCommit = 1
 				} else {
-					f.commitBefore = 1
+					f.FailBeforeCommit = 1
 				}
-				f.mu.Unlock()
+				f.Mu.Unlock()
 			},
 			"revoke": func(rt *rapid.T) {
 				if len(toks) == 0 {
 					rt.Skip("no token")
 				}
 				tm := pick()
-				err := w.iss.Revoke(ctx, tm.m.Claims.HoldID, "test")
+				err := w.Issuer.Revoke(ctx, tm.m.Claims.HoldID, "test")
 				switch {
 				case err == nil:
 					if tm.redeemed != 0 {
@@ -128,7 +129,7 @@ func TestRedemptionStateMachine(t *testing.T) {
 					}
 					tm.revoked = true
 				case errors.Is(err, payment.ErrAlreadyRedeemed):
-					if tm.redeemed == 0 && !w.record(tm.m.Claims.HoldID).State.Final() {
+					if tm.redeemed == 0 && !w.Record(tm.m.Claims.HoldID).State.Final() {
 						rt.Fatal("already_redeemed on an unredeemed token")
 					}
 				default:
@@ -136,19 +137,19 @@ func TestRedemptionStateMachine(t *testing.T) {
 				}
 			},
 			"advance": func(rt *rapid.T) {
-				w.clk.Advance(time.Duration(rapid.IntRange(1, 400).Draw(rt, "s")) * time.Second)
+				w.Clock.Advance(time.Duration(rapid.IntRange(1, 400).Draw(rt, "s")) * time.Second)
 			},
-			"settle": func(rt *rapid.T) { _, _ = w.iss.SettlePending(ctx) },
-			"crash":  func(rt *rapid.T) { w.restart() },
+			"settle": func(rt *rapid.T) { _, _ = w.Issuer.SettlePending(ctx) },
+			"crash":  func(rt *rapid.T) { w.Restart() },
 			"": func(rt *rapid.T) {
 				charged := map[string]int64{}
-				for _, c := range w.rail.Charges() {
+				for _, c := range w.Rail.Charges() {
 					charged[c.HoldID] = c.Amount.Amount
 				}
 				for _, tm := range toks {
 					id := tm.m.Claims.HoldID
-					r := w.record(id)
-					h := w.hold(id)
+					r := w.Record(id)
+					h := w.Hold(id)
 					c, isCharged := charged[id]
 					switch r.State {
 					case payment.StateSettled:
@@ -167,15 +168,15 @@ func TestRedemptionStateMachine(t *testing.T) {
 			},
 		})
 		// Eventually everything is final and consistent.
-		f.mu.Lock()
-		f.commitAfter, f.commitBefore = 0, 0
-		f.mu.Unlock()
-		w.rail.FailNext(0)
-		w.settleAll()
+		f.Mu.Lock()
+		f.FailAfterCommit, f.FailBeforeCommit = 0, 0
+		f.Mu.Unlock()
+		w.Rail.FailNext(0)
+		w.SettleAll()
 		ids := make([]string, len(toks))
 		for i, tm := range toks {
 			ids[i] = tm.m.Claims.HoldID
 		}
-		w.consistent(ids...)
+		w.Consistent(ids...)
 	})
 }

@@ -10,29 +10,30 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/agentprov/agentprov/budget"
+	"github.com/agentprov/agentprov/internal/paytest"
 	"github.com/agentprov/agentprov/internal/paywire"
 	"github.com/agentprov/agentprov/payment"
 	"github.com/agentprov/agentprov/payment/issuer"
 )
 
 func TestMintRedeemSettle(t *testing.T) {
-	w := newWorld(t)
+	w := paytest.NewWorld(t)
 	ctx := context.Background()
-	m := w.mint(2000)
+	m := w.Mint(2000)
 	if m.Claims.Audience != "cloudflare" || m.Claims.Service != "cloudflare/registrar:domain" || m.Claims.MaxAmount != budget.USD(2000) {
 		t.Fatalf("claims = %+v", m.Claims)
 	}
-	if h := w.hold(m.Claims.HoldID); h.State != budget.HoldActive || h.Amount != budget.USD(2000) {
+	if h := w.Hold(m.Claims.HoldID); h.State != budget.HoldActive || h.Amount != budget.USD(2000) {
 		t.Fatalf("hold after mint = %+v", h)
 	}
-	rc, err := w.iss.Redeem(ctx, "cloudflare", m.Token, budget.USD(1299))
+	rc, err := w.Issuer.Redeem(ctx, "cloudflare", m.Token, budget.USD(1299))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if rc.State != payment.StateSettled || rc.Reference == "" || rc.Amount != budget.USD(1299) {
 		t.Fatalf("receipt = %+v", rc)
 	}
-	vr, err := payment.VerifyReceipt(rc.Signed, w.iss.JWKS(), testIss)
+	vr, err := payment.VerifyReceipt(rc.Signed, w.Issuer.JWKS(), paytest.IssuerURL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,40 +41,40 @@ func TestMintRedeemSettle(t *testing.T) {
 		t.Fatalf("verified receipt = %+v", vr)
 	}
 	// A retry with the same amount returns the same receipt; another amount is refused.
-	again, err := w.iss.Redeem(ctx, "cloudflare", m.Token, budget.USD(1299))
+	again, err := w.Issuer.Redeem(ctx, "cloudflare", m.Token, budget.USD(1299))
 	if err != nil || again.Signed != rc.Signed {
 		t.Fatalf("replay = %+v, %v", again, err)
 	}
-	_, err = w.iss.Redeem(ctx, "cloudflare", m.Token, budget.USD(1300))
-	wantCode(t, err, payment.ErrAlreadyRedeemed)
-	w.consistent(m.Claims.HoldID)
-	if w.spent() != 1299 || w.rail.Calls() != 1 {
-		t.Fatalf("spent %d, rail calls %d", w.spent(), w.rail.Calls())
+	_, err = w.Issuer.Redeem(ctx, "cloudflare", m.Token, budget.USD(1300))
+	paytest.WantCode(t, err, payment.ErrAlreadyRedeemed)
+	w.Consistent(m.Claims.HoldID)
+	if w.Spent() != 1299 || w.Rail.Calls() != 1 {
+		t.Fatalf("spent %d, rail calls %d", w.Spent(), w.Rail.Calls())
 	}
 }
 
 func TestMintRefusedByCap(t *testing.T) {
-	w := newWorld(t)
-	_, err := w.iss.Mint(context.Background(), issuer.MintRequest{Project: "proj-1", Provider: "cloudflare", Service: "registrar:domain", MaxAmount: budget.USD(10001)})
-	wantCode(t, err, payment.ErrCapExceeded)
+	w := paytest.NewWorld(t)
+	_, err := w.Issuer.Mint(context.Background(), issuer.MintRequest{Project: "proj-1", Provider: "cloudflare", Service: "registrar:domain", MaxAmount: budget.USD(10001)})
+	paytest.WantCode(t, err, payment.ErrCapExceeded)
 	var ce *budget.CapError
 	if !errors.As(err, &ce) {
 		t.Fatalf("cap error not kept as cause: %v", err)
 	}
-	if due, _ := w.store.Due(context.Background(), testStart.Add(time.Hour), 0); len(due) != 0 {
+	if due, _ := w.Store.Due(context.Background(), paytest.Start.Add(time.Hour), 0); len(due) != 0 {
 		t.Fatalf("a refused mint left %d records", len(due))
 	}
 }
 
 func TestMintIdempotent(t *testing.T) {
-	w := newWorld(t)
+	w := paytest.NewWorld(t)
 	req := issuer.MintRequest{Project: "proj-1", Provider: "cloudflare", Service: "registrar:domain", MaxAmount: budget.USD(500), IdempotencyKey: "k1"}
-	a, err := w.iss.Mint(context.Background(), req)
+	a, err := w.Issuer.Mint(context.Background(), req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.clk.Advance(3 * time.Second)
-	b, err := w.iss.Mint(context.Background(), req)
+	w.Clock.Advance(3 * time.Second)
+	b, err := w.Issuer.Mint(context.Background(), req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,104 +82,104 @@ func TestMintIdempotent(t *testing.T) {
 		t.Fatal("same idempotency key minted a different token")
 	}
 	req.MaxAmount = budget.USD(600)
-	_, err = w.iss.Mint(context.Background(), req)
-	wantCode(t, err, payment.ErrIdempotencyConflict)
+	_, err = w.Issuer.Mint(context.Background(), req)
+	paytest.WantCode(t, err, payment.ErrIdempotencyConflict)
 }
 
 func TestTokenRejections(t *testing.T) {
-	w := newWorld(t)
+	w := paytest.NewWorld(t)
 	ctx := context.Background()
-	m := w.mint(1000)
+	m := w.Mint(1000)
 
 	t.Run("wrong typ", func(t *testing.T) {
 		// An attestation-typed JWS with the same key and claims.
-		s, err := paywire.SignerFor(testKey(), "agentprov-attestation+jwt")
+		s, err := paywire.SignerFor(paytest.Key(), "agentprov-attestation+jwt")
 		if err != nil {
 			t.Fatal(err)
 		}
 		tok, _ := payment.SignToken(s, &m.Claims)
-		_, err = w.iss.Redeem(ctx, "cloudflare", tok, budget.USD(1))
-		wantCode(t, err, payment.ErrTokenInvalid)
+		_, err = w.Issuer.Redeem(ctx, "cloudflare", tok, budget.USD(1))
+		paytest.WantCode(t, err, payment.ErrTokenInvalid)
 	})
 	t.Run("wrong aud", func(t *testing.T) {
-		_, err := w.iss.Redeem(ctx, "neon", m.Token, budget.USD(1))
-		wantCode(t, err, payment.ErrForbidden)
+		_, err := w.Issuer.Redeem(ctx, "neon", m.Token, budget.USD(1))
+		paytest.WantCode(t, err, payment.ErrForbidden)
 	})
 	t.Run("foreign key", func(t *testing.T) {
 		other := payment.SigningKey{KeyID: "orch-2026", Key: ed25519.NewKeyFromSeed(make([]byte, 32))}
 		s, _ := paywire.SignerFor(other, payment.TokenType)
 		tok, _ := payment.SignToken(s, &m.Claims)
-		_, err := w.iss.Redeem(ctx, "cloudflare", tok, budget.USD(1))
-		wantCode(t, err, payment.ErrTokenInvalid)
+		_, err := w.Issuer.Redeem(ctx, "cloudflare", tok, budget.USD(1))
+		paytest.WantCode(t, err, payment.ErrTokenInvalid)
 	})
 	t.Run("amount over max", func(t *testing.T) {
-		_, err := w.iss.Redeem(ctx, "cloudflare", m.Token, budget.USD(1001))
-		wantCode(t, err, payment.ErrAmountExceedsMax)
+		_, err := w.Issuer.Redeem(ctx, "cloudflare", m.Token, budget.USD(1001))
+		paytest.WantCode(t, err, payment.ErrAmountExceedsMax)
 	})
 	t.Run("currency mismatch", func(t *testing.T) {
-		_, err := w.iss.Redeem(ctx, "cloudflare", m.Token, budget.Money{Amount: 5, Currency: "EUR"})
-		wantCode(t, err, payment.ErrCurrencyMismatch)
+		_, err := w.Issuer.Redeem(ctx, "cloudflare", m.Token, budget.Money{Amount: 5, Currency: "EUR"})
+		paytest.WantCode(t, err, payment.ErrCurrencyMismatch)
 	})
 	t.Run("revoked", func(t *testing.T) {
-		r := w.mint(100)
-		if err := w.iss.Revoke(ctx, r.Claims.HoldID, "user cancelled"); err != nil {
+		r := w.Mint(100)
+		if err := w.Issuer.Revoke(ctx, r.Claims.HoldID, "user cancelled"); err != nil {
 			t.Fatal(err)
 		}
-		_, err := w.iss.Redeem(ctx, "cloudflare", r.Token, budget.USD(1))
-		wantCode(t, err, payment.ErrTokenRevoked)
-		if h := w.hold(r.Claims.HoldID); h.State != budget.HoldReleased {
+		_, err := w.Issuer.Redeem(ctx, "cloudflare", r.Token, budget.USD(1))
+		paytest.WantCode(t, err, payment.ErrTokenRevoked)
+		if h := w.Hold(r.Claims.HoldID); h.State != budget.HoldReleased {
 			t.Fatalf("revoked token's hold is %s", h.State)
 		}
-		if err := w.iss.Revoke(ctx, r.Claims.HoldID, ""); err != nil {
+		if err := w.Issuer.Revoke(ctx, r.Claims.HoldID, ""); err != nil {
 			t.Fatalf("second revoke: %v", err)
 		}
 	})
 	t.Run("expired", func(t *testing.T) {
-		w.clk.Advance(5*time.Minute + payment.DefaultLeeway)
-		_, err := w.iss.Redeem(ctx, "cloudflare", m.Token, budget.USD(1))
-		wantCode(t, err, payment.ErrTokenExpired)
-		v, _ := payment.NewTokenVerifier(testIss, "cloudflare", w.iss.JWKS(), &payment.TokenVerifierOptions{Now: w.clk.Now})
+		w.Clock.Advance(5*time.Minute + payment.DefaultLeeway)
+		_, err := w.Issuer.Redeem(ctx, "cloudflare", m.Token, budget.USD(1))
+		paytest.WantCode(t, err, payment.ErrTokenExpired)
+		v, _ := payment.NewTokenVerifier(paytest.IssuerURL, "cloudflare", w.Issuer.JWKS(), &payment.TokenVerifierOptions{Now: w.Clock.Now})
 		_, err = v.Verify(ctx, m.Token)
-		wantCode(t, err, payment.ErrTokenExpired)
+		paytest.WantCode(t, err, payment.ErrTokenExpired)
 	})
-	if err := w.iss.Revoke(ctx, m.Claims.HoldID, ""); err != nil {
+	if err := w.Issuer.Revoke(ctx, m.Claims.HoldID, ""); err != nil {
 		t.Fatal(err)
 	}
-	if rc := w.record(m.Claims.HoldID); rc.State != payment.StateRevoked {
+	if rc := w.Record(m.Claims.HoldID); rc.State != payment.StateRevoked {
 		t.Fatalf("state %s", rc.State)
 	}
 }
 
 func TestExpiredTokensAreSwept(t *testing.T) {
-	w := newWorld(t)
+	w := paytest.NewWorld(t)
 	ctx := context.Background()
-	a, b := w.mint(100), w.mint(200)
-	if _, err := w.iss.Redeem(ctx, "cloudflare", b.Token, budget.USD(150)); err != nil {
+	a, b := w.Mint(100), w.Mint(200)
+	if _, err := w.Issuer.Redeem(ctx, "cloudflare", b.Token, budget.USD(150)); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := w.iss.SettlePending(ctx); err != nil || n != 0 {
+	if n, err := w.Issuer.SettlePending(ctx); err != nil || n != 0 {
 		t.Fatalf("early sweep touched %d records: %v", n, err)
 	}
-	w.clk.Advance(6 * time.Minute)
-	if n, err := w.iss.SettlePending(ctx); err != nil || n != 1 {
+	w.Clock.Advance(6 * time.Minute)
+	if n, err := w.Issuer.SettlePending(ctx); err != nil || n != 1 {
 		t.Fatalf("sweep: %d, %v", n, err)
 	}
-	r := w.record(a.Claims.HoldID)
+	r := w.Record(a.Claims.HoldID)
 	if r.State != payment.StateRevoked || r.Reason != "expired" {
 		t.Fatalf("expired token record = %s (%s)", r.State, r.Reason)
 	}
-	if h := w.hold(a.Claims.HoldID); h.State != budget.HoldReleased {
+	if h := w.Hold(a.Claims.HoldID); h.State != budget.HoldReleased {
 		t.Fatalf("hold = %s", h.State)
 	}
-	_, err := w.iss.Redeem(ctx, "cloudflare", a.Token, budget.USD(1))
-	wantCode(t, err, payment.ErrTokenExpired)
-	w.consistent(a.Claims.HoldID, b.Claims.HoldID)
+	_, err := w.Issuer.Redeem(ctx, "cloudflare", a.Token, budget.USD(1))
+	paytest.WantCode(t, err, payment.ErrTokenExpired)
+	w.Consistent(a.Claims.HoldID, b.Claims.HoldID)
 }
 
 func TestTokenVerifier(t *testing.T) {
-	w := newWorld(t)
-	m := w.mint(100)
-	v, err := payment.NewTokenVerifier(testIss, "cloudflare", w.iss.JWKS(), &payment.TokenVerifierOptions{Now: w.clk.Now})
+	w := paytest.NewWorld(t)
+	m := w.Mint(100)
+	v, err := payment.NewTokenVerifier(paytest.IssuerURL, "cloudflare", w.Issuer.JWKS(), &payment.TokenVerifierOptions{Now: w.Clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,15 +190,15 @@ func TestTokenVerifier(t *testing.T) {
 	if *c != m.Claims {
 		t.Fatalf("verified claims %+v != minted %+v", *c, m.Claims)
 	}
-	other, _ := payment.NewTokenVerifier(testIss, "neon", w.iss.JWKS(), nil)
+	other, _ := payment.NewTokenVerifier(paytest.IssuerURL, "neon", w.Issuer.JWKS(), nil)
 	if _, err := other.Verify(context.Background(), m.Token); err == nil {
 		t.Fatal("another provider accepted the token")
 	}
-	wrongIss, _ := payment.NewTokenVerifier("https://evil.example", "cloudflare", w.iss.JWKS(), &payment.TokenVerifierOptions{Now: w.clk.Now})
+	wrongIss, _ := payment.NewTokenVerifier("https://evil.example", "cloudflare", w.Issuer.JWKS(), &payment.TokenVerifierOptions{Now: w.Clock.Now})
 	_, err = wrongIss.Verify(context.Background(), m.Token)
-	wantCode(t, err, payment.ErrTokenInvalid)
+	paytest.WantCode(t, err, payment.ErrTokenInvalid)
 	empty := &jose.JSONWebKeySet{}
-	if _, err := payment.NewTokenVerifier(testIss, "cloudflare", empty, nil); err == nil {
+	if _, err := payment.NewTokenVerifier(paytest.IssuerURL, "cloudflare", empty, nil); err == nil {
 		t.Fatal("empty key set accepted")
 	}
 }
