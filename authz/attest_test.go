@@ -15,6 +15,7 @@ import (
 	"pgregory.net/rapid"
 
 	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/internal/authztesting"
 	"github.com/agentprov/agentprov/internal/clock"
 )
 
@@ -88,16 +89,6 @@ func (e *idEnv) attest(t testing.TB, req authz.AttestRequest) string {
 	return tok
 }
 
-func wantErr(t testing.TB, err error, sentinel *authz.Error) {
-	t.Helper()
-	if !errors.Is(err, sentinel) {
-		t.Fatalf("got error %v, want code %s", err, sentinel.Code)
-	}
-	if e := authz.AsError(err); e == nil || e.Status != sentinel.Status {
-		t.Fatalf("error %v lacks status %d", err, sentinel.Status)
-	}
-}
-
 func TestAttestVerifyRoundTrip(t *testing.T) {
 	for _, alg := range []jose.SignatureAlgorithm{jose.EdDSA, jose.ES256, jose.ES384} {
 		t.Run(string(alg), func(t *testing.T) {
@@ -128,7 +119,7 @@ func TestAttestVerifyRoundTrip(t *testing.T) {
 			}
 			// Single use.
 			_, err = e.ver.Verify(context.Background(), tok)
-			wantErr(t, err, authz.ErrTokenReplayed)
+			authztesting.WantErr(t, err, authz.ErrTokenReplayed)
 		})
 	}
 }
@@ -196,7 +187,7 @@ func TestAttestRejectsBadRequests(t *testing.T) {
 			req := idRequest()
 			mod(&req)
 			_, err := e.att.Attest(context.Background(), req)
-			wantErr(t, err, authz.ErrInvalidRequest)
+			authztesting.WantErr(t, err, authz.ErrInvalidRequest)
 		})
 	}
 }
@@ -314,24 +305,24 @@ func TestSignAndVerifyTyped(t *testing.T) {
 	if got.Reason != "offboarded" || got.Subject != "s1" {
 		t.Fatalf("claims = %+v", got)
 	}
-	wantErr(t, e.ver.VerifyTyped(ctx, tok, typ, &got), authz.ErrTokenReplayed)
+	authztesting.WantErr(t, e.ver.VerifyTyped(ctx, tok, typ, &got), authz.ErrTokenReplayed)
 
 	tok2, _ := e.att.Sign(ctx, typ, event{Audience: idAudience, Subject: "s2"})
-	wantErr(t, e.ver.VerifyTyped(ctx, tok2, authz.TypeAttestation, nil), authz.ErrWrongTokenType)
+	authztesting.WantErr(t, e.ver.VerifyTyped(ctx, tok2, authz.TypeAttestation, nil), authz.ErrWrongTokenType)
 	_, err = e.ver.Verify(ctx, tok2)
-	wantErr(t, err, authz.ErrWrongTokenType)
-	wantErr(t, e.verifier(t, "other").VerifyTyped(ctx, tok2, typ, nil), authz.ErrWrongAudience)
+	authztesting.WantErr(t, err, authz.ErrWrongTokenType)
+	authztesting.WantErr(t, e.verifier(t, "other").VerifyTyped(ctx, tok2, typ, nil), authz.ErrWrongAudience)
 
 	_, err = e.att.Sign(ctx, typ, map[string]any{"sub": "x"})
-	wantErr(t, err, authz.ErrInvalidRequest)
+	authztesting.WantErr(t, err, authz.ErrInvalidRequest)
 	_, err = e.att.Sign(ctx, typ, map[string]any{"aud": "neon", "iss": "https://evil.example"})
-	wantErr(t, err, authz.ErrInvalidRequest)
+	authztesting.WantErr(t, err, authz.ErrInvalidRequest)
 	_, err = e.att.Sign(ctx, typ, []int{1})
-	wantErr(t, err, authz.ErrInvalidRequest)
+	authztesting.WantErr(t, err, authz.ErrInvalidRequest)
 	_, err = e.att.Sign(ctx, "bad typ", map[string]any{"aud": "neon"})
-	wantErr(t, err, authz.ErrInvalidRequest)
+	authztesting.WantErr(t, err, authz.ErrInvalidRequest)
 	long, _ := e.att.Sign(ctx, typ, map[string]any{"aud": "neon", "exp": idT0.Add(time.Hour).Unix()})
-	wantErr(t, e.ver.VerifyTyped(ctx, long, typ, nil), authz.ErrLifetimeTooLong)
+	authztesting.WantErr(t, e.ver.VerifyTyped(ctx, long, typ, nil), authz.ErrLifetimeTooLong)
 }
 
 // TestPropAttestVerifyRoundTrip: any valid request survives Attest→Verify.

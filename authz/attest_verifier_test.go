@@ -14,6 +14,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/internal/authztesting"
 )
 
 // craft builds a compact JWS by hand so tests can produce what a correct
@@ -141,7 +142,7 @@ func TestVerifyRejects(t *testing.T) {
 				}
 				return
 			}
-			wantErr(t, err, tc.want)
+			authztesting.WantErr(t, err, tc.want)
 		})
 	}
 }
@@ -161,7 +162,7 @@ func TestVerifyRejectsNonCanonicalBase64(t *testing.T) {
 			continue
 		}
 		_, err := e.ver.Verify(context.Background(), mut)
-		wantErr(t, err, authz.ErrMalformedToken)
+		authztesting.WantErr(t, err, authz.ErrMalformedToken)
 	}
 	if _, err := e.ver.Verify(context.Background(), tok); err != nil {
 		t.Fatalf("original token: %v", err)
@@ -191,7 +192,7 @@ func TestReplayConsumedLast(t *testing.T) {
 	ctx := context.Background()
 	tok := e.attest(t, idRequest())
 	_, err := e.verifier(t, "cloudflare").Verify(ctx, tok)
-	wantErr(t, err, authz.ErrWrongAudience)
+	authztesting.WantErr(t, err, authz.ErrWrongAudience)
 	if n := e.replay.Len(); n != 0 {
 		t.Fatalf("rejected token left %d replay entries", n)
 	}
@@ -204,7 +205,7 @@ func TestReplayConsumedLast(t *testing.T) {
 	// The replay entry outlives the token's validity window.
 	e.clock.Advance(5*time.Minute + 29*time.Second)
 	_, err = e.ver.Verify(ctx, tok)
-	wantErr(t, err, authz.ErrTokenReplayed)
+	authztesting.WantErr(t, err, authz.ErrTokenReplayed)
 }
 
 func TestReplayScopedByIssuer(t *testing.T) {
@@ -229,7 +230,7 @@ func TestReplayScopedByIssuer(t *testing.T) {
 	// A key of one issuer never verifies the other's tokens.
 	t3 := craft(t, k2.Key.(ed25519.PrivateKey), with(goodHeader(), "kid", "k2"), with(goodClaims(), "jti", "x"))
 	_, err = v.Verify(context.Background(), t3)
-	wantErr(t, err, authz.ErrUnknownKey)
+	authztesting.WantErr(t, err, authz.ErrUnknownKey)
 }
 
 func TestNewVerifierValidates(t *testing.T) {
@@ -275,7 +276,7 @@ func TestVerifyDefaultAllowListRejectsES384(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = v.Verify(context.Background(), e.attest(t, idRequest()))
-	wantErr(t, err, authz.ErrAlgorithmNotAllowed)
+	authztesting.WantErr(t, err, authz.ErrAlgorithmNotAllowed)
 }
 
 // FuzzVerifyAttestation feeds the verifier arbitrary input and mutations of

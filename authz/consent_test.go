@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/internal/authztesting"
 )
 
 func idConsent() authz.ConsentReceipt {
@@ -51,11 +52,11 @@ func TestConsentRoundTrip(t *testing.T) {
 	}
 	// Type confusion both ways.
 	_, err = e.ver.Verify(ctx, tok)
-	wantErr(t, err, authz.ErrWrongTokenType)
+	authztesting.WantErr(t, err, authz.ErrWrongTokenType)
 	_, err = e.ver.VerifyConsent(ctx, e.attest(t, idRequest()))
-	wantErr(t, err, authz.ErrWrongTokenType)
+	authztesting.WantErr(t, err, authz.ErrWrongTokenType)
 	_, err = e.verifier(t, "cloudflare").VerifyConsent(ctx, tok)
-	wantErr(t, err, authz.ErrWrongAudience)
+	authztesting.WantErr(t, err, authz.ErrWrongAudience)
 }
 
 func TestSignConsentRequiresHuman(t *testing.T) {
@@ -69,7 +70,7 @@ func TestSignConsentRequiresHuman(t *testing.T) {
 			r := idConsent()
 			mod(&r)
 			_, err := e.att.SignConsent(context.Background(), r)
-			wantErr(t, err, authz.ErrHumanAcceptanceRequired)
+			authztesting.WantErr(t, err, authz.ErrHumanAcceptanceRequired)
 		})
 	}
 	for name, mod := range map[string]func(*authz.ConsentReceipt){
@@ -84,7 +85,7 @@ func TestSignConsentRequiresHuman(t *testing.T) {
 			r := idConsent()
 			mod(&r)
 			_, err := e.att.SignConsent(context.Background(), r)
-			wantErr(t, err, authz.ErrInvalidRequest)
+			authztesting.WantErr(t, err, authz.ErrInvalidRequest)
 		})
 	}
 }
@@ -99,10 +100,10 @@ func TestVerifyConsentRejectsAgentOnlyReceipt(t *testing.T) {
 	}
 	tok := craft(t, e.key.Key.(ed25519.PrivateKey), with(goodHeader(), "typ", authz.TypeConsent), claims)
 	_, err := e.ver.VerifyConsent(context.Background(), tok)
-	wantErr(t, err, authz.ErrHumanAcceptanceRequired)
+	authztesting.WantErr(t, err, authz.ErrHumanAcceptanceRequired)
 	tok = craft(t, e.key.Key.(ed25519.PrivateKey), with(goodHeader(), "typ", authz.TypeConsent), with(claims, "human", nil))
 	_, err = e.ver.VerifyConsent(context.Background(), tok)
-	wantErr(t, err, authz.ErrHumanAcceptanceRequired)
+	authztesting.WantErr(t, err, authz.ErrHumanAcceptanceRequired)
 }
 
 func TestConsentEmbeddedInAttestation(t *testing.T) {
@@ -127,7 +128,7 @@ func TestConsentEmbeddedInAttestation(t *testing.T) {
 	receipt2, _ := e.att.SignConsent(ctx, other)
 	req.Consent = receipt2
 	_, err = e.ver.Verify(ctx, e.attest(t, req))
-	wantErr(t, err, authz.ErrMalformedToken)
+	authztesting.WantErr(t, err, authz.ErrMalformedToken)
 	// Garbage in the consent claim fails verification of the attestation.
 	req.Consent = "x.y.z"
 	_, err = e.ver.Verify(ctx, e.attest(t, req))

@@ -25,20 +25,13 @@ import (
 	"github.com/agentprov/agentprov/authz/provision"
 	"github.com/agentprov/agentprov/authz/sqlstore"
 	"github.com/agentprov/agentprov/authz/vault"
-	"github.com/agentprov/agentprov/internal/clock"
+	"github.com/agentprov/agentprov/internal/authztesting"
 	"github.com/agentprov/agentprov/internal/sqltest"
-)
-
-const (
-	orchIssuer   = "https://orchestrator.example"
-	termsVersion = "2026-04"
-	termsURL     = "https://provider.example/terms"
-	callbackURL  = "http://127.0.0.1/callback"
 )
 
 // orchestrator is the orchestrator side of the tests: an attester and a vault.
 type orchestrator struct {
-	att *authz.Attester
+	*authztesting.Orchestrator
 	vlt *vault.Vault
 }
 
@@ -56,145 +49,15 @@ func newOrchestrator(t testing.TB, issuer string) *orchestrator {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &orchestrator{att: att, vlt: vlt}
-}
-
-type user struct {
-	sub, email string
-	verified   bool
-}
-
-// attest signs an attestation for u at provider aud, with a human consent
-// receipt for the current terms unless noConsent.
-func (o *orchestrator) attest(t testing.TB, aud string, u user, noConsent bool) string {
-	t.Helper()
-	ctx := context.Background()
-	req := authz.AttestRequest{
-		Audience: aud, Subject: u.sub, Email: u.email, EmailVerified: u.verified, Name: "Test " + u.sub,
-		Actor: &authz.Actor{Sub: "agent-7"}, Project: "proj_1", Service: aud + "/dns",
-	}
-	if !noConsent {
-		c, err := o.att.SignConsent(ctx, authz.ConsentReceipt{
-			Subject: u.sub, Email: u.email, Provider: aud, TermsURL: termsURL, TermsVersion: termsVersion,
-			AcceptedAt: time.Now().Add(-time.Minute), Agent: "agent-7", Human: true,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Consent = c
-	}
-	tok, err := o.att.Attest(ctx, req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
-}
-
-// provider is one provider: its stores, provisioner and httptest server.
-type provider struct {
-	id       string
-	srv      *httptest.Server
-	prov     *provision.Provisioner
-	accounts *provision.MemoryAccountStore
-	tokens   *provision.MemoryTokenStore
-	// revocationFailures makes the next N revocation events answer 503.
-	revocationFailures atomic.Int32
-	revocationCalls    atomic.Int32
-}
-
-type providerConfig struct {
-	trust     []*orchestrator
-	issuers   []string
-	authorize provision.AuthorizerFunc
-	clock     *clock.Fake
-	policy    provision.EmailLinkPolicy
-}
-
-func newProvider(t testing.TB, id string, cfg providerConfig) *provider {
-	t.Helper()
-	p := &provider{id: id, accounts: provision.NewMemoryAccountStore(), tokens: provision.NewMemoryTokenStore()}
-	var handler http.Handler
-	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
-	t.Cleanup(p.srv.Close)
-	var trust []authz.TrustedIssuer
-	for i, o := range cfg.trust {
-		trust = append(trust, authz.TrustedIssuer{Issuer: cfg.issuers[i], Keys: o.att.JWKS()})
-	}
-	v, err := authz.NewVerifier(id, trust, authz.NewMemoryReplayStore(nil), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts := &provision.ProvisionerOptions{
-		Issuer:        p.srv.URL,
-		ResourceName:  id + " API",
-		TermsVersion:  termsVersion,
-		TermsURL:      termsURL,
-		ServiceScopes: map[string][]string{id + "/dns": {"dns:write", "zones:read"}},
-		DefaultScopes: []string{"zones:read"},
-		RedirectURIs:  map[string][]string{orchIssuer: {callbackURL}},
-		Logger:        slog.New(slog.DiscardHandler),
-		// The oauth2 client waits one interval before its first poll.
-		DeviceInterval: time.Second,
-	}
-	if cfg.authorize != nil {
-		opts.Authorizer = cfg.authorize
-	}
-	if cfg.clock != nil {
-		opts.Clock = cfg.clock.Now
-	}
-	opts.EmailLinkPolicy = cfg.policy
-	p.prov, err = provision.NewProvisioner(v, p.accounts, p.tokens, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mux := http.NewServeMux()
-	oauthHandler := p.prov.Handler()
-	mux.Handle("/", oauthHandler)
-	mux.Handle(provision.PathRevocationEvent, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p.revocationCalls.Add(1)
-		if p.revocationFailures.Add(-1) >= 0 {
-			http.Error(w, "try later", http.StatusServiceUnavailable)
-			return
-		}
-		oauthHandler.ServeHTTP(w, r)
-	}))
-	mux.Handle("GET /v1/whoami", p.prov.Middleware("zones:read")(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, ok := provision.IdentityFromContext(r.Context())
-		if !ok {
-			http.Error(w, "no identity", http.StatusInternalServerError)
-			return
-		}
-		_ = json.NewEncoder(w).Encode(map[string]string{"account_id": id.AccountID, "iss": id.User.Issuer, "sub": id.User.Subject})
-	})))
-	handler = mux
-	return p
-}
-
-// postToken posts form to the token endpoint and decodes the JSON answer.
-func postToken(t testing.TB, p *provider, form url.Values) (*http.Response, map[string]any) {
-	t.Helper()
-	resp, err := p.srv.Client().PostForm(p.srv.URL+provision.PathToken, form)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var body map[string]any
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		t.Fatalf("token endpoint body: %v", err)
-	}
-	return resp, body
-}
-
-func jwtBearer(assertion string) url.Values {
-	return url.Values{"grant_type": {authz.GrantTypeJWTBearer}, "assertion": {assertion}}
+	return &orchestrator{Orchestrator: &authztesting.Orchestrator{Attester: att}, vlt: vlt}
 }
 
 // whoami calls the protected API with the vault's token for ref.
-func whoami(t testing.TB, ctx context.Context, p *provider, o *orchestrator, project, ref string) (int, map[string]string, http.Header) {
+func whoami(t testing.TB, ctx context.Context, p *authztesting.Provider, o *orchestrator, project, ref string) (int, map[string]string, http.Header) {
 	t.Helper()
-	ctx = context.WithValue(ctx, oauth2.HTTPClient, p.srv.Client())
+	ctx = context.WithValue(ctx, oauth2.HTTPClient, p.Server.Client())
 	client := oauth2.NewClient(ctx, o.vlt.TokenSource(project, ref))
-	resp, err := client.Get(p.srv.URL + "/v1/whoami")
+	resp, err := client.Get(p.Server.URL + "/v1/whoami")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,11 +95,11 @@ func tokenFromBody(body map[string]any) *oauth2.Token {
 
 func TestE2ENewUserAutoCreated(t *testing.T) {
 	ctx := t.Context()
-	o := newOrchestrator(t, orchIssuer)
-	p := newProvider(t, "acme", providerConfig{trust: []*orchestrator{o}, issuers: []string{orchIssuer}})
-	u := user{sub: "user-new", email: "New@Example.com", verified: true}
+	o := newOrchestrator(t, authztesting.OrchestratorIssuer)
+	p := authztesting.NewProvider(t, "acme", authztesting.ProviderConfig{Trust: []*authztesting.Orchestrator{o.Orchestrator}, Issuers: []string{authztesting.OrchestratorIssuer}})
+	u := authztesting.User{Sub: "user-new", Email: "New@Example.com", Verified: true}
 
-	resp, body := postToken(t, p, jwtBearer(o.attest(t, "acme", u, false)))
+	resp, body := authztesting.PostToken(t, p, authztesting.JWTBearer(o.Attest(t, "acme", u, false)))
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("status %d, body %v", resp.StatusCode, body)
 	}
@@ -247,11 +110,11 @@ func TestE2ENewUserAutoCreated(t *testing.T) {
 		t.Fatalf("token response = %v", body)
 	}
 	accountID := body["account_id"].(string)
-	acct, err := p.accounts.FindByEmail(ctx, "new@example.com")
+	acct, err := p.Accounts.FindByEmail(ctx, "new@example.com")
 	if err != nil || acct.ID != accountID {
 		t.Fatalf("account = %+v, %v; want %s", acct, err, accountID)
 	}
-	if len(acct.Consents) != 1 || acct.Consents[0].TermsVersion != termsVersion || acct.Consents[0].Receipt == "" {
+	if len(acct.Consents) != 1 || acct.Consents[0].TermsVersion != authztesting.TermsVersion || acct.Consents[0].Receipt == "" {
 		t.Fatalf("consent receipt not stored with the account: %+v", acct.Consents)
 	}
 
@@ -261,25 +124,25 @@ func TestE2ENewUserAutoCreated(t *testing.T) {
 		t.Fatalf("vault env = %v, %v", env, err)
 	}
 	status, who, _ := whoami(t, ctx, p, o, "proj_1", "acme/dns")
-	if status != http.StatusOK || who["account_id"] != accountID || who["iss"] != orchIssuer || who["sub"] != "user-new" {
+	if status != http.StatusOK || who["account_id"] != accountID || who["iss"] != authztesting.OrchestratorIssuer || who["sub"] != "user-new" {
 		t.Fatalf("whoami = %d %v", status, who)
 	}
 
 	// The next attestation of the same user reaches the same account.
-	_, body = postToken(t, p, jwtBearer(o.attest(t, "acme", u, true)))
+	_, body = authztesting.PostToken(t, p, authztesting.JWTBearer(o.Attest(t, "acme", u, true)))
 	if body["link_action"] != authz.LinkExisting || body["account_id"] != accountID {
 		t.Fatalf("second provisioning = %v", body)
 	}
 }
 
 func TestE2EConcurrentFirstRequestsCreateOneAccount(t *testing.T) {
-	o := newOrchestrator(t, orchIssuer)
-	p := newProvider(t, "acme", providerConfig{trust: []*orchestrator{o}, issuers: []string{orchIssuer}})
-	u := user{sub: "user-race", email: "race@example.com", verified: true}
+	o := newOrchestrator(t, authztesting.OrchestratorIssuer)
+	p := authztesting.NewProvider(t, "acme", authztesting.ProviderConfig{Trust: []*authztesting.Orchestrator{o.Orchestrator}, Issuers: []string{authztesting.OrchestratorIssuer}})
+	u := authztesting.User{Sub: "user-race", Email: "race@example.com", Verified: true}
 	const n = 16
 	assertions := make([]string, n)
 	for i := range assertions {
-		assertions[i] = o.attest(t, "acme", u, false)
+		assertions[i] = o.Attest(t, "acme", u, false)
 	}
 	var wg sync.WaitGroup
 	var created atomic.Int32
@@ -288,7 +151,7 @@ func TestE2EConcurrentFirstRequestsCreateOneAccount(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			resp, err := p.srv.Client().PostForm(p.srv.URL+provision.PathToken, jwtBearer(assertions[i]))
+			resp, err := p.Server.Client().PostForm(p.Server.URL+provision.PathToken, authztesting.JWTBearer(assertions[i]))
 			if err != nil {
 				t.Error(err)
 				return
@@ -318,7 +181,7 @@ func TestE2EConcurrentFirstRequestsCreateOneAccount(t *testing.T) {
 
 // discover follows a consent_required answer to the provider's metadata,
 // as an orchestrator would, and returns the oauth2 endpoint.
-func discover(t *testing.T, ctx context.Context, p *provider, resp *http.Response, body map[string]any) *authz.AuthorizationServerMetadata {
+func discover(t *testing.T, ctx context.Context, p *authztesting.Provider, resp *http.Response, body map[string]any) *authz.AuthorizationServerMetadata {
 	t.Helper()
 	if resp.StatusCode != http.StatusUnauthorized || body["error"] != "consent_required" {
 		t.Fatalf("want 401 consent_required, got %d %v", resp.StatusCode, body)
@@ -327,14 +190,14 @@ func discover(t *testing.T, ctx context.Context, p *provider, resp *http.Respons
 	if err != nil || prmURL == "" {
 		t.Fatalf("WWW-Authenticate %q: resource_metadata %q, %v", resp.Header.Get("WWW-Authenticate"), prmURL, err)
 	}
-	prm, err := authz.FetchResourceMetadata(ctx, p.srv.Client(), prmURL, p.srv.URL)
+	prm, err := authz.FetchResourceMetadata(ctx, p.Server.Client(), prmURL, p.Server.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(prm.AuthorizationServers) != 1 || body["authorization_server"] != prm.AuthorizationServers[0] {
 		t.Fatalf("authorization servers %v, body hint %v", prm.AuthorizationServers, body["authorization_server"])
 	}
-	asm, err := authz.FetchServerMetadata(ctx, p.srv.Client(), prm.AuthorizationServers[0])
+	asm, err := authz.FetchServerMetadata(ctx, p.Server.Client(), prm.AuthorizationServers[0])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -343,25 +206,25 @@ func discover(t *testing.T, ctx context.Context, p *provider, resp *http.Respons
 
 func TestE2EExistingAccountDeviceFlow(t *testing.T) {
 	ctx := t.Context()
-	o := newOrchestrator(t, orchIssuer)
+	o := newOrchestrator(t, authztesting.OrchestratorIssuer)
 	other := newOrchestrator(t, "https://other-orchestrator.example")
-	p := newProvider(t, "acme", providerConfig{
-		trust: []*orchestrator{o, other}, issuers: []string{orchIssuer, "https://other-orchestrator.example"},
+	p := authztesting.NewProvider(t, "acme", authztesting.ProviderConfig{
+		Trust: []*authztesting.Orchestrator{o.Orchestrator, other.Orchestrator}, Issuers: []string{authztesting.OrchestratorIssuer, "https://other-orchestrator.example"},
 	})
-	if err := p.accounts.Seed(context.Background(), provision.Account{ID: "acct_existing", Email: "old@example.com", CreatedAt: time.Now()}); err != nil {
+	if err := p.Accounts.Seed(context.Background(), provision.Account{ID: "acct_existing", Email: "old@example.com", CreatedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
-	u := user{sub: "user-old", email: "old@example.com", verified: true}
+	u := authztesting.User{Sub: "user-old", Email: "old@example.com", Verified: true}
 
-	resp, body := postToken(t, p, jwtBearer(o.attest(t, "acme", u, false)))
+	resp, body := authztesting.PostToken(t, p, authztesting.JWTBearer(o.Attest(t, "acme", u, false)))
 	asm := discover(t, ctx, p, resp, body)
 	if asm.DeviceAuthorizationEndpoint == "" {
 		t.Fatal("no device_authorization_endpoint")
 	}
 
-	cfg := &oauth2.Config{ClientID: orchIssuer, Endpoint: asm.Endpoint()}
-	octx := context.WithValue(ctx, oauth2.HTTPClient, p.srv.Client())
-	da, err := cfg.DeviceAuth(octx, oauth2.SetAuthURLParam("assertion", o.attest(t, "acme", u, true)))
+	cfg := &oauth2.Config{ClientID: authztesting.OrchestratorIssuer, Endpoint: asm.Endpoint()}
+	octx := context.WithValue(ctx, oauth2.HTTPClient, p.Server.Client())
+	da, err := cfg.DeviceAuth(octx, oauth2.SetAuthURLParam("assertion", o.Attest(t, "acme", u, true)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -369,11 +232,11 @@ func TestE2EExistingAccountDeviceFlow(t *testing.T) {
 		t.Fatalf("device authorization = %+v", da)
 	}
 	// The simulated human signs in at the provider, sees who asks, approves.
-	pending, err := p.prov.PendingDevice(ctx, strings.ToLower(da.UserCode))
-	if err != nil || pending.Email != "old@example.com" || pending.User.Issuer != orchIssuer {
+	pending, err := p.Provisioner.PendingDevice(ctx, strings.ToLower(da.UserCode))
+	if err != nil || pending.Email != "old@example.com" || pending.User.Issuer != authztesting.OrchestratorIssuer {
 		t.Fatalf("pending = %+v, %v", pending, err)
 	}
-	if err := p.prov.ApproveDevice(ctx, da.UserCode, "acct_existing"); err != nil {
+	if err := p.Provisioner.ApproveDevice(ctx, da.UserCode, "acct_existing"); err != nil {
 		t.Fatal(err)
 	}
 	tok, err := cfg.DeviceAccessToken(octx, da)
@@ -389,20 +252,20 @@ func TestE2EExistingAccountDeviceFlow(t *testing.T) {
 		t.Fatalf("whoami = %d %v", status, who)
 	}
 	// The device code is single use.
-	_, body = postToken(t, p, url.Values{"grant_type": {authz.GrantTypeDeviceCode}, "client_id": {orchIssuer}, "device_code": {da.DeviceCode}})
+	_, body = authztesting.PostToken(t, p, url.Values{"grant_type": {authz.GrantTypeDeviceCode}, "client_id": {authztesting.OrchestratorIssuer}, "device_code": {da.DeviceCode}})
 	if body["error"] != "invalid_grant" {
 		t.Fatalf("reused device code: %v", body)
 	}
 
 	// Linked now: the next attestation gets credentials directly.
-	resp, body = postToken(t, p, jwtBearer(o.attest(t, "acme", u, true)))
+	resp, body = authztesting.PostToken(t, p, authztesting.JWTBearer(o.Attest(t, "acme", u, true)))
 	if resp.StatusCode != http.StatusOK || body["link_action"] != authz.LinkExisting || body["account_id"] != "acct_existing" {
 		t.Fatalf("after linking: %d %v", resp.StatusCode, body)
 	}
 
 	// The same email attested by another orchestrator never reaches the
 	// account silently.
-	resp, body = postToken(t, p, jwtBearer(other.attest(t, "acme", u, false)))
+	resp, body = authztesting.PostToken(t, p, authztesting.JWTBearer(other.Attest(t, "acme", u, false)))
 	if resp.StatusCode != http.StatusUnauthorized || body["error"] != "consent_required" {
 		t.Fatalf("other orchestrator: %d %v", resp.StatusCode, body)
 	}
@@ -410,7 +273,7 @@ func TestE2EExistingAccountDeviceFlow(t *testing.T) {
 
 func TestE2EExistingAccountCodeFlowPKCE(t *testing.T) {
 	ctx := t.Context()
-	o := newOrchestrator(t, orchIssuer)
+	o := newOrchestrator(t, authztesting.OrchestratorIssuer)
 	// The simulated human is signed in at the provider as X-Test-Account.
 	authorize := provision.AuthorizerFunc(func(w http.ResponseWriter, r *http.Request, req *provision.AuthorizationRequest) (string, error) {
 		switch acct := r.Header.Get("X-Test-Account"); acct {
@@ -420,18 +283,18 @@ func TestE2EExistingAccountCodeFlowPKCE(t *testing.T) {
 			return acct, nil
 		}
 	})
-	p := newProvider(t, "acme", providerConfig{trust: []*orchestrator{o}, issuers: []string{orchIssuer}, authorize: authorize})
-	if err := p.accounts.Seed(context.Background(), provision.Account{ID: "acct_code", Email: "code@example.com", CreatedAt: time.Now()}); err != nil {
+	p := authztesting.NewProvider(t, "acme", authztesting.ProviderConfig{Trust: []*authztesting.Orchestrator{o.Orchestrator}, Issuers: []string{authztesting.OrchestratorIssuer}, Authorize: authorize})
+	if err := p.Accounts.Seed(context.Background(), provision.Account{ID: "acct_code", Email: "code@example.com", CreatedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
-	u := user{sub: "user-code", email: "code@example.com", verified: true}
-	resp, body := postToken(t, p, jwtBearer(o.attest(t, "acme", u, false)))
+	u := authztesting.User{Sub: "user-code", Email: "code@example.com", Verified: true}
+	resp, body := authztesting.PostToken(t, p, authztesting.JWTBearer(o.Attest(t, "acme", u, false)))
 	asm := discover(t, ctx, p, resp, body)
 	if asm.AuthorizationEndpoint == "" || len(asm.CodeChallengeMethodsSupported) != 1 || asm.CodeChallengeMethodsSupported[0] != "S256" {
 		t.Fatalf("server metadata = %+v", asm)
 	}
 
-	cfg := &oauth2.Config{ClientID: orchIssuer, Endpoint: asm.Endpoint(), RedirectURL: callbackURL}
+	cfg := &oauth2.Config{ClientID: authztesting.OrchestratorIssuer, Endpoint: asm.Endpoint(), RedirectURL: authztesting.CallbackURL}
 	verifier := oauth2.GenerateVerifier()
 	browser := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	follow := func(authURL, account string) url.Values {
@@ -449,7 +312,7 @@ func TestE2EExistingAccountCodeFlowPKCE(t *testing.T) {
 			t.Fatalf("authorize status %d", resp.StatusCode)
 		}
 		loc, err := url.Parse(resp.Header.Get("Location"))
-		if err != nil || !strings.HasPrefix(loc.String(), callbackURL) {
+		if err != nil || !strings.HasPrefix(loc.String(), authztesting.CallbackURL) {
 			t.Fatalf("redirect to %q", resp.Header.Get("Location"))
 		}
 		return loc.Query()
@@ -470,18 +333,18 @@ func TestE2EExistingAccountCodeFlowPKCE(t *testing.T) {
 	}
 
 	q := follow(cfg.AuthCodeURL("st-1", oauth2.S256ChallengeOption(verifier)), "acct_code")
-	if q.Get("state") != "st-1" || q.Get("iss") != p.srv.URL || q.Get("code") == "" {
+	if q.Get("state") != "st-1" || q.Get("iss") != p.Server.URL || q.Get("code") == "" {
 		t.Fatalf("authorization response = %v", q)
 	}
-	octx := context.WithValue(ctx, oauth2.HTTPClient, p.srv.Client())
+	octx := context.WithValue(ctx, oauth2.HTTPClient, p.Server.Client())
 	// A wrong verifier burns the code.
 	if _, err := cfg.Exchange(octx, q.Get("code"), oauth2.VerifierOption(oauth2.GenerateVerifier()),
-		oauth2.SetAuthURLParam("assertion", o.attest(t, "acme", u, true))); !isOAuthError(err, "invalid_grant") {
+		oauth2.SetAuthURLParam("assertion", o.Attest(t, "acme", u, true))); !isOAuthError(err, "invalid_grant") {
 		t.Fatalf("wrong verifier: %v", err)
 	}
 	q = follow(cfg.AuthCodeURL("st-2", oauth2.S256ChallengeOption(verifier)), "acct_code")
 	tok, err := cfg.Exchange(octx, q.Get("code"), oauth2.VerifierOption(verifier),
-		oauth2.SetAuthURLParam("assertion", o.attest(t, "acme", u, true)))
+		oauth2.SetAuthURLParam("assertion", o.Attest(t, "acme", u, true)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -490,7 +353,7 @@ func TestE2EExistingAccountCodeFlowPKCE(t *testing.T) {
 	}
 	// Single use.
 	if _, err := cfg.Exchange(octx, q.Get("code"), oauth2.VerifierOption(verifier),
-		oauth2.SetAuthURLParam("assertion", o.attest(t, "acme", u, true))); !isOAuthError(err, "invalid_grant") {
+		oauth2.SetAuthURLParam("assertion", o.Attest(t, "acme", u, true))); !isOAuthError(err, "invalid_grant") {
 		t.Fatalf("reused code: %v", err)
 	}
 	storeCredential(t, o, "proj_1", "acme", tok)
@@ -506,18 +369,18 @@ func isOAuthError(err error, code string) bool {
 
 func TestE2ERevocation(t *testing.T) {
 	ctx := t.Context()
-	o := newOrchestrator(t, orchIssuer)
-	acme := newProvider(t, "acme", providerConfig{trust: []*orchestrator{o}, issuers: []string{orchIssuer}})
-	beta := newProvider(t, "beta", providerConfig{trust: []*orchestrator{o}, issuers: []string{orchIssuer}})
-	u := user{sub: "user-rev", email: "rev@example.com", verified: true}
-	for _, p := range []*provider{acme, beta} {
-		resp, body := postToken(t, p, jwtBearer(o.attest(t, p.id, u, false)))
+	o := newOrchestrator(t, authztesting.OrchestratorIssuer)
+	acme := authztesting.NewProvider(t, "acme", authztesting.ProviderConfig{Trust: []*authztesting.Orchestrator{o.Orchestrator}, Issuers: []string{authztesting.OrchestratorIssuer}})
+	beta := authztesting.NewProvider(t, "beta", authztesting.ProviderConfig{Trust: []*authztesting.Orchestrator{o.Orchestrator}, Issuers: []string{authztesting.OrchestratorIssuer}})
+	u := authztesting.User{Sub: "user-rev", Email: "rev@example.com", Verified: true}
+	for _, p := range []*authztesting.Provider{acme, beta} {
+		resp, body := authztesting.PostToken(t, p, authztesting.JWTBearer(o.Attest(t, p.ID, u, false)))
 		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("%s: %d %v", p.id, resp.StatusCode, body)
+			t.Fatalf("%s: %d %v", p.ID, resp.StatusCode, body)
 		}
-		storeCredential(t, o, "proj_1", p.id, tokenFromBody(body))
-		if status, _, _ := whoami(t, ctx, p, o, "proj_1", p.id+"/dns"); status != http.StatusOK {
-			t.Fatalf("%s before revocation: %d", p.id, status)
+		storeCredential(t, o, "proj_1", p.ID, tokenFromBody(body))
+		if status, _, _ := whoami(t, ctx, p, o, "proj_1", p.ID+"/dns"); status != http.StatusOK {
+			t.Fatalf("%s before revocation: %d", p.ID, status)
 		}
 	}
 	// Keep the tokens to try them after the vault forgot them.
@@ -525,16 +388,16 @@ func TestE2ERevocation(t *testing.T) {
 	if err != nil || len(creds) != 2 {
 		t.Fatalf("vault = %v, %v", creds, err)
 	}
-	beta.revocationFailures.Store(2)
+	beta.RevocationFailures.Store(2)
 
 	var sleeps []time.Duration
 	var mu sync.Mutex
-	rv, err := vault.NewRevoker(o.att, o.vlt, vault.StaticTargets{
-		"acme": {Audience: "acme", Endpoint: acme.srv.URL + provision.PathRevocationEvent},
-		"beta": {Audience: "beta", Endpoint: beta.srv.URL + provision.PathRevocationEvent},
-	}, acme.srv.Client(), &vault.RevokerOptions{
+	rv, err := vault.NewRevoker(o.Attester, o.vlt, vault.StaticTargets{
+		"acme": {Audience: "acme", Endpoint: acme.Server.URL + provision.PathRevocationEvent},
+		"beta": {Audience: "beta", Endpoint: beta.Server.URL + provision.PathRevocationEvent},
+	}, acme.Server.Client(), &vault.RevokerOptions{
 		MaxAttempts: 4,
-		Subject:     func(*vault.Credential) string { return u.sub },
+		Subject:     func(*vault.Credential) string { return u.Sub },
 		Sleep: func(_ context.Context, d time.Duration) error {
 			mu.Lock()
 			sleeps = append(sleeps, d)
@@ -562,18 +425,18 @@ func TestE2ERevocation(t *testing.T) {
 	if len(sleeps) != 2 || sleeps[1] < sleeps[0]/2 {
 		t.Errorf("backoff sleeps = %v, want two growing waits", sleeps)
 	}
-	if beta.revocationCalls.Load() != 3 {
-		t.Errorf("beta saw %d revocation calls, want 3", beta.revocationCalls.Load())
+	if beta.RevocationCalls.Load() != 3 {
+		t.Errorf("beta saw %d revocation calls, want 3", beta.RevocationCalls.Load())
 	}
 	if left, _ := o.vlt.List(ctx, "proj_1", ""); len(left) != 0 {
 		t.Errorf("vault still holds %d credentials", len(left))
 	}
 	// The providers' middleware now rejects the tokens.
 	for _, c := range creds {
-		p := map[string]*provider{"acme": acme, "beta": beta}[c.Provider]
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, p.srv.URL+"/v1/whoami", nil)
+		p := map[string]*authztesting.Provider{"acme": acme, "beta": beta}[c.Provider]
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, p.Server.URL+"/v1/whoami", nil)
 		req.Header.Set("Authorization", "Bearer "+c.AccessToken.Reveal())
-		resp, err := p.srv.Client().Do(req)
+		resp, err := p.Server.Client().Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -588,14 +451,14 @@ func TestE2ERevocation(t *testing.T) {
 
 func TestE2ERevocationRejectedIsNotRetried(t *testing.T) {
 	ctx := t.Context()
-	o := newOrchestrator(t, orchIssuer)
-	acme := newProvider(t, "acme", providerConfig{trust: []*orchestrator{o}, issuers: []string{orchIssuer}})
-	_, body := postToken(t, acme, jwtBearer(o.attest(t, "acme", user{sub: "u", email: "u@example.com", verified: true}, false)))
+	o := newOrchestrator(t, authztesting.OrchestratorIssuer)
+	acme := authztesting.NewProvider(t, "acme", authztesting.ProviderConfig{Trust: []*authztesting.Orchestrator{o.Orchestrator}, Issuers: []string{authztesting.OrchestratorIssuer}})
+	_, body := authztesting.PostToken(t, acme, authztesting.JWTBearer(o.Attest(t, "acme", authztesting.User{Sub: "u", Email: "u@example.com", Verified: true}, false)))
 	storeCredential(t, o, "proj_1", "acme", tokenFromBody(body))
 	// Wrong audience: the provider's verifier refuses with 401.
-	rv, err := vault.NewRevoker(o.att, o.vlt, vault.StaticTargets{
-		"acme": {Audience: "not-acme", Endpoint: acme.srv.URL + provision.PathRevocationEvent},
-	}, acme.srv.Client(), &vault.RevokerOptions{Sleep: func(context.Context, time.Duration) error { return nil }})
+	rv, err := vault.NewRevoker(o.Attester, o.vlt, vault.StaticTargets{
+		"acme": {Audience: "not-acme", Endpoint: acme.Server.URL + provision.PathRevocationEvent},
+	}, acme.Server.Client(), &vault.RevokerOptions{Sleep: func(context.Context, time.Duration) error { return nil }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -621,34 +484,34 @@ func forge(header, claims map[string]any) string {
 }
 
 func TestProvisionerRejectsAttacks(t *testing.T) {
-	o := newOrchestrator(t, orchIssuer)
+	o := newOrchestrator(t, authztesting.OrchestratorIssuer)
 	stranger := newOrchestrator(t, "https://stranger.example")
-	p := newProvider(t, "acme", providerConfig{trust: []*orchestrator{o}, issuers: []string{orchIssuer}})
+	p := authztesting.NewProvider(t, "acme", authztesting.ProviderConfig{Trust: []*authztesting.Orchestrator{o.Orchestrator}, Issuers: []string{authztesting.OrchestratorIssuer}})
 	ctx := context.Background()
-	good := user{sub: "victim", email: "victim@example.com", verified: true}
+	good := authztesting.User{Sub: "victim", Email: "victim@example.com", Verified: true}
 	now := time.Now().Unix()
 	claims := func() map[string]any {
-		return map[string]any{"iss": orchIssuer, "sub": "victim", "aud": "acme", "email": good.email, "email_verified": true,
+		return map[string]any{"iss": authztesting.OrchestratorIssuer, "sub": "victim", "aud": "acme", "email": good.Email, "email_verified": true,
 			"jti": fmt.Sprint(time.Now().UnixNano()), "iat": now, "nbf": now, "exp": now + 60}
 	}
-	agentConsent, err := o.att.Sign(ctx, authz.TypeConsent, map[string]any{
-		"sub": "victim", "aud": "acme", "terms_url": termsURL, "terms_version": termsVersion,
+	agentConsent, err := o.Attester.Sign(ctx, authz.TypeConsent, map[string]any{
+		"sub": "victim", "aud": "acme", "terms_url": authztesting.TermsURL, "terms_version": authztesting.TermsVersion,
 		"accepted_at": now - 10, "human": false,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	wrongTyp, err := o.att.Sign(ctx, "JWT", claims())
+	wrongTyp, err := o.Attester.Sign(ctx, "JWT", claims())
 	if err != nil {
 		t.Fatal(err)
 	}
-	oldTerms, err := o.att.SignConsent(ctx, authz.ConsentReceipt{Subject: "victim", Provider: "acme", TermsURL: termsURL,
+	oldTerms, err := o.Attester.SignConsent(ctx, authz.ConsentReceipt{Subject: "victim", Provider: "acme", TermsURL: authztesting.TermsURL,
 		TermsVersion: "2020-01", AcceptedAt: time.Now().Add(-time.Hour), Human: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	attestWith := func(consent string) string {
-		tok, err := o.att.Attest(ctx, authz.AttestRequest{Audience: "acme", Subject: "victim", Email: good.email, EmailVerified: true, Consent: consent})
+		tok, err := o.Attester.Attest(ctx, authz.AttestRequest{Audience: "acme", Subject: "victim", Email: good.Email, EmailVerified: true, Consent: consent})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -656,7 +519,7 @@ func TestProvisionerRejectsAttacks(t *testing.T) {
 	}
 	noConsent := attestWith("")
 	// First use fails on the missing consent but burns the jti.
-	if _, err := p.prov.Exchange(ctx, jwtBearer(noConsent)); !errors.Is(err, authz.ErrTermsNotAccepted) {
+	if _, err := p.Provisioner.Exchange(ctx, authztesting.JWTBearer(noConsent)); !errors.Is(err, authz.ErrTermsNotAccepted) {
 		t.Fatalf("setup: %v", err)
 	}
 
@@ -675,27 +538,27 @@ func TestProvisionerRejectsAttacks(t *testing.T) {
 		}, []error{authz.ErrInvalidGrant, authz.ErrAlgorithmNotAllowed}},
 		{"wrong typ", func() string { return wrongTyp }, []error{authz.ErrInvalidGrant, authz.ErrWrongTokenType}},
 		{"replayed jti", func() string { return noConsent }, []error{authz.ErrInvalidGrant, authz.ErrTokenReplayed}},
-		{"unverified email", func() string { return o.attest(t, "acme", user{sub: "victim", email: good.email}, false) }, []error{authz.ErrEmailNotVerified}},
+		{"unverified email", func() string { return o.Attest(t, "acme", authztesting.User{Sub: "victim", Email: good.Email}, false) }, []error{authz.ErrEmailNotVerified}},
 		{"missing consent", func() string { return attestWith("") }, []error{authz.ErrTermsNotAccepted}},
 		{"agent-only consent", func() string { return attestWith(agentConsent) }, []error{authz.ErrTermsNotAccepted, authz.ErrHumanAcceptanceRequired}},
 		{"outdated terms", func() string { return attestWith(oldTerms) }, []error{authz.ErrTermsNotAccepted}},
-		{"other audience", func() string { return o.attest(t, "beta", good, false) }, []error{authz.ErrInvalidGrant, authz.ErrWrongAudience}},
-		{"untrusted issuer", func() string { return stranger.attest(t, "acme", good, false) }, []error{authz.ErrInvalidGrant, authz.ErrUnknownIssuer}},
+		{"other audience", func() string { return o.Attest(t, "beta", good, false) }, []error{authz.ErrInvalidGrant, authz.ErrWrongAudience}},
+		{"untrusted issuer", func() string { return stranger.Attest(t, "acme", good, false) }, []error{authz.ErrInvalidGrant, authz.ErrUnknownIssuer}},
 		{"garbage", func() string { return "not-a-jwt" }, []error{authz.ErrInvalidGrant}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := p.prov.Exchange(ctx, jwtBearer(c.mk()))
+			_, err := p.Provisioner.Exchange(ctx, authztesting.JWTBearer(c.mk()))
 			for _, w := range c.want {
 				if !errors.Is(err, w) {
 					t.Errorf("err = %v; want errors.Is %v", err, w)
 				}
 			}
-			if _, err := p.accounts.FindByEmail(ctx, good.email); !errors.Is(err, provision.ErrAccountNotFound) {
+			if _, err := p.Accounts.FindByEmail(ctx, good.Email); !errors.Is(err, provision.ErrAccountNotFound) {
 				t.Fatalf("an account was created: %v", err)
 			}
 			// Over HTTP the same attack is an RFC 6749 error body.
-			resp, body := postToken(t, p, jwtBearer(c.mk()))
+			resp, body := authztesting.PostToken(t, p, authztesting.JWTBearer(c.mk()))
 			want := authz.AsError(c.want[0])
 			if resp.StatusCode != want.Status || body["error"] != want.Code {
 				t.Errorf("HTTP: %d %v; want %d %s", resp.StatusCode, body, want.Status, want.Code)
@@ -703,7 +566,7 @@ func TestProvisionerRejectsAttacks(t *testing.T) {
 		})
 	}
 	// The honest request still works afterwards.
-	if _, err := p.prov.Exchange(ctx, jwtBearer(o.attest(t, "acme", good, false))); err != nil {
+	if _, err := p.Provisioner.Exchange(ctx, authztesting.JWTBearer(o.Attest(t, "acme", good, false))); err != nil {
 		t.Fatalf("honest request: %v", err)
 	}
 }
@@ -741,8 +604,8 @@ func TestE2ESQLStores(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			o := newOrchestrator(t, orchIssuer)
-			v, err := authz.NewVerifier("acme", []authz.TrustedIssuer{{Issuer: orchIssuer, Keys: o.att.JWKS()}}, replay, nil)
+			o := newOrchestrator(t, authztesting.OrchestratorIssuer)
+			v, err := authz.NewVerifier("acme", []authz.TrustedIssuer{{Issuer: authztesting.OrchestratorIssuer, Keys: o.Attester.JWKS()}}, replay, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -750,7 +613,7 @@ func TestE2ESQLStores(t *testing.T) {
 			var instances [2]*provision.Provisioner
 			for i := range instances {
 				instances[i], err = provision.NewProvisioner(v, accounts, tokens, &provision.ProvisionerOptions{
-					Issuer: "https://acme.example", TermsVersion: termsVersion, DefaultScopes: []string{"zones:read"},
+					Issuer: "https://acme.example", TermsVersion: authztesting.TermsVersion, DefaultScopes: []string{"zones:read"},
 					Grants: grants, Logger: slog.New(slog.DiscardHandler),
 				})
 				if err != nil {
@@ -758,11 +621,11 @@ func TestE2ESQLStores(t *testing.T) {
 				}
 			}
 			p := instances[0]
-			u := user{sub: "sql-user", email: "sql@example.com", verified: true}
+			u := authztesting.User{Sub: "sql-user", Email: "sql@example.com", Verified: true}
 			const n = 8
 			assertions := make([]string, n)
 			for i := range assertions {
-				assertions[i] = o.attest(t, "acme", u, false)
+				assertions[i] = o.Attest(t, "acme", u, false)
 			}
 			results := make([]*authz.TokenResponse, n)
 			var wg sync.WaitGroup
@@ -770,7 +633,7 @@ func TestE2ESQLStores(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					tr, err := p.Exchange(ctx, jwtBearer(assertions[i]))
+					tr, err := p.Exchange(ctx, authztesting.JWTBearer(assertions[i]))
 					if err != nil {
 						t.Errorf("exchange %d: %v", i, err)
 						return
@@ -805,7 +668,7 @@ func TestE2ESQLStores(t *testing.T) {
 			if c := call(results[3].AccessToken); c != http.StatusOK {
 				t.Fatalf("token rejected: %d", c)
 			}
-			ev, err := o.att.Sign(ctx, authz.TypeRevocation, authz.RevocationEvent{Audience: "acme", AccountID: results[0].AccountID, Subject: u.sub})
+			ev, err := o.Attester.Sign(ctx, authz.TypeRevocation, authz.RevocationEvent{Audience: "acme", AccountID: results[0].AccountID, Subject: u.Sub})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -823,22 +686,22 @@ func TestE2ESQLStores(t *testing.T) {
 			if err := accounts.Seed(ctx, provision.Account{ID: "acct_sql_old", Email: "old-sql@example.com", CreatedAt: time.Now()}); err != nil {
 				t.Fatal(err)
 			}
-			old := user{sub: "sql-old", email: "old-sql@example.com", verified: true}
-			if _, err := p.Exchange(ctx, jwtBearer(o.attest(t, "acme", old, false))); !errors.Is(err, authz.ErrConsentRequired) {
+			old := authztesting.User{Sub: "sql-old", Email: "old-sql@example.com", Verified: true}
+			if _, err := p.Exchange(ctx, authztesting.JWTBearer(o.Attest(t, "acme", old, false))); !errors.Is(err, authz.ErrConsentRequired) {
 				t.Fatalf("want consent_required, got %v", err)
 			}
-			da, err := instances[0].StartDevice(ctx, url.Values{"client_id": {orchIssuer}, "assertion": {o.attest(t, "acme", old, true)}})
+			da, err := instances[0].StartDevice(ctx, url.Values{"client_id": {authztesting.OrchestratorIssuer}, "assertion": {o.Attest(t, "acme", old, true)}})
 			if err != nil {
 				t.Fatal(err)
 			}
 			if err := instances[1].ApproveDevice(ctx, da.UserCode, "acct_sql_old"); err != nil {
 				t.Fatal(err)
 			}
-			tr, err := instances[0].Exchange(ctx, url.Values{"grant_type": {authz.GrantTypeDeviceCode}, "client_id": {orchIssuer}, "device_code": {da.DeviceCode}})
+			tr, err := instances[0].Exchange(ctx, url.Values{"grant_type": {authz.GrantTypeDeviceCode}, "client_id": {authztesting.OrchestratorIssuer}, "device_code": {da.DeviceCode}})
 			if err != nil || tr.LinkAction != authz.LinkExisting || tr.AccountID != "acct_sql_old" {
 				t.Fatalf("device token = %v, %v", tr, err)
 			}
-			if _, err := instances[1].Exchange(ctx, url.Values{"grant_type": {authz.GrantTypeDeviceCode}, "client_id": {orchIssuer}, "device_code": {da.DeviceCode}}); !errors.Is(err, authz.ErrInvalidGrant) {
+			if _, err := instances[1].Exchange(ctx, url.Values{"grant_type": {authz.GrantTypeDeviceCode}, "client_id": {authztesting.OrchestratorIssuer}, "device_code": {da.DeviceCode}}); !errors.Is(err, authz.ErrInvalidGrant) {
 				t.Fatalf("device code reused on the other instance: %v", err)
 			}
 		})

@@ -18,6 +18,7 @@ import (
 	"github.com/agentprov/agentprov/authz"
 	"github.com/agentprov/agentprov/authz/provision"
 	"github.com/agentprov/agentprov/authz/vault"
+	"github.com/agentprov/agentprov/internal/authztesting"
 	"github.com/agentprov/agentprov/internal/clock"
 )
 
@@ -25,7 +26,7 @@ import (
 // over HTTP, sharing a fake clock that the Linker's Sleep advances.
 type linkEnv struct {
 	o      *orchestrator
-	p      *provider
+	p      *authztesting.Provider
 	clock  *clock.Fake
 	linker *vault.Linker
 	logs   *bytes.Buffer
@@ -37,11 +38,11 @@ type linkEnv struct {
 
 func newLinkEnv(t *testing.T) *linkEnv {
 	t.Helper()
-	e := &linkEnv{o: newOrchestrator(t, orchIssuer), clock: clock.NewFake(time.Now()), logs: &bytes.Buffer{}}
-	e.p = newProvider(t, "acme", providerConfig{trust: []*orchestrator{e.o}, issuers: []string{orchIssuer}, clock: e.clock})
+	e := &linkEnv{o: newOrchestrator(t, authztesting.OrchestratorIssuer), clock: clock.NewFake(time.Now()), logs: &bytes.Buffer{}}
+	e.p = authztesting.NewProvider(t, "acme", authztesting.ProviderConfig{Trust: []*authztesting.Orchestrator{e.o.Orchestrator}, Issuers: []string{authztesting.OrchestratorIssuer}, Clock: e.clock})
 	var err error
-	e.linker, err = vault.NewLinker(e.o.att, e.o.vlt, &vault.LinkerOptions{
-		HTTPClient: e.p.srv.Client(),
+	e.linker, err = vault.NewLinker(e.o.Attester, e.o.vlt, &vault.LinkerOptions{
+		HTTPClient: e.p.Server.Client(),
 		Logger:     slog.New(slog.NewTextHandler(e.logs, nil)),
 		Clock:      e.clock.Now,
 		Sleep: func(ctx context.Context, d time.Duration) error {
@@ -59,16 +60,16 @@ func newLinkEnv(t *testing.T) *linkEnv {
 	return e
 }
 
-func (e *linkEnv) request(t *testing.T, u user, withConsent bool) vault.LinkRequest {
+func (e *linkEnv) request(t *testing.T, u authztesting.User, withConsent bool) vault.LinkRequest {
 	t.Helper()
 	req := vault.LinkRequest{
-		Project: "proj_1", Service: "acme/dns", Issuer: e.p.srv.URL,
-		Subject: u.sub, Email: u.email, EmailVerified: u.verified, Name: "Test " + u.sub,
+		Project: "proj_1", Service: "acme/dns", Issuer: e.p.Server.URL,
+		Subject: u.Sub, Email: u.Email, EmailVerified: u.Verified, Name: "Test " + u.Sub,
 		Actor: &authz.Actor{Sub: "agent-7"},
 	}
 	if withConsent {
-		c, err := e.o.att.SignConsent(context.Background(), authz.ConsentReceipt{
-			Subject: u.sub, Email: u.email, Provider: "acme", TermsURL: termsURL, TermsVersion: termsVersion,
+		c, err := e.o.Attester.SignConsent(context.Background(), authz.ConsentReceipt{
+			Subject: u.Sub, Email: u.Email, Provider: "acme", TermsURL: authztesting.TermsURL, TermsVersion: authztesting.TermsVersion,
 			AcceptedAt: time.Now().Add(-time.Minute), Agent: "agent-7", Human: true,
 		})
 		if err != nil {
@@ -85,10 +86,10 @@ func (e *linkEnv) request(t *testing.T, u user, withConsent bool) vault.LinkRequ
 func (e *linkEnv) startPending(t *testing.T, withConsent bool) *vault.PendingConsent {
 	t.Helper()
 	ctx := context.Background()
-	if err := e.p.accounts.Seed(ctx, provision.Account{ID: "acct_old", Email: "old@example.com", CreatedAt: time.Now()}); err != nil {
+	if err := e.p.Accounts.Seed(ctx, provision.Account{ID: "acct_old", Email: "old@example.com", CreatedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
-	_, err := e.linker.Link(ctx, e.request(t, user{sub: "u-old", email: "old@example.com", verified: true}, withConsent))
+	_, err := e.linker.Link(ctx, e.request(t, authztesting.User{Sub: "u-old", Email: "old@example.com", Verified: true}, withConsent))
 	var pending *vault.PendingConsent
 	if !errors.As(err, &pending) || !errors.Is(err, authz.ErrConsentRequired) {
 		t.Fatalf("Link = %v, want a PendingConsent", err)
@@ -99,7 +100,7 @@ func (e *linkEnv) startPending(t *testing.T, withConsent bool) *vault.PendingCon
 func TestLinkerCreatesAccount(t *testing.T) {
 	e := newLinkEnv(t)
 	ctx := context.Background()
-	u := user{sub: "u-new", email: "new@example.com", verified: true}
+	u := authztesting.User{Sub: "u-new", Email: "new@example.com", Verified: true}
 	res, err := e.linker.Link(ctx, e.request(t, u, true))
 	if err != nil {
 		t.Fatal(err)
@@ -149,10 +150,10 @@ func TestLinkerCreatesAccount(t *testing.T) {
 func TestLinkerConsentThroughDeviceFlow(t *testing.T) {
 	e := newLinkEnv(t)
 	ctx := context.Background()
-	u := user{sub: "u-old", email: "old@example.com", verified: true}
+	u := authztesting.User{Sub: "u-old", Email: "old@example.com", Verified: true}
 	pending := e.startPending(t, true)
 	err := error(pending)
-	if pending.UserCode == "" || pending.VerificationURI != e.p.srv.URL+"/device" ||
+	if pending.UserCode == "" || pending.VerificationURI != e.p.Server.URL+"/device" ||
 		!strings.Contains(pending.VerificationURIComplete, "user_code=") || pending.Provider != "acme" ||
 		!pending.ExpiresAt.After(e.clock.Now()) {
 		t.Fatalf("pending = %+v", pending)
@@ -167,7 +168,7 @@ func TestLinkerConsentThroughDeviceFlow(t *testing.T) {
 	// second poll; the Linker keeps polling through authorization_pending.
 	e.onSleep = func(n int) {
 		if n == 3 {
-			if err := e.p.prov.ApproveDevice(ctx, pending.UserCode, "acct_old"); err != nil {
+			if err := e.p.Provisioner.ApproveDevice(ctx, pending.UserCode, "acct_old"); err != nil {
 				t.Error(err)
 			}
 		}
@@ -201,7 +202,7 @@ func TestLinkerDeviceFlowRefusals(t *testing.T) {
 	}
 	t.Run("denied", func(t *testing.T) {
 		e, pending := start(t)
-		if err := e.p.prov.DenyDevice(ctx, pending.UserCode); err != nil {
+		if err := e.p.Provisioner.DenyDevice(ctx, pending.UserCode); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := pending.Wait(ctx); !errors.Is(err, authz.ErrAccessDenied) {
@@ -225,7 +226,7 @@ func TestLinkerDeviceFlowRefusals(t *testing.T) {
 			t.Fatalf("Wait = %v", err)
 		}
 		e.onSleep = nil
-		if err := e.p.prov.ApproveDevice(ctx, pending.UserCode, "acct_old"); err != nil {
+		if err := e.p.Provisioner.ApproveDevice(ctx, pending.UserCode, "acct_old"); err != nil {
 			t.Fatal(err)
 		}
 		if res, err := pending.Wait(ctx); err != nil || res.Credential.AccountID != "acct_old" {
@@ -237,20 +238,20 @@ func TestLinkerDeviceFlowRefusals(t *testing.T) {
 func TestLinkerProvisioningErrors(t *testing.T) {
 	e := newLinkEnv(t)
 	ctx := context.Background()
-	_, err := e.linker.Link(ctx, e.request(t, user{sub: "u1", email: "a@example.com", verified: true}, false))
+	_, err := e.linker.Link(ctx, e.request(t, authztesting.User{Sub: "u1", Email: "a@example.com", Verified: true}, false))
 	if !errors.Is(err, authz.ErrTermsNotAccepted) || authz.AsError(err).Status != http.StatusBadRequest {
 		t.Fatalf("no consent: %v", err)
 	}
-	_, err = e.linker.Link(ctx, e.request(t, user{sub: "u2", email: "b@example.com"}, true))
+	_, err = e.linker.Link(ctx, e.request(t, authztesting.User{Sub: "u2", Email: "b@example.com"}, true))
 	if !errors.Is(err, authz.ErrEmailNotVerified) {
 		t.Fatalf("unverified email: %v", err)
 	}
-	req := e.request(t, user{sub: "u3", email: "c@example.com", verified: true}, true)
+	req := e.request(t, authztesting.User{Sub: "u3", Email: "c@example.com", Verified: true}, true)
 	req.Scope = "admin"
 	if _, err = e.linker.Link(ctx, req); !errors.Is(err, authz.ErrInvalidScope) {
 		t.Fatalf("bad scope: %v", err)
 	}
-	req = e.request(t, user{sub: "u3", email: "c@example.com", verified: true}, true)
+	req = e.request(t, authztesting.User{Sub: "u3", Email: "c@example.com", Verified: true}, true)
 	req.Service = "acme"
 	if _, err = e.linker.Link(ctx, req); !errors.Is(err, authz.ErrInvalidRequest) {
 		t.Fatalf("bad service ref: %v", err)
@@ -293,7 +294,7 @@ func jsonAnswer(status int, body string) func(w http.ResponseWriter) {
 
 func TestLinkerRejectsBadAnswers(t *testing.T) {
 	ctx := context.Background()
-	o := newOrchestrator(t, orchIssuer)
+	o := newOrchestrator(t, authztesting.OrchestratorIssuer)
 	good := `{"access_token":"t","token_type":"Bearer","expires_in":60,"account_id":"a1","link_action":"created"}`
 	for name, tc := range map[string]struct {
 		answer func(w http.ResponseWriter)
@@ -311,7 +312,7 @@ func TestLinkerRejectsBadAnswers(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			srv, _ := fakeTokenEndpoint(t, tc.answer)
-			l, err := vault.NewLinker(o.att, o.vlt, &vault.LinkerOptions{HTTPClient: srv.Client()})
+			l, err := vault.NewLinker(o.Attester, o.vlt, &vault.LinkerOptions{HTTPClient: srv.Client()})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -336,7 +337,7 @@ func TestLinkerRejectsBadAnswers(t *testing.T) {
 
 func TestLinkerSlowDown(t *testing.T) {
 	ctx := context.Background()
-	o := newOrchestrator(t, orchIssuer)
+	o := newOrchestrator(t, authztesting.OrchestratorIssuer)
 	var devURL string
 	srv, calls := fakeTokenEndpoint(t,
 		jsonAnswer(401, `{"error":"consent_required"}`),
@@ -349,7 +350,7 @@ func TestLinkerSlowDown(t *testing.T) {
 	)
 	devURL = srv.URL + "/device"
 	var waits []time.Duration
-	l, err := vault.NewLinker(o.att, o.vlt, &vault.LinkerOptions{HTTPClient: srv.Client(),
+	l, err := vault.NewLinker(o.Attester, o.vlt, &vault.LinkerOptions{HTTPClient: srv.Client(),
 		Sleep: func(_ context.Context, d time.Duration) error { waits = append(waits, d); return nil }})
 	if err != nil {
 		t.Fatal(err)
@@ -371,12 +372,12 @@ func TestLinkerSlowDown(t *testing.T) {
 
 func TestLinkerRefusesUnsafeVerificationURI(t *testing.T) {
 	ctx := context.Background()
-	o := newOrchestrator(t, orchIssuer)
+	o := newOrchestrator(t, authztesting.OrchestratorIssuer)
 	srv, _ := fakeTokenEndpoint(t,
 		jsonAnswer(401, `{"error":"consent_required"}`),
 		jsonAnswer(200, `{"device_code":"dc","user_code":"BCDF-GHJK","verification_uri":"javascript:alert(1)","expires_in":600}`),
 	)
-	l, err := vault.NewLinker(o.att, o.vlt, &vault.LinkerOptions{HTTPClient: srv.Client()})
+	l, err := vault.NewLinker(o.Attester, o.vlt, &vault.LinkerOptions{HTTPClient: srv.Client()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -388,9 +389,9 @@ func TestLinkerRefusesUnsafeVerificationURI(t *testing.T) {
 }
 
 func TestSignConsentTermsURLOnLoopback(t *testing.T) {
-	o := newOrchestrator(t, orchIssuer)
+	o := newOrchestrator(t, authztesting.OrchestratorIssuer)
 	sign := func(u string) error {
-		_, err := o.att.SignConsent(context.Background(), authz.ConsentReceipt{
+		_, err := o.Attester.SignConsent(context.Background(), authz.ConsentReceipt{
 			Subject: "s1", Provider: "acme", TermsURL: u, TermsVersion: "1",
 			AcceptedAt: time.Now().Add(-time.Minute), Human: true,
 		})
@@ -410,7 +411,7 @@ func TestSignConsentTermsURLOnLoopback(t *testing.T) {
 
 func TestLinkerChecksResourceMetadata(t *testing.T) {
 	ctx := context.Background()
-	o := newOrchestrator(t, orchIssuer)
+	o := newOrchestrator(t, authztesting.OrchestratorIssuer)
 	var base string
 	srv, calls := fakeTokenEndpoint(t,
 		func(w http.ResponseWriter) {
@@ -421,7 +422,7 @@ func TestLinkerChecksResourceMetadata(t *testing.T) {
 		},
 	)
 	base = srv.URL
-	l, err := vault.NewLinker(o.att, o.vlt, &vault.LinkerOptions{HTTPClient: srv.Client()})
+	l, err := vault.NewLinker(o.Attester, o.vlt, &vault.LinkerOptions{HTTPClient: srv.Client()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -451,7 +452,7 @@ func TestPendingConsentHidesDeviceCode(t *testing.T) {
 func TestLinkerConcurrentLinks(t *testing.T) {
 	e := newLinkEnv(t)
 	ctx := context.Background()
-	u := user{sub: "u-par", email: "par@example.com", verified: true}
+	u := authztesting.User{Sub: "u-par", Email: "par@example.com", Verified: true}
 	const n = 8
 	reqs := make([]vault.LinkRequest, n)
 	for i := range reqs {

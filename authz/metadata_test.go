@@ -15,6 +15,7 @@ import (
 
 	"github.com/agentprov/agentprov/authz"
 	"github.com/agentprov/agentprov/authz/provision"
+	"github.com/agentprov/agentprov/internal/authztesting"
 	"github.com/agentprov/agentprov/internal/safehttp"
 )
 
@@ -22,8 +23,8 @@ import (
 // documents are stable.
 func goldenProvisioner(t *testing.T) (*provision.Provisioner, *orchestrator, *provision.MemoryAccountStore) {
 	t.Helper()
-	o := newOrchestrator(t, orchIssuer)
-	v, err := authz.NewVerifier("acme", []authz.TrustedIssuer{{Issuer: orchIssuer, Keys: o.att.JWKS()}}, authz.NewMemoryReplayStore(nil), nil)
+	o := newOrchestrator(t, authztesting.OrchestratorIssuer)
+	v, err := authz.NewVerifier("acme", []authz.TrustedIssuer{{Issuer: authztesting.OrchestratorIssuer, Keys: o.Attester.JWKS()}}, authz.NewMemoryReplayStore(nil), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +39,7 @@ func goldenProvisioner(t *testing.T) (*provision.Provisioner, *orchestrator, *pr
 		Authorizer: provision.AuthorizerFunc(func(http.ResponseWriter, *http.Request, *provision.AuthorizationRequest) (string, error) {
 			return "", authz.ErrAccessDenied
 		}),
-		RedirectURIs: map[string][]string{orchIssuer: {callbackURL}},
+		RedirectURIs: map[string][]string{authztesting.OrchestratorIssuer: {authztesting.CallbackURL}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -119,7 +120,7 @@ func TestGoldenProvisioningDocuments(t *testing.T) {
 	if err := accounts.Seed(context.Background(), provision.Account{ID: "acct_1", Email: "old@example.com"}); err != nil {
 		t.Fatal(err)
 	}
-	form := jwtBearer(o.attest(t, "acme", user{sub: "u1", email: "old@example.com", verified: true}, false)).Encode()
+	form := authztesting.JWTBearer(o.Attest(t, "acme", authztesting.User{Sub: "u1", Email: "old@example.com", Verified: true}, false)).Encode()
 	rec = serve(h, http.MethodPost, "https://acme.example"+provision.PathToken, "application/x-www-form-urlencoded", form)
 	if rec.Code != http.StatusUnauthorized {
 		t.Fatalf("consent_required status %d", rec.Code)
@@ -147,7 +148,7 @@ func TestGoldenProvisioningDocuments(t *testing.T) {
 	checkWireGolden(t, "device_authorization_response.json", b, &authz.DeviceAuthorizationResponse{})
 
 	ev := authz.RevocationEvent{
-		Issuer: orchIssuer, Audience: "acme", ID: "Jx3kQ1tq5mAbCdEfGhIjKl", IssuedAt: 1777636800, Expiry: 1777637100,
+		Issuer: authztesting.OrchestratorIssuer, Audience: "acme", ID: "Jx3kQ1tq5mAbCdEfGhIjKl", IssuedAt: 1777636800, Expiry: 1777637100,
 		Subject: "u1", AccountID: "acct_bq2xk5m3yv7l4c2jz6w4q3r5ta", Project: "proj_1", Service: "acme/dns",
 		TokenHashes: []string{authz.HashToken("apt_example").String()},
 	}
@@ -216,8 +217,8 @@ func TestFetchRefusesInsecureRedirect(t *testing.T) {
 
 // An issuer with a path gets RFC 8414 §3.1 / RFC 9728 §3.1 path insertion.
 func TestIssuerWithPath(t *testing.T) {
-	o := newOrchestrator(t, orchIssuer)
-	v, err := authz.NewVerifier("acme", []authz.TrustedIssuer{{Issuer: orchIssuer, Keys: o.att.JWKS()}}, authz.NewMemoryReplayStore(nil), nil)
+	o := newOrchestrator(t, authztesting.OrchestratorIssuer)
+	v, err := authz.NewVerifier("acme", []authz.TrustedIssuer{{Issuer: authztesting.OrchestratorIssuer, Keys: o.Attester.JWKS()}}, authz.NewMemoryReplayStore(nil), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/agentprov/agentprov/authz"
 	"github.com/agentprov/agentprov/authz/authztest"
+	"github.com/agentprov/agentprov/internal/authztesting"
 	"github.com/agentprov/agentprov/internal/clock"
 )
 
@@ -29,7 +30,7 @@ func TestMemoryReplayStoreIsBounded(t *testing.T) {
 	for i := range 1000 {
 		_, err := s.PutIfAbsent(ctx, fmt.Sprint("id-", i), idT0.Add(time.Minute))
 		if err != nil {
-			wantErr(t, err, authz.ErrReplayStoreFull)
+			authztesting.WantErr(t, err, authz.ErrReplayStoreFull)
 			full++
 		}
 	}

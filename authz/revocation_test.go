@@ -9,19 +9,20 @@ import (
 	"time"
 
 	"github.com/agentprov/agentprov/authz/vault"
+	"github.com/agentprov/agentprov/internal/authztesting"
 )
 
 // A cancelled context stops the retries at once and leaves the credential.
 func TestRevokerStopsOnCancel(t *testing.T) {
-	o := newOrchestrator(t, orchIssuer)
-	acme := newProvider(t, "acme", providerConfig{trust: []*orchestrator{o}, issuers: []string{orchIssuer}})
-	_, body := postToken(t, acme, jwtBearer(o.attest(t, "acme", user{sub: "c", email: "c@example.com", verified: true}, false)))
+	o := newOrchestrator(t, authztesting.OrchestratorIssuer)
+	acme := authztesting.NewProvider(t, "acme", authztesting.ProviderConfig{Trust: []*authztesting.Orchestrator{o.Orchestrator}, Issuers: []string{authztesting.OrchestratorIssuer}})
+	_, body := authztesting.PostToken(t, acme, authztesting.JWTBearer(o.Attest(t, "acme", authztesting.User{Sub: "c", Email: "c@example.com", Verified: true}, false)))
 	storeCredential(t, o, "proj_1", "acme", tokenFromBody(body))
 	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusBadGateway)
 	}))
 	defer down.Close()
-	rv, err := vault.NewRevoker(o.att, o.vlt, vault.StaticTargets{"acme": {Audience: "acme", Endpoint: down.URL}}, down.Client(),
+	rv, err := vault.NewRevoker(o.Attester, o.vlt, vault.StaticTargets{"acme": {Audience: "acme", Endpoint: down.URL}}, down.Client(),
 		&vault.RevokerOptions{MaxAttempts: 10, InitialBackoff: time.Hour})
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/agentprov/agentprov/authz"
+	"github.com/agentprov/agentprov/internal/authztesting"
 )
 
 // typ is a media type (RFC 7515 §4.1.9): any case and an optional
@@ -34,6 +35,6 @@ func TestVerifyTypSpelling(t *testing.T) {
 			}
 			continue
 		}
-		wantErr(t, err, authz.ErrWrongTokenType)
+		authztesting.WantErr(t, err, authz.ErrWrongTokenType)
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/agentprov/agentprov/authz"
 	"github.com/agentprov/agentprov/authz/provision"
+	"github.com/agentprov/agentprov/internal/authztesting"
 	"github.com/agentprov/agentprov/internal/clock"
 )
 
@@ -30,7 +31,7 @@ func TestMiddleware(t *testing.T) {
 	put := func(secret string, scopes []string, exp time.Time) {
 		t.Helper()
 		err := tokens.Put(ctx, provision.IssuedToken{
-			Hash: authz.HashToken(secret), AccountID: "acct_1", User: provision.UserRef{Issuer: orchIssuer, Subject: "s"},
+			Hash: authz.HashToken(secret), AccountID: "acct_1", User: provision.UserRef{Issuer: authztesting.OrchestratorIssuer, Subject: "s"},
 			Scopes: scopes, IssuedAt: now, ExpiresAt: exp,
 		})
 		if err != nil {
@@ -41,7 +42,7 @@ func TestMiddleware(t *testing.T) {
 	put("apt_readonly", []string{"zones:read"}, now.Add(time.Hour))
 	put("apt_expired", []string{"zones:read", "dns:write"}, now.Add(-time.Second))
 	put("apt_revoked", []string{"zones:read", "dns:write"}, now.Add(time.Hour))
-	if _, err := tokens.Revoke(ctx, authz.HashToken("apt_revoked"), orchIssuer, now); err != nil {
+	if _, err := tokens.Revoke(ctx, authz.HashToken("apt_revoked"), authztesting.OrchestratorIssuer, now); err != nil {
 		t.Fatal(err)
 	}
 	const prm = "https://acme.example/.well-known/oauth-protected-resource"

@@ -8,13 +8,14 @@ import (
 	"testing"
 
 	"github.com/agentprov/agentprov/authz/provision"
+	"github.com/agentprov/agentprov/internal/authztesting"
 )
 
 func TestAuthorizeEndpointErrors(t *testing.T) {
-	o := newOrchestrator(t, orchIssuer)
+	o := authztesting.NewOrchestrator(t, authztesting.OrchestratorIssuer)
 	var handled bool
-	p := newProvider(t, "acme", providerConfig{trust: []*orchestrator{o}, issuers: []string{orchIssuer},
-		authorize: func(w http.ResponseWriter, r *http.Request, req *provision.AuthorizationRequest) (string, error) {
+	p := authztesting.NewProvider(t, "acme", authztesting.ProviderConfig{Trust: []*authztesting.Orchestrator{o}, Issuers: []string{authztesting.OrchestratorIssuer},
+		Authorize: func(w http.ResponseWriter, r *http.Request, req *provision.AuthorizationRequest) (string, error) {
 			switch r.Header.Get("X-Mode") {
 			case "login":
 				handled = true
@@ -26,20 +27,20 @@ func TestAuthorizeEndpointErrors(t *testing.T) {
 			}
 			return "acct_x", nil
 		}})
-	browser := p.srv.Client()
+	browser := p.Server.Client()
 	browser.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	const challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
 	base := func() url.Values {
-		return url.Values{"response_type": {"code"}, "client_id": {orchIssuer}, "redirect_uri": {callbackURL},
+		return url.Values{"response_type": {"code"}, "client_id": {authztesting.OrchestratorIssuer}, "redirect_uri": {authztesting.CallbackURL},
 			"state": {"s"}, "code_challenge": {challenge}, "code_challenge_method": {"S256"}}
 	}
 	do := func(method string, q url.Values, mode string) (*http.Response, url.Values) {
 		t.Helper()
 		var req *http.Request
 		if method == http.MethodGet {
-			req, _ = http.NewRequest(method, p.srv.URL+provision.PathAuthorize+"?"+q.Encode(), nil)
+			req, _ = http.NewRequest(method, p.Server.URL+provision.PathAuthorize+"?"+q.Encode(), nil)
 		} else {
-			req, _ = http.NewRequest(method, p.srv.URL+provision.PathAuthorize, strings.NewReader(q.Encode()))
+			req, _ = http.NewRequest(method, p.Server.URL+provision.PathAuthorize, strings.NewReader(q.Encode()))
 			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		}
 		req.Header.Set("X-Mode", mode)
@@ -55,7 +56,7 @@ func TestAuthorizeEndpointErrors(t *testing.T) {
 	for name, mutate := range map[string]func(url.Values){
 		"unknown client":    func(q url.Values) { q.Set("client_id", "https://evil.example") },
 		"foreign redirect":  func(q url.Values) { q.Set("redirect_uri", "https://evil.example/cb") },
-		"redirect prefix":   func(q url.Values) { q.Set("redirect_uri", callbackURL+"/x") },
+		"redirect prefix":   func(q url.Values) { q.Set("redirect_uri", authztesting.CallbackURL+"/x") },
 		"missing client_id": func(q url.Values) { q.Del("client_id") },
 	} {
 		q := base()
@@ -78,7 +79,7 @@ func TestAuthorizeEndpointErrors(t *testing.T) {
 		q := base()
 		c.mutate(q)
 		resp, got := do(http.MethodGet, q, c.mode)
-		if resp.StatusCode != http.StatusFound || got.Get("error") != c.code || got.Get("state") != "s" || got.Get("iss") != p.srv.URL {
+		if resp.StatusCode != http.StatusFound || got.Get("error") != c.code || got.Get("state") != "s" || got.Get("iss") != p.Server.URL {
 			t.Errorf("%s: %d %v", name, resp.StatusCode, got)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/agentprov/agentprov/authz"
 	"github.com/agentprov/agentprov/authz/provision"
+	"github.com/agentprov/agentprov/internal/authztesting"
 )
 
 // TestResourceMetadataPathInsertion: a 401 from a protected path below the
@@ -21,11 +22,11 @@ import (
 // identifier (§3.1) answers instead of 404.
 func TestResourceMetadataPathInsertion(t *testing.T) {
 	ctx := t.Context()
-	o := newOrchestrator(t, orchIssuer)
-	p := newProvider(t, "acme", providerConfig{trust: []*orchestrator{o}, issuers: []string{orchIssuer}})
-	client := p.srv.Client()
+	o := authztesting.NewOrchestrator(t, authztesting.OrchestratorIssuer)
+	p := authztesting.NewProvider(t, "acme", authztesting.ProviderConfig{Trust: []*authztesting.Orchestrator{o}, Issuers: []string{authztesting.OrchestratorIssuer}})
+	client := p.Server.Client()
 
-	resp, err := client.Get(p.srv.URL + "/v1/whoami?x=1")
+	resp, err := client.Get(p.Server.URL + "/v1/whoami?x=1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,20 +38,20 @@ func TestResourceMetadataPathInsertion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := p.srv.URL + authz.PathResourceMetadata + "/v1/whoami"; prmURL != want {
+	if want := p.Server.URL + authz.PathResourceMetadata + "/v1/whoami"; prmURL != want {
 		t.Fatalf("resource_metadata = %q, want %q", prmURL, want)
 	}
-	prm, err := authz.FetchResourceMetadata(ctx, client, prmURL, p.srv.URL+"/v1/whoami")
+	prm, err := authz.FetchResourceMetadata(ctx, client, prmURL, p.Server.URL+"/v1/whoami")
 	if err != nil {
 		t.Fatalf("strict §3.3 check against the requested URL: %v", err)
 	}
-	if len(prm.AuthorizationServers) != 1 || prm.AuthorizationServers[0] != p.srv.URL {
+	if len(prm.AuthorizationServers) != 1 || prm.AuthorizationServers[0] != p.Server.URL {
 		t.Fatalf("authorization_servers = %v", prm.AuthorizationServers)
 	}
 
 	// §3.1 discovery built from a resource identifier, and the origin's own.
-	for _, id := range []string{p.srv.URL + "/v1/resources", p.srv.URL + "/v1/resources/res_1", p.srv.URL} {
-		u := strings.Replace(id, p.srv.URL, p.srv.URL+authz.PathResourceMetadata, 1)
+	for _, id := range []string{p.Server.URL + "/v1/resources", p.Server.URL + "/v1/resources/res_1", p.Server.URL} {
+		u := strings.Replace(id, p.Server.URL, p.Server.URL+authz.PathResourceMetadata, 1)
 		m, err := authz.FetchResourceMetadata(ctx, client, u, id)
 		if err != nil {
 			t.Errorf("%s: %v", u, err)
@@ -63,7 +64,7 @@ func TestResourceMetadataPathInsertion(t *testing.T) {
 
 	// Paths that would let one document describe another URL are refused.
 	for _, bad := range []string{"/v1%2Fresources", "/" + strings.Repeat("a", 2000)} {
-		resp, err := client.Get(p.srv.URL + authz.PathResourceMetadata + bad)
+		resp, err := client.Get(p.Server.URL + authz.PathResourceMetadata + bad)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -79,8 +80,8 @@ func TestResourceMetadataPathInsertion(t *testing.T) {
 // origin, only paths at or below it get a document of their own; the
 // request path is read before any http.StripPrefix.
 func TestResourceMetadataURLForBelowResource(t *testing.T) {
-	o := newOrchestrator(t, orchIssuer)
-	v, err := authz.NewVerifier("acme", []authz.TrustedIssuer{{Issuer: orchIssuer, Keys: o.att.JWKS()}}, authz.NewMemoryReplayStore(nil), nil)
+	o := authztesting.NewOrchestrator(t, authztesting.OrchestratorIssuer)
+	v, err := authz.NewVerifier("acme", []authz.TrustedIssuer{{Issuer: authztesting.OrchestratorIssuer, Keys: o.Attester.JWKS()}}, authz.NewMemoryReplayStore(nil), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,8 +131,8 @@ func FuzzResourceMetadataPath(f *testing.F) {
 	for _, s := range []string{"", "/", "/v1", "/v1/resources", "/v1%2Fx", "/a/../b", "/%zz", "/a?b", "/a#b", "/é"} {
 		f.Add(s)
 	}
-	o := newOrchestrator(f, orchIssuer)
-	v, err := authz.NewVerifier("acme", []authz.TrustedIssuer{{Issuer: orchIssuer, Keys: o.att.JWKS()}}, authz.NewMemoryReplayStore(nil), nil)
+	o := authztesting.NewOrchestrator(f, authztesting.OrchestratorIssuer)
+	v, err := authz.NewVerifier("acme", []authz.TrustedIssuer{{Issuer: authztesting.OrchestratorIssuer, Keys: o.Attester.JWKS()}}, authz.NewMemoryReplayStore(nil), nil)
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/agentprov/agentprov/authz"
 	"github.com/agentprov/agentprov/authz/provision"
+	"github.com/agentprov/agentprov/internal/authztesting"
 )
 
 // BenchmarkAutoCreateFlow measures the whole first-contact flow over
@@ -18,23 +19,23 @@ import (
 // times only signing and verifying the same two JWTs; "x-baseline" is how
 // many times the full flow costs.
 func BenchmarkAutoCreateFlow(b *testing.B) {
-	o := newOrchestrator(b, orchIssuer)
-	p := newProvider(b, "acme", providerConfig{trust: []*orchestrator{o}, issuers: []string{orchIssuer}})
-	baseVerifier, err := authz.NewVerifier("acme", []authz.TrustedIssuer{{Issuer: orchIssuer, Keys: o.att.JWKS()}}, authz.NewMemoryReplayStore(nil), nil)
+	o := authztesting.NewOrchestrator(b, authztesting.OrchestratorIssuer)
+	p := authztesting.NewProvider(b, "acme", authztesting.ProviderConfig{Trust: []*authztesting.Orchestrator{o}, Issuers: []string{authztesting.OrchestratorIssuer}})
+	baseVerifier, err := authz.NewVerifier("acme", []authz.TrustedIssuer{{Issuer: authztesting.OrchestratorIssuer, Keys: o.Attester.JWKS()}}, authz.NewMemoryReplayStore(nil), nil)
 	if err != nil {
 		b.Fatal(err)
 	}
 	ctx := context.Background()
-	client := p.srv.Client()
+	client := p.Server.Client()
 	run := 0
-	nextUser := func() user {
+	nextUser := func() authztesting.User {
 		run++
-		return user{sub: fmt.Sprintf("bench-%d", run), email: fmt.Sprintf("bench-%d@example.com", run), verified: true}
+		return authztesting.User{Sub: fmt.Sprintf("bench-%d", run), Email: fmt.Sprintf("bench-%d@example.com", run), Verified: true}
 	}
 
 	start := time.Now()
 	for range b.N {
-		if _, err := baseVerifier.Verify(ctx, o.attest(b, "acme", nextUser(), false)); err != nil {
+		if _, err := baseVerifier.Verify(ctx, o.Attest(b, "acme", nextUser(), false)); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -42,7 +43,7 @@ func BenchmarkAutoCreateFlow(b *testing.B) {
 
 	b.ResetTimer()
 	for range b.N {
-		resp, err := client.PostForm(p.srv.URL+provision.PathToken, jwtBearer(o.attest(b, "acme", nextUser(), false)))
+		resp, err := client.PostForm(p.Server.URL+provision.PathToken, authztesting.JWTBearer(o.Attest(b, "acme", nextUser(), false)))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -16,12 +16,13 @@ import (
 
 	"github.com/agentprov/agentprov/authz"
 	"github.com/agentprov/agentprov/authz/provision"
+	"github.com/agentprov/agentprov/internal/authztesting"
 	"github.com/agentprov/agentprov/internal/clock"
 )
 
 func TestNewProvisionerValidates(t *testing.T) {
-	o := newOrchestrator(t, orchIssuer)
-	v, err := authz.NewVerifier("acme", []authz.TrustedIssuer{{Issuer: orchIssuer, Keys: o.att.JWKS()}}, authz.NewMemoryReplayStore(nil), nil)
+	o := authztesting.NewOrchestrator(t, authztesting.OrchestratorIssuer)
+	v, err := authz.NewVerifier("acme", []authz.TrustedIssuer{{Issuer: authztesting.OrchestratorIssuer, Keys: o.Attester.JWKS()}}, authz.NewMemoryReplayStore(nil), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +55,7 @@ func TestNewProvisionerValidates(t *testing.T) {
 		},
 		"insecure redirect": func() (*provision.Provisioner, error) {
 			o := good
-			o.RedirectURIs = map[string][]string{orchIssuer: {"http://evil.example/cb"}}
+			o.RedirectURIs = map[string][]string{authztesting.OrchestratorIssuer: {"http://evil.example/cb"}}
 			return provision.NewProvisioner(v, a, tk, &o)
 		},
 	}
@@ -69,12 +70,12 @@ func TestNewProvisionerValidates(t *testing.T) {
 }
 
 func TestTokenEndpointRequestErrors(t *testing.T) {
-	o := newOrchestrator(t, orchIssuer)
-	p := newProvider(t, "acme", providerConfig{trust: []*orchestrator{o}, issuers: []string{orchIssuer}})
-	c := p.srv.Client()
+	o := authztesting.NewOrchestrator(t, authztesting.OrchestratorIssuer)
+	p := authztesting.NewProvider(t, "acme", authztesting.ProviderConfig{Trust: []*authztesting.Orchestrator{o}, Issuers: []string{authztesting.OrchestratorIssuer}})
+	c := p.Server.Client()
 	do := func(method, ctype, body string) (int, string) {
 		t.Helper()
-		req, _ := http.NewRequest(method, p.srv.URL+provision.PathToken, strings.NewReader(body))
+		req, _ := http.NewRequest(method, p.Server.URL+provision.PathToken, strings.NewReader(body))
 		if ctype != "" {
 			req.Header.Set("Content-Type", ctype)
 		}
@@ -91,7 +92,7 @@ func TestTokenEndpointRequestErrors(t *testing.T) {
 		return resp.StatusCode, b.Error
 	}
 	form := "application/x-www-form-urlencoded"
-	u := user{sub: "s", email: "s@example.com", verified: true}
+	u := authztesting.User{Sub: "s", Email: "s@example.com", Verified: true}
 	cases := []struct {
 		name, method, ctype, body string
 		status                    int
@@ -105,7 +106,7 @@ func TestTokenEndpointRequestErrors(t *testing.T) {
 		{"code grant disabled", http.MethodPost, form, "grant_type=authorization_code&code=x", 400, "unsupported_grant_type"},
 		{"no assertion", http.MethodPost, form, "grant_type=" + url.QueryEscape(authz.GrantTypeJWTBearer), 400, "invalid_request"},
 		{"too large", http.MethodPost, form, "grant_type=x&pad=" + strings.Repeat("a", 40<<10), 400, "invalid_request"},
-		{"bad scope", http.MethodPost, form, jwtBearer(o.attest(t, "acme", u, false)).Encode() + "&scope=admin", 400, "invalid_scope"},
+		{"bad scope", http.MethodPost, form, authztesting.JWTBearer(o.Attest(t, "acme", u, false)).Encode() + "&scope=admin", 400, "invalid_scope"},
 	}
 	for _, tc := range cases {
 		status, code := do(tc.method, tc.ctype, tc.body)
@@ -114,7 +115,7 @@ func TestTokenEndpointRequestErrors(t *testing.T) {
 		}
 	}
 	// A narrower scope request is honoured.
-	_, body := postToken(t, p, url.Values{"grant_type": {authz.GrantTypeJWTBearer}, "assertion": {o.attest(t, "acme", u, false)}, "scope": {"zones:read"}})
+	_, body := authztesting.PostToken(t, p, url.Values{"grant_type": {authz.GrantTypeJWTBearer}, "assertion": {o.Attest(t, "acme", u, false)}, "scope": {"zones:read"}})
 	if body["scope"] != "zones:read" {
 		t.Fatalf("narrowed scope = %v", body["scope"])
 	}
@@ -123,25 +124,25 @@ func TestTokenEndpointRequestErrors(t *testing.T) {
 func TestDevicePolling(t *testing.T) {
 	ctx := context.Background()
 	fake := clock.NewFake(time.Now())
-	o := newOrchestrator(t, orchIssuer)
-	p := newProvider(t, "acme", providerConfig{trust: []*orchestrator{o}, issuers: []string{orchIssuer}, clock: fake})
-	if err := p.accounts.Seed(context.Background(), provision.Account{ID: "acct_dev", Email: "dev@example.com"}); err != nil {
+	o := authztesting.NewOrchestrator(t, authztesting.OrchestratorIssuer)
+	p := authztesting.NewProvider(t, "acme", authztesting.ProviderConfig{Trust: []*authztesting.Orchestrator{o}, Issuers: []string{authztesting.OrchestratorIssuer}, Clock: fake})
+	if err := p.Accounts.Seed(context.Background(), provision.Account{ID: "acct_dev", Email: "dev@example.com"}); err != nil {
 		t.Fatal(err)
 	}
-	u := user{sub: "dev", email: "dev@example.com", verified: true}
+	u := authztesting.User{Sub: "dev", Email: "dev@example.com", Verified: true}
 	start := func() *authz.DeviceAuthorizationResponse {
 		t.Helper()
-		da, err := p.prov.StartDevice(ctx, url.Values{"client_id": {orchIssuer}, "assertion": {o.attest(t, "acme", u, true)}})
+		da, err := p.Provisioner.StartDevice(ctx, url.Values{"client_id": {authztesting.OrchestratorIssuer}, "assertion": {o.Attest(t, "acme", u, true)}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return da
 	}
 	poll := func(da *authz.DeviceAuthorizationResponse) error {
-		_, err := p.prov.Exchange(ctx, url.Values{"grant_type": {authz.GrantTypeDeviceCode}, "client_id": {orchIssuer}, "device_code": {da.DeviceCode}})
+		_, err := p.Provisioner.Exchange(ctx, url.Values{"grant_type": {authz.GrantTypeDeviceCode}, "client_id": {authztesting.OrchestratorIssuer}, "device_code": {da.DeviceCode}})
 		return err
 	}
-	if _, err := p.prov.StartDevice(ctx, url.Values{"client_id": {"https://someone-else.example"}, "assertion": {o.attest(t, "acme", u, true)}}); !errors.Is(err, authz.ErrInvalidClient) {
+	if _, err := p.Provisioner.StartDevice(ctx, url.Values{"client_id": {"https://someone-else.example"}, "assertion": {o.Attest(t, "acme", u, true)}}); !errors.Is(err, authz.ErrInvalidClient) {
 		t.Fatalf("client_id not the issuer: %v", err)
 	}
 
@@ -157,19 +158,19 @@ func TestDevicePolling(t *testing.T) {
 		t.Fatalf("poll inside raised interval: %v", err)
 	}
 	fake.Advance(12 * time.Second)
-	if err := p.prov.DenyDevice(ctx, da.UserCode); err != nil {
+	if err := p.Provisioner.DenyDevice(ctx, da.UserCode); err != nil {
 		t.Fatal(err)
 	}
 	if err := poll(da); !errors.Is(err, authz.ErrAccessDenied) {
 		t.Fatalf("after denial: %v", err)
 	}
-	if err := p.prov.ApproveDevice(ctx, da.UserCode, "acct_dev"); !errors.Is(err, provision.ErrUnknownUserCode) {
+	if err := p.Provisioner.ApproveDevice(ctx, da.UserCode, "acct_dev"); !errors.Is(err, provision.ErrUnknownUserCode) {
 		t.Fatalf("approve after denial: %v", err)
 	}
 
 	da = start()
 	fake.Advance(11 * time.Minute)
-	if err := p.prov.ApproveDevice(ctx, da.UserCode, "acct_dev"); !errors.Is(err, provision.ErrUnknownUserCode) {
+	if err := p.Provisioner.ApproveDevice(ctx, da.UserCode, "acct_dev"); !errors.Is(err, provision.ErrUnknownUserCode) {
 		t.Fatalf("approve expired: %v", err)
 	}
 	if err := poll(da); !errors.Is(err, authz.ErrDeviceCodeExpired) {
@@ -179,7 +180,7 @@ func TestDevicePolling(t *testing.T) {
 	// Approval for an account already linked to another identity's
 	// account fails cleanly: the identity stays where it is.
 	da = start()
-	if err := p.prov.ApproveDevice(ctx, da.UserCode, "acct_missing"); err != nil {
+	if err := p.Provisioner.ApproveDevice(ctx, da.UserCode, "acct_missing"); err != nil {
 		t.Fatal(err)
 	}
 	fake.Advance(5 * time.Second)
@@ -190,19 +191,19 @@ func TestDevicePolling(t *testing.T) {
 
 func TestEmailLinkPolicy(t *testing.T) {
 	ctx := context.Background()
-	o := newOrchestrator(t, orchIssuer)
+	o := authztesting.NewOrchestrator(t, authztesting.OrchestratorIssuer)
 	var asked int
-	p := newProvider(t, "acme", providerConfig{
-		trust: []*orchestrator{o}, issuers: []string{orchIssuer},
-		policy: func(_ context.Context, att *authz.Attestation, existing *provision.Account) bool {
+	p := authztesting.NewProvider(t, "acme", authztesting.ProviderConfig{
+		Trust: []*authztesting.Orchestrator{o}, Issuers: []string{authztesting.OrchestratorIssuer},
+		Policy: func(_ context.Context, att *authz.Attestation, existing *provision.Account) bool {
 			asked++
-			return att.Issuer == orchIssuer && existing.ID == "acct_trusted"
+			return att.Issuer == authztesting.OrchestratorIssuer && existing.ID == "acct_trusted"
 		},
 	})
-	if err := p.accounts.Seed(context.Background(), provision.Account{ID: "acct_trusted", Email: "t@example.com"}); err != nil {
+	if err := p.Accounts.Seed(context.Background(), provision.Account{ID: "acct_trusted", Email: "t@example.com"}); err != nil {
 		t.Fatal(err)
 	}
-	tr, err := p.prov.Exchange(ctx, jwtBearer(o.attest(t, "acme", user{sub: "t", email: "t@example.com", verified: true}, true)))
+	tr, err := p.Provisioner.Exchange(ctx, authztesting.JWTBearer(o.Attest(t, "acme", authztesting.User{Sub: "t", Email: "t@example.com", Verified: true}, true)))
 	if err != nil || tr.LinkAction != authz.LinkExisting || tr.AccountID != "acct_trusted" || asked != 1 {
 		t.Fatalf("policy link = %v, %v (asked %d)", tr, err, asked)
 	}
@@ -213,14 +214,14 @@ func TestEmailLinkPolicy(t *testing.T) {
 
 func TestRFC7009Revoke(t *testing.T) {
 	ctx := context.Background()
-	o := newOrchestrator(t, orchIssuer)
-	p := newProvider(t, "acme", providerConfig{trust: []*orchestrator{o}, issuers: []string{orchIssuer}})
-	tr, err := p.prov.Exchange(ctx, jwtBearer(o.attest(t, "acme", user{sub: "r", email: "r@example.com", verified: true}, false)))
+	o := authztesting.NewOrchestrator(t, authztesting.OrchestratorIssuer)
+	p := authztesting.NewProvider(t, "acme", authztesting.ProviderConfig{Trust: []*authztesting.Orchestrator{o}, Issuers: []string{authztesting.OrchestratorIssuer}})
+	tr, err := p.Provisioner.Exchange(ctx, authztesting.JWTBearer(o.Attest(t, "acme", authztesting.User{Sub: "r", Email: "r@example.com", Verified: true}, false)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, tok := range []string{tr.AccessToken, "unknown-token"} {
-		resp, err := p.srv.Client().PostForm(p.srv.URL+provision.PathRevoke, url.Values{"token": {tok}})
+		resp, err := p.Server.Client().PostForm(p.Server.URL+provision.PathRevoke, url.Values{"token": {tok}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -229,7 +230,7 @@ func TestRFC7009Revoke(t *testing.T) {
 			t.Fatalf("revoke %d", resp.StatusCode)
 		}
 	}
-	rec, err := p.tokens.Lookup(ctx, authz.HashToken(tr.AccessToken))
+	rec, err := p.Tokens.Lookup(ctx, authz.HashToken(tr.AccessToken))
 	if err != nil || !rec.Revoked() {
 		t.Fatalf("token not revoked: %+v %v", rec, err)
 	}
@@ -237,23 +238,23 @@ func TestRFC7009Revoke(t *testing.T) {
 
 func TestRevocationEventValidation(t *testing.T) {
 	ctx := context.Background()
-	o := newOrchestrator(t, orchIssuer)
-	p := newProvider(t, "acme", providerConfig{trust: []*orchestrator{o}, issuers: []string{orchIssuer}})
-	tr, err := p.prov.Exchange(ctx, jwtBearer(o.attest(t, "acme", user{sub: "ev", email: "ev@example.com", verified: true}, false)))
+	o := authztesting.NewOrchestrator(t, authztesting.OrchestratorIssuer)
+	p := authztesting.NewProvider(t, "acme", authztesting.ProviderConfig{Trust: []*authztesting.Orchestrator{o}, Issuers: []string{authztesting.OrchestratorIssuer}})
+	tr, err := p.Provisioner.Exchange(ctx, authztesting.JWTBearer(o.Attest(t, "acme", authztesting.User{Sub: "ev", Email: "ev@example.com", Verified: true}, false)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	sign := func(ev authz.RevocationEvent) string {
-		s, err := o.att.Sign(ctx, authz.TypeRevocation, ev)
+		s, err := o.Attester.Sign(ctx, authz.TypeRevocation, ev)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return s
 	}
 	post := func(ctype, body string) (int, string) {
-		req, _ := http.NewRequest(http.MethodPost, p.srv.URL+provision.PathRevocationEvent, strings.NewReader(body))
+		req, _ := http.NewRequest(http.MethodPost, p.Server.URL+provision.PathRevocationEvent, strings.NewReader(body))
 		req.Header.Set("Content-Type", ctype)
-		resp, err := p.srv.Client().Do(req)
+		resp, err := p.Server.Client().Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -278,7 +279,7 @@ func TestRevocationEventValidation(t *testing.T) {
 	if s, _ := post("application/json", sign(authz.RevocationEvent{Audience: "acme", AccountID: tr.AccountID})); s != 415 {
 		t.Errorf("wrong content type: %d", s)
 	}
-	if rec, _ := p.tokens.Lookup(ctx, authz.HashToken(tr.AccessToken)); rec.Revoked() {
+	if rec, _ := p.Tokens.Lookup(ctx, authz.HashToken(tr.AccessToken)); rec.Revoked() {
 		t.Fatal("a rejected event revoked the token")
 	}
 	ev := sign(authz.RevocationEvent{Audience: "acme", AccountID: tr.AccountID, Subject: "ev", TokenHashes: []string{hash}})
@@ -289,7 +290,7 @@ func TestRevocationEventValidation(t *testing.T) {
 		t.Errorf("replayed event: %d %s", s, c)
 	}
 	// Idempotent: a fresh event for the same token revokes nothing more.
-	n, err := p.prov.HandleRevocation(ctx, sign(authz.RevocationEvent{Audience: "acme", AccountID: tr.AccountID}))
+	n, err := p.Provisioner.HandleRevocation(ctx, sign(authz.RevocationEvent{Audience: "acme", AccountID: tr.AccountID}))
 	if err != nil || n != 0 {
 		t.Fatalf("repeat revocation = %d, %v", n, err)
 	}
@@ -337,8 +338,8 @@ func jsonDecode(r io.Reader, v any) error {
 func TestPendingGrantsBounded(t *testing.T) {
 	ctx := context.Background()
 	fake := clock.NewFake(time.Now())
-	o := newOrchestrator(t, orchIssuer)
-	v, err := authz.NewVerifier("acme", []authz.TrustedIssuer{{Issuer: orchIssuer, Keys: o.att.JWKS()}}, authz.NewMemoryReplayStore(nil), nil)
+	o := authztesting.NewOrchestrator(t, authztesting.OrchestratorIssuer)
+	v, err := authz.NewVerifier("acme", []authz.TrustedIssuer{{Issuer: authztesting.OrchestratorIssuer, Keys: o.Attester.JWKS()}}, authz.NewMemoryReplayStore(nil), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -349,7 +350,7 @@ func TestPendingGrantsBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := func() error {
-		_, err := p.StartDevice(ctx, url.Values{"client_id": {orchIssuer}, "assertion": {o.attest(t, "acme", user{sub: "b", email: "b@example.com", verified: true}, true)}})
+		_, err := p.StartDevice(ctx, url.Values{"client_id": {authztesting.OrchestratorIssuer}, "assertion": {o.Attest(t, "acme", authztesting.User{Sub: "b", Email: "b@example.com", Verified: true}, true)}})
 		return err
 	}
 	for i := range 2 {
@@ -382,8 +383,8 @@ func TestTokenResponseRedacts(t *testing.T) {
 }
 
 func TestProvisionerRefusesUnsupportedVersion(t *testing.T) {
-	o := newOrchestrator(t, orchIssuer)
-	v, err := authz.NewVerifier("acme", []authz.TrustedIssuer{{Issuer: orchIssuer, Keys: o.att.JWKS()}}, authz.NewMemoryReplayStore(nil), nil)
+	o := authztesting.NewOrchestrator(t, authztesting.OrchestratorIssuer)
+	v, err := authz.NewVerifier("acme", []authz.TrustedIssuer{{Issuer: authztesting.OrchestratorIssuer, Keys: o.Attester.JWKS()}}, authz.NewMemoryReplayStore(nil), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -418,20 +419,20 @@ func TestProvisionerRefusesUnsupportedVersion(t *testing.T) {
 func TestSlowDownIntervalOnWire(t *testing.T) {
 	ctx := context.Background()
 	fake := clock.NewFake(time.Now())
-	o := newOrchestrator(t, orchIssuer)
-	p := newProvider(t, "acme", providerConfig{trust: []*orchestrator{o}, issuers: []string{orchIssuer}, clock: fake})
-	u := user{sub: "dev", email: "dev@example.com", verified: true}
-	da, err := p.prov.StartDevice(ctx, url.Values{"client_id": {orchIssuer}, "assertion": {o.attest(t, "acme", u, true)}})
+	o := authztesting.NewOrchestrator(t, authztesting.OrchestratorIssuer)
+	p := authztesting.NewProvider(t, "acme", authztesting.ProviderConfig{Trust: []*authztesting.Orchestrator{o}, Issuers: []string{authztesting.OrchestratorIssuer}, Clock: fake})
+	u := authztesting.User{Sub: "dev", Email: "dev@example.com", Verified: true}
+	da, err := p.Provisioner.StartDevice(ctx, url.Values{"client_id": {authztesting.OrchestratorIssuer}, "assertion": {o.Attest(t, "acme", u, true)}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	form := url.Values{"grant_type": {authz.GrantTypeDeviceCode}, "client_id": {orchIssuer}, "device_code": {da.DeviceCode}}
-	if _, body := postToken(t, p, form); body["error"] != "authorization_pending" {
+	form := url.Values{"grant_type": {authz.GrantTypeDeviceCode}, "client_id": {authztesting.OrchestratorIssuer}, "device_code": {da.DeviceCode}}
+	if _, body := authztesting.PostToken(t, p, form); body["error"] != "authorization_pending" {
 		t.Fatalf("first poll: %v", body)
 	}
 	base := da.Interval
 	for i := int64(1); i <= 3; i++ {
-		resp, body := postToken(t, p, form)
+		resp, body := authztesting.PostToken(t, p, form)
 		want := base + 5*i
 		if resp.StatusCode != http.StatusBadRequest || body["error"] != "slow_down" {
 			t.Fatalf("poll %d: %d %v", i, resp.StatusCode, body)
@@ -445,7 +446,7 @@ func TestSlowDownIntervalOnWire(t *testing.T) {
 	}
 	// Polling at the advertised interval is accepted again.
 	fake.Advance(time.Duration(base+15) * time.Second)
-	if _, body := postToken(t, p, form); body["error"] != "authorization_pending" {
+	if _, body := authztesting.PostToken(t, p, form); body["error"] != "authorization_pending" {
 		t.Fatalf("poll at the advertised interval: %v", body)
 	}
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/agentprov/agentprov/authz"
 	"github.com/agentprov/agentprov/authz/provision"
+	"github.com/agentprov/agentprov/internal/authztesting"
 )
 
 // An event refused for its content (invalid_revocation) is refused before
@@ -15,15 +16,15 @@ import (
 // consumes it exactly once.
 func TestRevocationInvalidEventKeepsJTI(t *testing.T) {
 	ctx := context.Background()
-	o := newOrchestrator(t, orchIssuer)
-	p := newProvider(t, "acme", providerConfig{trust: []*orchestrator{o}, issuers: []string{orchIssuer}})
-	tr, err := p.prov.Exchange(ctx, jwtBearer(o.attest(t, "acme", user{sub: "jt", email: "jt@example.com", verified: true}, false)))
+	o := authztesting.NewOrchestrator(t, authztesting.OrchestratorIssuer)
+	p := authztesting.NewProvider(t, "acme", authztesting.ProviderConfig{Trust: []*authztesting.Orchestrator{o}, Issuers: []string{authztesting.OrchestratorIssuer}})
+	tr, err := p.Provisioner.Exchange(ctx, authztesting.JWTBearer(o.Attest(t, "acme", authztesting.User{Sub: "jt", Email: "jt@example.com", Verified: true}, false)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	sign := func(ev authz.RevocationEvent) string {
 		ev.Audience, ev.ID = "acme", "rev-jti-1"
-		s, err := o.att.Sign(ctx, authz.TypeRevocation, ev)
+		s, err := o.Attester.Sign(ctx, authz.TypeRevocation, ev)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -37,16 +38,16 @@ func TestRevocationInvalidEventKeepsJTI(t *testing.T) {
 	} {
 		bad := sign(ev)
 		for range 2 {
-			_, err := p.prov.HandleRevocation(ctx, bad)
+			_, err := p.Provisioner.HandleRevocation(ctx, bad)
 			if !errors.Is(err, provision.ErrInvalidRevocation) {
 				t.Fatalf("%s: err = %v, want invalid_revocation", name, err)
 			}
 		}
 	}
 	good := sign(authz.RevocationEvent{AccountID: tr.AccountID, Subject: "jt", TokenHashes: []string{hash}})
-	if n, err := p.prov.HandleRevocation(ctx, good); err != nil || n != 1 {
+	if n, err := p.Provisioner.HandleRevocation(ctx, good); err != nil || n != 1 {
 		t.Fatalf("valid event with the refused events' jti = %d, %v", n, err)
 	}
-	_, err = p.prov.HandleRevocation(ctx, good)
-	wantErr(t, err, authz.ErrTokenReplayed)
+	_, err = p.Provisioner.HandleRevocation(ctx, good)
+	authztesting.WantErr(t, err, authz.ErrTokenReplayed)
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/agentprov/agentprov/authz"
 	"github.com/agentprov/agentprov/authz/provision"
+	"github.com/agentprov/agentprov/internal/authztesting"
 )
 
 // TestRevocationEventTimeClaims: the revocation event endpoint checks the
@@ -19,10 +20,10 @@ import (
 // jti: a valid event with the same id still works afterwards.
 func TestRevocationEventTimeClaims(t *testing.T) {
 	ctx := context.Background()
-	o := newOrchestrator(t, orchIssuer)
-	p := newProvider(t, "acme", providerConfig{trust: []*orchestrator{o}, issuers: []string{orchIssuer}})
-	u := user{sub: "rt", email: "rt@example.com", verified: true}
-	tr, err := p.prov.Exchange(ctx, jwtBearer(o.attest(t, "acme", u, false)))
+	o := authztesting.NewOrchestrator(t, authztesting.OrchestratorIssuer)
+	p := authztesting.NewProvider(t, "acme", authztesting.ProviderConfig{Trust: []*authztesting.Orchestrator{o}, Issuers: []string{authztesting.OrchestratorIssuer}})
+	u := authztesting.User{Sub: "rt", Email: "rt@example.com", Verified: true}
+	tr, err := p.Provisioner.Exchange(ctx, authztesting.JWTBearer(o.Attest(t, "acme", u, false)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +34,7 @@ func TestRevocationEventTimeClaims(t *testing.T) {
 		for k, v := range times {
 			c[k] = v
 		}
-		s, err := o.att.Sign(ctx, authz.TypeRevocation, c)
+		s, err := o.Attester.Sign(ctx, authz.TypeRevocation, c)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -41,9 +42,9 @@ func TestRevocationEventTimeClaims(t *testing.T) {
 	}
 	post := func(event string) int {
 		t.Helper()
-		req, _ := http.NewRequest(http.MethodPost, p.srv.URL+provision.PathRevocationEvent, strings.NewReader(event))
+		req, _ := http.NewRequest(http.MethodPost, p.Server.URL+provision.PathRevocationEvent, strings.NewReader(event))
 		req.Header.Set("Content-Type", "application/jwt")
-		resp, err := p.srv.Client().Do(req)
+		resp, err := p.Server.Client().Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -61,13 +62,13 @@ func TestRevocationEventTimeClaims(t *testing.T) {
 	}
 	for _, tc := range cases {
 		ev := sign(tc.times)
-		if _, err := p.prov.HandleRevocation(ctx, ev); !errors.Is(err, tc.want) {
+		if _, err := p.Provisioner.HandleRevocation(ctx, ev); !errors.Is(err, tc.want) {
 			t.Errorf("%s: HandleRevocation = %v, want %v", tc.name, err, tc.want)
 		}
 		if st := post(ev); st < 400 || st >= 500 {
 			t.Errorf("%s: endpoint answered %d, want a 4xx", tc.name, st)
 		}
-		if tok, err := p.tokens.Lookup(ctx, authz.HashToken(tr.AccessToken)); err != nil || tok.Revoked() {
+		if tok, err := p.Tokens.Lookup(ctx, authz.HashToken(tr.AccessToken)); err != nil || tok.Revoked() {
 			t.Fatalf("%s: after a refused event the token is %+v (%v), want live", tc.name, tok, err)
 		}
 	}
@@ -75,7 +76,7 @@ func TestRevocationEventTimeClaims(t *testing.T) {
 	if st := post(sign(map[string]any{"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(5 * time.Minute).Unix()})); st != http.StatusOK {
 		t.Fatalf("valid event with the refused events' jti: %d", st)
 	}
-	if tok, _ := p.tokens.Lookup(ctx, authz.HashToken(tr.AccessToken)); !tok.Revoked() {
+	if tok, _ := p.Tokens.Lookup(ctx, authz.HashToken(tr.AccessToken)); !tok.Revoked() {
 		t.Fatal("the valid event did not revoke the token")
 	}
 }
@@ -85,8 +86,8 @@ func TestRevocationEventTimeClaims(t *testing.T) {
 // creates no account for it.
 func TestTokenEndpointAttestationTimeClaims(t *testing.T) {
 	ctx := context.Background()
-	o := newOrchestrator(t, orchIssuer)
-	p := newProvider(t, "acme", providerConfig{trust: []*orchestrator{o}, issuers: []string{orchIssuer}})
+	o := authztesting.NewOrchestrator(t, authztesting.OrchestratorIssuer)
+	p := authztesting.NewProvider(t, "acme", authztesting.ProviderConfig{Trust: []*authztesting.Orchestrator{o}, Issuers: []string{authztesting.OrchestratorIssuer}})
 	now := time.Now()
 	for name, times := range map[string]map[string]any{
 		"exp passed": {"iat": now.Add(-10 * time.Minute).Unix(), "exp": now.Add(-2 * time.Minute).Unix()},
@@ -98,15 +99,15 @@ func TestTokenEndpointAttestationTimeClaims(t *testing.T) {
 		for k, v := range times {
 			c[k] = v
 		}
-		att, err := o.att.Sign(ctx, authz.TypeAttestation, c)
+		att, err := o.Attester.Sign(ctx, authz.TypeAttestation, c)
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp, body := postToken(t, p, jwtBearer(att))
+		resp, body := authztesting.PostToken(t, p, authztesting.JWTBearer(att))
 		if resp.StatusCode != http.StatusBadRequest || body["error"] != "invalid_grant" {
 			t.Errorf("%s: %d %v, want 400 invalid_grant", name, resp.StatusCode, body)
 		}
-		if _, err := p.accounts.FindByEmail(ctx, "late@example.com"); err == nil {
+		if _, err := p.Accounts.FindByEmail(ctx, "late@example.com"); err == nil {
 			t.Fatalf("%s: an account was created for a refused attestation", name)
 		}
 	}
