@@ -18,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-	jose "github.com/go-jose/go-jose/v4"
 	"golang.org/x/oauth2"
 
 	"github.com/agentprov/agentprov/authz"
@@ -37,19 +36,12 @@ type orchestrator struct {
 
 func newOrchestrator(t testing.TB, issuer string) *orchestrator {
 	t.Helper()
-	key, err := authz.GenerateSigningKey("k1", jose.EdDSA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	att, err := authz.NewAttester(issuer, key, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	o := authztesting.NewOrchestrator(t, issuer)
 	vlt, err := vault.NewVault(vault.NewMemoryVaultStore(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &orchestrator{Orchestrator: &authztesting.Orchestrator{Attester: att}, vlt: vlt}
+	return &orchestrator{Orchestrator: o, vlt: vlt}
 }
 
 // whoami calls the protected API with the vault's token for ref.
