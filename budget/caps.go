@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"time"
 	"unicode/utf8"
+
+	"github.com/agentprov/agentprov/internal/wireid"
 )
 
 func checkScope(s Scope) error {
@@ -29,48 +31,11 @@ func checkKey(k string) error {
 	return nil
 }
 
-func validProjectID(s string) bool {
-	if s == "" || len(s) > 128 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
+func validProjectID(s string) bool { return wireid.ProjectID(s) }
 
-func validProviderID(s string) bool {
-	if s == "" || len(s) > 64 || s[0] == '-' {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
+func validProviderID(s string) bool { return wireid.ProviderID(s) }
 
-func validServiceID(s string) bool {
-	if s == "" || len(s) > 128 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		alnum := c >= 'a' && c <= 'z' || c >= '0' && c <= '9'
-		if i == 0 && !alnum {
-			return false
-		}
-		if !(alnum || c == '.' || c == '_' || c == ':' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
+func validServiceID(s string) bool { return wireid.ServiceID(s) }
 
 // CapChange is a request to set a cap. Only a user or an operator may make
 // it; the caller authenticates By.

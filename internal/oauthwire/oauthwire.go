@@ -14,6 +14,7 @@ import (
 
 	"github.com/agentprov/agentprov/internal/problem"
 	"github.com/agentprov/agentprov/internal/safehttp"
+	"github.com/agentprov/agentprov/internal/wireid"
 )
 
 // WellKnownURL inserts a well-known path between host and path of id, as
@@ -72,56 +73,16 @@ func WriteJSON(w http.ResponseWriter, status int, v any, cache string) {
 const MetadataMaxAge = "public, max-age=300"
 
 // ValidProjectID reports whether s is a project id (PROTOCOL §2.5).
-func ValidProjectID(s string) bool {
-	if len(s) == 0 || len(s) > 128 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
+func ValidProjectID(s string) bool { return wireid.ProjectID(s) }
 
 // ValidProviderID reports whether s is a provider id (PROTOCOL §2.5).
-func ValidProviderID(s string) bool {
-	if len(s) == 0 || len(s) > 64 || s[0] == '-' {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
+func ValidProviderID(s string) bool { return wireid.ProviderID(s) }
 
 // ValidServiceID reports whether s is a service id (PROTOCOL §2.5).
-func ValidServiceID(s string) bool {
-	if len(s) == 0 || len(s) > 128 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		alnum := c >= 'a' && c <= 'z' || c >= '0' && c <= '9'
-		if i == 0 && !alnum {
-			return false
-		}
-		if !(alnum || c == '.' || c == '_' || c == ':' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
+func ValidServiceID(s string) bool { return wireid.ServiceID(s) }
 
 // ValidServiceRef reports whether s is "provider/service" (PROTOCOL §2.5).
-func ValidServiceRef(s string) bool {
-	p, svc, ok := strings.Cut(s, "/")
-	return ok && ValidProviderID(p) && ValidServiceID(svc)
-}
+func ValidServiceRef(s string) bool { return wireid.ServiceRef(s) }
 
 // GetOrHead reports whether r is a GET or HEAD, answering 405 otherwise:
 // the handlers are exported and may be mounted without a method pattern.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/agentprov/agentprov/budget"
 	"github.com/agentprov/agentprov/internal/signkey"
+	"github.com/agentprov/agentprov/internal/wireid"
 )
 
 // AllowedAlgs is the JOSE algorithm allow-list: asymmetric only.
@@ -36,23 +37,18 @@ func SignerFor(k signkey.Key, typ string) (jose.Signer, error) {
 	return jose.NewSigner(jose.SigningKey{Algorithm: k.Algorithm, Key: k.SigningValue()}, opts)
 }
 
-var (
-	providerRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,63}$`)
-	serviceRE  = regexp.MustCompile(`^[a-z0-9][a-z0-9._:_-]{0,127}$`)
-	projectRE  = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
-	currencyRE = regexp.MustCompile(`^[A-Z]{3}$`)
-)
+var currencyRE = regexp.MustCompile(`^[A-Z]{3}$`)
 
 // ValidProvider reports whether s is a provider id (§2.5).
-func ValidProvider(s string) bool { return providerRE.MatchString(s) }
+func ValidProvider(s string) bool { return wireid.ProviderID(s) }
 
 // ValidProject reports whether s is a project id.
-func ValidProject(s string) bool { return projectRE.MatchString(s) }
+func ValidProject(s string) bool { return wireid.ProjectID(s) }
 
 // SplitRef parses a service ref strictly (§2.5).
 func SplitRef(ref string) (provider, service string, err error) {
 	p, s, ok := strings.Cut(ref, "/")
-	if !ok || strings.Contains(s, "/") || !providerRE.MatchString(p) || !serviceRE.MatchString(s) {
+	if !ok || !wireid.ProviderID(p) || !wireid.ServiceID(s) {
 		return "", "", fmt.Errorf("service ref %q is not provider/service_id", ref)
 	}
 	return p, s, nil
