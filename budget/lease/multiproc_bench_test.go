@@ -115,7 +115,7 @@ func TestLeaseBenchProcess(t *testing.T) {
 	if !in.Scan() || in.Text() != "go" {
 		t.Fatal("no go")
 	}
-	if _, err := run(benchWorkers, ops, func(i int) error { return op(i) }); err != nil {
+	if _, err := run(benchWorkers, ops, op); err != nil {
 		t.Fatal(err)
 	}
 	fmt.Println("done")
